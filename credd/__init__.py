@@ -1,0 +1,25 @@
+"""credd: a credential agent in the style of ssh-agent.
+
+Kept tiny on purpose: `credd get` imports this package, so the public names
+are loaded lazily (PEP 562) and nothing heavy happens here.
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "credd.client",
+    "resolve": "credd.resolve",
+    "RedactingFilter": "credd.redact",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'credd' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,7 @@
+"""`python -m credd` is the `credd` command."""
+
+import sys
+
+from credd.cli import main
+
+sys.exit(main())

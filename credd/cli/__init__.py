@@ -1,0 +1,78 @@
+"""The `credd` command.
+
+`main` first offers the arguments to the stdlib-only fast path
+(`credd.cli.fast`: `get`, `status`), which answers the hot commands without
+importing argparse or msgspec. Everything else builds the argparse tree from
+the command modules below; each module registers its subcommands and imports
+its heavy dependencies inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: Modules under credd.cli that contribute subcommands, in help order.
+COMMAND_MODULES = ("vault", "entries", "scripting", "agent", "service", "keyring_cmd", "audit")
+
+EXIT_CODES = """\
+exit codes:
+  0  ok
+  1  other error
+  2  usage error (bad arguments or request)
+  3  vault is locked (run `credd unlock`)
+  4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)
+  5  not found
+  6  wrong passphrase
+  7  denied (permissions, peer or policy)
+  8  integrity error (the vault failed authentication)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        from credd.cli.fast import fast_main
+    except ModuleNotFoundError:
+        fast_main = None
+    if fast_main is not None:
+        code = fast_main(args)
+        if code is not None:
+            return code
+    return full_main(args)
+
+
+def build_parser():
+    import argparse
+    import importlib
+
+    from credd import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="credd",
+        description="credd: a credential agent and vault. Secrets go in through stdin or a "
+                    "prompt, never as arguments.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"credd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"credd.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"credd.cli.{name}":
+                continue  # that command group is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def full_main(args: list[str]) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    func = getattr(ns, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from credd.cli.output import run_command
+    return run_command(func, ns)

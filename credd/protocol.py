@@ -1,0 +1,438 @@
+"""The wire contract between credd's agent and every client.
+
+A frame is a 4-byte big-endian length followed by one MessagePack body of at
+most MAX_FRAME bytes. Each body is a map whose "type" key names the message
+(explicit snake_case tags: renaming a class never changes the wire). Bodies
+must be canonical MessagePack (smallest encodings, float64, no duplicate keys)
+so that the one strict decoder has exactly one reading of every frame.
+
+This module imports nothing of credd's: `docs/protocol.md` describes the same
+contract for clients in other languages.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar, Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 1 << 20
+HEADER = struct.Struct(">I")
+
+EntryType = str  # api_key, access_token, password, connection_string, secret,
+#                  certificate, private_key, ssh_key, note, or any other word
+ErrorCode = Literal[
+    "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
+    "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "internal",
+]
+ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
+SetMode = Literal["upsert", "create", "update"]
+
+
+class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
+               omit_defaults=True, kw_only=True):
+    """Base of every message. `_secret` names fields whose values repr hides."""
+
+    _secret: ClassVar[tuple[str, ...]] = ()
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            shown = "<redacted>" if name in self._secret and value is not None else repr(value)
+            parts.append(f"{name}={shown}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __rich_repr__(self):
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            yield name, ("<redacted>" if name in self._secret and value is not None else value)
+
+
+class _Data(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    """Base of the untagged records carried inside messages."""
+
+
+# ---------------------------------------------------------------- records
+
+class Field(_Data):
+    """One named field of an entry; `secret` fields are withheld from metadata."""
+
+    name: str
+    value: str = ""
+    secret: bool = True
+
+    def __repr__(self) -> str:
+        shown = "<redacted>" if self.secret else repr(self.value)
+        return f"Field(name={self.name!r}, value={shown}, secret={self.secret})"
+
+
+class EntryMeta(_Data):
+    """Everything about an entry except its secret values."""
+
+    name: str
+    kind: EntryType = "secret"
+    service: str = ""
+    tags: list[str] = []
+    fields: dict[str, str] = {}        # non-secret fields, with their values
+    secret_fields: list[str] = []      # names of secret fields (values withheld)
+    has_value: bool = False
+    has_notes: bool = False
+    created: float = 0.0               # unix time
+    updated: float = 0.0
+    version: int = 1
+    rotate_after: float | None = None  # seconds between rotations
+    expires: float | None = None       # unix time
+    deleted: float | None = None       # unix time it went to the trash
+
+
+class VersionInfo(_Data):
+    """One version in an entry's history."""
+
+    version: int
+    updated: float                     # when this version was written
+    replaced: float | None = None      # when a later version superseded it
+
+
+class AuditRecord(_Data):
+    """One audit line; names appear only as HMACs under the vault's audit key."""
+
+    time: float
+    op: str
+    outcome: str
+    name_hmac: str = ""
+    pid: int | None = None
+    exe: str = ""
+
+
+# ---------------------------------------------------------------- requests
+
+class Hello(_Message, tag="hello"):
+    protocol: int
+    client: str = ""
+
+
+class Status(_Message, tag="status"):
+    pass
+
+
+class Init(_Message, tag="init"):
+    _secret = ("passphrase",)
+    passphrase: str
+    kdf_memory_kib: int | None = None
+    kdf_iterations: int | None = None
+    kdf_lanes: int | None = None
+
+
+class Unlock(_Message, tag="unlock"):
+    """Exactly one of passphrase, key, recovery_key."""
+
+    _secret = ("passphrase", "key", "recovery_key")
+    passphrase: str | None = None
+    key: bytes | None = None
+    recovery_key: str | None = None
+    idle_timeout: float | None = None
+    max_lifetime: float | None = None
+
+
+class Lock(_Message, tag="lock"):
+    pass
+
+
+class ChangePassphrase(_Message, tag="change_passphrase"):
+    _secret = ("old", "new")
+    old: str
+    new: str
+
+
+class Get(_Message, tag="get"):
+    name: str
+    field: str | None = None
+
+
+class GetMany(_Message, tag="get_many"):
+    refs: list[str]
+
+
+class Reveal(_Message, tag="reveal"):
+    name: str
+    version: int | None = None
+
+
+class Describe(_Message, tag="describe"):
+    name: str
+
+
+class Set(_Message, tag="set"):
+    """Write an entry. merge=False replaces it whole (None means default);
+    merge=True keeps what is None, merges fields by name, and 0 clears
+    rotate_after/expires."""
+
+    _secret = ("value", "notes")
+    name: str
+    kind: EntryType | None = None
+    service: str | None = None
+    tags: list[str] | None = None
+    value: str | None = None
+    fields: list[Field] | None = None
+    remove_fields: list[str] = []
+    notes: str | None = None
+    rotate_after: float | None = None
+    expires: float | None = None
+    mode: SetMode = "upsert"
+    merge: bool = False
+
+
+class Delete(_Message, tag="delete"):
+    name: str
+
+
+class Undelete(_Message, tag="undelete"):
+    name: str
+
+
+class Purge(_Message, tag="purge"):
+    name: str
+
+
+class Move(_Message, tag="move"):
+    old: str
+    new: str
+
+
+class List(_Message, tag="list"):
+    prefix: str = ""
+    service: str | None = None
+    kind: EntryType | None = None
+    tag: str | None = None
+    contains: str | None = None
+    due: bool = False                  # only entries past rotation or expiry
+    cursor: str | None = None          # resume after this name (from `next`)
+    limit: int = 0                     # 0: as many as fit in a frame
+
+
+class Trash(_Message, tag="trash"):
+    pass
+
+
+class History(_Message, tag="history"):
+    name: str
+
+
+class Restore(_Message, tag="restore"):
+    name: str
+    version: int
+
+
+class AddKeySlot(_Message, tag="add_key_slot"):
+    _secret = ("key",)
+    key: bytes
+    label: str = "keyring"
+
+
+class RemoveKeySlot(_Message, tag="remove_key_slot"):
+    label: str = "keyring"
+
+
+class Audit(_Message, tag="audit"):
+    limit: int = 100
+
+
+class Check(_Message, tag="check"):
+    pass
+
+
+class Rekey(_Message, tag="rekey"):
+    pass
+
+
+class Subscribe(_Message, tag="subscribe"):
+    pass
+
+
+class Stop(_Message, tag="stop"):
+    pass
+
+
+Request = Union[
+    Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
+    Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
+    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop,
+]
+
+# ---------------------------------------------------------------- responses
+
+class Welcome(_Message, tag="welcome"):
+    protocol: int
+    version: str
+    pid: int
+    capabilities: list[str] = []
+
+
+class StatusReply(_Message, tag="status"):
+    state: Literal["no_vault", "locked", "unlocked"]
+    vault: str
+    socket: str
+    pid: int
+    version: str
+    protocol: int = PROTOCOL_VERSION
+    entries: int | None = None          # only while unlocked
+    idle_timeout: float = 0.0
+    max_lifetime: float = 0.0
+    idle_left: float | None = None      # seconds until the idle lock
+    lifetime_left: float | None = None  # seconds until the absolute lock
+    retry_after: float = 0.0            # unlock throttle still in force
+
+
+class Ok(_Message, tag="ok"):
+    pass
+
+
+class RecoveryKey(_Message, tag="recovery_key"):
+    _secret = ("recovery_key",)
+    recovery_key: str
+
+
+class Secret(_Message, tag="secret"):
+    _secret = ("value",)
+    name: str
+    value: str
+    field: str | None = None
+
+
+class Secrets(_Message, tag="secrets"):
+    """Values of a get_many, keyed by the reference exactly as asked."""
+
+    _secret = ("values",)
+    values: dict[str, str]
+
+
+class Revealed(_Message, tag="revealed"):
+    _secret = ("value", "secret_fields", "notes")
+    entry: EntryMeta
+    value: str = ""
+    secret_fields: dict[str, str] = {}
+    notes: str = ""
+
+
+class EntryReply(_Message, tag="entry"):
+    entry: EntryMeta
+
+
+class Entries(_Message, tag="entries"):
+    entries: list[EntryMeta]
+    next: str | None = None             # pass as `cursor` for the next page
+    total: int = 0                      # matches overall, across pages
+
+
+class HistoryReply(_Message, tag="history"):
+    name: str
+    current: int
+    versions: list[VersionInfo]
+
+
+class AuditLog(_Message, tag="audit_log"):
+    records: list[AuditRecord]
+
+
+class CheckReport(_Message, tag="check_report"):
+    checked: int
+    problems: list[str] = []
+
+
+class Error(_Message, tag="error"):
+    code: ErrorCode
+    message: str
+    names: list[str] = []
+    retry_after: float | None = None
+
+
+Response = Union[
+    Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
+    HistoryReply, AuditLog, CheckReport, Error,
+]
+
+# ---------------------------------------------------------------- events
+
+class Locked(_Message, tag="locked"):
+    reason: str = ""                    # request, idle, lifetime, signal, shutdown
+
+
+class Unlocked(_Message, tag="unlocked"):
+    pass
+
+
+class EntryChanged(_Message, tag="entry_changed"):
+    name: str
+    action: ChangeAction
+    new_name: str | None = None
+
+
+Event = Union[Locked, Unlocked, EntryChanged]
+
+# ---------------------------------------------------------------- framing
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(Request)
+_response_decoder = msgspec.msgpack.Decoder(Response)
+_event_decoder = msgspec.msgpack.Decoder(Union[Locked, Unlocked, EntryChanged, Error])
+_raw_decoder = msgspec.msgpack.Decoder()
+
+
+class FrameError(ValueError):
+    """A frame is malformed; the message names why, never its content."""
+
+
+def encode(message: _Message) -> bytes:
+    """One message as a whole frame: header + body."""
+    body = _encoder.encode(message)
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"message of {len(body)} bytes exceeds the {MAX_FRAME}-byte frame limit")
+    return HEADER.pack(len(body)) + body
+
+
+def body_length(header: bytes) -> int:
+    """Validate a 4-byte header before anything is allocated for the body."""
+    (length,) = HEADER.unpack(header)
+    if length == 0:
+        raise FrameError("empty frame")
+    if length > MAX_FRAME:
+        raise FrameError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+    return length
+
+
+def _strict(decoder: msgspec.msgpack.Decoder, body: bytes) -> Any:
+    try:
+        message = decoder.decode(body)
+        canonical = _encoder.encode(_raw_decoder.decode(body)) == body
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise FrameError(str(exc)) from None
+    except (UnicodeDecodeError, RecursionError, OverflowError, ValueError, TypeError):
+        raise FrameError("undecodable frame") from None
+    if not canonical:
+        raise FrameError("frame is not canonical MessagePack (duplicate keys or padded encodings)")
+    return message
+
+
+def decode_request(body: bytes) -> Request:
+    """The agent's one strict decoder."""
+    return _strict(_request_decoder, body)
+
+
+def decode_response(body: bytes) -> Response:
+    return _strict(_response_decoder, body)
+
+
+def decode_event(body: bytes) -> Event | Error:
+    return _strict(_event_decoder, body)
+
+
+def tag_of(cls: type) -> str:
+    return cls.__struct_config__.tag
+
+
+REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in Request.__args__}
+RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in Response.__args__}
+EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in Event.__args__}
