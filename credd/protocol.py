@@ -68,6 +68,11 @@ class Field(_Data):
         shown = "<redacted>" if self.secret else repr(self.value)
         return f"Field(name={self.name!r}, value={shown}, secret={self.secret})"
 
+    def __rich_repr__(self):
+        yield "name", self.name
+        yield "value", "<redacted>" if self.secret else self.value
+        yield "secret", self.secret
+
 
 class EntryMeta(_Data):
     """Everything about an entry except its secret values."""

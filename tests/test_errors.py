@@ -35,3 +35,16 @@ def test_unknown_code_becomes_internal():
 def test_default_message_says_what_to_do_next():
     assert "credd unlock" in str(errors.LockedError())
     assert "credd init" in str(errors.NoVault())
+
+
+def test_secret_fields_are_redacted_in_every_repr():
+    from credd.protocol import Field, Set, Unlock
+
+    secret = "s3cr3t-value"
+    field = Field(name="token", value=secret, secret=True)
+    for text in (repr(field), str(list(field.__rich_repr__())),
+                 repr(Set(name="x", value=secret, notes=secret, fields=[field])),
+                 repr(Unlock(passphrase=secret)), str(list(Unlock(passphrase=secret).__rich_repr__()))):
+        assert secret not in text
+    plain = Field(name="user", value="alice", secret=False)
+    assert "alice" in repr(plain) and ("value", "alice") in list(plain.__rich_repr__())

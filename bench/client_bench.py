@@ -1,0 +1,362 @@
+"""The thin client and `credd get` against their floors, and the agent at 100,000 entries.
+
+    process     `credd get NAME` wall time beside `python -c pass` of the same venv
+                (and `pass show` / `gopass show` when installed; --install-peers
+                installs them from Debian packages, with a throwaway GnuPG key)
+    latency     in-process Client.get p50/p99 beside a raw msgspec echo server
+    throughput  1, 8 and 64 concurrent client processes, agent beside the echo
+    100k        an agent holding 100,000 entries: unlock (key slot, no KDF), list
+                all, filtered lists, set
+
+Run by `make bench`; measures, never asserts. Each figure is printed with
+its goal from issue 3. The machine is shared, so read medians, not single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+
+from credd import protocol  # noqa: E402
+from credd.client import Client  # noqa: E402
+
+VENV_BIN = os.path.dirname(sys.executable)
+PASSPHRASE = "bench passphrase"
+FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
+GPG_ID = "bench@credd.invalid"
+
+ECHO_SERVER = """
+import asyncio, os, sys
+import msgspec
+from credd import protocol
+
+decode = msgspec.msgpack.Decoder(protocol.Request).decode
+encode = protocol.encode
+welcome = encode(protocol.Welcome(protocol=protocol.PROTOCOL_VERSION, version="echo",
+                                  pid=os.getpid()))
+
+async def handle(reader, writer):
+    try:
+        while True:
+            n = int.from_bytes(await reader.readexactly(4), "big")
+            req = decode(await reader.readexactly(n))
+            if isinstance(req, protocol.Hello):
+                writer.write(welcome)
+            else:
+                writer.write(encode(protocol.Secret(name=req.name, value="x" * 32)))
+            await writer.drain()
+    except asyncio.IncompleteReadError:
+        writer.close()
+
+async def main():
+    server = await asyncio.start_unix_server(handle, sys.argv[1], limit=1 << 21)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+def pct(samples: list[float], q: int) -> float:
+    return statistics.quantiles(samples, n=100)[q - 1]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+def row(label: str, value: str, note: str = "") -> None:
+    print(f"  {label:<44}{value:>14}   {note}")
+
+
+def wait_for(path: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {path}")
+
+
+def start_agent(env: dict, log: str) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "serve"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(env["CREDD_SOCK"], proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def bench_env(root: str, name: str) -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # users run with cached bytecode
+    env.update(CREDD_SOCK=os.path.join(root, f"{name}.sock"),
+               CREDD_VAULT=os.path.join(root, name, "vault.db"),
+               CREDD_STATE_DIR=os.path.join(root, name, "state"), NO_COLOR="1",
+               PYTHONPATH=os.path.dirname(HERE))
+    return env
+
+
+# ---------------------------------------------------------------- process wall time
+
+def peers(root: str, install: bool) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """`pass show` and `gopass show` over one throwaway store, when they can be had;
+    returns their commands and the environment they need."""
+    missing = not (shutil.which("pass") and shutil.which("gopass"))
+    if install and missing and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "pass", "gopass"],
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not (shutil.which("pass") and shutil.which("gpg")):
+        return {}, {}
+    gnupg, store = os.path.join(root, "gnupg"), os.path.join(root, "store")
+    os.mkdir(gnupg, 0o700)
+    extra = {"GNUPGHOME": gnupg, "PASSWORD_STORE_DIR": store}
+    env = {**os.environ, **extra}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--pinentry-mode", "loopback",
+                    "--quick-gen-key", GPG_ID, "default", "default", "never"],
+                   env=env, capture_output=True, check=True)
+    subprocess.run(["pass", "init", GPG_ID], env=env, capture_output=True, check=True)
+    subprocess.run(["pass", "insert", "-e", "bench"], env=env, input=b"x" * 32 + b"\n",
+                   capture_output=True, check=True)
+    found = {"pass show": ["pass", "show", "bench"]}
+    if shutil.which("gopass"):
+        # gopasspw/gopass has `show -o`; Debian's older gopass only `show NAME`.
+        probe = subprocess.run(["gopass", "show", "-o", "bench"], env=env, capture_output=True)
+        found["gopass show" + (" -o" if probe.returncode == 0 else "")] = \
+            ["gopass", "show", *(["-o"] if probe.returncode == 0 else []), "bench"]
+    return found, extra
+
+
+def process_times(env: dict, commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """Interleaved runs, so a busy moment on the machine hits every command alike."""
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for i in range(runs + 2):
+        for label, argv in commands.items():
+            start = time.perf_counter()
+            done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+            elapsed = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"{label} failed with {done.returncode}")
+            if i >= 2:  # two warm-up rounds (bytecode caches, page cache)
+                times[label].append(elapsed)
+    return times
+
+
+def section_process(env: dict, root: str, runs: int, install_peers: bool) -> None:
+    print(f"\n`credd get` as a whole process ({runs} interleaved runs; median, min)")
+    credd = os.path.join(VENV_BIN, "credd")
+    commands = {"python -c pass (same venv)": [sys.executable, "-c", "pass"],
+                "python -S -c pass (no site-packages)": [sys.executable, "-S", "-c", "pass"],
+                "credd get NAME": [credd, "get", "bench"],
+                "credd status": [credd, "status"],
+                "python -m credd get NAME": [sys.executable, "-m", "credd", "get", "bench"],
+                # The fast path needs nothing from site-packages: this is `credd get`
+                # without the editable install's import hook (~20 ms of `import site`).
+                "python -S -m credd get NAME": [sys.executable, "-S", "-m", "credd", "get",
+                                                "bench"]}
+    peer_commands, peer_env = peers(root, install_peers)
+    commands.update(peer_commands)
+    times = process_times({**env, **peer_env}, commands, runs)
+    floor = statistics.median(times["python -c pass (same venv)"])
+    for label, samples in times.items():
+        median = statistics.median(samples)
+        row(label, ms(median), f"min {ms(min(samples)).strip()}, {median / floor:.2f}x python")
+    get = statistics.median(times["credd get NAME"])
+    print(f"  goal: credd get <= 2x python -c pass: {get / floor:.2f}x")
+    if "pass show" in times:
+        ratio = get / statistics.median(times["pass show"])
+        print(f"  stretch: faster than pass show: {ratio:.2f}x its time")
+    else:
+        print("  pass/gopass not installed: peers skipped (--install-peers fetches them)")
+
+
+# ---------------------------------------------------------------- latency and throughput
+
+def raw_get(sock: socket.socket, frame: bytes, decode) -> str:
+    sock.sendall(frame)
+    header = sock.recv(4, socket.MSG_WAITALL)
+    return decode(sock.recv(int.from_bytes(header, "big"), socket.MSG_WAITALL)).value
+
+
+def raw_connection(path: str):
+    import msgspec
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    decode = msgspec.msgpack.Decoder(protocol.Response).decode
+    sock.sendall(protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION)))
+    header = sock.recv(4, socket.MSG_WAITALL)
+    sock.recv(int.from_bytes(header, "big"), socket.MSG_WAITALL)
+    frame = protocol.encode(protocol.Get(name="bench"))
+    return lambda: raw_get(sock, frame, decode)
+
+
+def client_getter(path: str):
+    client = Client(path)
+    return lambda: client.get("bench")
+
+
+def latencies(get, n: int) -> list[float]:
+    for _ in range(200):
+        get()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        get()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def section_latency(agent_sock: str, echo_sock: str, n: int) -> None:
+    print(f"\nin-process get, {n} sequential calls (p50, p99)")
+    echo = latencies(raw_connection(echo_sock), n)
+    agent = latencies(client_getter(agent_sock), n)
+    for label, samples in (("raw msgspec echo", echo), ("Client.get against the agent", agent)):
+        row(label, f"{pct(samples, 50) * 1e6:8.0f} us", f"p99 {pct(samples, 99) * 1e6:.0f} us")
+    print(f"  goal: Client.get p50 <= 1.5x echo: {pct(agent, 50) / pct(echo, 50):.2f}x")
+
+
+def _worker(kind: str, path: str, start, seconds: float, out) -> None:
+    get = client_getter(path) if kind == "agent" else raw_connection(path)
+    start.wait()
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        get()
+        count += 1
+    out.send(count)
+
+
+def throughput(kind: str, path: str, clients: int, seconds: float) -> float:
+    ctx = mp.get_context("fork")
+    start = ctx.Event()
+    pipes, procs = [], []
+    for _ in range(clients):
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(kind, path, start, seconds, send))
+        proc.start()
+        pipes.append(recv)
+        procs.append(proc)
+    time.sleep(0.5 + clients * 0.02)  # every worker connected and waiting
+    start.set()
+    total = sum(p.recv() for p in pipes)
+    for proc in procs:
+        proc.join()
+    return total / seconds
+
+
+def section_throughput(agent_sock: str, echo_sock: str, seconds: float) -> None:
+    print(f"\nthroughput, concurrent client processes ({seconds:.0f} s each)")
+    for clients in (1, 8, 64):
+        echo = throughput("echo", echo_sock, clients, seconds)
+        agent = throughput("agent", agent_sock, clients, seconds)
+        goal = "  (goal >= 0.5x)" if clients == 8 else ""
+        row(f"{clients:>2} clients: agent / echo", f"{agent:8.0f} /s",
+            f"echo {echo:.0f} /s, {agent / echo:.2f}x{goal}")
+
+
+# ---------------------------------------------------------------- 100,000 entries
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    samples, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), result
+
+
+def section_big(root: str, entries: int) -> None:
+    import vault_bench
+    env = bench_env(root, "big")
+    os.makedirs(os.path.dirname(env["CREDD_VAULT"]), mode=0o700)
+    os.environ["CREDD_STATE_DIR"] = env["CREDD_STATE_DIR"]  # the vault's rollback counter
+    print(f"\nan agent with {entries:,} entries")
+    started = time.perf_counter()
+    vault_bench.build(env["CREDD_VAULT"], entries).close()
+    print(f"  (built in {time.perf_counter() - started:.0f} s)")
+    agent = start_agent(env, os.path.join(root, "big.log"))
+    try:
+        with Client(env["CREDD_SOCK"], timeout=None) as c:
+            unlock, _ = timed(lambda: c.unlock(key=vault_bench.KEY))
+            row("unlock (key slot: no KDF)", ms(unlock))
+            listed, everything = timed(c.list, repeat=5)
+            row(f"list all ({len(everything):,}, paged)", ms(listed), "goal <= 200 ms")
+            by_service, found = timed(lambda: c.list(service="svc7"), repeat=5)
+            row(f"list --service ({len(found)} match)", ms(by_service))
+            by_prefix, found = timed(lambda: c.list(prefix="team7/"), repeat=5)
+            row(f"list prefix ({len(found):,} match)", ms(by_prefix))
+            by_text, found = timed(lambda: c.list(contains="service-4242"), repeat=5)
+            row(f"list substring ({len(found)} match)", ms(by_text))
+            sets = [timed(lambda i=i: c.set(f"bench/new-{i}", value="v" * 32))[0]
+                    for i in range(30)]
+            row("set (durable commit), median of 30", ms(statistics.median(sets)))
+    finally:
+        stop(agent)
+
+
+# ---------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=40, help="process runs per command")
+    parser.add_argument("--calls", type=int, default=5000, help="sequential in-process gets")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--install-peers", action="store_true",
+                        help="apt-get install pass and gopass if missing")
+    args, _ = parser.parse_known_args()
+
+    root = tempfile.mkdtemp(prefix="cb", dir="/tmp")  # short: sun_path
+    os.chmod(root, 0o700)
+    env = bench_env(root, "small")
+    agent = start_agent(env, os.path.join(root, "agent.log"))
+    echo_sock = os.path.join(root, "echo.sock")
+    echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, echo_sock], env=env,
+                            stdout=subprocess.DEVNULL)
+    try:
+        wait_for(echo_sock, echo)
+        with Client(env["CREDD_SOCK"], timeout=None) as c:
+            c.init(PASSPHRASE, **FAST_KDF)
+            c.unlock(PASSPHRASE, idle_timeout=3600)
+            c.set("bench", value="x" * 32)
+        section_process(env, root, args.runs, args.install_peers)
+        section_latency(env["CREDD_SOCK"], echo_sock, args.calls)
+        section_throughput(env["CREDD_SOCK"], echo_sock, args.seconds)
+    finally:
+        stop(agent)
+        stop(echo)
+    try:
+        section_big(root, args.entries)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

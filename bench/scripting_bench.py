@@ -1,0 +1,209 @@
+"""Benchmarks for secrets-into-programs, against a real agent in a throwaway vault.
+
+1. `credd run` with 50 references (counted: one get_many round trip per run,
+   from the audit log) beside a plain `env VAR=... true`.
+2. Masking throughput on text with 1,000 and 10,000 stored secrets: the
+   `Masker` alone, `credd redact FILE` end to end (fetching every secret
+   included), and `credd run -- cat FILE` with every secret injected,
+   beside `grep -F -f` and `rg -F -f` given the same secrets (search only:
+   they print matching lines and conceal nothing).
+
+    .venv/bin/python bench/scripting_bench.py [--mb 100] [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from credd.client import Client  # noqa: E402
+from credd.mask import Masker  # noqa: E402
+from credd.protocol import Field  # noqa: E402
+
+PASSPHRASE = "bench passphrase, not a secret"
+FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
+FIELDS_PER_ENTRY = 100
+ALPHABET = string.ascii_letters + string.digits + "-_"
+
+
+def isolated_env(root: Path) -> dict[str, str]:
+    runtime = Path(tempfile.mkdtemp(prefix="crb", dir="/tmp"))
+    env = dict(os.environ)
+    env.update({
+        "HOME": str(root), "XDG_RUNTIME_DIR": str(runtime),
+        "CREDD_SOCK": str(runtime / "credd" / "agent.sock"),
+        "CREDD_VAULT": str(root / "data" / "vault.db"),
+        "CREDD_STATE_DIR": str(root / "state"),
+        "PYTHONPATH": str(REPO), "NO_COLOR": "1",
+    })
+    return env
+
+
+def start_agent(env: dict[str, str], log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "credd", "serve"], env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(env["CREDD_SOCK"]):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"agent did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc
+
+
+def random_secret(rng: random.Random) -> str:
+    return "".join(rng.choices(ALPHABET, k=rng.randint(16, 40)))
+
+
+def store_secrets(c: Client, n: int, rng: random.Random, prefix: str) -> list[str]:
+    """n secret values as fields of n/100 entries (one write per entry)."""
+    values = []
+    for e in range(0, n, FIELDS_PER_ENTRY):
+        fields = [Field(name=f"f{i}", value=random_secret(rng))
+                  for i in range(min(FIELDS_PER_ENTRY, n - e))]
+        c.set(f"{prefix}/{e // FIELDS_PER_ENTRY:04d}", fields=fields)
+        values += [f.value for f in fields]
+    return values
+
+
+def make_text(path: Path, megabytes: int, secrets: list[str], rng: random.Random) -> None:
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10)))
+             for _ in range(5000)]
+    target = megabytes * 1_000_000
+    with open(path, "w") as f:
+        written = 0
+        while written < target:
+            lines = []
+            for _ in range(2000):
+                ws = rng.choices(words, k=10)
+                if rng.random() < 0.002:
+                    ws.append(rng.choice(secrets))
+                lines.append(f"2026-11-23T00:00:00Z INFO {' '.join(ws)} "
+                             f"{rng.getrandbits(64):016x}\n")
+            chunk = "".join(lines)
+            f.write(chunk)
+            written += len(chunk)
+
+
+def timed(cmd: list[str], env: dict[str, str], stdout=subprocess.DEVNULL) -> float:
+    start = time.perf_counter()
+    r = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if r.returncode not in (0, 1):  # grep/rg exit 1 when nothing matched
+        raise SystemExit(f"{cmd[:4]} failed ({r.returncode}): {r.stderr.decode()[:300]}")
+    return elapsed
+
+
+def get_many_requests(c: Client) -> int:
+    """Audit lines are one per entry name; the lines of one request share time and pid."""
+    return len({(a.time, a.pid) for a in c.audit(limit=10_000) if a.op == "get_many"})
+
+
+def bench_run(env: dict[str, str], c: Client, root: Path, runs: int) -> None:
+    rng = random.Random(1)
+    values = [random_secret(rng) for _ in range(50)]
+    for i, value in enumerate(values):
+        c.set(f"bench/run/{i:02d}", value=value)
+    env_file = root / "fifty.env"
+    env_file.write_text("".join(f"V{i}=credd://bench/run/{i:02d}\n" for i in range(50)))
+    plain = [f"V{i}={value}" for i, value in enumerate(values)]
+    before = get_many_requests(c)
+    credd_times = [timed([sys.executable, "-m", "credd", "run", "--env-file", str(env_file),
+                          "--", "true"], env) for _ in range(runs)]
+    after = get_many_requests(c)
+    env_times = [timed(["env", *plain, "true"], env) for _ in range(runs)]
+    py_times = [timed([sys.executable, "-c", "pass"], env) for _ in range(runs)]
+    print(f"\n## credd run with 50 references ({runs} runs, median)")
+    print(f"credd run --env-file (50 refs) -- true : {statistics.median(credd_times)*1000:7.1f} ms"
+          f"   get_many round trips per run: {(after - before) / runs:g}")
+    print(f"env VAR=... (50 vars) true            : {statistics.median(env_times)*1000:7.1f} ms")
+    print(f"python -c pass (interpreter floor)     : {statistics.median(py_times)*1000:7.1f} ms")
+
+
+def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n: int) -> None:
+    rng = random.Random(n)
+    secrets = store_secrets(c, n, rng, f"bench/s{n}")
+    text = root / f"text{n}.log"
+    make_text(text, megabytes, secrets, rng)
+    size = text.stat().st_size / 1e6
+    patterns = root / f"patterns{n}.txt"
+    patterns.write_text("\n".join(secrets) + "\n")
+    print(f"\n## {n:,} secrets, {size:.0f} MB of text (MB/s, higher is better)")
+
+    data = text.read_bytes()
+    start = time.perf_counter()
+    masker = Masker(secrets)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    out = [masker.feed(data[i:i + (1 << 20)]) for i in range(0, len(data), 1 << 20)]
+    out.append(masker.flush())
+    scan = time.perf_counter() - start
+    del data, out
+    print(f"Masker alone (1 MiB chunks)            : {size / scan:8.1f}   "
+          f"(+{built:.2f} s to build for {n:,} secrets)")
+
+    with open(root / "redacted.log", "wb") as sink:
+        t = timed([sys.executable, "-m", "credd", "redact", str(text)], env, stdout=sink)
+    print(f"credd redact FILE (end to end)         : {size / t:8.1f}   ({t:.2f} s)")
+
+    env_file = root / f"all{n}.env"
+    entries = sorted({e for e in range(0, n, FIELDS_PER_ENTRY)})
+    env_file.write_text("".join(
+        f"S{e}_{i}=credd://bench/s{n}/{e // FIELDS_PER_ENTRY:04d}/f{i}\n"
+        for e in entries for i in range(min(FIELDS_PER_ENTRY, n - e))))
+    with open(root / "masked.log", "wb") as sink:
+        t = timed([sys.executable, "-m", "credd", "run", "--env-file", str(env_file), "--",
+                   "cat", str(text)], env, stdout=sink)
+    print(f"credd run -- cat FILE (masked pipe)    : {size / t:8.1f}   ({t:.2f} s)")
+    concealed = (root / "masked.log").read_bytes().count(b"<concealed by credd>")
+    print(f"  (markers in run output: {concealed:,})")
+
+    for tool in ("grep", "rg"):
+        exe = shutil.which(tool)
+        if exe is None:
+            print(f"{tool} -F -f (search only)               :  skipped ({tool} not installed)")
+            continue
+        # to a file: GNU grep stops at the first match when its output is /dev/null
+        with open(root / f"{tool}.out", "wb") as sink:
+            t = timed([exe, "-F", "-f", str(patterns), str(text)], env, stdout=sink)
+        print(f"{tool + ' -F -f':<8} (search only)             : {size / t:8.1f}   ({t:.2f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=100, help="size of the text, in MB")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--secrets", type=int, nargs="+", default=[1000, 10000])
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="credd-bench-"))
+    env = isolated_env(root)
+    os.environ.update({k: env[k] for k in ("CREDD_SOCK", "CREDD_VAULT", "CREDD_STATE_DIR")})
+    agent = start_agent(env, root / "agent.log")
+    try:
+        with Client(env["CREDD_SOCK"]) as c:
+            c.init(PASSPHRASE, **FAST_KDF)
+            c.unlock(PASSPHRASE)
+            bench_run(env, c, root, args.runs)
+            for n in args.secrets:
+                bench_masking(env, c, root, args.mb, n)
+    finally:
+        agent.terminate()
+        agent.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(os.path.dirname(env["CREDD_SOCK"])), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

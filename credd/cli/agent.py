@@ -1,0 +1,57 @@
+"""Agent lifecycle: `credd serve` (the agent in the foreground) and `credd stop`.
+
+`credd agent` (detached, ssh-agent style) lives with the service commands.
+"""
+
+from __future__ import annotations
+
+from credd.cli.output import arg_type, parse_duration
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the agent in the foreground (systemd, launchd, tests)")
+    p.add_argument("--socket", metavar="PATH", help="socket path (default: $CREDD_SOCK, "
+                   "else $XDG_RUNTIME_DIR/credd/agent.sock)")
+    p.add_argument("--vault", metavar="PATH", help="vault file (default: $CREDD_VAULT, "
+                   "else the user data dir)")
+    p.add_argument("--state-dir", metavar="PATH", help="audit log directory "
+                   "(default: $CREDD_STATE_DIR, else the user state dir)")
+    p.add_argument("--idle-timeout", type=arg_type(parse_duration), metavar="D", default=None,
+                   help="lock after this long without use, e.g. 15m (default 15m)")
+    p.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D", default=None,
+                   help="lock this long after an unlock whatever happens, e.g. 8h (default 8h)")
+    p.add_argument("--read-timeout", type=arg_type(parse_duration), metavar="D", default=None,
+                   help="drop a client that takes longer to send one request (default 10s)")
+    p.add_argument("--max-connections", type=int, metavar="N", default=None,
+                   help="concurrent connections (default 128)")
+    p.add_argument("--allow-insecure-memory", action="store_true",
+                   help="start even if the process cannot be made non-dumpable "
+                        "or core files cannot be disabled")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("stop", help="lock the vault and stop the agent")
+    p.set_defaults(func=stop)
+
+
+def serve(ns) -> int:
+    from credd import paths
+    from credd.daemon import Config, serve as run
+    config = Config(socket=ns.socket or paths.socket_path(),
+                    vault=ns.vault or paths.vault_path(),
+                    state_dir=ns.state_dir or paths.state_dir(),
+                    allow_insecure_memory=ns.allow_insecure_memory)
+    for name in ("idle_timeout", "max_lifetime", "read_timeout", "max_connections"):
+        if getattr(ns, name) is not None:
+            setattr(config, name, getattr(ns, name))
+    if config.max_connections < 1:
+        from credd.errors import BadRequest
+        raise BadRequest("--max-connections must be at least 1")
+    return run(config)
+
+
+def stop(ns) -> int:
+    from credd import paths
+    from credd.spawn import stop_agent
+    info = stop_agent(paths.socket_path())
+    print(f"credd agent (pid {info.pid}) stopped")
+    return 0

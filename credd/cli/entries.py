@@ -1,0 +1,387 @@
+"""`credd set`, `get`, `show`, `ls` and the other commands on entries.
+
+Secrets never come from arguments (argv is readable by every user through
+/proc). A value comes from stdin (--value-stdin), a no-echo prompt
+(--prompt) or the generator (--generate). A secret field is named on the
+command line and its value read separately:
+
+    --secret-field K          prompt for K (no echo) on a terminal; without a
+                              terminal, read K from stdin
+    --secret-field K=@PATH    read K from a file (`@-` is stdin), e.g. <(pass show x)
+    --secret-field K=VALUE    refused, with this explanation
+
+Only one secret can come from stdin per command.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from credd.cli import output
+from credd.cli.output import arg_type, client, format_duration, format_time
+from credd.errors import BadRequest
+
+DEFAULT_LENGTH = 24
+DEFAULT_WORDS = 5
+HIDDEN = "•••••• (hidden: --reveal shows it)"
+
+
+def register(sub) -> None:
+    _register_set(sub)
+
+    p = sub.add_parser("get", help="print a secret (NAME or NAME/FIELD)")
+    p.add_argument("ref", metavar="NAME[/FIELD]")
+    p.add_argument("-n", dest="newline", action="store_false",
+                   help="no trailing newline")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("show", help="show an entry (secrets hidden unless --reveal)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--reveal", action="store_true", help="include secret values")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("ls", help="list entries (PATTERN: a substring, or a glob with * ? [)")
+    p.add_argument("pattern", nargs="?", metavar="PATTERN")
+    p.add_argument("--service", metavar="S")
+    p.add_argument("--type", dest="kind", metavar="T")
+    p.add_argument("--tag", metavar="T")
+    p.add_argument("--due", action="store_true", help="only entries due for rotation or expired")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_ls)
+
+    for name, helptext, func in (("rm", "move an entry to the trash", cmd_rm),
+                                 ("undelete", "bring an entry back from the trash", cmd_undelete),
+                                 ("purge", "destroy an entry in the trash, with its history",
+                                  cmd_purge)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("name", metavar="NAME")
+        if name == "purge":
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("mv", help="rename an entry")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.set_defaults(func=cmd_mv)
+
+    p = sub.add_parser("history", help="list the versions of an entry")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("restore", help="make an older version current again")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", type=int)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("trash", help="list deleted entries")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_trash)
+
+    p = sub.add_parser("generate", help="print a random password (nothing is stored)")
+    p.add_argument("length", nargs="?", type=int, metavar="LEN",
+                   help=f"characters (default {DEFAULT_LENGTH}), or words with --words "
+                        f"(default {DEFAULT_WORDS})")
+    p.add_argument("--words", action="store_true", help="pronounceable words joined by -")
+    p.add_argument("--no-symbols", action="store_true", help="letters and digits only")
+    p.set_defaults(func=cmd_generate)
+
+
+def _register_set(sub) -> None:
+    p = sub.add_parser(
+        "set", help="create or change an entry (secrets from stdin or a prompt, never argv)",
+        description=__doc__.split("\n", 2)[2], formatter_class=_raw_formatter())
+    p.add_argument("name", metavar="NAME")
+    value = p.add_mutually_exclusive_group()
+    value.add_argument("--value-stdin", action="store_true",
+                       help="read the value from stdin (to EOF, minus one trailing newline)")
+    value.add_argument("--prompt", action="store_true", help="type the value (no echo)")
+    value.add_argument("--generate", nargs="?", type=int, const=DEFAULT_LENGTH, metavar="LEN",
+                       help=f"generate a random value (default {DEFAULT_LENGTH} characters)")
+    p.add_argument("--type", dest="kind", metavar="T",
+                   help="api_key, access_token, password, connection_string, secret, "
+                        "certificate, private_key, ssh_key, note, or another word")
+    p.add_argument("--service", metavar="S")
+    p.add_argument("--field", action="append", default=[], metavar="K=V",
+                   help="a non-secret field (repeatable)")
+    p.add_argument("--secret-field", action="append", default=[], metavar="K[=@PATH]",
+                   help="a secret field, read from a prompt, stdin or a file (repeatable)")
+    p.add_argument("--remove-field", action="append", default=[], metavar="K")
+    p.add_argument("--tag", action="append", metavar="T", help="a tag (repeatable; replaces "
+                                                               "the entry's tags)")
+    p.add_argument("--rotate-after", type=arg_type(output.parse_duration), metavar="D",
+                   help="rotation period, e.g. 90d")
+    p.add_argument("--expires", type=arg_type(output.parse_date), metavar="DATE",
+                   help="expiry date, e.g. 2027-01-31")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--create", action="store_true", help="fail if the entry exists")
+    mode.add_argument("--update", action="store_true", help="fail if the entry does not exist")
+    p.add_argument("--replace", action="store_true",
+                   help="replace the whole entry instead of changing only what is given")
+    p.add_argument("--json", action="store_true", help="print the stored entry as JSON")
+    p.set_defaults(func=cmd_set)
+
+
+def _raw_formatter():
+    import argparse
+    return argparse.RawDescriptionHelpFormatter
+
+
+# ---------------------------------------------------------------- set
+
+def cmd_set(ns) -> int:
+    from credd.protocol import Field
+    fields = [Field(name=k, value=v, secret=False) for k, v in map(_key_value, ns.field)]
+    secret_fields, value = _read_secrets(ns)
+    fields += [Field(name=k, value=v, secret=True) for k, v in secret_fields]
+    mode = "create" if ns.create else "update" if ns.update else "upsert"
+    with client() as c:
+        entry = c.set(ns.name, kind=ns.kind, service=ns.service, tags=ns.tag, value=value,
+                      fields=fields or None, remove_fields=ns.remove_field,
+                      rotate_after=ns.rotate_after, expires=ns.expires, mode=mode,
+                      merge=not ns.replace)
+    if ns.json:
+        output.print_json(entry)
+    else:
+        generated = f" (generated a {ns.generate}-character value)" if ns.generate else ""
+        print(f"stored {entry.name}, version {entry.version}{generated}")
+    return 0
+
+
+def _key_value(spec: str) -> tuple[str, str]:
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise BadRequest(f"--field expects K=V, got {spec!r}")
+    return key, value
+
+
+def _read_secrets(ns) -> tuple[list[tuple[str, str]], str | None]:
+    """The secret fields and the value, each from its one source; stdin at most once."""
+    plan = [_secret_source(spec) for spec in ns.secret_field]
+    stdin_users = [key for key, source in plan if source == "-"] + (["value"] * ns.value_stdin)
+    if len(stdin_users) > 1:
+        raise BadRequest(f"only one secret can come from stdin, not {', '.join(stdin_users)}: "
+                         f"give the others with --secret-field K=@FILE or at a prompt")
+    fields = [(key, _read_source(ns.name, key, source)) for key, source in plan]
+    if ns.generate is not None:
+        value = generate_password(ns.generate)
+    elif ns.value_stdin or ns.prompt:
+        value = output.read_secret(f"value of {ns.name}: ", from_stdin=ns.value_stdin,
+                                   confirm=True, flag="--value-stdin")
+    else:
+        value = None
+    return fields, value
+
+
+def _secret_source(spec: str) -> tuple[str, str | None]:
+    """(key, source) where source is None (prompt, or stdin without a terminal), '-' or a path."""
+    key, sep, rest = spec.partition("=")
+    if not key:
+        raise BadRequest(f"--secret-field needs a name, got {spec!r}")
+    if not sep:
+        return key, (None if sys.stdin.isatty() else "-")
+    if not rest.startswith("@") or rest == "@":
+        raise BadRequest(f"--secret-field {key}=... would put a secret on the command line, "
+                         f"where other users can read it: use --secret-field {key} (prompt or "
+                         f"stdin) or --secret-field {key}=@FILE")
+    return key, rest[1:]
+
+
+def _read_source(name: str, key: str, source: str | None) -> str:
+    if source is None:
+        return output.read_secret(f"{name}/{key}: ", from_stdin=False, confirm=True)
+    if source == "-":
+        return output.read_secret("", from_stdin=True)
+    try:
+        with open(source, "rb") as f:
+            data = f.read().decode("utf-8")
+    except OSError as exc:
+        raise BadRequest(f"cannot read {key} from {source}: {exc.strerror}") from None
+    value = data.removesuffix("\n")
+    if not value:
+        raise BadRequest(f"{source} is empty; nothing was changed")
+    return value
+
+
+# ---------------------------------------------------------------- read
+
+def cmd_get(ns) -> int:
+    from credd.cli.fast import get_with_fallback, write_stdout
+    with client() as c:
+        value = get_with_fallback(ns.ref, c.get)
+    write_stdout(value.encode("utf-8") + (b"\n" if ns.newline else b""))
+    return 0
+
+
+def cmd_show(ns) -> int:
+    with client() as c:
+        shown = c.reveal(ns.name) if ns.reveal else c.describe(ns.name)
+    if ns.json:
+        output.print_json(shown)
+        return 0
+    meta = shown.entry if ns.reveal else shown
+    rows = [("name", meta.name), ("type", meta.kind)]
+    if meta.service:
+        rows.append(("service", meta.service))
+    if meta.tags:
+        rows.append(("tags", ", ".join(meta.tags)))
+    if meta.has_value:
+        rows.append(("value", shown.value if ns.reveal else HIDDEN))
+    rows += [(f"field {k}", v) for k, v in meta.fields.items()]
+    rows += [(f"field {k}", shown.secret_fields.get(k, "") if ns.reveal else HIDDEN)
+             for k in meta.secret_fields]
+    if meta.has_notes:
+        rows.append(("notes", shown.notes if ns.reveal else HIDDEN))
+    rows += [("version", str(meta.version)), ("updated", format_time(meta.updated)),
+             ("created", format_time(meta.created))]
+    if meta.rotate_after:
+        rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
+                               f"{format_time(meta.updated + meta.rotate_after)}"))
+    if meta.expires:
+        rows.append(("expires", format_time(meta.expires)))
+    if meta.deleted:
+        rows.append(("deleted", format_time(meta.deleted)))
+    width = max(len(k) for k, _ in rows) + 1
+    print("\n".join(f"{k + ':':<{width}} {v}" for k, v in rows))
+    return 0
+
+
+def due_reason(meta, now: float) -> str:
+    """Why an entry needs attention: `expired`, `rotate`, or ''."""
+    if meta.expires and meta.expires <= now:
+        return "expired"
+    if meta.rotate_after and meta.updated + meta.rotate_after <= now:
+        return "rotate"
+    return ""
+
+
+def cmd_ls(ns) -> int:
+    filters = {"service": ns.service, "kind": ns.kind, "tag": ns.tag, "due": ns.due}
+    pattern = ns.pattern or ""
+    glob = any(ch in pattern for ch in "*?[")
+    if glob:
+        cut = min(pattern.index(ch) for ch in "*?[" if ch in pattern)
+        filters["prefix"] = pattern[:cut]
+    elif pattern:
+        filters["contains"] = pattern
+    with client() as c:
+        entries = c.list(**filters)
+    if glob:
+        from fnmatch import fnmatchcase
+        entries = [e for e in entries if fnmatchcase(e.name, pattern)]
+    _print_entries(entries, ns.json)
+    return 0
+
+
+def _print_entries(entries, as_json: bool) -> None:
+    if as_json:
+        output.print_json(entries)
+        return
+    now = time.time()
+    rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
+             due_reason(e, now)] for e in entries]
+    if rows:
+        print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "DUE"]))
+
+
+def cmd_history(ns) -> int:
+    with client() as c:
+        history = c.history(ns.name)
+    if ns.json:
+        output.print_json(history)
+        return 0
+    rows = [[str(v.version), format_time(v.updated), format_time(v.replaced)]
+            for v in sorted(history.versions, key=lambda v: -v.version)]
+    print(f"{history.name}: current version {history.current}")
+    if rows:
+        print(output.table(rows, ["VERSION", "WRITTEN", "REPLACED"]))
+    return 0
+
+
+def cmd_trash(ns) -> int:
+    with client() as c:
+        _print_entries(c.trash(), ns.json)
+    return 0
+
+
+# ---------------------------------------------------------------- change
+
+def cmd_rm(ns) -> int:
+    with client() as c:
+        c.delete(ns.name)
+    print(f"moved {ns.name} to the trash (undo: credd undelete {ns.name})")
+    return 0
+
+
+def cmd_undelete(ns) -> int:
+    with client() as c:
+        entry = c.undelete(ns.name)
+    print(f"restored {entry.name} from the trash")
+    return 0
+
+
+def cmd_purge(ns) -> int:
+    if not ns.yes:
+        if not sys.stdin.isatty():
+            raise BadRequest("purge destroys the entry and its history: add --yes to confirm")
+        answer = input(f"destroy {ns.name} and all its versions for good? type its name: ")
+        if answer != ns.name:
+            print("nothing was purged")
+            return 1
+    with client() as c:
+        c.purge(ns.name)
+    print(f"purged {ns.name}")
+    return 0
+
+
+def cmd_mv(ns) -> int:
+    with client() as c:
+        entry = c.move(ns.old, ns.new)
+    print(f"renamed {ns.old} to {entry.name}")
+    return 0
+
+
+def cmd_restore(ns) -> int:
+    with client() as c:
+        entry = c.restore(ns.name, ns.version)
+    print(f"restored version {ns.version} of {entry.name} as version {entry.version}")
+    return 0
+
+
+# ---------------------------------------------------------------- generate
+
+SYMBOLS = "-_.,:;!?@#%^&*+=~"  # no quotes, backslash, $ or space: safe to paste in a shell
+_CONSONANTS, _VOWELS = "bdfghjklmnprstvz", "aeiou"
+
+
+def generate_password(length: int = DEFAULT_LENGTH, *, symbols: bool = True) -> str:
+    """Uniformly random characters from letters, digits and (optionally) shell-safe symbols."""
+    import secrets
+    import string
+    if not 8 <= length <= 4096:
+        raise BadRequest(f"a generated value must be 8 to 4096 characters, not {length}")
+    alphabet = string.ascii_letters + string.digits + (SYMBOLS if symbols else "")
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def generate_words(count: int = DEFAULT_WORDS) -> str:
+    """Words of two consonant-vowel-consonant syllables: ~20.6 bits each (1280² choices)."""
+    import secrets
+    if not 3 <= count <= 64:
+        raise BadRequest(f"use 3 to 64 words, not {count}")
+
+    def syllable() -> str:
+        return (secrets.choice(_CONSONANTS) + secrets.choice(_VOWELS)
+                + secrets.choice(_CONSONANTS))
+
+    return "-".join(syllable() + syllable() for _ in range(count))
+
+
+def cmd_generate(ns) -> int:
+    if ns.words:
+        print(generate_words(ns.length or DEFAULT_WORDS))
+    else:
+        print(generate_password(ns.length or DEFAULT_LENGTH, symbols=not ns.no_symbols))
+    return 0

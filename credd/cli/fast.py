@@ -1,0 +1,443 @@
+"""The stdlib-only fast path for `credd get` and `credd status`, and the socket layer.
+
+Starting Python costs ~11 ms; msgspec (~28 ms), argparse (~11 ms), `socket`
+(~9 ms: it drags in enum and selectors) and `re` would triple that for the
+one command scripts run most. So `fast_main` answers `get NAME[/FIELD] [-n]`
+and `status [--json]` with `_socket`, a hand-written encoder for the three
+requests it sends and a tiny MessagePack reader for the replies. Anything
+else, or anything unusual (--help, `--`, unknown flags), returns None and the
+argparse CLI takes over. `credd.protocol` stays the one contract:
+tests/test_fastpath.py checks these bytes against `protocol.encode` and these
+readings against msgspec.
+
+`connect()` (connect, map failures to typed errors, verify the agent's uid
+before a byte is sent) is shared with `credd.client`, which is why it lives
+in this stdlib-only module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import _socket  # not `socket`: see the module docstring
+
+from credd.errors import AgentUnavailable, CreddError, Denied, NotFound, ProtocolError
+from credd.paths import check_socket_path, socket_path
+
+PROTOCOL_VERSION = 1  # == credd.protocol.PROTOCOL_VERSION (checked by tests)
+MAX_FRAME = 1 << 20   # == credd.protocol.MAX_FRAME
+CLIENT_NAME = "credd-cli"
+
+START_HINT = 'start one with `eval "$(credd agent)"` or `credd serve`'
+RESTART_HINT = "restart the agent: `credd stop`, then start it again"
+
+# ---------------------------------------------------------------- socket layer
+
+# macOS: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred
+# {u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]}.
+_SOL_LOCAL, _LOCAL_PEERCRED, _XUCRED_SIZE = 0, 0x001, 76
+
+
+def peer_uid(sock) -> int:
+    """The uid of the process at the other end of a connected Unix socket."""
+    if hasattr(_socket, "SO_PEERCRED"):  # Linux: struct ucred {pid_t; uid_t; gid_t}
+        raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        return int.from_bytes(raw[4:8], sys.byteorder)
+    if sys.platform == "darwin":
+        raw = sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERCRED, _XUCRED_SIZE)
+        return int.from_bytes(raw[4:8], sys.byteorder)
+    raise Denied(f"cannot verify the agent's owner on {sys.platform}; refusing to talk to it")
+
+
+def connect(path: str | None = None, timeout: float | None = 30.0):
+    """A connected socket to the agent, whose owner is verified to be us.
+
+    The uid check runs before anything is sent: a socket planted by another
+    user must never receive a passphrase or learn which secret we want.
+    """
+    path = path or socket_path()
+    check_socket_path(path)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        uid = peer_uid(sock)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise AgentUnavailable(f"no credd agent is listening on {path}: {START_HINT}") from None
+    except PermissionError:
+        sock.close()
+        raise Denied(f"not allowed to connect to {path}: is it yours? "
+                     f"(check its owner and mode, or set CREDD_SOCK)") from None
+    except TimeoutError:
+        sock.close()
+        raise AgentUnavailable(f"the agent on {path} did not accept within {timeout}s; "
+                               f"{RESTART_HINT}") from None
+    except OSError as exc:
+        sock.close()
+        raise AgentUnavailable(f"cannot reach the agent on {path} ({exc.strerror or exc}): "
+                               f"{START_HINT}") from None
+    except BaseException:
+        sock.close()
+        raise
+    if uid != os.geteuid():
+        sock.close()
+        raise Denied(f"the socket {path} belongs to uid {uid}, not to you (uid {os.geteuid()}); "
+                     f"refusing to talk to it. Remove it or set CREDD_SOCK")
+    return sock
+
+
+def recv_exact(sock, n: int) -> bytes:
+    """Exactly n bytes, or AgentUnavailable if the agent hangs up or stalls."""
+    chunks, left = [], n
+    try:
+        while left:
+            chunk = sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise AgentUnavailable("the agent closed the connection; see its log, "
+                                       f"or restart it: {START_HINT}")
+            chunks.append(chunk)
+            left -= len(chunk)
+    except TimeoutError:
+        raise AgentUnavailable(f"the agent did not answer in time; {RESTART_HINT}") from None
+    except OSError as exc:
+        raise AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
+                               f"is it still running? {START_HINT}") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def recv_frame(sock) -> bytes:
+    """One frame body; the length is checked before anything is allocated for it."""
+    length = int.from_bytes(recv_exact(sock, 4), "big")
+    if length == 0 or length > MAX_FRAME:
+        raise ProtocolError(f"the agent sent a frame of {length} bytes (limit {MAX_FRAME})")
+    return recv_exact(sock, length)
+
+
+def send_all(sock, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        raise AgentUnavailable(f"the agent stopped reading; {RESTART_HINT}") from None
+    except OSError as exc:
+        raise AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
+                               f"is it still running? {START_HINT}") from None
+
+
+# ---------------------------------------------------------------- MessagePack by hand
+
+def _pack_str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    n = len(b)
+    if n < 32:
+        return bytes((0xA0 | n,)) + b
+    if n < 0x100:
+        return b"\xd9" + bytes((n,)) + b
+    if n < 0x10000:
+        return b"\xda" + n.to_bytes(2, "big") + b
+    return b"\xdb" + n.to_bytes(4, "big") + b
+
+
+def _pack_uint(i: int) -> bytes:
+    if i < 0x80:
+        return bytes((i,))
+    if i < 0x100:
+        return b"\xcc" + bytes((i,))
+    if i < 0x10000:
+        return b"\xcd" + i.to_bytes(2, "big")
+    return b"\xce" + i.to_bytes(4, "big")
+
+
+def frame(message_type: str, **fields: str | int | None) -> bytes:
+    """A whole frame for a map of str/uint fields, as msgspec writes it (None: omitted)."""
+    items = [("type", message_type), *((k, v) for k, v in fields.items() if v is not None)]
+    body = bytes((0x80 | len(items),)) + b"".join(
+        _pack_str(k) + (_pack_str(v) if isinstance(v, str) else _pack_uint(v))
+        for k, v in items)
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"request of {len(body)} bytes exceeds the frame limit")
+    return len(body).to_bytes(4, "big") + body
+
+
+def hello_frame() -> bytes:
+    return frame("hello", protocol=PROTOCOL_VERSION, client=CLIENT_NAME)
+
+
+def unpack(body: bytes):
+    """Decode one whole MessagePack value (maps become dicts, bin becomes bytes)."""
+    value, end = _unpack(body, 0, 0)
+    if end != len(body):
+        raise ProtocolError("trailing bytes after the reply")
+    return value
+
+
+def _unpack(buf: bytes, pos: int, depth: int):
+    if depth > 32:
+        raise ProtocolError("reply nested too deeply")
+    b = _take(buf, pos, 1)[0]
+    pos += 1
+    if b < 0x80:
+        return b, pos                                   # positive fixint
+    if b >= 0xE0:
+        return b - 0x100, pos                           # negative fixint
+    if b <= 0x8F:
+        return _map(buf, pos, b & 0x0F, depth)          # fixmap
+    if b <= 0x9F:
+        return _array(buf, pos, b & 0x0F, depth)        # fixarray
+    if b <= 0xBF:
+        return _str(buf, pos, b & 0x1F, depth)          # fixstr
+    if b in _FIXED:
+        return _FIXED[b], pos
+    if b in _FLOATS:
+        size, fmt = _FLOATS[b]
+        import _struct  # only status replies hold floats
+        return _struct.unpack(fmt, _take(buf, pos, size))[0], pos + size
+    if b in _INTS:
+        size, signed = _INTS[b]
+        return int.from_bytes(_take(buf, pos, size), "big", signed=signed), pos + size
+    if b in _SIZED:
+        size, read = _SIZED[b]
+        n = int.from_bytes(_take(buf, pos, size), "big")
+        return read(buf, pos + size, n, depth)
+    raise ProtocolError(f"unsupported MessagePack type 0x{b:02x} in reply")
+
+
+def _take(buf: bytes, pos: int, n: int) -> bytes:
+    if pos + n > len(buf):
+        raise ProtocolError("truncated reply")
+    return buf[pos:pos + n]
+
+
+def _str(buf: bytes, pos: int, n: int, depth: int):
+    try:
+        return _take(buf, pos, n).decode("utf-8"), pos + n
+    except UnicodeDecodeError:
+        raise ProtocolError("reply holds invalid UTF-8") from None
+
+
+def _bin(buf: bytes, pos: int, n: int, depth: int):
+    return _take(buf, pos, n), pos + n
+
+
+def _array(buf: bytes, pos: int, n: int, depth: int):
+    out = []
+    for _ in range(n):
+        item, pos = _unpack(buf, pos, depth + 1)
+        out.append(item)
+    return out, pos
+
+
+def _map(buf: bytes, pos: int, n: int, depth: int):
+    out = {}
+    for _ in range(n):
+        key, pos = _unpack(buf, pos, depth + 1)
+        if not isinstance(key, str):
+            raise ProtocolError("reply map with a non-string key")
+        out[key], pos = _unpack(buf, pos, depth + 1)
+    return out, pos
+
+
+# type byte -> what follows it
+_FIXED = {0xC0: None, 0xC2: False, 0xC3: True}
+_FLOATS = {0xCA: (4, ">f"), 0xCB: (8, ">d")}
+_INTS = {0xCC: (1, False), 0xCD: (2, False), 0xCE: (4, False), 0xCF: (8, False),
+         0xD0: (1, True), 0xD1: (2, True), 0xD2: (4, True), 0xD3: (8, True)}
+_SIZED = {0xD9: (1, _str), 0xDA: (2, _str), 0xDB: (4, _str),      # (length bytes, reader)
+          0xC4: (1, _bin), 0xC5: (2, _bin), 0xC6: (4, _bin),
+          0xDC: (2, _array), 0xDD: (4, _array), 0xDE: (2, _map), 0xDF: (4, _map)}
+
+
+# ---------------------------------------------------------------- the two commands
+
+def read_reply(sock) -> dict:
+    """The next reply as a dict; an `error` reply is raised as its exception."""
+    reply = unpack(recv_frame(sock))
+    if not isinstance(reply, dict) or not isinstance(reply.get("type"), str):
+        raise ProtocolError("the agent sent a reply without a type")
+    if reply["type"] == "error":
+        raise _error(reply)
+    return reply
+
+
+def _error(reply: dict) -> CreddError:
+    return error_from_reply(str(reply.get("code")), str(reply.get("message", "")),
+                            reply.get("names") or [], reply.get("retry_after"))
+
+
+def error_from_reply(code: str, message: str, names: list[str],
+                     retry_after: float | None) -> CreddError:
+    """The exception an `error` reply stands for (both clients use this)."""
+    from credd.errors import VersionMismatch, from_code
+    exc = from_code(code, message, names=names, retry_after=retry_after)
+    if isinstance(exc, VersionMismatch) and "credd stop" not in exc.message:
+        exc = VersionMismatch(f"{exc.message}: {RESTART_HINT}")
+    return exc
+
+
+def version_mismatch(agent_version: object, agent_protocol: object) -> CreddError:
+    from credd import __version__
+    from credd.errors import VersionMismatch
+    return VersionMismatch(f"the agent (credd {agent_version}) speaks protocol {agent_protocol}, "
+                           f"this client (credd {__version__}) speaks {PROTOCOL_VERSION}: "
+                           f"{RESTART_HINT}")
+
+
+def check_welcome(reply: dict) -> None:
+    if reply["type"] != "welcome":
+        raise ProtocolError(f"the agent answered hello with {reply['type']!r}")
+    if reply.get("protocol") != PROTOCOL_VERSION:
+        raise version_mismatch(reply.get("version"), reply.get("protocol"))
+
+
+def expect(reply: dict, message_type: str) -> dict:
+    if reply["type"] != message_type:
+        raise ProtocolError(f"the agent answered with {reply['type']!r}, not {message_type!r}")
+    return reply
+
+
+def lookups(arg: str) -> list[tuple[str, str | None]]:
+    """How `get NAME/FIELD` is tried: the whole text as a name, then NAME + FIELD.
+
+    Entry names may contain `/`, so an entry whose full name matches wins;
+    otherwise the part after the last `/` is a field of the entry before it.
+    """
+    head, sep, tail = arg.rpartition("/")
+    return [(arg, None), (head, tail)] if sep and head and tail else [(arg, None)]
+
+
+def get_with_fallback(arg: str, fetch) -> str:
+    """`fetch(name, field)` for each of `lookups(arg)` until one is found."""
+    failures: list[NotFound] = []
+    for name, field in lookups(arg):
+        try:
+            return fetch(name, field)
+        except NotFound as exc:
+            if type(exc) is not NotFound:
+                raise  # NoVault: no point in a second lookup
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    raise NotFound("; ".join(f.message for f in failures),
+                   names=[n for f in failures for n in f.names])
+
+
+def get_value(sock, arg: str) -> str:
+    """Pipelines hello and the first lookup in one write; falls back as `lookups` says."""
+    first = lookups(arg)[0]
+    send_all(sock, hello_frame() + frame("get", name=first[0], field=first[1]))
+    check_welcome(read_reply(sock))
+
+    def fetch(name: str, field: str | None) -> str:
+        if (name, field) != first:
+            send_all(sock, frame("get", name=name, field=field))
+        reply = expect(read_reply(sock), "secret")
+        if not isinstance(reply.get("value"), str):
+            raise ProtocolError("the agent sent a secret without a value")
+        return reply["value"]
+
+    return get_with_fallback(arg, fetch)
+
+
+def _run_get(args: tuple[str, bool]) -> int:
+    arg, newline = args
+    sock = connect()
+    try:
+        value = get_value(sock, arg)
+    finally:
+        sock.close()
+    write_stdout(value.encode("utf-8") + (b"\n" if newline else b""))
+    return 0
+
+
+def write_stdout(data: bytes) -> None:
+    """All of `data` to stdout; under PYTHONUNBUFFERED a raw write may be partial."""
+    sys.stdout.flush()
+    out, view = sys.stdout.buffer, memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[len(view) if written is None else written:]
+    out.flush()
+
+
+def status_dict(sock) -> dict:
+    """The agent's status with every field present, in the protocol's order and defaults."""
+    send_all(sock, hello_frame() + frame("status"))
+    check_welcome(read_reply(sock))
+    reply = expect(read_reply(sock), "status")
+    reply.pop("type")
+    status = {name: reply.pop(name, default) for name, default in STATUS_FIELDS.items()}
+    if _REQUIRED in status.values():
+        raise ProtocolError("the agent sent a status without all its required fields")
+    status.update(reply)  # fields of a newer agent, kept as they came
+    return status
+
+
+_REQUIRED = object()
+#: StatusReply's fields and defaults (tests compare them with credd.protocol).
+STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
+                 "pid": _REQUIRED, "version": _REQUIRED, "protocol": PROTOCOL_VERSION,
+                 "entries": None, "idle_timeout": 0.0, "max_lifetime": 0.0,
+                 "idle_left": None, "lifetime_left": None, "retry_after": 0.0}
+
+
+def _run_status(args: tuple[bool]) -> int:
+    from credd.cli.output import format_status, status_exit_code
+    (as_json,) = args
+    sock = connect()
+    try:
+        status = status_dict(sock)
+    finally:
+        sock.close()
+    text = to_json(status) if as_json else format_status(status)
+    sys.stdout.write(text + "\n")
+    return status_exit_code(status["state"])
+
+
+def to_json(obj) -> str:
+    """JSON for the status dict (the stdlib json module imports `re`)."""
+    if obj is None:
+        return "null"
+    if obj is True or obj is False:
+        return "true" if obj else "false"
+    if isinstance(obj, (int, float)):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            return "null"
+        return repr(obj)
+    if isinstance(obj, str):
+        return '"' + "".join(_ESCAPES.get(c) or (c if c >= " " else f"\\u{ord(c):04x}")
+                             for c in obj) + '"'
+    if isinstance(obj, list):
+        return "[" + ", ".join(to_json(v) for v in obj) + "]"
+    if isinstance(obj, dict):
+        body = ",\n".join(f"  {to_json(str(k))}: {to_json(v)}" for k, v in obj.items())
+        return "{\n" + body + "\n}" if obj else "{}"
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _parse(argv: list[str]):
+    """(runner, args) for the shapes this path handles, else None."""
+    if not argv:
+        return None
+    command, rest = argv[0], argv[1:]
+    if command == "get":
+        flags = [a for a in rest if a.startswith("-")]
+        names = [a for a in rest if not a.startswith("-")]
+        if len(names) == 1 and set(flags) <= {"-n"} and len(flags) <= 1:
+            return _run_get, (names[0], not flags)
+    elif command == "status" and rest in ([], ["--json"]):
+        return _run_status, (bool(rest),)
+    return None
+
+
+def fast_main(argv: list[str]) -> int | None:
+    """Answer `get` or `status` without argparse or msgspec; None: not mine."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    from credd.cli.output import run_command
+    runner, args = parsed
+    return run_command(runner, args)

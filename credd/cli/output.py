@@ -1,0 +1,295 @@
+"""How the CLI talks to people and scripts: errors, JSON, colour, tables, prompts.
+
+Stdlib-only at import time (the fast path uses `run_command` and
+`format_status`); msgspec, json and getpass are imported by the functions
+that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from credd import errors
+from credd.errors import BadRequest, CreddError
+
+#: What to do next, per error class (the most specific class wins).
+HINTS: dict[type[CreddError], str] = {
+    errors.LockedError: "run `credd unlock`",
+    errors.NoVault: "create one with `credd init`",
+    errors.AgentUnavailable: 'start one with `eval "$(credd agent)"` or `credd serve`',
+    errors.NotFound: "see `credd ls` (deleted entries: `credd trash`)",
+    errors.BadPassphrase: "check the passphrase (caps lock, keyboard layout) and try again",
+    errors.RateLimited: "wait before trying again",
+    errors.Exists: "pick another name, or change the entry with `credd set` (no --create)",
+    errors.InsecurePath: "fix the owner or mode as the message says, then try again",
+    errors.Denied: "run credd as the user who owns the agent and the vault",
+    errors.IntegrityError: "run `credd check`; restore the vault from a backup if it is damaged",
+    errors.VersionMismatch: "restart the agent: `credd stop`, then start it again",
+    errors.AuditUnavailable: "check free space and permissions of the state directory",
+    errors.BadRequest: "see `credd COMMAND --help`",
+    errors.InternalError: "this is a bug in credd: please report it with the agent's log",
+}
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: `credd ls | head` ends quietly
+
+
+def hint_for(exc: CreddError) -> str:
+    """The next step for this error, unless its message already names one."""
+    if "`" in exc.message:
+        return ""
+    for cls in type(exc).__mro__:
+        if cls in HINTS:
+            hint = HINTS[cls]
+            if isinstance(exc, errors.RateLimited) and exc.retry_after:
+                hint = f"wait {exc.retry_after:.0f}s before trying again"
+            return hint
+    return ""
+
+
+def report_error(exc: CreddError) -> int:
+    """Print `credd: message` and its hint on stderr; return the exit code."""
+    red, reset = ("\033[31m", "\033[0m") if use_color(sys.stderr) else ("", "")
+    lines = [f"{red}credd: {exc.message}{reset}"]
+    hint = hint_for(exc)
+    if hint:
+        lines.append(f"  hint: {hint}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    return exc.exit_code
+
+
+def run_command(func, ns) -> int:
+    """The CLI's one error boundary: a command's exceptions become messages and exit codes."""
+    try:
+        code = func(ns)
+        sys.stdout.flush()
+        return 0 if code is None else code
+    except CreddError as exc:
+        return report_error(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ncredd: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stay quiet, and keep the interpreter's
+        # final flush from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+# ---------------------------------------------------------------- data out
+
+def as_data(obj):
+    """Structs as plain dicts with every field (defaults included, no tag), recursively.
+
+    --json output keeps a stable shape for scripts, unlike the wire, which omits defaults.
+    """
+    fields = getattr(type(obj), "__struct_fields__", None)
+    if fields is not None:
+        return {name: as_data(getattr(obj, name)) for name in fields}
+    if isinstance(obj, dict):
+        return {key: as_data(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_data(value) for value in obj]
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return obj
+
+
+def print_json(obj) -> None:
+    """Pretty JSON of any struct, list or dict on stdout."""
+    import msgspec
+
+    from credd.cli.fast import write_stdout
+    write_stdout(msgspec.json.format(msgspec.json.encode(as_data(obj)), indent=2) + b"\n")
+
+
+def use_color(stream) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Left-aligned columns; the header is bold on a colour terminal."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    head = line(headers)
+    if use_color(sys.stdout):
+        head = f"\033[1m{head}\033[0m"
+    return "\n".join([head, *(line(r) for r in cells)])
+
+
+class progress:
+    """A progress bar on stderr (only on a terminal); call it as `progress(done, total)`."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self.visible = sys.stderr.isatty()
+        self.done = 0
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self.done, self.total = done, total if total is not None else self.total
+        if self.visible:
+            width = 30
+            filled = width * done // self.total if self.total else width
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                             f"{done}/{self.total}")
+            sys.stderr.flush()
+
+    def __enter__(self) -> "progress":
+        self(0)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.visible:
+            sys.stderr.write("\n")
+
+
+# ---------------------------------------------------------------- secrets in
+
+def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
+                flag: str = "--passphrase-stdin") -> str:
+    """A secret from stdin (to EOF, minus one trailing newline) or a no-echo prompt.
+
+    Without `from_stdin` it needs a terminal and fails at once without one,
+    so a script never hangs waiting for a prompt nobody sees. With it, a
+    terminal on stdin still gets the no-echo prompt: typing a secret into a
+    plain read would show it on the screen.
+    """
+    if from_stdin and not sys.stdin.isatty():
+        data = sys.stdin.buffer.read().decode("utf-8")
+        value = data[:-2] if data.endswith("\r\n") else data.removesuffix("\n")
+    else:
+        if not sys.stdin.isatty():
+            raise BadRequest(f"no terminal to prompt on: pipe the secret in with {flag}")
+        import getpass
+        value = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != value:
+            raise BadRequest("the two entries differ; nothing was changed")
+    if not value:
+        raise BadRequest("empty secret; nothing was changed")
+    return value
+
+
+# ---------------------------------------------------------------- durations and dates
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `90s`, `15m`, `8h`, `30d`, `2w`, `1h30m` or a bare number of seconds."""
+    bad = BadRequest(f"invalid duration {text!r}: use e.g. 90s, 15m, 8h, 30d or 1h30m")
+    s = text.strip().lower()
+    total, number = 0.0, ""
+    for ch in s:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in _UNITS and number:
+            total += _float(number, bad) * _UNITS[ch]
+            number = ""
+        else:
+            raise bad
+    if number:
+        if total:
+            raise bad  # "1h30": a unit is missing
+        total = _float(number, bad)
+    if not s or total <= 0:
+        raise bad
+    return total
+
+
+def _float(number: str, bad: Exception) -> float:
+    try:
+        return float(number)
+    except ValueError:
+        raise bad from None
+
+
+def format_duration(seconds: float) -> str:
+    """`1h 5m`, `42s`, `3d 4h`: the two largest units."""
+    seconds = int(round(seconds))
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+def parse_date(text: str) -> float:
+    """Unix time of an ISO date (`2027-01-31`, local midnight) or date-time."""
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise BadRequest(f"invalid date {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+
+
+def format_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    import time
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+# ---------------------------------------------------------------- shared views
+
+def format_status(s: dict) -> str:
+    """`credd status` as text, from the status reply as a dict (both CLI paths use this)."""
+    lines = [
+        f"state:    {s['state']}",
+        f"vault:    {s['vault']}",
+        f"socket:   {s['socket']}",
+        f"agent:    pid {s['pid']}, credd {s['version']}, protocol {s['protocol']}",
+    ]
+    if s.get("entries") is not None:
+        lines.append(f"entries:  {s['entries']}")
+    if s["state"] == "unlocked":
+        if s.get("idle_left") is not None:
+            lines.append(f"locks in: {format_duration(s['idle_left'])} if idle "
+                         f"(idle timeout {format_duration(s['idle_timeout'])})")
+        if s.get("lifetime_left") is not None:
+            lines.append(f"at most:  {format_duration(s['lifetime_left'])} more "
+                         f"(max lifetime {format_duration(s['max_lifetime'])})")
+    if s.get("retry_after"):
+        lines.append(f"unlock throttled for {format_duration(s['retry_after'])}")
+    return "\n".join(lines)
+
+
+def status_exit_code(state: str) -> int:
+    """`credd status` exits 0 unlocked, 3 locked, 5 no vault: scripts can branch on it."""
+    return {"unlocked": errors.EXIT_OK, "locked": errors.EXIT_LOCKED}.get(state,
+                                                                          errors.EXIT_NOT_FOUND)
+
+
+# ---------------------------------------------------------------- plumbing for commands
+
+def client(timeout: float | None = 30.0):
+    """The CLI's connection to the agent (opened on first use)."""
+    from credd.client import Client
+    return Client(client_name="credd-cli", timeout=timeout)
+
+
+def arg_type(parse):
+    """An argparse `type=` from one of the parsers above (argparse reports the message)."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except BadRequest as exc:
+            import argparse
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    convert.__name__ = parse.__name__
+    return convert

@@ -1,0 +1,336 @@
+"""`credd run | inject | export | import | redact | aws-credential-process`: secrets into programs.
+
+Every command resolves all the references it needs in one `get_many` round
+trip before doing anything, so a missing one fails the whole command and
+nothing half-happens. Secret values never come from arguments: `--env`
+takes references only, plain values belong in an env file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from credd.cli.output import client
+from credd.errors import BadRequest, Exists, NotFound
+
+ISOLATED_KEEP = ("PATH", "HOME", "TERM", "LANG")
+EXPORT_FORMATS = ("dotenv", "shell", "json", "k8s-secret", "docker-secrets")
+IMPORT_FORMATS = ("dotenv", "env", "aws", "json")
+
+
+def register(sub) -> None:
+    import argparse
+    p = sub.add_parser("run", help="run a command with secrets in its environment, its output "
+                                   "masked")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="KEY=VALUE lines; values may be credd:// references (repeatable)")
+    p.add_argument("--env", action="append", default=[], metavar="VAR=REF",
+                   help="set VAR to the secret credd://NAME[/FIELD] (repeatable)")
+    p.add_argument("--only", action="store_true",
+                   help="pass only the declared variables plus " + "/".join(ISOLATED_KEEP))
+    p.add_argument("--no-mask", dest="mask", action="store_false",
+                   help="do not conceal secret values in the command's output")
+    p.add_argument("--files", action="store_true",
+                   help="write each secret to a 0600 file and set VAR_FILE instead of VAR")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inject", help="render {{ credd://NAME/FIELD }} in a template")
+    p.add_argument("-i", "--in", dest="template", metavar="TEMPLATE", help="default: stdin")
+    p.add_argument("-o", "--out", metavar="OUT", help="written 0600, atomically; default: stdout")
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if others can read it")
+    p.set_defaults(func=cmd_inject)
+
+    p = sub.add_parser("export", help="write secrets as dotenv, shell, JSON, a Kubernetes Secret "
+                                      "or Docker secret files")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--service", metavar="S", help="every entry of this service")
+    p.add_argument("--tag", metavar="T", help="every entry with this tag")
+    p.add_argument("-o", "--out", metavar="OUT",
+                   help="file (0600), `-` for stdout, or the directory for docker-secrets")
+    p.add_argument("--map", action="append", default=[], metavar="NAME=VAR",
+                   help="variable name for NAME or NAME/FIELD (repeatable)")
+    p.add_argument("--secret-name", default="credd-secrets", help="k8s-secret: metadata.name")
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if others can read it")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import secrets (dry run unless --apply)")
+    p.add_argument("--format", required=True, choices=IMPORT_FORMATS)
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="the file (`-` for stdin); aws: default ~/.aws/credentials; env: none")
+    p.add_argument("--prefix", default="", help="env: import variables starting with this")
+    p.add_argument("--into", default=None, metavar="FOLDER",
+                   help="put entries under FOLDER/ (aws: default `aws`)")
+    p.add_argument("--apply", action="store_true", help="write (default: show what would change)")
+    p.add_argument("--overwrite", action="store_true", help="replace entries that exist")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("redact", help="copy stdin or FILE to stdout with every stored secret "
+                                      "concealed")
+    p.add_argument("file", nargs="?", metavar="FILE")
+    p.add_argument("--deep", action="store_true",
+                   help="also base64 of a secret inside longer encoded text (Basic auth); "
+                        "slower to start with many secrets")
+    p.set_defaults(func=cmd_redact)
+
+    p = sub.add_parser("aws-credential-process",
+                       help="print AWS credential_process JSON from a multi-field entry")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_aws_credential_process)
+
+
+# ---------------------------------------------------------------- run
+
+def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
+    """(VAR → reference, VAR → plain value) from the env files, then --env."""
+    from credd.envfile import parse_dotenv
+    from credd.refs import is_ref, parse
+    refs, plain = {}, {}
+    for path in ns.env_file:
+        for var, value in parse_dotenv(_read_text(path), source=path):
+            refs.pop(var, None)
+            plain.pop(var, None)
+            (refs if is_ref(value) else plain)[var] = value
+    for pair in ns.env:
+        var, eq, ref = pair.partition("=")
+        if not eq or not var or not is_ref(ref):
+            raise BadRequest(f"--env wants VAR=credd://NAME[/FIELD] (plain values go in an "
+                             f"--env-file, never on the command line); got {var or pair!r}=…")
+        parse(ref)
+        plain.pop(var, None)
+        refs[var] = ref
+    return refs, plain
+
+
+def cmd_run(ns) -> int:
+    from credd import runner
+    from credd.refs import resolve_all
+    argv = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
+    if not argv:
+        raise BadRequest("no command given: credd run [OPTIONS] -- CMD [ARGS]")
+    refs, plain = _declared(ns)
+    values = {}
+    if refs:
+        with client() as c:
+            values = resolve_all(refs.values(), c.get_many)
+    secrets = {var: values[ref] for var, ref in refs.items()}
+    base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
+            else dict(os.environ))
+    env = {**base, **plain}
+    files_dir = None
+    if ns.files:
+        files_dir, file_vars = runner.write_secret_files(secrets)
+        env.update(file_vars)
+        for var in secrets:
+            env.pop(var, None)
+    else:
+        env.update(secrets)
+    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files_dir=files_dir)
+
+
+# ---------------------------------------------------------------- inject
+
+def cmd_inject(ns) -> int:
+    from credd.files import check_overwrite, write_private
+    from credd.refs import find_template_refs, render, resolve_all
+    if ns.out:
+        check_overwrite(ns.out, ns.force)  # fail before anything is fetched
+    template = _read_text(ns.template or "-")
+    wanted = find_template_refs(template)
+    values = {}
+    if wanted:
+        with client() as c:
+            values = resolve_all(wanted, c.get_many)
+    rendered = render(template, values).encode()
+    if ns.out:
+        write_private(ns.out, rendered, force=ns.force)
+    else:
+        sys.stdout.buffer.write(rendered)
+    return 0
+
+
+# ---------------------------------------------------------------- export
+
+def _selected(c, ns) -> list:
+    chosen = sum(bool(x) for x in (ns.names, ns.service, ns.tag))
+    if chosen != 1:
+        raise BadRequest("say what to export: NAMES, or --service S, or --tag T (one of them)")
+    if ns.names:
+        found, missing = [], []
+        for name in dict.fromkeys(ns.names):
+            try:
+                found.append(c.describe(name))
+            except NotFound:
+                missing.append(name)
+        if missing:
+            raise NotFound(f"not found (nothing was exported): {', '.join(missing)}",
+                           names=missing)
+        return found
+    metas = c.list(service=ns.service) if ns.service else c.list(tag=ns.tag)
+    if not metas:
+        raise NotFound(f"no entries with {'service' if ns.service else 'tag'} "
+                       f"{ns.service or ns.tag!r}")
+    return metas
+
+
+def _fetch_items(c, metas, mapping) -> list:
+    """Every value and field of the entries, secret ones in one get_many."""
+    from credd.formats import Item, plan_items
+    from credd.refs import SCHEME, field_lookup, resolve_all, shadowed
+    planned = plan_items(metas, mapping)
+    plain = {f"{m.name}/{k}": v for m in metas for k, v in m.fields.items()}
+    fields_of = field_lookup(c.list())
+    # an entry whose name reads as a field of another entry is asked for by name
+    by_name = [m.name for m in metas if m.has_value and shadowed(m.name, fields_of)]
+    wanted = [SCHEME + ref for ref, _ in planned if ref not in plain and ref not in by_name]
+    values = {ref.removeprefix(SCHEME): v for ref, v in resolve_all(wanted, c.get_many).items()}
+    values.update(plain)
+    values.update({ref: c.get(ref) for ref in by_name})
+    return [Item(ref, var, values[ref]) for ref, var in planned]
+
+
+def cmd_export(ns) -> int:
+    from credd import formats
+    from credd.files import check_overwrite, write_private
+    mapping = formats.parse_map(ns.map)
+    needs_file = ns.format in ("dotenv", "json")
+    if ns.format == "docker-secrets":
+        if not ns.out or ns.out == "-":
+            raise BadRequest("docker-secrets writes files: give the directory with -o DIR")
+    elif needs_file and not ns.out:
+        raise BadRequest(f"{ns.format} output holds secrets: write it with -o FILE "
+                         f"(0600), or ask for stdout with -o -")
+    elif ns.out and ns.out != "-":
+        check_overwrite(ns.out, ns.force)
+    with client() as c:
+        metas = _selected(c, ns)
+        if ns.format == "json":
+            data = formats.export_json([c.reveal(m.name) for m in metas])
+        else:
+            items = _fetch_items(c, metas, mapping)
+            if ns.format == "docker-secrets":
+                _docker_secrets(ns.out, items, mapping, ns.force)
+                return 0
+            data = formats.render_flat(ns.format, items, secret_name=ns.secret_name)
+    if ns.out and ns.out != "-":
+        write_private(ns.out, data, force=ns.force)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def _docker_secrets(directory: str, items, mapping, force: bool) -> None:
+    """One 0400 file per secret, named like the variable, lower-cased unless --map named it."""
+    from credd.files import write_private
+    from credd.paths import ensure_private_dir
+    ensure_private_dir(directory)
+    for item in items:
+        filename = item.var if item.ref in mapping else item.var.lower()
+        write_private(os.path.join(directory, filename), item.value.encode(), mode=0o400,
+                      force=force)
+
+
+# ---------------------------------------------------------------- import
+
+def _drafts(ns) -> list:
+    from credd import formats
+    if ns.format == "env":
+        return formats.import_env(dict(os.environ), ns.prefix, ns.into or "")
+    if ns.format == "aws":
+        path = ns.file or os.path.expanduser("~/.aws/credentials")
+        return formats.import_aws(_read_text(path), "aws" if ns.into is None else ns.into)
+    if not ns.file:
+        raise BadRequest(f"--format {ns.format} needs FILE (`-` for stdin)")
+    text = _read_text(ns.file)
+    if ns.format == "dotenv":
+        return formats.import_dotenv(text, ns.into or "")
+    return formats.import_json(text)
+
+
+def cmd_import(ns) -> int:
+    from credd.cli.output import progress
+    drafts = _drafts(ns)
+    if not drafts:
+        sys.stderr.write("nothing to import\n")
+        return 0
+    with client() as c:
+        existing = {m.name for m in c.list()}
+        conflicts = [d.name for d in drafts if d.name in existing]
+        for d in drafts:
+            verb = ("replace" if ns.overwrite else "conflict") if d.name in existing else "create"
+            print(f"{verb:8} {d.name}")
+        if not ns.apply:
+            sys.stderr.write(f"dry run: {len(drafts)} entries, {len(conflicts)} existing; "
+                             f"nothing written (add --apply)\n")
+            return 0
+        if conflicts and not ns.overwrite:
+            raise Exists(f"{len(conflicts)} entries exist already (nothing was written): "
+                         f"{', '.join(conflicts)}; add --overwrite to replace them",
+                         names=conflicts)
+        with progress(len(drafts), "importing") as bar:
+            for n, d in enumerate(drafts, 1):
+                c.set(d.name, mode="upsert" if ns.overwrite else "create", **d.fields)
+                bar(n)
+    sys.stderr.write(f"imported {len(drafts)} entries\n")
+    return 0
+
+
+# ---------------------------------------------------------------- redact and AWS
+
+def cmd_redact(ns) -> int:
+    from credd.redact import redact_stream, redactor, stored_values
+    with client() as c:
+        masker = redactor(stored_values(c), deep=ns.deep)
+    if ns.file and ns.file != "-":
+        with open(ns.file, "rb") as src:
+            redact_stream(src, sys.stdout.buffer, masker)
+    else:
+        redact_stream(sys.stdin.buffer, sys.stdout.buffer, masker)
+    return 0
+
+
+AWS_FIELDS = {
+    "AccessKeyId": ("aws_access_key_id", "access_key_id", "AccessKeyId"),
+    "SecretAccessKey": ("aws_secret_access_key", "secret_access_key", "SecretAccessKey"),
+    "SessionToken": ("aws_session_token", "session_token", "SessionToken"),
+}
+
+
+def cmd_aws_credential_process(ns) -> int:
+    import json
+    from datetime import datetime, timezone
+    with client(timeout=10.0) as c:
+        meta = c.describe(ns.name)
+        have = set(meta.fields) | set(meta.secret_fields)
+        chosen = {key: next((f for f in names if f in have), None)
+                  for key, names in AWS_FIELDS.items()}
+        missing = [names[0] for key, names in AWS_FIELDS.items()
+                   if chosen[key] is None and key != "SessionToken"]
+        if missing:
+            raise NotFound(f"entry {ns.name!r} has no field {' or '.join(missing)}")
+        refs = {key: f"{ns.name}/{f}" for key, f in chosen.items() if f}
+        values = c.get_many(list(refs.values()))
+    out = {"Version": 1, **{key: values[ref] for key, ref in refs.items()}}
+    if meta.expires:
+        out["Expiration"] = datetime.fromtimestamp(meta.expires, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- helpers
+
+def _read_text(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise BadRequest(f"{path} is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise BadRequest(f"{path} is a directory") from None

@@ -1,0 +1,179 @@
+"""`credd init | unlock | lock | passwd | status | check | rekey`: the vault's life cycle.
+
+Every command goes through the agent, which alone opens the vault file.
+Passphrases come from a no-echo prompt or, with --passphrase-stdin, from
+stdin; never from an argument.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from credd.cli import output
+from credd.cli.output import arg_type, client, parse_duration, read_secret
+from credd.errors import BadRequest, IntegrityError
+
+
+def parse_kib(text: str) -> int:
+    """A memory size in KiB from `64MiB`, `64M`, `65536K`, `1G` or a bare number of MiB."""
+    s = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = {"k": 1, "m": 1024, "g": 1024 * 1024}.get(s[-1:], None)
+    number = s[:-1] if scale else s
+    if not number.isdigit() or int(number) <= 0:
+        raise BadRequest(f"invalid memory size {text!r}: use e.g. 64MiB, 256M or 1G")
+    return int(number) * (scale or 1024)
+
+
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def register(sub) -> None:
+    stdin_help = "read the passphrase from stdin instead of a prompt"
+
+    p = sub.add_parser("init", help="create a new vault (prints its recovery key once)")
+    p.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
+    p.add_argument("--kdf-memory", type=arg_type(parse_kib), metavar="SIZE",
+                   help="Argon2id memory, e.g. 64MiB (default: the vault's default)")
+    p.add_argument("--kdf-iterations", type=int, metavar="N", help="Argon2id iterations")
+    p.add_argument("--kdf-lanes", type=int, metavar="N", help="Argon2id lanes")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("unlock", help="unlock the vault in the agent")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
+    source.add_argument("--recovery", action="store_true",
+                        help="unlock with the recovery key (prompted, or from stdin with "
+                             "--recovery-stdin)")
+    source.add_argument("--recovery-stdin", action="store_true",
+                        help="read the recovery key from stdin")
+    p.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
+                   help="lock after this long idle, e.g. 15m (default: the agent's)")
+    p.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
+                   help="lock after this long at most, e.g. 8h (default: the agent's)")
+    p.set_defaults(func=cmd_unlock)
+
+    p = sub.add_parser("lock", help="lock the vault now")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("passwd", help="change the vault passphrase")
+    p.add_argument("--passphrase-stdin", action="store_true",
+                   help="read the old passphrase, then the new one, one per line from stdin")
+    p.set_defaults(func=cmd_passwd)
+
+    p = sub.add_parser("status", help="show the agent and vault state "
+                                      "(exit 0 unlocked, 3 locked, 4 no agent, 5 no vault)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("check", help="verify every entry of the vault (exit 8 if damaged)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rekey", help="re-encrypt every entry under a new data key "
+                                     "(prints the new recovery key)")
+    p.set_defaults(func=cmd_rekey)
+
+
+def cmd_init(ns) -> int:
+    passphrase = read_secret("new vault passphrase: ", from_stdin=ns.passphrase_stdin,
+                             confirm=True)
+    with client(timeout=None) as c:
+        recovery = c.init(passphrase, kdf_memory_kib=ns.kdf_memory,
+                          kdf_iterations=ns.kdf_iterations, kdf_lanes=ns.kdf_lanes)
+        status = c.status()
+    sys.stderr.write(f"vault created at {status.vault}\n")
+    print_recovery_key(recovery)
+    if status.state != "unlocked":
+        sys.stderr.write("next: `credd unlock`\n")
+    return 0
+
+
+def print_recovery_key(recovery: str) -> None:
+    """The key on stdout (so it can be piped to a safe place), the warning on stderr."""
+    sys.stderr.write("Recovery key (shown only this once; store it offline, it unlocks the "
+                     "vault if you forget the passphrase):\n")
+    sys.stderr.flush()
+    sys.stdout.write(recovery + "\n")
+    sys.stdout.flush()
+
+
+def cmd_unlock(ns) -> int:
+    if ns.recovery or ns.recovery_stdin:
+        secret = {"recovery_key": read_secret("recovery key: ", from_stdin=ns.recovery_stdin,
+                                              flag="--recovery-stdin")}
+    else:
+        secret = {"passphrase": read_secret("vault passphrase: ",
+                                            from_stdin=ns.passphrase_stdin)}
+    with client(timeout=None) as c:
+        status = c.unlock(**secret, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime)
+    print(f"unlocked: locks after {output.format_duration(status.idle_timeout)} idle, "
+          f"{output.format_duration(status.max_lifetime)} at most")
+    return 0
+
+
+def cmd_lock(ns) -> int:
+    with client() as c:
+        c.lock()
+    print("locked")
+    return 0
+
+
+def cmd_passwd(ns) -> int:
+    if ns.passphrase_stdin:
+        lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
+        if len(lines) != 2 or not all(lines):
+            raise BadRequest("--passphrase-stdin expects two lines: the old passphrase, "
+                             "then the new one")
+        old, new = lines
+    else:
+        old = read_secret("current passphrase: ", from_stdin=False)
+        new = read_secret("new passphrase: ", from_stdin=False, confirm=True)
+    with client(timeout=None) as c:
+        c.change_passphrase(old, new)
+    print("passphrase changed")
+    return 0
+
+
+def cmd_status(ns) -> int:
+    from credd.cli.fast import to_json
+    with client() as c:
+        status = output.as_data(c.status())
+    print(to_json(status) if ns.json else output.format_status(status))
+    return output.status_exit_code(status["state"])
+
+
+def cmd_check(ns) -> int:
+    with client(timeout=None) as c:
+        report = c.check()
+    if ns.json:
+        output.print_json(report)
+    else:
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        found = plural(len(report.problems), "problem", "problems")
+        print(f"checked {plural(report.checked, 'entry', 'entries')}: "
+              f"{found if report.problems else 'ok'}")
+    if report.problems:
+        if not ns.json:
+            output.report_error(IntegrityError(
+                "the vault failed its check: restore it from a backup, or `credd purge` "
+                "the damaged entries"))
+        return IntegrityError.exit_code
+    return 0
+
+
+def cmd_rekey(ns) -> int:
+    # The protocol has no progress events, so the bar can only show start and end.
+    with client(timeout=None) as c:
+        total = c.status().entries or 0
+        started = time.monotonic()
+        with output.progress(total, "re-encrypting") as bar:
+            recovery = c.rekey()
+            bar(total)
+    sys.stderr.write(f"re-encrypted {plural(total, 'entry', 'entries')} under a new data key "
+                     f"in {time.monotonic() - started:.1f}s; the old recovery key and any "
+                     f"keyring slot no longer work (`credd keyring enroll` adds it again)\n")
+    print_recovery_key(recovery)
+    return 0

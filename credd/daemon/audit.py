@@ -1,0 +1,123 @@
+"""The audit trail: one JSON line per access, in a 0600 file in the state directory.
+
+Names are never written in clear: a record carries `hmac-sha256:<hex>` of the
+name under the vault's audit key, so the owner can recompute it for a name
+they know, and a reader of the file learns nothing. Secret values never come
+near this module. A record that reveals a secret is written (one write(2) of
+whole lines, unbuffered) before the secret leaves the agent; when that write
+fails the request fails with audit_unavailable and nothing is revealed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterable
+
+import msgspec
+
+from credd.errors import AuditUnavailable
+from credd.protocol import AuditRecord
+
+from .peer import Peer
+
+log = logging.getLogger("credd.agent")
+
+FILE_NAME = "audit.jsonl"
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AuditRecord)
+
+
+def name_hmac(key: bytes | None, name: str) -> str:
+    """How a name appears in the audit trail ("" while locked: no key, no name)."""
+    if not key:
+        return ""
+    return "hmac-sha256:" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path, flags, 0o600)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                os.close(fd)
+                raise OSError(0, "the audit log is not a private regular file")
+            self._fd = fd
+        return self._fd
+
+    def record(self, op: str, outcome: str, *, names: Iterable[str] = (), key: bytes | None = None,
+               peer: Peer | None = None) -> None:
+        """Append one line per name (one line when none), all in one write; fail closed."""
+        now = time.time()
+        pid = peer.pid if peer else None
+        exe = peer.exe if peer else ""
+        records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=name_hmac(key, n),
+                               pid=pid, exe=exe) for n in names]
+        if not records:
+            records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
+        data = b"".join(_encoder.encode(r) + b"\n" for r in records)
+        try:
+            fd = self._open()
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(0, "short write")
+        except OSError as exc:
+            self.close()
+            log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
+            raise AuditUnavailable(
+                f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
+                "nothing was revealed: free space or fix the file, then retry") from None
+
+    def try_record(self, op: str, outcome: str, **kwargs) -> None:
+        """Record what does not reveal a secret; a failure is logged, not raised."""
+        try:
+            self.record(op, outcome, **kwargs)
+        except AuditUnavailable:
+            pass
+
+    def tail(self, limit: int) -> list[AuditRecord]:
+        """The last `limit` records, oldest first (unreadable lines are skipped)."""
+        try:
+            with open(self.path, "rb") as f:
+                lines = _last_lines(f, limit)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise AuditUnavailable(f"the audit log {self.path} cannot be read ({exc.strerror})") from None
+        records = []
+        for line in lines:
+            try:
+                records.append(_decoder.decode(line))
+            except msgspec.DecodeError:
+                continue
+        return records
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _last_lines(f, limit: int, block: int = 65536) -> list[bytes]:
+    """Read backwards until `limit` whole lines are found: cost follows the answer, not the file."""
+    end = f.seek(0, os.SEEK_END)
+    data, pos = b"", end
+    while pos > 0 and data.count(b"\n") <= limit:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step) + data
+    lines = [line for line in data.split(b"\n") if line]
+    if pos > 0:
+        lines = lines[1:]  # the first one may be cut
+    return lines[-limit:] if limit else []

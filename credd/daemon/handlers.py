@@ -1,0 +1,347 @@
+"""One coroutine per request: take the state and the decoded request, return a response.
+
+Handlers raise exceptions from credd.errors; only dispatch.py turns them into
+`error` responses. Secret values pass through here on their way to the wire
+and nowhere else: they are not cached, logged, or put into exception text.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from typing import Any
+
+import msgspec
+
+from credd import __version__, protocol as p
+from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
+
+from .state import AgentState, check_duration
+
+CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey"]
+SCHEME = "credd://"
+MAX_AUDIT = 10_000
+_RESERVE = 16 * 1024  # envelope + cursor; names are far shorter
+_encoder = msgspec.msgpack.Encoder()
+
+
+# ---------------------------------------------------------------- session
+
+async def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
+    if req.protocol != p.PROTOCOL_VERSION:
+        raise VersionMismatch(
+            f"this client speaks protocol {req.protocol} but the agent (pid {os.getpid()}, "
+            f"credd {__version__}) speaks {p.PROTOCOL_VERSION}: restart the agent "
+            "(`credd stop`, then start it again) or use a matching client")
+    conn.greeted = True
+    return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
+                     capabilities=CAPABILITIES)
+
+
+async def status(state: AgentState, conn: Any, req: p.Status) -> p.StatusReply:
+    return state.status()
+
+
+async def init(state: AgentState, conn: Any, req: p.Init) -> p.RecoveryKey:
+    from credd.vault import KdfParams, Vault
+    if state.open_vault() is not None:
+        raise Exists(f"a vault already exists at {state.config.vault}")
+    given = {"memory_kib": req.kdf_memory_kib, "iterations": req.kdf_iterations,
+             "lanes": req.kdf_lanes}
+    kdf = KdfParams(**{k: v for k, v in given.items() if v is not None})
+    kdf.validate()
+    vault, recovery = await state.write(Vault.create, state.config.vault, req.passphrase,
+                                        kdf=kdf, state_dir=state.config.state_dir)
+    state.vault = vault
+    state.opened()
+    state.audit.try_record("init", "ok", peer=conn.peer)
+    return p.RecoveryKey(recovery_key=recovery)
+
+
+async def unlock(state: AgentState, conn: Any, req: p.Unlock) -> p.StatusReply:
+    given = {"passphrase": req.passphrase, "key": req.key, "recovery_key": req.recovery_key}
+    secret = {k: v for k, v in given.items() if v is not None}
+    if len(secret) != 1:
+        raise BadRequest("unlock takes exactly one of passphrase, key or recovery_key")
+    idle = check_duration(req.idle_timeout, "idle_timeout")
+    lifetime = check_duration(req.max_lifetime, "max_lifetime")
+    vault = state.require_vault()
+    try:
+        await state.unlock(vault, idle, lifetime, **secret)
+    except CreddError as exc:
+        state.audit.try_record("unlock", exc.code, peer=conn.peer)
+        raise
+    state.audit.try_record("unlock", "ok", peer=conn.peer)
+    return state.status()
+
+
+async def lock(state: AgentState, conn: Any, req: p.Lock) -> p.Ok:
+    state.lock("request")
+    return p.Ok()
+
+
+async def change_passphrase(state: AgentState, conn: Any, req: p.ChangePassphrase) -> p.Ok:
+    vault = state.require_unlocked()
+    state.throttle.check()
+    try:
+        await state.write(vault.change_passphrase, req.old, req.new)
+    except BadPassphrase:
+        state.throttle.failed()
+        state.audit.try_record("change_passphrase", "bad_passphrase", peer=conn.peer)
+        raise
+    state.audit.try_record("change_passphrase", "ok", peer=conn.peer)
+    return p.Ok()
+
+
+async def subscribe(state: AgentState, conn: Any, req: p.Subscribe) -> p.Ok:
+    conn.subscription = state.events.subscribe()
+    return p.Ok()
+
+
+async def stop(state: AgentState, conn: Any, req: p.Stop) -> p.Ok:
+    state.stopping.set()
+    return p.Ok()
+
+
+# ---------------------------------------------------------------- secrets
+
+def _audited(state: AgentState, conn: Any, op: str, names: list[str]) -> None:
+    """Write the reveal's audit lines before the secret leaves; raises AuditUnavailable."""
+    state.audit.record(op, "ok", names=names, key=state.vault.audit_key, peer=conn.peer)
+
+
+def _audit_failure(state: AgentState, conn: Any, op: str, names: list[str], exc: CreddError) -> None:
+    try:
+        key = state.vault.audit_key
+    except CreddError:  # a damaged vault has no usable key: record the failure without names
+        key, names = None, []
+    state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
+
+
+async def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
+    vault = state.require_unlocked()
+    try:
+        value = vault.get(req.name, req.field)
+    except CreddError as exc:
+        _audit_failure(state, conn, "get", [req.name], exc)
+        raise
+    _audited(state, conn, "get", [req.name])
+    return p.Secret(name=req.name, value=value, field=req.field)
+
+
+def _resolve(vault: Any, ref: str) -> tuple[str, str | None] | None:
+    """`credd://NAME[/FIELD]` → (name, field): the last segment is a field only when
+    NAME-without-it is an entry that has that field; otherwise the whole path is the name."""
+    path = ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
+    head, sep, tail = path.rpartition("/")
+    if sep and head and tail:
+        try:
+            meta = vault.describe(head)
+        except (NotFound, BadRequest):
+            meta = None
+        if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
+            return head, tail
+    try:
+        vault.describe(path)
+    except (NotFound, BadRequest):
+        return None
+    return path, None
+
+
+async def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
+    vault = state.require_unlocked()
+    resolved = {ref: _resolve(vault, ref) for ref in req.refs}
+    missing = [ref for ref, target in resolved.items() if target is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        error = NotFound(f"{len(missing)} of {len(resolved)} references not found: {shown}",
+                         names=missing)
+        _audit_failure(state, conn, "get_many", [], error)
+        raise error
+    names = sorted({name for name, _field in resolved.values()})
+    values = {ref: vault.get(name, field) for ref, (name, field) in resolved.items()}
+    _audited(state, conn, "get_many", names)
+    return p.Secrets(values=values)
+
+
+async def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
+    vault = state.require_unlocked()
+    try:
+        entry = vault.reveal(req.name, req.version)
+    except CreddError as exc:
+        _audit_failure(state, conn, "reveal", [req.name], exc)
+        raise
+    _audited(state, conn, "reveal", [req.name])
+    return p.Revealed(entry=entry.meta, value=entry.value or "",
+                      secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
+
+
+# ---------------------------------------------------------------- metadata
+
+async def describe(state: AgentState, conn: Any, req: p.Describe) -> p.EntryReply:
+    return p.EntryReply(entry=state.require_unlocked().describe(req.name))
+
+
+def _due(meta: p.EntryMeta, now: float) -> bool:
+    if meta.expires is not None and meta.expires <= now:
+        return True
+    return bool(meta.rotate_after) and meta.updated + meta.rotate_after <= now
+
+
+def _matcher(req: p.List):
+    """The filter of a list request, or None when it has none (everything matches)."""
+    if not (req.prefix or req.service is not None or req.kind is not None
+            or req.tag is not None or req.contains or req.due):
+        return None
+    contains = (req.contains or "").casefold()
+    now = time.time()
+
+    def match(m: p.EntryMeta) -> bool:
+        return ((not req.prefix or m.name.startswith(req.prefix))
+                and (req.service is None or m.service == req.service)
+                and (req.kind is None or m.kind == req.kind)
+                and (req.tag is None or req.tag in m.tags)
+                and (not contains or contains in m.name.casefold()
+                     or contains in m.service.casefold())
+                and (not req.due or _due(m, now)))
+    return match
+
+
+def _fit(items: list[Any], start: int = 0, limit: int = 0) -> tuple[msgspec.Raw, int]:
+    """The longest run `items[start:start + n]` (n ≤ `limit` if given) that fits in a frame,
+    already encoded as a MessagePack array, and n.
+
+    The run goes into the reply as msgspec.Raw: the same bytes as encoding the list in
+    place, but measured. Encoding a slice at once is several times faster than item by
+    item: the first guess comes from a sample's average size, then shrinks in proportion.
+    """
+    budget = p.MAX_FRAME - _RESERVE
+    n = len(items) - start
+    if limit:
+        n = min(n, limit)
+    sample = min(n, 64)
+    if sample:
+        average = len(_encoder.encode(items[start:start + sample])) / sample
+        n = min(n, max(1, int(budget / average)))
+    while True:
+        raw = _encoder.encode(items[start:start + n])
+        if len(raw) <= budget or n <= 1:
+            return msgspec.Raw(raw), n
+        n = max(1, min(n - 1, int(n * budget / len(raw))))
+
+
+async def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
+    if req.limit < 0:
+        raise BadRequest("limit must be 0 (as many as fit) or positive")
+    matches, match = state.require_unlocked().list(), _matcher(req)
+    if match is not None:
+        matches = [m for m in matches if match(m)]
+    start = bisect.bisect_right(matches, req.cursor, key=lambda m: m.name) if req.cursor else 0
+    page, n = _fit(matches, start, req.limit)
+    end = start + n
+    nxt = matches[end - 1].name if end < len(matches) else None
+    return p.Entries(entries=page, next=nxt, total=len(matches))
+
+
+async def trash(state: AgentState, conn: Any, req: p.Trash) -> p.Entries:
+    entries = state.require_unlocked().trash()
+    page, n = _fit(entries)
+    nxt = entries[n - 1].name if n < len(entries) else None
+    return p.Entries(entries=page, next=nxt, total=len(entries))
+
+
+async def history(state: AgentState, conn: Any, req: p.History) -> p.HistoryReply:
+    current, versions = state.require_unlocked().history(req.name)
+    return p.HistoryReply(name=req.name, current=current, versions=versions)
+
+
+async def audit(state: AgentState, conn: Any, req: p.Audit) -> p.AuditLog:
+    if not 1 <= req.limit <= MAX_AUDIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_AUDIT}")
+    state.require_unlocked()
+    records = state.audit.tail(req.limit)
+    _, n = _fit(records[::-1])  # the newest ones that fit
+    return p.AuditLog(records=records[len(records) - n:])
+
+
+async def check(state: AgentState, conn: Any, req: p.Check) -> p.CheckReport:
+    vault = state.require_unlocked()
+    problems = await state.write(vault.check)
+    return p.CheckReport(checked=vault.entry_count, problems=problems)
+
+
+# ---------------------------------------------------------------- writes
+
+async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: Any,
+                 *args: Any, event: p.EntryChanged | None = None, **kwargs: Any) -> Any:
+    """Run a vault write on the writer thread, then audit it and tell subscribers."""
+    vault = state.require_unlocked()
+    result = await state.write(fn, *args, **kwargs)
+    state.audit.try_record(op, "ok", names=names, key=vault.audit_key, peer=conn.peer)
+    if event is not None:
+        state.events.publish(event)
+    return result
+
+
+async def set_(state: AgentState, conn: Any, req: p.Set) -> p.EntryReply:
+    vault = state.require_unlocked()
+    meta = await _write(
+        state, conn, "set", [req.name], vault.put, req.name, kind=req.kind, service=req.service,
+        tags=req.tags, value=req.value, fields=req.fields, remove_fields=req.remove_fields,
+        notes=req.notes, rotate_after=req.rotate_after, expires=req.expires, mode=req.mode,
+        merge=req.merge, event=p.EntryChanged(name=req.name, action="set"))
+    return p.EntryReply(entry=meta)
+
+
+async def delete(state: AgentState, conn: Any, req: p.Delete) -> p.EntryReply:
+    vault = state.require_unlocked()
+    return p.EntryReply(entry=await _write(state, conn, "delete", [req.name], vault.delete,
+                                           req.name, event=p.EntryChanged(name=req.name,
+                                                                          action="delete")))
+
+
+async def undelete(state: AgentState, conn: Any, req: p.Undelete) -> p.EntryReply:
+    vault = state.require_unlocked()
+    return p.EntryReply(entry=await _write(state, conn, "undelete", [req.name], vault.undelete,
+                                           req.name, event=p.EntryChanged(name=req.name,
+                                                                          action="undelete")))
+
+
+async def purge(state: AgentState, conn: Any, req: p.Purge) -> p.Ok:
+    vault = state.require_unlocked()
+    await _write(state, conn, "purge", [req.name], vault.purge, req.name,
+                 event=p.EntryChanged(name=req.name, action="purge"))
+    return p.Ok()
+
+
+async def move(state: AgentState, conn: Any, req: p.Move) -> p.EntryReply:
+    vault = state.require_unlocked()
+    event = p.EntryChanged(name=req.old, action="move", new_name=req.new)
+    return p.EntryReply(entry=await _write(state, conn, "move", [req.old, req.new], vault.move,
+                                           req.old, req.new, event=event))
+
+
+async def restore(state: AgentState, conn: Any, req: p.Restore) -> p.EntryReply:
+    vault = state.require_unlocked()
+    event = p.EntryChanged(name=req.name, action="restore")
+    return p.EntryReply(entry=await _write(state, conn, "restore", [req.name], vault.restore,
+                                           req.name, req.version, event=event))
+
+
+async def add_key_slot(state: AgentState, conn: Any, req: p.AddKeySlot) -> p.Ok:
+    vault = state.require_unlocked()
+    await _write(state, conn, "add_key_slot", [], vault.add_key_slot, req.key, label=req.label)
+    return p.Ok()
+
+
+async def remove_key_slot(state: AgentState, conn: Any, req: p.RemoveKeySlot) -> p.Ok:
+    vault = state.require_unlocked()
+    await _write(state, conn, "remove_key_slot", [], vault.remove_key_slot, label=req.label)
+    return p.Ok()
+
+
+async def rekey(state: AgentState, conn: Any, req: p.Rekey) -> p.RecoveryKey:
+    """The old recovery key no longer opens the vault: the new one goes back to the user."""
+    vault = state.require_unlocked()
+    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey))

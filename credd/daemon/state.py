@@ -1,0 +1,266 @@
+"""The agent's one piece of mutable state: the vault, whether it is unlocked, and until when.
+
+Deadlines are measured on CLOCK_BOOTTIME, which keeps counting while the machine
+sleeps, and are re-checked at the start of every request as well as by a
+watchdog: a laptop that wakes after the idle timeout answers `locked` to the
+first request, whatever asyncio's (monotonic) timers thought.
+
+Vault writes, unlocks and other slow work run on one worker thread, so one
+writer at a time and the event loop stays responsive; reads run on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from credd import __version__, protocol
+from credd.errors import BadRequest, LockedError, NoVault, RateLimited
+
+from .audit import FILE_NAME, AuditLog
+from .events import EventHub
+
+log = logging.getLogger("credd.agent")
+
+DEFAULT_IDLE = 15 * 60.0
+DEFAULT_LIFETIME = 8 * 3600.0
+MAX_DURATION = 366 * 86400.0  # per-unlock overrides above a year are a mistake
+
+
+@dataclass
+class Config:
+    socket: str
+    vault: str
+    state_dir: str
+    idle_timeout: float = DEFAULT_IDLE
+    max_lifetime: float = DEFAULT_LIFETIME
+    read_timeout: float = 10.0         # a partial frame, or a silent new connection
+    max_connections: int = 128
+    allow_insecure_memory: bool = False
+
+
+def boottime() -> float:
+    """Seconds on a clock that never jumps and keeps counting through suspend."""
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+
+def check_duration(value: float | None, what: str) -> float | None:
+    """A per-request duration: None, or positive, finite and at most a year."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value <= 0 or value > MAX_DURATION:
+        raise BadRequest(f"{what} must be between 0 and {MAX_DURATION:.0f} seconds, got {value!r}")
+    return float(value)
+
+
+class Deadlines:
+    """Idle and absolute deadlines of one unlocked session."""
+
+    def __init__(self, clock: Callable[[], float] = boottime) -> None:
+        self.clock = clock
+        self.idle = self.lifetime = 0.0
+        self._last = self._end = 0.0
+
+    def start(self, idle: float, lifetime: float) -> None:
+        now = self.clock()
+        self.idle, self.lifetime = idle, lifetime
+        self._last, self._end = now, now + lifetime
+
+    def touch(self) -> None:
+        """Slide the idle deadline: only requests that use the vault call this."""
+        self._last = self.clock()
+
+    def left(self) -> tuple[float, float]:
+        """(seconds to the idle lock, seconds to the absolute lock), never negative."""
+        now = self.clock()
+        return max(0.0, self._last + self.idle - now), max(0.0, self._end - now)
+
+    def expired(self) -> str | None:
+        """Why the session must end now ("lifetime" or "idle"), or None."""
+        idle_left, lifetime_left = self.left()
+        if lifetime_left <= 0:
+            return "lifetime"
+        if idle_left <= 0:
+            return "idle"
+        return None
+
+
+class Throttle:
+    """Failed unlocks open a growing window in which unlocks are refused.
+
+    The first failure is free (a typo); then 0.5 s, 1 s, 2 s ... up to 30 s,
+    on top of the KDF's own cost. A success resets it.
+    """
+
+    BASE, CAP = 0.5, 30.0
+
+    def __init__(self, clock: Callable[[], float] = boottime) -> None:
+        self.clock = clock
+        self.failures = 0
+        self._until = 0.0
+
+    def retry_after(self) -> float:
+        return max(0.0, self._until - self.clock())
+
+    def check(self) -> None:
+        wait = self.retry_after()
+        if wait > 0:
+            raise RateLimited(f"too many failed unlock attempts: retry in {wait:.1f} s",
+                              retry_after=round(wait, 3))
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures > 1:
+            self._until = self.clock() + min(self.BASE * 2 ** (self.failures - 2), self.CAP)
+
+    def succeeded(self) -> None:
+        self.failures, self._until = 0, 0.0
+
+
+class AgentState:
+    def __init__(self, config: Config, clock: Callable[[], float] = boottime) -> None:
+        self.config = config
+        self.vault: Any = None             # credd.vault.Vault, opened lazily when its file exists
+        self.deadlines = Deadlines(clock)
+        self.throttle = Throttle(clock)
+        self.events = EventHub()
+        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
+        self.stopping = asyncio.Event()
+        self.rejected_peers = 0
+        self._unlocked = False
+        self._epoch = 0                    # bumped by every lock; an unlock racing one loses
+        self._unlocking = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
+
+    # ------------------------------------------------------------ vault access
+
+    def open_vault(self) -> Any:
+        """The vault, opened (locked) on first use; None while its file does not exist."""
+        if self.vault is None:
+            from credd.vault import Vault
+            if Vault.exists(self.config.vault):
+                self.vault = Vault.open(self.config.vault, state_dir=self.config.state_dir)
+        return self.vault
+
+    @property
+    def unlocked(self) -> bool:
+        self.check_deadlines()
+        return self._unlocked
+
+    def require_vault(self) -> Any:
+        if self.open_vault() is None:
+            raise NoVault(f"no vault at {self.config.vault}: create one with `credd init`")
+        return self.vault
+
+    def require_unlocked(self) -> Any:
+        vault = self.require_vault()
+        if not self.unlocked:
+            raise LockedError("the vault is locked: run `credd unlock`")
+        return vault
+
+    def touch(self) -> None:
+        if self._unlocked:
+            self.deadlines.touch()
+
+    async def write(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the single writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+
+    # ------------------------------------------------------------ lock state
+
+    def check_deadlines(self) -> None:
+        if self._unlocked:
+            reason = self.deadlines.expired()
+            if reason:
+                self.lock(reason)
+
+    async def unlock(self, vault: Any, idle: float | None, lifetime: float | None,
+                     **secret: Any) -> None:
+        """Unlock with one secret (throttled; concurrent attempts go one at a time).
+
+        `idle` and `lifetime` override the configured deadlines (checked by the caller).
+        """
+        async with self._unlocking:
+            self.throttle.check()
+            epoch = self._epoch
+            try:
+                await self.write(vault.unlock, **secret)
+            except Exception as exc:
+                if getattr(exc, "code", None) == "bad_passphrase":
+                    self.throttle.failed()
+                raise
+            self.throttle.succeeded()
+            if epoch != self._epoch:  # a lock arrived while the KDF ran: it wins
+                await self.write(vault.lock)
+                raise LockedError("the vault was locked while unlocking; unlock again")
+            self.opened(idle, lifetime)
+
+    def opened(self, idle: float | None = None, lifetime: float | None = None) -> None:
+        """The vault is now unlocked: start its deadlines and tell subscribers."""
+        self.deadlines.start(idle or self.config.idle_timeout, lifetime or self.config.max_lifetime)
+        was = self._unlocked
+        self._unlocked = True
+        self._wake.set()
+        if not was:
+            log.info("unlocked (idle timeout %.0f s, max lifetime %.0f s)",
+                     self.deadlines.idle, self.deadlines.lifetime)
+            self.events.publish(protocol.Unlocked())
+
+    def lock(self, reason: str) -> None:
+        """Forget the key now; the vault's own lock runs after any write in flight."""
+        self._epoch += 1
+        if not self._unlocked:
+            return
+        self._unlocked = False
+        if self.vault is not None:
+            self._writer.submit(self.vault.lock)
+        log.info("locked (%s)", reason)
+        self.audit.try_record("lock", reason)
+        self.events.publish(protocol.Locked(reason=reason))
+
+    async def watchdog(self) -> None:
+        """Lock on time even when no request comes."""
+        while True:
+            delay = None
+            if self._unlocked:
+                delay = min(min(self.deadlines.left()) + 0.01, 5.0)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+            self.check_deadlines()
+
+    def status(self) -> protocol.StatusReply:
+        vault = self.open_vault()
+        unlocked = vault is not None and self.unlocked
+        idle_left = lifetime_left = None
+        if unlocked:
+            idle_left, lifetime_left = self.deadlines.left()
+        return protocol.StatusReply(
+            state="unlocked" if unlocked else ("locked" if vault is not None else "no_vault"),
+            vault=self.config.vault, socket=self.config.socket, pid=os.getpid(),
+            version=__version__, entries=vault.entry_count if unlocked else None,
+            idle_timeout=self.deadlines.idle if unlocked else self.config.idle_timeout,
+            max_lifetime=self.deadlines.lifetime if unlocked else self.config.max_lifetime,
+            idle_left=idle_left, lifetime_left=lifetime_left,
+            retry_after=round(self.throttle.retry_after(), 3),
+        )
+
+    async def close(self) -> None:
+        """Lock, let the writer finish, close the vault."""
+        self.lock("shutdown")
+        if self.vault is not None:
+            await self.write(self.vault.close)
+        self._writer.shutdown(wait=True)
+        self.audit.close()

@@ -1,0 +1,53 @@
+"""Writing files that hold secrets: atomic, private, and never over a looser file by accident.
+
+`write_private` writes a temporary file born 0600 in the target's directory,
+fsyncs it, sets the final mode, renames it over the target and fsyncs the
+directory: a reader sees the whole old file or the whole new one, never a
+torn or briefly world-readable one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from credd.errors import BadRequest, InsecurePath
+
+
+def check_overwrite(path: str, force: bool) -> None:
+    """Refuse to replace a file others can read (it may be shared on purpose) unless forced."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise BadRequest(f"{path} is a directory")
+    if (st.st_mode & 0o077 or not stat.S_ISREG(st.st_mode)) and not force:
+        raise InsecurePath(f"refusing to overwrite {path} (mode {stat.S_IMODE(st.st_mode):04o}, "
+                           f"readable beyond you) with secrets: use --force, or remove it first")
+
+
+def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = False) -> None:
+    """Atomically replace `path` with `data`, final permissions `mode` (0600 or stricter)."""
+    check_overwrite(path, force)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

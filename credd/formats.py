@@ -1,0 +1,206 @@
+"""The shapes secrets leave and enter credd in: export renderers and import parsers.
+
+Pure functions over plain data (no agent, no files): `credd export` and
+`credd import` fetch and store, these only translate.
+
+Export works on `Item(ref, var, value)`: one variable per entry value
+(`NAME` → var_name(NAME)) and per field (`NAME/FIELD` → var_name(NAME, FIELD)),
+unless `--map REF=VAR` says otherwise. The JSON format is credd's own,
+lossless (kind, service, tags, fields with their secrecy, notes) and is what
+`credd import --format json` reads back.
+
+Import yields `Draft`s: an entry name and the arguments of `Client.set`.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+from typing import Iterable, NamedTuple
+
+from credd.envfile import format_dotenv, format_shell, parse_dotenv, var_name
+from credd.errors import BadRequest
+from credd.refs import is_ref
+
+JSON_FORMAT = "credd-export"
+JSON_VERSION = 1
+#: Field names that, in an imported JSON object, are identifiers rather than secrets.
+PLAIN_FIELDS = frozenset({"username", "user", "login", "email", "host", "hostname", "port",
+                          "url", "region", "output", "account", "database", "server",
+                          "service"})
+
+
+class Item(NamedTuple):
+    ref: str      # NAME or NAME/FIELD
+    var: str      # the variable (or file, or data key) it is exported as
+    value: str
+
+
+class Draft(NamedTuple):
+    name: str
+    fields: dict  # keyword arguments of Client.set / protocol.Set
+
+
+# ---------------------------------------------------------------- export
+
+def plan_items(metas, mapping: dict[str, str]) -> list[tuple[str, str]]:
+    """(ref, var) for every value and field of the entries, checked for clashes."""
+    planned = []
+    for m in metas:
+        refs = ([m.name] if m.has_value else []) + [f"{m.name}/{f}"
+                                                     for f in [*m.fields, *m.secret_fields]]
+        planned += [(ref, mapping.get(ref) or var_name(ref)) for ref in refs]
+    unknown = sorted(set(mapping) - {ref for ref, _ in planned})
+    if unknown:
+        raise BadRequest(f"--map names references not exported: {', '.join(unknown)}")
+    seen: dict[str, str] = {}
+    for ref, var in planned:
+        if var in seen:
+            raise BadRequest(f"{seen[var]} and {ref} both become {var}: rename one with "
+                             f"--map {ref}=OTHER_NAME")
+        seen[var] = ref
+    return planned
+
+
+def parse_map(pairs: Iterable[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        ref, eq, var = pair.partition("=")
+        ref = ref.removeprefix("credd://")
+        if not eq or not ref or not var:
+            raise BadRequest(f"--map wants NAME=VAR or NAME/FIELD=VAR, got {pair!r}")
+        mapping[ref] = var
+    return mapping
+
+
+def render_flat(fmt: str, items: list[Item], *, secret_name: str = "credd-secrets") -> bytes:
+    pairs = [(i.var, i.value) for i in items]
+    if fmt == "dotenv":
+        return format_dotenv(pairs).encode()
+    if fmt == "shell":
+        return format_shell(pairs).encode()
+    if fmt == "k8s-secret":
+        return k8s_secret(secret_name, pairs).encode()
+    raise BadRequest(f"unknown export format {fmt!r}")
+
+
+def k8s_secret(name: str, pairs: list[tuple[str, str]]) -> str:
+    """A Kubernetes Secret manifest (YAML; keys and names need no quoting)."""
+    lines = ["apiVersion: v1", "kind: Secret", "metadata:", f"  name: {json.dumps(name)}",
+             "type: Opaque", "data:" if pairs else "data: {}"]
+    lines += [f"  {var}: {base64.b64encode(value.encode()).decode()}" for var, value in pairs]
+    return "\n".join(lines) + "\n"
+
+
+def export_json(revealed: list) -> bytes:
+    """credd's lossless export of revealed entries (protocol.Revealed)."""
+    entries = []
+    for r in revealed:
+        m = r.entry
+        fields = [{"name": k, "value": v, "secret": False} for k, v in m.fields.items()]
+        fields += [{"name": k, "value": v, "secret": True} for k, v in r.secret_fields.items()]
+        entry = {"name": m.name, "kind": m.kind, "service": m.service, "tags": list(m.tags),
+                 "fields": fields}
+        if m.has_value:
+            entry["value"] = r.value
+        if r.notes:
+            entry["notes"] = r.notes
+        for key in ("rotate_after", "expires"):
+            if getattr(m, key) is not None:
+                entry[key] = getattr(m, key)
+        entries.append(entry)
+    doc = {"format": JSON_FORMAT, "version": JSON_VERSION, "entries": entries}
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# ---------------------------------------------------------------- import
+
+def import_dotenv(text: str, into: str = "") -> list[Draft]:
+    """KEY=value → entry `into/key` (lower-cased); references are skipped, not secrets."""
+    drafts = {}
+    for key, value in parse_dotenv(text):
+        if is_ref(value) or not value:
+            continue
+        drafts[key] = Draft(_join(into, key.lower()), {"value": value})
+    return list(drafts.values())
+
+
+def import_env(environ: dict[str, str], prefix: str, into: str = "") -> list[Draft]:
+    """`<prefix>KEY` variables; a JSON object value becomes a multi-field entry."""
+    if not prefix:
+        raise BadRequest("--format env needs --prefix (e.g. --prefix PLATFORM_CRED_)")
+    drafts = []
+    for var in sorted(environ):
+        if not var.startswith(prefix) or var == prefix or not environ[var]:
+            continue
+        name = _join(into, var[len(prefix):].lower())
+        value = environ[var]
+        obj = _json_object(value)
+        if obj is None:
+            drafts.append(Draft(name, {"value": value}))
+        else:
+            drafts.append(Draft(name, {"fields": _fields(obj)}))
+    return drafts
+
+
+def _json_object(value: str) -> dict[str, str] | None:
+    if not value.lstrip().startswith("{"):
+        return None
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or not obj:
+        return None
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()}
+
+
+def _fields(obj: dict[str, str]) -> list:
+    from credd.protocol import Field
+    return [Field(name=k, value=v, secret=k.lower() not in PLAIN_FIELDS) for k, v in obj.items()]
+
+
+def import_aws(text: str, into: str = "aws") -> list[Draft]:
+    """Each `~/.aws/credentials` profile → entry `aws/<profile>` with its keys as fields."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text, source="aws credentials")
+    except configparser.Error as exc:
+        raise BadRequest(f"not an AWS credentials file: {type(exc).__name__}") from None
+    drafts = []
+    for profile in parser.sections():
+        obj = dict(parser.items(profile))
+        if obj:
+            drafts.append(Draft(_join(into, profile), {"kind": "aws", "fields": _fields(obj)}))
+    return drafts
+
+
+def import_json(text: str) -> list[Draft]:
+    """credd's own export (see export_json)."""
+    from credd.protocol import Field
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT:
+        raise BadRequest(f"not a credd export (expected \"format\": \"{JSON_FORMAT}\")")
+    if doc.get("version") != JSON_VERSION:
+        raise BadRequest(f"credd export version {doc.get('version')!r} is not supported")
+    drafts = []
+    for n, e in enumerate(doc.get("entries", [])):
+        try:
+            fields = [Field(name=f["name"], value=f["value"], secret=bool(f.get("secret", True)))
+                      for f in e.get("fields", [])]
+            args = {"kind": e.get("kind", "secret"), "service": e.get("service", ""),
+                    "tags": list(e.get("tags", [])), "fields": fields,
+                    "value": e.get("value"), "notes": e.get("notes"),
+                    "rotate_after": e.get("rotate_after"), "expires": e.get("expires")}
+            drafts.append(Draft(e["name"], {k: v for k, v in args.items() if v is not None}))
+        except (KeyError, TypeError, AttributeError):
+            raise BadRequest(f"credd export: entry #{n + 1} is malformed") from None
+    return drafts
+
+
+def _join(into: str, name: str) -> str:
+    return f"{into.strip('/')}/{name}" if into.strip("/") else name

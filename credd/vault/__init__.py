@@ -1,0 +1,8 @@
+"""credd's encrypted embedded store: no sockets, no asyncio (see docs/vault.md)."""
+
+from credd.vault.keyslots import KdfParams
+from credd.vault.model import SecretEntry, canonical_name
+from credd.vault.vault import HISTORY_KEEP, Vault, VaultIntegrityError
+
+__all__ = ["HISTORY_KEEP", "KdfParams", "SecretEntry", "Vault", "VaultIntegrityError",
+           "canonical_name"]

@@ -1,0 +1,108 @@
+"""`Vault.check()`: re-read the file from scratch and report every problem, not just the first.
+
+Works on a damaged vault too (the cache is not trusted: every row is
+decrypted again), so it is the tool that says what a VaultIntegrityError
+was about.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from typing import TYPE_CHECKING
+
+from credd.vault import crypto, keyslots
+from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
+from credd.vault.model import decode_history, decode_meta, decode_secret
+
+if TYPE_CHECKING:
+    from credd.vault.vault import Vault
+
+
+def check_vault(vault: "Vault", conn, keys: Keys) -> list[str]:
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+    problems += _header(vault, conn, keys)
+    names: dict[bytes, str] = {}
+    rows: list[tuple] = [[], [], [], []]  # entry ids, entry tails, history ids, history tails
+    vid = vault.vault_id
+    for row_id, rev, meta_blob, secret_blob in conn.execute(
+            "SELECT id, rev, meta, secret FROM entries"):
+        _add(rows[0], rows[1], row_id, rev, 0)
+        label = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
+        try:
+            meta = decode_meta(crypto.unseal(keys.meta, meta_blob,
+                                             row_ad(vid, row_id, "meta", rev)))
+            if keys.row_id(meta.name) != row_id:
+                raise AuthFailure()
+            names[row_id] = label = f"entry {meta.name!r}"
+        except Exception:  # tag, types, lengths: all damage
+            problems.append(f"{label}: metadata failed authentication")
+        try:
+            decode_secret(crypto.unseal(keys.secret, secret_blob,
+                                        row_ad(vid, row_id, "secret", rev)))
+        except Exception:  # tag, types, lengths: all damage
+            problems.append(f"{label}: secret failed authentication")
+    for row_id, version, rev, blob in conn.execute(
+            "SELECT entry, version, rev, blob FROM history"):
+        _add(rows[2], rows[3], row_id, rev, version)
+        label = names.get(row_id, f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}")
+        try:
+            record = decode_history(crypto.unseal(
+                keys.secret, blob, row_ad(vid, row_id, "history", rev, version)))
+            if record.meta.version != version:
+                raise AuthFailure()
+        except Exception:  # tag, types, lengths: all damage
+            problems.append(f"{label}: version {version} failed authentication")
+    try:
+        digest = keys.digest(ENTRY, rows[0], rows[1]) ^ keys.digest(HISTORY, rows[2], rows[3])
+    except (ValueError, TypeError):
+        digest = None
+    (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
+    if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:
+        problems.append("the set of rows does not match the authenticated header: entries or "
+                        "versions were replayed, removed or added outside credd")
+    problems += _slots(vault, conn)
+    return problems
+
+
+def _add(ids: list, tails: list, row_id: object, rev: object, version: object) -> None:
+    """One digest item; a malformed one is kept as-is so the digest fails."""
+    try:
+        tails.append(TAIL.pack(rev, version))
+    except struct.error:
+        tails.append(None)
+    ids.append(row_id)
+
+
+def _header(vault: "Vault", conn, keys: Keys) -> list[str]:
+    row = conn.execute(
+        "SELECT vault_id, generation, digest, mac FROM vault WHERE id = 1").fetchone()
+    if row is None:
+        return ["the vault header row is missing"]
+    vault_id, gen, digest, mac = row
+    problems = []
+    if vault_id != vault.vault_id:
+        problems.append("the vault id changed")
+    digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
+    expected = keys.header_mac(vault._header_bytes(gen, digest_int))
+    if not (isinstance(mac, bytes) and hmac.compare_digest(mac, expected)):
+        problems.append("the vault header failed authentication")
+    remembered = vault._remembered()
+    if remembered > gen:
+        problems.append(f"the vault file was rolled back: generation {gen} is older than "
+                        f"{remembered}, the newest this machine has seen")
+    return problems
+
+
+def _slots(vault: "Vault", conn) -> list[str]:
+    problems = []
+    for slot_id, label, raw in conn.execute("SELECT id, label, header FROM slots"):
+        kind = keyslots.kind_of(raw)
+        try:
+            header = keyslots.candidate(raw, kind) if kind else None
+        except keyslots.SlotOutOfRange as exc:
+            problems.append(f"key slot {label!r}: {exc}")
+            continue
+        if header is None or header.vault_id != vault.vault_id or header.slot_id != slot_id:
+            problems.append(f"key slot {label!r}: header is damaged")
+    return problems

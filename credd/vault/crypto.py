@@ -1,0 +1,169 @@
+"""The vault's cryptography, pure (no I/O): Argon2id, HKDF, AES-256-GCM with AD, MACs.
+
+Keys live in `bytearray`s so `wipe` can overwrite them; the AESGCM objects of
+`cryptography` keep their own copy, which we can only drop (CPython offers no
+more: process isolation is the real boundary, see SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_LEN = 32
+NONCE_LEN = 12
+SALT_LEN = 16
+TAG_LEN = 16
+
+#: HKDF `info` labels, one per purpose: a key never serves two purposes.
+PURPOSES = ("index", "metadata", "secret", "audit", "header", "digest")
+ROW_ID_LEN = 16
+_COLUMNS = {"meta": b"m", "secret": b"s", "history": b"h"}
+#: (rev, version): ends every row's AD and is the second block of its digest PRF.
+TAIL = struct.Struct(">QQ")
+#: Digest kinds, each with its own key: entry rows and history rows.
+ENTRY, HISTORY = 0, 1
+
+
+class AuthFailure(Exception):
+    """An AEAD tag did not verify (wrong key, or data/AD changed)."""
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def wipe(buf: bytearray | None) -> None:
+    """Overwrite a key buffer in place (best effort: see the module docstring)."""
+    if buf is not None:
+        buf[:] = bytes(len(buf))
+
+
+def argon2id(secret: bytes, salt: bytes, *, memory_kib: int, iterations: int,
+             lanes: int) -> bytearray:
+    """Stretch a passphrase; the caller validates the parameters first."""
+    kdf = Argon2id(salt=salt, length=KEY_LEN, iterations=iterations, lanes=lanes,
+                   memory_cost=memory_kib)
+    return bytearray(kdf.derive(secret))
+
+
+def hkdf(key: bytes | bytearray, info: bytes, salt: bytes | None = None) -> bytearray:
+    return bytearray(HKDF(algorithm=hashes.SHA256(), length=KEY_LEN, salt=salt,
+                          info=info).derive(bytes(key)))
+
+
+def ad(*parts: bytes | str | int) -> bytes:
+    """Associated data: length-prefixed parts, so no two part lists share an encoding."""
+    out = bytearray()
+    for part in parts:
+        if isinstance(part, int):
+            part = struct.pack(">q", part)
+        elif isinstance(part, str):
+            part = part.encode()
+        out += struct.pack(">I", len(part)) + part
+    return bytes(out)
+
+
+def row_ad(vault_id: bytes, row_id: bytes, column: str, rev: int, version: int = 0) -> bytes:
+    """AD of one encrypted column: vault id ‖ row id ‖ column ‖ rev ‖ version, fixed widths.
+
+    Row ids read from the file are checked to be ROW_ID_LEN long before use,
+    so the layout is unambiguous; it is built by concatenation because the
+    unlock path computes it once per entry.
+    """
+    return vault_id + row_id + _COLUMNS[column] + TAIL.pack(rev, version)
+
+
+def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
+    """nonce ‖ ciphertext ‖ tag, with a fresh random 96-bit nonce."""
+    nonce = os.urandom(NONCE_LEN)
+    return nonce + aead.encrypt(nonce, plaintext, associated)
+
+
+def unseal(aead: AESGCM, blob: bytes, associated: bytes) -> bytes:
+    if not isinstance(blob, bytes) or len(blob) < NONCE_LEN + TAG_LEN:
+        raise AuthFailure()
+    try:
+        return aead.decrypt(blob[:NONCE_LEN], blob[NONCE_LEN:], associated)
+    except InvalidTag:
+        raise AuthFailure() from None
+
+
+def hmac_sha256(key: bytes | bytearray, data: bytes) -> bytes:
+    return hmac.new(bytes(key), data, hashlib.sha256).digest()
+
+
+class Keys:
+    """The DEK and its per-purpose subkeys while the vault is unlocked."""
+
+    def __init__(self, dek: bytearray) -> None:
+        self.dek = dek
+        sub = {p: hkdf(dek, b"credd/v1/" + p.encode()) for p in PURPOSES}
+        self.index, self.audit, self.header = sub["index"], sub["audit"], sub["header"]
+        self.meta = AESGCM(bytes(sub["metadata"]))
+        self.secret = AESGCM(bytes(sub["secret"]))
+        wipe(sub["metadata"])
+        wipe(sub["secret"])
+        self._index_key = bytes(self.index)
+        self._header_key = bytes(self.header)
+        self._digest_keys = tuple(bytes(hkdf(sub["digest"], label))
+                                  for label in (b"entries", b"history"))
+        wipe(sub["digest"])
+
+    def row_id(self, name: str) -> bytes:
+        """HMAC-SHA256(index key, canonical name), truncated to 128 bits."""
+        return hmac.new(self._index_key, name.encode(), hashlib.sha256).digest()[:16]
+
+    def digest(self, kind: int, ids: list[bytes], tails: list[bytes]) -> int:
+        """XOR over rows of a PRF of (row id, rev, version), computed in bulk.
+
+        The PRF is CBC-MAC over exactly two AES blocks, a PRF for fixed-length
+        input: E(E(row id) ⊕ TAIL(rev, version)), with one key per kind. It is
+        keyed, so an attacker who sees every row still cannot pick replayed
+        rows whose contributions cancel.
+        """
+        if not ids:
+            return 0
+        firsts, size = b"".join(ids), 16 * len(ids)
+        if len(firsts) != size or len(tails) != len(ids):
+            raise ValueError("row ids must be 16 bytes")
+        enc = Cipher(algorithms.AES(self._digest_keys[kind]), modes.ECB()).encryptor()
+        mixed = int.from_bytes(enc.update(firsts), "big") ^ int.from_bytes(b"".join(tails), "big")
+        return _fold(enc.update(mixed.to_bytes(size, "big")))
+
+    def digest_item(self, kind: int, row_id: bytes, rev: int, version: int = 0) -> int:
+        return self.digest(kind, [row_id], [TAIL.pack(rev, version)])
+
+    def header_mac(self, data: bytes) -> bytes:
+        return hmac_sha256(self.header, data)
+
+    def wipe(self) -> None:
+        for buf in (self.dek, self.index, self.audit, self.header):
+            wipe(buf)
+        self._index_key = self._header_key = b""
+        self._digest_keys = (b"", b"")
+        self.meta = self.secret = None  # type: ignore[assignment]
+
+
+def _fold(buf: bytes) -> int:
+    """XOR of all 16-byte blocks of `buf`, halving it as a big integer (fast at 100k blocks)."""
+    acc, blocks = 0, len(buf) // 16
+    while blocks:
+        if blocks & 1:
+            acc ^= int.from_bytes(buf[:16], "big")
+            buf, blocks = buf[16:], blocks - 1
+        if blocks:
+            half = blocks // 2 * 16
+            buf = (int.from_bytes(buf[:half], "big") ^ int.from_bytes(buf[half:], "big")
+                   ).to_bytes(half, "big")
+            blocks //= 2
+    return acc

@@ -1,0 +1,71 @@
+"""Format versions and forward migrations, each preceded by a backup beside the vault.
+
+The format is `PRAGMA user_version`. A migration is structural (it needs no
+key, so it runs at open, while the vault is still locked) and runs in one
+transaction after a `VACUUM INTO` copy named `<vault>.format<N>-<time>.bak`.
+
+Format history:
+  1  first release: vault header, key slots, entries, history
+  2  index on history(entry, version): history, restore, purge and pruning
+     no longer scan every version of every entry
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+
+from credd.errors import BadRequest, CreddError, InternalError
+from credd.vault import db
+
+
+def _history_index(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE INDEX IF NOT EXISTS history_entry ON history(entry, version)")
+
+
+#: to-version → step that brings format to-version - 1 up to it.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _history_index,
+}
+LATEST = max(MIGRATIONS, default=1)
+
+
+def backup(conn: sqlite3.Connection, path: str, version: int) -> str:
+    """A consistent copy (0600) of the whole vault before it changes shape."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = f"{path}.format{version}-{stamp}.bak"
+    n = 1
+    while os.path.exists(target):
+        target = f"{path}.format{version}-{stamp}-{n}.bak"
+        n += 1
+    db.create_private_file(target)
+    conn.execute("VACUUM INTO ?", (target,))
+    return target
+
+
+def migrate(conn: sqlite3.Connection, path: str, *, target: int = LATEST,
+            backups: bool = True) -> list[str]:
+    """Bring the vault up to `target`; returns the backup paths written."""
+    current = db.user_version(conn)
+    if current > LATEST:
+        raise BadRequest(f"{path} is vault format {current}, newer than this credd "
+                         f"understands ({LATEST}): upgrade credd")
+    if current < 1:
+        raise BadRequest(f"{path} has no vault format version: not a credd vault")
+    written = []
+    for version in range(current + 1, target + 1):
+        if backups:
+            written.append(backup(conn, path, version - 1))
+        try:
+            with db.transaction(conn):
+                MIGRATIONS[version](conn)
+                conn.execute(f"PRAGMA user_version={version}")
+        except CreddError:
+            raise
+        except Exception as exc:
+            saved = f"; the vault is unchanged and a backup is at {written[-1]}" if written else ""
+            raise InternalError(f"migrating {path} to format {version} failed "
+                                f"({type(exc).__name__}){saved}") from exc
+    return written

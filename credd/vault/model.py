@@ -1,0 +1,182 @@
+"""On-disk records (msgspec, then encrypted), names, and the redacted SecretEntry.
+
+These structs are the file format, separate from the wire's `EntryMeta` so
+the two evolve independently; `to_entry_meta` is the one bridge. They are
+array-like (positional) for size and speed: new fields go at the end, with
+defaults, and old bytes keep decoding. gc=False: they hold only strings,
+numbers and flat containers, so they can never be part of a cycle, and
+100,000 of them at unlock would otherwise keep the cycle collector busy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+import msgspec
+
+from credd.errors import BadRequest
+from credd.protocol import EntryMeta
+
+MAX_NAME = 256
+MAX_LABEL = 128  # field names, tags, service
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+KINDS = ("api_key", "access_token", "password", "connection_string", "secret",
+         "certificate", "private_key", "ssh_key", "note")
+
+
+class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_defaults=True):
+    """Everything but the secret values: decrypted into the cache at unlock."""
+
+    name: str
+    kind: str = "secret"
+    service: str = ""
+    tags: list[str] = []
+    fields: dict[str, str] = {}        # non-secret fields with values
+    secret_fields: list[str] = []
+    has_value: bool = False
+    has_notes: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+    version: int = 1
+    rotate_after: float | None = None
+    expires: float | None = None
+    deleted: float | None = None
+
+
+def redacted(cls: type) -> type:
+    """Hide every field of a secret-carrying struct from repr, str and rich
+    (msgspec's own __rich_repr__ would print the values)."""
+    cls.__repr__ = cls.__str__ = lambda self: f"{type(self).__name__}(<redacted>)"
+    cls.__rich_repr__ = lambda self: iter((("secrets", "<redacted>"),))
+    return cls
+
+
+@redacted
+class SecretRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_defaults=True):
+    """The secret column: decrypted per request, never cached."""
+
+    value: str | None = None
+    fields: dict[str, str] = {}        # secret fields
+    notes: str | None = None
+
+
+@redacted
+class HistoryRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_defaults=True):
+    """One superseded version: its metadata and secrets, and when it was replaced."""
+
+    meta: MetaRecord
+    secret: SecretRecord
+    replaced: float
+
+
+_enc = msgspec.msgpack.Encoder()
+_meta_dec = msgspec.msgpack.Decoder(MetaRecord)
+_secret_dec = msgspec.msgpack.Decoder(SecretRecord)
+_history_dec = msgspec.msgpack.Decoder(HistoryRecord)
+encode = _enc.encode
+decode_meta = _meta_dec.decode
+decode_secret = _secret_dec.decode
+decode_history = _history_dec.decode
+
+
+def to_entry_meta(m: MetaRecord) -> EntryMeta:
+    return EntryMeta(name=m.name, kind=m.kind, service=m.service, tags=list(m.tags),
+                     fields=dict(m.fields), secret_fields=list(m.secret_fields),
+                     has_value=m.has_value, has_notes=m.has_notes, created=m.created,
+                     updated=m.updated, version=m.version, rotate_after=m.rotate_after,
+                     expires=m.expires, deleted=m.deleted)
+
+
+class SecretEntry:
+    """An entry with its secrets, as `reveal` returns it; never printed in clear."""
+
+    __slots__ = ("meta", "value", "secret_fields", "notes")
+
+    def __init__(self, meta: EntryMeta, value: str, secret_fields: dict[str, str],
+                 notes: str) -> None:
+        self.meta = meta
+        self.value = value
+        self.secret_fields = secret_fields
+        self.notes = notes
+
+    def __repr__(self) -> str:
+        return f"SecretEntry(name={self.meta.name!r}, version={self.meta.version}, <redacted>)"
+
+    __str__ = __repr__
+
+    def __rich_repr__(self):
+        yield "name", self.meta.name
+        yield "version", self.meta.version
+        yield "secrets", "<redacted>"
+
+
+# ---------------------------------------------------------------- validation
+
+def _bad_chars(text: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)
+
+
+def canonical_name(name: object) -> str:
+    """NFC, no surrounding space, '/'-separated non-empty segments, ≤ 256 characters."""
+    if not isinstance(name, str):
+        raise BadRequest("an entry name must be text")
+    name = unicodedata.normalize("NFC", name)
+    if not name:
+        raise BadRequest("an entry name cannot be empty")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"an entry name is at most {MAX_NAME} characters (got {len(name)})")
+    if _bad_chars(name):
+        raise BadRequest("an entry name cannot contain control or invisible format characters")
+    for segment in name.split("/"):
+        if not segment:
+            raise BadRequest(f"entry name {name!r} has an empty segment "
+                             "(leading, trailing or doubled '/')")
+        if segment != segment.strip():
+            raise BadRequest(f"entry name {name!r}: a segment cannot start or end with space")
+        if segment in (".", ".."):
+            raise BadRequest(f"entry name {name!r}: '.' and '..' are not allowed as segments")
+    return name
+
+
+def check_label(what: str, text: object, *, allow_empty: bool = False) -> str:
+    """Field names, tags and service: short single-line text without surrounding space."""
+    if not isinstance(text, str):
+        raise BadRequest(f"{what} must be text")
+    text = unicodedata.normalize("NFC", text)
+    if not text and allow_empty:
+        return text
+    if not text or text != text.strip() or len(text) > MAX_LABEL or _bad_chars(text):
+        raise BadRequest(f"{what} {text[:MAX_LABEL]!r} must be 1–{MAX_LABEL} characters, "
+                         "without control characters or surrounding space")
+    return text
+
+
+def check_kind(kind: object) -> str:
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise BadRequest(f"entry type {kind!r} must be a lowercase word such as "
+                         f"{', '.join(KINDS)}")
+    return kind
+
+
+def check_time(what: str, value: object) -> float | None:
+    """A non-negative finite number; 0 and None both mean 'none'."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{what} must be a non-negative number of seconds")
+    return float(value) or None
+
+
+def check_text(what: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} must be text")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode (lone surrogate)") from None
+    return value

@@ -1,0 +1,228 @@
+"""CredApp: owns the AsyncClient, follows the agent's events, and picks the screen.
+
+Kept small: the screens do the work. Top-level screens (no agent, create
+vault, unlock, browse) replace each other with `show()`, which first tells
+every screen to forget what it revealed; modals stack above Browse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from credd import protocol as p
+from credd.async_client import AsyncClient
+from credd.errors import AgentUnavailable, CreddError
+from credtui.clipboard import Clipboard
+from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
+
+
+class CredApp(App[None]):
+    """The credtui application."""
+
+    CSS_PATH = "credtui.tcss"
+    TITLE = "credtui"
+    BINDINGS = [
+        Binding("ctrl+l", "lock", "Lock", priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, socket_path: str | None = None, *, reveal_seconds: float = 30.0,
+                 clip_seconds: float = 45.0, clock: Callable[[], float] = time.time,
+                 init_kdf: dict[str, int] | None = None, status_every: float = 15.0,
+                 clipboard_reader: list[str] | None | bool = True) -> None:
+        super().__init__()
+        self.client = AsyncClient(socket_path)
+        self.reveal_seconds = reveal_seconds
+        self.clock = clock
+        self.init_kdf = init_kdf or {}
+        self.status_every = status_every
+        self.agent_status: p.StatusReply | None = None
+        self.idle_deadline: float | None = None   # monotonic time of the idle lock
+        self.clip = Clipboard(self._write_terminal, self.set_timer, clip_seconds,
+                                   reader=clipboard_reader)
+        self._agent_up = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self.refresh_status()
+        self.follow_events()
+        self.set_interval(self.status_every, self.refresh_status)
+        self.set_interval(1.0, self._paint_status)  # the idle countdown, between polls
+
+    async def on_unmount(self) -> None:
+        if self.clip.pending:
+            self.clip.clear_now()
+        await self.client.close()
+
+    def _write_terminal(self, sequence: str) -> None:
+        if self._driver is not None:
+            self._driver.write(sequence)
+            self._driver.flush()
+
+    # ------------------------------------------------------------ workers (I/O only)
+
+    @work(exclusive=True, group="status")
+    async def refresh_status(self) -> None:
+        try:
+            status = await self.client.status()
+        except AgentUnavailable:
+            status = None
+        except CreddError:
+            return
+        self.post_message(AgentStatus(status))
+
+    @work(exclusive=True, group="events")
+    async def follow_events(self) -> None:
+        """Turn the agent's events into messages; reconnect while the agent is away."""
+        while True:
+            try:
+                async for event in self.client.events():
+                    self._agent_up = True
+                    match event:
+                        case p.Locked(reason=reason):
+                            self.post_message(AgentLocked(reason))
+                        case p.Unlocked():
+                            self.post_message(AgentUnlocked())
+                        case p.EntryChanged(name=name, action=action, new_name=new_name):
+                            self.post_message(EntryChanged(name, action, new_name))
+            except AgentUnavailable:
+                if self._agent_up:
+                    self._agent_up = False
+                    self.post_message(AgentGone("the agent stopped"))
+            except CreddError:
+                pass
+            await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------ handlers (paint only)
+
+    async def on_agent_status(self, message: AgentStatus) -> None:
+        if not self.screen_stack:
+            return  # shutting down
+        status = message.status
+        self.agent_status = status
+        self.idle_deadline = (time.monotonic() + status.idle_left
+                              if status and status.idle_left is not None else None)
+        wanted = self._screen_for(status)
+        if wanted is not None and type(self.screen).__name__ != wanted and not self._in_modal_flow():
+            await self.show(self._make(wanted))
+        self._paint_status()
+
+    async def on_agent_locked(self, message: AgentLocked) -> None:
+        self.idle_deadline = None
+        if self.clip.pending:
+            self.clip.clear_now()
+        from credtui.screens.unlock import UnlockScreen
+        await self.show(UnlockScreen(reason=message.reason))
+        self.refresh_status()
+
+    async def on_agent_unlocked(self, _: AgentUnlocked) -> None:
+        from credtui.screens.unlock import UnlockScreen
+        if isinstance(self.screen, UnlockScreen):
+            from credtui.screens.browse import BrowseScreen
+            await self.show(BrowseScreen())
+        self.refresh_status()
+
+    async def on_agent_gone(self, message: AgentGone) -> None:
+        from credtui.screens.no_agent import NoAgentScreen
+        await self.show(NoAgentScreen(self.client.socket_path))
+
+    def on_entry_changed(self, message: EntryChanged) -> None:
+        from credtui.screens.browse import BrowseScreen
+        for screen in self.screen_stack:
+            if isinstance(screen, BrowseScreen):
+                screen.post_message(EntryChanged(message.name, message.action, message.new_name))
+
+    # ------------------------------------------------------------ navigation
+
+    def _screen_for(self, status: p.StatusReply | None) -> str | None:
+        if status is None:
+            return "NoAgentScreen"
+        return {"no_vault": "InitScreen", "locked": "UnlockScreen",
+                "unlocked": "BrowseScreen"}[status.state]
+
+    def _in_modal_flow(self) -> bool:
+        """Browse and its modals, or a vault being created: leave them alone."""
+        from credtui.screens.browse import BrowseScreen
+        from credtui.screens.init import InitScreen
+        if isinstance(self.screen, InitScreen) and self.screen.created:
+            return True
+        return any(isinstance(s, BrowseScreen) for s in self.screen_stack) and \
+            self.agent_status is not None and self.agent_status.state == "unlocked"
+
+    def _make(self, name: str) -> Screen:
+        from credtui.screens.browse import BrowseScreen
+        from credtui.screens.init import InitScreen
+        from credtui.screens.no_agent import NoAgentScreen
+        from credtui.screens.unlock import UnlockScreen
+        return {"NoAgentScreen": lambda: NoAgentScreen(self.client.socket_path),
+                "InitScreen": InitScreen, "UnlockScreen": UnlockScreen,
+                "BrowseScreen": BrowseScreen}[name]()
+
+    async def show(self, screen: Screen) -> None:
+        """Replace the top-level screen, dropping modals and every revealed value first."""
+        for old in self.screen_stack:
+            forget = getattr(old, "forget_secrets", None)
+            if forget is not None:
+                forget()
+        while len(self.screen_stack) > 2:
+            await self.pop_screen()
+        if len(self.screen_stack) == 2:
+            await self.switch_screen(screen)
+        else:
+            await self.push_screen(screen)
+        self._paint_status()
+
+    def _paint_status(self) -> None:
+        from credtui.widgets.status_bar import StatusBar
+        if not self.screen_stack:
+            return
+        status = self.agent_status
+        for bar in self.screen.query(StatusBar):
+            bar.socket = self.client.socket_path
+            bar.state = status.state.replace("_", " ") if status else "no agent"
+            bar.entries = status.entries if status else None
+            bar.idle_left = (max(0.0, self.idle_deadline - time.monotonic())
+                             if self.idle_deadline is not None else None)
+
+    # ------------------------------------------------------------ actions
+
+    @work(exclusive=True, group="lock")
+    async def action_lock(self) -> None:
+        try:
+            await self.client.lock()
+        except CreddError as exc:
+            self.notify(exc.message, title="Lock failed", severity="error")
+
+    def action_help(self) -> None:
+        from credtui.screens.help import HelpScreen
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette: our actions, and no screenshot (it could capture a revealed value)."""
+        for command in super().get_system_commands(screen):
+            if "screenshot" not in command.title.lower():
+                yield command
+        for binding in getattr(screen, "PALETTE", ()):
+            yield SystemCommand(binding.description, f"key {binding.key}",
+                                lambda action=binding.action: screen.run_action(action))
+        yield SystemCommand("Lock", "Lock the vault now (ctrl+l)", self.action_lock)
+
+    def _fatal_error(self) -> None:
+        """Textual's crash report shows local variables; ours never does (they may be secrets)."""
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None)
+        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        self._close_messages_no_wait()

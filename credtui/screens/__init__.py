@@ -1,0 +1,1 @@
+"""Screens of credtui: top-level ones replace each other, modals return typed results."""

@@ -1,0 +1,326 @@
+"""The browse screen: search bar, (folder tree,) entry list, detail pane, status bar.
+
+Workers talk to the agent and post the messages below; handlers only paint.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from credd.errors import CreddError, NotFound
+from credd.protocol import EntryMeta, Revealed
+from credtui.messages import EntryChanged
+from credtui.screens.confirm import ConfirmScreen
+from credtui.screens.edit import Draft, EditScreen
+from credtui.widgets.entry_detail import EntryDetail
+from credtui.widgets.entry_list import EntryList
+from credtui.widgets.folder_tree import FolderTree
+from credtui.widgets.search_bar import SearchBar
+from credtui.widgets.status_bar import StatusBar
+
+DETAIL_DELAY = 0.08  # seconds the cursor rests before the detail pane follows
+
+
+class _Secretive(Message):
+    """A message carrying a Revealed; its repr is the protocol's redacted one."""
+
+    def __init__(self, revealed: Revealed) -> None:
+        super().__init__()
+        self.revealed = revealed
+
+    def __rich_repr__(self):
+        yield "name", self.revealed.entry.name
+
+
+class BrowseScreen(Screen):
+    """The main screen while unlocked."""
+
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("r", "reveal", "Reveal"),
+        Binding("c", "copy", "Copy"),
+        Binding("C", "copy_field", "Copy field", show=False),
+        Binding("n", "new", "New"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "delete", "Delete"),
+        Binding("h", "history", "History"),
+        Binding("t", "trash", "Trash"),
+        Binding("f", "folders", "Folders", show=False),
+        Binding("u", "due", "Due", show=False),
+    ]
+    PALETTE = BINDINGS
+
+    class Loaded(Message):
+        def __init__(self, entries: list[EntryMeta]) -> None:
+            super().__init__()
+            self.entries = entries
+
+    class Revealed(_Secretive):
+        """Values to show in the detail pane."""
+
+    class EditReady(_Secretive):
+        """Values to prefill the edit form with."""
+
+    class Updated(Message):
+        def __init__(self, meta: EntryMeta) -> None:
+            super().__init__()
+            self.meta = meta
+
+    class Removed(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    class Failed(Message):
+        def __init__(self, text: str, title: str = "Error") -> None:
+            super().__init__()
+            self.text, self.title = text, title
+
+    _detail_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        yield SearchBar(id="search")
+        with Horizontal(id="browse-main"):
+            yield FolderTree(id="folders")
+            yield EntryList(clock=app.clock, id="entries")
+            yield EntryDetail(reveal_seconds=app.reveal_seconds, clock=app.clock, id="detail")
+        yield StatusBar()
+        yield Footer()
+
+    @property
+    def entry_list(self) -> EntryList:
+        return self.query_one(EntryList)
+
+    @property
+    def detail(self) -> EntryDetail:
+        return self.query_one(EntryDetail)
+
+    def on_mount(self) -> None:
+        self.query_one(FolderTree).display = False
+        self.entry_list.focus()
+        self.load()
+
+    # ------------------------------------------------------------ workers
+
+    @work(exclusive=True, group="load")
+    async def load(self) -> None:
+        try:
+            self.post_message(self.Loaded(await self.app.client.list()))
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Could not list entries"))
+
+    @work(exclusive=True, group="reveal")
+    async def reveal(self, name: str) -> None:
+        try:
+            self.post_message(self.Revealed(await self.app.client.reveal(name)))
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Could not reveal"))
+        self.app.refresh_status()
+
+    @work(exclusive=True, group="copy")
+    async def copy(self, name: str, field: str | None) -> None:
+        try:
+            value = await self.app.client.get(name, field or None)
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Could not copy"))
+            return
+        self.app.clip.copy(value)  # terminal output, not painting: done here
+        what = f"{name} {field}" if field else name
+        self.notify(f"Copied {what}; the clipboard clears in {self.app.clip.clear_after:g}s")
+        self.app.refresh_status()
+
+    @work(exclusive=True, group="write")
+    async def prepare_edit(self, name: str) -> None:
+        try:
+            self.post_message(self.EditReady(await self.app.client.reveal(name)))
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Could not edit"))
+
+    @work(exclusive=True, group="write")
+    async def save(self, draft: Draft, mode: str) -> None:
+        try:
+            meta = await self.app.client.set(draft.name, mode=mode, **draft.to_set())
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Not saved"))
+            return
+        self.post_message(self.Updated(meta))
+        self.notify(f"Saved {meta.name}")
+
+    @work(exclusive=True, group="write")
+    async def delete(self, name: str) -> None:
+        try:
+            await self.app.client.delete(name)
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Not deleted"))
+            return
+        self.post_message(self.Removed(name))
+        self.notify(f"Moved {name} to the trash (t to see it)")
+
+    @work(group="changes")
+    async def follow_change(self, change: EntryChanged) -> None:
+        """Another client (or we) changed an entry: fetch just that one."""
+        if change.action in ("delete", "purge", "move"):
+            self.post_message(self.Removed(change.name))
+        name = change.new_name if change.action == "move" else change.name
+        if change.action in ("delete", "purge") or not name:
+            return
+        try:
+            self.post_message(self.Updated(await self.app.client.describe(name)))
+        except NotFound:
+            self.post_message(self.Removed(name))
+        except CreddError:
+            pass
+
+    # ------------------------------------------------------------ handlers (paint)
+
+    def on_browse_screen_loaded(self, message: Loaded) -> None:
+        self.entry_list.set_entries(message.entries)
+        self._paint_counts()
+
+    def on_browse_screen_revealed(self, message: Revealed) -> None:
+        self.detail.reveal(message.revealed)
+
+    def on_browse_screen_edit_ready(self, message: EditReady) -> None:
+        draft = Draft.from_revealed(message.revealed)
+        self.app.push_screen(EditScreen(draft), lambda d: d and self.save(d, "update"))
+
+    def on_browse_screen_updated(self, message: Updated) -> None:
+        self.entry_list.upsert(message.meta)
+        if self.detail.meta is not None and self.detail.meta.name == message.meta.name \
+                and self.detail.meta.version != message.meta.version:
+            self.detail.show_entry(message.meta)  # changed: hides any revealed value
+        self._paint_counts()
+
+    def on_browse_screen_removed(self, message: Removed) -> None:
+        self.entry_list.remove(message.name)
+        self._paint_counts()
+
+    def on_browse_screen_failed(self, message: Failed) -> None:
+        self.notify(message.text, title=message.title, severity="error")
+
+    def on_entry_changed(self, message: EntryChanged) -> None:
+        self.follow_change(message)
+
+    @on(EntryList.Highlighted)
+    def highlighted(self, message: EntryList.Highlighted) -> None:
+        """Repaint the detail pane once the cursor rests: typing a query stays cheap."""
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        if message.entry is None or self.detail.meta is None:
+            self.detail.show_entry(message.entry)  # nothing to show, or first entry: at once
+        elif message.entry is not self.detail.meta:
+            entry = message.entry
+            self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self.detail.show_entry(entry))
+
+    @on(EntryList.Selected)
+    def selected(self, message: EntryList.Selected) -> None:
+        self.detail.show_entry(message.entry)
+
+    @on(SearchBar.Changed, "#search")
+    def search_changed(self, message: SearchBar.Changed) -> None:
+        self.entry_list.filter(message.value)
+        self._paint_counts()
+
+    @on(SearchBar.Submitted, "#search")
+    def search_submitted(self) -> None:
+        self.entry_list.cursor = 0
+        self.entry_list.focus()
+
+    @on(SearchBar.Cleared)
+    def search_cleared(self) -> None:
+        self.entry_list.focus()
+
+    @on(FolderTree.ScopeChanged)
+    def scope_changed(self, message: FolderTree.ScopeChanged) -> None:
+        self.entry_list.filter(scope=message.scope)
+        self._paint_counts()
+
+    def _paint_counts(self) -> None:
+        bar = self.query_one(StatusBar)
+        bar.entries = len(self.entry_list.entries)
+        bar.shown = self.entry_list.visible_count
+
+    def forget_secrets(self) -> None:
+        """Called before this screen goes away (lock, agent gone)."""
+        if self.is_mounted:
+            self.detail.secret.hide()
+
+    # ------------------------------------------------------------ actions
+
+    def _current(self) -> EntryMeta | None:
+        """The highlighted entry, with the detail pane caught up to it."""
+        meta = self.entry_list.highlighted
+        if meta is not self.detail.meta:
+            if self._detail_timer is not None:
+                self._detail_timer.stop()
+            self.detail.show_entry(meta)
+        if meta is None:
+            self.notify("No entry selected", severity="warning")
+        return meta
+
+    def action_search(self) -> None:
+        self.query_one(SearchBar).focus()
+
+    def action_reveal(self) -> None:
+        if self.detail.secret.revealed and self.entry_list.highlighted is self.detail.meta:
+            self.detail.secret.hide()
+        elif (meta := self._current()) is not None:
+            self.reveal(meta.name)
+
+    def action_copy(self) -> None:
+        if (meta := self._current()) is not None:
+            self.copy(meta.name, None)
+
+    def action_copy_field(self) -> None:
+        from credtui.screens.pick_field import PickFieldScreen
+        if (meta := self._current()) is not None:
+            self.app.push_screen(PickFieldScreen(meta),
+                                 lambda field: field is not None and self.copy(meta.name, field))
+
+    def action_new(self) -> None:
+        self.app.push_screen(EditScreen(), lambda d: d and self.save(d, "create"))
+
+    def action_edit(self) -> None:
+        if (meta := self._current()) is not None:
+            self.prepare_edit(meta.name)
+
+    def action_delete(self) -> None:
+        if (meta := self._current()) is not None:
+            self.app.push_screen(ConfirmScreen(f"Move {meta.name} to the trash?", "Delete"),
+                                 lambda yes: yes and self.delete(meta.name))
+
+    def action_history(self) -> None:
+        from credtui.screens.history import HistoryScreen
+        if (meta := self._current()) is not None:
+            self.app.push_screen(HistoryScreen(meta.name))
+
+    def action_trash(self) -> None:
+        from credtui.screens.trash import TrashScreen
+        self.app.push_screen(TrashScreen())
+
+    def action_folders(self) -> None:
+        """Cycle the tree: hidden → by folder → by service → hidden."""
+        tree = self.query_one(FolderTree)
+        if not tree.display:
+            tree.fill(self.entry_list.entries, "folders")
+            tree.display = True
+        elif tree.mode == "folders":
+            tree.fill(self.entry_list.entries, "services")
+        else:
+            tree.display = False
+        self.entry_list.filter(scope=None)
+        self._paint_counts()
+
+    def action_due(self) -> None:
+        due = not self.entry_list.due_only
+        self.entry_list.filter(due_only=due)
+        self.notify("Showing only entries due for rotation or expired" if due else "Showing all entries")
+        self._paint_counts()

@@ -1,0 +1,59 @@
+"""Every key, in one place (also reachable with ctrl+p, the command palette)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("Browse", [
+        ("/", "search name, service and tags (substring, then fuzzy)"),
+        ("enter", "in search: select the first match; in the list: select"),
+        ("escape", "clear the search"),
+        ("↑ ↓ pgup pgdn", "move in the list (also j / k)"),
+        ("r", "reveal or hide the secret values (hidden again after 30 s)"),
+        ("c", "copy the value (the clipboard is cleared after 45 s)"),
+        ("C", "copy a field you choose"),
+        ("n / e / d", "new entry / edit / delete to the trash"),
+        ("h", "history of the entry, with restore"),
+        ("t", "trash, with restore and purge"),
+        ("f", "folder tree: by '/' folders, by service, or hidden"),
+        ("u", "show only entries due for rotation or expired"),
+    ]),
+    ("Edit form", [
+        ("ctrl+s", "save"),
+        ("ctrl+g", "generate a password"),
+        ("ctrl+r", "show or hide the value"),
+        ("escape", "cancel"),
+    ]),
+    ("Everywhere", [
+        ("ctrl+l", "lock the vault now"),
+        ("ctrl+p", "command palette"),
+        ("?", "this help"),
+        ("q", "quit"),
+    ]),
+]
+
+
+def key_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for section, rows in KEYS:
+        table.add_row(f"[u]{section}[/u]", "")
+        for key, what in rows:
+            table.add_row(key, what)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape,question_mark,q", "dismiss(None)", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog modal-box", id="help-box"):
+            yield Static("credtui keys", classes="title")
+            with VerticalScroll():
+                yield Static(key_table())

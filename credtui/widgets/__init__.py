@@ -1,0 +1,1 @@
+"""Widgets of credtui: each owns its messages (nested classes)."""

@@ -1,0 +1,303 @@
+"""The entry list: a virtualized Line-API view, so 100,000 entries cost one screenful.
+
+Only the visible rows are rendered (`render_line`). Filtering works on
+precomputed lower-case haystacks ("name service tags") and narrows the last
+result when the query only grew, so each keystroke scans fewer rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import time
+from collections.abc import Callable, Iterable
+
+from rich.segment import Segment
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from credd.protocol import EntryMeta
+from credtui.format import age, rotation_state
+
+_MARK = {"due": "DUE", "expired": "EXPIRED", "soon": "soon"}
+
+
+def _haystack(meta: EntryMeta) -> str:
+    return " ".join((meta.name, meta.service, *meta.tags)).lower()
+
+
+def _fuzzy(query: str) -> Callable[[str], object]:
+    """Subsequence match: 'gwt' finds 'github/work/token'.
+
+    Each step skips to the next wanted character with a possessive class
+    (`[^w]*+w`), so a miss costs one linear scan instead of backtracking.
+    """
+    return re.compile("".join(f"[^{re.escape(ch)}]*+{re.escape(ch)}" for ch in query)).match
+
+
+class EntryList(ScrollView, can_focus=True):
+    """Entries sorted by name; a cursor; substring-then-fuzzy filtering."""
+
+    COMPONENT_CLASSES = {"entry-list--cursor", "entry-list--due", "entry-list--header"}
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("enter", "select", "Select", show=False),
+    ]
+
+    cursor = reactive(0, always_update=True)
+
+    class Highlighted(Message):
+        """The cursor moved onto an entry (or onto nothing)."""
+
+        def __init__(self, entry: EntryMeta | None) -> None:
+            super().__init__()
+            self.entry = entry
+
+    class Selected(Message):
+        """Enter or a click on an entry."""
+
+        def __init__(self, entry: EntryMeta) -> None:
+            super().__init__()
+            self.entry = entry
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self._entries: list[EntryMeta] = []
+        self._names: list[str] = []
+        self._hay: list[str] = []
+        self._rows: list[int] = []          # indexes into _entries, in display order
+        self._query = ""
+        self._scope: Callable[[EntryMeta], bool] | None = None
+        self._due_only = False
+        # query → (rows in display order, the same sorted): backspace is a lookup,
+        # and a longer query narrows the longest cached prefix's matches
+        self._memo: dict[str, tuple[list[int], list[int]]] = {}
+        self._line_cache: dict[tuple[int, int, bool], Strip] = {}
+
+    # ------------------------------------------------------------ data
+
+    @property
+    def entries(self) -> list[EntryMeta]:
+        return self._entries
+
+    @property
+    def due_only(self) -> bool:
+        return self._due_only
+
+    @property
+    def visible_count(self) -> int:
+        return len(self._rows)
+
+    @property
+    def highlighted(self) -> EntryMeta | None:
+        if 0 <= self.cursor < len(self._rows):
+            return self._entries[self._rows[self.cursor]]
+        return None
+
+    def set_entries(self, entries: Iterable[EntryMeta]) -> None:
+        keep = self.highlighted.name if self.highlighted else None
+        self._entries = sorted(entries, key=lambda m: m.name)
+        self._names = [m.name for m in self._entries]
+        self._hay = [_haystack(m) for m in self._entries]
+        self._refilter(keep)
+
+    def upsert(self, meta: EntryMeta) -> None:
+        keep = self.highlighted.name if self.highlighted else None
+        i = bisect.bisect_left(self._names, meta.name)
+        if i < len(self._names) and self._names[i] == meta.name:
+            self._entries[i], self._hay[i] = meta, _haystack(meta)
+        else:
+            self._entries.insert(i, meta)
+            self._names.insert(i, meta.name)
+            self._hay.insert(i, _haystack(meta))
+        self._refilter(keep)
+
+    def remove(self, name: str) -> None:
+        i = bisect.bisect_left(self._names, name)
+        if i < len(self._names) and self._names[i] == name:
+            keep = self.highlighted.name if self.highlighted else None
+            for seq in (self._entries, self._names, self._hay):
+                del seq[i]
+            self._refilter(keep if keep != name else None, at=self.cursor)
+
+    def visible(self) -> list[EntryMeta]:
+        """The entries the filter lets through, in display order."""
+        return [self._entries[i] for i in self._rows]
+
+    def move_to(self, name: str) -> bool:
+        """Put the cursor on `name` if it is visible."""
+        i = bisect.bisect_left(self._names, name)
+        if i < len(self._names) and self._names[i] == name and i in self._rows:
+            self.cursor = self._rows.index(i)
+            return True
+        return False
+
+    def get(self, name: str) -> EntryMeta | None:
+        i = bisect.bisect_left(self._names, name)
+        return self._entries[i] if i < len(self._names) and self._names[i] == name else None
+
+    # ------------------------------------------------------------ filtering
+
+    def filter(self, query: str | None = None, *, scope: Callable[[EntryMeta], bool] | None | bool = False,
+               due_only: bool | None = None) -> None:
+        """Change any of: the search text, the folder scope, the due-only switch."""
+        if query is not None:
+            self._query = query.strip().lower()
+        if scope is not False:
+            self._scope = scope  # type: ignore[assignment]
+            self._memo.clear()
+        if due_only is not None and due_only != self._due_only:
+            self._due_only = due_only
+            self._memo.clear()
+        self._refilter(None, reindexed=False)
+
+    def _base(self) -> list[int]:
+        rows = range(len(self._entries))
+        if self._scope is not None:
+            rows = [i for i in rows if self._scope(self._entries[i])]
+        if self._due_only:
+            now = self.clock()
+            rows = [i for i in rows if rotation_state(self._entries[i], now) in ("due", "expired")]
+        return list(rows)
+
+    def _match(self, query: str) -> list[int]:
+        """Substring matches first, then fuzzy (subsequence) ones, each in name order."""
+        if query in self._memo:
+            return self._memo[query][0]
+        prefix = next((query[:k] for k in range(len(query) - 1, 0, -1) if query[:k] in self._memo), None)
+        candidates = self._memo[prefix][1] if prefix is not None else self._base()
+        hay = self._hay
+        if len(query) < 2:  # one character: fuzzy and substring are the same
+            found = rows = [i for i in candidates if query in hay[i]]
+        else:
+            match = _fuzzy(query)
+            found = [i for i in candidates if match(hay[i])]  # sorted, as candidates are
+            rows = [i for i in found if query in hay[i]]        # every substring match is fuzzy too
+            if len(rows) != len(found):
+                exact = set(rows)
+                rows = rows + [i for i in found if i not in exact]
+        if len(self._memo) > 64:
+            self._memo.clear()
+        self._memo[query] = (rows, found)
+        return rows
+
+    def _refilter(self, keep: str | None, at: int | None = None, *, reindexed: bool = True) -> None:
+        if reindexed:
+            self._memo.clear()  # row indexes moved
+        rows = self._match(self._query) if self._query else self._base()
+        self._rows = rows
+        self._line_cache.clear()
+        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        cursor = at if at is not None else 0
+        if keep is not None:
+            i = bisect.bisect_left(self._names, keep)
+            if i < len(self._names) and self._names[i] == keep:
+                try:
+                    cursor = rows.index(i)
+                except ValueError:
+                    pass
+        self.cursor = min(cursor, max(0, len(rows) - 1))
+        self.refresh()
+
+    # ------------------------------------------------------------ cursor
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._line_cache.clear()
+        self.scroll_to_region_row(new)
+        self.post_message(self.Highlighted(self.highlighted))
+        self.refresh()
+
+    def scroll_to_region_row(self, row: int) -> None:
+        top = self.scroll_offset.y
+        height = max(1, self.size.height - 1)
+        if row < top:
+            self.scroll_to(y=row, animate=False)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False)
+
+    def action_cursor(self, delta: int) -> None:
+        if self._rows:
+            self.cursor = max(0, min(len(self._rows) - 1, self.cursor + delta))
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_jump(self, where: int) -> None:
+        if self._rows:
+            self.cursor = where % len(self._rows)
+
+    def action_select(self) -> None:
+        if self.highlighted is not None:
+            self.post_message(self.Selected(self.highlighted))
+
+    def on_click(self, event) -> None:
+        row = event.y - 1 + self.scroll_offset.y
+        if event.y >= 1 and 0 <= row < len(self._rows):
+            self.cursor = row
+            self.action_select()
+
+    # ------------------------------------------------------------ rendering
+
+    def _columns(self, width: int) -> tuple[int, int, int, int]:
+        state, kind, service = 8, 10, min(16, max(8, width // 5))
+        return max(8, width - service - kind - state - 4), service, kind, state
+
+    def _cells(self, values: tuple[str, str, str, str], width: int) -> str:
+        widths = self._columns(width)
+        cells = [(v[: w - 1] + "…") if len(v) > w else v.ljust(w) for v, w in zip(values, widths)]
+        return (" " + " ".join(cells)).ljust(width)[:width]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:  # a header that stays put while the rows scroll
+            style = self.get_component_rich_style("entry-list--header")
+            return Strip([Segment(self._cells(("NAME", "SERVICE", "TYPE", "STATE"), width), style)])
+        row = y - 1 + self.scroll_offset.y
+        if row >= len(self._rows):
+            return Strip.blank(width, self.rich_style)
+        on_cursor = row == self.cursor
+        key = (row, width, on_cursor)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            strip = self._render_row(row, width, on_cursor)
+            self._line_cache[key] = strip
+        return strip
+
+    def _render_row(self, row: int, width: int, on_cursor: bool) -> Strip:
+        meta = self._entries[self._rows[row]]
+        now = self.clock()
+        state = rotation_state(meta, now)
+        text = self._cells((meta.name, meta.service, meta.kind,
+                            _MARK.get(state, age(now - meta.updated))), width)
+        style = self.rich_style
+        if state in ("due", "expired"):
+            style += self.get_component_rich_style("entry-list--due")
+        if on_cursor:
+            style += self.get_component_rich_style("entry-list--cursor")
+        return Strip([Segment(text, style)])
+
+    def on_mount(self) -> None:
+        self.set_interval(60, self.refresh_states)
+
+    def refresh_states(self) -> None:
+        """Ages and due/expired marks move with the clock: repaint the visible rows."""
+        self._line_cache.clear()
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._line_cache.clear()
+        self.virtual_size = Size(self.size.width, len(self._rows) + 1)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._line_cache.clear()

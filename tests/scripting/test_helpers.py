@@ -1,0 +1,221 @@
+"""The helper protocols with their real clients: git, docker's protocol, keyring, botocore."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.scripting.conftest import installed
+
+FUTURE = str(int(time.time()) + 3600)
+PAST = str(int(time.time()) - 60)
+
+
+def git_version() -> tuple[int, ...]:
+    out = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    return tuple(int(x) for x in out.split()[2].split(".")[:2])
+
+
+@pytest.fixture
+def git(credd_env, tmp_path):
+    """`git credential ...` with only our helper configured and no way to prompt."""
+    if subprocess.run(["which", "git"], capture_output=True).returncode:
+        pytest.skip("git is not installed")
+    helper = installed("git-credential-credd")
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[credential]\n\thelper = {helper}\n")
+    env = dict(credd_env, GIT_CONFIG_GLOBAL=str(config), GIT_CONFIG_NOSYSTEM="1",
+               GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="")
+
+    def run(action: str, attrs: dict[str, str]) -> subprocess.CompletedProcess:
+        text = "".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n"
+        return subprocess.run(["git", "credential", action], input=text, env=env,
+                              capture_output=True, text=True, timeout=30)
+
+    return run
+
+
+def helper(credd_env, name: str, *args: str, input: str = "", env: dict | None = None):
+    return subprocess.run([installed(name), *args], input=input, capture_output=True, text=True,
+                          env=dict(credd_env, **(env or {})), timeout=30)
+
+
+def parse(out: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_git_approve_fill_reject(client, git):
+    attrs = {"protocol": "https", "host": "git.example.com", "username": "alice",
+             "password": "gitpw-123456"}
+    r = git("approve", attrs)
+    assert r.returncode == 0, r.stderr
+    meta = client.describe("git/https/git.example.com@alice")
+    assert meta.service == "git.example.com" and meta.fields["username"] == "alice"
+
+    r = git("fill", {"protocol": "https", "host": "git.example.com"})
+    assert r.returncode == 0, r.stderr
+    assert parse(r.stdout)["password"] == "gitpw-123456"
+    assert parse(r.stdout)["username"] == "alice"
+
+    assert git("fill", {"protocol": "https", "host": "other.example.com"}).returncode != 0
+
+    assert git("reject", attrs).returncode == 0
+    r = git("fill", {"protocol": "https", "host": "git.example.com"})
+    assert r.returncode != 0 and "gitpw" not in r.stdout
+    # stored again after a reject: the trashed entry does not block it
+    assert git("approve", attrs).returncode == 0
+    assert parse(git("fill", {"protocol": "https", "host": "git.example.com"}).stdout)[
+        "password"] == "gitpw-123456"
+
+
+def test_git_path_and_username_keys(client, git):
+    base = {"protocol": "https", "host": "h.example"}
+    git("approve", {**base, "path": "org/a.git", "username": "u1", "password": "pw-a-1234"})
+    git("approve", {**base, "path": "org/b.git", "username": "u2", "password": "pw-b-1234"})
+    got = parse(git("fill", {**base, "path": "org/b.git"}).stdout)
+    assert (got["username"], got["password"]) == ("u2", "pw-b-1234")
+    got = parse(git("fill", {**base, "path": "org/a.git", "username": "u1"}).stdout)
+    assert got["password"] == "pw-a-1234"
+
+
+def test_git_expiry_and_refresh_token(client, git, credd_env):
+    """git < 2.41 drops these attributes itself, so the helper is driven as git drives it;
+    with a newer git the same goes through `git credential`."""
+    def drive(action, attrs):
+        text = "".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n"
+        return helper(credd_env, "git-credential-credd", action, input=text)
+
+    run = git if git_version() >= (2, 41) else drive
+    base = {"protocol": "https", "host": "oauth.example", "username": "bob"}
+    assert run("approve" if run is git else "store",
+               {**base, "password": "tok-1234567", "password_expiry_utc": FUTURE,
+                "oauth_refresh_token": "refresh-98765"}).returncode == 0
+    got = parse(run("fill" if run is git else "get", {"protocol": "https",
+                                                      "host": "oauth.example"}).stdout)
+    assert got["password"] == "tok-1234567"
+    assert got["password_expiry_utc"] == FUTURE and got["oauth_refresh_token"] == "refresh-98765"
+    assert "refresh-98765" not in str(client.describe("git/https/oauth.example@bob"))
+
+    drive("store", {**base, "password": "old-1234567", "password_expiry_utc": PAST})
+    r = drive("get", {"protocol": "https", "host": "oauth.example"})
+    assert r.returncode == 0 and r.stdout == ""  # expired: not returned
+
+
+def test_docker_helper_protocol(client, credd_env):
+    name = "docker-credential-credd"
+    creds = {"ServerURL": "https://index.docker.io/v1/", "Username": "dockeruser",
+             "Secret": "dckr_pat_123456"}
+    r = helper(credd_env, name, "store", input=json.dumps(creds))
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    r = helper(credd_env, name, "get", input="https://index.docker.io/v1/")
+    assert r.returncode == 0 and json.loads(r.stdout) == creds
+    helper(credd_env, name, "store", input=json.dumps(
+        {"ServerURL": "registry.example.com:5000", "Username": "u2", "Secret": "s2-123456"}))
+    r = helper(credd_env, name, "list")
+    assert json.loads(r.stdout) == {"https://index.docker.io/v1/": "dockeruser",
+                                    "registry.example.com:5000": "u2"}
+    assert "docker/index.docker.io/v1" in [m.name for m in client.list()]
+    r = helper(credd_env, name, "erase", input="https://index.docker.io/v1/")
+    assert r.returncode == 0
+    for action in ("get", "erase"):
+        r = helper(credd_env, name, action, input="https://index.docker.io/v1/")
+        assert (r.returncode, r.stdout.strip()) == (1, "credentials not found in native keychain")
+
+
+KEYRING_SCRIPT = """
+import sys, keyring
+from keyring.errors import PasswordDeleteError
+k = keyring.get_keyring()
+print("backend", type(k).__module__, type(k).__name__)
+if sys.argv[1] == "set":
+    keyring.set_password("my service", "alice", sys.stdin.read())
+elif sys.argv[1] == "get":
+    print("password", keyring.get_password("my service", "alice"))
+    c = keyring.get_credential("my service", None)
+    print("credential", c.username, c.password)
+elif sys.argv[1] == "delete":
+    keyring.delete_password("my service", "alice")
+    print("after", keyring.get_password("my service", "alice"))
+    try:
+        keyring.delete_password("my service", "alice")
+    except PasswordDeleteError:
+        print("second delete refused")
+"""
+
+
+def test_keyring_chooses_credd_by_itself(client, credd_env, run_credd, tmp_path):
+    def kr(action: str, input: str = "", env: dict | None = None):
+        return subprocess.run([sys.executable, "-c", KEYRING_SCRIPT, action], input=input,
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(credd_env, **(env or {})))
+
+    r = kr("set", "kr-pass-123456")
+    assert r.returncode == 0, r.stderr
+    assert "backend credd.integrations.keyring_backend CreddKeyring" in r.stdout
+    ls = run_credd("ls")
+    assert "keyring/my service/alice" in ls.stdout and "my service" in ls.stdout
+    out = kr("get").stdout
+    assert "password kr-pass-123456" in out and "credential alice kr-pass-123456" in out
+    out = kr("delete").stdout
+    assert "after None" in out and "second delete refused" in out
+
+    start = time.monotonic()
+    r = kr("get", env={"CREDD_SOCK": str(tmp_path / "no-agent.sock")})
+    assert "CreddKeyring" not in r.stdout and time.monotonic() - start < 10
+
+
+def test_keyring_locked_vault_raises_keyring_locked(client, credd_env):
+    client.lock()
+    r = subprocess.run([sys.executable, "-c", "import keyring\nfrom keyring.errors import "
+                        "KeyringLocked\ntry:\n keyring.get_password('s', 'u')\nexcept KeyringLocked"
+                        " as e:\n print('locked', e)"], capture_output=True, text=True,
+                       env=credd_env, timeout=30)
+    assert r.stdout.startswith("locked"), r.stdout + r.stderr
+
+
+def test_aws_credential_process_with_botocore(client, credd_env, monkeypatch, tmp_path):
+    botocore_session = pytest.importorskip("botocore.session")
+    from credd.protocol import Field
+    client.set("aws/dev", kind="aws", expires=time.time() + 3600,
+               fields=[Field(name="aws_access_key_id", value="AKIADEVEXAMPLE"),
+                       Field(name="aws_secret_access_key", value="dev/secret+key"),
+                       Field(name="aws_session_token", value="session-tok-1")])
+    r = subprocess.run([installed("credd"), "aws-credential-process", "aws/dev"],
+                       capture_output=True, text=True, env=credd_env, timeout=30)
+    out = json.loads(r.stdout)
+    assert out["Version"] == 1 and out["AccessKeyId"] == "AKIADEVEXAMPLE"
+    assert out["SessionToken"] == "session-tok-1" and out["Expiration"].endswith("Z")
+
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile dev]\ncredential_process = {installed('credd')} "
+                      f"aws-credential-process aws/dev\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    creds = botocore_session.Session(profile="dev").get_credentials().get_frozen_credentials()
+    assert (creds.access_key, creds.secret_key, creds.token) == (
+        "AKIADEVEXAMPLE", "dev/secret+key", "session-tok-1")
+
+
+def test_helpers_fail_fast_when_locked_or_absent(client, credd_env, credd_cmd, tmp_path):
+    client.set("github/token", value="tok-1234567")
+    client.lock()
+    absent = {"CREDD_SOCK": str(tmp_path / "absent.sock")}
+    for env, word, code in ((None, "locked", 3), (absent, "no credd agent", 4)):
+        start = time.monotonic()
+        r = helper(credd_env, "git-credential-credd", "get", env=env,
+                   input="protocol=https\nhost=x\n\n")
+        assert (r.returncode, r.stdout) == (1, "") and word in r.stderr
+        r = helper(credd_env, "docker-credential-credd", "get", input="x.io", env=env)
+        assert r.returncode == 1 and r.stdout.strip() == "credentials not found in native keychain"
+        assert word in r.stderr
+        r = credd_cmd("aws-credential-process", "aws/dev", env=env, stdin=subprocess.DEVNULL)
+        assert r.returncode == code and r.stdout == b"" and word.encode() in r.stderr
+        r = credd_cmd("run", "--env", "T=credd://github/token", "--", "true", env=env)
+        assert r.returncode == code and word.encode() in r.stderr
+        assert time.monotonic() - start < 15

@@ -1,0 +1,219 @@
+"""`credd run` against a real agent: env files, references, masking (pipes and a PTY),
+isolation, --files, exit codes, signals and stdin."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from credd.mask import REPLACEMENT
+from tests.conftest import SENTINEL
+from tests.scripting.conftest import DB_PASSWORD, TOKEN, script
+
+R = REPLACEMENT.decode()
+
+
+def get_many_requests(client) -> set:
+    """One audit line per entry name; the lines of one request share time and pid."""
+    return {(a.time, a.pid) for a in client.audit(limit=1000) if a.op == "get_many"}
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+SHOW = """
+import hashlib, os, sys
+for var in sys.argv[1:]:
+    value = os.environ.get(var)
+    digest = hashlib.sha256(value.encode()).hexdigest() if value is not None else None
+    print(var, digest)
+print("out", os.environ.get("GH"), flush=True)
+print("err", os.environ.get("DBPW"), file=sys.stderr, flush=True)
+"""
+
+
+def test_env_file_and_env_resolved_and_masked(stocked, credd_cmd, tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("GH=credd://github/token\nMODE=production # plain\n"
+                        "DBPW=credd://prod db/password\nDBHOST=credd://prod db/host\n")
+    child = script(tmp_path, "show.py", SHOW)
+    round_trips = len(get_many_requests(stocked))
+    r = credd_cmd("run", "--env-file", str(env_file), "--env", "SENT=credd://sentinel", "--",
+                  sys.executable, child, "GH", "DBPW", "DBHOST", "MODE", "SENT")
+    assert r.returncode == 0, r.stderr
+    assert len(get_many_requests(stocked)) == round_trips + 1  # every reference, one request
+    assert not any(a.op in ("get", "reveal") for a in stocked.audit(limit=1000))
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert f"GH {sha(TOKEN)}" in out and f"DBPW {sha(DB_PASSWORD)}" in out
+    assert f"DBHOST {sha('db.internal')}" in out and f"MODE {sha('production')}" in out
+    assert f"SENT {sha(SENTINEL)}" in out
+    assert f"out {R}\n" in out and f"err {R}\n" in err
+    for value in (TOKEN, DB_PASSWORD, SENTINEL):
+        assert value not in out + err
+
+
+def test_secret_split_across_writes_is_masked(stocked, credd_cmd, tmp_path):
+    child = script(tmp_path, "split.py", """
+import os, sys, time
+v = os.environ["GH"].encode()
+for fd in (1, 2):
+    os.write(fd, b"before " + v[:5]); time.sleep(0.05)
+    os.write(fd, v[5:9]); time.sleep(0.05)
+    os.write(fd, v[9:] + b" after\\n")
+""")
+    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", sys.executable, child)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == f"before {R} after\n"
+    assert r.stderr.decode() == f"before {R} after\n"
+
+
+def test_no_mask_shows_values(stocked, credd_cmd, tmp_path):
+    r = credd_cmd("run", "--no-mask", "--env", "GH=credd://github/token", "--",
+                  sys.executable, "-c", "import os; print(os.environ['GH'])")
+    assert r.returncode == 0 and r.stdout.decode() == TOKEN + "\n"
+
+
+def test_missing_references_abort_before_the_child_starts(stocked, credd_cmd, tmp_path):
+    env_file = tmp_path / "app.env"
+    env_file.write_text("A=credd://github/token\nB=credd://nope/one\nC=credd://prod db/nofield\n")
+    marker = tmp_path / "ran"
+    r = credd_cmd("run", "--env-file", str(env_file), "--env", "D=credd://missing", "--",
+                  "touch", str(marker))
+    err = r.stderr.decode()
+    assert r.returncode == 5, err
+    assert not marker.exists()
+    for ref in ("credd://nope/one", "credd://prod db/nofield", "credd://missing"):
+        assert ref in err
+    assert "credd://github/token" not in err.split("not found")[-1]
+
+
+def test_env_refuses_plain_values_on_the_command_line(stocked, credd_cmd):
+    r = credd_cmd("run", "--env", "X=hunter2hunter2", "--", "true")
+    assert r.returncode == 2 and "hunter2" not in r.stderr.decode()
+
+
+def test_only_isolates_the_environment(stocked, credd_cmd, tmp_path):
+    r = credd_cmd("run", "--only", "--env", "GH=credd://github/token", "--", "env",
+                  env={"LEAKY": "1", "LANG": "C.UTF-8", "TERM": "xterm"})
+    assert r.returncode == 0, r.stderr
+    names = sorted(line.split("=", 1)[0] for line in r.stdout.decode().splitlines())
+    assert names == ["GH", "HOME", "LANG", "PATH", "TERM"]
+    assert f"GH={R}" in r.stdout.decode()
+    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", "env", env={"LEAKY": "1"})
+    assert "LEAKY=1" in r.stdout.decode()
+
+
+def test_files_mode_and_cleanup(stocked, credd_cmd, tmp_path):
+    child = script(tmp_path, "files.py", """
+import hashlib, os, stat
+path = os.environ["GH_FILE"]
+print(path)
+print(oct(stat.S_IMODE(os.stat(path).st_mode)), oct(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)))
+print("GH" in os.environ, hashlib.sha256(open(path, "rb").read()).hexdigest())
+print(open(path).read())
+""")
+    r = credd_cmd("run", "--files", "--env", "GH=credd://github/token", "--", sys.executable, child)
+    assert r.returncode == 0, r.stderr
+    path, modes, check, shown = r.stdout.decode().splitlines()
+    assert modes == "0o600 0o700"
+    assert check == f"False {sha(TOKEN)}"
+    assert shown == R  # the value read from the file is still masked in the output
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+def test_exit_code_and_stdin_pass_through(stocked, credd_cmd, tmp_path):
+    child = script(tmp_path, "echo.py", "import sys\nsys.stdout.write(sys.stdin.read().upper())\n"
+                                        "sys.exit(7)\n")
+    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", sys.executable, child,
+                  input=b"hello through stdin\n")
+    assert r.returncode == 7
+    assert r.stdout == b"HELLO THROUGH STDIN\n"
+    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", "no-such-command-xyz")
+    assert r.returncode == 5 and "command not found" in r.stderr.decode()
+
+
+def _wait_for(stream, needle: bytes, timeout: float = 15) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], 0.2)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+    assert needle in seen, seen
+    return seen
+
+
+def test_signals_are_forwarded(stocked, credd_env, tmp_path):
+    child = script(tmp_path, "sig.py", """
+import signal, sys, time
+def handler(sig, frame):
+    print("got", sig, flush=True)
+    sys.exit(40 + sig)
+signal.signal(signal.SIGTERM, handler)
+signal.signal(signal.SIGINT, handler)
+print("ready", flush=True)
+time.sleep(30)
+""")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+                                 "GH=credd://github/token", "--", sys.executable, child],
+                                env=credd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            _wait_for(proc.stdout, b"ready")
+            proc.send_signal(sig)
+            assert proc.wait(15) == 40 + sig
+            assert f"got {int(sig)}".encode() in proc.stdout.read()
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def test_pty_keeps_colours_and_masks(stocked, credd_env, tmp_path):
+    child = script(tmp_path, "colour.py", """
+import os, sys
+print("tty", sys.stdout.isatty(), sys.stdin.isatty())
+print("\\x1b[31m" + os.environ["GH"] + "\\x1b[0m and \\x1b[1mbold\\x1b[0m", flush=True)
+line = sys.stdin.readline()
+print("read", line.strip()[::-1], flush=True)
+""")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+                                 "GH=credd://github/token", "--", sys.executable, child],
+                                env=credd_env, stdin=slave, stdout=slave, stderr=slave,
+                                start_new_session=True)
+        os.close(slave)
+        with os.fdopen(master, "r+b", buffering=0) as term:
+            seen = _wait_for(term, b"bold")
+            term.write(b"abc\r")
+            seen += _wait_for(term, b"read cba")
+            assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = seen.decode()
+    assert "tty True True" in text
+    assert f"\x1b[31m{R}\x1b[0m and \x1b[1mbold\x1b[0m" in text
+    assert TOKEN not in text
+
+
+def test_closed_reader_ends_the_child_instead_of_hanging(stocked, credd_env):
+    """`credd run -- yes | head -1`: when our reader goes, the child must not block forever."""
+    r = subprocess.run(f"{sys.executable} -m credd run --env GH=credd://github/token -- "
+                       f"yes | head -1", shell=True, env=credd_env, capture_output=True,
+                       timeout=30)
+    assert r.stdout == b"y\n"

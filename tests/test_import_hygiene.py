@@ -1,0 +1,81 @@
+"""The thin client and the hot commands import only what they need (fresh interpreters).
+
+Heavy modules (cryptography, textual, psutil, keyring, sqlite3, asyncio) must
+never load for `import credd.client` or any `credd get`. The fast path
+(`credd get NAME`, `credd status`) goes further and loads neither msgspec,
+argparse, platformdirs, re nor even `socket`: it runs under `python -S`
+(no site-packages at all), which also keeps `re`, loaded by the editable
+install's path hook, out of the baseline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = {"cryptography", "textual", "psutil", "keyring", "sqlite3", "asyncio", "_sqlite3",
+         "_asyncio"}
+FAST_FORBIDDEN = HEAVY | {"msgspec", "argparse", "platformdirs", "re", "socket", "json",
+                          "selectors", "enum", "getpass", "credd.client", "credd.protocol"}
+
+PROBE = """
+import sys
+before = set(sys.modules)
+try:
+{body}
+except SystemExit:
+    pass
+loaded = set(sys.modules) - before
+sys.stderr.write("\\nLOADED:" + ",".join(sorted(loaded)) + "\\n")
+"""
+
+
+def loaded_modules(code: str, env: dict, *flags: str) -> set[str]:
+    """Modules (top-level and dotted) a fresh interpreter loads while running `code`."""
+    body = "\n".join("    " + line for line in code.strip().splitlines())
+    proc = subprocess.run([sys.executable, *flags, "-c", PROBE.format(body=body)], env=env,
+                          capture_output=True, text=True, timeout=30)
+    marker = proc.stderr.rpartition("LOADED:")
+    assert marker[1], f"probe failed:\n{proc.stderr}"
+    return set(filter(None, marker[2].strip().split(",")))
+
+
+def roots(modules: set[str]) -> set[str]:
+    return modules | {m.split(".")[0] for m in modules}
+
+
+def test_import_client_stays_light(credd_env):
+    loaded = roots(loaded_modules("import credd.client", credd_env))
+    assert "msgspec" in loaded  # the probe works: the client does need msgspec
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
+def test_get_help_stays_light(credd_env):
+    loaded = roots(loaded_modules(
+        "from credd.cli import main\nmain(['get', '--help'])", credd_env))
+    assert "argparse" in loaded
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
+@pytest.fixture
+def stored(unlocked_agent):
+    with unlocked_agent.client() as c:
+        c.set("hygiene", value="v")
+    return unlocked_agent
+
+
+@pytest.mark.parametrize("argv", [["get", "hygiene"], ["get", "-n", "hygiene/nofield"],
+                                  ["status"], ["status", "--json"], ["get", "missing"]])
+def test_fast_path_loads_only_the_stdlib_it_needs(stored, credd_env, argv):
+    code = f"from credd.cli import main\nrc = main({argv!r})\nassert rc in (0, 5), rc"
+    loaded = roots(loaded_modules(code, credd_env, "-S"))
+    assert "credd.cli.fast" in loaded
+    assert not loaded & FAST_FORBIDDEN, sorted(loaded & FAST_FORBIDDEN)
+
+
+def test_fast_path_without_agent_stays_light(credd_env):
+    code = "from credd.cli import main\nrc = main(['get', 'x'])\nassert rc == 4, rc"
+    loaded = roots(loaded_modules(code, credd_env, "-S"))
+    assert not loaded & FAST_FORBIDDEN, sorted(loaded & FAST_FORBIDDEN)

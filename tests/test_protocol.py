@@ -1,0 +1,154 @@
+"""The wire contract: round trips, bytes written by older peers, strictness, and its documentation."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from credd import protocol as p
+from credd.protocol import ErrorCode
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+
+SAMPLES: list[p._Message] = [
+    p.Hello(protocol=1, client="t"), p.Status(), p.Init(passphrase="pw", kdf_memory_kib=19456),
+    p.Unlock(passphrase="pw", idle_timeout=60.0), p.Unlock(key=b"\x00\xff"), p.Lock(),
+    p.ChangePassphrase(old="a", new="b"), p.Get(name="db/prod", field="password"),
+    p.GetMany(refs=["credd://a", "credd://b/user"]), p.Reveal(name="a", version=2),
+    p.Describe(name="a"),
+    p.Set(name="a", value="v", fields=[p.Field(name="user", value="u", secret=False)],
+          tags=["x"], mode="create", merge=True, rotate_after=86400.0),
+    p.Delete(name="a"), p.Undelete(name="a"), p.Purge(name="a"), p.Move(old="a", new="b"),
+    p.List(prefix="db/", service="pg", kind="password", tag="prod", contains="x", due=True,
+           cursor="db/a", limit=10),
+    p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
+    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+]
+REPLIES: list[p._Message] = [
+    p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
+    p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
+                  idle_left=1.5, lifetime_left=2.5),
+    p.Ok(), p.RecoveryKey(recovery_key="r"), p.Secret(name="a", value="v", field="f"),
+    p.Secrets(values={"credd://a": "v"}),
+    p.Revealed(entry=p.EntryMeta(name="a", secret_fields=["pin"]), value="v",
+               secret_fields={"pin": "1"}, notes="n"),
+    p.EntryReply(entry=p.EntryMeta(name="a", tags=["t"], fields={"user": "u"}, expires=5.0)),
+    p.Entries(entries=[p.EntryMeta(name="a")], next="a", total=9),
+    p.HistoryReply(name="a", current=2, versions=[p.VersionInfo(version=1, updated=1.0,
+                                                                 replaced=2.0)]),
+    p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
+                                      pid=3, exe="/bin/x")]),
+    p.CheckReport(checked=3, problems=["x"]),
+    p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
+]
+EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
+                            p.EntryChanged(name="a", action="move", new_name="b")]
+
+
+class TestRoundTrip:
+    @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: p.tag_of(type(m)))
+    def test_requests(self, message):
+        frame = p.encode(message)
+        assert p.body_length(frame[:4]) == len(frame) - 4
+        assert p.decode_request(frame[4:]) == message
+
+    @pytest.mark.parametrize("message", REPLIES, ids=lambda m: p.tag_of(type(m)))
+    def test_responses(self, message):
+        assert p.decode_response(p.encode(message)[4:]) == message
+
+    @pytest.mark.parametrize("message", EVENTS, ids=lambda m: p.tag_of(type(m)))
+    def test_events(self, message):
+        assert p.decode_event(p.encode(message)[4:]) == message
+
+    def test_samples_cover_every_type(self):
+        assert {p.tag_of(type(m)) for m in SAMPLES} == set(p.REQUEST_TYPES)
+        assert {p.tag_of(type(m)) for m in REPLIES} == set(p.RESPONSE_TYPES)
+        assert {p.tag_of(type(m)) for m in EVENTS} == set(p.EVENT_TYPES)
+
+
+class TestOldBytes:
+    """Bytes as a protocol-1 peer wrote them before later fields existed must keep decoding."""
+
+    def test_status_reply_without_later_fields(self):
+        old = (b"\x86\xa4type\xa6status\xa5state\xa6locked\xa5vault\xa2/v\xa6socket\xa2/s"
+               b"\xa3pid\x07\xa7version\xa50.1.0")
+        reply = p.decode_response(old)
+        assert isinstance(reply, p.StatusReply) and reply.state == "locked" and reply.pid == 7
+        assert reply.entries is None and reply.retry_after == 0.0
+
+    def test_get_without_field(self):
+        assert p.decode_request(b"\x82\xa4type\xa3get\xa4name\xa6github") == p.Get(name="github")
+
+    def test_entries_without_paging_fields(self):
+        reply = p.decode_response(b"\x82\xa4type\xa7entries\xa7entries\x91\x81\xa4name\xa1a")
+        assert reply == p.Entries(entries=[p.EntryMeta(name="a")]) and reply.next is None
+
+
+class TestStrict:
+    @pytest.mark.parametrize("body", [
+        b"\xc1",                                                   # invalid opcode
+        b"\x81\xa4type\xa4nope",                                   # unknown tag
+        b"\x82\xa4type\xa6status\xa3foo\x01",                      # unknown field
+        b"\x82\xa4type\xa3get\xa4name\x01",                        # wrong type
+        b"\x82\xa4type\xa3get\xa4name\xa2\xff\xfe",                # invalid UTF-8
+        b"\x83\xa4type\xa3get\xa4name\xa1a\xa4name\xa1b",          # duplicate key
+        b"\x82\xa4type\xa3get\xa4name\xd9\x01a",                   # padded str8 encoding
+        b"\x81\xa4type\xa6status\x00",                             # trailing byte
+        b"\x91" * 100_000 + b"\xc0",                               # deep nesting
+        b"",
+    ])
+    def test_rejected(self, body):
+        with pytest.raises(p.FrameError):
+            p.decode_request(body)
+
+    @pytest.mark.parametrize("length", [0, p.MAX_FRAME + 1, 2**32 - 1])
+    def test_header_limits(self, length):
+        with pytest.raises(p.FrameError):
+            p.body_length(p.HEADER.pack(length))
+
+    def test_cap_itself_is_allowed(self):
+        assert p.body_length(p.HEADER.pack(p.MAX_FRAME)) == p.MAX_FRAME
+
+    def test_secret_fields_redacted_in_repr(self):
+        text = repr(p.Unlock(passphrase="hunter2")) + repr(p.Secret(name="a", value="hunter2"))
+        text += repr(p.Set(name="a", value="hunter2")) + repr(p.Field(name="f", value="hunter2"))
+        assert "hunter2" not in text
+
+
+def _section(tag: str, part: str) -> str:
+    """The doc section under a heading that names `tag`, within the part (## heading)."""
+    part_match = re.search(rf"^## {part}\b.*?(?=^## |\Z)", DOC, re.M | re.S)
+    assert part_match, f"docs/protocol.md has no '## {part}' part"
+    match = re.search(rf"^###+ .*`{re.escape(tag)}`.*?(?=^###? |\Z)", part_match.group(0),
+                      re.M | re.S)
+    assert match, f"docs/protocol.md does not document {part.lower()} `{tag}`"
+    return match.group(0)
+
+
+class TestDocumented:
+    """docs/protocol.md alone must be enough to write a client: every message and field."""
+
+    @pytest.mark.parametrize("part, types", [("Requests", p.REQUEST_TYPES),
+                                             ("Responses", p.RESPONSE_TYPES),
+                                             ("Events", p.EVENT_TYPES)])
+    def test_every_message_and_field(self, part, types):
+        for tag, cls in types.items():
+            section = _section(tag, part)
+            for field in cls.__struct_fields__:
+                assert f"`{field}`" in section, f"{part} `{tag}`: field `{field}` undocumented"
+
+    def test_records(self):
+        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord):
+            section = _section(cls.__name__, "Records")
+            for field in cls.__struct_fields__:
+                assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"
+
+    def test_error_codes(self):
+        section = re.search(r"^## Errors\b.*?(?=^## |\Z)", DOC, re.M | re.S).group(0)
+        for code in ErrorCode.__args__:
+            assert f"`{code}`" in section, f"error code `{code}` undocumented"
+
+    def test_constants(self):
+        assert f"{p.MAX_FRAME}" in DOC and f"protocol version is {p.PROTOCOL_VERSION}" in DOC

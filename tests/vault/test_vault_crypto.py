@@ -1,0 +1,81 @@
+"""The pure crypto layer and the KDF limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from credd.errors import BadRequest
+from credd.vault import KdfParams, crypto, keyslots
+
+
+def test_nonces_never_repeat_and_same_plaintext_differs():
+    aead = AESGCM(bytes(32))
+    blobs = [crypto.seal(aead, b"same", b"ad") for _ in range(10_000)]
+    assert len({b[:crypto.NONCE_LEN] for b in blobs}) == 10_000
+    assert len(set(blobs)) == 10_000
+    assert all(crypto.unseal(aead, b, b"ad") == b"same" for b in blobs[:10])
+
+
+def test_unseal_rejects_other_ad_flipped_bit_and_truncation():
+    aead = AESGCM(bytes(32))
+    blob = crypto.seal(aead, b"value", b"row-1")
+    with pytest.raises(crypto.AuthFailure):
+        crypto.unseal(aead, blob, b"row-2")
+    for i in range(len(blob)):
+        flipped = blob[:i] + bytes([blob[i] ^ 1]) + blob[i + 1:]
+        with pytest.raises(crypto.AuthFailure):
+            crypto.unseal(aead, flipped, b"row-1")
+    with pytest.raises(crypto.AuthFailure):
+        crypto.unseal(aead, blob[:-1], b"row-1")
+
+
+def test_ad_parts_are_unambiguous():
+    assert crypto.ad(b"ab", b"c") != crypto.ad(b"a", b"bc")
+    assert crypto.ad("meta", 1) != crypto.ad("meta", 2)
+
+
+def test_subkeys_are_distinct_per_purpose():
+    keys = crypto.Keys(bytearray(range(32)))
+    subkeys = {bytes(keys.index), bytes(keys.audit), bytes(keys.header)}
+    assert len(subkeys) == 3 and bytes(keys.dek) not in subkeys
+    keys.wipe()
+    assert bytes(keys.index) == bytes(32) and bytes(keys.dek) == bytes(32)
+
+
+@pytest.mark.parametrize("params", [
+    {"memory_kib": 8 * 1024}, {"iterations": 1}, {"lanes": 0},
+    {"memory_kib": 2 ** 31}, {"iterations": 11}, {"lanes": 17}, {"memory_kib": True},
+])
+def test_caller_kdf_params_outside_limits_are_bad_requests(params):
+    with pytest.raises(BadRequest, match="KDF"):
+        KdfParams(**{"memory_kib": 19456, "iterations": 2, "lanes": 1, **params}).validate()
+
+
+def test_absurd_stored_params_are_refused_before_deriving():
+    vault_id = bytes(16)
+    for m, t, p in [(2 ** 31, 3, 4), (8 * 1024, 3, 4), (65536, 1, 4), (65536, 3, 200)]:
+        header = keyslots.SlotHeader(vault_id=vault_id, slot_id=1, kind="passphrase",
+                                     salt=bytes(16), kdf=KdfParams(memory_kib=m, iterations=t,
+                                                                   lanes=p)).pack()
+        start = time.perf_counter()
+        with pytest.raises(keyslots.SlotOutOfRange):
+            keyslots.candidate(header, "passphrase")
+        assert time.perf_counter() - start < 0.05
+
+
+def test_recovery_key_is_typeable_and_forgiving():
+    text, raw = keyslots.new_recovery_key()
+    groups = text.split("-")
+    assert len(groups) == 8 and all(len(g) == 4 for g in groups)
+    assert keyslots.parse_recovery_key(text.lower().replace("-", " ")) == raw
+    with pytest.raises(BadRequest):
+        keyslots.parse_recovery_key("ABCD-EFGH")
+
+
+def test_defaults_are_at_least_the_floor():
+    d = KdfParams()
+    assert (d.memory_kib, d.iterations, d.lanes) == (65536, 3, 4)
+    assert d.validate() is d

@@ -1,0 +1,104 @@
+"""Format migrations: the committed first-format vault opens, is backed up, then upgraded."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sqlite3
+import stat
+
+import pytest
+
+from credd.errors import BadRequest, IntegrityError, InternalError
+from credd.vault import Vault, migrations
+from tests.vault.fixtures.make_format1 import KEY, PASSPHRASE, TARGET
+
+RECOVERY = "TBRH-WXTF-6TUI-V2DD-HPUJ-AUEX-GRYH-BM55"
+
+
+@pytest.fixture
+def old_vault(tmp_path) -> str:
+    home = tmp_path / "vaultdir"
+    home.mkdir(mode=0o700)
+    path = str(home / "vault.db")
+    shutil.copy(TARGET, path)
+    os.chmod(path, 0o600)
+    return path
+
+
+def _format(path: str) -> int:
+    # The committed fixture is opened immutable: reading it must not create -wal/-shm beside it.
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True) if path == TARGET \
+        else sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_fixture_is_format_one_and_the_registry_goes_further():
+    assert _format(TARGET) == 1
+    assert migrations.LATEST >= 2
+    assert set(migrations.MIGRATIONS) == set(range(2, migrations.LATEST + 1))
+
+
+def test_first_format_fixture_migrates_with_a_backup(old_vault):
+    vault = Vault.open(old_vault)
+    assert _format(old_vault) == migrations.LATEST
+    backups = glob.glob(old_vault + ".format1-*.bak")
+    assert len(backups) == 1 and _format(backups[0]) == 1
+    assert stat.S_IMODE(os.stat(backups[0]).st_mode) == 0o600
+    conn = sqlite3.connect(old_vault)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'history_entry'").fetchone()
+    conn.close()
+    vault.unlock(PASSPHRASE)
+    assert [e.name for e in vault.list()] == ["cloud/aws/prod", "db/main"]
+    assert [e.name for e in vault.trash()] == ["old/token"]
+    assert vault.get("cloud/aws/prod") == "AKIA-v2"
+    assert vault.get("cloud/aws/prod", "region") == "eu-west-1"
+    assert vault.get("cloud/aws/prod", "secret_access_key") == "sak-v1"
+    assert vault.reveal("cloud/aws/prod", 1).value == "AKIA-v1"
+    assert vault.reveal("db/main").notes == "main db"
+    assert vault.check() == []
+    vault.put("new", value="after migration")
+    vault.lock()
+    vault.unlock(key=KEY)
+    vault.lock()
+    vault.unlock(recovery_key=RECOVERY)
+    assert vault.get("new") == "after migration"
+    vault.close()
+    again = Vault.open(old_vault)  # already current: no second backup
+    assert len(glob.glob(old_vault + ".*.bak")) == 1
+    again.close()
+
+
+def test_a_newer_format_is_refused(old_vault):
+    conn = sqlite3.connect(old_vault)
+    conn.execute(f"PRAGMA user_version={migrations.LATEST + 1}")
+    conn.close()
+    with pytest.raises(BadRequest, match="upgrade credd"):
+        Vault.open(old_vault)
+
+
+def test_a_failing_step_rolls_back_and_keeps_the_backup(old_vault, monkeypatch):
+    def broken(conn):
+        conn.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("step failed")
+
+    monkeypatch.setitem(migrations.MIGRATIONS, 2, broken)
+    with pytest.raises(InternalError, match="backup is at") as exc:
+        Vault.open(old_vault)
+    assert "step failed" not in exc.value.message
+    assert _format(old_vault) == 1
+    conn = sqlite3.connect(old_vault)
+    assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone()
+    conn.close()
+    assert len(glob.glob(old_vault + ".format1-*.bak")) == 1
+
+
+def test_a_file_that_is_not_a_vault_is_refused(old_vault):
+    with open(old_vault, "wb") as f:
+        f.write(b"this is not sqlite at all" * 100)
+    with pytest.raises(IntegrityError, match="cannot be read as a vault"):
+        Vault.open(old_vault)

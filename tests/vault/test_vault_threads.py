@@ -1,0 +1,75 @@
+"""The agent's thread model: writes on one thread, reads on another, one connection each."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from credd.errors import BadRequest, LockedError
+from credd.vault import Vault
+
+
+def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vault):
+    for i in range(50):
+        vault.put(f"k{i}", value=f"k{i}=0")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0]
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for i in range(50):
+                    value = vault.get(f"k{i}")
+                    assert value.startswith(f"k{i}="), value
+                    reads[0] += 1
+                names = [e.name for e in vault.list()]
+                assert len(names) in (50, 51) and names == sorted(names)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    def writer() -> None:
+        try:
+            for round_ in range(1, 8):
+                for i in range(50):
+                    vault.put(f"k{i}", value=f"k{i}={round_}")
+                vault.put("extra", value="x")
+                vault.delete("extra")
+                vault.purge("extra")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+    threads[0].start()
+    threads[1].start()
+    threads[1].join(30)
+    stop.set()
+    threads[0].join(30)
+    assert not errors, errors
+    assert reads[0] > 50
+    assert all(vault.get(f"k{i}") == f"k{i}=7" for i in range(50))
+    assert len(vault._conns) >= 2 and vault.check() == []
+
+
+def test_lock_from_another_thread_stops_readers_and_wipes_keys(vault: Vault):
+    vault.put("a", value="1")
+    keys = vault._keys
+    seen: list[object] = []
+    reader = threading.Thread(target=lambda: seen.append(vault.get("a")))
+    reader.start()
+    reader.join()
+    locker = threading.Thread(target=vault.lock)
+    locker.start()
+    locker.join()
+    with pytest.raises(LockedError):
+        vault.get("a")
+    assert seen == ["1"] and not vault.unlocked
+    assert bytes(keys.dek) == bytes(32) and bytes(keys.index) == bytes(32)
+    assert keys.meta is None and keys.secret is None
+
+
+def test_closed_vault_refuses_cleanly(vault: Vault):
+    vault.close()
+    with pytest.raises(BadRequest, match="closed"):
+        vault.unlock("anything")
