@@ -236,8 +236,11 @@ def latencies(get, n: int) -> list[float]:
 def section_latency(agent_sock: str, echo_sock: str, n: int) -> None:
     print(f"\nin-process get, {n} sequential calls (p50, p99)")
     echo = latencies(raw_connection(echo_sock), n)
+    client_on_echo = latencies(client_getter(echo_sock), n)  # the client's own share
     agent = latencies(client_getter(agent_sock), n)
-    for label, samples in (("raw msgspec echo", echo), ("Client.get against the agent", agent)):
+    for label, samples in (("raw msgspec echo", echo),
+                           ("Client.get against the echo", client_on_echo),
+                           ("Client.get against the agent", agent)):
         row(label, f"{pct(samples, 50) * 1e6:8.0f} us", f"p99 {pct(samples, 99) * 1e6:.0f} us")
     print(f"  goal: Client.get p50 <= 1.5x echo: {pct(agent, 50) / pct(echo, 50):.2f}x")
 

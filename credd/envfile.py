@@ -27,6 +27,11 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
 
 
+def is_var_name(text: str) -> bool:
+    """A name an env file may assign (and a safe file name for `credd run --files`)."""
+    return bool(_KEY.fullmatch(text))
+
+
 def var_name(*parts: str) -> str:
     """`github/token` → `GITHUB_TOKEN`; several parts are joined the same way."""
     name = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").upper()

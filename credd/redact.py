@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from typing import IO, Iterable
 from urllib.parse import quote, quote_plus
 
@@ -20,12 +21,16 @@ from credd.mask import MIN_LENGTH, Masker
 from credd.refs import field_lookup, shadowed
 
 _BATCH = 2000  # references per get_many, well inside one frame
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
     """The value and the encodings it is likely to appear in."""
     raw = value.encode()
-    forms = {raw, quote(value, safe="").encode(), quote(value).encode(), quote_plus(value).encode()}
+    forms = {raw}
+    if not _UNRESERVED.fullmatch(value):  # otherwise URL encoding leaves it as it is
+        forms |= {quote(value, safe="").encode(), quote(value).encode(),
+                  quote_plus(value).encode()}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         forms.add(encode(raw).rstrip(b"="))
         for shift in range(3) if deep else ():

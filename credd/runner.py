@@ -10,7 +10,8 @@ Three ways, chosen by `run()`:
   line editing and full-screen programs work; credd copies the keyboard to it
   (our terminal in raw mode, Ctrl-C reaching the child through its own line
   discipline) and the masked screen output back, and passes window size
-  changes on.
+  changes on. A stderr redirected away from the terminal stays a separate,
+  masked pipe.
 
 Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
@@ -40,15 +41,18 @@ CHUNK = 1 << 16
 
 def write_secret_files(secrets: dict[str, str]) -> tuple[str, dict[str, str]]:
     """One 0600 file per variable in a fresh 0700 directory; returns it and VAR_FILE vars."""
-    directory = tempfile.mkdtemp(prefix="credd-run-")
-    os.chmod(directory, 0o700)
+    directory = tempfile.mkdtemp(prefix="credd-run-")  # 0700, named unpredictably
     env = {}
-    for var, value in secrets.items():
-        path = os.path.join(directory, var)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value)
-        env[f"{var}_FILE"] = path
+    try:
+        for var, value in secrets.items():
+            path = os.path.join(directory, var)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(value)
+            env[f"{var}_FILE"] = path
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return directory, env
 
 
@@ -146,23 +150,16 @@ def _write_all(fd: int, data: bytes) -> None:
 def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
     patterns = Patterns(secrets)
     proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    streams = {proc.stdout.fileno(): (proc.stdout, sys.stdout.fileno(), Masker(patterns)),
-               proc.stderr.fileno(): (proc.stderr, sys.stderr.fileno(), Masker(patterns))}
-    with _Forwarder(proc, from_terminal=True), selectors.DefaultSelector() as sel:
-        for fd in streams:
-            sel.register(fd, selectors.EVENT_READ)
-        while sel.get_map():
-            for key, _ in sel.select():
-                pipe, out_fd, masker = streams[key.fd]
-                data = os.read(key.fd, CHUNK)
-                try:
-                    _write_all(out_fd, masker.feed(data) if data else masker.flush())
-                except BrokenPipeError:
-                    data = b""  # nobody reads us: close the child's end too (it gets SIGPIPE)
-                if not data:
-                    sel.unregister(key.fd)
-                    pipe.close()
-        return _exit_status(proc.wait())
+    routes = {proc.stdout.fileno(): (sys.stdout.fileno(), Masker(patterns)),
+              proc.stderr.fileno(): (sys.stderr.fileno(), Masker(patterns))}
+    try:
+        with _Forwarder(proc, from_terminal=True):
+            _pump(proc, routes, closers={proc.stdout.fileno(): proc.stdout.close,
+                                         proc.stderr.fileno(): proc.stderr.close})
+            return _exit_status(proc.wait())
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def _window_size(fd: int) -> bytes | None:
@@ -192,15 +189,23 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     import termios
     import tty
 
+    patterns = Patterns(secrets)
     master, slave = os.openpty()
     out_fd = sys.stdout.fileno()
     _set_window_size(slave, _window_size(out_fd))
     interactive = os.isatty(0)
     try:
-        proc = _spawn(argv, env, stdin=slave if interactive else None, stdout=slave, stderr=slave,
+        # stderr redirected away from the terminal (`2>log`) stays separate, masked too
+        proc = _spawn(argv, env, stdin=slave if interactive else None, stdout=slave,
+                      stderr=slave if os.isatty(2) else subprocess.PIPE,
                       start_new_session=True, preexec_fn=_controlling_tty)
     finally:
         os.close(slave)
+    routes = {master: (out_fd, Masker(patterns))}
+    if proc.stderr is not None:
+        routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))
+    if interactive:
+        routes[0] = (master, None)  # the keyboard, unmasked, to the child
     saved_tty = termios.tcgetattr(0) if interactive else None
     old_winch = signal.signal(signal.SIGWINCH,
                               lambda *_: _set_window_size(master, _window_size(out_fd)))
@@ -208,43 +213,58 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
         if interactive:
             tty.setraw(0, termios.TCSANOW)
         with _Forwarder(proc, from_terminal=False):
-            _pump_pty(master, proc, out_fd, Masker(secrets), interactive)
+            _pump(proc, routes)
         return _exit_status(proc.wait())
     finally:
         signal.signal(signal.SIGWINCH, old_winch)
         if saved_tty is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved_tty)
         os.close(master)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
-def _pump_pty(master: int, proc: subprocess.Popen, out_fd: int, masker: Masker,
-              interactive: bool) -> None:
-    """Keyboard → pty, pty → masked screen, until the child is gone and its output drained."""
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, CHUNK)
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""  # a pty master on Linux once every slave fd is closed
+        raise
+
+
+def _pump(proc: subprocess.Popen, routes: dict[int, tuple[int, Masker | None]],
+          closers: dict | None = None) -> None:
+    """Copy each source fd to its destination, masked where a Masker is given, until the
+    child's output ends, or the child has exited and nothing more is waiting.
+
+    A source whose destination is gone (EPIPE: `| head`) is closed at once
+    (`closers`), so the child gets SIGPIPE instead of blocking on a full pipe.
+    """
+    closers = closers or {}
+    open_outputs = {fd for fd, (_dest, masker) in routes.items() if masker is not None}
     with selectors.DefaultSelector() as sel:
-        sel.register(master, selectors.EVENT_READ)
-        if interactive:
-            sel.register(0, selectors.EVENT_READ)
-        while True:
+        for fd in routes:
+            sel.register(fd, selectors.EVENT_READ)
+        while open_outputs:
             exited = proc.poll() is not None
             events = sel.select(0 if exited else 0.2)
             if exited and not events:
                 break
             for key, _ in events:
-                if key.fd == 0:
-                    data = os.read(0, CHUNK)
-                    if data:
-                        _write_all(master, data)
-                    else:
-                        sel.unregister(0)
-                    continue
+                dest, masker = routes[key.fd]
+                data = _read(key.fd)
                 try:
-                    data = os.read(master, CHUNK)
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""  # Linux: every slave fd is closed
+                    if masker is None:
+                        _write_all(dest, data)
+                    else:
+                        _write_all(dest, masker.feed(data) if data else masker.flush())
+                except OSError:  # EPIPE: our reader left; EIO: the child's pty is gone
+                    data = b""
                 if not data:
-                    _write_all(out_fd, masker.flush())
-                    return
-                _write_all(out_fd, masker.feed(data))
-    _write_all(out_fd, masker.flush())
+                    sel.unregister(key.fd)
+                    open_outputs.discard(key.fd)
+                    closers.get(key.fd, lambda: None)()
+    for fd in open_outputs:  # the child is gone; what its maskers still hold goes out
+        dest, masker = routes[fd]
+        _write_all(dest, masker.flush())

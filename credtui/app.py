@@ -21,6 +21,15 @@ from credd.async_client import AsyncClient
 from credd.errors import AgentUnavailable, CreddError
 from credtui.clipboard import Clipboard
 from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
+from credtui.screens.browse import BrowseScreen
+from credtui.screens.help import HelpScreen
+from credtui.screens.init import InitScreen
+from credtui.screens.no_agent import NoAgentScreen
+from credtui.screens.unlock import UnlockScreen
+from credtui.widgets.status_bar import StatusBar
+
+_SCREEN_FOR_STATE: dict[str, type[Screen]] = {
+    "no_vault": InitScreen, "locked": UnlockScreen, "unlocked": BrowseScreen}
 
 
 class CredApp(App[None]):
@@ -111,61 +120,40 @@ class CredApp(App[None]):
         self.agent_status = status
         self.idle_deadline = (time.monotonic() + status.idle_left
                               if status and status.idle_left is not None else None)
-        wanted = self._screen_for(status)
-        if wanted is not None and type(self.screen).__name__ != wanted and not self._in_modal_flow():
-            await self.show(self._make(wanted))
+        wanted = _SCREEN_FOR_STATE[status.state] if status else NoAgentScreen
+        if type(self.screen) is not wanted and not self._in_modal_flow():
+            await self.show(NoAgentScreen(self.client.socket_path) if wanted is NoAgentScreen
+                            else wanted())
         self._paint_status()
 
     async def on_agent_locked(self, message: AgentLocked) -> None:
         self.idle_deadline = None
         if self.clip.pending:
             self.clip.clear_now()
-        from credtui.screens.unlock import UnlockScreen
         await self.show(UnlockScreen(reason=message.reason))
         self.refresh_status()
 
     async def on_agent_unlocked(self, _: AgentUnlocked) -> None:
-        from credtui.screens.unlock import UnlockScreen
         if isinstance(self.screen, UnlockScreen):
-            from credtui.screens.browse import BrowseScreen
             await self.show(BrowseScreen())
         self.refresh_status()
 
-    async def on_agent_gone(self, message: AgentGone) -> None:
-        from credtui.screens.no_agent import NoAgentScreen
+    async def on_agent_gone(self, _: AgentGone) -> None:
         await self.show(NoAgentScreen(self.client.socket_path))
 
     def on_entry_changed(self, message: EntryChanged) -> None:
-        from credtui.screens.browse import BrowseScreen
         for screen in self.screen_stack:
             if isinstance(screen, BrowseScreen):
                 screen.post_message(EntryChanged(message.name, message.action, message.new_name))
 
     # ------------------------------------------------------------ navigation
 
-    def _screen_for(self, status: p.StatusReply | None) -> str | None:
-        if status is None:
-            return "NoAgentScreen"
-        return {"no_vault": "InitScreen", "locked": "UnlockScreen",
-                "unlocked": "BrowseScreen"}[status.state]
-
     def _in_modal_flow(self) -> bool:
-        """Browse and its modals, or a vault being created: leave them alone."""
-        from credtui.screens.browse import BrowseScreen
-        from credtui.screens.init import InitScreen
+        """Browse and its modals while unlocked, or a recovery key on screen: leave them be."""
         if isinstance(self.screen, InitScreen) and self.screen.created:
             return True
-        return any(isinstance(s, BrowseScreen) for s in self.screen_stack) and \
-            self.agent_status is not None and self.agent_status.state == "unlocked"
-
-    def _make(self, name: str) -> Screen:
-        from credtui.screens.browse import BrowseScreen
-        from credtui.screens.init import InitScreen
-        from credtui.screens.no_agent import NoAgentScreen
-        from credtui.screens.unlock import UnlockScreen
-        return {"NoAgentScreen": lambda: NoAgentScreen(self.client.socket_path),
-                "InitScreen": InitScreen, "UnlockScreen": UnlockScreen,
-                "BrowseScreen": BrowseScreen}[name]()
+        unlocked = self.agent_status is not None and self.agent_status.state == "unlocked"
+        return unlocked and any(isinstance(s, BrowseScreen) for s in self.screen_stack)
 
     async def show(self, screen: Screen) -> None:
         """Replace the top-level screen, dropping modals and every revealed value first."""
@@ -182,7 +170,6 @@ class CredApp(App[None]):
         self._paint_status()
 
     def _paint_status(self) -> None:
-        from credtui.widgets.status_bar import StatusBar
         if not self.screen_stack:
             return
         status = self.agent_status
@@ -203,7 +190,6 @@ class CredApp(App[None]):
             self.notify(exc.message, title="Lock failed", severity="error")
 
     def action_help(self) -> None:
-        from credtui.screens.help import HelpScreen
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 

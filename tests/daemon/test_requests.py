@@ -227,3 +227,11 @@ class TestEvents:
                        p.Locked(reason="request"), p.Unlocked()]
         events.send(p.Status())  # anything sent ends the stream
         assert events.closed_within(2)
+
+
+def test_every_request_type_is_exercised():
+    """Adding a request type to the protocol must come with a test of it here."""
+    from pathlib import Path
+    sources = "".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
+    missing = [tag for tag, cls in p.REQUEST_TYPES.items() if f"p.{cls.__name__}(" not in sources]
+    assert not missing

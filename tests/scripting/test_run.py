@@ -97,6 +97,8 @@ def test_missing_references_abort_before_the_child_starts(stocked, credd_cmd, tm
 def test_env_refuses_plain_values_on_the_command_line(stocked, credd_cmd):
     r = credd_cmd("run", "--env", "X=hunter2hunter2", "--", "true")
     assert r.returncode == 2 and "hunter2" not in r.stderr.decode()
+    r = credd_cmd("run", "--files", "--env", "../escape=credd://github/token", "--", "true")
+    assert r.returncode == 2 and "not a variable name" in r.stderr.decode()
 
 
 def test_only_isolates_the_environment(stocked, credd_cmd, tmp_path):
@@ -217,3 +219,28 @@ def test_closed_reader_ends_the_child_instead_of_hanging(stocked, credd_env):
                        f"yes | head -1", shell=True, env=credd_env, capture_output=True,
                        timeout=30)
     assert r.stdout == b"y\n"
+
+
+def test_pty_with_stderr_redirected_keeps_it_separate_and_masked(stocked, credd_env, tmp_path):
+    child = script(tmp_path, "two.py", """
+import os, sys
+print("out", sys.stdout.isatty(), os.environ["GH"], flush=True)
+print("err", sys.stderr.isatty(), os.environ["GH"], file=sys.stderr, flush=True)
+""")
+    master, slave = pty.openpty()
+    err_log = tmp_path / "err.log"
+    with open(err_log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+                                 "GH=credd://github/token", "--", sys.executable, child],
+                                env=credd_env, stdin=subprocess.DEVNULL, stdout=slave, stderr=err,
+                                start_new_session=True)
+    os.close(slave)
+    with os.fdopen(master, "r+b", buffering=0) as term:
+        seen = _wait_for(term, b"out")
+        assert proc.wait(15) == 0
+        try:
+            seen += os.read(term.fileno(), 4096)
+        except OSError:
+            pass
+    assert f"out True {R}".encode() in seen and b"err" not in seen
+    assert err_log.read_text() == f"err False {R}\n"

@@ -119,6 +119,38 @@ class TestBrowse:
         run(scenario())
 
 
+class TestReachable:
+    def test_mouse_click_selects_a_row(self, browsing, make_app, run):
+        async def scenario():
+            async with running(make_app(browsing)) as pilot:
+                screen = await _browse(pilot)
+                await pilot.click("#entries", offset=(3, 3))        # header row, then row 2
+                assert screen.entry_list.highlighted.name == "github/personal"
+        run(scenario())
+
+    def test_palette_offers_actions_but_no_screenshot(self, browsing, make_app, run):
+        async def scenario():
+            async with running(make_app(browsing)) as pilot:
+                screen = await _browse(pilot)
+                titles = [c.title for c in pilot.app.get_system_commands(screen)]
+                assert {"Reveal", "Copy", "New", "Edit", "Delete", "History", "Trash", "Lock"} <= set(titles)
+                assert not [t for t in titles if "screenshot" in t.lower()]
+        run(scenario())
+
+    def test_light_theme_and_quit(self, browsing, make_app, run):
+        async def scenario():
+            app = make_app(browsing)
+            async with running(app, size=(80, 24)) as pilot:
+                await _browse(pilot)
+                app.theme = "textual-light"
+                await pilot.pause()
+                assert "github/work/token" in screen_text(app)
+                await pilot.press("q")
+                await pilot.pause()
+            assert app.return_code == 0
+        run(scenario())
+
+
 class TestReveal:
     def test_reveal_then_auto_hide(self, browsing, make_app, run):
         async def scenario():
