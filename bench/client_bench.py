@@ -183,7 +183,12 @@ def section_process(env: dict, root: str, runs: int, install_peers: bool) -> Non
                                                 "bench"]}
     peer_commands, peer_env = peers(root, install_peers)
     commands.update(peer_commands)
-    times = process_times({**env, **peer_env}, commands, runs)
+    try:
+        times = process_times({**env, **peer_env}, commands, runs)
+    finally:
+        if peer_env:  # the throwaway key's gpg-agent goes with its directory
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, **peer_env},
+                           capture_output=True)
     floor = statistics.median(times["python -c pass (same venv)"])
     for label, samples in times.items():
         median = statistics.median(samples)
@@ -325,18 +330,8 @@ def section_big(root: str, entries: int) -> None:
 
 # ---------------------------------------------------------------- main
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=40, help="process runs per command")
-    parser.add_argument("--calls", type=int, default=5000, help="sequential in-process gets")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
-    parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--install-peers", action="store_true",
-                        help="apt-get install pass and gopass if missing")
-    args, _ = parser.parse_known_args()
-
-    root = tempfile.mkdtemp(prefix="cb", dir="/tmp")  # short: sun_path
-    os.chmod(root, 0o700)
+def section_small(root: str, args) -> None:
+    """Everything measured against the small vault and the echo server."""
     env = bench_env(root, "small")
     agent = start_agent(env, os.path.join(root, "agent.log"))
     echo_sock = os.path.join(root, "echo.sock")
@@ -354,7 +349,22 @@ def main() -> int:
     finally:
         stop(agent)
         stop(echo)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=40, help="process runs per command")
+    parser.add_argument("--calls", type=int, default=5000, help="sequential in-process gets")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--install-peers", action="store_true",
+                        help="apt-get install pass and gopass if missing")
+    args, _ = parser.parse_known_args()
+
+    root = tempfile.mkdtemp(prefix="cb", dir="/tmp")  # short: sun_path
+    os.chmod(root, 0o700)
     try:
+        section_small(root, args)
         section_big(root, args.entries)
     finally:
         shutil.rmtree(root, ignore_errors=True)

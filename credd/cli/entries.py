@@ -197,6 +197,8 @@ def _read_source(name: str, key: str, source: str | None) -> str:
             data = f.read().decode("utf-8")
     except OSError as exc:
         raise BadRequest(f"cannot read {key} from {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadRequest(f"{source} is not UTF-8 text; nothing was changed") from None
     value = data.removesuffix("\n")
     if not value:
         raise BadRequest(f"{source} is empty; nothing was changed")

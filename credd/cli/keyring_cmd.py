@@ -148,6 +148,7 @@ def cmd_enroll(ns) -> int:
 
 
 def cmd_unlock(ns) -> int:
+    """`credd keyring unlock`, and `credd unlock --keyring`."""
     from credd import spawn
 
     spawn.ensure_agent()  # like `credd unlock`: start one on demand

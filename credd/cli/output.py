@@ -166,7 +166,10 @@ def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
     plain read would show it on the screen.
     """
     if from_stdin and not sys.stdin.isatty():
-        data = sys.stdin.buffer.read().decode("utf-8")
+        try:
+            data = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("stdin is not UTF-8 text; nothing was changed") from None
         value = data[:-2] if data.endswith("\r\n") else data.removesuffix("\n")
     else:
         if not sys.stdin.isatty():

@@ -48,6 +48,9 @@ def register(sub) -> None:
                              "--recovery-stdin)")
     source.add_argument("--recovery-stdin", action="store_true",
                         help="read the recovery key from stdin")
+    source.add_argument("--keyring", action="store_true",
+                        help="unlock with the key kept in the OS keyring "
+                             "(after `credd keyring enroll`)")
     p.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
                    help="lock after this long idle, e.g. 15m (default: the agent's)")
     p.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
@@ -100,6 +103,12 @@ def print_recovery_key(recovery: str) -> None:
 
 
 def cmd_unlock(ns) -> int:
+    from credd import spawn
+
+    spawn.ensure_agent()  # as gpg-agent does: unlocking starts an agent on demand
+    if ns.keyring:
+        from credd.cli.keyring_cmd import cmd_unlock as unlock_with_keyring
+        return unlock_with_keyring(ns)
     if ns.recovery or ns.recovery_stdin:
         secret = {"recovery_key": read_secret("recovery key: ", from_stdin=ns.recovery_stdin,
                                               flag="--recovery-stdin")}

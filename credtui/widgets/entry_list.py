@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
@@ -86,6 +87,7 @@ class EntryList(Widget, can_focus=True):
         self._memo: dict[str, tuple[list[int], list[int]]] = {}
         self._line_cache: dict[tuple[int, int, bool], Strip] = {}
         self._top = 0                        # first row shown below the header
+        self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------ data
 
@@ -245,7 +247,9 @@ class EntryList(Widget, can_focus=True):
             self.cursor = max(0, min(len(self._rows) - 1, self.cursor + delta))
 
     def action_page(self, direction: int) -> None:
-        self.action_cursor(direction * max(1, self.size.height - 2))
+        """Turn a page: the view and the cursor move together."""
+        self._scroll(direction * self._page)
+        self.action_cursor(direction * self._page)
 
     def action_jump(self, where: int) -> None:
         if self._rows:
@@ -275,20 +279,20 @@ class EntryList(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:  # a header that stays put while the rows scroll
-            style = self.get_component_rich_style("entry-list--header")
+            style = self._style("entry-list--header")
             return Strip([Segment(self._cells(("NAME", "SERVICE", "TYPE", "STATE"), width), style)])
         row = y - 1 + self._top
         bar = self._scrollbar(y - 1)
         width -= len(bar)
         if row >= len(self._rows):
-            return Strip([Segment(" " * width + bar, self.rich_style)])
+            return Strip([Segment(" " * width + bar, self._style(""))])
         on_cursor = row == self.cursor
         key = (row, width, on_cursor)
         strip = self._line_cache.get(key)
         if strip is None:
             strip = self._render_row(row, width, on_cursor)
             self._line_cache[key] = strip
-        return Strip([*strip, Segment(bar, self.rich_style)]) if bar else strip
+        return Strip([*strip, Segment(bar, self._style(""))]) if bar else strip
 
     def _scrollbar(self, y: int) -> str:
         """One column: the thumb where the visible rows sit, when they do not all fit."""
@@ -305,11 +309,11 @@ class EntryList(Widget, can_focus=True):
         state = rotation_state(meta, now)
         text = self._cells((meta.name, meta.service, meta.kind,
                             _MARK.get(state, age(now - meta.updated))), width)
-        style = self.rich_style
+        style = self._style("")
         if state in ("due", "expired"):
-            style += self.get_component_rich_style("entry-list--due")
+            style += self._style("entry-list--due")
         if on_cursor:
-            style += self.get_component_rich_style("entry-list--cursor")
+            style += self._style("entry-list--cursor")
         return Strip([Segment(text, style)])
 
     def on_mount(self) -> None:
@@ -324,6 +328,15 @@ class EntryList(Widget, can_focus=True):
         self._line_cache.clear()
         self._top = max(0, min(self._top, len(self._rows) - self._page))
 
+    def _style(self, component: str) -> Style:
+        """Styles are costly to resolve and change only with the theme: memoized."""
+        style = self._styles.get(component)
+        if style is None:
+            style = self.get_component_rich_style(component) if component else self.rich_style
+            self._styles[component] = style
+        return style
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._styles.clear()
         self._line_cache.clear()

@@ -45,6 +45,14 @@ class TestSet:
             ("api_key", "github.com", ["work", "ci"], {"user": "alice"})
         assert sorted(meta["secret_fields"]) == ["password", "token"]
 
+    def test_secret_file_errors_are_clear(self, cli, tmp_path):
+        binary = tmp_path / "bin"
+        binary.write_bytes(b"\xff\xfe")
+        for spec, message in ((f"k=@{binary}", "UTF-8"), (f"k=@{tmp_path}/none", "cannot read")):
+            done = cli("set", "x", "--secret-field", spec)
+            assert done.returncode == 2 and message in done.stderr
+            assert "Traceback" not in done.stderr
+
     def test_only_one_secret_from_stdin(self, cli):
         done = cli("set", "x", "--value-stdin", "--secret-field", "a", input="v")
         assert done.returncode == 2 and "only one secret can come from stdin" in done.stderr

@@ -132,6 +132,11 @@ class TestReadSecret:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"line1\nline2\n\n")))
         assert output.read_secret("x", from_stdin=True) == "line1\nline2\n"
 
+    def test_binary_stdin_is_a_clear_error(self, monkeypatch):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe")))
+        with pytest.raises(errors.BadRequest, match="UTF-8"):
+            output.read_secret("x", from_stdin=True)
+
     def test_empty_stdin_is_refused(self, monkeypatch):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
         with pytest.raises(errors.BadRequest, match="empty"):

@@ -244,3 +244,38 @@ print("err", sys.stderr.isatty(), os.environ["GH"], file=sys.stderr, flush=True)
             pass
     assert f"out True {R}".encode() in seen and b"err" not in seen
     assert err_log.read_text() == f"err False {R}\n"
+
+
+def test_pty_passes_window_size_changes_on(stocked, credd_env, tmp_path):
+    import fcntl
+    import struct
+    import termios
+    child = script(tmp_path, "winch.py", """
+import os, signal, sys, time
+done = []
+def winch(*_):
+    print("size", *os.get_terminal_size(), flush=True); done.append(1)
+signal.signal(signal.SIGWINCH, winch)
+print("start", *os.get_terminal_size(), flush=True)
+deadline = time.time() + 10
+while not done and time.time() < deadline:
+    time.sleep(0.05)
+""")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+                             "GH=credd://github/token", "--", sys.executable, child],
+                            env=credd_env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    try:
+        with os.fdopen(master, "r+b", buffering=0) as term:
+            _wait_for(term, b"start 80 24")
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+            proc.send_signal(signal.SIGWINCH)  # what the terminal sends its foreground group
+            _wait_for(term, b"size 132 40")
+            assert proc.wait(15) == 0
+    finally:
+        os.close(slave)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -117,3 +117,20 @@ def test_keyring_key_is_the_seam_for_unlock(unlocked_agent, run_credd, kr_env, m
     with unlocked_agent.client() as c:
         c.lock()
         assert c.unlock(key=key).state == "unlocked"
+
+
+def test_unlock_keyring_flag_and_auto_start(unlocked_agent, run_credd, kr_env, detached):
+    """`credd unlock --keyring` uses the enrolled key, and starts an agent when none answers."""
+    run_credd("keyring", "enroll", env=kr_env, check=True)
+    run_credd("lock", env=kr_env, check=True)
+    unlock = run_credd("unlock", "--keyring", env=kr_env)
+    assert unlock.returncode == 0, unlock.stderr
+    assert state(run_credd, kr_env) == "unlocked"
+
+    unlocked_agent.stop()
+    assert run_credd("status", env=kr_env).returncode == 4  # other commands never start one
+    unlock = run_credd("unlock", "--passphrase-stdin", input="wrong passphrase\n", env=kr_env)
+    status = run_credd("status", "--json", env=kr_env)
+    detached.append(int(status.stdout.split('"pid":')[1].split(",")[0]))
+    assert unlock.returncode == 6, unlock.stderr  # an agent was started, then the passphrase refused
+    assert '"state": "locked"' in status.stdout

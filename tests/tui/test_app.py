@@ -89,6 +89,24 @@ class TestBrowse:
                 assert "wJalrEXAMPLE" not in screen_text(pilot.app)  # secret field masked
         run(scenario())
 
+    def test_long_list_scrolls_with_the_cursor(self, unlocked_agent, make_app, run):
+        with unlocked_agent.client() as c:
+            for i in range(60):
+                c.set(f"bulk/e{i:02d}", value="v")
+
+        async def scenario():
+            async with running(make_app(unlocked_agent), size=(80, 24)) as pilot:
+                screen = await _browse(pilot)
+                assert "┃" in screen_text(pilot.app)                 # a scrollbar thumb
+                await pilot.press("end")
+                assert screen.entry_list.highlighted.name == "bulk/e59"
+                assert "bulk/e59" in screen_text(pilot.app) and "bulk/e00" not in screen_text(pilot.app)
+                await pilot.press("home", "pagedown")
+                assert "bulk/e00" not in screen_text(pilot.app)
+                await pilot.press("slash", *"e42", "enter")
+                assert screen.entry_list.highlighted.name == "bulk/e42"
+        run(scenario())
+
     def test_due_entries_are_marked_and_filterable(self, browsing, make_app, run):
         time.sleep(1.1)  # db/main rotates every second
 
@@ -260,6 +278,23 @@ class TestWrite:
                 await wait_until(pilot, lambda: screen.entry_list.get("new/api") is not None)
                 with browsing.client() as c:
                     assert c.get("new/api") == "second-value"
+        run(scenario())
+
+    def test_purge_from_the_trash(self, browsing, make_app, run):
+        with browsing.client() as c:
+            c.delete("db/main")
+
+        async def scenario():
+            async with running(make_app(browsing)) as pilot:
+                await _browse(pilot)
+                await pilot.press("t")
+                await wait_until(pilot, lambda: "db/main" in screen_text(pilot.app))
+                await pilot.press("p")
+                await wait_until(pilot, lambda: screen_is(pilot.app, "ConfirmScreen"))
+                await pilot.press("y")
+                await wait_until(pilot, lambda: "The trash is empty" in screen_text(pilot.app))
+                with browsing.client() as c:
+                    assert c.trash() == []
         run(scenario())
 
     def test_invalid_form_explains_and_saves_nothing(self, browsing, make_app, run):
