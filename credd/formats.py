@@ -19,7 +19,7 @@ import configparser
 import json
 from typing import Iterable, NamedTuple
 
-from credd.envfile import format_dotenv, format_shell, parse_dotenv, var_name
+from credd.envfile import format_dotenv, format_shell, is_var_name, parse_dotenv, var_name
 from credd.errors import BadRequest
 from credd.refs import is_ref
 
@@ -68,8 +68,9 @@ def parse_map(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         ref, eq, var = pair.partition("=")
         ref = ref.removeprefix("credd://")
-        if not eq or not ref or not var:
-            raise BadRequest(f"--map wants NAME=VAR or NAME/FIELD=VAR, got {pair!r}")
+        if not eq or not ref or not is_var_name(var):
+            raise BadRequest(f"--map wants NAME=VAR or NAME/FIELD=VAR with VAR made of letters, "
+                             f"digits, _ . - (not starting with a digit); got {pair!r}")
         mapping[ref] = var
     return mapping
 

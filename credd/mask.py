@@ -13,9 +13,10 @@ replaced by one marker. The result is the same however the stream is cut.
 Values shorter than MIN_LENGTH bytes are not masked: a 1-3 byte value would
 shred ordinary output and concealing it protects nothing.
 
-The search itself is Hyperscan (Intel's multi-literal matcher, ~1.5 GB/s at
-10,000 secrets here) when installed, else a `bytes.find` loop per secret,
-which is fine for the handful of values a `credd run` injects.
+The search itself is Hyperscan (Intel's multi-literal matcher, 0.5-1.5 GB/s
+at 10,000 secrets here) when installed, else a `bytes.find` loop per
+secret, which is also what a handful of values (up to FEW) get: for them
+importing and compiling Hyperscan costs more than it saves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Callable, Iterable
 
 REPLACEMENT = b"<concealed by credd>"
 MIN_LENGTH = 4
+FEW = 8    # up to this many values, `bytes.find` per value beats setting up Hyperscan
 _HEAD = 8  # prefixes up to this length are kept in sets; longer ones are checked by head
 
 Finder = Callable[[bytes], list[tuple[int, int]]]
@@ -86,7 +88,10 @@ class _FindLoop:
 
 
 def _auto(patterns: list[bytes]):
-    """Hyperscan when this machine has it (and a CPU it supports), else the find loop."""
+    """Hyperscan when this machine has it (and a CPU it supports), else the find loop;
+    the find loop also for a few values, where importing and compiling cost more."""
+    if len(patterns) <= FEW:
+        return _FindLoop(patterns)
     try:
         import hyperscan
     except ImportError:

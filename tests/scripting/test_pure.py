@@ -106,6 +106,10 @@ class TestFormats:
                                 EntryMeta(name="a_b", has_value=True)], {})
         with pytest.raises(BadRequest, match="not exported"):
             formats.plan_items(self.metas, {"nope": "X"})
+        assert formats.parse_map(["credd://a/b=AB"]) == {"a/b": "AB"}
+        for bad in ("a", "a=", "=X", "a=../x", "a=1X"):
+            with pytest.raises(BadRequest):
+                formats.parse_map([bad])
 
     def test_k8s_secret(self):
         out = formats.render_flat("k8s-secret", [formats.Item("a", "A", "s3cret")],
