@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Client": "credd.client",
-    "resolve": "credd.resolve",
+    "resolve": "credd.resolver",  # a module named `resolve` would shadow the function
     "RedactingFilter": "credd.redact",
 }
 

@@ -17,7 +17,7 @@ from credd.files import write_private
 from credd.mask import REPLACEMENT
 from credd.protocol import EntryMeta, Revealed
 from credd.redact import RedactingFilter, encoded_forms, redactor
-from credd.resolve import resolve
+from credd.resolver import resolve
 
 R = REPLACEMENT.decode()
 TRICKY = ["plain", "with space", "it's", 'dq"uote', "back\\slash", "$HOME `cmd`", "multi\nline",

@@ -1,4 +1,4 @@
-"""`credd.resolve()`: one call that finds a secret wherever this deployment keeps it.
+"""`credd.resolve()` (defined here, exported by the package): one call that finds a secret wherever this deployment keeps it.
 
 Precedence, first hit wins:
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import configparser
 import os
-import sys
 
 from credd.envfile import var_name
 from credd.errors import AgentUnavailable, LockedError, NotFound
@@ -75,15 +74,3 @@ def _from_default(path: str, key: str | None) -> str | None:
         return parser.get(section or "default", option, fallback=None)
     except (OSError, UnicodeDecodeError, configparser.Error):
         return None
-
-
-class _CallableModule(type(os)):
-    """`credd.resolve` is both this module and the function: once `credd.resolve` is
-    imported as a module it shadows the package's lazy attribute, so the module calls
-    through to the function and `credd.resolve(...)` works either way."""
-
-    def __call__(self, name: str, **kwargs) -> str:
-        return resolve(name, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
