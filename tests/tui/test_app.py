@@ -85,7 +85,7 @@ class TestBrowse:
                 await pilot.press("enter")
                 assert pilot.app.focused is entries
                 assert "aws/prod/key" in screen_text(pilot.app)
-                assert "eu-west-1" in screen_text(pilot.app)        # non-secret field shown
+                await wait_until(pilot, lambda: "eu-west-1" in screen_text(pilot.app))  # plain field
                 assert "wJalrEXAMPLE" not in screen_text(pilot.app)  # secret field masked
         run(scenario())
 
@@ -100,9 +100,10 @@ class TestBrowse:
                 assert "┃" in screen_text(pilot.app)                 # a scrollbar thumb
                 await pilot.press("end")
                 assert screen.entry_list.highlighted.name == "bulk/e59"
-                assert "bulk/e59" in screen_text(pilot.app) and "bulk/e00" not in screen_text(pilot.app)
+                await wait_until(pilot, lambda: "bulk/e59" in screen_text(pilot.app)
+                                 and "bulk/e00" not in screen_text(pilot.app))  # detail follows
                 await pilot.press("home", "pagedown")
-                assert "bulk/e00" not in screen_text(pilot.app)
+                await wait_until(pilot, lambda: "bulk/e00" not in screen_text(pilot.app))
                 await pilot.press("slash", *"e42", "enter")
                 assert screen.entry_list.highlighted.name == "bulk/e42"
         run(scenario())
@@ -370,6 +371,20 @@ class TestFollowsTheAgent:
                 await _browse(pilot)
                 browsing.stop()
                 await wait_until(pilot, lambda: screen_is(pilot.app, "NoAgentScreen"))
+        run(scenario())
+
+    def test_a_revealed_entry_changed_elsewhere_is_hidden(self, browsing, make_app, run):
+        async def scenario():
+            async with running(make_app(browsing)) as pilot:
+                screen = await _browse(pilot)
+                assert screen.entry_list.move_to("github/work/token")
+                await pilot.press("r")
+                await wait_until(pilot, lambda: SENTINEL in screen_text(pilot.app))
+                with browsing.client() as c:
+                    c.set("github/work/token", kind="access_token", value="rotated-value")
+                await wait_until(pilot, lambda: SENTINEL not in screen_text(pilot.app)
+                                 and "v2" in screen_text(pilot.app), what="hidden and refreshed")
+                assert "rotated-value" not in screen_text(pilot.app)
         run(scenario())
 
     def test_entry_changed_elsewhere_refreshes(self, browsing, make_app, run):
