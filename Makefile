@@ -7,8 +7,9 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test bench clean system-deps
 
+# The venv is made once; a changed pyproject.toml only re-runs the install into it.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	touch $(STAMP)

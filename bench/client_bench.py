@@ -6,7 +6,9 @@
     latency     in-process Client.get p50/p99 beside a raw msgspec echo server
     throughput  1, 8 and 64 concurrent client processes, agent beside the echo
     100k        an agent holding 100,000 entries: unlock (key slot, no KDF), list
-                all, filtered lists, set
+                all, filtered lists, get_many of 10,000 refs, set
+
+`--sections latency,throughput` runs only those (default: all four).
 
 Run by `make bench`; measures, never asserts. Each figure is printed with
 its goal from issue 3. The machine is shared, so read medians, not single runs.
@@ -35,6 +37,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 PASSPHRASE = "bench passphrase"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
 GPG_ID = "bench@credd.invalid"
+SECTIONS = ("process", "latency", "throughput", "100k")
 
 ECHO_SERVER = """
 import asyncio, os, sys
@@ -321,6 +324,9 @@ def section_big(root: str, entries: int) -> None:
             row(f"list prefix ({len(found):,} match)", ms(by_prefix))
             by_text, found = timed(lambda: c.list(contains="service-4242"), repeat=5)
             row(f"list substring ({len(found)} match)", ms(by_text))
+            refs = [f"credd://{vault_bench._name(i)}" for i in range(0, entries, 10)][:10_000]
+            many, values = timed(lambda: c.get_many(refs), repeat=3)
+            row(f"get_many ({len(values):,} refs)", ms(many))
             sets = [timed(lambda i=i: c.set(f"bench/new-{i}", value="v" * 32))[0]
                     for i in range(30)]
             row("set (durable commit), median of 30", ms(statistics.median(sets)))
@@ -343,9 +349,12 @@ def section_small(root: str, args) -> None:
             c.init(PASSPHRASE, **FAST_KDF)
             c.unlock(PASSPHRASE, idle_timeout=3600)
             c.set("bench", value="x" * 32)
-        section_process(env, root, args.runs, args.install_peers)
-        section_latency(env["CREDD_SOCK"], echo_sock, args.calls)
-        section_throughput(env["CREDD_SOCK"], echo_sock, args.seconds)
+        if "process" in args.sections:
+            section_process(env, root, args.runs, args.install_peers)
+        if "latency" in args.sections:
+            section_latency(env["CREDD_SOCK"], echo_sock, args.calls)
+        if "throughput" in args.sections:
+            section_throughput(env["CREDD_SOCK"], echo_sock, args.seconds)
     finally:
         stop(agent)
         stop(echo)
@@ -359,13 +368,17 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--install-peers", action="store_true",
                         help="apt-get install pass and gopass if missing")
+    parser.add_argument("--sections", type=lambda s: set(s.split(",")), default=set(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
     args, _ = parser.parse_known_args()
 
     root = tempfile.mkdtemp(prefix="cb", dir="/tmp")  # short: sun_path
     os.chmod(root, 0o700)
     try:
-        section_small(root, args)
-        section_big(root, args.entries)
+        if args.sections & {"process", "latency", "throughput"}:
+            section_small(root, args)
+        if "100k" in args.sections:
+            section_big(root, args.entries)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# `make run`: start an agent on the default vault if none answers, then open the TUI.
+# `make run`: start an agent on the default vault if none answers, then open the TUI
+# (which offers to create the vault, or asks for the passphrase).
 set -eu
 cd "$(dirname "$0")/.."
 bin=.venv/bin
-if ! "$bin/credd" status >/dev/null 2>&1; then
-    rc=0; "$bin/credd" status >/dev/null 2>&1 || rc=$?
-    if [ "$rc" = 4 ]; then
-        eval "$("$bin/credd" agent -s)" >/dev/null
-        echo "started a credd agent (CREDD_SOCK=${CREDD_SOCK:-default})"
-    fi
+rc=0
+"$bin/credd" status >/dev/null 2>&1 || rc=$?
+if [ "$rc" = 4 ]; then   # no agent reachable
+    eval "$("$bin/credd" agent -s)"
+    echo "started a credd agent on $CREDD_SOCK (pid $CREDD_PID); stop it with: credd stop"
 fi
-if [ -x "$bin/credtui" ] && "$bin/python" -c 'import credtui.app' 2>/dev/null; then
-    exec "$bin/credtui"
-fi
-exec "$bin/credd" status
+exec "$bin/credtui"

@@ -17,7 +17,7 @@ import base64
 import binascii
 import sys
 
-from credd.cli.output import arg_type, client, format_duration, parse_duration
+from credd.cli.output import add_unlock_window_args, client, format_duration
 from credd.errors import BadPassphrase, Denied, NotFound
 
 SERVICE = "credd"
@@ -37,10 +37,7 @@ def register(sub) -> None:
     a.set_defaults(func=cmd_enroll)
     a = actions.add_parser("unlock", help="unlock the vault with the key from the OS keyring "
                                           "(starts an agent if none answers)")
-    a.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
-                   help="lock after this long idle, e.g. 15m (default: the agent's)")
-    a.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
-                   help="lock after this long at most, e.g. 8h (default: the agent's)")
+    add_unlock_window_args(a)
     a.set_defaults(func=cmd_unlock)
     a = actions.add_parser("remove", help="delete the key slot and the key in the OS keyring")
     a.set_defaults(func=cmd_remove)

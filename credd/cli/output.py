@@ -296,3 +296,11 @@ def arg_type(parse):
 
     convert.__name__ = parse.__name__
     return convert
+
+
+def add_unlock_window_args(parser) -> None:
+    """`--timeout` and `--max-lifetime`, shared by every command that unlocks."""
+    parser.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
+                        help="lock after this long idle, e.g. 15m (default: the agent's)")
+    parser.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
+                        help="lock after this long at most, e.g. 8h (default: the agent's)")

@@ -11,7 +11,7 @@ import sys
 import time
 
 from credd.cli import output
-from credd.cli.output import arg_type, client, parse_duration, read_secret
+from credd.cli.output import arg_type, client, read_secret
 from credd.errors import BadRequest, IntegrityError
 
 
@@ -51,10 +51,7 @@ def register(sub) -> None:
     source.add_argument("--keyring", action="store_true",
                         help="unlock with the key kept in the OS keyring "
                              "(after `credd keyring enroll`)")
-    p.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
-                   help="lock after this long idle, e.g. 15m (default: the agent's)")
-    p.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
-                   help="lock after this long at most, e.g. 8h (default: the agent's)")
+    output.add_unlock_window_args(p)
     p.set_defaults(func=cmd_unlock)
 
     p = sub.add_parser("lock", help="lock the vault now")

@@ -2,11 +2,18 @@
 
 - The peer's uid is asked of the kernel right after accept(), before the socket
   is handed to asyncio: a stranger's bytes are never read, only counted and audited.
+- A connection is an asyncio.Protocol: frames are cut from its buffer as bytes
+  arrive, and a request that needs no other thread is answered in that same
+  callback (no task, no stream reader). Requests are answered one at a time, in
+  order, pipelined or not: while one runs on the writer thread, reading pauses.
 - A frame has `read_timeout` to arrive once its first byte has; a new connection
   has as long to send its first frame. A greeted connection may idle between frames.
+  One timer per connection enforces every deadline: moving a deadline is an
+  assignment, and the timer re-arms itself when it fires before the deadline.
 - At `max_connections`, the connection that has waited longest in a partial or
   first frame is dropped to make room; with none such, the newcomer is refused.
-- Replies are written and drained before the next request is read, so a client
+- A reply the client does not take (the transport's buffer passes its
+  high-water mark) stops the reading of requests until it drains, so a client
   that never reads holds at most one reply; one that stops draining for
   `read_timeout` is dropped.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
+from types import CoroutineType
 
 from credd import protocol as p
 
@@ -29,18 +36,203 @@ from .state import AgentState
 log = logging.getLogger("credd.agent")
 
 
-class Connection:
-    def __init__(self, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+class Connection(asyncio.Protocol):
+    """One client: its buffer, its greeting, its one timer; `dispatch` sees it as `conn`."""
+
+    def __init__(self, server: Server, peer: Peer) -> None:
+        self.server = server
+        self.state = server.state
         self.peer = peer
-        self.reader = reader
-        self.writer = writer
         self.greeted = False
         self.subscription: events.Subscription | None = None
-        self.waiting_since: float | None = time.monotonic()  # None: idle between frames, or busy
-        self.task = asyncio.current_task()
+        self.task: asyncio.Task | None = None  # the request on the writer thread, or the stream
+        self.waiting_since: float | None = None  # set while in a partial or first frame
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timeout = server.state.config.read_timeout
+        self._buf = bytearray()
+        self._busy = False    # a request runs on the writer thread
+        self._paused = False  # the client is not taking its replies
+        self._eof = False
+        self._events: asyncio.StreamReader | None = None  # what a subscriber sends (ends it)
+        self._drained: asyncio.Future | None = None
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ transport callbacks
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+        self._settle()
+
+    def data_received(self, data: bytes) -> None:
+        if self._events is not None:
+            self._events.feed_data(data)
+            return
+        self._buf += data
+        self._pump()
+
+    def eof_received(self) -> bool:
+        """Requests already received are still answered; then the connection closes."""
+        if self._events is not None:
+            self._events.feed_eof()
+        else:
+            self._eof = True
+            self._settle()
+        return True
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self.transport.pause_reading()
+        self.waiting_since = None
+        self._set_deadline(self._loop.time() + self._timeout)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._deadline = None
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._resume()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.subscription is not None:
+            self.state.events.unsubscribe(self.subscription)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(ConnectionResetError())
+        if self._events is not None:
+            self._events.feed_eof()
 
     def abort(self) -> None:
-        self.writer.transport.abort()
+        self.transport.abort()
+
+    # ------------------------------------------------------------ requests
+
+    def _pump(self) -> None:
+        """Answer every whole frame in the buffer, unless blocked; then set the deadline."""
+        buf = self._buf
+        try:
+            while not (self._busy or self._paused or self.subscription is not None):
+                if len(buf) < 4:
+                    break
+                (length,) = p.HEADER.unpack_from(buf)
+                if length > p.MAX_FRAME:  # the stream cannot be resynchronised
+                    p.body_length(bytes(buf[:4]))  # raises the FrameError that says so
+                end = 4 + length
+                if len(buf) < end:
+                    break
+                body = bytes(buf[4:end])
+                del buf[:end]
+                self.waiting_since = None
+                self._answer(body)
+        except p.FrameError as exc:
+            self._reply(frame_error(exc))
+            self.transport.close()
+            return
+        except Exception as exc:  # a bug: drop this connection, keep serving the others
+            log.error("connection failed: internal error %s", type(exc).__name__)
+            self.transport.abort()
+            return
+        self._settle()
+
+    def _answer(self, body: bytes) -> None:
+        reply = dispatch(self.state, self, body)
+        if type(reply) is not CoroutineType:
+            self._reply(reply)
+            if self.subscription is not None:
+                self._stream()
+            return
+        self._busy = True
+        self.transport.pause_reading()
+        self.task = self.server.spawn(self._later(reply))
+
+    async def _later(self, pending: CoroutineType) -> None:
+        try:
+            reply = await pending
+        finally:
+            self._busy = False
+        self._reply(reply)
+        self._resume()
+
+    def _reply(self, response: p.Response) -> None:
+        try:
+            frame = p.encode(response)
+        except p.FrameError:
+            frame = p.encode(oversized_reply())
+        if not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def _resume(self) -> None:
+        if self._busy or self._paused or self.subscription is not None:
+            return
+        if self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        self._pump()
+
+    def _settle(self) -> None:
+        """Between requests: close after EOF, or time the frame the client owes us."""
+        if self._paused:
+            return  # the write deadline runs
+        if self._busy or self.subscription is not None:
+            self.waiting_since = self._deadline = None
+        elif self._eof:
+            self.transport.close()
+        elif self._buf or not self.greeted:  # a partial frame, or a stranger: evictable
+            if self.waiting_since is None:
+                self.waiting_since = self._loop.time()
+            self._set_deadline(self.waiting_since + self._timeout)
+        else:
+            self.waiting_since = self._deadline = None
+
+    # ------------------------------------------------------------ the one timer
+
+    def _set_deadline(self, when: float) -> None:
+        self._deadline = when
+        if self._timer is None:
+            self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        when = self._deadline
+        if when is None or self.transport.is_closing():
+            return
+        if self._loop.time() < when:  # moved since the timer was set
+            self._timer = self._loop.call_at(when, self._expire)
+            return
+        self.transport.abort()
+
+    # ------------------------------------------------------------ events
+
+    def _stream(self) -> None:
+        """After `subscribe`: forward events until the client sends anything or closes."""
+        self._events = asyncio.StreamReader()
+        if self._buf:
+            self._events.feed_data(bytes(self._buf))
+            self._buf.clear()
+        if self._eof:
+            self._events.feed_eof()
+        self.task = self.server.spawn(self._forward())
+
+    async def _forward(self) -> None:
+        try:
+            await events.stream(self.subscription, self._events, self._send)
+        except ConnectionError:
+            pass
+        finally:
+            self.transport.close()
+
+    async def _send(self, frame: bytes) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError()
+        self.transport.write(frame)
+        if self._paused:  # the timer drops the connection if this never comes
+            self._drained = self._loop.create_future()
+            await self._drained
 
 
 class Server:
@@ -59,9 +251,18 @@ class Server:
             task.cancel()
         self.listener.sock.close()
         await self._farewell()
+        for conn in list(self.connections):
+            conn.transport.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*background, *self._tasks, return_exceptions=True)
+
+    def spawn(self, coro) -> asyncio.Task:
+        """A connection's task, kept (and cancelled at shutdown) by the server."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _farewell(self, grace: float = 1.0) -> None:
         """Lock, and let subscribers receive the `locked` event before they are closed."""
@@ -85,9 +286,10 @@ class Server:
             peer = self._admit(sock)
             if peer is None:
                 continue
-            task = asyncio.create_task(self._serve(sock, peer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                await loop.connect_accepted_socket(lambda: Connection(self, peer), sock)
+            except OSError:
+                sock.close()
 
     def _admit(self, sock: socket.socket) -> Peer | None:
         try:
@@ -121,69 +323,3 @@ class Server:
         self.connections.discard(oldest)
         oldest.abort()
         return True
-
-    # ------------------------------------------------------------ one connection
-
-    async def _serve(self, sock: socket.socket, peer: Peer) -> None:
-        try:
-            reader, writer = await asyncio.open_unix_connection(sock=sock)
-        except OSError:
-            sock.close()
-            return
-        conn = Connection(peer, reader, writer)
-        self.connections.add(conn)
-        try:
-            while True:
-                body = await self._read_frame(conn)
-                if body is None:
-                    return
-                if not await self._send(conn, await dispatch(self.state, conn, body)):
-                    return
-                if conn.subscription is not None:
-                    await events.stream(conn.subscription, reader, lambda f: self._write(conn, f))
-                    return
-        except p.FrameError as exc:  # oversized: the stream cannot be resynchronised
-            await self._send(conn, frame_error(exc))
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        except Exception as exc:  # a bug: drop this connection, keep serving the others
-            log.error("connection failed: internal error %s", type(exc).__name__)
-        finally:
-            self.connections.discard(conn)
-            if conn.subscription is not None:
-                self.state.events.unsubscribe(conn.subscription)
-            writer.close()
-
-    async def _read_frame(self, conn: Connection) -> bytes | None:
-        """One frame body (b"" for an empty frame), or None at a clean EOF."""
-        timeout = self.state.config.read_timeout
-        if not conn.greeted:  # a stranger to the protocol: evictable, and on a clock
-            conn.waiting_since = conn.waiting_since or time.monotonic()
-        async with asyncio.timeout(None if conn.greeted else timeout):
-            first = await conn.reader.read(1)
-        if not first:
-            return None
-        conn.waiting_since = conn.waiting_since or time.monotonic()
-        async with asyncio.timeout(timeout):
-            header = first + await conn.reader.readexactly(3)
-            (length,) = p.HEADER.unpack(header)
-            body = await conn.reader.readexactly(p.body_length(header)) if length else b""
-        conn.waiting_since = None
-        return body
-
-    async def _send(self, conn: Connection, response: p.Response) -> bool:
-        try:
-            frame = p.encode(response)
-        except p.FrameError:
-            frame = p.encode(oversized_reply())
-        try:
-            await self._write(conn, frame)
-        except (TimeoutError, ConnectionError):
-            conn.abort()
-            return False
-        return True
-
-    async def _write(self, conn: Connection, frame: bytes) -> None:
-        conn.writer.write(frame)
-        async with asyncio.timeout(self.state.config.read_timeout):
-            await conn.writer.drain()

@@ -44,7 +44,7 @@ class InitScreen(Screen):
         with Center():
             with Vertical(id="init-box", classes="dialog"):
                 yield Static("Create your credd vault", classes="title")
-                yield Label("Choose a passphrase (at least 8 characters).", id="init-help")
+                yield Static("Choose a passphrase (at least 8 characters).", id="init-help")
                 yield SecretInput(placeholder="passphrase", id="new-passphrase")
                 yield SecretInput(placeholder="passphrase again", id="new-passphrase2")
                 yield Label("", id="init-error", classes="error")
@@ -94,8 +94,9 @@ class InitScreen(Screen):
         self._recovery_key = message.recovery_key
         for widget in self.query(SecretInput):
             widget.disabled = True
+            widget.display = False  # the passphrase is done with; the key gets the room
         self.query_one("#create").display = False
-        self.query_one("#init-help", Label).update(
+        self.query_one("#init-help", Static).update(
             "Vault created. This recovery key unlocks it if you forget the passphrase. "
             "It is shown only now: store it somewhere safe.")
         self.query_one("#init-error", Label).update("")
