@@ -9,6 +9,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v fish >/dev/null || need+=(fish)
 command -v csh >/dev/null || need+=(csh)
+command -v zsh >/dev/null || need+=(zsh)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need[*]}"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 
 #: Modules under credd.cli that contribute subcommands, in help order.
-COMMAND_MODULES = ("vault", "entries", "scripting", "agent", "service", "keyring_cmd", "audit")
+COMMAND_MODULES = ("vault", "entries", "scripting", "agent", "service", "keyring_cmd", "audit",
+                   "completion")
 
 EXIT_CODES = """\
 exit codes:
@@ -68,6 +69,9 @@ def build_parser():
 
 
 def full_main(args: list[str]) -> int:
+    if args[:1] == ["__complete"]:  # called back by the completion scripts, not by people
+        from credd.cli.completion import complete
+        return complete(args[1:])
     parser = build_parser()
     ns = parser.parse_args(args)
     func = getattr(ns, "func", None)

@@ -1,4 +1,7 @@
-"""One coroutine per request: take the state and the decoded request, return a response.
+"""One function per request: take the state and the decoded request, return a response.
+
+Handlers that wait for the writer thread are coroutine functions; the rest are
+plain functions, answered within the callback that received the request.
 
 Handlers raise exceptions from credd.errors; only dispatch.py turns them into
 `error` responses. Secret values pass through here on their way to the wire
@@ -28,7 +31,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 # ---------------------------------------------------------------- session
 
-async def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
+def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
     if req.protocol != p.PROTOCOL_VERSION:
         raise VersionMismatch(
             f"this client speaks protocol {req.protocol} but the agent (pid {os.getpid()}, "
@@ -39,7 +42,7 @@ async def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
                      capabilities=CAPABILITIES)
 
 
-async def status(state: AgentState, conn: Any, req: p.Status) -> p.StatusReply:
+def status(state: AgentState, conn: Any, req: p.Status) -> p.StatusReply:
     return state.status()
 
 
@@ -76,7 +79,7 @@ async def unlock(state: AgentState, conn: Any, req: p.Unlock) -> p.StatusReply:
     return state.status()
 
 
-async def lock(state: AgentState, conn: Any, req: p.Lock) -> p.Ok:
+def lock(state: AgentState, conn: Any, req: p.Lock) -> p.Ok:
     state.lock("request")
     return p.Ok()
 
@@ -94,12 +97,12 @@ async def change_passphrase(state: AgentState, conn: Any, req: p.ChangePassphras
     return p.Ok()
 
 
-async def subscribe(state: AgentState, conn: Any, req: p.Subscribe) -> p.Ok:
+def subscribe(state: AgentState, conn: Any, req: p.Subscribe) -> p.Ok:
     conn.subscription = state.events.subscribe()
     return p.Ok()
 
 
-async def stop(state: AgentState, conn: Any, req: p.Stop) -> p.Ok:
+def stop(state: AgentState, conn: Any, req: p.Stop) -> p.Ok:
     state.stopping.set()
     return p.Ok()
 
@@ -119,7 +122,7 @@ def _audit_failure(state: AgentState, conn: Any, op: str, names: list[str], exc:
     state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
 
 
-async def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
+def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
     vault = state.require_unlocked()
     try:
         value = vault.get(req.name, req.field)
@@ -149,7 +152,7 @@ def _resolve(vault: Any, ref: str) -> tuple[str, str | None] | None:
     return path, None
 
 
-async def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
+def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
     vault = state.require_unlocked()
     resolved = {ref: _resolve(vault, ref) for ref in req.refs}
     missing = [ref for ref, target in resolved.items() if target is None]
@@ -165,7 +168,7 @@ async def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
     return p.Secrets(values=values)
 
 
-async def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
+def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
     vault = state.require_unlocked()
     try:
         entry = vault.reveal(req.name, req.version)
@@ -179,7 +182,7 @@ async def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
 
 # ---------------------------------------------------------------- metadata
 
-async def describe(state: AgentState, conn: Any, req: p.Describe) -> p.EntryReply:
+def describe(state: AgentState, conn: Any, req: p.Describe) -> p.EntryReply:
     return p.EntryReply(entry=state.require_unlocked().describe(req.name))
 
 
@@ -231,7 +234,7 @@ def _fit(items: list[Any], start: int = 0, limit: int = 0) -> tuple[msgspec.Raw,
         n = max(1, min(n - 1, int(n * budget / len(raw))))
 
 
-async def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
+def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
     matches, match = state.require_unlocked().list(), _matcher(req)
@@ -244,19 +247,19 @@ async def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
     return p.Entries(entries=page, next=nxt, total=len(matches))
 
 
-async def trash(state: AgentState, conn: Any, req: p.Trash) -> p.Entries:
+def trash(state: AgentState, conn: Any, req: p.Trash) -> p.Entries:
     entries = state.require_unlocked().trash()
     page, n = _fit(entries)
     nxt = entries[n - 1].name if n < len(entries) else None
     return p.Entries(entries=page, next=nxt, total=len(entries))
 
 
-async def history(state: AgentState, conn: Any, req: p.History) -> p.HistoryReply:
+def history(state: AgentState, conn: Any, req: p.History) -> p.HistoryReply:
     current, versions = state.require_unlocked().history(req.name)
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
 
-async def audit(state: AgentState, conn: Any, req: p.Audit) -> p.AuditLog:
+def audit(state: AgentState, conn: Any, req: p.Audit) -> p.AuditLog:
     if not 1 <= req.limit <= MAX_AUDIT:
         raise BadRequest(f"limit must be between 1 and {MAX_AUDIT}")
     state.require_unlocked()
