@@ -1,7 +1,10 @@
 """Vault at 100,000 entries: unlock, list, get, put+commit, size, peak RSS.
 
 Run by `make bench` (not by the tests). Prints one table with each figure
-next to its target from issue 2. `--entries N` for a quicker look.
+next to its target from issue 2. `--entries N` for a quicker look. Like the
+agent it keeps a rollback counter (state dir), so a put includes that write;
+the machine is shared, so CPU time is printed next to wall time and unlock
+and first list are the median of three rounds.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ def _name(i: int) -> str:
     return f"team{i % 50}/service-{i}/api-key"
 
 
-def build(path: str, n: int) -> Vault:
+def build(path: str, n: int, state_dir: str) -> Vault:
     """Create the vault with the shipped KDF and fill it in large transactions."""
-    vault, _ = Vault.create(path, PASSPHRASE, kdf=KdfParams())
+    vault, _ = Vault.create(path, PASSPHRASE, kdf=KdfParams(), state_dir=state_dir)
     vault.add_key_slot(KEY)
     now = time.time()
     for start in range(0, n, 5000):
@@ -40,11 +43,10 @@ def build(path: str, n: int) -> Vault:
             for i in range(start, min(n, start + 5000)):
                 name = _name(i)
                 meta = MetaRecord(name=name, kind="api_key", service=f"svc{i % 300}",
-                                  tags=["prod"], has_value=True, created=now, updated=now)
+                                  tags=("prod",), has_value=True, created=now, updated=now)
                 vault._write_row(conn, keys, txn, keys.row_id(name), meta,
                                  SecretRecord(value=f"sk-{i:08d}-" + "x" * 32), None)
     vault.close()
-    return Vault.open(path)
 
 
 def _timed(fn, *args, **kwargs) -> float:
@@ -64,41 +66,59 @@ def _pct(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[q - 1] if len(samples) > 1 else samples[0]
 
 
+def _unlock_and_list(vault: Vault, rounds: int) -> tuple[list, list]:
+    """(wall, CPU) of `rounds` key-slot unlocks, each followed by a first `list`."""
+    unlocks, lists = [], []
+    for i in range(rounds):
+        if i:
+            vault.lock()
+        unlocks.append(_timed2(vault.unlock, key=KEY))
+        lists.append(_timed2(vault.list))
+    return unlocks, lists
+
+
+def _ms(pairs: list[tuple[float, float]], which: int) -> str:
+    return f"{statistics.median(p[which] for p in pairs) * 1000:.0f} ms"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=100_000)
-    args = parser.parse_args([a for a in sys.argv[1:] if a.startswith("--entries")] or [])
+    args, _others = parser.parse_known_args()  # run_all.py passes every bench the same argv
     n = args.entries
     work = tempfile.mkdtemp(prefix="credd-bench-")
     path = os.path.join(work, "vault", "vault.db")
+    state = os.path.join(work, "state")  # the rollback counter, written per commit as in the agent
     try:
-        t_build = _timed(build, path, n)
-        vault = Vault.open(path)
+        t_build = _timed(build, path, n, state)
+        vault = Vault.open(path, state_dir=state)
         rows = []
         t_kdf = _timed(vault.unlock, PASSPHRASE)
         vault.lock()
-        t_nokdf, c_nokdf = _timed2(vault.unlock, key=KEY)
-        t_list_first, c_list_first = _timed2(vault.list)
+        unlocks, lists = _unlock_and_list(vault, 3)
         t_list = _timed(vault.list)
         rng = random.Random(7)
         gets = [_timed(vault.get, _name(rng.randrange(n))) for _ in range(5000)]
-        puts = [_timed(vault.put, _name(rng.randrange(n)), value="rotated-" + "y" * 32,
-                       merge=True) for _ in range(1000)]
+        puts = [_timed2(vault.put, _name(rng.randrange(n)), value="rotated-" + "y" * 32,
+                        merge=True) for _ in range(1000)]
         vault.close()
         size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        put_wall, put_cpu = [p[0] for p in puts], [p[1] for p in puts]
         rows = [
             ("build (bulk, 5k/commit)", f"{t_build:.1f} s", ""),
             ("unlock with KDF (64 MiB/t=3/p=4)", f"{t_kdf * 1000:.0f} ms", ""),
-            ("unlock without KDF (key slot)", f"{t_nokdf * 1000:.0f} ms", "≤ 500 ms"),
-            ("  same, CPU time", f"{c_nokdf * 1000:.0f} ms", ""),
-            ("list all metadata (first, sorts)", f"{t_list_first * 1000:.0f} ms", "≤ 500 ms"),
-            ("  same, CPU time", f"{c_list_first * 1000:.0f} ms", ""),
+            ("unlock without KDF (key slot), median of 3", _ms(unlocks, 0), "≤ 500 ms"),
+            ("  same, CPU time", _ms(unlocks, 1), ""),
+            ("list all metadata (first after unlock), median", _ms(lists, 0), "≤ 500 ms"),
+            ("  same, CPU time", _ms(lists, 1), ""),
             ("list all metadata (cached)", f"{t_list * 1000:.1f} ms", ""),
             ("get p50", f"{_pct(gets, 50) * 1e6:.0f} µs", "≤ 100 µs"),
             ("get p99", f"{_pct(gets, 99) * 1e6:.0f} µs", ""),
-            ("put+commit p50 (sync=FULL)", f"{_pct(puts, 50) * 1000:.2f} ms", "≤ 2 ms"),
-            ("put+commit p99", f"{_pct(puts, 99) * 1000:.2f} ms", ""),
+            ("put+commit p50 (sync=FULL, + counter)", f"{_pct(put_wall, 50) * 1000:.2f} ms",
+             "≤ 2 ms"),
+            ("  same, CPU time", f"{_pct(put_cpu, 50) * 1000:.2f} ms", ""),
+            ("put+commit p99", f"{_pct(put_wall, 99) * 1000:.2f} ms", ""),
             ("bytes per entry on disk", f"{size / n:.0f} B", "≤ 500 B"),
             ("peak RSS", f"{rss_mb:.0f} MB", "≤ 200 MB"),
         ]

@@ -18,15 +18,17 @@ A Client is not thread-safe: give each thread its own.
 from __future__ import annotations
 
 import gc
+import socket
+import struct
 from typing import Any, Iterator, TypeVar, Union
 
 import msgspec
 
 from credd import protocol
 from credd.cli.fast import (
-    RESTART_HINT, connect, error_from_reply, recv_frame, send_all, version_mismatch,
+    RESTART_HINT, START_HINT, connect, error_from_reply, version_mismatch,
 )
-from credd.errors import AgentUnavailable, BadRequest, ProtocolError
+from credd.errors import AgentUnavailable, BadRequest, CreddError, ProtocolError
 from credd.protocol import (
     AuditRecord, CheckReport, EntryChanged, EntryMeta, HistoryReply, Locked, Revealed,
     StatusReply, Unlocked, Welcome,
@@ -61,18 +63,45 @@ def _decode(decoder: msgspec.msgpack.Decoder, body: bytes) -> Any:
 _GC_PAUSE_BYTES = 64 * 1024
 
 
+class _Page(msgspec.Struct, tag="entries", tag_field="type", forbid_unknown_fields=True,
+            kw_only=True):
+    """`protocol.Entries` with its entries left encoded: the cursor is read without them."""
+
+    entries: msgspec.Raw
+    next: str | None = None
+    total: int = 0
+
+
+_page_decoder = msgspec.msgpack.Decoder(Union[_Page, protocol.Error])
+_entries_decoder = msgspec.msgpack.Decoder(list[EntryMeta])
+
+
 def _raise_error(reply: protocol.Error) -> None:
     raise error_from_reply(reply.code, reply.message, reply.names, reply.retry_after)
 
 
+def _unavailable(exc: OSError) -> AgentUnavailable:
+    if isinstance(exc, (TimeoutError, BlockingIOError)):  # SO_RCVTIMEO/SO_SNDTIMEO ran out
+        return AgentUnavailable(f"the agent did not answer in time; {RESTART_HINT}")
+    return AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
+                            f"is it still running? {START_HINT}")
+
+
 class _Connection:
-    """One socket after a successful hello; owns framing, nothing else."""
+    """One socket after a successful hello; owns framing, nothing else.
+
+    The socket blocks, with its timeout kept by the kernel (SO_RCVTIMEO,
+    SO_SNDTIMEO): a Python-level timeout would add a poll() before every send
+    and recv. A reply is read with one recv when it fits, not header then body.
+    """
 
     def __init__(self, path: str | None, timeout: float | None, client_name: str) -> None:
         self.sock = connect(path, timeout)
+        self._rest = b""  # bytes received past the last frame (events can arrive together)
         try:
-            send_all(self.sock, protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION,
-                                                               client=client_name)))
+            self.settimeout(timeout)
+            self._send_frame(protocol.encode(protocol.Hello(protocol=protocol.PROTOCOL_VERSION,
+                                                            client=client_name)))
             welcome = self.read(_response_decoder)
             if isinstance(welcome, protocol.Error):
                 _raise_error(welcome)
@@ -90,16 +119,78 @@ class _Connection:
             frame = protocol.encode(message)
         except protocol.FrameError as exc:
             raise BadRequest(str(exc)) from None
-        send_all(self.sock, frame)
+        self._send_frame(frame)
+
+    def _send_frame(self, frame: bytes) -> None:
+        try:
+            self.sock.sendall(frame)
+        except OSError as exc:
+            raise _unavailable(exc) from None
 
     def read(self, decoder: msgspec.msgpack.Decoder) -> Any:
-        return _decode(decoder, recv_frame(self.sock))
+        return _decode(decoder, self._frame())
+
+    def _frame(self) -> bytes | bytearray:
+        """One frame body; the length is checked before anything is allocated for it."""
+        data = self._rest
+        while len(data) < 4:
+            data += self._recv(_RECV_SIZE)
+        length = int.from_bytes(data[:4], "big")
+        if length == 0 or length > protocol.MAX_FRAME:
+            raise ProtocolError(f"the agent sent a frame of {length} bytes "
+                                f"(limit {protocol.MAX_FRAME})")
+        end = 4 + length
+        if len(data) >= end:
+            self._rest = data[end:]
+            return data[4:end]
+        self._rest = b""
+        body = bytearray(length)
+        have = len(data) - 4
+        body[:have] = data[4:]
+        view = memoryview(body)
+        while have < length:
+            have += self._recv_into(view[have:])
+        return body
+
+    def _recv(self, size: int) -> bytes:
+        try:
+            data = self.sock.recv(size)
+        except OSError as exc:
+            raise _unavailable(exc) from None
+        if not data:
+            raise _closed()
+        return data
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            n = self.sock.recv_into(view)
+        except OSError as exc:
+            raise _unavailable(exc) from None
+        if not n:
+            raise _closed()
+        return n
 
     def settimeout(self, timeout: float | None) -> None:
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(None)
+        seconds = int(timeout or 0)
+        micros = int(((timeout or 0) - seconds) * 1e6) if timeout else 0
+        if timeout and not (seconds or micros):
+            micros = 1  # zero would mean "wait forever"
+        value = _TIMEVAL.pack(seconds, micros)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
     def close(self) -> None:
         self.sock.close()
+
+
+_RECV_SIZE = 64 * 1024
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _closed() -> AgentUnavailable:
+    return AgentUnavailable(f"the agent closed the connection; see its log, "
+                            f"or restart it: {START_HINT}")
 
 
 class Client:
@@ -248,18 +339,37 @@ class Client:
         return self.call(protocol.History(name=name), HistoryReply)
 
     def list(self, **filters: Any) -> list[EntryMeta]:
-        """Every entry matching the filters of `protocol.List`, following `next` pages."""
+        """Every entry matching the filters of `protocol.List`, following `next` pages.
+
+        Pipelined: a page's cursor is read first (skipping its entries), the next
+        page is asked for, and only then are this page's entries decoded, so the
+        agent encodes one page while the client decodes the one before.
+        """
         try:
             request = protocol.List(**filters)
         except TypeError as exc:
             raise BadRequest(str(exc)) from None
+        conn = self._connection()
         entries: list[EntryMeta] = []
-        while True:
-            page = self.call(request, protocol.Entries)
-            entries.extend(page.entries)
-            if not page.next:
-                return entries
-            request = msgspec.structs.replace(request, cursor=page.next)
+        try:
+            conn.send(request)
+            while True:
+                page = conn.read(_page_decoder)
+                if isinstance(page, protocol.Error):
+                    _raise_error(page)  # nothing else was asked: the connection is still good
+                if page.next:
+                    conn.send(msgspec.structs.replace(request, cursor=page.next))
+                entries.extend(_decode(_entries_decoder, page.entries))
+                if not page.next:
+                    return entries
+        except (AgentUnavailable, ProtocolError):
+            self.close()
+            raise
+        except CreddError:  # an error reply: nothing is outstanding
+            raise
+        except BaseException:
+            self.close()
+            raise
 
     def trash(self) -> list[EntryMeta]:
         return self.call(protocol.Trash(), protocol.Entries).entries

@@ -65,7 +65,10 @@ def parse_date(text: str) -> float | None:
 
 
 def date(when: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(when))
+    try:
+        return time.strftime("%Y-%m-%d", time.gmtime(when))
+    except (OverflowError, ValueError, OSError):  # a time the platform cannot show
+        return "?"
 
 
 def rotation_state(meta: EntryMeta, now: float) -> str:

@@ -243,7 +243,10 @@ def format_time(ts: float | None) -> str:
     if not ts:
         return "-"
     import time
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    except (OverflowError, ValueError, OSError):  # a time the platform cannot show
+        return "?"
 
 
 # ---------------------------------------------------------------- shared views

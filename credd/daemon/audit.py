@@ -6,11 +6,14 @@ they know, and a reader of the file learns nothing. Secret values never come
 near this module. A record that reveals a secret is written (one write(2) of
 whole lines, unbuffered) before the secret leaves the agent; when that write
 fails the request fails with audit_unavailable and nothing is revealed.
+
+While unlocked, the HMACs of recently audited names are remembered (names and
+the key are in the agent's memory anyway until it locks); `forget()` drops them
+with the key, and the lock calls it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
@@ -28,6 +31,7 @@ from .peer import Peer
 log = logging.getLogger("credd.agent")
 
 FILE_NAME = "audit.jsonl"
+_REMEMBERED = 4096  # names whose HMAC is kept between records
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AuditRecord)
 
@@ -36,13 +40,15 @@ def name_hmac(key: bytes | None, name: str) -> str:
     """How a name appears in the audit trail ("" while locked: no key, no name)."""
     if not key:
         return ""
-    return "hmac-sha256:" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()
+    return "hmac-sha256:" + hmac.digest(key, name.encode(), "sha256").hex()
 
 
 class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._key: bytes | None = None
+        self._hmacs: dict[str, str] = {}
 
     def _open(self) -> int:
         if self._fd is None:
@@ -61,7 +67,7 @@ class AuditLog:
         now = time.time()
         pid = peer.pid if peer else None
         exe = peer.exe if peer else ""
-        records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=name_hmac(key, n),
+        records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=self._hmac(key, n),
                                pid=pid, exe=exe) for n in names]
         if not records:
             records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
@@ -77,6 +83,20 @@ class AuditLog:
             raise AuditUnavailable(
                 f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
                 "nothing was revealed: free space or fix the file, then retry") from None
+
+    def _hmac(self, key: bytes | None, name: str) -> str:
+        if not key:
+            return ""
+        if key != self._key or len(self._hmacs) >= _REMEMBERED:
+            self._key, self._hmacs = key, {}
+        digest = self._hmacs.get(name)
+        if digest is None:
+            digest = self._hmacs[name] = name_hmac(key, name)
+        return digest
+
+    def forget(self) -> None:
+        """Drop the remembered key and name HMACs (at lock)."""
+        self._key, self._hmacs = None, {}
 
     def try_record(self, op: str, outcome: str, **kwargs) -> None:
         """Record what does not reveal a secret; a failure is logged, not raised."""
@@ -103,6 +123,7 @@ class AuditLog:
         return records
 
     def close(self) -> None:
+        self.forget()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

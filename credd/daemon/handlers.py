@@ -11,6 +11,7 @@ and nowhere else: they are not cached, logged, or put into exception text.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 import time
 from typing import Any
@@ -133,28 +134,33 @@ def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
     return p.Secret(name=req.name, value=value, field=req.field)
 
 
-def _resolve(vault: Any, ref: str) -> tuple[str, str | None] | None:
-    """`credd://NAME[/FIELD]` → (name, field): the last segment is a field only when
-    NAME-without-it is an entry that has that field; otherwise the whole path is the name."""
+def _resolve(vault: Any, ref: str, seen: dict[str, Any]) -> tuple[str, str | None, Any] | None:
+    """`credd://NAME[/FIELD]` → (name, field, its metadata): the last segment is a field only
+    when NAME-without-it is an entry that has that field; otherwise the whole path is the
+    name. `seen` remembers lookups across the refs of one request."""
     path = ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
     head, sep, tail = path.rpartition("/")
     if sep and head and tail:
-        try:
-            meta = vault.describe(head)
-        except (NotFound, BadRequest):
-            meta = None
+        meta = _lookup(vault, head, seen)
         if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
-            return head, tail
-    try:
-        vault.describe(path)
-    except (NotFound, BadRequest):
-        return None
-    return path, None
+            return head, tail, meta
+    meta = _lookup(vault, path, seen)
+    return None if meta is None else (path, None, meta)
+
+
+def _lookup(vault: Any, name: str, seen: dict[str, Any]) -> Any:
+    if name not in seen:
+        try:
+            seen[name] = vault.describe(name)
+        except (NotFound, BadRequest):
+            seen[name] = None
+    return seen[name]
 
 
 def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
     vault = state.require_unlocked()
-    resolved = {ref: _resolve(vault, ref) for ref in req.refs}
+    seen: dict[str, Any] = {}
+    resolved = {ref: _resolve(vault, ref, seen) for ref in req.refs}
     missing = [ref for ref, target in resolved.items() if target is None]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -162,10 +168,34 @@ def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
                          names=missing)
         _audit_failure(state, conn, "get_many", [], error)
         raise error
-    names = sorted({name for name, _field in resolved.values()})
-    values = {ref: vault.get(name, field) for ref, (name, field) in resolved.items()}
-    _audited(state, conn, "get_many", names)
-    return p.Secrets(values=values)
+    values: dict[str, str] = {}
+    secret: dict[str, list[tuple[str, str | None]]] = {}  # name → refs that need decrypting
+    for ref, (name, field, meta) in resolved.items():
+        if field is not None and field in meta.fields:
+            values[ref] = meta.fields[field]  # a plain field: nothing to decrypt
+        else:
+            secret.setdefault(name, []).append((ref, field))
+    for name, wanted in secret.items():
+        values.update(_decrypted(vault, name, wanted))
+    _audited(state, conn, "get_many", sorted({name for name, _, _ in resolved.values()}))
+    return p.Secrets(values={ref: values[ref] for ref in resolved})
+
+
+def _decrypted(vault: Any, name: str, wanted: list[tuple[str, str | None]]) -> dict[str, str]:
+    """The values `wanted` of one entry, decrypting it once."""
+    if len(wanted) == 1:
+        ref, field = wanted[0]
+        return {ref: vault.get(name, field)}
+    entry = vault.reveal(name)
+    values = {}
+    for ref, field in wanted:
+        if field is None:
+            value = entry.value if entry.meta.has_value else None
+        else:
+            value = entry.secret_fields.get(field)
+        # Missing (no value, or no such secret field): the vault raises its own NotFound.
+        values[ref] = vault.get(name, field) if value is None else value
+    return values
 
 
 def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
@@ -213,35 +243,79 @@ def _matcher(req: p.List):
 
 def _fit(items: list[Any], start: int = 0, limit: int = 0) -> tuple[msgspec.Raw, int]:
     """The longest run `items[start:start + n]` (n ≤ `limit` if given) that fits in a frame,
-    already encoded as a MessagePack array, and n.
+    already encoded as a MessagePack array, and n (at least 1: an oversized single item
+    is left for the server to refuse).
 
     The run goes into the reply as msgspec.Raw: the same bytes as encoding the list in
-    place, but measured. Encoding a slice at once is several times faster than item by
-    item: the first guess comes from a sample's average size, then shrinks in proportion.
+    place, but measured. It is encoded in slices (encoding many items at once is several
+    times faster than one by one), each stripped of its array header; the slice that
+    would overflow the frame is halved until it fits, so every item is encoded about once.
     """
     budget = p.MAX_FRAME - _RESERVE
-    n = len(items) - start
-    if limit:
-        n = min(n, limit)
-    sample = min(n, 64)
-    if sample:
-        average = len(_encoder.encode(items[start:start + sample])) / sample
-        n = min(n, max(1, int(budget / average)))
-    while True:
-        raw = _encoder.encode(items[start:start + n])
-        if len(raw) <= budget or n <= 1:
-            return msgspec.Raw(raw), n
-        n = max(1, min(n - 1, int(n * budget / len(raw))))
+    stop = len(items) if not limit else min(len(items), start + limit)
+    parts: list[memoryview] = []
+    size, i, step = 0, start, _SLICE
+    while i < stop:
+        j = min(stop, i + step)
+        raw = memoryview(_encoder.encode(items[i:j]))[len(_array_header(j - i)):]
+        if size + len(raw) <= budget or i == start == j - 1:
+            parts.append(raw)
+            size, i = size + len(raw), j
+            if size > budget:
+                break
+        elif j - i > 1:
+            step = (j - i) // 2
+        else:
+            break
+    n = i - start
+    return msgspec.Raw(b"".join([_array_header(n), *parts])), n
+
+
+_SLICE = 512
+_PAGES = 32  # unfiltered list pages kept encoded: at most 32 MiB, 300,000 typical entries
+
+
+def _fit_again(pages: dict, items: list[Any], start: int, limit: int) -> tuple[msgspec.Raw, int]:
+    """`_fit`, reusing the page encoded for the same (start, limit) while it holds the very
+    same entry objects: the vault replaces an entry's metadata object when it changes and
+    never mutates one, so identity means unchanged. (A page that is shorter than it could
+    now be is still a valid page: `next` and `total` are computed afresh.)"""
+    held, page = pages.get((start, limit), ((), None))
+    n = len(held)
+    if n and len(items) >= start + n and all(map(operator.is_, items[start:start + n], held)):
+        return page, n
+    page, n = _fit(items, start, limit)
+    if len(pages) >= _PAGES:
+        pages.clear()
+    pages[(start, limit)] = (items[start:start + n], page)
+    return page, n
+
+
+def _array_header(n: int) -> bytes:
+    """MessagePack's shortest array header for n items (the one msgspec writes)."""
+    if n <= 15:
+        return bytes([0x90 | n])
+    if n <= 0xFFFF:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
     matches, match = state.require_unlocked().list(), _matcher(req)
+    if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
+        cut = len(req.prefix)
+        lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])
+        hi = bisect.bisect_right(matches, req.prefix, lo=lo, key=lambda m: m.name[:cut])
+        matches = matches[lo:hi]
     if match is not None:
         matches = [m for m in matches if match(m)]
     start = bisect.bisect_right(matches, req.cursor, key=lambda m: m.name) if req.cursor else 0
-    page, n = _fit(matches, start, req.limit)
+    if req.prefix or match is not None:
+        page, n = _fit(matches, start, req.limit)
+    else:
+        page, n = _fit_again(state.pages, matches, start, req.limit)
     end = start + n
     nxt = matches[end - 1].name if end < len(matches) else None
     return p.Entries(entries=page, next=nxt, total=len(matches))

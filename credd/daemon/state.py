@@ -133,6 +133,7 @@ class AgentState:
         self.throttle = Throttle(clock)
         self.events = EventHub()
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
+        self.pages: dict = {}              # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
         self._epoch = 0                    # bumped by every lock; an unlock racing one loses
@@ -224,6 +225,8 @@ class AgentState:
             self._writer.submit(self.vault.lock)
         log.info("locked (%s)", reason)
         self.audit.try_record("lock", reason)
+        self.audit.forget()
+        self.pages.clear()
         self.events.publish(protocol.Locked(reason=reason))
 
     async def watchdog(self) -> None:

@@ -67,7 +67,7 @@ class Change(msgspec.Struct, kw_only=True):
             (self_secret if f.secret else self_public)[f.name] = f.value
         meta.kind = self.kind or (meta.kind if base else "secret")
         meta.service = self.service if self.service is not None else meta.service
-        meta.tags = self.tags if self.tags is not None else list(meta.tags)
+        meta.tags = tuple(self.tags) if self.tags is not None else meta.tags
         secret.value = self.value if self.value is not None else secret.value
         secret.notes = self.notes if self.notes is not None else secret.notes
         if self.rotate_after is not None or self.clear_rotate or base is None:
@@ -75,7 +75,7 @@ class Change(msgspec.Struct, kw_only=True):
         if self.expires is not None or self.clear_expires or base is None:
             meta.expires = self.expires
         meta.fields, secret.fields = self_public, self_secret
-        meta.secret_fields = sorted(self_secret)
+        meta.secret_fields = tuple(sorted(self_secret))
         meta.has_value, meta.has_notes = secret.value is not None, secret.notes is not None
         meta.created = meta.created or now
         meta.updated, meta.deleted = now, None

@@ -1,16 +1,19 @@
 """The vault's cryptography, pure (no I/O): Argon2id, HKDF, AES-256-GCM with AD, MACs.
 
-Keys live in `bytearray`s so `wipe` can overwrite them; the AESGCM objects of
-`cryptography` keep their own copy, which we can only drop (CPython offers no
-more: process isolation is the real boundary, see SECURITY.md).
+Keys live in `bytearray`s so `wipe` can overwrite them; the keyed objects
+(AESGCM, HMAC, AES) keep their own copies, which we can only drop (CPython
+offers no more: process isolation is the real boundary, see SECURITY.md).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import struct
+import threading
+from collections.abc import Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -18,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from credd.errors import LockedError
 
 KEY_LEN = 32
 NONCE_LEN = 12
@@ -83,6 +88,21 @@ def row_ad(vault_id: bytes, row_id: bytes, column: str, rev: int, version: int =
     return vault_id + row_id + _COLUMNS[column] + TAIL.pack(rev, version)
 
 
+@functools.lru_cache(maxsize=4)
+def _zero_version_struct(rows: int) -> struct.Struct:
+    return struct.Struct(">" + "Q8x" * rows)
+
+
+def zero_version_tails(revs: Sequence[int]) -> bytes:
+    """TAIL(rev, 0) of many rows as one buffer, in one C call (struct.error if a rev is bad)."""
+    return _zero_version_struct(len(revs)).pack(*revs)
+
+
+#: `row_ad` as one struct, for bulk use: only for a 16-byte vault id and row ids
+#: already checked to be ROW_ID_LEN long ("16s" would pad or cut any other length).
+ROW_AD = struct.Struct(">16s16s1sQQ")
+
+
 def seal(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
     """nonce ‖ ciphertext ‖ tag, with a fresh random 96-bit nonce."""
     nonce = os.urandom(NONCE_LEN)
@@ -98,12 +118,12 @@ def unseal(aead: AESGCM, blob: bytes, associated: bytes) -> bytes:
         raise AuthFailure() from None
 
 
-def hmac_sha256(key: bytes | bytearray, data: bytes) -> bytes:
-    return hmac.new(bytes(key), data, hashlib.sha256).digest()
-
-
 class Keys:
-    """The DEK and its per-purpose subkeys while the vault is unlocked."""
+    """The DEK and its per-purpose subkeys while the vault is unlocked.
+
+    Keyed primitives are set up once here, not per call: `row_id` runs on every
+    request and `digest_item` several times per write.
+    """
 
     def __init__(self, dek: bytearray) -> None:
         self.dek = dek
@@ -113,45 +133,72 @@ class Keys:
         self.secret = AESGCM(bytes(sub["secret"]))
         wipe(sub["metadata"])
         wipe(sub["secret"])
-        self._index_key = bytes(self.index)
-        self._header_key = bytes(self.header)
+        self._index_mac = hmac.new(bytes(self.index), digestmod=hashlib.sha256)
+        self._header_mac = hmac.new(bytes(self.header), digestmod=hashlib.sha256)
         self._digest_keys = tuple(bytes(hkdf(sub["digest"], label))
                                   for label in (b"entries", b"history"))
         wipe(sub["digest"])
+        self._item_lock = threading.Lock()
+        self._item_ecb = tuple(_ecb(k) for k in self._digest_keys)
 
     def row_id(self, name: str) -> bytes:
         """HMAC-SHA256(index key, canonical name), truncated to 128 bits."""
-        return hmac.new(self._index_key, name.encode(), hashlib.sha256).digest()[:16]
+        proto = self._index_mac
+        if proto is None:  # a lock-free reader that lost a race with lock()
+            raise LockedError()
+        mac = proto.copy()
+        mac.update(name.encode())
+        return mac.digest()[:16]
 
-    def digest(self, kind: int, ids: list[bytes], tails: list[bytes]) -> int:
+    def digest(self, kind: int, ids: Sequence[bytes], tails: bytes | Iterable[bytes]) -> int:
         """XOR over rows of a PRF of (row id, rev, version), computed in bulk.
 
         The PRF is CBC-MAC over exactly two AES blocks, a PRF for fixed-length
         input: E(E(row id) ⊕ TAIL(rev, version)), with one key per kind. It is
         keyed, so an attacker who sees every row still cannot pick replayed
-        rows whose contributions cancel.
+        rows whose contributions cancel. `tails` are the rows' TAIL blocks, as
+        a list or already joined (`zero_version_tails`).
         """
         if not ids:
             return 0
-        firsts, size = b"".join(ids), 16 * len(ids)
-        if len(firsts) != size or len(tails) != len(ids):
+        firsts = b"".join(ids)
+        tails = tails if isinstance(tails, bytes) else b"".join(tails)
+        if len(firsts) != 16 * len(ids) or len(tails) != len(firsts):
             raise ValueError("row ids must be 16 bytes")
-        enc = Cipher(algorithms.AES(self._digest_keys[kind]), modes.ECB()).encryptor()
-        mixed = int.from_bytes(enc.update(firsts), "big") ^ int.from_bytes(b"".join(tails), "big")
-        return _fold(enc.update(mixed.to_bytes(size, "big")))
+        return _fold(_cbc_mac2(_ecb(self._digest_keys[kind]), firsts, tails))
 
     def digest_item(self, kind: int, row_id: bytes, rev: int, version: int = 0) -> int:
-        return self.digest(kind, [row_id], [TAIL.pack(rev, version)])
+        """One row's term of `digest`, with a cached cipher (writes call this per row)."""
+        if len(row_id) != 16:
+            raise ValueError("row ids must be 16 bytes")
+        with self._item_lock:
+            return int.from_bytes(_cbc_mac2(self._item_ecb[kind], row_id,
+                                            TAIL.pack(rev, version)), "big")
 
     def header_mac(self, data: bytes) -> bytes:
-        return hmac_sha256(self.header, data)
+        mac = self._header_mac.copy()
+        mac.update(data)
+        return mac.digest()
 
     def wipe(self) -> None:
         for buf in (self.dek, self.index, self.audit, self.header):
             wipe(buf)
-        self._index_key = self._header_key = b""
+        self._index_mac = self._header_mac = None  # type: ignore[assignment]
         self._digest_keys = (b"", b"")
+        self._item_ecb = ()
         self.meta = self.secret = None  # type: ignore[assignment]
+
+
+def _ecb(key: bytes):
+    """An AES-ECB encryptor: stateless between blocks, so it can be reused."""
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+
+def _cbc_mac2(enc, firsts: bytes, tails: bytes) -> bytes:
+    """E(E(first) ⊕ tail) for each pair of 16-byte blocks, as one buffer."""
+    size = len(firsts)
+    mixed = int.from_bytes(enc.update(firsts), "big") ^ int.from_bytes(tails, "big")
+    return enc.update(mixed.to_bytes(size, "big"))
 
 
 def _fold(buf: bytes) -> int:

@@ -5,7 +5,11 @@ the two evolve independently; `to_entry_meta` is the one bridge. They are
 array-like (positional) for size and speed: new fields go at the end, with
 defaults, and old bytes keep decoding. gc=False: they hold only strings,
 numbers and flat containers, so they can never be part of a cycle, and
-100,000 of them at unlock would otherwise keep the cycle collector busy.
+100,000 of them at unlock would otherwise keep the cycle collector busy. For
+the same reason MetaRecord's name lists are tuples (the same msgpack arrays
+on disk): an empty one is the shared `()`, and the collector stops tracking a
+tuple of strings after one look, where 200,000 lists would be traversed by
+every full collection for as long as the vault stays unlocked.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     name: str
     kind: str = "secret"
     service: str = ""
-    tags: list[str] = []
+    tags: tuple[str, ...] = ()
     fields: dict[str, str] = {}        # non-secret fields with values
-    secret_fields: list[str] = []
+    secret_fields: tuple[str, ...] = ()
     has_value: bool = False
     has_notes: bool = False
     created: float = 0.0
@@ -82,11 +86,14 @@ decode_history = _history_dec.decode
 
 
 def to_entry_meta(m: MetaRecord) -> EntryMeta:
-    return EntryMeta(name=m.name, kind=m.kind, service=m.service, tags=list(m.tags),
-                     fields=dict(m.fields), secret_fields=list(m.secret_fields),
-                     has_value=m.has_value, has_notes=m.has_notes, created=m.created,
-                     updated=m.updated, version=m.version, rotate_after=m.rotate_after,
-                     expires=m.expires, deleted=m.deleted)
+    """The wire form, with its own containers (a caller's edit never reaches the cache).
+
+    Positional, twice as fast as keywords for a first `list` of 100,000: the
+    two structs declare the same fields in the same order (a test pins it).
+    """
+    return EntryMeta(m.name, m.kind, m.service, list(m.tags), dict(m.fields),
+                     list(m.secret_fields), m.has_value, m.has_notes, m.created, m.updated,
+                     m.version, m.rotate_after, m.expires, m.deleted)
 
 
 class SecretEntry:
@@ -115,7 +122,10 @@ class SecretEntry:
 # ---------------------------------------------------------------- validation
 
 def _bad_chars(text: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)
+    """Control or invisible format characters; `isprintable` clears most text at C speed
+    (every category refused here is one it calls unprintable)."""
+    return not text.isprintable() and any(
+        unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)
 
 
 def canonical_name(name: object) -> str:
@@ -160,13 +170,18 @@ def check_kind(kind: object) -> str:
     return kind
 
 
+#: 9999-12-31T23:59:59Z: the last time every platform can show, and a bound on durations too.
+MAX_TIME = 253402300799
+
+
 def check_time(what: str, value: object) -> float | None:
-    """A non-negative finite number; 0 and None both mean 'none'."""
+    """A non-negative finite number up to MAX_TIME; 0 and None both mean 'none'."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{what} must be a non-negative number of seconds")
+            or not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise BadRequest(f"{what} must be a number of seconds from 0 to {MAX_TIME} "
+                         "(the end of the year 9999)")
     return float(value) or None
 
 

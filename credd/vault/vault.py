@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import hmac
+import operator
 import os
 import struct
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 
 import msgspec
 
@@ -30,7 +33,7 @@ from credd import paths
 from credd.errors import (BadPassphrase, BadRequest, Exists, IntegrityError, LockedError,
                           NotFound, NoVault)
 from credd.protocol import EntryMeta, Field, VersionInfo
-from credd.vault import crypto, db, keyslots, migrations
+from credd.vault import counter, crypto, db, keyslots, migrations
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, ad, row_ad
 from credd.vault.keyslots import KEY, PASSPHRASE, RECOVERY, KdfParams
 from credd.vault.changes import Change
@@ -40,6 +43,12 @@ from credd.vault.model import (HistoryRecord, MetaRecord, SecretEntry, SecretRec
 
 #: At least this many superseded versions are kept per entry.
 HISTORY_KEEP = 20
+#: Rows per bulk step of the unlock: amortizes the per-call costs and stays in the CPU cache.
+_CHUNK = 2048
+_NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
+_SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
+_BY_NAME = operator.attrgetter("name")
+_DELETED = operator.attrgetter("meta.deleted")
 _GENERIC = "wrong passphrase or damaged vault"
 _DAMAGE_HINT = "; run `credd check` (a vault restored on purpose: see docs/vault.md)"
 
@@ -53,21 +62,22 @@ class VaultIntegrityError(IntegrityError):
         self.row = row
 
 
-class _Cached:
-    """One decrypted metadata record; its wire form is built on first use (list, describe)."""
+class _Cached(msgspec.Struct, gc=False):
+    """One decrypted metadata record; its wire form is built on first use (list, describe).
 
-    __slots__ = ("rev", "meta", "_entry")
+    A gc=False struct: unlock makes 100,000 of these, and it can never be part
+    of a cycle (an int, a gc=False record, a wire record that does not point back).
+    """
 
-    def __init__(self, rev: int, meta: MetaRecord) -> None:
-        self.rev = rev
-        self.meta = meta
-        self._entry: EntryMeta | None = None
+    rev: int
+    meta: MetaRecord
+    wire: EntryMeta | None = None
 
     @property
     def entry(self) -> EntryMeta:
-        if self._entry is None:
-            self._entry = to_entry_meta(self.meta)
-        return self._entry
+        if self.wire is None:
+            self.wire = to_entry_meta(self.meta)
+        return self.wire
 
 
 @contextlib.contextmanager
@@ -316,34 +326,65 @@ class Vault:
             damage.append("entries were replayed, removed or added outside credd")
         self._keys, self._cache, self._bad, self._damage = keys, cache, bad, damage
         self._generation, self._digest = gen, digest_int
-        self._live = sum(1 for c in cache.values() if c.meta.deleted is None)
+        self._live = list(map(_DELETED, cache.values())).count(None)
         self._sorted = None
         if not damage:
             self._remember(gen)
 
     def _decrypt_all(self, conn, keys: Keys, cache: dict, bad: dict) -> int | None:
         """Fill the metadata cache; return the set digest of the rows in the file
-        (None when a row is too malformed to take part in it)."""
-        ids, tails, malformed = [], [], False
-        vid, decrypt, pack = self.vault_id, keys.meta.decrypt, TAIL.pack
-        for row_id, rev, blob in conn.execute("SELECT id, rev, meta FROM entries"):
+        (None when a row is too malformed to take part in it).
+
+        This is the cost of an unlock at 100,000 entries, so rows go through in
+        chunks of bulk, C-level steps; a chunk where anything fails is redone
+        row by row, so that every bad row is found and named.
+        """
+        ids: list = []
+        tails: list[bytes] | None = []
+        cursor = conn.execute("SELECT id, rev, meta FROM entries")
+        while rows := cursor.fetchmany(_CHUNK):
+            chunk_ids, revs, blobs = zip(*rows)
             try:
-                tail = pack(rev, 0)
-                ids.append(row_id)
-                tails.append(tail)
-                # = row_ad(vid, row_id, "meta", rev), inlined: this runs once per entry.
-                meta = decode_meta(decrypt(blob[:12], blob[12:], vid + row_id + b"m" + tail))
-            except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
-                malformed |= not (isinstance(rev, int) and isinstance(row_id, bytes))
-                bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
-                continue
-            cache[row_id] = _Cached(rev, meta)
+                metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
+            except Exception:  # any damage (tag, types, lengths, encoding)
+                self._decrypt_rows(keys, rows, cache, bad)
+            else:
+                cache.update(zip(chunk_ids, map(_Cached, revs, metas)))
+            ids += chunk_ids
+            if tails is not None:
+                try:
+                    tails.append(crypto.zero_version_tails(revs))
+                except struct.error:  # a rev too malformed for the digest (keep naming rows)
+                    tails = None
+        if tails is None:
+            return None
         history = conn.execute("SELECT entry, version, rev FROM history").fetchall()
+        history_ids, versions, history_revs = zip(*history) if history else ((), (), ())
         try:
-            return None if malformed else (keys.digest(ENTRY, ids, tails) ^ keys.digest(
-                HISTORY, [h[0] for h in history], [pack(r, v) for _, v, r in history]))
+            return keys.digest(ENTRY, ids, b"".join(tails)) ^ keys.digest(
+                HISTORY, history_ids, list(map(TAIL.pack, history_revs, versions)))
         except (ValueError, TypeError, struct.error):
             return None
+
+    def _decrypt_chunk(self, keys: Keys, ids: tuple, revs: tuple, blobs: tuple
+                       ) -> list[MetaRecord]:
+        """The records of rows that all authenticate; raises at the first that does not."""
+        if set(map(len, ids)) != {crypto.ROW_ID_LEN}:  # ROW_AD needs exact lengths
+            raise ValueError("malformed row id")
+        ads = map(crypto.ROW_AD.pack, repeat(self.vault_id), ids, repeat(b"m"), revs, repeat(0))
+        plains = map(keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
+        return list(map(decode_meta, plains))
+
+    def _decrypt_rows(self, keys: Keys, rows: list, cache: dict, bad: dict) -> None:
+        """`_decrypt_chunk` one row at a time, recording each bad row."""
+        for row_id, rev, blob in rows:
+            try:
+                meta = decode_meta(crypto.unseal(keys.meta, blob,
+                                                 row_ad(self.vault_id, row_id, "meta", rev)))
+            except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
+                bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
+            else:
+                cache[row_id] = _Cached(rev, meta)
 
     def _install(self, keys: Keys, kek: bytearray, unlocked_by: tuple[str, int]) -> None:
         with self._lock:
@@ -385,29 +426,11 @@ class Vault:
         return os.path.join(self.state_dir, f"vault-{self.vault_id.hex()}.generation")
 
     def _remembered(self) -> int:
-        path = self._state_file()
-        try:
-            with open(path, encoding="ascii") as f:  # type: ignore[arg-type]
-                return int(f.read().strip() or 0)
-        except (TypeError, OSError, ValueError):
-            return 0
+        return counter.remembered(self._state_file())
 
     def _remember(self, generation: int) -> None:
-        """Record the newest generation seen, outside the file (write, rename; no fsync)."""
-        path = self._state_file()
-        if path is None:
-            return
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(str(generation))
-            os.replace(tmp, path)
-        except OSError:
-            # The write is already committed; failing it now would misreport it. The
-            # counter only lags (fewer rollbacks detected), it never raises a false alarm.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        """Record the newest generation seen, outside the file (see counter.py)."""
+        counter.remember(self._state_file(), generation)
 
     # ------------------------------------------------------------ reading
 
@@ -476,14 +499,14 @@ class Vault:
         if snapshot is None:
             with self._lock, _gc_paused():
                 snapshot = sorted((c.entry for c in self._cache.values()
-                                   if c.meta.deleted is None), key=lambda e: e.name)
+                                   if c.meta.deleted is None), key=_BY_NAME)
                 self._sorted = snapshot
         return list(snapshot)
 
     def trash(self) -> list[EntryMeta]:
         self._require()
         return sorted((c.entry for c in list(self._cache.values())
-                       if c.meta.deleted is not None), key=lambda e: e.name)
+                       if c.meta.deleted is not None), key=_BY_NAME)
 
     def describe(self, name: str) -> EntryMeta:
         return self._find(name)[1].entry
@@ -492,6 +515,8 @@ class Vault:
         """The entry's value, or one field (secret or not)."""
         row_id, cached = self._find(name)
         meta = cached.meta
+        if isinstance(field, str):
+            field = unicodedata.normalize("NFC", field)  # stored names are NFC (check_label)
         if field is not None and field in meta.fields:
             return meta.fields[field]
         secret = self._secret(row_id, cached)
@@ -529,9 +554,11 @@ class Vault:
 
     def _history_record(self, row_id: bytes, name: str, version: int) -> HistoryRecord:
         keys = self._require()
-        row = self._conn().execute(
-            "SELECT rev, blob FROM history WHERE entry = ? AND version = ?",
-            (row_id, version)).fetchone()
+        row = None
+        if 1 <= version < 2 ** 63:  # beyond SQLite's integers no version can exist
+            row = self._conn().execute(
+                "SELECT rev, blob FROM history WHERE entry = ? AND version = ?",
+                (row_id, version)).fetchone()
         if row is None:
             raise NotFound(f"{name!r} has no version {version}", names=[name])
         try:

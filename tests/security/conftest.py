@@ -13,8 +13,8 @@ REVEALING = ("secret", "secrets", "revealed")
 REVEAL_OPS = ("get", "get_many", "reveal")
 
 
-def audit_records(agent) -> list[dict]:
-    path = os.path.join(agent.state_dir, "audit.jsonl")
+def audit_records(state_dir: str) -> list[dict]:
+    path = os.path.join(state_dir, "audit.jsonl")
     try:
         with open(path, "rb") as f:
             return [json.loads(line) for line in f if line.strip()]
@@ -24,7 +24,8 @@ def audit_records(agent) -> list[dict]:
 
 def reveal_lines(agent) -> int:
     """Audit lines that record a secret leaving the agent."""
-    return sum(1 for r in audit_records(agent) if r["op"] in REVEAL_OPS and r["outcome"] == "ok")
+    return sum(1 for r in audit_records(agent.state_dir)
+               if r["op"] in REVEAL_OPS and r["outcome"] == "ok")
 
 
 def rss_kib(pid: int) -> int:

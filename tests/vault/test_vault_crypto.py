@@ -45,6 +45,39 @@ def test_subkeys_are_distinct_per_purpose():
     assert bytes(keys.index) == bytes(32) and bytes(keys.dek) == bytes(32)
 
 
+def test_bulk_digest_forms_agree_with_one_row_at_a_time():
+    keys = crypto.Keys(bytearray(range(32)))
+    ids = [bytes([i]) * 16 for i in range(40)]
+    revs = [i * 1000 + 7 for i in range(40)]
+    items = 0
+    for row_id, rev in zip(ids, revs):
+        items ^= keys.digest_item(crypto.ENTRY, row_id, rev)
+    joined = crypto.zero_version_tails(revs)
+    assert joined == b"".join(crypto.TAIL.pack(r, 0) for r in revs)
+    assert keys.digest(crypto.ENTRY, ids, joined) == items
+    assert keys.digest(crypto.ENTRY, ids, [crypto.TAIL.pack(r, 0) for r in revs]) == items
+    assert keys.digest(crypto.HISTORY, ids, joined) != items  # one key per kind
+    with pytest.raises(ValueError):
+        keys.digest(crypto.ENTRY, ids[:-1] + [b"short"], joined)
+    with pytest.raises(ValueError):
+        keys.digest_item(crypto.ENTRY, b"short", 1)
+
+
+def test_bulk_row_ad_is_row_ad():
+    vault_id, row_id = bytes(range(16)), bytes(range(16, 32))
+    assert crypto.ROW_AD.pack(vault_id, row_id, b"m", 9, 0) == crypto.row_ad(
+        vault_id, row_id, "meta", 9)
+
+
+def test_a_wiped_key_set_refuses_row_ids():
+    from credd.errors import LockedError
+    keys = crypto.Keys(bytearray(range(32)))
+    assert len(keys.row_id("a/b")) == 16 and keys.row_id("a/b") != keys.row_id("a/c")
+    keys.wipe()
+    with pytest.raises(LockedError):
+        keys.row_id("a/b")
+
+
 @pytest.mark.parametrize("params", [
     {"memory_kib": 8 * 1024}, {"iterations": 1}, {"lanes": 0},
     {"memory_kib": 2 ** 31}, {"iterations": 11}, {"lanes": 17}, {"memory_kib": True},

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credd.errors import BadRequest, Exists, LockedError, NotFound
-from credd.protocol import Field
+from credd.protocol import EntryMeta, Field
 from credd.vault import SecretEntry, Vault, canonical_name
-from credd.vault.model import KINDS, HistoryRecord, MetaRecord, SecretRecord
+from credd.vault.model import (KINDS, HistoryRecord, MetaRecord, SecretRecord, decode_meta,
+                               encode, to_entry_meta)
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, reopen
 
@@ -33,7 +38,8 @@ def shared(tmp_path_factory):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, value=values, notes=st.none() | values,
-       fields=st.dictionaries(_segment, st.tuples(values, st.booleans()), max_size=4),
+       fields=st.dictionaries(_segment.map(lambda k: unicodedata.normalize("NFC", k)),
+                              st.tuples(values, st.booleans()), max_size=4),
        kind=st.sampled_from(KINDS))
 def test_round_trip_any_name_value_and_fields(shared, name, value, notes, fields, kind):
     flds = [Field(name=k, value=v, secret=s) for k, (v, s) in fields.items()]
@@ -155,3 +161,51 @@ def test_secret_reprs_are_redacted(vault):
     for obj in (record, history):
         for text in (repr(obj), str(obj), repr(list(obj.__rich_repr__()))):
             assert SENTINEL not in text
+
+
+def test_meta_record_and_entry_meta_share_field_order():
+    """to_entry_meta builds the wire record positionally from the disk record."""
+    assert MetaRecord.__struct_fields__ == EntryMeta.__struct_fields__
+    record = MetaRecord(name="a", kind="api_key", service="s", tags=("t",), fields={"f": "1"},
+                        secret_fields=("k",), has_value=True, has_notes=True, created=1.0,
+                        updated=2.0, version=3, rotate_after=4.0, expires=5.0, deleted=6.0)
+    wire = to_entry_meta(record)
+    assert wire == EntryMeta(name="a", kind="api_key", service="s", tags=["t"],
+                             fields={"f": "1"}, secret_fields=["k"], has_value=True,
+                             has_notes=True, created=1.0, updated=2.0, version=3,
+                             rotate_after=4.0, expires=5.0, deleted=6.0)
+    wire.tags.append("x")
+    wire.fields["g"] = "2"
+    assert record.tags == ("t",) and record.fields == {"f": "1"}  # the cache is not shared
+
+
+def test_old_list_encoded_records_decode_into_tuples():
+    """Name lists were `list` fields: same msgpack arrays, so old bytes still decode."""
+    class OldMeta(msgspec.Struct, array_like=True, kw_only=True, omit_defaults=True):
+        name: str
+        kind: str = "secret"
+        service: str = ""
+        tags: list[str] = []
+        fields: dict[str, str] = {}
+        secret_fields: list[str] = []
+
+    old = msgspec.msgpack.encode(OldMeta(name="n", tags=["a", "b"], secret_fields=["s"]))
+    record = decode_meta(old)
+    assert (record.tags, record.secret_fields, record.version) == (("a", "b"), ("s",), 1)
+    assert decode_meta(encode(record)) == record
+    assert msgspec.msgpack.encode(("a", "b")) == msgspec.msgpack.encode(["a", "b"])
+
+
+def test_every_refused_name_character_is_unprintable():
+    """`_bad_chars` skips its per-character scan for printable text: this is why it may."""
+    refused = ("Cc", "Cf", "Cs", "Zl", "Zp")
+    assert not [hex(cp) for cp in range(sys.maxunicode + 1)
+                if unicodedata.category(chr(cp)) in refused and chr(cp).isprintable()]
+
+
+def test_field_names_are_found_in_any_normalization(vault):
+    """Field names are stored NFC; a caller's other form of the same name still finds them."""
+    vault.put("n", fields=[Field(name="\uf900", value="public"),
+                           Field(name="cafe\u0301", value="hidden", secret=True)])
+    assert vault.get("n", "\uf900") == vault.get("n", "\u8c48") == "public"
+    assert vault.get("n", "cafe\u0301") == vault.get("n", "caf\u00e9") == "hidden"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import time
@@ -293,3 +294,93 @@ def test_weakened_or_absurd_stored_kdf_is_refused_fast(vault, derivations, m, t,
     kind, derived, elapsed = _refusal(v, TEST_PASSPHRASE, derivations)
     assert (kind, derived) == (VaultIntegrityError, 0) and elapsed < 0.2
     v.close()
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Unlock in chunks of 3 rows, so a few entries exercise the bulk path and its fallback."""
+    from credd.vault import vault as vault_module
+    monkeypatch.setattr(vault_module, "_CHUNK", 3)
+
+
+def _ten(vault: Vault) -> list[bytes]:
+    for i in range(10):
+        vault.put(f"bulk/{i}", value=f"v{i}", tags=["t"])
+    return [row[0] for row in _rows(vault.path)]  # by rev: bulk/0 … bulk/9
+
+
+def test_bulk_unlock_names_a_bad_row_in_the_middle_and_loads_the_rest(vault, small_chunks):
+    ids = _ten(vault)
+    vault.close()
+    db = raw(vault.path)
+    (blob,) = db.execute("SELECT meta FROM entries WHERE id = ?", (ids[4],)).fetchone()
+    db.execute("UPDATE entries SET meta = ? WHERE id = ?", (_flip(blob, 20), ids[4]))
+    db.close()
+    v = _fresh(vault.path, vault.state_dir)
+    v.unlock(TEST_PASSPHRASE)
+    assert v.entry_count == 9
+    assert [v.get(f"bulk/{i}") for i in range(10) if i != 4] == [f"v{i}" for i in range(10)
+                                                                 if i != 4]
+    with pytest.raises(VaultIntegrityError) as exc:
+        v.get("bulk/4")
+    assert exc.value.name == "bulk/4"
+    with pytest.raises(VaultIntegrityError):
+        v.list()
+    assert len(v.check()) == 1
+    v.close()
+
+
+@pytest.mark.parametrize("rev", [-1, "x7", 2.5, 2 ** 63 - 1])
+def test_bulk_unlock_with_a_malformed_rev_refuses_data_but_reads_every_row(vault, small_chunks,
+                                                                            rev):
+    ids = _ten(vault)
+    vault.close()
+    db = raw(vault.path)
+    db.execute("UPDATE entries SET rev = ? WHERE id = ?", (rev, ids[1]))
+    db.close()
+    v = _fresh(vault.path, vault.state_dir)
+    v.unlock(TEST_PASSPHRASE)
+    assert v.entry_count == 9  # every other row, in every chunk, still decrypted
+    with pytest.raises(VaultIntegrityError, match="replayed, removed or added"):
+        v.get("bulk/9")
+    assert any("does not match" in p for p in v.check())
+    v.close()
+
+
+def test_bulk_and_row_by_row_unlock_agree(vault, monkeypatch):
+    from credd.vault import vault as vault_module
+    _ten(vault)
+    vault.delete("bulk/3")
+    expected = [(e.name, e.version, e.tags) for e in vault.list()]
+    for chunk in (1, 3, 4096):
+        monkeypatch.setattr(vault_module, "_CHUNK", chunk)
+        vault.lock()
+        vault.unlock(TEST_PASSPHRASE)
+        assert [(e.name, e.version, e.tags) for e in vault.list()] == expected
+        assert vault.entry_count == 9 and [e.name for e in vault.trash()] == ["bulk/3"]
+
+
+def test_rollback_counter_record_is_in_place_checked_and_read_in_both_formats(vault):
+    from credd.vault import counter
+    vault.put("a", value="1")
+    path = vault._state_file()
+    with open(path, "rb") as f:
+        record = f.read()
+    assert record.startswith(b"%020d " % vault._generation) and len(record) == 30
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert counter.remembered(path) == vault._generation
+    inode = os.stat(path).st_ino
+    vault.put("a", value="2")
+    assert os.stat(path).st_ino == inode and counter.remembered(path) == vault._generation
+    for damaged in (record[:5] + b"9" + record[6:], record[:-3] + b"zz\n", b"", b"-5",
+                    b"12x", b"\xff" * 30):
+        with open(path, "wb") as f:
+            f.write(damaged)
+        assert counter.remembered(path) == 0  # untrusted: no alarm, only less detection
+    with open(path, "w") as f:
+        f.write("999")  # the first format: bare digits
+    assert counter.remembered(path) == 999
+    vault.lock()
+    vault.unlock(TEST_PASSPHRASE)
+    with pytest.raises(IntegrityError, match="rolled back"):
+        vault.get("a")
