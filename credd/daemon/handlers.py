@@ -25,6 +25,10 @@ from .state import AgentState, check_duration
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey"]
 SCHEME = "credd://"
+#: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
+MAX_REF = len(SCHEME) + 256 + 1 + 128
+#: How much of the missing references an error echoes back, so the reply always fits a frame.
+MAX_ECHO = 256 * 1024
 MAX_AUDIT = 10_000
 _RESERVE = 16 * 1024  # envelope + cursor; names are far shorter
 _encoder = msgspec.msgpack.Encoder()
@@ -55,12 +59,16 @@ async def init(state: AgentState, conn: Any, req: p.Init) -> p.RecoveryKey:
              "lanes": req.kdf_lanes}
     kdf = KdfParams(**{k: v for k, v in given.items() if v is not None})
     kdf.validate()
+    epoch = state.epoch
     vault, recovery = await state.write(Vault.create, state.config.vault, req.passphrase,
                                         kdf=kdf, state_dir=state.config.state_dir)
     state.vault = vault
-    state.opened()
+    if epoch != state.epoch:  # a lock acknowledged while the vault was made wins
+        await state.write(vault.lock)
+    else:
+        state.opened()
     state.audit.try_record("init", "ok", peer=conn.peer)
-    return p.RecoveryKey(recovery_key=recovery)
+    return p.RecoveryKey(recovery_key=recovery)  # shown once, whatever the lock state
 
 
 async def unlock(state: AgentState, conn: Any, req: p.Unlock) -> p.StatusReply:
@@ -159,13 +167,17 @@ def _lookup(vault: Any, name: str, seen: dict[str, Any]) -> Any:
 
 def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
     vault = state.require_unlocked()
+    too_long = next((ref for ref in req.refs if len(ref) > MAX_REF), None)
+    if too_long is not None:
+        raise BadRequest(f"a reference of {len(too_long)} characters cannot name an entry "
+                         f"(at most {MAX_REF})")
     seen: dict[str, Any] = {}
     resolved = {ref: _resolve(vault, ref, seen) for ref in req.refs}
     missing = [ref for ref, target in resolved.items() if target is None]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         error = NotFound(f"{len(missing)} of {len(resolved)} references not found: {shown}",
-                         names=missing)
+                         names=_bounded(missing, MAX_ECHO))
         _audit_failure(state, conn, "get_many", [], error)
         raise error
     values: dict[str, str] = {}
@@ -179,6 +191,17 @@ def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
         values.update(_decrypted(vault, name, wanted))
     _audited(state, conn, "get_many", sorted({name for name, _, _ in resolved.values()}))
     return p.Secrets(values={ref: values[ref] for ref in resolved})
+
+
+def _bounded(items: list[str], budget: int) -> list[str]:
+    """The first of `items` whose lengths add up to at most `budget`."""
+    kept = []
+    for item in items:
+        budget -= len(item)
+        if budget < 0:
+            break
+        kept.append(item)
+    return kept
 
 
 def _decrypted(vault: Any, name: str, wanted: list[tuple[str, str | None]]) -> dict[str, str]:
@@ -344,8 +367,9 @@ def audit(state: AgentState, conn: Any, req: p.Audit) -> p.AuditLog:
 
 async def check(state: AgentState, conn: Any, req: p.Check) -> p.CheckReport:
     vault = state.require_unlocked()
+    checked = vault.entry_count  # before the await: a lock may land meanwhile
     problems = await state.write(vault.check)
-    return p.CheckReport(checked=vault.entry_count, problems=problems)
+    return p.CheckReport(checked=checked, problems=problems)
 
 
 # ---------------------------------------------------------------- writes
@@ -353,9 +377,9 @@ async def check(state: AgentState, conn: Any, req: p.Check) -> p.CheckReport:
 async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: Any,
                  *args: Any, event: p.EntryChanged | None = None, **kwargs: Any) -> Any:
     """Run a vault write on the writer thread, then audit it and tell subscribers."""
-    vault = state.require_unlocked()
-    result = await state.write(fn, *args, **kwargs)
-    state.audit.try_record(op, "ok", names=names, key=vault.audit_key, peer=conn.peer)
+    key = state.require_unlocked().audit_key  # now: a lock may land while the write runs,
+    result = await state.write(fn, *args, **kwargs)  # and the write still happened
+    state.audit.try_record(op, "ok", names=names, key=key, peer=conn.peer)
     if event is not None:
         state.events.publish(event)
     return result

@@ -204,6 +204,11 @@ class AgentState:
                 raise LockedError("the vault was locked while unlocking; unlock again")
             self.opened(idle, lifetime)
 
+    @property
+    def epoch(self) -> int:
+        """Changes with every lock: work that spans an await compares it before and after."""
+        return self._epoch
+
     def opened(self, idle: float | None = None, lifetime: float | None = None) -> None:
         """The vault is now unlocked: start its deadlines and tell subscribers."""
         self.deadlines.start(idle or self.config.idle_timeout, lifetime or self.config.max_lifetime)

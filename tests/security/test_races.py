@@ -2,27 +2,19 @@
 
 Found by the state-machine fuzz (test_state_machine.py). A vault write runs on the
 agent's writer thread; a `lock` (request, SIGUSR1, idle watchdog) arriving meanwhile
-queues `vault.lock` right behind it. When the handler resumes, `_write` asks
-`vault.audit_key` of a vault that is already locked: LockedError, so the client is told
-`locked` although its write was committed, the write is never audited and subscribers
-never hear of it. For `rekey` the new recovery key is lost while the old one no longer
-opens the vault.
+queues `vault.lock` right behind it. The handler once asked the vault for its audit key
+only after the write, when a racing lock had already locked it: the client was told
+`locked` although its write was committed, the write went unaudited, subscribers never
+heard of it, and for `rekey` the new recovery key was lost. These tests keep it fixed.
 """
 
 from __future__ import annotations
 
 import time
 
-import pytest
-
 from credd import protocol as p
 from tests.conftest import FAST_KDF, TEST_PASSPHRASE
 from tests.security.conftest import Raw, audit_records
-
-BUG = ("credd/daemon/handlers.py _write: vault.audit_key is read after the awaited write, "
-       "when a racing lock has already locked the vault: a committed write is answered "
-       "`locked` and goes unaudited")
-
 
 def _race(agent, request, rounds: int, lied) -> list[int]:
     """Send `request` on one connection and `lock` on another right after; return the rounds
@@ -47,7 +39,6 @@ def _race(agent, request, rounds: int, lied) -> list[int]:
     return lying
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_a_set_answered_locked_was_not_committed(unlocked_agent):
     padding = "y" * 200_000  # a write long enough for the lock to arrive during it
 
@@ -69,7 +60,6 @@ def test_a_set_answered_locked_was_not_committed(unlocked_agent):
                        f"({sets_audited() - before} set audit lines for {lying[0] + 1} sets)")
 
 
-@pytest.mark.xfail(strict=True, reason=BUG + "; for rekey the new recovery key is lost")
 def test_a_rekey_answered_locked_leaves_the_old_recovery_key_working(make_agent):
     agent = make_agent()
     with agent.client() as c:
@@ -93,9 +83,6 @@ def test_a_rekey_answered_locked_leaves_the_old_recovery_key_working(make_agent)
     assert not lying, f"rekeys {lying} were answered `locked`, yet the recovery key changed"
 
 
-@pytest.mark.xfail(strict=True, reason="credd/daemon/handlers.py init calls state.opened() "
-                   "without the epoch check AgentState.unlock makes: a lock (request, SIGUSR1) "
-                   "acknowledged while the vault is being created is ignored")
 def test_a_lock_acknowledged_during_init_wins(agent):
     a, b = Raw(agent.socket).hello(), Raw(agent.socket).hello()
     try:
