@@ -2,7 +2,7 @@
 
 A separate module because importing asyncio costs ~38 ms, which the `credd get`
 fast path must not pay. Framing is `credd.protocol`'s and the
-connect (with its uid check of the agent) is `credd.cli.fast`'s; error responses become
+connect (with its uid check of the agent) is `credd.wire`'s; error responses become
 exceptions through `credd.errors.from_code`, in one place (`call`). Requests on
 one connection are serialized by a lock, so concurrent workers never read each
 other's replies; `events()` uses its own subscribed connection.
@@ -18,7 +18,7 @@ import msgspec
 
 from credd import __version__ as _version
 from credd import protocol as p
-from credd.cli.fast import connect
+from credd.wire import connect
 from credd.errors import AgentUnavailable, BadRequest, ProtocolError, VersionMismatch, from_code
 from credd.paths import socket_path as _default_socket
 

@@ -9,7 +9,7 @@ passphrase), then `hello` is exchanged. `call()` is the one place where an
 `error` response becomes an exception from `credd.errors`; the methods below
 are thin typed wrappers. Imports only the standard library, msgspec and
 credd's protocol/paths/errors (see tests/test_import_hygiene.py); the socket
-layer (connect, uid check, framing) is `credd.cli.fast`'s, which `credd get`
+layer (connect, uid check, framing) is `credd.wire`'s, which `credd get`
 uses without msgspec.
 
 A Client is not thread-safe: give each thread its own.
@@ -25,7 +25,7 @@ from typing import Any, Iterator, TypeVar, Union
 import msgspec
 
 from credd import protocol
-from credd.cli.fast import (
+from credd.wire import (
     RESTART_HINT, START_HINT, connect, error_from_reply, version_mismatch,
 )
 from credd.errors import AgentUnavailable, BadRequest, CreddError, ProtocolError

@@ -125,7 +125,7 @@ def _tail(log: str, lines: int = 5) -> str:
 
 def _answers(path: str) -> bool:
     """True when something owned by us accepts connections on `path` (no hello: stdlib only)."""
-    from credd.cli.fast import connect
+    from credd.wire import connect
 
     try:
         connect(path, timeout=1.0).close()

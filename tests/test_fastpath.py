@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from credd import protocol
+from credd import protocol, wire
 from credd.cli import fast, output
 from credd.errors import BadPassphrase, LockedError, NotFound, NoVault, ProtocolError
 
@@ -52,8 +52,8 @@ class TestFramesOut:
             fast.frame("get", name="x" * protocol.MAX_FRAME)
 
     def test_constants_match_the_protocol(self):
-        assert fast.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
-        assert fast.MAX_FRAME == protocol.MAX_FRAME
+        assert wire.PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+        assert wire.MAX_FRAME == protocol.MAX_FRAME
 
 
 # Every MessagePack value msgspec can write for a reply: the reader must agree on all of them.
