@@ -19,6 +19,8 @@ MIN_LENGTH = 8
 class InitScreen(Screen):
     """No vault yet: make one. `created` is True while the recovery key is on screen."""
 
+    AUTO_FOCUS = "#new-passphrase"
+
     class Created(Message):
         def __init__(self, recovery_key: str) -> None:
             super().__init__()
@@ -51,14 +53,9 @@ class InitScreen(Screen):
                 yield Static("", id="recovery-key")
                 with Horizontal(id="init-buttons", classes="buttons"):
                     yield Button("Create vault", variant="primary", id="create")
-                    yield Button("Copy", id="copy-recovery")
-                    yield Button("I saved it", variant="success", id="saved")
+                    yield _hidden(Button("Copy", id="copy-recovery"))
+                    yield _hidden(Button("I saved it", variant="success", id="saved"))
         yield StatusBar()
-
-    def on_mount(self) -> None:
-        self.query_one("#copy-recovery").display = False
-        self.query_one("#saved").display = False
-        self.query_one("#new-passphrase").focus()
 
     @on(SecretInput.Submitted, "#new-passphrase")
     def next_field(self) -> None:
@@ -131,3 +128,10 @@ class InitScreen(Screen):
             self.query_one("#recovery-key", Static).update("")
             for widget in self.query(SecretInput):
                 widget.value = ""
+
+
+def _hidden(widget: Button) -> Button:
+    """Shown once the vault exists; hidden at compose time, not by a query in on_mount
+    (a screen replaced right after it mounts has no children left to query)."""
+    widget.display = False
+    return widget

@@ -21,6 +21,8 @@ _REASONS = {"idle": "Locked after being idle.", "lifetime": "Locked: the unlock 
 class UnlockScreen(Screen):
     """Passphrase in, unlocked agent out (the app switches to Browse on the `unlocked` event)."""
 
+    AUTO_FOCUS = "#passphrase"
+
     class Failed(Message):
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -40,9 +42,6 @@ class UnlockScreen(Screen):
                 yield SecretInput(placeholder="passphrase", id="passphrase")
                 yield Label("", id="unlock-error", classes="error")
         yield StatusBar()
-
-    def on_mount(self) -> None:
-        self.query_one("#passphrase", SecretInput).focus()
 
     @on(SecretInput.Submitted, "#passphrase")
     def submit(self, event: SecretInput.Submitted) -> None:
