@@ -147,6 +147,9 @@ class BrowseScreen(Screen):
     @work(exclusive=True, group="write")
     async def save(self, draft: Draft, mode: str) -> None:
         try:
+            if draft.renamed_from:  # first, so the history moves with the entry
+                await self.app.client.move(draft.renamed_from, draft.name)
+                self.post_message(self.Removed(draft.renamed_from))
             meta = await self.app.client.set(draft.name, mode=mode, **draft.to_set())
         except CreddError as exc:
             self.post_message(self.Failed(exc.message, "Not saved"))

@@ -49,6 +49,7 @@ class Draft:
     notes: str = ""
     rotate_after: float | None = None
     expires: float | None = None
+    renamed_from: str = ""  # editing changed the name: move the entry first
 
     def __repr__(self) -> str:
         return f"Draft(name={self.name!r}, kind={self.kind!r}, <values redacted>)"
@@ -102,7 +103,7 @@ class FieldRow(Horizontal):
 
 
 class EditScreen(ModalScreen[Draft | None]):
-    """New (`draft.name == ""`) or edit an entry; the name is fixed when editing."""
+    """New (`draft.name == ""`) or edit an entry; a changed name renames it on save."""
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -122,8 +123,7 @@ class EditScreen(ModalScreen[Draft | None]):
             yield Static(f"Edit {d.name}" if self.editing else "New entry", classes="title")
             with VerticalScroll(id="edit-form"):
                 yield Label("Name")
-                yield Input(d.name, placeholder="e.g. github/work/token", id="edit-name",
-                            disabled=self.editing)
+                yield Input(d.name, placeholder="e.g. github/work/token", id="edit-name")
                 yield Label("Type")
                 kinds = KINDS if d.kind in KINDS else [d.kind, *KINDS]
                 yield Select([(k, k) for k in kinds], value=d.kind, allow_blank=False, id="edit-kind")
@@ -207,6 +207,7 @@ class EditScreen(ModalScreen[Draft | None]):
             notes=self.query_one("#edit-notes", TextArea).text,
             rotate_after=parse_duration(text("#edit-rotate")),
             expires=parse_date(text("#edit-expires")),
+            renamed_from=self.draft.name if self.editing and name != self.draft.name else "",
         )
 
     def forget_secrets(self) -> None:

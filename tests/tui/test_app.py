@@ -281,6 +281,29 @@ class TestWrite:
                     assert c.get("new/api") == "second-value"
         run(scenario())
 
+    def test_rename_in_the_edit_form_keeps_the_history(self, browsing, make_app, run):
+        with browsing.client() as c:
+            c.set("new/api", value="first-value")
+            c.set("new/api", value="second-value")
+
+        async def scenario():
+            async with running(make_app(browsing), size=(100, 40)) as pilot:
+                screen = await _browse(pilot)
+                assert screen.entry_list.move_to("new/api")
+                await pilot.press("e")
+                await wait_until(pilot, lambda: screen_is(pilot.app, "EditScreen"))
+                form = pilot.app.screen
+                form.query_one("#edit-name").value = "renamed/api"
+                form.query_one("#edit-value").value = "third-value"
+                await pilot.press("ctrl+s")
+                await wait_until(pilot, lambda: screen.entry_list.get("renamed/api") is not None)
+                await wait_until(pilot, lambda: screen.entry_list.get("new/api") is None)
+                with browsing.client() as c:
+                    assert c.get("renamed/api") == "third-value"
+                    assert [m.name for m in c.list(prefix="new/")] == []
+                    assert len(c.history("renamed/api").versions) == 2  # history moved too
+        run(scenario())
+
     def test_purge_from_the_trash(self, browsing, make_app, run):
         with browsing.client() as c:
             c.delete("db/main")
