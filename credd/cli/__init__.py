@@ -31,15 +31,9 @@ exit codes:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        from credd.cli.fast import fast_main
-    except ModuleNotFoundError:
-        fast_main = None
-    if fast_main is not None:
-        code = fast_main(args)
-        if code is not None:
-            return code
-    return full_main(args)
+    from credd.cli.fast import fast_main
+    code = fast_main(args)
+    return full_main(args) if code is None else code
 
 
 def build_parser():
