@@ -140,6 +140,9 @@ class Keys:
         wipe(sub["digest"])
         self._item_lock = threading.Lock()
         self._item_ecb = tuple(_ecb(k) for k in self._digest_keys)
+        #: name as asked → (canonical name, row id), filled by the vault's reads:
+        #: both depend only on the name and this key, so the memo dies with it.
+        self.located: dict[str, tuple[str, bytes]] = {}
 
     def row_id(self, name: str) -> bytes:
         """HMAC-SHA256(index key, canonical name), truncated to 128 bits."""
@@ -184,6 +187,7 @@ class Keys:
         for buf in (self.dek, self.index, self.audit, self.header):
             wipe(buf)
         self._index_mac = self._header_mac = None  # type: ignore[assignment]
+        self.located = {}
         self._digest_keys = (b"", b"")
         self._item_ecb = ()
         self.meta = self.secret = None  # type: ignore[assignment]

@@ -11,6 +11,10 @@ older generation than the one remembered in the state directory.
 Threads: one SQLite connection per thread; writes serialize on a lock and
 update the metadata cache only after COMMIT; secret reads are optimistic
 (lock-free) and retry under the lock when a writer raced them.
+
+Reads: a secret column, once it authenticates, is kept sealed (never in
+clear) next to its metadata until the next write of that row or the lock,
+so a repeated `get` is AES-GCM and a decode, without SQLite.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ _NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
 _SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
 _BY_NAME = operator.attrgetter("name")
 _DELETED = operator.attrgetter("meta.deleted")
+#: Names remembered per unlock by `_locate` (about 100 bytes each).
+_LOCATED_MAX = 4096
 _GENERIC = "wrong passphrase or damaged vault"
 _DAMAGE_HINT = "; run `credd check` (a vault restored on purpose: see docs/vault.md)"
 
@@ -65,6 +71,11 @@ class VaultIntegrityError(IntegrityError):
 class _Cached(msgspec.Struct, gc=False):
     """One decrypted metadata record; its wire form is built on first use (list, describe).
 
+    `sealed` is the row's secret column exactly as stored (still encrypted),
+    kept after it first authenticated under this `rev`, so that later reads
+    decrypt from memory without SQLite. Every write makes a new _Cached (new
+    rev), and lock drops them all, so a sealed blob never outlives its row.
+
     A gc=False struct: unlock makes 100,000 of these, and it can never be part
     of a cycle (an int, a gc=False record, a wire record that does not point back).
     """
@@ -72,6 +83,7 @@ class _Cached(msgspec.Struct, gc=False):
     rev: int
     meta: MetaRecord
     wire: EntryMeta | None = None
+    sealed: bytes | None = None
 
     @property
     def entry(self) -> EntryMeta:
@@ -89,6 +101,21 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _locate(keys: Keys, name: object) -> tuple[str, bytes]:
+    """(canonical name, row id) of a requested name, memoized per unlock: a repeated
+    `get` skips the name checks and the HMAC. Bounded, as callers choose the names."""
+    memo = type(name) is str  # a str subclass could hash and compare as it likes
+    hit = keys.located.get(name) if memo else None
+    if hit is None:
+        canonical = canonical_name(name)
+        hit = (canonical, keys.row_id(canonical))
+        if memo:
+            if len(keys.located) >= _LOCATED_MAX:
+                keys.located.clear()
+            keys.located[name] = hit  # type: ignore[index]
+    return hit
 
 
 def _check_state_dir(state_dir: str | None) -> None:
@@ -436,9 +463,7 @@ class Vault:
 
     def _find(self, name: str, *, trashed: bool | None = False) -> tuple[bytes, _Cached]:
         """The row of `name`; trashed=None accepts live or trash, else that state only."""
-        keys = self._require()
-        name = canonical_name(name)
-        row_id = keys.row_id(name)
+        name, row_id = _locate(self._require(), name)
         if row_id in self._bad:
             raise VaultIntegrityError(f"entry {name!r} failed authentication{_DAMAGE_HINT}",
                                       name=name, row=row_id.hex())
@@ -470,16 +495,29 @@ class Vault:
                                           name=name, row=row_id.hex()) from None
 
     def _read_secret(self, row_id: bytes, cached: _Cached, keys: Keys | None) -> SecretRecord:
-        row = self._conn().execute("SELECT rev, secret FROM entries WHERE id = ?",
-                                   (row_id,)).fetchone()
-        if keys is None or row is None or row[0] != cached.rev:
+        """The secret of `cached`'s rev: from its sealed blob, read from the file the first time.
+
+        The blob is kept only once it authenticated under (row id, rev), so
+        what is kept is the authentic ciphertext; the file is still what
+        `check()` and every other rev are verified against.
+        """
+        if keys is None:
             raise AuthFailure()
-        plain = crypto.unseal(keys.secret, row[1],
+        sealed = cached.sealed
+        if sealed is None:
+            row = self._conn().execute("SELECT rev, secret FROM entries WHERE id = ?",
+                                       (row_id,)).fetchone()
+            if row is None or row[0] != cached.rev:
+                raise AuthFailure()
+            sealed = row[1]
+        plain = crypto.unseal(keys.secret, sealed,
                               row_ad(self.vault_id, row_id, "secret", cached.rev))
         try:
-            return decode_secret(plain)
+            record = decode_secret(plain)
         except msgspec.DecodeError:
             raise AuthFailure() from None
+        cached.sealed = sealed
+        return record
 
     @property
     def entry_count(self) -> int:
