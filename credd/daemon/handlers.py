@@ -131,14 +131,21 @@ def _audit_failure(state: AgentState, conn: Any, op: str, names: list[str], exc:
     state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
 
 
+def _revealing(state: AgentState, conn: Any, op: str, names: list[str], read: Any) -> Any:
+    """Run `read()` for a reply that carries secrets: a failure is audited, and a success
+    is audited (fail closed) before the secret can leave the agent."""
+    try:
+        result = read()
+    except CreddError as exc:
+        _audit_failure(state, conn, op, names, exc)
+        raise
+    _audited(state, conn, op, names)
+    return result
+
+
 def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
     vault = state.require_unlocked()
-    try:
-        value = vault.get(req.name, req.field)
-    except CreddError as exc:
-        _audit_failure(state, conn, "get", [req.name], exc)
-        raise
-    _audited(state, conn, "get", [req.name])
+    value = _revealing(state, conn, "get", [req.name], lambda: vault.get(req.name, req.field))
     return p.Secret(name=req.name, value=value, field=req.field)
 
 
@@ -223,12 +230,8 @@ def _decrypted(vault: Any, name: str, wanted: list[tuple[str, str | None]]) -> d
 
 def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
     vault = state.require_unlocked()
-    try:
-        entry = vault.reveal(req.name, req.version)
-    except CreddError as exc:
-        _audit_failure(state, conn, "reveal", [req.name], exc)
-        raise
-    _audited(state, conn, "reveal", [req.name])
+    entry = _revealing(state, conn, "reveal", [req.name],
+                       lambda: vault.reveal(req.name, req.version))
     return p.Revealed(entry=entry.meta, value=entry.value or "",
                       secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
 

@@ -136,7 +136,7 @@ class TestSignals:
         wait_for(lambda: status(c).state == "locked", 3)
         assert agent.proc.poll() is None
 
-    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+    @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
     def test_term_locks_and_exits_cleanly(self, agent, raw, sig):
         c = raw(agent)
         events = raw(agent)

@@ -20,7 +20,6 @@ import inspect
 import os
 import re
 import resource
-import signal
 import socket
 import stat
 import subprocess
@@ -265,17 +264,7 @@ def test_no_ctypes_or_cffi_callbacks():
 
 # ------------------------------------------------------------------ C14
 
-def test_sighup_locks_and_exits_cleanly(agent, raw):
-    c = raw(agent)
-    events = raw(agent)
-    events.call(p.Subscribe())
-    init_unlock(c)
-    assert p.decode_event(events.recv_body()) == p.Unlocked()
-    started = time.monotonic()
-    agent.signal(signal.SIGHUP)
-    assert agent.proc.wait(5) == 0 and time.monotonic() - started < 2
-    assert p.decode_event(events.recv_body()) == p.Locked(reason="shutdown")
-    assert not os.path.exists(agent.socket)
+# SIGHUP: tests/daemon/test_lock.py::TestSignals::test_term_locks_and_exits_cleanly
 
 
 # ------------------------------------------------------------------ G27
