@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean system-deps
+.PHONY: install run test bench clean system-deps tools
 
 # The venv is made once; a changed pyproject.toml only re-runs the install into it.
 $(STAMP): pyproject.toml
@@ -20,14 +20,19 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# A git >= 2.41 for the git credential-helper tests (expiry, refresh token):
+# nothing when the system git is new enough, else built once into .tools/git/.
+tools: system-deps
+	@bash scripts/modern-git.sh
+
 run: $(STAMP)
 	@bash scripts/run.sh
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .tools

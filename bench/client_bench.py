@@ -230,27 +230,32 @@ def client_getter(path: str):
     return lambda: client.get("bench")
 
 
-def latencies(get, n: int) -> list[float]:
-    for _ in range(200):
-        get()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        get()
-        samples.append(time.perf_counter() - start)
+def latencies(getters: dict, n: int, block: int = 250) -> dict[str, list[float]]:
+    """Per-call times of each getter, taken in alternating blocks: the machine's busy and
+    idle moments (which move a Unix-socket round trip by 2x here) hit every one alike."""
+    for get in getters.values():
+        for _ in range(200):
+            get()
+    samples: dict[str, list[float]] = {label: [] for label in getters}
+    for _ in range(max(1, n // block)):
+        for label, get in getters.items():
+            times = samples[label]
+            for _ in range(block):
+                start = time.perf_counter()
+                get()
+                times.append(time.perf_counter() - start)
     return samples
 
 
 def section_latency(agent_sock: str, echo_sock: str, n: int) -> None:
-    print(f"\nin-process get, {n} sequential calls (p50, p99)")
-    echo = latencies(raw_connection(echo_sock), n)
-    client_on_echo = latencies(client_getter(echo_sock), n)  # the client's own share
-    agent = latencies(client_getter(agent_sock), n)
-    for label, samples in (("raw msgspec echo", echo),
-                           ("Client.get against the echo", client_on_echo),
-                           ("Client.get against the agent", agent)):
-        row(label, f"{pct(samples, 50) * 1e6:8.0f} us", f"p99 {pct(samples, 99) * 1e6:.0f} us")
-    print(f"  goal: Client.get p50 <= 1.5x echo: {pct(agent, 50) / pct(echo, 50):.2f}x")
+    print(f"\nin-process get, {n} sequential calls each, interleaved (p50, p99)")
+    samples = latencies({"raw msgspec echo": raw_connection(echo_sock),
+                         "Client.get against the echo": client_getter(echo_sock),
+                         "Client.get against the agent": client_getter(agent_sock)}, n)
+    for label, times in samples.items():
+        row(label, f"{pct(times, 50) * 1e6:8.0f} us", f"p99 {pct(times, 99) * 1e6:.0f} us")
+    ratio = pct(samples["Client.get against the agent"], 50) / pct(samples["raw msgspec echo"], 50)
+    print(f"  goal: Client.get p50 <= 1.5x echo: {ratio:.2f}x")
 
 
 def _worker(kind: str, path: str, start, seconds: float, out) -> None:
@@ -309,15 +314,18 @@ def section_big(root: str, entries: int) -> None:
     os.environ["CREDD_STATE_DIR"] = env["CREDD_STATE_DIR"]  # the vault's rollback counter
     print(f"\nan agent with {entries:,} entries")
     started = time.perf_counter()
-    vault_bench.build(env["CREDD_VAULT"], entries).close()
+    vault_bench.build(env["CREDD_VAULT"], entries, env["CREDD_STATE_DIR"])
     print(f"  (built in {time.perf_counter() - started:.0f} s)")
     agent = start_agent(env, os.path.join(root, "big.log"))
     try:
         with Client(env["CREDD_SOCK"], timeout=None) as c:
             unlock, _ = timed(lambda: c.unlock(key=vault_bench.KEY))
             row("unlock (key slot: no KDF)", ms(unlock))
-            listed, everything = timed(c.list, repeat=5)
-            row(f"list all ({len(everything):,}, paged)", ms(listed), "goal <= 200 ms")
+            first, everything = timed(c.list)
+            row(f"first list after unlock ({len(everything):,}, paged)", ms(first),
+                "goal <= 200 ms")
+            listed, _ = timed(c.list, repeat=5)
+            row("list all again, median of 5", ms(listed), "goal <= 200 ms")
             by_service, found = timed(lambda: c.list(service="svc7"), repeat=5)
             row(f"list --service ({len(found)} match)", ms(by_service))
             by_prefix, found = timed(lambda: c.list(prefix="team7/"), repeat=5)

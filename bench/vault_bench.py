@@ -32,7 +32,7 @@ def _name(i: int) -> str:
     return f"team{i % 50}/service-{i}/api-key"
 
 
-def build(path: str, n: int, state_dir: str) -> Vault:
+def build(path: str, n: int, state_dir: str) -> None:
     """Create the vault with the shipped KDF and fill it in large transactions."""
     vault, _ = Vault.create(path, PASSPHRASE, kdf=KdfParams(), state_dir=state_dir)
     vault.add_key_slot(KEY)

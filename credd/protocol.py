@@ -32,7 +32,7 @@ SetMode = Literal["upsert", "create", "update"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
-               omit_defaults=True, kw_only=True):
+               omit_defaults=True, kw_only=True, gc=False):
     """Base of every message. `_secret` names fields whose values repr hides."""
 
     _secret: ClassVar[tuple[str, ...]] = ()
@@ -51,8 +51,14 @@ class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
             yield name, ("<redacted>" if name in self._secret and value is not None else value)
 
 
-class _Data(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
-    """Base of the untagged records carried inside messages."""
+class _Data(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True,
+            gc=False):
+    """Base of the untagged records carried inside messages.
+
+    Messages and records are untracked by the garbage collector (`gc=False`): they
+    hold only strings, numbers and containers of them, so they can never close a
+    reference cycle, and a list of 100,000 entries then costs no collector passes.
+    """
 
 
 # ---------------------------------------------------------------- records
@@ -80,9 +86,9 @@ class EntryMeta(_Data):
     name: str
     kind: EntryType = "secret"
     service: str = ""
-    tags: list[str] = []
+    tags: tuple[str, ...] = ()         # tuples: untracked by the collector, unlike lists
     fields: dict[str, str] = {}        # non-secret fields, with their values
-    secret_fields: list[str] = []      # names of secret fields (values withheld)
+    secret_fields: tuple[str, ...] = ()  # names of secret fields (values withheld)
     has_value: bool = False
     has_notes: bool = False
     created: float = 0.0               # unix time

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system tools the tests drive for real, when they are missing and
 # we may install them (root with apt). Tests that still lack one skip with a reason.
+# A git new enough for the credential-helper expiry tests is scripts/modern-git.sh's job.
 set -u
 need=()
 command -v tmux >/dev/null || need+=(tmux)

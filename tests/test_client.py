@@ -128,7 +128,7 @@ class TestEntries:
         assert client.get("github") == SENTINEL
         assert client.get("github", "token") == "t0k"
         described = client.describe("github")
-        assert described.fields == {"user": "alice"} and described.secret_fields == ["token"]
+        assert described.fields == {"user": "alice"} and described.secret_fields == ("token",)
         assert SENTINEL not in repr(described)
         revealed = client.reveal("github")
         assert revealed.value == SENTINEL and SENTINEL not in repr(revealed)
@@ -311,7 +311,7 @@ class TestDecode:
     """Big replies are decoded with the collector paused, and it is always restored."""
 
     BIG = protocol.encode(protocol.Entries(
-        entries=[protocol.EntryMeta(name=f"e{i}", tags=["t"]) for i in range(5000)]))[4:]
+        entries=[protocol.EntryMeta(name=f"e{i}", tags=("t",)) for i in range(5000)]))[4:]
 
     def test_gc_state_is_restored(self):
         import gc

@@ -84,11 +84,11 @@ class Deadlines:
         return max(0.0, self._last + self.idle - now), max(0.0, self._end - now)
 
     def expired(self) -> str | None:
-        """Why the session must end now ("lifetime" or "idle"), or None."""
-        idle_left, lifetime_left = self.left()
-        if lifetime_left <= 0:
+        """Why the session must end now ("lifetime" or "idle"), or None (every request asks)."""
+        now = self.clock()
+        if now >= self._end:
             return "lifetime"
-        if idle_left <= 0:
+        if now >= self._last + self.idle:
             return "idle"
         return None
 

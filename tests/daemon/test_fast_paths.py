@@ -33,7 +33,7 @@ def test_cached_list_pages_follow_every_write(client):
     again = client.list()
     names = [m.name for m in again]
     assert names == sorted({*(f"e{i:03d}" for i in range(79)), "e0405"})
-    assert next(m for m in again if m.name == "e005").tags == ["changed"]
+    assert next(m for m in again if m.name == "e005").tags == ("changed",)
 
     client.lock()  # the lock drops the pages with the rest of the unlocked state
     with pytest.raises(errors.LockedError):

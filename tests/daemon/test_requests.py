@@ -109,7 +109,7 @@ class TestEntries:
                    tags=["prod"], notes="n", fields=[p.Field(name="user", value="app", secret=False),
                                                      p.Field(name="pin", value="1234")])
         assert (meta.name, meta.service, meta.fields, meta.secret_fields) == (
-            "db/prod", "postgres", {"user": "app"}, ["pin"])
+            "db/prod", "postgres", {"user": "app"}, ("pin",))
         assert conn.call(p.Get(name="db/prod")) == p.Secret(name="db/prod", value=SENTINEL)
         assert conn.call(p.Get(name="db/prod", field="pin")).value == "1234"
         assert conn.call(p.Describe(name="db/prod")).entry == meta

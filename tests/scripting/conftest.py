@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,10 @@ import pytest
 from tests.conftest import SENTINEL
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+# git passes password_expiry_utc and oauth_refresh_token to helpers from 2.41 on.
+MODERN_GIT = (2, 41)
+BUILT_GIT = ROOT / ".tools" / "git" / "bin" / "git"  # scripts/modern-git.sh builds it
 TOKEN = "ghp_" + "Zq8" * 10          # a primary value
 DB_PASSWORD = "pg-" + "x7!" * 6 + " end"  # a secret field, with a space and punctuation
 
@@ -54,3 +60,28 @@ def installed(name: str) -> str:
         pytest.skip(f"{name} is not installed in the venv (pip install -e .)")
     return str(path)
 
+
+
+def git_version(git: str) -> tuple[int, int] | None:
+    """(major, minor) of `git --version`, or None when it does not run."""
+    try:
+        out = subprocess.run([git, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.match(r"git version (\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+@pytest.fixture(scope="session")
+def modern_git() -> str:
+    """A git >= 2.41: the system one when new enough, else the one `make test` built.
+
+    Fails (never skips) without one: these tests are the point of building it."""
+    system = shutil.which("git")
+    for candidate in (system, str(BUILT_GIT)):
+        if candidate and (git_version(candidate) or (0, 0)) >= MODERN_GIT:
+            return candidate
+    found = f"git {'.'.join(map(str, git_version(system) or ()))}" if system else "no git"
+    pytest.fail(f"git >= {'.'.join(map(str, MODERN_GIT))} is needed and the system has {found}: "
+                "run `make test` (it builds git ≥ 2.41 into .tools/)", pytrace=False)

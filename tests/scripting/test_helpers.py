@@ -3,40 +3,52 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.scripting.conftest import installed
+from tests.scripting.conftest import BIN, MODERN_GIT, git_version, installed
 
 FUTURE = str(int(time.time()) + 3600)
 PAST = str(int(time.time()) - 60)
 
 
-def git_version() -> tuple[int, ...]:
-    out = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
-    return tuple(int(x) for x in out.split()[2].split(".")[:2])
-
-
-@pytest.fixture
-def git(credd_env, tmp_path):
+def git_runner(git_bin: str, env: dict[str, str], config: Path, helper_setting: str):
     """`git credential ...` with only our helper configured and no way to prompt."""
-    if subprocess.run(["which", "git"], capture_output=True).returncode:
-        pytest.skip("git is not installed")
-    helper = installed("git-credential-credd")
-    config = tmp_path / "gitconfig"
-    config.write_text(f"[credential]\n\thelper = {helper}\n")
-    env = dict(credd_env, GIT_CONFIG_GLOBAL=str(config), GIT_CONFIG_NOSYSTEM="1",
+    config.write_text(f"[credential]\n\thelper = {helper_setting}\n")
+    env = dict(env, GIT_CONFIG_GLOBAL=str(config), GIT_CONFIG_NOSYSTEM="1",
                GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="")
 
     def run(action: str, attrs: dict[str, str]) -> subprocess.CompletedProcess:
         text = "".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n"
-        return subprocess.run(["git", "credential", action], input=text, env=env,
+        return subprocess.run([git_bin, "credential", action], input=text, env=env,
                               capture_output=True, text=True, timeout=30)
 
     return run
+
+
+@pytest.fixture
+def git(credd_env, tmp_path):
+    """The system git, with the helper configured by its absolute path."""
+    system = shutil.which("git")
+    if not system:
+        pytest.skip("git is not installed")
+    return git_runner(system, credd_env, tmp_path / "gitconfig",
+                      installed("git-credential-credd"))
+
+
+@pytest.fixture
+def new_git(modern_git, credd_env, tmp_path):
+    """A git >= 2.41 (built by `make test` when the system's is older), with the helper
+    configured as the docs say, `helper = credd`: git finds git-credential-credd on PATH."""
+    installed("git-credential-credd")
+    env = dict(credd_env, PATH=f"{BIN}{os.pathsep}{credd_env.get('PATH', os.defpath)}")
+    return git_runner(modern_git, env, tmp_path / "gitconfig-modern", "credd")
 
 
 def helper(credd_env, name: str, *args: str, input: str = "", env: dict | None = None):
@@ -82,27 +94,46 @@ def test_git_path_and_username_keys(client, git):
     assert got["password"] == "pw-a-1234"
 
 
-def test_git_expiry_and_refresh_token(client, git, credd_env):
-    """git < 2.41 drops these attributes itself, so the helper is driven as git drives it;
-    with a newer git the same goes through `git credential`."""
-    def drive(action, attrs):
-        text = "".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n"
-        return helper(credd_env, "git-credential-credd", action, input=text)
-
-    run = git if git_version() >= (2, 41) else drive
+def test_git_expiry_and_refresh_token(client, new_git, modern_git):
+    """Through the real `git credential` of a git >= 2.41: older gits drop both attributes."""
+    assert git_version(modern_git) >= MODERN_GIT
     base = {"protocol": "https", "host": "oauth.example", "username": "bob"}
-    assert run("approve" if run is git else "store",
-               {**base, "password": "tok-1234567", "password_expiry_utc": FUTURE,
-                "oauth_refresh_token": "refresh-98765"}).returncode == 0
-    got = parse(run("fill" if run is git else "get", {"protocol": "https",
-                                                      "host": "oauth.example"}).stdout)
-    assert got["password"] == "tok-1234567"
-    assert got["password_expiry_utc"] == FUTURE and got["oauth_refresh_token"] == "refresh-98765"
-    assert "refresh-98765" not in str(client.describe("git/https/oauth.example@bob"))
+    query = {"protocol": "https", "host": "oauth.example"}
+    r = new_git("approve", {**base, "password": "tok-1234567", "password_expiry_utc": FUTURE,
+                            "oauth_refresh_token": "refresh-98765"})
+    assert r.returncode == 0, r.stderr
+    meta = client.describe("git/https/oauth.example@bob")
+    assert meta.fields["password_expiry_utc"] == FUTURE  # git passed it on to the helper
+    assert "refresh-98765" not in str(meta)               # a secret field, not metadata
 
-    drive("store", {**base, "password": "old-1234567", "password_expiry_utc": PAST})
-    r = drive("get", {"protocol": "https", "host": "oauth.example"})
-    assert r.returncode == 0 and r.stdout == ""  # expired: not returned
+    r = new_git("fill", query)
+    assert r.returncode == 0, r.stderr
+    got = parse(r.stdout)
+    assert (got["username"], got["password"]) == ("bob", "tok-1234567")
+    assert got["password_expiry_utc"] == FUTURE and got["oauth_refresh_token"] == "refresh-98765"
+
+    # reject erases: git then has nothing, and with prompts off it fails instead of asking
+    assert new_git("reject", base).returncode == 0
+    r = new_git("fill", query)
+    assert r.returncode != 0 and "password=" not in r.stdout
+    assert "terminal prompts disabled" in r.stderr
+
+    # an already expired password: git does not even hand it to the helper
+    r = new_git("approve", {**base, "password": "old-1234567", "password_expiry_utc": PAST})
+    assert r.returncode == 0, r.stderr
+    r = new_git("fill", query)
+    assert r.returncode != 0 and "old-1234567" not in r.stdout and "password=" not in r.stdout
+
+    # stored while valid, then expired: never returned again
+    soon = int(time.time()) + 3
+    r = new_git("approve", {**base, "password": "soon-1234567", "password_expiry_utc": str(soon)})
+    assert r.returncode == 0, r.stderr
+    assert client.describe("git/https/oauth.example@bob").fields["password_expiry_utc"] == str(soon)
+    assert parse(new_git("fill", query).stdout)["password"] == "soon-1234567"
+    time.sleep(max(0.0, soon + 1 - time.time()))
+    r = new_git("fill", query)
+    assert r.returncode != 0 and "soon-1234567" not in r.stdout and "password=" not in r.stdout
+    assert "terminal prompts disabled" in r.stderr
 
 
 def test_docker_helper_protocol(client, credd_env):

@@ -95,7 +95,7 @@ class TestEnvFile:
 
 class TestFormats:
     metas = [EntryMeta(name="github/token", has_value=True),
-             EntryMeta(name="db", fields={"host": "db.local"}, secret_fields=["password"])]
+             EntryMeta(name="db", fields={"host": "db.local"}, secret_fields=("password",))]
 
     def test_plan_and_map(self):
         planned = formats.plan_items(self.metas, {"db/password": "PGPASSWORD"})
@@ -118,7 +118,7 @@ class TestFormats:
         assert f"  A: {base64.b64encode(b's3cret').decode()}" in out
 
     def test_json_round_trip(self):
-        revealed = [Revealed(entry=EntryMeta(name="db", kind="password", service="pg", tags=["t"],
+        revealed = [Revealed(entry=EntryMeta(name="db", kind="password", service="pg", tags=("t",),
                                              fields={"host": "h"}, secret_fields=["pw"],
                                              has_value=True, expires=2e9),
                              value="v", secret_fields={"pw": "p"}, notes="n")]

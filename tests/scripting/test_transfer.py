@@ -132,7 +132,7 @@ def test_import_dotenv_env_aws(stocked, credd_cmd, tmp_path):
                        "PLATFORM_CRED_PLAIN": "plain-value"})
     assert r.returncode == 0, r.stderr
     meta = stocked.describe("stripe")
-    assert meta.fields == {"username": "acct"} and meta.secret_fields == ["key"]
+    assert meta.fields == {"username": "acct"} and meta.secret_fields == ("key",)
     assert stocked.get("stripe", "key") == "sk-999" and stocked.get("plain") == "plain-value"
 
     aws = tmp_path / "credentials"

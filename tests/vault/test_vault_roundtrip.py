@@ -67,8 +67,8 @@ def test_every_type_survives_reopen(vault):
     assert [e.name for e in again.list()] == sorted([f"types/{k}" for k in KINDS] + ["types/empty"])
     for kind in KINDS:
         meta = again.describe(f"types/{kind}")
-        assert (meta.kind, meta.service, meta.tags) == (kind, "svc", ["a", "b"])
-        assert meta.fields == {"endpoint": "https://x"} and meta.secret_fields == ["secret_key"]
+        assert (meta.kind, meta.service, meta.tags) == (kind, "svc", ("a", "b"))
+        assert meta.fields == {"endpoint": "https://x"} and meta.secret_fields == ("secret_key",)
         assert (meta.rotate_after, meta.expires, meta.has_notes) == (86400, 2e9, True)
         assert again.get(f"types/{kind}") == kind * 3
         assert again.get(f"types/{kind}", "secret_key") == "sk-" + kind
@@ -106,13 +106,13 @@ def test_merge_keeps_unset_and_replace_resets(vault):
                       Field(name="bucket", value="b", secret=False)], rotate_after=10)
     meta = vault.put("s3", merge=True, fields=[Field(name="bucket", value="b2", secret=False)],
                      remove_fields=["access_key"], rotate_after=0)
-    assert (meta.kind, meta.service, meta.tags) == ("api_key", "aws", ["prod"])
-    assert meta.fields == {"bucket": "b2"} and meta.secret_fields == ["secret_key"]
+    assert (meta.kind, meta.service, meta.tags) == ("api_key", "aws", ("prod",))
+    assert meta.fields == {"bucket": "b2"} and meta.secret_fields == ("secret_key",)
     assert meta.rotate_after is None and vault.get("s3") == "v1"
     with pytest.raises(NotFound):
         vault.put("s3", merge=True, remove_fields=["nope"])
     meta = vault.put("s3", value="v2")
-    assert (meta.kind, meta.service, meta.fields, meta.secret_fields) == ("secret", "", {}, [])
+    assert (meta.kind, meta.service, meta.fields, meta.secret_fields) == ("secret", "", {}, ())
     assert meta.version == 3 and meta.created == vault.history("s3")[1][-1].updated
 
 
@@ -170,13 +170,12 @@ def test_meta_record_and_entry_meta_share_field_order():
                         secret_fields=("k",), has_value=True, has_notes=True, created=1.0,
                         updated=2.0, version=3, rotate_after=4.0, expires=5.0, deleted=6.0)
     wire = to_entry_meta(record)
-    assert wire == EntryMeta(name="a", kind="api_key", service="s", tags=["t"],
-                             fields={"f": "1"}, secret_fields=["k"], has_value=True,
+    assert wire == EntryMeta(name="a", kind="api_key", service="s", tags=("t",),
+                             fields={"f": "1"}, secret_fields=("k",), has_value=True,
                              has_notes=True, created=1.0, updated=2.0, version=3,
                              rotate_after=4.0, expires=5.0, deleted=6.0)
-    wire.tags.append("x")
     wire.fields["g"] = "2"
-    assert record.tags == ("t",) and record.fields == {"f": "1"}  # the cache is not shared
+    assert record.fields == {"f": "1"}  # the one mutable container is not shared
 
 
 def test_old_list_encoded_records_decode_into_tuples():
