@@ -11,17 +11,17 @@ set-up time for large vaults. Matching is that of `credd.mask`.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
+from binascii import b2a_base64
 from typing import IO, Iterable
-from urllib.parse import quote, quote_plus
 
-from credd.mask import MIN_LENGTH, Masker
+from credd.mask import MIN_LENGTH, Masker, Patterns
 from credd.refs import field_lookup, shadowed
 
 _BATCH = 2000  # references per get_many, well inside one frame
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
@@ -29,25 +29,43 @@ def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
     raw = value.encode()
     forms = {raw}
     if not _UNRESERVED.fullmatch(value):  # otherwise URL encoding leaves it as it is
+        from urllib.parse import quote, quote_plus
         forms |= {quote(value, safe="").encode(), quote(value).encode(),
                   quote_plus(value).encode()}
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        forms.add(encode(raw).rstrip(b"="))
-        for shift in range(3) if deep else ():
-            # inside a longer encoded string the characters that also carry bits of
-            # the unknown neighbours differ; the middle is the same at each alignment
-            text = encode(b"\0" * shift + raw)
-            forms.add(text[(shift * 4 + 2) // 3: len(text) - 4])
-    return {f for f in forms if len(f) >= max(MIN_LENGTH, min(len(raw), 8))}
+    # URL-safe base64 is standard base64 with -_ for +/ (what base64.urlsafe_b64encode does)
+    text = b2a_base64(raw, newline=False).rstrip(b"=")
+    forms.add(text)
+    forms.add(text.translate(_URLSAFE))
+    for shift in range(3) if deep else ():
+        # inside a longer encoded string the characters that also carry bits of
+        # the unknown neighbours differ; the middle is the same at each alignment
+        text = b2a_base64(b"\0" * shift + raw, newline=False)
+        middle = text[(shift * 4 + 2) // 3: len(text) - 4]
+        forms.add(middle)
+        forms.add(middle.translate(_URLSAFE))
+    shortest = max(MIN_LENGTH, min(len(raw), 8))
+    return {f for f in forms if len(f) >= shortest}
 
 
-def redactor(values: Iterable[str], *, deep: bool = False) -> Masker:
-    """A masker for the values and their encoded forms."""
+def redactor(values: Iterable[str], *, deep: bool = False, background: bool = False) -> Masker:
+    """A masker for the values and their encoded forms (compiled on a thread with
+    `background=True`: the first `feed` waits for it)."""
     forms: set[bytes] = set()
+    add = forms.add
     for value in values:
-        if len(value.encode()) >= MIN_LENGTH:
+        raw = value.encode()
+        if len(raw) < MIN_LENGTH:
+            continue
+        if deep or len(raw) < 8 or not _UNRESERVED.fullmatch(value):
             forms |= encoded_forms(value, deep=deep)
-    return Masker(forms)
+            continue
+        # the usual token: what encoded_forms gives, without its checks (each form is long
+        # enough, and URL encoding leaves the value as it is)
+        add(raw)
+        text = b2a_base64(raw, newline=False).rstrip(b"=")
+        add(text)
+        add(text.translate(_URLSAFE))
+    return Masker(Patterns(forms, background=background))
 
 
 def stored_values(client) -> list[str]:
@@ -77,12 +95,17 @@ def stored_values(client) -> list[str]:
 
 
 def redact_stream(src: IO[bytes], dst: IO[bytes], masker: Masker, chunk: int = 1 << 20) -> None:
-    """Copy src to dst with every secret concealed, in bounded memory."""
-    while True:
-        data = src.read(chunk)
-        if not data:
-            break
-        dst.write(masker.feed(data))
+    """Copy src to dst with every secret concealed, in bounded memory.
+
+    Each read returns what is there (up to `chunk`) and its masked part is
+    written at once, so `tail -f log | credd redact` shows lines as they come.
+    """
+    read = getattr(src, "read1", src.read)
+    while data := read(chunk):
+        out = masker.feed(data)
+        if out:
+            dst.write(out)
+            dst.flush()
     dst.write(masker.flush())
     dst.flush()
 

@@ -5,13 +5,19 @@ Three ways, chosen by `run()`:
 - no masking, no files: credd `exec`s the program, which then *is* the
   process (exit code, signals and stdin untouched);
 - output to pipes (stdout is not a terminal): the child's stdout and stderr
-  are pipes, each passed through its own `Masker`; stdin is inherited;
+  are pipes (widened to 1 MiB on Linux), each passed through its own
+  `Masker`; a writer thread masks and writes while the next piece is read;
+  stdin is inherited;
 - output to a terminal: the child runs on a new pseudo-terminal, so colours,
   line editing and full-screen programs work; credd copies the keyboard to it
   (our terminal in raw mode, Ctrl-C reaching the child through its own line
   discipline) and the masked screen output back, and passes window size
   changes on. A stderr redirected away from the terminal stays a separate,
   masked pipe.
+
+The child is started first and the secrets are compiled for masking while
+it starts (`Patterns(..., background=True)`); nothing it writes is shown
+before that is done.
 
 Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
@@ -23,12 +29,13 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 
 from credd.errors import BadRequest, NotFound
 from credd.mask import Masker, Patterns
@@ -36,11 +43,13 @@ from credd.mask import Masker, Patterns
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
-CHUNK = 1 << 16
+CHUNK = 1 << 16          # per read from a terminal or the keyboard
+PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
 
 
 def write_secret_files(secrets: dict[str, str]) -> tuple[str, dict[str, str]]:
     """One 0600 file per variable in a fresh 0700 directory; returns it and VAR_FILE vars."""
+    import tempfile
     directory = tempfile.mkdtemp(prefix="credd-run-")  # 0700, named unpredictably
     env = {}
     try:
@@ -147,15 +156,28 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _widen(fd: int) -> None:
+    """A bigger pipe (Linux): fewer, larger reads and writes while a lot is output."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_CHUNK)
+    except (ImportError, AttributeError, OSError):
+        pass  # another OS, or above /proc/sys/fs/pipe-max-size: the default size works too
+
+
 def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
-    patterns = Patterns(secrets)
     proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for pipe in (proc.stdout, proc.stderr):
+        _widen(pipe.fileno())
+    # compiled while the child starts; nothing it writes is shown before that is done
+    patterns = Patterns(secrets, background=True)
     routes = {proc.stdout.fileno(): (sys.stdout.fileno(), Masker(patterns)),
               proc.stderr.fileno(): (sys.stderr.fileno(), Masker(patterns))}
     try:
         with _Forwarder(proc, from_terminal=True):
             _pump(proc, routes, closers={proc.stdout.fileno(): proc.stdout.close,
-                                         proc.stderr.fileno(): proc.stderr.close})
+                                         proc.stderr.fileno(): proc.stderr.close},
+                  chunk=PIPE_CHUNK, threaded=True)
             return _exit_status(proc.wait())
     finally:
         proc.stdout.close()
@@ -189,7 +211,6 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     import termios
     import tty
 
-    patterns = Patterns(secrets)
     master, slave = os.openpty()
     out_fd = sys.stdout.fileno()
     _set_window_size(slave, _window_size(out_fd))
@@ -201,6 +222,8 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
                       start_new_session=True, preexec_fn=_controlling_tty)
     finally:
         os.close(slave)
+    # compiled after the fork (no threads to fork with) while the child starts
+    patterns = Patterns(secrets, background=True)
     routes = {master: (out_fd, Masker(patterns))}
     if proc.stderr is not None:
         routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))
@@ -224,25 +247,84 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
             proc.stderr.close()
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int, chunk: int = CHUNK) -> bytes:
     try:
-        return os.read(fd, CHUNK)
+        return os.read(fd, chunk)
     except OSError as exc:
         if exc.errno == errno.EIO:
             return b""  # a pty master on Linux once every slave fd is closed
         raise
 
 
+class _Writer:
+    """Masks and writes the child's output on a thread of its own, piece by piece in the
+    order it was read (stdout and stderr interleave as they would unthreaded), so that the
+    pump reading the next piece overlaps masking and writing this one: os.read, the scan
+    and os.write all release the GIL. At most `depth` pieces wait: memory stays bounded."""
+
+    def __init__(self, depth: int = 4) -> None:
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.gone: set[int] = set()              # sources whose destination is gone (EPIPE)
+        self.error: BaseException | None = None  # anything else, raised by the pump
+        self.thread = threading.Thread(target=self._run, name="credd-run-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, source: int, dest: int, masker: Masker, data: bytes) -> None:
+        """The next piece read from `source`; b"" ends it (what the masker holds goes out)."""
+        self.queue.put((source, dest, masker, data))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            source, dest, masker, data = item
+            if source in self.gone or self.error is not None:
+                continue
+            try:
+                _write_all(dest, masker.feed(data) if data else masker.flush())
+            except OSError:  # EPIPE: our reader left
+                self.gone.add(source)
+            except BaseException as exc:
+                self.error = exc
+
+    def finish(self) -> None:
+        """Wait until everything put is written."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _pump(proc: subprocess.Popen, routes: dict[int, tuple[int, Masker | None]],
-          closers: dict | None = None) -> None:
+          closers: dict | None = None, chunk: int = CHUNK, threaded: bool = False) -> None:
     """Copy each source fd to its destination, masked where a Masker is given, until the
     child's output ends, or the child has exited and nothing more is waiting.
 
     A source whose destination is gone (EPIPE: `| head`) is closed at once
     (`closers`), so the child gets SIGPIPE instead of blocking on a full pipe.
+    `threaded`: masking and writing happen on a `_Writer` thread.
     """
     closers = closers or {}
     open_outputs = {fd for fd, (_dest, masker) in routes.items() if masker is not None}
+    writer = _Writer() if threaded and open_outputs else None
+
+    def deliver(fd: int, data: bytes) -> bool:
+        """Pass on (b"": the end of the stream); False when the destination is gone."""
+        dest, masker = routes[fd]
+        if writer is not None and masker is not None:
+            if writer.error is not None:
+                raise writer.error
+            if fd in writer.gone:
+                return False
+            writer.put(fd, dest, masker, data)
+            return True
+        try:
+            if masker is None:
+                _write_all(dest, data)
+            else:
+                _write_all(dest, masker.feed(data) if data else masker.flush())
+        except OSError:  # EPIPE: our reader left; EIO: the child's pty is gone
+            return False
+        return True
+
     with selectors.DefaultSelector() as sel:
         for fd in routes:
             sel.register(fd, selectors.EVENT_READ)
@@ -252,19 +334,12 @@ def _pump(proc: subprocess.Popen, routes: dict[int, tuple[int, Masker | None]],
             if exited and not events:
                 break
             for key, _ in events:
-                dest, masker = routes[key.fd]
-                data = _read(key.fd)
-                try:
-                    if masker is None:
-                        _write_all(dest, data)
-                    else:
-                        _write_all(dest, masker.feed(data) if data else masker.flush())
-                except OSError:  # EPIPE: our reader left; EIO: the child's pty is gone
-                    data = b""
-                if not data:
+                data = _read(key.fd, chunk)
+                if not deliver(key.fd, data) or not data:
                     sel.unregister(key.fd)
                     open_outputs.discard(key.fd)
                     closers.get(key.fd, lambda: None)()
     for fd in open_outputs:  # the child is gone; what its maskers still hold goes out
-        dest, masker = routes[fd]
-        _write_all(dest, masker.flush())
+        deliver(fd, b"")
+    if writer is not None:
+        writer.finish()

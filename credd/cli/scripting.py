@@ -285,7 +285,9 @@ def cmd_import(ns) -> int:
 def cmd_redact(ns) -> int:
     from credd.redact import redact_stream, redactor, stored_values
     with client() as c:
-        masker = redactor(stored_values(c), deep=ns.deep)
+        values = stored_values(c)
+    # compiled on threads while the input is opened; the first chunk waits for it
+    masker = redactor(values, deep=ns.deep, background=True)
     if ns.file and ns.file != "-":
         with open(ns.file, "rb") as src:
             redact_stream(src, sys.stdout.buffer, masker)

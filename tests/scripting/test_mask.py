@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -127,12 +129,179 @@ def test_repr_hides_values():
     assert "hunter" not in repr(Masker([b"hunter2hunter2"]))
 
 
-def test_hyperscan_in_several_databases(monkeypatch):
+def test_hyperscan_in_several_databases_compiled_and_scanned_side_by_side(monkeypatch):
     pytest.importorskip("hyperscan")
     from credd import mask
-    monkeypatch.setattr(mask._Hyperscan, "CHUNK", 3)
+    monkeypatch.setattr(mask._Hyperscan, "PER_DB", 2)
+    monkeypatch.setattr(mask, "cpus", lambda: 4)  # 10 patterns: 4 databases, not 5
+    monkeypatch.setattr(mask._Hyperscan, "PARALLEL_SCAN", 16)  # this short text: on threads
     secrets = [f"secret-{i:03d}".encode() for i in range(10)]
     masker = Masker(secrets, engine="hyperscan")
-    assert len(masker.patterns._engine.parts) == 4
+    assert len(masker.patterns.engine().parts) == 4
     text = b" ".join(secrets) + b" secret-999"
     assert masker.mask(text) == b" ".join([R] * 10) + b" secret-999"
+    assert feed_in_pieces(masker, text, [5, 17, 40]) == b" ".join([R] * 10) + b" secret-999"
+
+
+def random_corpus(seed: int, n_secrets: int, pieces: int) -> tuple[list[bytes], bytes]:
+    """Secrets from a small alphabet (shared prefixes, overlaps, one inside another) and
+    text made of noise, whole secrets and fragments of them."""
+    rng = random.Random(seed)
+    secrets = [bytes(rng.choices(b"abcdef0123", k=rng.randint(4, 30))) for _ in range(n_secrets)]
+    secrets += [s[:len(s) // 2 + 2] for s in secrets[:50]]      # prefixes of others
+    secrets += [a + b for a, b in zip(secrets[:40], secrets[40:80])]  # containing others
+    chunks = []
+    for _ in range(pieces):
+        kind = rng.random()
+        if kind < 0.3:
+            chunks.append(rng.choice(secrets))
+        elif kind < 0.5:
+            s = rng.choice(secrets)
+            chunks.append(s[:rng.randint(1, len(s))])                 # a fragment
+        else:
+            chunks.append(bytes(rng.choices(b"abcdef0123 \n", k=rng.randint(0, 40))))
+    return secrets, b"".join(chunks)
+
+
+@pytest.mark.skipif(not HAVE_HYPERSCAN, reason="hyperscan is not installed")
+@pytest.mark.parametrize("databases", [1, 3])
+def test_fast_path_and_fallback_agree_on_random_input_with_many_secrets(monkeypatch, databases):
+    from credd import mask
+    monkeypatch.setattr(mask, "cpus", lambda: databases)
+    monkeypatch.setattr(mask._Hyperscan, "PER_DB", 50)
+    monkeypatch.setattr(mask._Hyperscan, "PARALLEL_SCAN", 1 << 10)
+    for seed in range(3):
+        secrets, text = random_corpus(seed, 400, 3000)
+        fast = Masker(secrets, engine="hyperscan")
+        assert len(fast.patterns.engine().parts) == databases
+        slow = Masker(secrets, engine="find")
+        rng = random.Random(seed)
+        cuts = [rng.randint(0, len(text)) for _ in range(300)]
+        expected = reference(text, secrets)
+        assert feed_in_pieces(fast, text, cuts) == expected
+        assert feed_in_pieces(slow, text, cuts) == expected
+        assert fast.mask(text) == slow.mask(text) == expected
+
+
+@pytest.mark.parametrize("engine", ["auto", "hyperscan", "find"])
+def test_background_compile_gives_the_same_output(engine):
+    if engine == "hyperscan" and not HAVE_HYPERSCAN:
+        pytest.skip("hyperscan is not installed")
+    from credd.mask import Patterns
+    secrets, text = random_corpus(11, 300, 1500)
+    patterns = Patterns(secrets, engine=engine, background=True)
+    maskers = [Masker(patterns) for _ in range(3)]  # made at once, before compiling ends
+    cuts = random.Random(1).sample(range(len(text)), 50)
+    outputs = [feed_in_pieces(m, text, cuts) for m in maskers]
+    assert outputs == [reference(text, secrets)] * 3
+
+
+def test_background_compile_error_surfaces_on_first_use(monkeypatch):
+    from credd import mask
+
+    def broken(patterns):
+        raise MemoryError("compiling failed")
+
+    monkeypatch.setitem(mask.ENGINES, "hyperscan", broken)
+    patterns = mask.Patterns([b"secret-%d" % i for i in range(20)], engine="hyperscan",
+                             background=True)
+    masker = Masker(patterns)
+    with pytest.raises(MemoryError):
+        masker.feed(b"secret-1 and more")
+
+
+@pytest.mark.skipif(not HAVE_HYPERSCAN, reason="hyperscan is not installed")
+def test_secret_with_nul_byte_is_masked_by_hyperscan_too():
+    """The binding passes literals as C strings; a NUL byte must not cut one short."""
+    secrets = [b"ab\x00cdefgh"] + [b"filler%03dxx" % i for i in range(20)]
+    for engine in ("hyperscan", "auto", "find"):
+        masker = Masker(secrets, engine=engine)
+        assert masker.mask(b"xx ab\x00cdefgh yy filler003xx") == b"xx " + R + b" yy " + R
+        assert masker.mask(b"xx abQQQ yy") == b"xx abQQQ yy"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_secret_with_newline_split_at_the_newline_is_held(engine):
+    """Bytes no secret contains end a held tail early ("\n" usually), unless one does."""
+    secrets = [b"first-line\nsecond-line"] + [b"other-secret-%02d" % i for i in range(12)]
+    masker = Masker(secrets, engine=engine)
+    assert masker.feed(b"log: first-line\n") == b"log: "
+    assert masker.feed(b"second-line done\n") == R + b" done\n"
+    assert masker.feed(b"other-secret-01\n") == R + b"\n"   # nothing held after a newline
+    assert masker.feed(b"plain line\n") == b"plain line\n"
+
+
+def test_values_of_every_kind():
+    from credd.mask import as_bytes
+    got = as_bytes(["päss", b"p\xc3\xa4ss", bytearray(b"bytes-1"), memoryview(b"bytes-2"), "abc"])
+    assert got == [b"bytes-1", b"bytes-2", "päss".encode()]
+    assert Masker([bytearray(b"secret-one")]).mask(b"a secret-one b") == b"a " + R + b" b"
+
+
+def test_redact_stream_writes_each_piece_as_it_arrives():
+    """`tail -f log | credd redact`: output must not wait for a full chunk or end of input."""
+    import io
+    import threading
+
+    from credd.redact import redact_stream, redactor
+    r, w = os.pipe()
+    src = os.fdopen(r, "rb")
+    written = []
+
+    class Sink(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            written.append(bytes(b))
+            return len(b)
+
+    masker = redactor(["hunter2-secret-value"])
+    t = threading.Thread(target=redact_stream, args=(src, io.BufferedWriter(Sink()), masker))
+    t.start()
+    try:
+        os.write(w, b"line one hunter2-secret-value\n")
+        deadline = time.monotonic() + 10
+        while not written and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b"".join(written) == b"line one " + R + b"\n"
+    finally:
+        os.close(w)
+        t.join(10)
+        src.close()
+    assert not t.is_alive()
+
+
+def test_an_empty_stream_does_not_wait_for_compiling(monkeypatch):
+    """`credd run -- true` with many secrets: no output, so no waiting for the matcher."""
+    import threading
+
+    from credd import mask
+    release = threading.Event()
+
+    def slow(patterns):
+        release.wait(10)
+        return mask._FindLoop(patterns)
+
+    monkeypatch.setitem(mask.ENGINES, "hyperscan", slow)
+    patterns = mask.Patterns([b"secret-%d" % i for i in range(20)], engine="hyperscan",
+                             background=True)
+    try:
+        masker = Masker(patterns)
+        assert masker.feed(b"") == b"" and masker.flush() == b""
+        assert patterns._thread.is_alive()  # still compiling: nothing waited for it
+    finally:
+        release.set()
+    assert Masker(patterns).mask(b"a secret-7 b") == b"a " + R + b" b"
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_without_hyperscan_auto_falls_back_to_the_find_loop(monkeypatch, background):
+    import sys
+
+    from credd import mask
+    monkeypatch.setitem(sys.modules, "hyperscan", None)  # `import hyperscan` fails
+    secrets, text = random_corpus(3, 60, 400)
+    patterns = mask.Patterns(secrets, background=background)
+    assert isinstance(patterns.engine(), mask._FindLoop)
+    assert feed_in_pieces(Masker(patterns), text, [3, 99, 500]) == reference(text, secrets)

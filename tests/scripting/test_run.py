@@ -10,7 +10,10 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+
+import pytest
 
 from credd.mask import REPLACEMENT
 from tests.conftest import SENTINEL
@@ -183,6 +186,26 @@ time.sleep(30)
             proc.stderr.close()
 
 
+def _on_terminal(run_args: list[str], env: dict, converse, *, stdin_too: bool = False) -> str:
+    """`credd run RUN_ARGS` with its output on a new terminal; `converse(term)` returns what
+    it saw there, and credd must then exit 0."""
+    master, slave = pty.openpty()
+    proc = None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", *run_args], env=env,
+                                stdin=slave if stdin_too else subprocess.DEVNULL,
+                                stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        with os.fdopen(master, "r+b", buffering=0) as term:
+            seen = converse(term)
+            assert proc.wait(15) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return seen.decode()
+
+
 def test_pty_keeps_colours_and_masks(stocked, credd_env, tmp_path):
     child = script(tmp_path, "colour.py", """
 import os, sys
@@ -191,23 +214,13 @@ print("\\x1b[31m" + os.environ["GH"] + "\\x1b[0m and \\x1b[1mbold\\x1b[0m", flus
 line = sys.stdin.readline()
 print("read", line.strip()[::-1], flush=True)
 """)
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
-                                 "GH=credd://github/token", "--", sys.executable, child],
-                                env=credd_env, stdin=slave, stdout=slave, stderr=slave,
-                                start_new_session=True)
-        os.close(slave)
-        with os.fdopen(master, "r+b", buffering=0) as term:
-            seen = _wait_for(term, b"bold")
-            term.write(b"abc\r")
-            seen += _wait_for(term, b"read cba")
-            assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = seen.decode()
+    def converse(term) -> bytes:
+        seen = _wait_for(term, b"bold")
+        term.write(b"abc\r")
+        return seen + _wait_for(term, b"read cba")
+
+    text = _on_terminal(["--env", "GH=credd://github/token", "--", sys.executable, child],
+                        credd_env, converse, stdin_too=True)
     assert "tty True True" in text
     assert f"\x1b[31m{R}\x1b[0m and \x1b[1mbold\x1b[0m" in text
     assert TOKEN not in text
@@ -279,3 +292,125 @@ while not done and time.time() < deadline:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_many_secrets_and_megabytes_of_output_are_masked_exactly(stocked, credd_cmd, tmp_path):
+    """Enough secrets for the compiled matcher (built while the child starts) and output in
+    large, uneven writes, secrets straddling the 1 MiB reads: the same as masking it whole."""
+    from tests.scripting.test_mask import reference
+    values = [f"bulk-secret-{i:02d}-" + "k7Q" * (i % 7 + 1) for i in range(40)]
+    for i, value in enumerate(values):
+        stocked.set(f"bulk/{i:02d}", value=value)
+    env_file = tmp_path / "bulk.env"
+    env_file.write_text("".join(f"S{i}=credd://bulk/{i:02d}\n" for i in range(40)))
+    raw = tmp_path / "raw.out"
+    child = script(tmp_path, "bulk.py", """
+import os, random, sys
+rng = random.Random(5)
+values = [os.environ[f"S{i}"].encode() for i in range(40)]
+parts, size = [], 0
+while size < 3_500_000:
+    if rng.random() < 0.01:
+        part = rng.choice(values)
+    else:
+        part = bytes(rng.choices(b"abcdefk7Q-0123 \\n", k=rng.randint(1, 300)))
+    parts.append(part)
+    size += len(part)
+for at in (1 << 20, 2 << 20, 3 << 20):  # a secret across each 1 MiB boundary
+    parts.insert(0, values[at % 40])
+data = b"".join(parts)
+for at in (1 << 20, 2 << 20, 3 << 20):
+    v = values[at % 40]
+    data = data[:at - 5] + v + data[at - 5 + len(v):]
+open(sys.argv[1], "wb").write(data)
+pos = 0
+while pos < len(data):
+    n = rng.choice((1, 700, 65536, 700_000, 1_500_000))
+    os.write(1, data[pos:pos + n])
+    pos += n
+os.write(2, data[:100_000])
+""")
+    r = credd_cmd("run", "--env-file", str(env_file), "--", sys.executable, child, str(raw),
+                  timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = raw.read_bytes()
+    secrets = [v.encode() for v in values]
+    expected = reference(data, secrets)
+    assert r.stdout == expected
+    assert r.stderr == reference(data[:100_000], secrets)
+    assert expected.count(REPLACEMENT) > 100
+
+
+def _pump_child(tmp_path, body: str, secrets: list[str], *, threaded: bool,
+                masker_factory=None) -> bytes:
+    """Run a child with piped stdout and stderr through runner._pump into one pipe."""
+    from credd import runner
+    from credd.mask import Masker, Patterns
+    child = script(tmp_path, "pumped.py", body)
+    proc = subprocess.Popen([sys.executable, child], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    r, w = os.pipe()
+    patterns = Patterns(secrets, background=True)
+    make = masker_factory or (lambda: Masker(patterns))
+    routes = {proc.stdout.fileno(): (w, make()), proc.stderr.fileno(): (w, make())}
+    chunks = []
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(lambda: os.read(r, 65536), b"")))
+    reader.start()
+    try:
+        runner._pump(proc, routes, chunk=runner.PIPE_CHUNK, threaded=threaded)
+        proc.wait(15)
+    finally:
+        os.close(w)
+        reader.join(15)
+        os.close(r)
+        proc.stdout.close()
+        proc.stderr.close()
+    return b"".join(chunks)
+
+
+def test_threaded_pump_keeps_the_order_between_stdout_and_stderr(tmp_path):
+    body = """
+import os, sys, time
+for i in range(6):
+    os.write(1 + i % 2, b"piece %d secret-value-%d\\n" % (i, i))
+    time.sleep(0.05)
+"""
+    secrets = [f"secret-value-{i}" for i in range(12)]  # more than FEW: compiled matcher
+    expected = "".join(f"piece {i} {R}\n" for i in range(6)).encode()
+    assert _pump_child(tmp_path, body, secrets, threaded=True) == expected
+    assert _pump_child(tmp_path, body, secrets, threaded=False) == expected
+
+
+def test_threaded_pump_raises_what_masking_raised(tmp_path):
+    from credd.mask import Masker
+
+    class Broken(Masker):
+        def feed(self, data):
+            raise RuntimeError("masking failed")
+
+    body = "import os\nos.write(1, b'x' * 100000)\n"
+    with pytest.raises(RuntimeError, match="masking failed"):
+        _pump_child(tmp_path, body, ["secret-value"], threaded=True,
+                    masker_factory=lambda: Broken(["secret-value"]))
+
+
+def test_pty_with_many_secrets_masks_with_the_compiled_matcher(stocked, credd_env, tmp_path):
+    """More than a handful of secrets: compiled on a thread after the child is forked."""
+    values = [f"pty-secret-{i:02d}-" + "Zk9" * 4 for i in range(12)]
+    for i, value in enumerate(values):
+        stocked.set(f"ptybulk/{i:02d}", value=value)
+    env_file = tmp_path / "pty.env"
+    env_file.write_text("".join(f"P{i}=credd://ptybulk/{i:02d}\n" for i in range(12)))
+    child = script(tmp_path, "many.py", """
+import os, sys
+print("tty", sys.stdout.isatty(), flush=True)
+for i in range(12):
+    sys.stdout.write("v " + os.environ[f"P{i}"] + " ;")
+print(" done", flush=True)
+""")
+    text = _on_terminal(["--env-file", str(env_file), "--", sys.executable, child], credd_env,
+                        lambda term: _wait_for(term, b" done"))
+    assert "tty True" in text
+    assert text.count(f"v {R} ;") == 12
+    assert not any(value in text for value in values)
