@@ -44,3 +44,11 @@ def test_client_bench_every_section():
 def test_tui_bench():
     out = run_bench("tui_bench.py", "1200", timeout=50)  # 1,200: the fuzzy query has a match
     assert "first paint" in out and "keystroke net" in out
+
+
+@pytest.mark.timeout(60)
+def test_scripting_bench():
+    out = run_bench("scripting_bench.py", "--mb", "1", "--runs", "1", "--mask-runs", "1",
+                    "--secrets", "50", timeout=50)
+    assert "get_many round trips per run: 1" in out
+    assert "credd redact FILE" in out and "credd run -- cat FILE" in out and "Goal:" in out
