@@ -47,6 +47,16 @@ class TestFramesOut:
             protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=fast.CLIENT_NAME))
         assert fast.frame("status") == protocol.encode(protocol.Status())
 
+    @FAST
+    @given(refs=st.lists(st.text(max_size=60), max_size=40))
+    def test_get_many_frames_equal_protocol_encode(self, refs):
+        assert fast.frame("get_many", refs=refs) == protocol.encode(protocol.GetMany(refs=refs))
+
+    @pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
+    def test_every_array_header_size(self, count):
+        refs = [f"credd://e{i % 10}" for i in range(count)]
+        assert fast.frame("get_many", refs=refs) == protocol.encode(protocol.GetMany(refs=refs))
+
     def test_oversized_request_is_refused_before_sending(self):
         with pytest.raises(ProtocolError):
             fast.frame("get", name="x" * protocol.MAX_FRAME)
@@ -188,6 +198,27 @@ class TestConversations:
         near, far = _serve([WELCOME, protocol.Error(code=code, message="m")])
         with near, far, pytest.raises(exc):
             fast.get_value(near, "a/b")
+
+    def test_get_many_pipelines_hello_and_the_request(self):
+        values = {"credd://a": "1", "credd://b/f": "2"}
+        near, far = _serve([WELCOME, protocol.Secrets(values=values)])
+        with near, far:
+            assert fast.secrets_of(near, list(values)) == values
+            near.shutdown(socket.SHUT_WR)
+            assert _sent(far) == [protocol.Hello(protocol=1, client=fast.CLIENT_NAME),
+                                  protocol.GetMany(refs=list(values))]
+
+    def test_get_many_missing_refs_are_named(self):
+        near, far = _serve([WELCOME, protocol.Error(code="not_found", message="2 of 2",
+                                                    names=["credd://a", "credd://b"])])
+        with near, far, pytest.raises(NotFound) as info:
+            fast.secrets_of(near, ["credd://a", "credd://b"])
+        assert info.value.names == ["credd://a", "credd://b"]
+
+    def test_get_many_reply_of_the_wrong_shape_is_a_protocol_error(self):
+        near, far = _serve([WELCOME, protocol.Secret(name="a", value="v")])
+        with near, far, pytest.raises(ProtocolError):
+            fast.secrets_of(near, ["credd://a"])
 
     def test_a_newer_agent_is_a_version_mismatch_with_a_hint(self):
         from credd.errors import VersionMismatch

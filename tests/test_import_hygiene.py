@@ -79,3 +79,20 @@ def test_fast_path_without_agent_stays_light(credd_env):
     code = "from credd.cli import main\nrc = main(['get', 'x'])\nassert rc == 4, rc"
     loaded = roots(loaded_modules(code, credd_env, "-S"))
     assert not loaded & FAST_FORBIDDEN, sorted(loaded & FAST_FORBIDDEN)
+
+
+@pytest.mark.parametrize("command", ["run", "inject"])
+def test_run_and_inject_fetch_without_msgspec(stored, credd_env, tmp_path, command):
+    """They need argparse, but fetch through the fast path's get_many (msgspec: ~50 ms).
+    (`run --no-mask` execs the program, so the masked run is the one probed.)"""
+    template = tmp_path / "t.txt"
+    template.write_text("key={{ credd://hygiene }}\n")
+    argv = (["run", "--env", "V=credd://hygiene", "--", "true"] if command == "run"
+            else ["inject", "-i", str(template), "-o", str(tmp_path / "out.txt")])
+    code = f"from credd.cli import main\nrc = main({argv!r})\nassert rc == 0, rc"
+    loaded = roots(loaded_modules(code, credd_env))
+    forbidden = HEAVY | {"msgspec", "credd.client", "credd.protocol"}
+    assert "argparse" in loaded and "credd.cli.fast" in loaded
+    assert not loaded & forbidden, sorted(loaded & forbidden)
+    if command == "inject":
+        assert (tmp_path / "out.txt").read_text() == "key=v\n"

@@ -1,4 +1,4 @@
-"""The stdlib-only fast path for `credd get` and `credd status`, and the socket layer.
+"""The stdlib-only fast path for `credd get` and `credd status`, and `get_many` for run/inject.
 
 Starting Python costs ~11 ms; msgspec (~28 ms), argparse (~11 ms), `socket`
 (~9 ms: it drags in enum and selectors) and `re` would triple that for the
@@ -6,7 +6,8 @@ one command scripts run most. So `fast_main` answers `get NAME[/FIELD] [-n]`
 and `status [--json]` with `_socket`, a hand-written encoder for the three
 requests it sends and a tiny MessagePack reader for the replies. Anything
 else, or anything unusual (--help, `--`, unknown flags), returns None and the
-argparse CLI takes over. `credd.protocol` stays the one contract:
+argparse CLI takes over. `credd run` and `credd inject` go through argparse
+but fetch with `get_many` here, so they skip msgspec too (~50 ms a run). `credd.protocol` stays the one contract:
 tests/test_fastpath.py checks these bytes against `protocol.encode` and these
 readings against msgspec.
 
@@ -48,12 +49,25 @@ def _pack_uint(i: int) -> bytes:
     return b"\xce" + i.to_bytes(4, "big")
 
 
-def frame(message_type: str, **fields: str | int | None) -> bytes:
-    """A whole frame for a map of str/uint fields, as msgspec writes it (None: omitted)."""
+def _pack_strs(items: list[str]) -> bytes:
+    n = len(items)
+    header = (bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big") if n < 0x10000
+              else b"\xdd" + n.to_bytes(4, "big"))
+    return header + b"".join(map(_pack_str, items))
+
+
+def _pack(value: str | int | list[str]) -> bytes:
+    if isinstance(value, str):
+        return _pack_str(value)
+    if isinstance(value, list):
+        return _pack_strs(value)
+    return _pack_uint(value)
+
+
+def frame(message_type: str, **fields: str | int | list[str] | None) -> bytes:
+    """A whole frame for a map of str/uint/[str] fields, as msgspec writes it (None: omitted)."""
     items = [("type", message_type), *((k, v) for k, v in fields.items() if v is not None)]
-    body = bytes((0x80 | len(items),)) + b"".join(
-        _pack_str(k) + (_pack_str(v) if isinstance(v, str) else _pack_uint(v))
-        for k, v in items)
+    body = bytes((0x80 | len(items),)) + b"".join(_pack_str(k) + _pack(v) for k, v in items)
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"request of {len(body)} bytes exceeds the frame limit")
     return len(body).to_bytes(4, "big") + body
@@ -218,6 +232,26 @@ def get_value(sock, arg: str) -> str:
         return reply["value"]
 
     return get_with_fallback(arg, fetch)
+
+
+def secrets_of(sock, refs: list[str]) -> dict[str, str]:
+    """`get_many` on `sock`: hello and the request in one write, the values by reference."""
+    send_all(sock, hello_frame() + frame("get_many", refs=list(refs)))
+    check_welcome(read_reply(sock))
+    values = expect(read_reply(sock), "secrets").get("values")
+    if not (isinstance(values, dict) and all(isinstance(v, str) for v in values.values())):
+        raise ProtocolError("the agent sent secrets that are not a map of strings")
+    return values
+
+
+def get_many(refs: list[str]) -> dict[str, str]:
+    """The values of many `credd://` references in one round trip, without msgspec:
+    `credd run` and `credd inject` resolve through this (see refs.resolve_all)."""
+    sock = connect()
+    try:
+        return secrets_of(sock, refs)
+    finally:
+        sock.close()
 
 
 def _run_get(args: tuple[str, bool]) -> int:

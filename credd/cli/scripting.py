@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from credd.cli.fast import get_many
 from credd.cli.output import client
 from credd.errors import BadRequest, Exists, NotFound
 
@@ -114,10 +115,7 @@ def cmd_run(ns) -> int:
     if not argv:
         raise BadRequest("no command given: credd run [OPTIONS] -- CMD [ARGS]")
     refs, plain = _declared(ns)
-    values = {}
-    if refs:
-        with client() as c:
-            values = resolve_all(refs.values(), c.get_many)
+    values = resolve_all(refs.values(), get_many) if refs else {}
     secrets = {var: values[ref] for var, ref in refs.items()}
     base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
             else dict(os.environ))
@@ -142,10 +140,7 @@ def cmd_inject(ns) -> int:
         check_overwrite(ns.out, ns.force)  # fail before anything is fetched
     template = _read_text(ns.template or "-")
     wanted = find_template_refs(template)
-    values = {}
-    if wanted:
-        with client() as c:
-            values = resolve_all(wanted, c.get_many)
+    values = resolve_all(wanted, get_many) if wanted else {}
     rendered = render(template, values).encode()
     if ns.out:
         write_private(ns.out, rendered, force=ns.force)
