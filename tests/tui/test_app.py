@@ -223,15 +223,20 @@ class TestCopy:
 
     def test_a_newer_copy_cancels_the_older_clear(self, browsing, make_app, run, osc_log):
         async def scenario():
-            async with running(make_app(browsing, clip_seconds=0.6)) as pilot:
-                screen = await _browse(pilot)
+            # Timed by what is observed, not by sleeps: on a loaded machine the second
+            # copy may land late, but it must land before the first clear is due.
+            async with running(make_app(browsing, clip_seconds=1.0)) as pilot:
+                await _browse(pilot)
                 await pilot.press("c")
                 await wait_until(pilot, lambda: len(osc_log) == 1)
                 await pilot.pause(0.3)
                 await pilot.press("down", "c")
-                await wait_until(pilot, lambda: len(osc_log) == 2)
-                await wait_until(pilot, lambda: len(osc_log) == 3, what="one clear")
-                await pilot.pause(0.5)
+                await wait_until(pilot, lambda: len(osc_log) >= 2)
+                assert osc_log[1] != CLEAR, "the second copy came after the first clear was due"
+                waited = await wait_until(pilot, lambda: len(osc_log) >= 3, what="one clear")
+                # the older copy's clear was due 1.0 s after it, i.e. < 0.7 s after this copy
+                assert waited >= 0.8 and osc_log[2] == CLEAR
+                await pilot.pause(0.3)
                 assert osc_log[2:] == [CLEAR]                        # only the newer copy's clear
         run(scenario())
 
