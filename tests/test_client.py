@@ -308,7 +308,7 @@ def test_client_refuses_an_agent_of_another_uid_before_sending(foreign_socket):
 
 
 class TestDecode:
-    """Big replies are decoded with the collector paused, and it is always restored."""
+    """Big replies decode without touching the collector: its state is the caller's."""
 
     BIG = protocol.encode(protocol.Entries(
         entries=[protocol.EntryMeta(name=f"e{i}", tags=("t",)) for i in range(5000)]))[4:]

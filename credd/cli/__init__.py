@@ -66,8 +66,8 @@ def build_parser(command: str | None = None):
     )
     parser.add_argument("--version", action="version", version=f"credd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    module_of_command = _MODULE_OF.get(command or "")
-    for name in (module_of_command,) if module_of_command else COMMAND_MODULES:
+    own = _MODULE_OF.get(command)
+    for name in (own,) if own else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"credd.cli.{name}")
         except ModuleNotFoundError as exc:

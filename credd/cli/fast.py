@@ -7,9 +7,9 @@ and `status [--json]` with `_socket`, a hand-written encoder for the three
 requests it sends and a tiny MessagePack reader for the replies. Anything
 else, or anything unusual (--help, `--`, unknown flags), returns None and the
 argparse CLI takes over. `credd run` and `credd inject` go through argparse
-but fetch with `get_many` here, so they skip msgspec too (~50 ms a run). `credd.protocol` stays the one contract:
-tests/test_fastpath.py checks these bytes against `protocol.encode` and these
-readings against msgspec.
+but fetch with `get_many` here, so they skip msgspec too (~50 ms a run).
+`credd.protocol` stays the one contract: tests/test_fastpath.py checks these
+bytes against `protocol.encode` and these readings against msgspec.
 
 The socket layer (connect, uid check, framing) is `credd.wire`'s, shared
 with both clients.
