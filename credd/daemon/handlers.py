@@ -329,7 +329,7 @@ def _array_header(n: int) -> bytes:
 def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    matches, match = state.require_unlocked().list(), _matcher(req)
+    matches, match = state.require_unlocked().entries(), _matcher(req)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])

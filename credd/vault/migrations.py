@@ -1,4 +1,4 @@
-"""Format versions and forward migrations, each preceded by a backup beside the vault.
+"""Format versions and forward migrations, after one backup beside the vault.
 
 The format is `PRAGMA user_version`. A migration is structural (it needs no
 key, so it runs at open, while the vault is still locked) and runs in one
@@ -8,6 +8,9 @@ Format history:
   1  first release: vault header, key slots, entries, history
   2  index on history(entry, version): history, restore, purge and pruning
      no longer scan every version of every entry
+  3  snapshot table: the sealed metadata snapshot that speeds up unlock and
+     the first list (credd/vault/snapshot.py); a vault without one unlocks
+     row by row as before
 """
 
 from __future__ import annotations
@@ -25,10 +28,18 @@ def _history_index(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS history_entry ON history(entry, version)")
 
 
+def _snapshot_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                 "generation INTEGER NOT NULL, blob BLOB NOT NULL)")
+
+
 #: to-version → step that brings format to-version - 1 up to it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
+    3: _snapshot_table,
 }
+#: The first format with a snapshot table.
+SNAPSHOTS = 3
 LATEST = max(MIGRATIONS, default=1)
 
 
@@ -55,9 +66,9 @@ def migrate(conn: sqlite3.Connection, path: str, *, target: int = LATEST,
     if current < 1:
         raise BadRequest(f"{path} has no vault format version: not a credd vault")
     written = []
+    if backups and current < target:  # one copy of the file as it was, before any step
+        written.append(backup(conn, path, current))
     for version in range(current + 1, target + 1):
-        if backups:
-            written.append(backup(conn, path, version - 1))
         try:
             with db.transaction(conn):
                 MIGRATIONS[version](conn)

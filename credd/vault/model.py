@@ -96,6 +96,15 @@ def to_entry_meta(m: MetaRecord) -> EntryMeta:
                      m.version, m.rotate_after, m.expires, m.deleted)
 
 
+def from_entry_meta(e: EntryMeta) -> MetaRecord:
+    """The file form of a wire record (the reverse of `to_entry_meta`); on write paths only."""
+    return MetaRecord(name=e.name, kind=e.kind, service=e.service, tags=e.tags,
+                      fields=dict(e.fields), secret_fields=e.secret_fields,
+                      has_value=e.has_value, has_notes=e.has_notes, created=e.created,
+                      updated=e.updated, version=e.version, rotate_after=e.rotate_after,
+                      expires=e.expires, deleted=e.deleted)
+
+
 class SecretEntry:
     """An entry with its secrets, as `reveal` returns it; never printed in clear."""
 

@@ -47,6 +47,7 @@ def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
             raise IntegrityError(f"{vault.path} was changed by another process: "
                                  "lock and unlock again")
         gen += 1
+        vault._drop_snapshot(conn)  # sealed under the old key
         rows = conn.execute("SELECT id, rev, secret FROM entries").fetchall()
         hist = conn.execute("SELECT hid, entry, version, rev, blob FROM history").fetchall()
         progress = _Progress(report, len(rows) + len(hist))
@@ -57,10 +58,11 @@ def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
                      (gen, digest.to_bytes(32, "big"),
                       new.header_mac(vault._header_bytes(gen, digest))))
     db.checkpoint_truncate(conn)
-    cache = {new_ids[row_id]: _Cached(gen, c.meta) for row_id, c in vault._cache.items()}
+    cache = {new_ids[row_id]: _Cached(gen, c.record, c.wire) for row_id, c in vault._cache.items()}
     old.wipe()
     vault._keys, vault._cache, vault._generation, vault._digest = new, cache, gen, digest
     vault._sorted = None
+    vault._verified = None  # every meta column is new: no snapshot until the next unlock
     vault._remember(gen)
     report(progress.total, progress.total)
     return recovery_text

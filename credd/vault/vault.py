@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 
 import msgspec
@@ -37,13 +37,13 @@ from credd import paths
 from credd.errors import (BadPassphrase, BadRequest, Exists, IntegrityError, LockedError,
                           NotFound, NoVault)
 from credd.protocol import EntryMeta, Field, VersionInfo
-from credd.vault import counter, crypto, db, keyslots, migrations
+from credd.vault import counter, crypto, db, keyslots, migrations, snapshot
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, ad, row_ad
 from credd.vault.keyslots import KEY, PASSPHRASE, RECOVERY, KdfParams
 from credd.vault.changes import Change
 from credd.vault.model import (HistoryRecord, MetaRecord, SecretEntry, SecretRecord,
                                canonical_name, check_label, decode_history, decode_meta,
-                               decode_secret, encode, to_entry_meta)
+                               decode_secret, encode, from_entry_meta, to_entry_meta)
 
 #: At least this many superseded versions are kept per entry.
 HISTORY_KEEP = 20
@@ -52,9 +52,13 @@ _CHUNK = 2048
 _NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
 _SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
 _BY_NAME = operator.attrgetter("name")
-_DELETED = operator.attrgetter("meta.deleted")
+_ENTRY = operator.attrgetter("entry")
+_ROW_ID, _META_COLUMN = operator.itemgetter(0), operator.itemgetter(-1)
+_DELETED = operator.attrgetter("deleted")
 #: Names remembered per unlock by `_locate` (about 100 bytes each).
 _LOCATED_MAX = 4096
+#: How long sealing the snapshot at lock waits for another writer (ms) before giving up.
+_SNAPSHOT_WAIT_MS = 200
 _GENERIC = "wrong passphrase or damaged vault"
 _DAMAGE_HINT = "; run `credd check` (a vault restored on purpose: see docs/vault.md)"
 
@@ -76,20 +80,65 @@ class _Cached(msgspec.Struct, gc=False):
     decrypt from memory without SQLite. Every write makes a new _Cached (new
     rev), and lock drops them all, so a sealed blob never outlives its row.
 
+    It holds the metadata as a file record, a wire record or both, each made
+    from the other on first use: a row-by-row unlock decodes file records, a
+    snapshot unlock wire records (so that its first list makes none). Fields
+    that both share (name, deleted) are read from whichever is there.
+
     A gc=False struct: unlock makes 100,000 of these, and it can never be part
     of a cycle (an int, a gc=False record, a wire record that does not point back).
     """
 
     rev: int
-    meta: MetaRecord
+    record: MetaRecord | None = None
     wire: EntryMeta | None = None
     sealed: bytes | None = None
 
     @property
+    def meta(self) -> MetaRecord:
+        if self.record is None:
+            self.record = from_entry_meta(self.wire)  # type: ignore[arg-type]
+        return self.record
+
+    @property
     def entry(self) -> EntryMeta:
         if self.wire is None:
-            self.wire = to_entry_meta(self.meta)
+            self.wire = to_entry_meta(self.record)  # type: ignore[arg-type]
         return self.wire
+
+    @property
+    def name(self) -> str:
+        return (self.wire or self.record).name  # type: ignore[union-attr]
+
+    @property
+    def deleted(self) -> float | None:
+        return (self.wire or self.record).deleted  # type: ignore[union-attr]
+
+
+class EntryView(Sequence):
+    """Live entries in name order, each made a wire record (`EntryMeta`) when first read.
+
+    The agent pages a list of 100,000 through this: the first list after an unlock
+    converts one page at a time while the client decodes the page before, instead of
+    converting everything before the first page leaves. The rows are the vault's
+    sorted list at the time of the call; writes replace that list, never change it.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[_Cached]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return list(map(_ENTRY, self._rows[index]))
+        return self._rows[index].entry
+
+    def __iter__(self) -> Iterator[EntryMeta]:
+        return map(_ENTRY, self._rows)
 
 
 @contextlib.contextmanager
@@ -131,6 +180,7 @@ class _Txn:
         self.gen = generation
         self.digest = digest
         self.cache: dict[bytes, _Cached | None] = {}
+        self.metas: dict[bytes, bytes | None] = {}  # meta columns written (None: deleted)
         self.scrub = False  # checkpoint(TRUNCATE) after commit
 
 
@@ -147,6 +197,7 @@ class Vault:
         self._lock = threading.RLock()
         self._closed = False
         self._clock: Callable[[], float] = time.time
+        self._snapshots = False  # the file has a snapshot table (format >= 3)
         self._reset()
 
     def _reset(self) -> None:
@@ -156,8 +207,14 @@ class Vault:
         self._cache: dict[bytes, _Cached] = {}
         self._bad: dict[bytes, str] = {}
         self._damage: list[str] = []
-        self._sorted: list[EntryMeta] | None = None
+        self._sorted: list[_Cached] | None = None  # live entries by name, until a write
         self._live = 0
+        #: The generation the file's snapshot is known to be sealed for (loaded or saved).
+        self._snapshot_gen: int | None = None
+        #: Every row's meta column as it authenticated at unlock or was written since:
+        #: a snapshot is sealed only over these bytes, never over whatever the file
+        #: holds at lock (that would bless a column changed behind our back).
+        self._verified: dict[bytes, bytes] | None = None
         self._generation = 0
         self._digest = 0
 
@@ -201,6 +258,7 @@ class Vault:
         migrations.migrate(conn, path, target=fmt, backups=False)
         vault = cls(path, crypto.random_bytes(16), state_dir)
         vault._adopt(conn)
+        vault._snapshots = fmt >= migrations.SNAPSHOTS
         dek = bytearray(crypto.random_bytes(crypto.KEY_LEN))
         keys = Keys(dek)
         recovery_text, recovery_raw = keyslots.new_recovery_key()
@@ -215,6 +273,7 @@ class Vault:
             vault._insert_slot(conn, "recovery", rheader, rkek, dek)
             crypto.wipe(rkek)
         vault._install(keys, kek, (PASSPHRASE, 1))
+        vault._verified = {}  # no rows yet: every one it will hold, it writes
         return vault, recovery_text
 
     @classmethod
@@ -245,6 +304,7 @@ class Vault:
             raise IntegrityError(f"{path} has no valid vault header")
         vault = cls(path, row[0], state_dir)
         vault._adopt(conn)
+        vault._snapshots = db.user_version(conn) >= migrations.SNAPSHOTS
         return vault
 
     def close(self) -> None:
@@ -287,6 +347,11 @@ class Vault:
     @property
     def unlocked(self) -> bool:
         return self._keys is not None
+
+    @property
+    def from_snapshot(self) -> bool:
+        """This unlock read the metadata from the file's snapshot (not row by row)."""
+        return self._keys is not None and self._snapshot_gen is not None
 
     def unlock(self, passphrase: str | None = None, *, key: bytes | None = None,
                recovery_key: str | None = None) -> None:
@@ -347,51 +412,76 @@ class Vault:
                           f"< {remembered}): it was rolled back to an earlier copy")
         cache: dict[bytes, _Cached] = {}
         bad: dict[bytes, str] = {}
+        live = None
         with _gc_paused():  # 100,000 new objects would otherwise trigger many collections
-            digest_now = self._decrypt_all(conn, keys, cache, bad)
+            rows = conn.execute("SELECT id, rev, meta FROM entries").fetchall()
+            digest_now = self._rows_digest(conn, keys, rows)
+            if digest_now == digest_int and not damage:
+                live = self._from_snapshot(conn, keys, gen, digest, rows, cache)
+            if live is None:
+                self._decrypt_all(keys, rows, cache, bad)
         if digest_now != digest_int:
             damage.append("entries were replayed, removed or added outside credd")
         self._keys, self._cache, self._bad, self._damage = keys, cache, bad, damage
         self._generation, self._digest = gen, digest_int
-        self._live = list(map(_DELETED, cache.values())).count(None)
-        self._sorted = None
+        self._verified = dict(zip(map(_ROW_ID, rows), map(_META_COLUMN, rows)))
+        self._live = len(live) if live is not None else list(
+            map(_DELETED, cache.values())).count(None)
+        self._sorted = live
         if not damage:
             self._remember(gen)
 
-    def _decrypt_all(self, conn, keys: Keys, cache: dict, bad: dict) -> int | None:
-        """Fill the metadata cache; return the set digest of the rows in the file
-        (None when a row is too malformed to take part in it).
-
-        This is the cost of an unlock at 100,000 entries, so rows go through in
-        chunks of bulk, C-level steps; a chunk where anything fails is redone
-        row by row, so that every bad row is found and named.
-        """
-        ids: list = []
-        tails: list[bytes] | None = []
-        cursor = conn.execute("SELECT id, rev, meta FROM entries")
-        while rows := cursor.fetchmany(_CHUNK):
-            chunk_ids, revs, blobs = zip(*rows)
-            try:
-                metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
-            except Exception:  # any damage (tag, types, lengths, encoding)
-                self._decrypt_rows(keys, rows, cache, bad)
-            else:
-                cache.update(zip(chunk_ids, map(_Cached, revs, metas)))
-            ids += chunk_ids
-            if tails is not None:
-                try:
-                    tails.append(crypto.zero_version_tails(revs))
-                except struct.error:  # a rev too malformed for the digest (keep naming rows)
-                    tails = None
-        if tails is None:
-            return None
+    def _rows_digest(self, conn, keys: Keys, rows: list) -> int | None:
+        """The set digest of the rows in the file and of its history (None when a row is
+        too malformed to take part in it)."""
+        ids, revs = list(map(_ROW_ID, rows)), list(map(operator.itemgetter(1), rows))
         history = conn.execute("SELECT entry, version, rev FROM history").fetchall()
         history_ids, versions, history_revs = zip(*history) if history else ((), (), ())
         try:
-            return keys.digest(ENTRY, ids, b"".join(tails)) ^ keys.digest(
+            tails = b"".join(crypto.zero_version_tails(revs[i:i + _CHUNK])
+                             for i in range(0, len(revs), _CHUNK))
+            return keys.digest(ENTRY, ids, tails) ^ keys.digest(
                 HISTORY, history_ids, list(map(TAIL.pack, history_revs, versions)))
         except (ValueError, TypeError, struct.error):
             return None
+
+    def _from_snapshot(self, conn, keys: Keys, gen: int, digest: bytes, rows: list,
+                       cache: dict) -> list[_Cached] | None:
+        """Fill the cache from the file's snapshot if it is exactly this file's; return
+        its live entries, already in name order (None: unlock row by row)."""
+        if not self._snapshots:
+            return None
+        stored = conn.execute("SELECT generation, blob FROM snapshot WHERE id = 1").fetchone()
+        if stored is None or stored[0] != gen:
+            return None
+        try:
+            rows_hash = snapshot.rows_hash(list(map(_META_COLUMN, rows)))
+        except (TypeError, struct.error):  # a malformed column: row by row names it
+            return None
+        body = snapshot.open_(keys, self.vault_id, gen, digest, rows_hash, stored[1], len(rows))
+        if body is None:
+            return None
+        cached = list(map(_Cached, body.revs, repeat(None), body.entries))
+        cache.update(zip(body.ids, cached))
+        self._snapshot_gen = gen
+        return [c for c, e in zip(cached, body.entries) if e.deleted is None]
+
+    def _decrypt_all(self, keys: Keys, rows: list, cache: dict, bad: dict) -> None:
+        """Fill the metadata cache row by row.
+
+        This is the cost of an unlock without a snapshot, so rows go through in
+        chunks of bulk, C-level steps; a chunk where anything fails is redone
+        row by row, so that every bad row is found and named.
+        """
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start:start + _CHUNK]
+            chunk_ids, revs, blobs = zip(*chunk)
+            try:
+                metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
+            except Exception:  # any damage (tag, types, lengths, encoding)
+                self._decrypt_rows(keys, chunk, cache, bad)
+            else:
+                cache.update(zip(chunk_ids, map(_Cached, revs, metas)))
 
     def _decrypt_chunk(self, keys: Keys, ids: tuple, revs: tuple, blobs: tuple
                        ) -> list[MetaRecord]:
@@ -418,12 +508,49 @@ class Vault:
             self._keys, self._kek, self._unlocked_by = keys, kek, unlocked_by
 
     def lock(self) -> None:
-        """Drop the DEK, its subkeys, the slot KEK and every decrypted cache."""
+        """Seal the snapshot if it is stale, then drop the DEK, its subkeys, the slot KEK
+        and every decrypted cache."""
         with self._lock:
             if self._keys is not None:
+                self._save_snapshot(self._keys)
                 self._keys.wipe()
             crypto.wipe(self._kek)
             self._reset()
+
+    def _save_snapshot(self, keys: Keys) -> None:
+        """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
+
+        Best effort, and quick to give up: it runs as the vault locks, and a missing
+        snapshot only means the next unlock goes row by row.
+        """
+        if (not self._snapshots or self._snapshot_gen == self._generation or self._bad
+                or self._damage or self._closed or self._verified is None):
+            return
+        conn = self._conn()
+        conn.execute(f"PRAGMA busy_timeout={_SNAPSHOT_WAIT_MS}")
+        try:
+            with db.transaction(conn):
+                sealed_for = self._seal_snapshot(conn, keys)
+            self._snapshot_gen = sealed_for
+        except Exception:  # full disk, busy file, …: the next unlock goes row by row
+            pass
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
+
+    def _seal_snapshot(self, conn, keys: Keys) -> int | None:
+        """Write the snapshot in the open transaction; the generation it is for, or None."""
+        gen, digest = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
+        if gen != self._generation or digest != self._digest.to_bytes(32, "big"):
+            return None  # changed by another process: not ours to describe
+        rows = conn.execute("SELECT id, meta FROM entries").fetchall()
+        blobs, verified = list(map(_META_COLUMN, rows)), self._verified
+        if len(rows) != len(verified) or list(map(verified.get, map(_ROW_ID, rows))) != blobs:
+            return None  # not the bytes that authenticated: the next unlock checks every row
+        sealed = snapshot.seal(keys, self.vault_id, gen, digest, snapshot.rows_hash(blobs),
+                               self._cache)
+        conn.execute("INSERT OR REPLACE INTO snapshot (id, generation, blob) VALUES (1, ?, ?)",
+                     (gen, sealed))
+        return gen
 
     def _require(self) -> Keys:
         keys = self._keys
@@ -470,7 +597,7 @@ class Vault:
         cached = self._cache.get(row_id)
         if cached is None:
             raise NotFound(f"no entry named {name!r}", names=[name])
-        in_trash = cached.meta.deleted is not None
+        in_trash = cached.deleted is not None
         if trashed is not None and in_trash != trashed:
             raise NotFound(f"{name!r} is in the trash: undelete it first" if in_trash
                            else f"{name!r} is not in the trash", names=[name])
@@ -528,23 +655,27 @@ class Vault:
 
     def list(self) -> list[EntryMeta]:
         """Every live entry's metadata, sorted by name (from the in-memory cache)."""
+        return list(self.entries())
+
+    def entries(self) -> "EntryView":
+        """`list`, as a view that makes each wire record only when it is read."""
         self._require()
         if self._bad:
             raise VaultIntegrityError(
                 f"{len(self._bad)} entries failed authentication{_DAMAGE_HINT}",
                 row=next(iter(self._bad)).hex())
-        snapshot = self._sorted
-        if snapshot is None:
-            with self._lock, _gc_paused():
-                snapshot = sorted((c.entry for c in self._cache.values()
-                                   if c.meta.deleted is None), key=_BY_NAME)
-                self._sorted = snapshot
-        return list(snapshot)
+        rows = self._sorted
+        if rows is None:
+            with self._lock:
+                rows = sorted((c for c in self._cache.values() if c.deleted is None),
+                              key=_BY_NAME)
+                self._sorted = rows
+        return EntryView(rows)
 
     def trash(self) -> list[EntryMeta]:
         self._require()
         return sorted((c.entry for c in list(self._cache.values())
-                       if c.meta.deleted is not None), key=_BY_NAME)
+                       if c.deleted is not None), key=_BY_NAME)
 
     def describe(self, name: str) -> EntryMeta:
         return self._find(name)[1].entry
@@ -626,6 +757,7 @@ class Vault:
                     raise IntegrityError(f"{self.path} was changed by another process: "
                                          "lock and unlock again")
                 txn = _Txn(gen + 1, self._digest)
+                self._drop_snapshot(conn)
                 yield conn, keys, txn
                 conn.execute("UPDATE vault SET generation = ?, digest = ?, mac = ? WHERE id = 1",
                              (txn.gen, txn.digest.to_bytes(32, "big"),
@@ -635,14 +767,26 @@ class Vault:
                 db.checkpoint_truncate(conn)
         self._remember(txn.gen)
 
+    def _drop_snapshot(self, conn) -> None:
+        """Part of every write: no older metadata (of a renamed or purged entry) may outlive it."""
+        if self._snapshots:
+            conn.execute("DELETE FROM snapshot")
+        self._snapshot_gen = None
+
     def _commit(self, txn: _Txn) -> None:
         for row_id, cached in txn.cache.items():
             old = self._cache.pop(row_id, None)
-            self._live -= old is not None and old.meta.deleted is None
+            self._live -= old is not None and old.deleted is None
             self._bad.pop(row_id, None)
             if cached is not None:
                 self._cache[row_id] = cached
-                self._live += cached.meta.deleted is None
+                self._live += cached.deleted is None
+        if self._verified is not None:
+            for row_id, blob in txn.metas.items():
+                if blob is None:
+                    self._verified.pop(row_id, None)
+                else:
+                    self._verified[row_id] = blob
         self._generation, self._digest = txn.gen, txn.digest
         self._sorted = None
 
@@ -659,12 +803,14 @@ class Vault:
             txn.digest ^= keys.digest_item(ENTRY, row_id, old_rev)
         txn.digest ^= keys.digest_item(ENTRY, row_id, rev)
         cached = txn.cache[row_id] = _Cached(rev, meta)
+        txn.metas[row_id] = meta_blob
         return cached.entry
 
     def _delete_row(self, conn, keys: Keys, txn: _Txn, row_id: bytes, rev: int) -> None:
         conn.execute("DELETE FROM entries WHERE id = ?", (row_id,))
         txn.digest ^= keys.digest_item(ENTRY, row_id, rev)
         txn.cache[row_id] = None
+        txn.metas[row_id] = None
 
     def _add_history(self, conn, keys: Keys, txn: _Txn, row_id: bytes, meta: MetaRecord,
                      secret: SecretRecord, replaced: float) -> None:

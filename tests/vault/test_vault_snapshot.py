@@ -1,0 +1,197 @@
+"""The metadata snapshot: sealed at lock, used by the next unlock only when it is exactly
+the file's, dropped by every write; anything else falls back to the row-by-row unlock."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from credd.protocol import Field
+from credd.vault import Vault, VaultIntegrityError
+from credd.vault.vault import EntryView
+from tests.conftest import TEST_PASSPHRASE
+from tests.vault.conftest import raw, reopen
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _fill(vault: Vault) -> None:
+    vault.put("b/two", value="2", kind="password", service="svc", tags=["x", "y"],
+              fields=[Field(name="user", value="bob", secret=False), Field(name="pin", value="9")],
+              notes="n", rotate_after=3600, expires=4_000_000_000)
+    vault.put("a/one", value="1")
+    vault.put("a/one", value="1b")  # a history version
+    vault.put("c/gone", value="3")
+    vault.delete("c/gone")          # in the trash
+    vault.put("é/unicode", value="4")
+
+
+def _view(vault: Vault) -> tuple:
+    """Everything the metadata cache answers, as plain data (every field: to_builtins would
+    leave out a value that is the field's default object but keep an equal copy of it)."""
+    entries = [list(map(msgspec.structs.asdict, got)) for got in (vault.list(), vault.trash())]
+    history = [vault.history(e.name) for e in vault.list()]
+    return entries, msgspec.to_builtins(history), [vault.get(e.name) for e in vault.list()]
+
+
+def _snapshots(path: str) -> list[tuple]:
+    db = raw(path)
+    try:
+        return db.execute("SELECT generation, blob FROM snapshot").fetchall()
+    finally:
+        db.close()
+
+
+def _set_snapshot(path: str, generation: int, blob: bytes) -> None:
+    db = raw(path)
+    db.execute("INSERT OR REPLACE INTO snapshot (id, generation, blob) VALUES (1, ?, ?)",
+               (generation, blob))
+    db.close()
+
+
+def _drop_snapshot(path: str) -> None:
+    db = raw(path)
+    db.execute("DELETE FROM snapshot")
+    db.close()
+
+
+def test_lock_seals_a_snapshot_and_the_next_unlock_answers_the_same_from_it(vault):
+    _fill(vault)
+    rows_view = _view(vault)
+    assert not vault.from_snapshot  # it was written to, not unlocked from a snapshot
+    again = reopen(vault)
+    assert again.from_snapshot and len(_snapshots(again.path)) == 1
+    assert _view(again) == rows_view
+    assert again.describe("b/two").fields == {"user": "bob"}
+    assert again.get("b/two", "pin") == "9" and again.entry_count == 3
+    again.put("d/new", value="5")  # the records made from the snapshot write like any other
+    again.restore("a/one", 1)
+    assert again.get("a/one") == "1" and again.get("d/new") == "5"
+    after = _view(again)
+    third = reopen(again)
+    assert third.from_snapshot and _view(third) == after
+    _drop_snapshot(third.path)
+    fourth = reopen(third)
+    assert not fourth.from_snapshot and _view(fourth) == after
+    fourth.close()
+
+
+def test_every_write_drops_the_snapshot_in_its_own_transaction(vault):
+    _fill(vault)
+    again = reopen(vault)
+    assert len(_snapshots(again.path)) == 1
+    again.purge("c/gone")
+    assert _snapshots(again.path) == []  # no older metadata outlives a write
+    again.close()
+    assert len(_snapshots(again.path)) == 1  # and the lock seals the new state
+
+
+def test_a_lock_without_changes_keeps_the_snapshot_as_it_is(vault):
+    _fill(vault)
+    again = reopen(vault)
+    before = _snapshots(again.path)
+    again.lock()
+    again.unlock(TEST_PASSPHRASE)
+    assert again.from_snapshot and _snapshots(again.path) == before
+    again.close()
+
+
+def test_a_damaged_snapshot_is_ignored_and_replaced(vault):
+    _fill(vault)
+    expected = _view(vault)
+    vault.close()
+    ((generation, blob),) = _snapshots(vault.path)
+    _set_snapshot(vault.path, generation, blob[:40] + bytes([blob[40] ^ 1]) + blob[41:])
+    again = Vault.open(vault.path, state_dir=vault.state_dir)
+    again.unlock(TEST_PASSPHRASE)
+    assert not again.from_snapshot and _view(again) == expected and again.check() == []
+    third = reopen(again)
+    assert third.from_snapshot and _view(third) == expected
+    third.close()
+
+
+def test_a_snapshot_of_another_generation_is_ignored(vault):
+    _fill(vault)
+    first = reopen(vault)
+    (old,) = _snapshots(first.path)
+    first.put("a/one", value="changed")
+    expected = _view(first)
+    first.close()
+    (current,) = _snapshots(first.path)
+    assert current[0] > old[0]
+    for generation in (old[0], current[0]):  # stale, or stale relabelled as current
+        _set_snapshot(first.path, generation, old[1])
+        v = Vault.open(first.path, state_dir=first.state_dir)
+        v.unlock(TEST_PASSPHRASE)
+        assert not v.from_snapshot and _view(v) == expected
+        v.close()
+
+
+@pytest.mark.parametrize("when", ["while locked", "while unlocked"])
+def test_a_changed_meta_column_is_never_covered_by_a_snapshot(vault, when):
+    _fill(vault)
+    if when == "while locked":
+        vault.close()
+    db = raw(vault.path)
+    row_id, meta = db.execute("SELECT id, meta FROM entries ORDER BY rev LIMIT 1").fetchone()
+    db.execute("UPDATE entries SET meta = ? WHERE id = ?",
+               (meta[:20] + bytes([meta[20] ^ 1]) + meta[21:], row_id))
+    db.close()
+    vault.close()  # while unlocked: the lock must not seal the changed column
+    again = Vault.open(vault.path, state_dir=vault.state_dir)
+    again.unlock(TEST_PASSPHRASE)
+    assert not again.from_snapshot
+    with pytest.raises(VaultIntegrityError):
+        again.list()
+    assert any(row_id.hex() in problem for problem in again.check())
+    again.close()
+
+
+def test_moved_bytes_between_meta_columns_change_the_rows_hash(vault):
+    from credd.vault.snapshot import rows_hash
+    assert rows_hash([b"ab", b"c"]) != rows_hash([b"a", b"bc"])
+    assert rows_hash([b"ab", b"c"]) != rows_hash([b"c", b"ab"])
+
+
+def test_rekey_drops_the_snapshot_and_the_next_unlock_goes_row_by_row(vault):
+    _fill(vault)
+    again = reopen(vault)
+    expected = _view(again)
+    again.rekey()
+    assert _snapshots(again.path) == []
+    again.close()
+    assert _snapshots(again.path) == []  # the new meta columns never authenticated here
+    third = Vault.open(again.path, state_dir=again.state_dir)
+    third.unlock(TEST_PASSPHRASE)
+    assert not third.from_snapshot and _view(third) == expected
+    fourth = reopen(third)
+    assert fourth.from_snapshot and _view(fourth) == expected
+    fourth.close()
+
+
+def test_a_vault_changed_by_another_process_is_not_sealed(vault):
+    _fill(vault)
+    vault.close()
+    first = Vault.open(vault.path, state_dir=vault.state_dir)
+    first.unlock(TEST_PASSPHRASE)
+    other = Vault.open(vault.path, state_dir=vault.state_dir)
+    other.unlock(TEST_PASSPHRASE)
+    other.put("from/other", value="o")  # drops the snapshot; first's cache is now stale
+    other.close()
+    generation = _snapshots(vault.path)[0][0]
+    first.close()  # its generation is behind the file's: nothing sealed over other's write
+    assert _snapshots(vault.path)[0][0] == generation
+    again = Vault.open(vault.path, state_dir=vault.state_dir)
+    again.unlock(TEST_PASSPHRASE)
+    assert again.from_snapshot and again.get("from/other") == "o"
+    again.close()
+
+
+def test_the_entry_view_makes_each_wire_record_once(vault):
+    _fill(vault)
+    view = vault.entries()
+    assert isinstance(view, EntryView) and len(view) == 3
+    assert [e.name for e in view] == ["a/one", "b/two", "é/unicode"]
+    assert view[0] is view[0] is view[:1][0] and view[-1].name == "é/unicode"
+    vault.put("0/first", value="z")
+    assert len(view) == 3 and vault.entries()[0].name == "0/first"  # a write makes a new view
