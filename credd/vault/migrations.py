@@ -76,7 +76,8 @@ def migrate(conn: sqlite3.Connection, path: str, *, target: int = LATEST,
         except CreddError:
             raise
         except Exception as exc:
-            saved = f"; the vault is unchanged and a backup is at {written[-1]}" if written else ""
+            saved = f"; a backup of the file as it was is at {written[0]}" if written else ""
             raise InternalError(f"migrating {path} to format {version} failed "
-                                f"({type(exc).__name__}){saved}") from exc
+                                f"({type(exc).__name__}); the file stays at format "
+                                f"{version - 1}{saved}") from exc
     return written

@@ -85,8 +85,9 @@ decode_secret = _secret_dec.decode
 decode_history = _history_dec.decode
 
 
-def to_entry_meta(m: MetaRecord) -> EntryMeta:
-    """The wire form, with its own `fields` dict (a caller's edit never reaches the cache).
+def to_entry_meta(m: MetaRecord | EntryMeta) -> EntryMeta:
+    """The wire form, with its own `fields` dict (a caller's edit never reaches the cache);
+    also a copy of a wire record.
 
     Positional, twice as fast as keywords for a first `list` of 100,000: the
     two structs declare the same fields in the same order (a test pins it).

@@ -62,6 +62,7 @@ def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
     old.wipe()
     vault._keys, vault._cache, vault._generation, vault._digest = new, cache, gen, digest
     vault._sorted = None
+    vault._snapshot_gen = None  # the transaction deleted it
     vault._verified = None  # every meta column is new: no snapshot until the next unlock
     vault._remember(gen)
     report(progress.total, progress.total)

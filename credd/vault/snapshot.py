@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from itertools import chain
 from collections.abc import Mapping
 import operator
-from operator import itemgetter
 from typing import Any
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 
 from credd.protocol import EntryMeta
 from credd.vault import crypto
@@ -46,16 +47,34 @@ class Snapshot(msgspec.Struct, array_like=True, gc=False):
 
 _decode = msgspec.msgpack.Decoder(Snapshot).decode
 _encode = msgspec.msgpack.Encoder().encode
-_NAME = itemgetter(0)
 _BY_NAME = operator.attrgetter("name")
+_ITEM_NAME = lambda item: item[1].name  # noqa: E731 (row id, cached record) by name
 
 
-def rows_hash(blobs: tuple[bytes, ...] | list[bytes]) -> bytes:
-    """SHA-256 of every `meta` blob in file order, their lengths first, so that no
-    two different columns hash alike (bytes moved from one blob to the next)."""
-    digest = hashlib.sha256(struct.pack(f">{len(blobs)}I", *map(len, blobs)))
-    digest.update(b"".join(blobs))
-    return digest.digest()
+class RowsHash:
+    """SHA-256 over every row's id, rev and `meta` column, in file order, fed a chunk of
+    rows at a time.
+
+    Ids and revs are in it so that a column left in place while the rows around it
+    are swapped is seen; the lengths so that bytes moved from one column to the next
+    are; and each part is hashed apart and then together, so that the result does
+    not depend on how the rows were chunked.
+    """
+
+    def __init__(self) -> None:
+        self._parts = tuple(hashlib.sha256() for _ in range(4))
+
+    def update(self, ids: tuple, revs: tuple, blobs: tuple) -> None:
+        """TypeError or struct.error for a row too malformed to hash (row by row names it)."""
+        lengths, keys, versions, data = self._parts
+        lengths.update(struct.pack(f">{2 * len(blobs)}I",
+                                   *chain.from_iterable(zip(map(len, ids), map(len, blobs)))))
+        keys.update(b"".join(ids))
+        versions.update(struct.pack(f">{len(revs)}q", *revs))
+        data.update(b"".join(blobs))
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(b"".join(part.digest() for part in self._parts)).digest()
 
 
 def _ad(vault_id: bytes, generation: int, digest: bytes, rows: bytes) -> bytes:
@@ -63,20 +82,46 @@ def _ad(vault_id: bytes, generation: int, digest: bytes, rows: bytes) -> bytes:
 
 
 def seal(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: bytes,
-         cache: Mapping[bytes, Any]) -> bytes:
-    """The sealed snapshot of `cache` (row id → record with `.rev`, `.name`, `.entry`)."""
-    order = sorted(((c.name, row_id, c) for row_id, c in cache.items()), key=_NAME)
-    body = Snapshot([row_id for _, row_id, _ in order], [c.rev for _, _, c in order],
-                    [c.entry for _, _, c in order])
-    return crypto.seal(keys.meta, _encode(body), _ad(vault_id, generation, digest, rows))
+         cache: Mapping[bytes, Any]) -> tuple[bytes, bytes]:
+    """(nonce, ciphertext) of the snapshot of `cache` (row id → record with `.rev`,
+    `.name`, `.entry`). Each large intermediate is dropped as soon as the next exists:
+    this runs at lock, on top of everything the unlocked vault holds."""
+    items = sorted(cache.items(), key=_ITEM_NAME)
+    plain = _encode(Snapshot([row_id for row_id, _ in items], [c.rev for _, c in items],
+                             [c.entry for _, c in items]))
+    del items
+    nonce = crypto.random_bytes(crypto.NONCE_LEN)
+    return nonce, keys.meta.encrypt(nonce, plain, _ad(vault_id, generation, digest, rows))
+
+
+def store(conn: Any, generation: int, sealed: tuple[bytes, bytes]) -> None:
+    """Write nonce ‖ ciphertext in place through SQLite's blob API: binding megabytes as
+    one parameter would copy them twice more."""
+    nonce, ciphertext = sealed
+    conn.execute("INSERT OR REPLACE INTO snapshot (id, generation, blob) "
+                 "VALUES (1, ?, zeroblob(?))", (generation, len(nonce) + len(ciphertext)))
+    with conn.blobopen("snapshot", "blob", 1) as blob:
+        blob.write(nonce)
+        blob.write(ciphertext)
 
 
 def open_(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: bytes,
-          blob: object, count: int) -> Snapshot | None:
-    """The snapshot if it is exactly this file's (`count` rows); None for any other."""
+          row: list, count: int) -> Snapshot | None:
+    """The snapshot in `row` (a one-item list, emptied as soon as it is decrypted)
+    if it is exactly this file's (`count` rows); None for any other."""
+    blob = row.pop()
+    if not isinstance(blob, bytes) or len(blob) < crypto.NONCE_LEN + crypto.TAG_LEN:
+        return None
+    with memoryview(blob) as view:  # no copy of a blob of megabytes
+        try:
+            plain = keys.meta.decrypt(view[:crypto.NONCE_LEN], view[crypto.NONCE_LEN:],
+                                      _ad(vault_id, generation, digest, rows))
+        except InvalidTag:
+            return None
+    del blob
     try:
-        body = _decode(crypto.unseal(keys.meta, blob, _ad(vault_id, generation, digest, rows)))
-    except (crypto.AuthFailure, msgspec.DecodeError, msgspec.ValidationError):
+        body = _decode(plain)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     names = list(map(_BY_NAME, body.entries))
     if not (len(body.ids) == len(body.revs) == len(names) == count

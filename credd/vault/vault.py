@@ -53,7 +53,8 @@ _NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
 _SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
 _BY_NAME = operator.attrgetter("name")
 _ENTRY = operator.attrgetter("entry")
-_ROW_ID, _META_COLUMN = operator.itemgetter(0), operator.itemgetter(-1)
+_REV = operator.attrgetter("rev")
+_CURRENT = operator.attrgetter("current")
 _DELETED = operator.attrgetter("deleted")
 #: Names remembered per unlock by `_locate` (about 100 bytes each).
 _LOCATED_MAX = 4096
@@ -80,10 +81,12 @@ class _Cached(msgspec.Struct, gc=False):
     decrypt from memory without SQLite. Every write makes a new _Cached (new
     rev), and lock drops them all, so a sealed blob never outlives its row.
 
-    It holds the metadata as a file record, a wire record or both, each made
-    from the other on first use: a row-by-row unlock decodes file records, a
-    snapshot unlock wire records (so that its first list makes none). Fields
-    that both share (name, deleted) are read from whichever is there.
+    It holds the metadata as a file record or as a wire record, each made from
+    the other on first use: a row-by-row unlock decodes file records, a
+    snapshot unlock wire records (so that its first list makes none). Making
+    the wire record drops the file record, so 100,000 entries are not held
+    twice once listed; writes make it again for the entries they change. Reads
+    use `current`, whichever is there: both have the same fields.
 
     A gc=False struct: unlock makes 100,000 of these, and it can never be part
     of a cycle (an int, a gc=False record, a wire record that does not point back).
@@ -103,16 +106,20 @@ class _Cached(msgspec.Struct, gc=False):
     @property
     def entry(self) -> EntryMeta:
         if self.wire is None:
-            self.wire = to_entry_meta(self.record)  # type: ignore[arg-type]
+            self.wire, self.record = to_entry_meta(self.record), None  # type: ignore[arg-type]
         return self.wire
 
     @property
+    def current(self) -> EntryMeta | MetaRecord:
+        return self.wire or self.record  # type: ignore[return-value]
+
+    @property
     def name(self) -> str:
-        return (self.wire or self.record).name  # type: ignore[union-attr]
+        return self.current.name
 
     @property
     def deleted(self) -> float | None:
-        return (self.wire or self.record).deleted  # type: ignore[union-attr]
+        return self.current.deleted
 
 
 class EntryView(Sequence):
@@ -413,75 +420,94 @@ class Vault:
         cache: dict[bytes, _Cached] = {}
         bad: dict[bytes, str] = {}
         live = None
+        stored = self._has_snapshot(conn, gen)
         with _gc_paused():  # 100,000 new objects would otherwise trigger many collections
-            rows = conn.execute("SELECT id, rev, meta FROM entries").fetchall()
-            digest_now = self._rows_digest(conn, keys, rows)
-            if digest_now == digest_int and not damage:
-                live = self._from_snapshot(conn, keys, gen, digest, rows, cache)
-            if live is None:
-                self._decrypt_all(keys, rows, cache, bad)
+            digest_now, rows_hash, verified = self._scan(conn, keys, cache, bad,
+                                                         decrypt=not stored)
+            if stored:
+                if digest_now == digest_int and not damage and rows_hash is not None:
+                    live = self._from_snapshot(conn, keys, gen, digest, rows_hash, cache,
+                                               len(verified))
+                if live is None:  # not this file's: go row by row after all
+                    self._scan(conn, keys, cache, bad, decrypt=True)
         if digest_now != digest_int:
             damage.append("entries were replayed, removed or added outside credd")
         self._keys, self._cache, self._bad, self._damage = keys, cache, bad, damage
         self._generation, self._digest = gen, digest_int
-        self._verified = dict(zip(map(_ROW_ID, rows), map(_META_COLUMN, rows)))
+        self._verified = verified
+        self._snapshot_gen = gen if live is not None else None
         self._live = len(live) if live is not None else list(
             map(_DELETED, cache.values())).count(None)
         self._sorted = live
         if not damage:
             self._remember(gen)
 
-    def _rows_digest(self, conn, keys: Keys, rows: list) -> int | None:
-        """The set digest of the rows in the file and of its history (None when a row is
-        too malformed to take part in it)."""
-        ids, revs = list(map(_ROW_ID, rows)), list(map(operator.itemgetter(1), rows))
+    def _has_snapshot(self, conn, gen: int) -> bool:
+        """The file has a snapshot that claims this generation (checked when opened)."""
+        return self._snapshots and conn.execute(
+            "SELECT 1 FROM snapshot WHERE id = 1 AND generation = ?", (gen,)).fetchone() is not None
+
+    def _scan(self, conn, keys: Keys, cache: dict, bad: dict, *, decrypt: bool
+              ) -> tuple[int | None, bytes | None, dict[bytes, bytes]]:
+        """One pass over the entry rows, in chunks of bulk, C-level steps: decrypt them
+        into the cache (unless a snapshot may stand in for that), and return the set
+        digest of the file (None when a row is too malformed to take part in it), the
+        rows hash a snapshot must match (None likewise), and every row's meta column.
+
+        Decrypting is the cost of an unlock without a snapshot. A chunk where anything
+        fails is redone row by row, so that every bad row is found and named.
+        """
+        ids: list = []
+        tails: list[bytes] | None = []
+        verified: dict[bytes, bytes] = {}
+        rows_hash = None if decrypt else snapshot.RowsHash()  # only a snapshot needs it
+        cursor = conn.execute("SELECT id, rev, meta FROM entries")
+        while chunk := cursor.fetchmany(_CHUNK):
+            chunk_ids, revs, blobs = zip(*chunk)
+            if decrypt:
+                try:
+                    metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
+                except Exception:  # any damage (tag, types, lengths, encoding)
+                    self._decrypt_rows(keys, chunk, cache, bad)
+                else:
+                    cache.update(zip(chunk_ids, map(_Cached, revs, metas)))
+            ids += chunk_ids
+            verified.update(zip(chunk_ids, blobs))
+            if tails is not None:
+                try:
+                    tails.append(crypto.zero_version_tails(revs))
+                except struct.error:  # a rev too malformed for the digest (keep naming rows)
+                    tails = None
+            if rows_hash is not None:
+                try:
+                    rows_hash.update(chunk_ids, revs, blobs)
+                except (TypeError, struct.error):  # malformed: row by row names it
+                    rows_hash = None
+        digest = None if tails is None else self._digest_of(conn, keys, ids, b"".join(tails))
+        return digest, rows_hash and rows_hash.digest(), verified
+
+    def _digest_of(self, conn, keys: Keys, ids: list, tails: bytes) -> int | None:
         history = conn.execute("SELECT entry, version, rev FROM history").fetchall()
         history_ids, versions, history_revs = zip(*history) if history else ((), (), ())
         try:
-            tails = b"".join(crypto.zero_version_tails(revs[i:i + _CHUNK])
-                             for i in range(0, len(revs), _CHUNK))
             return keys.digest(ENTRY, ids, tails) ^ keys.digest(
                 HISTORY, history_ids, list(map(TAIL.pack, history_revs, versions)))
         except (ValueError, TypeError, struct.error):
             return None
 
-    def _from_snapshot(self, conn, keys: Keys, gen: int, digest: bytes, rows: list,
-                       cache: dict) -> list[_Cached] | None:
-        """Fill the cache from the file's snapshot if it is exactly this file's; return
-        its live entries, already in name order (None: unlock row by row)."""
-        if not self._snapshots:
-            return None
-        stored = conn.execute("SELECT generation, blob FROM snapshot WHERE id = 1").fetchone()
-        if stored is None or stored[0] != gen:
-            return None
-        try:
-            rows_hash = snapshot.rows_hash(list(map(_META_COLUMN, rows)))
-        except (TypeError, struct.error):  # a malformed column: row by row names it
-            return None
-        body = snapshot.open_(keys, self.vault_id, gen, digest, rows_hash, stored[1], len(rows))
+    def _from_snapshot(self, conn, keys: Keys, gen: int, digest: bytes, rows_hash: bytes,
+                       cache: dict, count: int) -> list[_Cached] | None:
+        """Fill the cache from the snapshot if it is exactly this file's; return its
+        live entries, already in name order (None: unlock row by row)."""
+        (blob,) = conn.execute("SELECT blob FROM snapshot WHERE id = 1").fetchone()
+        holder = [blob]  # so that open_ can let go of the megabytes once decrypted
+        del blob
+        body = snapshot.open_(keys, self.vault_id, gen, digest, rows_hash, holder, count)
         if body is None:
             return None
         cached = list(map(_Cached, body.revs, repeat(None), body.entries))
         cache.update(zip(body.ids, cached))
-        self._snapshot_gen = gen
         return [c for c, e in zip(cached, body.entries) if e.deleted is None]
-
-    def _decrypt_all(self, keys: Keys, rows: list, cache: dict, bad: dict) -> None:
-        """Fill the metadata cache row by row.
-
-        This is the cost of an unlock without a snapshot, so rows go through in
-        chunks of bulk, C-level steps; a chunk where anything fails is redone
-        row by row, so that every bad row is found and named.
-        """
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start:start + _CHUNK]
-            chunk_ids, revs, blobs = zip(*chunk)
-            try:
-                metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
-            except Exception:  # any damage (tag, types, lengths, encoding)
-                self._decrypt_rows(keys, chunk, cache, bad)
-            else:
-                cache.update(zip(chunk_ids, map(_Cached, revs, metas)))
 
     def _decrypt_chunk(self, keys: Keys, ids: tuple, revs: tuple, blobs: tuple
                        ) -> list[MetaRecord]:
@@ -511,11 +537,14 @@ class Vault:
         """Seal the snapshot if it is stale, then drop the DEK, its subkeys, the slot KEK
         and every decrypted cache."""
         with self._lock:
-            if self._keys is not None:
-                self._save_snapshot(self._keys)
-                self._keys.wipe()
-            crypto.wipe(self._kek)
-            self._reset()
+            try:
+                if self._keys is not None:
+                    self._save_snapshot(self._keys)
+            finally:  # whatever sealing met (even KeyboardInterrupt), the keys go
+                if self._keys is not None:
+                    self._keys.wipe()
+                crypto.wipe(self._kek)
+                self._reset()
 
     def _save_snapshot(self, keys: Keys) -> None:
         """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
@@ -523,33 +552,40 @@ class Vault:
         Best effort, and quick to give up: it runs as the vault locks, and a missing
         snapshot only means the next unlock goes row by row.
         """
+        conn = getattr(self._local, "conn", None)  # never open the file (or create it) here
         if (not self._snapshots or self._snapshot_gen == self._generation or self._bad
-                or self._damage or self._closed or self._verified is None):
+                or self._damage or self._closed or self._verified is None or conn is None):
             return
-        conn = self._conn()
-        conn.execute(f"PRAGMA busy_timeout={_SNAPSHOT_WAIT_MS}")
         try:
-            with db.transaction(conn):
-                sealed_for = self._seal_snapshot(conn, keys)
-            self._snapshot_gen = sealed_for
-        except Exception:  # full disk, busy file, …: the next unlock goes row by row
+            conn.execute(f"PRAGMA busy_timeout={_SNAPSHOT_WAIT_MS}")
+            try:
+                with db.transaction(conn):
+                    sealed_for = self._seal_snapshot(conn, keys)
+                self._snapshot_gen = sealed_for
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
+        except Exception:  # full disk, busy or vanished file…: the next unlock goes row by row
             pass
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
 
     def _seal_snapshot(self, conn, keys: Keys) -> int | None:
         """Write the snapshot in the open transaction; the generation it is for, or None."""
         gen, digest = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
         if gen != self._generation or digest != self._digest.to_bytes(32, "big"):
             return None  # changed by another process: not ours to describe
-        rows = conn.execute("SELECT id, meta FROM entries").fetchall()
-        blobs, verified = list(map(_META_COLUMN, rows)), self._verified
-        if len(rows) != len(verified) or list(map(verified.get, map(_ROW_ID, rows))) != blobs:
-            return None  # not the bytes that authenticated: the next unlock checks every row
-        sealed = snapshot.seal(keys, self.vault_id, gen, digest, snapshot.rows_hash(blobs),
-                               self._cache)
-        conn.execute("INSERT OR REPLACE INTO snapshot (id, generation, blob) VALUES (1, ?, ?)",
-                     (gen, sealed))
+        verified, rows_hash, count = self._verified, snapshot.RowsHash(), 0
+        cursor = conn.execute("SELECT id, rev, meta FROM entries")
+        while chunk := cursor.fetchmany(_CHUNK):
+            ids, revs, blobs = zip(*chunk)
+            cached = tuple(map(self._cache.get, ids))
+            if (tuple(map(verified.get, ids)) != blobs  # type: ignore[union-attr]
+                    or None in cached or tuple(map(_REV, cached)) != revs):
+                return None  # not the rows that authenticated: the next unlock checks them
+            rows_hash.update(ids, revs, blobs)
+            count += len(blobs)
+        if count != len(verified):  # type: ignore[arg-type]
+            return None
+        snapshot.store(conn, gen, snapshot.seal(keys, self.vault_id, gen, digest,
+                                                rows_hash.digest(), self._cache))
         return gen
 
     def _require(self) -> Keys:
@@ -612,7 +648,7 @@ class Vault:
         with self._lock:
             keys = self._require()
             current = self._cache.get(row_id)
-            name = cached.meta.name
+            name = cached.name
             if current is None:
                 raise NotFound(f"no entry named {name!r}", names=[name])
             try:
@@ -654,11 +690,16 @@ class Vault:
         return self._live
 
     def list(self) -> list[EntryMeta]:
-        """Every live entry's metadata, sorted by name (from the in-memory cache)."""
-        return list(self.entries())
+        """Every live entry's metadata, sorted by name (copies: see `entries`)."""
+        return list(map(to_entry_meta, map(_CURRENT, self._live_by_name())))
 
     def entries(self) -> "EntryView":
-        """`list`, as a view that makes each wire record only when it is read."""
+        """`list`, as a view that makes each wire record only when it is read. The
+        records are the cache's own, to be encoded and not changed: after a snapshot
+        unlock they are what a later write starts from (the agent only encodes them)."""
+        return EntryView(self._live_by_name())
+
+    def _live_by_name(self) -> list[_Cached]:
         self._require()
         if self._bad:
             raise VaultIntegrityError(
@@ -670,20 +711,20 @@ class Vault:
                 rows = sorted((c for c in self._cache.values() if c.deleted is None),
                               key=_BY_NAME)
                 self._sorted = rows
-        return EntryView(rows)
+        return rows
 
     def trash(self) -> list[EntryMeta]:
         self._require()
-        return sorted((c.entry for c in list(self._cache.values())
+        return sorted((to_entry_meta(c.current) for c in list(self._cache.values())
                        if c.deleted is not None), key=_BY_NAME)
 
     def describe(self, name: str) -> EntryMeta:
-        return self._find(name)[1].entry
+        return to_entry_meta(self._find(name)[1].current)
 
     def get(self, name: str, field: str | None = None) -> str:
         """The entry's value, or one field (secret or not)."""
         row_id, cached = self._find(name)
-        meta = cached.meta
+        meta = cached.current
         if isinstance(field, str):
             field = unicodedata.normalize("NFC", field)  # stored names are NFC (check_label)
         if field is not None and field in meta.fields:
@@ -702,13 +743,12 @@ class Vault:
     def reveal(self, name: str, version: int | None = None) -> SecretEntry:
         """All secrets of the current entry, or of one version from its history."""
         row_id, cached = self._find(name)
-        if version is None or version == cached.meta.version:
-            meta, secret = cached.meta, self._secret(row_id, cached)
+        if version is None or version == cached.current.version:
+            meta, secret = to_entry_meta(cached.current), self._secret(row_id, cached)
         else:
-            record = self._history_record(row_id, cached.meta.name, version)
-            meta, secret = record.meta, record.secret
-        return SecretEntry(to_entry_meta(meta), secret.value or "", dict(secret.fields),
-                           secret.notes or "")
+            record = self._history_record(row_id, cached.name, version)
+            meta, secret = to_entry_meta(record.meta), record.secret
+        return SecretEntry(meta, secret.value or "", dict(secret.fields), secret.notes or "")
 
     def history(self, name: str) -> tuple[int, list[VersionInfo]]:
         """(current version, older versions newest first)."""
@@ -717,8 +757,8 @@ class Vault:
             rows = self._conn().execute(
                 "SELECT version FROM history WHERE entry = ? ORDER BY version DESC",
                 (row_id,)).fetchall()
-            records = [self._history_record(row_id, cached.meta.name, v) for (v,) in rows]
-        return cached.meta.version, [VersionInfo(version=r.meta.version, updated=r.meta.updated,
+            records = [self._history_record(row_id, cached.name, v) for (v,) in rows]
+        return cached.current.version, [VersionInfo(version=r.meta.version, updated=r.meta.updated,
                                                  replaced=r.replaced) for r in records]
 
     def _history_record(self, row_id: bytes, name: str, version: int) -> HistoryRecord:
@@ -771,7 +811,6 @@ class Vault:
         """Part of every write: no older metadata (of a renamed or purged entry) may outlive it."""
         if self._snapshots:
             conn.execute("DELETE FROM snapshot")
-        self._snapshot_gen = None
 
     def _commit(self, txn: _Txn) -> None:
         for row_id, cached in txn.cache.items():
@@ -789,6 +828,7 @@ class Vault:
                     self._verified[row_id] = blob
         self._generation, self._digest = txn.gen, txn.digest
         self._sorted = None
+        self._snapshot_gen = None  # the write deleted it
 
     def _write_row(self, conn, keys: Keys, txn: _Txn, row_id: bytes, meta: MetaRecord,
                    secret: SecretRecord, old_rev: int | None) -> EntryMeta:
@@ -802,9 +842,9 @@ class Vault:
         if old_rev is not None:
             txn.digest ^= keys.digest_item(ENTRY, row_id, old_rev)
         txn.digest ^= keys.digest_item(ENTRY, row_id, rev)
-        cached = txn.cache[row_id] = _Cached(rev, meta)
+        txn.cache[row_id] = _Cached(rev, meta)
         txn.metas[row_id] = meta_blob
-        return cached.entry
+        return to_entry_meta(meta)
 
     def _delete_row(self, conn, keys: Keys, txn: _Txn, row_id: bytes, rev: int) -> None:
         conn.execute("DELETE FROM entries WHERE id = ?", (row_id,))
@@ -905,7 +945,7 @@ class Vault:
     def _purgeable(self, name: str) -> int:
         """The rev of an entry purge may remove: in the trash, or live but damaged."""
         row_id, cached = self._find(name, trashed=None)
-        if cached.meta.deleted is None:
+        if cached.deleted is None:
             try:
                 self._secret(row_id, cached)
             except VaultIntegrityError:
@@ -920,7 +960,7 @@ class Vault:
             row_id, cur = self._find(old)
             new_id = keys.row_id(new)
             if new_id == row_id:
-                return cur.entry
+                return to_entry_meta(cur.current)
             if new_id in self._cache or new_id in self._bad:
                 raise Exists(f"an entry named {new!r} already exists (perhaps in the trash)",
                              names=[new])

@@ -8,6 +8,7 @@ import pytest
 
 from credd.protocol import Field
 from credd.vault import Vault, VaultIntegrityError
+from credd.vault.snapshot import RowsHash
 from credd.vault.vault import EntryView
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
@@ -147,10 +148,83 @@ def test_a_changed_meta_column_is_never_covered_by_a_snapshot(vault, when):
     again.close()
 
 
-def test_moved_bytes_between_meta_columns_change_the_rows_hash(vault):
-    from credd.vault.snapshot import rows_hash
-    assert rows_hash([b"ab", b"c"]) != rows_hash([b"a", b"bc"])
-    assert rows_hash([b"ab", b"c"]) != rows_hash([b"c", b"ab"])
+def _rows_hash(*chunks: tuple) -> bytes:
+    rows_hash, row = RowsHash(), 0
+    for blobs in chunks:
+        revs = tuple(range(row, row + len(blobs)))
+        rows_hash.update(tuple(b"%016d" % rev for rev in revs), revs, blobs)
+        row += len(blobs)
+    return rows_hash.digest()
+
+
+def test_the_rows_hash_sees_moved_bytes_and_order_but_not_chunking():
+    assert _rows_hash((b"ab", b"c")) != _rows_hash((b"a", b"bc"))
+    assert _rows_hash((b"ab", b"c")) != _rows_hash((b"c", b"ab"))
+    assert _rows_hash((b"ab", b"c")) != _rows_hash((b"ab", b"c", b""))
+    assert _rows_hash((b"ab", b"c", b"d")) == _rows_hash((b"ab",), (b"c", b"d"))
+    one, other = RowsHash(), RowsHash()
+    one.update((b"i" * 16, b"j" * 16), (1, 2), (b"m", b"n"))
+    other.update((b"j" * 16, b"i" * 16), (2, 1), (b"m", b"n"))  # rows swapped, columns kept
+    assert one.digest() != other.digest()
+
+
+def test_rows_swapped_around_their_meta_columns_are_not_covered(vault):
+    """(id, rev, secret) of two rows swapped, their meta columns left where they were:
+    the set digest and the meta columns in file order are unchanged, the rows are not."""
+    vault.put("alpha", value="A")
+    vault.put("beta", value="B")
+    vault.close()
+    db = raw(vault.path)
+    (a_id, a_rev, a_secret), (b_id, b_rev, b_secret) = db.execute(
+        "SELECT id, rev, secret FROM entries ORDER BY rowid").fetchall()
+    db.execute("UPDATE entries SET id = ?, rev = 0, secret = x'' WHERE id = ?", (b"t" * 16, a_id))
+    db.execute("UPDATE entries SET id = ?, rev = ?, secret = ? WHERE id = ?",
+               (a_id, a_rev, a_secret, b_id))
+    db.execute("UPDATE entries SET id = ?, rev = ?, secret = ? WHERE id = ?",
+               (b_id, b_rev, b_secret, b"t" * 16))
+    db.close()
+    again = Vault.open(vault.path, state_dir=vault.state_dir)
+    again.unlock(TEST_PASSPHRASE)
+    assert not again.from_snapshot
+    with pytest.raises(VaultIntegrityError):
+        again.list()
+    again.close()
+
+
+def test_lock_drops_the_keys_even_when_sealing_is_interrupted(vault, monkeypatch):
+    from credd.vault import snapshot
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    vault.put("a", value="1")
+    monkeypatch.setattr(snapshot, "seal", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        vault.lock()
+    assert not vault.unlocked and _snapshots(vault.path) == []
+
+
+def test_an_edit_to_a_returned_record_never_reaches_the_file(vault):
+    vault.put("b", value="1", fields=[Field(name="user", value="bob", secret=False)])
+    again = reopen(vault)
+    assert again.from_snapshot
+    for record in (again.describe("b"), again.list()[0], again.put("c", value="2")):
+        record.fields["user"] = "mallory"
+    again.put("b", value="3", merge=True)  # a write that starts from the cached record
+    third = reopen(again)
+    assert third.describe("b").fields == {"user": "bob"} and third.get("b", "user") == "bob"
+    third.close()
+
+
+def test_a_write_that_fails_keeps_the_snapshot(vault):
+    from credd.errors import Exists
+    _fill(vault)
+    again = reopen(vault)
+    before = _snapshots(again.path)
+    with pytest.raises(Exists):
+        again.put("a/one", value="x", mode="create")
+    assert again.from_snapshot and _snapshots(again.path) == before
+    again.close()
 
 
 def test_rekey_drops_the_snapshot_and_the_next_unlock_goes_row_by_row(vault):
@@ -172,19 +246,21 @@ def test_rekey_drops_the_snapshot_and_the_next_unlock_goes_row_by_row(vault):
 def test_a_vault_changed_by_another_process_is_not_sealed(vault):
     _fill(vault)
     vault.close()
+    _drop_snapshot(vault.path)
     first = Vault.open(vault.path, state_dir=vault.state_dir)
-    first.unlock(TEST_PASSPHRASE)
+    first.unlock(TEST_PASSPHRASE)  # row by row: it has a snapshot to seal at lock
     other = Vault.open(vault.path, state_dir=vault.state_dir)
     other.unlock(TEST_PASSPHRASE)
-    other.put("from/other", value="o")  # drops the snapshot; first's cache is now stale
-    other.close()
-    generation = _snapshots(vault.path)[0][0]
+    other.put("from/other", value="o")
+    other.lock()  # seals the file as it now is
+    (sealed,) = _snapshots(vault.path)
+    _drop_snapshot(vault.path)
     first.close()  # its generation is behind the file's: nothing sealed over other's write
-    assert _snapshots(vault.path)[0][0] == generation
-    again = Vault.open(vault.path, state_dir=vault.state_dir)
-    again.unlock(TEST_PASSPHRASE)
-    assert again.from_snapshot and again.get("from/other") == "o"
-    again.close()
+    assert _snapshots(vault.path) == []
+    _set_snapshot(vault.path, *sealed)
+    other.unlock(TEST_PASSPHRASE)
+    assert other.from_snapshot and other.get("from/other") == "o"
+    other.close()
 
 
 def test_the_entry_view_makes_each_wire_record_once(vault):
