@@ -27,7 +27,7 @@ def run_bench(script: str, *args: str, timeout: float) -> str:
 @pytest.mark.timeout(60)
 def test_vault_bench():
     out = run_bench("vault_bench.py", "--entries", "300", timeout=50)
-    assert "unlock without KDF" in out and "put+commit p50" in out
+    assert "unlock without KDF" in out and "row by row" in out and "put+commit p50" in out
 
 
 @pytest.mark.timeout(90)
@@ -36,7 +36,8 @@ def test_client_bench_every_section():
                     "--runs", "1", "--calls", "100", "--seconds", "0.2", "--entries", "300",
                     timeout=80)
     for line in ("credd get NAME", "Client.get against the agent", "8 clients",
-                 "first list after unlock", "get_many", "set (durable commit)"):
+                 "from the snapshot", "row by row (no snapshot)", "first list after it",
+                 "get_many", "set (durable commit)"):
         assert line in out
 
 
