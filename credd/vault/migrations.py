@@ -38,8 +38,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
     3: _snapshot_table,
 }
-#: The first format with a snapshot table.
-SNAPSHOTS = 3
 LATEST = max(MIGRATIONS, default=1)
 
 

@@ -97,17 +97,22 @@ class _Cached(msgspec.Struct, gc=False):
     wire: EntryMeta | None = None
     sealed: bytes | None = None
 
+    # Each form is read once into a local and the wire form is set before the record
+    # is dropped, so a reader on another thread always finds one of them.
     @property
     def meta(self) -> MetaRecord:
-        if self.record is None:
-            self.record = from_entry_meta(self.wire)  # type: ignore[arg-type]
-        return self.record
+        record = self.record
+        if record is None:
+            record = self.record = from_entry_meta(self.wire)  # type: ignore[arg-type]
+        return record
 
     @property
     def entry(self) -> EntryMeta:
-        if self.wire is None:
-            self.wire, self.record = to_entry_meta(self.record), None  # type: ignore[arg-type]
-        return self.wire
+        wire = self.wire
+        if wire is None:
+            wire = self.wire = to_entry_meta(self.record)  # type: ignore[arg-type]
+            self.record = None
+        return wire
 
     @property
     def current(self) -> EntryMeta | MetaRecord:
@@ -265,7 +270,7 @@ class Vault:
         migrations.migrate(conn, path, target=fmt, backups=False)
         vault = cls(path, crypto.random_bytes(16), state_dir)
         vault._adopt(conn)
-        vault._snapshots = fmt >= migrations.SNAPSHOTS
+        vault._snapshots = db.has_table(conn, "snapshot")
         dek = bytearray(crypto.random_bytes(crypto.KEY_LEN))
         keys = Keys(dek)
         recovery_text, recovery_raw = keyslots.new_recovery_key()
@@ -311,7 +316,7 @@ class Vault:
             raise IntegrityError(f"{path} has no valid vault header")
         vault = cls(path, row[0], state_dir)
         vault._adopt(conn)
-        vault._snapshots = db.user_version(conn) >= migrations.SNAPSHOTS
+        vault._snapshots = db.has_table(conn, "snapshot")  # format 3, unless dropped
         return vault
 
     def close(self) -> None:
@@ -372,7 +377,12 @@ class Vault:
         keys = Keys(dek)
         with self._lock:
             self.lock()
-            self._load(keys)
+            try:
+                self._load(keys)
+            except BaseException:
+                keys.wipe()
+                crypto.wipe(kek)
+                raise
             self._kek, self._unlocked_by = kek, (kind, slot_id)
 
     def _slots(self, kind: str) -> list[tuple[int, bytes, bytes, keyslots.SlotHeader]]:
@@ -404,8 +414,14 @@ class Vault:
         raise BadPassphrase(_GENERIC)
 
     def _load(self, keys: Keys) -> None:
-        """Verify the header, decrypt all metadata into the cache, check the digest."""
+        """Verify the header, decrypt all metadata into the cache, check the digest: all
+        from one read transaction, so that a writer in another process cannot make the
+        header, the rows and the snapshot disagree."""
         conn = self._conn()
+        with db.reading(conn):
+            self._load_from(conn, keys)
+
+    def _load_from(self, conn, keys: Keys) -> None:
         gen, digest, mac = conn.execute(
             "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
         damage = []
@@ -499,9 +515,10 @@ class Vault:
                        cache: dict, count: int) -> list[_Cached] | None:
         """Fill the cache from the snapshot if it is exactly this file's; return its
         live entries, already in name order (None: unlock row by row)."""
-        (blob,) = conn.execute("SELECT blob FROM snapshot WHERE id = 1").fetchone()
-        holder = [blob]  # so that open_ can let go of the megabytes once decrypted
-        del blob
+        holder = conn.execute("SELECT blob FROM snapshot WHERE id = 1").fetchall()
+        if len(holder) != 1:
+            return None
+        holder = [holder[0][0]]  # a list, so that open_ can let go of the megabytes
         body = snapshot.open_(keys, self.vault_id, gen, digest, rows_hash, holder, count)
         if body is None:
             return None
