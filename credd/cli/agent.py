@@ -24,6 +24,9 @@ def register(sub) -> None:
                    help="drop a client that takes longer to send one request (default 10s)")
     p.add_argument("--max-connections", type=int, metavar="N", default=None,
                    help="concurrent connections (default 128)")
+    p.add_argument("--seal-after", type=arg_type(parse_duration), metavar="D", default=None,
+                   help="seal the vault's metadata snapshot this long after the last write "
+                        "(default 30s); lock seals it too")
     p.add_argument("--allow-insecure-memory", action="store_true",
                    help="start even if the process cannot be made non-dumpable "
                         "or core files cannot be disabled")
@@ -40,7 +43,8 @@ def serve(ns) -> int:
                     vault=ns.vault or paths.vault_path(),
                     state_dir=ns.state_dir or paths.state_dir(),
                     allow_insecure_memory=ns.allow_insecure_memory)
-    for name in ("idle_timeout", "max_lifetime", "read_timeout", "max_connections"):
+    for name in ("idle_timeout", "max_lifetime", "read_timeout", "max_connections",
+                 "seal_after"):
         if getattr(ns, name) is not None:
             setattr(config, name, getattr(ns, name))
     if config.max_connections < 1:

@@ -102,6 +102,7 @@ async def change_passphrase(state: AgentState, conn: Any, req: p.ChangePassphras
         state.throttle.failed()
         state.audit.try_record("change_passphrase", "bad_passphrase", peer=conn.peer)
         raise
+    state.wrote()
     state.audit.try_record("change_passphrase", "ok", peer=conn.peer)
     return p.Ok()
 
@@ -382,6 +383,7 @@ async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: An
     """Run a vault write on the writer thread, then audit it and tell subscribers."""
     key = state.require_unlocked().audit_key  # now: a lock may land while the write runs,
     result = await state.write(fn, *args, **kwargs)  # and the write still happened
+    state.wrote()
     state.audit.try_record(op, "ok", names=names, key=key, peer=conn.peer)
     if event is not None:
         state.events.publish(event)

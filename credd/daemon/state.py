@@ -45,6 +45,7 @@ class Config:
     read_timeout: float = 10.0         # a partial frame, or a silent new connection
     max_connections: int = 128
     allow_insecure_memory: bool = False
+    seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
 
 
 def boottime() -> float:
@@ -140,6 +141,7 @@ class AgentState:
         self._unlocking = asyncio.Lock()
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
+        self._seal: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
 
@@ -203,6 +205,22 @@ class AgentState:
                 await self.write(vault.lock)
                 raise LockedError("the vault was locked while unlocking; unlock again")
             self.opened(idle, lifetime)
+            if not vault.from_snapshot:
+                self.wrote()  # no current snapshot in the file: seal one once things settle
+
+    def wrote(self) -> None:
+        """A write changed the vault (and dropped its snapshot): seal a new one once no
+        write has come for `seal_after` seconds, so that a crash before the next lock
+        does not leave the next unlock to go row by row. Lock seals anyway."""
+        if self._seal is not None:
+            self._seal.cancel()
+        self._seal = asyncio.get_running_loop().call_later(
+            self.config.seal_after, self._seal_if_still_unlocked, self._epoch)
+
+    def _seal_if_still_unlocked(self, epoch: int) -> None:
+        self._seal = None
+        if epoch == self._epoch and self._unlocked and self.vault is not None:
+            self._writer.submit(self.vault.seal_snapshot)
 
     @property
     def epoch(self) -> int:
@@ -226,6 +244,9 @@ class AgentState:
         if not self._unlocked:
             return
         self._unlocked = False
+        if self._seal is not None:
+            self._seal.cancel()
+            self._seal = None
         if self.vault is not None:
             self._writer.submit(self.vault.lock)
         log.info("locked (%s)", reason)

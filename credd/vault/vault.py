@@ -563,6 +563,13 @@ class Vault:
                 crypto.wipe(self._kek)
                 self._reset()
 
+    def seal_snapshot(self) -> None:
+        """Seal the snapshot now if it is stale (best effort, see lock), so that a crash
+        does not cost the next unlock its snapshot; the agent calls it once writes settle."""
+        with self._lock:
+            if self._keys is not None:
+                self._save_snapshot(self._keys)
+
     def _save_snapshot(self, keys: Keys) -> None:
         """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
 from credd import protocol as p
 from tests.conftest import TEST_PASSPHRASE
-from tests.daemon.conftest import init_unlock, status
+from tests.daemon.conftest import init_unlock, status, wait_for
 
 
 def test_kill_9_loses_no_acknowledged_write(agent, make_agent, raw):
@@ -62,3 +63,36 @@ def test_the_loop_stays_responsive_during_writes(agent, raw):
         stop.set()
         thread.join()
     assert worst < 0.25
+
+
+def _generations(vault: str) -> tuple[int, int | None]:
+    """(the file's generation, the one its metadata snapshot was sealed for, or None)."""
+    db = sqlite3.connect(vault)
+    try:
+        (generation,) = db.execute("SELECT generation FROM vault").fetchone()
+        sealed = db.execute("SELECT generation FROM snapshot").fetchone()
+        return generation, sealed and sealed[0]
+    finally:
+        db.close()
+
+
+def test_once_writes_settle_a_crash_keeps_a_current_snapshot(make_agent, raw):
+    """The agent seals the snapshot `--seal-after` a burst of writes, not only at lock,
+    so kill -9 leaves the next unlock its fast path (docs/vault.md)."""
+    agent = make_agent("--seal-after", "0.5s")
+    c = raw(agent)
+    init_unlock(c)
+    for i in range(5):
+        c.call(p.Set(name=f"s/{i}", value=f"v{i}"))
+        generation, sealed = _generations(agent.vault)
+        assert sealed is None  # each write drops it; the seal waits for quiet
+    wait_for(lambda: _generations(agent.vault)[1] is not None, timeout=10)
+    agent.proc.kill()
+    agent.proc.wait(5)
+    generation, sealed = _generations(agent.vault)
+    assert sealed == generation
+    second = make_agent()
+    c2 = raw(second)
+    assert c2.call(p.Unlock(passphrase=TEST_PASSPHRASE)).state == "unlocked"
+    got = c2.call(p.GetMany(refs=[f"s/{i}" for i in range(5)]))
+    assert got.values == {f"s/{i}": f"v{i}" for i in range(5)}
