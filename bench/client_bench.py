@@ -344,7 +344,7 @@ def _unlock_and_list(c: Client, how: str) -> None:
     """The key-slot unlock, then the first list after it, both timed."""
     import vault_bench
     unlock, _ = timed(lambda: c.unlock(key=vault_bench.KEY))
-    row(f"unlock (key slot: no KDF), {how}", ms(unlock))
+    row(f"unlock {how} (key slot)", ms(unlock))
     first, everything = timed(c.list)
     row(f"  first list after it ({len(everything):,}, paged)", ms(first), "goal <= 200 ms")
 
@@ -357,7 +357,7 @@ def _without_snapshot(env: dict, root: str) -> None:
     agent = start_agent(env, os.path.join(root, "big.log"))
     try:
         with Client(env["CREDD_SOCK"], timeout=None) as c:
-            _unlock_and_list(c, "row by row (no snapshot)")
+            _unlock_and_list(c, "row by row")
     finally:
         stop(agent)
 

@@ -36,7 +36,7 @@ def test_client_bench_every_section():
                     "--runs", "1", "--calls", "100", "--seconds", "0.2", "--entries", "300",
                     timeout=80)
     for line in ("credd get NAME", "Client.get against the agent", "8 clients",
-                 "from the snapshot", "row by row (no snapshot)", "first list after it",
+                 "unlock from the snapshot", "unlock row by row", "first list after it",
                  "get_many", "set (durable commit)"):
         assert line in out
 

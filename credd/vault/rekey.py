@@ -58,7 +58,8 @@ def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
                      (gen, digest.to_bytes(32, "big"),
                       new.header_mac(vault._header_bytes(gen, digest))))
     db.checkpoint_truncate(conn)
-    cache = {new_ids[row_id]: _Cached(gen, c.record, c.wire) for row_id, c in vault._cache.items()}
+    cache = {new_ids[row_id]: _Cached(gen, c.name, c.deleted, c.record, c.wire)
+             for row_id, c in vault._cache.items()}
     old.wipe()
     vault._keys, vault._cache, vault._generation, vault._digest = new, cache, gen, digest
     vault._sorted = None

@@ -106,9 +106,9 @@ def store(conn: Any, generation: int, sealed: tuple[bytes, bytes]) -> None:
 
 
 def open_(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: bytes,
-          row: list, count: int) -> Snapshot | None:
-    """The snapshot in `row` (a one-item list, emptied as soon as it is decrypted)
-    if it is exactly this file's (`count` rows); None for any other."""
+          row: list, count: int) -> tuple[Snapshot, list[str]] | None:
+    """The snapshot in `row` (a one-item list, emptied as soon as it is decrypted) and
+    its names, if it is exactly this file's (`count` rows); None for any other."""
     blob = row.pop()
     if not isinstance(blob, bytes) or len(blob) < crypto.NONCE_LEN + crypto.TAG_LEN:
         return None
@@ -127,4 +127,4 @@ def open_(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: byte
     if not (len(body.ids) == len(body.revs) == len(names) == count
             and all(map(operator.lt, names, names[1:]))):  # unique and in order
         return None
-    return body
+    return body, names

@@ -52,10 +52,20 @@ def activate(path: str, *command: str, extra: tuple[str, ...] = (), env=None):
 
 
 def connect(path: str, timeout: float = 15.0) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
+    """Connect, waiting out the moment between the socket file appearing (bind) and
+    systemd-socket-activate listening on it, which refuses connections."""
+    deadline = time.monotonic() + 5
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            return s
+        except ConnectionRefusedError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @pytest.fixture
