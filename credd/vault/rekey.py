@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from credd.errors import IntegrityError
 from credd.vault import crypto, db, keyslots
+from credd.vault.cache import Cached
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.keyslots import RECOVERY
 from credd.vault.model import encode
@@ -36,7 +37,6 @@ class _Progress:
 
 def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
     """Returns the new recovery key. The caller holds the vault's lock."""
-    from credd.vault.vault import _Cached
 
     old, new = vault._require(), Keys(bytearray(crypto.random_bytes(crypto.KEY_LEN)))
     conn = vault._conn()
@@ -58,7 +58,7 @@ def rekey(vault: "Vault", report: Callable[[int, int], None]) -> str:
                      (gen, digest.to_bytes(32, "big"),
                       new.header_mac(vault._header_bytes(gen, digest))))
     db.checkpoint_truncate(conn)
-    cache = {new_ids[row_id]: _Cached(gen, c.name, c.deleted, c.record, c.wire)
+    cache = {new_ids[row_id]: Cached(gen, c.name, c.deleted, c.record, c.wire)
              for row_id, c in vault._cache.items()}
     old.wipe()
     vault._keys, vault._cache, vault._generation, vault._digest = new, cache, gen, digest

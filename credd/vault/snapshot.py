@@ -30,7 +30,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 
 from credd.protocol import EntryMeta
-from credd.vault import crypto
+from credd.vault import crypto, db
 
 
 class Snapshot(msgspec.Struct, array_like=True, gc=False):
@@ -45,6 +45,9 @@ class Snapshot(msgspec.Struct, array_like=True, gc=False):
     entries: list[EntryMeta]
 
 
+#: How long sealing waits for another writer (ms) before giving up, and rows per step.
+WAIT_MS, CHUNK = 200, 2048
+_REV = operator.attrgetter("rev")
 _decode = msgspec.msgpack.Decoder(Snapshot).decode
 _encode = msgspec.msgpack.Encoder().encode
 _BY_NAME = operator.attrgetter("name")
@@ -128,3 +131,46 @@ def open_(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: byte
             and all(map(operator.lt, names, names[1:]))):  # unique and in order
         return None
     return body, names
+
+
+def save(vault: Any, keys: Any) -> None:
+    """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
+
+    Best effort, and quick to give up: it runs as the vault locks, and a missing
+    snapshot only means the next unlock goes row by row.
+    """
+    conn = getattr(vault._local, "conn", None)  # never open the file (or create it) here
+    if (not vault._snapshots or vault._snapshot_gen == vault._generation or vault._bad
+            or vault._damage or vault._closed or vault._verified is None or conn is None):
+        return
+    try:
+        conn.execute(f"PRAGMA busy_timeout={WAIT_MS}")
+        try:
+            with db.transaction(conn):
+                sealed_for = _seal(vault, conn, keys)
+            vault._snapshot_gen = sealed_for
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
+    except Exception:  # full disk, busy or vanished file…: the next unlock goes row by row
+        pass
+
+
+def _seal(vault: Any, conn: Any, keys: Any) -> int | None:
+    """Write the snapshot in the open transaction; the generation it is for, or None."""
+    gen, digest = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
+    if gen != vault._generation or digest != vault._digest.to_bytes(32, "big"):
+        return None  # changed by another process: not ours to describe
+    verified, rows_hash, count = vault._verified, RowsHash(), 0
+    cursor = conn.execute("SELECT id, rev, meta FROM entries")
+    while chunk := cursor.fetchmany(CHUNK):
+        ids, revs, blobs = zip(*chunk)
+        cached = tuple(map(vault._cache.get, ids))
+        if (tuple(map(verified.get, ids)) != blobs  # type: ignore[union-attr]
+                or None in cached or tuple(map(_REV, cached)) != revs):
+            return None  # not the rows that authenticated: the next unlock checks them
+        rows_hash.update(ids, revs, blobs)
+        count += len(blobs)
+    if count != len(verified):  # type: ignore[arg-type]
+        return None
+    store(conn, gen, seal(keys, vault.vault_id, gen, digest, rows_hash.digest(), vault._cache))
+    return gen

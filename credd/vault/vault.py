@@ -20,16 +20,13 @@ so a repeated `get` is AES-GCM and a decode, without SQLite.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hmac
 import operator
 import os
-import struct
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import compress, repeat
+from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 
@@ -37,29 +34,21 @@ from credd import paths
 from credd.errors import (BadPassphrase, BadRequest, Exists, IntegrityError, LockedError,
                           NotFound, NoVault)
 from credd.protocol import EntryMeta, Field, VersionInfo
-from credd.vault import counter, crypto, db, keyslots, migrations, snapshot
-from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, ad, row_ad
+from credd.vault import counter, crypto, db, keyslots, load, migrations, snapshot
+from credd.vault.cache import Cached, EntryView
+from credd.vault.crypto import ENTRY, HISTORY, AuthFailure, Keys, ad, row_ad
 from credd.vault.keyslots import KEY, PASSPHRASE, RECOVERY, KdfParams
 from credd.vault.changes import Change
 from credd.vault.model import (HistoryRecord, MetaRecord, SecretEntry, SecretRecord,
-                               canonical_name, check_label, decode_history, decode_meta,
-                               decode_secret, encode, from_entry_meta, to_entry_meta)
+                               canonical_name, check_label, decode_history, decode_secret,
+                               encode, to_entry_meta)
 
 #: At least this many superseded versions are kept per entry.
 HISTORY_KEEP = 20
-#: Rows per bulk step of the unlock: amortizes the per-call costs and stays in the CPU cache.
-_CHUNK = 2048
-_NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
-_SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
 _BY_NAME = operator.attrgetter("name")
-_ENTRY = operator.attrgetter("entry")
-_REV = operator.attrgetter("rev")
 _CURRENT = operator.attrgetter("current")
-_DELETED = operator.attrgetter("deleted")
 #: Names remembered per unlock by `_locate` (about 100 bytes each).
 _LOCATED_MAX = 4096
-#: How long sealing the snapshot at lock waits for another writer (ms) before giving up.
-_SNAPSHOT_WAIT_MS = 200
 _GENERIC = "wrong passphrase or damaged vault"
 _DAMAGE_HINT = "; run `credd check` (a vault restored on purpose: see docs/vault.md)"
 
@@ -71,94 +60,6 @@ class VaultIntegrityError(IntegrityError):
         super().__init__(message, names=[name] if name else None)
         self.name = name
         self.row = row
-
-
-class _Cached(msgspec.Struct, gc=False):
-    """One decrypted metadata record; its wire form is built on first use (list, describe).
-
-    `sealed` is the row's secret column exactly as stored (still encrypted),
-    kept after it first authenticated under this `rev`, so that later reads
-    decrypt from memory without SQLite. Every write makes a new _Cached (new
-    rev), and lock drops them all, so a sealed blob never outlives its row.
-
-    It holds the metadata as a file record or as a wire record, each made from
-    the other on first use: a row-by-row unlock decodes file records, a
-    snapshot unlock wire records (so that its first list makes none). Making
-    the wire record drops the file record, so 100,000 entries are not held
-    twice once listed; writes make it again for the entries they change. Reads
-    use `current`, whichever is there: both have the same fields. `name` and
-    `deleted` are copied into the struct, because sorting, filtering and
-    counting 100,000 entries read them at C speed (a write makes a new one).
-
-    A gc=False struct: unlock makes 100,000 of these, and it can never be part
-    of a cycle (an int, a gc=False record, a wire record that does not point back).
-    """
-
-    rev: int
-    name: str
-    deleted: float | None
-    record: MetaRecord | None = None
-    wire: EntryMeta | None = None
-    sealed: bytes | None = None
-
-    # Each form is read once into a local and the wire form is set before the record
-    # is dropped, so a reader on another thread always finds one of them.
-    @property
-    def meta(self) -> MetaRecord:
-        record = self.record
-        if record is None:
-            record = self.record = from_entry_meta(self.wire)  # type: ignore[arg-type]
-        return record
-
-    @property
-    def entry(self) -> EntryMeta:
-        wire = self.wire
-        if wire is None:
-            wire = self.wire = to_entry_meta(self.record)  # type: ignore[arg-type]
-            self.record = None
-        return wire
-
-    @property
-    def current(self) -> EntryMeta | MetaRecord:
-        return self.wire or self.record  # type: ignore[return-value]
-
-
-
-class EntryView(Sequence):
-    """Live entries in name order, each made a wire record (`EntryMeta`) when first read.
-
-    The agent pages a list of 100,000 through this: the first list after an unlock
-    converts one page at a time while the client decodes the page before, instead of
-    converting everything before the first page leaves. The rows are the vault's
-    sorted list at the time of the call; writes replace that list, never change it.
-    """
-
-    __slots__ = ("_rows",)
-
-    def __init__(self, rows: list[_Cached]) -> None:
-        self._rows = rows
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return list(map(_ENTRY, self._rows[index]))
-        return self._rows[index].entry
-
-    def __iter__(self) -> Iterator[EntryMeta]:
-        return map(_ENTRY, self._rows)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _locate(keys: Keys, name: object) -> tuple[str, bytes]:
@@ -188,7 +89,7 @@ class _Txn:
     def __init__(self, generation: int, digest: int) -> None:
         self.gen = generation
         self.digest = digest
-        self.cache: dict[bytes, _Cached | None] = {}
+        self.cache: dict[bytes, Cached | None] = {}
         self.metas: dict[bytes, bytes | None] = {}  # meta columns written (None: deleted)
         self.scrub = False  # checkpoint(TRUNCATE) after commit
 
@@ -213,10 +114,10 @@ class Vault:
         self._keys: Keys | None = None
         self._kek: bytearray | None = None
         self._unlocked_by: tuple[str, int] | None = None
-        self._cache: dict[bytes, _Cached] = {}
+        self._cache: dict[bytes, Cached] = {}
         self._bad: dict[bytes, str] = {}
         self._damage: list[str] = []
-        self._sorted: list[_Cached] | None = None  # live entries by name, until a write
+        self._sorted: list[Cached] | None = None  # live entries by name, until a write
         self._live = 0
         #: The generation the file's snapshot is known to be sealed for (loaded or saved).
         self._snapshot_gen: int | None = None
@@ -375,7 +276,7 @@ class Vault:
         with self._lock:
             self.lock()
             try:
-                self._load(keys)
+                load.load(self, keys)
             except BaseException:
                 keys.wipe()
                 crypto.wipe(kek)
@@ -410,142 +311,6 @@ class Vault:
             crypto.wipe(kek)
         raise BadPassphrase(_GENERIC)
 
-    def _load(self, keys: Keys) -> None:
-        """Verify the header, decrypt all metadata into the cache, check the digest: all
-        from one read transaction, so that a writer in another process cannot make the
-        header, the rows and the snapshot disagree."""
-        conn = self._conn()
-        with db.reading(conn):
-            self._load_from(conn, keys)
-
-    def _load_from(self, conn, keys: Keys) -> None:
-        gen, digest, mac = conn.execute(
-            "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
-        damage = []
-        digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
-        if not (isinstance(mac, bytes) and hmac.compare_digest(
-                mac, keys.header_mac(self._header_bytes(gen, digest_int)))):
-            damage.append("the vault header failed authentication")
-        remembered = self._remembered()
-        if remembered > gen:
-            damage.append(f"the vault file is older than one credd has seen (generation {gen} "
-                          f"< {remembered}): it was rolled back to an earlier copy")
-        cache: dict[bytes, _Cached] = {}
-        bad: dict[bytes, str] = {}
-        live = None
-        stored = self._has_snapshot(conn, gen)
-        with _gc_paused():  # 100,000 new objects would otherwise trigger many collections
-            digest_now, rows_hash, verified = self._scan(conn, keys, cache, bad,
-                                                         decrypt=not stored)
-            if stored:
-                if digest_now == digest_int and not damage and rows_hash is not None:
-                    live = self._from_snapshot(conn, keys, gen, digest, rows_hash, cache,
-                                               len(verified))
-                if live is None:  # not this file's: go row by row after all
-                    self._scan(conn, keys, cache, bad, decrypt=True)
-        if digest_now != digest_int:
-            damage.append("entries were replayed, removed or added outside credd")
-        self._keys, self._cache, self._bad, self._damage = keys, cache, bad, damage
-        self._generation, self._digest = gen, digest_int
-        self._verified = verified
-        self._snapshot_gen = gen if live is not None else None
-        self._live = len(live) if live is not None else list(
-            map(_DELETED, cache.values())).count(None)
-        self._sorted = live
-        if not damage:
-            self._remember(gen)
-
-    def _has_snapshot(self, conn, gen: int) -> bool:
-        """The file has a snapshot that claims this generation (checked when opened)."""
-        return self._snapshots and conn.execute(
-            "SELECT 1 FROM snapshot WHERE id = 1 AND generation = ?", (gen,)).fetchone() is not None
-
-    def _scan(self, conn, keys: Keys, cache: dict, bad: dict, *, decrypt: bool
-              ) -> tuple[int | None, bytes | None, dict[bytes, bytes]]:
-        """One pass over the entry rows, in chunks of bulk, C-level steps: decrypt them
-        into the cache (unless a snapshot may stand in for that), and return the set
-        digest of the file (None when a row is too malformed to take part in it), the
-        rows hash a snapshot must match (None likewise), and every row's meta column.
-
-        Decrypting is the cost of an unlock without a snapshot. A chunk where anything
-        fails is redone row by row, so that every bad row is found and named.
-        """
-        ids: list = []
-        tails: list[bytes] | None = []
-        verified: dict[bytes, bytes] = {}
-        rows_hash = None if decrypt else snapshot.RowsHash()  # only a snapshot needs it
-        cursor = conn.execute("SELECT id, rev, meta FROM entries")
-        while chunk := cursor.fetchmany(_CHUNK):
-            chunk_ids, revs, blobs = zip(*chunk)
-            if decrypt:
-                try:
-                    metas = self._decrypt_chunk(keys, chunk_ids, revs, blobs)
-                except Exception:  # any damage (tag, types, lengths, encoding)
-                    self._decrypt_rows(keys, chunk, cache, bad)
-                else:
-                    cache.update(zip(chunk_ids, map(_Cached, revs, map(_BY_NAME, metas),
-                                                    map(_DELETED, metas), metas)))
-            ids += chunk_ids
-            verified.update(zip(chunk_ids, blobs))
-            if tails is not None:
-                try:
-                    tails.append(crypto.zero_version_tails(revs))
-                except struct.error:  # a rev too malformed for the digest (keep naming rows)
-                    tails = None
-            if rows_hash is not None:
-                try:
-                    rows_hash.update(chunk_ids, revs, blobs)
-                except (TypeError, struct.error):  # malformed: row by row names it
-                    rows_hash = None
-        digest = None if tails is None else self._digest_of(conn, keys, ids, b"".join(tails))
-        return digest, rows_hash and rows_hash.digest(), verified
-
-    def _digest_of(self, conn, keys: Keys, ids: list, tails: bytes) -> int | None:
-        history = conn.execute("SELECT entry, version, rev FROM history").fetchall()
-        history_ids, versions, history_revs = zip(*history) if history else ((), (), ())
-        try:
-            return keys.digest(ENTRY, ids, tails) ^ keys.digest(
-                HISTORY, history_ids, list(map(TAIL.pack, history_revs, versions)))
-        except (ValueError, TypeError, struct.error):
-            return None
-
-    def _from_snapshot(self, conn, keys: Keys, gen: int, digest: bytes, rows_hash: bytes,
-                       cache: dict, count: int) -> list[_Cached] | None:
-        """Fill the cache from the snapshot if it is exactly this file's; return its
-        live entries, already in name order (None: unlock row by row)."""
-        holder = conn.execute("SELECT blob FROM snapshot WHERE id = 1").fetchall()
-        if len(holder) != 1:
-            return None
-        holder = [holder[0][0]]  # a list, so that open_ can let go of the megabytes
-        opened = snapshot.open_(keys, self.vault_id, gen, digest, rows_hash, holder, count)
-        if opened is None:
-            return None
-        body, names = opened
-        deleted = list(map(_DELETED, body.entries))
-        cached = list(map(_Cached, body.revs, names, deleted, repeat(None), body.entries))
-        cache.update(zip(body.ids, cached))
-        return list(compress(cached, map(operator.not_, deleted)))  # live, in name order
-
-    def _decrypt_chunk(self, keys: Keys, ids: tuple, revs: tuple, blobs: tuple
-                       ) -> list[MetaRecord]:
-        """The records of rows that all authenticate; raises at the first that does not."""
-        if set(map(len, ids)) != {crypto.ROW_ID_LEN}:  # ROW_AD needs exact lengths
-            raise ValueError("malformed row id")
-        ads = map(crypto.ROW_AD.pack, repeat(self.vault_id), ids, repeat(b"m"), revs, repeat(0))
-        plains = map(keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
-        return list(map(decode_meta, plains))
-
-    def _decrypt_rows(self, keys: Keys, rows: list, cache: dict, bad: dict) -> None:
-        """`_decrypt_chunk` one row at a time, recording each bad row."""
-        for row_id, rev, blob in rows:
-            try:
-                meta = decode_meta(crypto.unseal(keys.meta, blob,
-                                                 row_ad(self.vault_id, row_id, "meta", rev)))
-            except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
-                bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
-            else:
-                cache[row_id] = _Cached(rev, meta.name, meta.deleted, meta)
-
     def _install(self, keys: Keys, kek: bytearray, unlocked_by: tuple[str, int]) -> None:
         with self._lock:
             self._keys, self._kek, self._unlocked_by = keys, kek, unlocked_by
@@ -556,7 +321,7 @@ class Vault:
         with self._lock:
             try:
                 if self._keys is not None:
-                    self._save_snapshot(self._keys)
+                    snapshot.save(self, self._keys)
             finally:  # whatever sealing met (even KeyboardInterrupt), the keys go
                 if self._keys is not None:
                     self._keys.wipe()
@@ -568,49 +333,7 @@ class Vault:
         does not cost the next unlock its snapshot; the agent calls it once writes settle."""
         with self._lock:
             if self._keys is not None:
-                self._save_snapshot(self._keys)
-
-    def _save_snapshot(self, keys: Keys) -> None:
-        """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
-
-        Best effort, and quick to give up: it runs as the vault locks, and a missing
-        snapshot only means the next unlock goes row by row.
-        """
-        conn = getattr(self._local, "conn", None)  # never open the file (or create it) here
-        if (not self._snapshots or self._snapshot_gen == self._generation or self._bad
-                or self._damage or self._closed or self._verified is None or conn is None):
-            return
-        try:
-            conn.execute(f"PRAGMA busy_timeout={_SNAPSHOT_WAIT_MS}")
-            try:
-                with db.transaction(conn):
-                    sealed_for = self._seal_snapshot(conn, keys)
-                self._snapshot_gen = sealed_for
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
-        except Exception:  # full disk, busy or vanished file…: the next unlock goes row by row
-            pass
-
-    def _seal_snapshot(self, conn, keys: Keys) -> int | None:
-        """Write the snapshot in the open transaction; the generation it is for, or None."""
-        gen, digest = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
-        if gen != self._generation or digest != self._digest.to_bytes(32, "big"):
-            return None  # changed by another process: not ours to describe
-        verified, rows_hash, count = self._verified, snapshot.RowsHash(), 0
-        cursor = conn.execute("SELECT id, rev, meta FROM entries")
-        while chunk := cursor.fetchmany(_CHUNK):
-            ids, revs, blobs = zip(*chunk)
-            cached = tuple(map(self._cache.get, ids))
-            if (tuple(map(verified.get, ids)) != blobs  # type: ignore[union-attr]
-                    or None in cached or tuple(map(_REV, cached)) != revs):
-                return None  # not the rows that authenticated: the next unlock checks them
-            rows_hash.update(ids, revs, blobs)
-            count += len(blobs)
-        if count != len(verified):  # type: ignore[arg-type]
-            return None
-        snapshot.store(conn, gen, snapshot.seal(keys, self.vault_id, gen, digest,
-                                                rows_hash.digest(), self._cache))
-        return gen
+                snapshot.save(self, self._keys)
 
     def _require(self) -> Keys:
         keys = self._keys
@@ -648,7 +371,7 @@ class Vault:
 
     # ------------------------------------------------------------ reading
 
-    def _find(self, name: str, *, trashed: bool | None = False) -> tuple[bytes, _Cached]:
+    def _find(self, name: str, *, trashed: bool | None = False) -> tuple[bytes, Cached]:
         """The row of `name`; trashed=None accepts live or trash, else that state only."""
         name, row_id = _locate(self._require(), name)
         if row_id in self._bad:
@@ -663,7 +386,7 @@ class Vault:
                            else f"{name!r} is not in the trash", names=[name])
         return row_id, cached
 
-    def _secret(self, row_id: bytes, cached: _Cached) -> SecretRecord:
+    def _secret(self, row_id: bytes, cached: Cached) -> SecretRecord:
         """Decrypt one secret column; a racing writer makes us retry under the lock."""
         try:
             return self._read_secret(row_id, cached, self._keys)
@@ -681,7 +404,7 @@ class Vault:
                 raise VaultIntegrityError(f"entry {name!r} failed authentication{_DAMAGE_HINT}",
                                           name=name, row=row_id.hex()) from None
 
-    def _read_secret(self, row_id: bytes, cached: _Cached, keys: Keys | None) -> SecretRecord:
+    def _read_secret(self, row_id: bytes, cached: Cached, keys: Keys | None) -> SecretRecord:
         """The secret of `cached`'s rev: from its sealed blob, read from the file the first time.
 
         The blob is kept only once it authenticated under (row id, rev), so
@@ -723,7 +446,7 @@ class Vault:
         unlock they are what a later write starts from (the agent only encodes them)."""
         return EntryView(self._live_by_name())
 
-    def _live_by_name(self) -> list[_Cached]:
+    def _live_by_name(self) -> list[Cached]:
         self._require()
         if self._bad:
             raise VaultIntegrityError(
@@ -866,7 +589,7 @@ class Vault:
         if old_rev is not None:
             txn.digest ^= keys.digest_item(ENTRY, row_id, old_rev)
         txn.digest ^= keys.digest_item(ENTRY, row_id, rev)
-        txn.cache[row_id] = _Cached(rev, meta.name, meta.deleted, meta)
+        txn.cache[row_id] = Cached(rev, meta.name, meta.deleted, meta)
         txn.metas[row_id] = meta_blob
         return to_entry_meta(meta)
 

@@ -323,15 +323,16 @@ def test_a_snapshot_that_vanishes_during_an_unlock_is_not_used(vault, monkeypatc
     first = Vault.open(vault.path, state_dir=vault.state_dir)
     other = Vault.open(vault.path, state_dir=vault.state_dir)
     other.unlock(TEST_PASSPHRASE)
-    real_scan = Vault._scan
+    from credd.vault import load
+    real_scan = load.scan
 
-    def scan_then_write(self, *args, **kwargs):
-        result = real_scan(self, *args, **kwargs)
-        if self is first and _snapshots(vault.path):
+    def scan_then_write(loading, *args, **kwargs):
+        result = real_scan(loading, *args, **kwargs)
+        if loading is first and _snapshots(vault.path):
             other.put("from/other", value="o")
         return result
 
-    monkeypatch.setattr(Vault, "_scan", scan_then_write)
+    monkeypatch.setattr(load, "scan", scan_then_write)
     first.unlock(TEST_PASSPHRASE)  # reads one consistent state: the one before the write
     assert first.from_snapshot and "from/other" not in [e.name for e in first.list()]
     monkeypatch.undo()

@@ -299,8 +299,8 @@ def test_weakened_or_absurd_stored_kdf_is_refused_fast(vault, derivations, m, t,
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Unlock in chunks of 3 rows, so a few entries exercise the bulk path and its fallback."""
-    from credd.vault import vault as vault_module
-    monkeypatch.setattr(vault_module, "_CHUNK", 3)
+    from credd.vault import load
+    monkeypatch.setattr(load, "CHUNK", 3)
 
 
 def _ten(vault: Vault) -> list[bytes]:
@@ -348,14 +348,18 @@ def test_bulk_unlock_with_a_malformed_rev_refuses_data_but_reads_every_row(vault
 
 
 def test_bulk_and_row_by_row_unlock_agree(vault, monkeypatch):
-    from credd.vault import vault as vault_module
+    from credd.vault import load
     _ten(vault)
     vault.delete("bulk/3")
     expected = [(e.name, e.version, e.tags) for e in vault.list()]
     for chunk in (1, 3, 4096):
-        monkeypatch.setattr(vault_module, "_CHUNK", chunk)
+        monkeypatch.setattr(load, "CHUNK", chunk)
         vault.lock()
+        db = raw(vault.path)
+        db.execute("DELETE FROM snapshot")  # this test is about the row-by-row unlock
+        db.close()
         vault.unlock(TEST_PASSPHRASE)
+        assert not vault.from_snapshot
         assert [(e.name, e.version, e.tags) for e in vault.list()] == expected
         assert vault.entry_count == 9 and [e.name for e in vault.trash()] == ["bulk/3"]
 
