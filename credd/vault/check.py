@@ -7,12 +7,12 @@ was about.
 
 from __future__ import annotations
 
-import hmac
 import struct
 from typing import TYPE_CHECKING
 
 from credd.vault import crypto, keyslots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
+from credd.vault.load import header_damage
 from credd.vault.model import decode_history, decode_meta, decode_secret
 
 if TYPE_CHECKING:
@@ -84,14 +84,7 @@ def _header(vault: "Vault", conn, keys: Keys) -> list[str]:
     if vault_id != vault.vault_id:
         problems.append("the vault id changed")
     digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
-    expected = keys.header_mac(vault._header_bytes(gen, digest_int))
-    if not (isinstance(mac, bytes) and hmac.compare_digest(mac, expected)):
-        problems.append("the vault header failed authentication")
-    remembered = vault._remembered()
-    if remembered > gen:
-        problems.append(f"the vault file was rolled back: generation {gen} is older than "
-                        f"{remembered}, the newest this machine has seen")
-    return problems
+    return problems + header_damage(vault, keys, gen, digest_int, mac)
 
 
 def _slots(vault: "Vault", conn) -> list[str]:

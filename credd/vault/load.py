@@ -51,7 +51,8 @@ def load(vault: Any, keys: Keys) -> None:
         _load_from(vault, conn, keys)
 
 
-def _header_damage(vault: Any, keys: Keys, gen: int, digest: int, mac: object) -> list[str]:
+def header_damage(vault: Any, keys: Keys, gen: int, digest: int, mac: object) -> list[str]:
+    """What is wrong with the header: its MAC, or a generation older than remembered."""
     damage = []
     if not (isinstance(mac, bytes) and hmac.compare_digest(
             mac, keys.header_mac(vault._header_bytes(gen, digest)))):
@@ -67,7 +68,7 @@ def _load_from(vault: Any, conn, keys: Keys) -> None:
     gen, digest, mac = conn.execute(
         "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
     digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
-    damage = _header_damage(vault, keys, gen, digest_int, mac)
+    damage = header_damage(vault, keys, gen, digest_int, mac)
     cache: dict[bytes, Cached] = {}
     bad: dict[bytes, str] = {}
     live = None
