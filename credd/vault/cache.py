@@ -15,7 +15,7 @@ _ENTRY = operator.attrgetter("entry")
 
 
 class Cached(msgspec.Struct, gc=False):
-    """One decrypted metadata record; its wire form is built on first use (list, describe).
+    """One row's decrypted metadata while the vault is unlocked.
 
     `sealed` is the row's secret column exactly as stored (still encrypted),
     kept after it first authenticated under this `rev`, so that later reads
@@ -62,7 +62,6 @@ class Cached(msgspec.Struct, gc=False):
     @property
     def current(self) -> EntryMeta | MetaRecord:
         return self.wire or self.record  # type: ignore[return-value]
-
 
 
 class EntryView(Sequence):

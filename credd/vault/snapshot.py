@@ -9,21 +9,21 @@ decoded front to back, so the records land in memory already in name order.
 
 It is only an accelerator, never a second source of truth. Unlock uses it
 only when it is sealed under this vault's metadata key for the header's exact
-generation and digest and for the exact bytes of every row's `meta` column
-(`rows_hash`): then it says what decrypting every row would have said, and
+generation and digest and for every row's exact id, rev and `meta` column
+(`RowsHash`): then it says what decrypting every row would have said, and
 a file changed in any way falls back to the row-by-row unlock, which finds and
 names the damage as before. Every write deletes the snapshot in its own
 transaction, so metadata that a write replaced or purged does not outlive it;
-locking seals a fresh one.
+locking seals a fresh one (`save`), over rows that authenticated only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
-from itertools import chain
-from collections.abc import Mapping
 import operator
+import struct
+from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -134,7 +134,7 @@ def open_(keys: Any, vault_id: bytes, generation: int, digest: bytes, rows: byte
 
 
 def save(vault: Any, keys: Any) -> None:
-    """Seal the cache as the file's snapshot (see snapshot.py), unless it already is.
+    """Seal the vault's cache as the file's snapshot, unless it already is.
 
     Best effort, and quick to give up: it runs as the vault locks, and a missing
     snapshot only means the next unlock goes row by row.

@@ -320,8 +320,7 @@ class Vault:
         and every decrypted cache."""
         with self._lock:
             try:
-                if self._keys is not None:
-                    snapshot.save(self, self._keys)
+                self.seal_snapshot()
             finally:  # whatever sealing met (even KeyboardInterrupt), the keys go
                 if self._keys is not None:
                     self._keys.wipe()
@@ -505,8 +504,9 @@ class Vault:
                 "SELECT version FROM history WHERE entry = ? ORDER BY version DESC",
                 (row_id,)).fetchall()
             records = [self._history_record(row_id, cached.name, v) for (v,) in rows]
-        return cached.current.version, [VersionInfo(version=r.meta.version, updated=r.meta.updated,
-                                                 replaced=r.replaced) for r in records]
+        return cached.current.version, [
+            VersionInfo(version=r.meta.version, updated=r.meta.updated, replaced=r.replaced)
+            for r in records]
 
     def _history_record(self, row_id: bytes, name: str, version: int) -> HistoryRecord:
         keys = self._require()
