@@ -25,20 +25,22 @@ import sys
 import tempfile
 import time
 
+
 PASSPHRASE = "bench passphrase, not a secret"
 QUERY = "team42/svc3"          # typed one key at a time, then erased one key at a time
 FUZZY = "tm42s3k9"
 
 
 def seed(directory: str, n: int) -> dict[str, str]:
+    from credd.protocol import Set
     from credd.vault import KdfParams, Vault
     env = dict(os.environ, CREDD_VAULT=f"{directory}/vault.db", CREDD_STATE_DIR=f"{directory}/state",
                CREDD_SOCK=f"{directory}/run/agent.sock", XDG_RUNTIME_DIR=directory)
     vault, _ = Vault.create(env["CREDD_VAULT"], PASSPHRASE, state_dir=env["CREDD_STATE_DIR"],
                             kdf=KdfParams(memory_kib=19 * 1024, iterations=2, lanes=1))
     for i in range(n):
-        vault.put(f"team{i % 97}/svc{i % 7}/key{i}", kind="api_key", service=f"svc{i % 37}.example.com",
-                  tags=[f"t{i % 11}"], value="v")
+        vault.put(Set(name=f"team{i % 97}/svc{i % 7}/key{i}", kind="api_key", service=f"svc{i % 37}.example.com",
+                  tags=[f"t{i % 11}"], value="v"))
     vault.close()
     return env
 

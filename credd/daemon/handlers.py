@@ -392,11 +392,8 @@ async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: An
 
 async def set_(state: AgentState, conn: Any, req: p.Set) -> p.EntryReply:
     vault = state.require_unlocked()
-    meta = await _write(
-        state, conn, "set", [req.name], vault.put, req.name, kind=req.kind, service=req.service,
-        tags=req.tags, value=req.value, fields=req.fields, remove_fields=req.remove_fields,
-        notes=req.notes, rotate_after=req.rotate_after, expires=req.expires, mode=req.mode,
-        merge=req.merge, event=p.EntryChanged(name=req.name, action="set"))
+    meta = await _write(state, conn, "set", [req.name], vault.put, req,
+                        event=p.EntryChanged(name=req.name, action="set"))
     return p.EntryReply(entry=meta)
 
 

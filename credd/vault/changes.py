@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from credd.errors import BadRequest, NotFound
-from credd.protocol import Field
+from credd.protocol import Field, Set
 from credd.vault.model import (MetaRecord, SecretRecord, check_kind, check_label, check_text,
                                check_time, redacted)
 
@@ -28,9 +28,12 @@ class Change(msgspec.Struct, kw_only=True):
     clear_expires: bool
 
     @classmethod
-    def validate(cls, kind, service, tags, value, fields, remove_fields, notes, rotate_after,
-                 expires) -> "Change":
-        fields = [_field(f) for f in (fields or [])]
+    def validate(cls, request: Set) -> "Change":
+        """The request's arguments checked; `mode`, `merge` and the name are the caller's."""
+        kind, service, tags, value = request.kind, request.service, request.tags, request.value
+        notes, rotate_after, expires = request.notes, request.rotate_after, request.expires
+        remove_fields = request.remove_fields
+        fields = [_field(f) for f in (request.fields or [])]
         names = [f.name for f in fields]
         if len(set(names)) != len(names):
             raise BadRequest("a field name appears twice")

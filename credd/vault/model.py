@@ -22,6 +22,7 @@ import msgspec
 
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta
+from credd.store import SecretEntry  # noqa: F401 (re-exported: the seam owns it)
 
 MAX_NAME = 256
 MAX_LABEL = 128  # field names, tags, service
@@ -104,29 +105,6 @@ def from_entry_meta(e: EntryMeta) -> MetaRecord:
                       has_value=e.has_value, has_notes=e.has_notes, created=e.created,
                       updated=e.updated, version=e.version, rotate_after=e.rotate_after,
                       expires=e.expires, deleted=e.deleted)
-
-
-class SecretEntry:
-    """An entry with its secrets, as `reveal` returns it; never printed in clear."""
-
-    __slots__ = ("meta", "value", "secret_fields", "notes")
-
-    def __init__(self, meta: EntryMeta, value: str, secret_fields: dict[str, str],
-                 notes: str) -> None:
-        self.meta = meta
-        self.value = value
-        self.secret_fields = secret_fields
-        self.notes = notes
-
-    def __repr__(self) -> str:
-        return f"SecretEntry(name={self.meta.name!r}, version={self.meta.version}, <redacted>)"
-
-    __str__ = __repr__
-
-    def __rich_repr__(self):
-        yield "name", self.meta.name
-        yield "version", self.meta.version
-        yield "secrets", "<redacted>"
 
 
 # ---------------------------------------------------------------- validation

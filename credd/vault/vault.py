@@ -33,7 +33,7 @@ import msgspec
 from credd import paths
 from credd.errors import (BadPassphrase, BadRequest, Exists, IntegrityError, LockedError,
                           NotFound, NoVault)
-from credd.protocol import EntryMeta, Field, VersionInfo
+from credd.protocol import EntryMeta, Set, VersionInfo
 from credd.vault import counter, crypto, db, keyslots, load, migrations, snapshot
 from credd.vault.cache import Cached, EntryView
 from credd.vault.crypto import ENTRY, HISTORY, AuthFailure, Keys, ad, row_ad
@@ -623,18 +623,15 @@ class Vault:
         return conn.execute("SELECT hid, version, rev FROM history WHERE entry = ?",
                             (row_id,)).fetchall()
 
-    def put(self, name: str, *, kind: str | None = None, service: str | None = None,
-            tags: list[str] | None = None, value: str | None = None,
-            fields: Iterable[Field] | None = None, remove_fields: Iterable[str] = (),
-            notes: str | None = None, rotate_after: float | None = None,
-            expires: float | None = None, mode: str = "upsert", merge: bool = False
-            ) -> EntryMeta:
+    def put(self, request: Set) -> EntryMeta:
         """Write an entry (protocol.Set semantics); the previous version goes to history."""
-        name = canonical_name(name)
+        if not isinstance(request, Set):
+            raise BadRequest("put takes a protocol.Set request")
+        name = canonical_name(request.name)
+        mode, merge = request.mode, request.merge
         if mode not in ("upsert", "create", "update"):
             raise BadRequest(f"mode must be upsert, create or update, not {mode!r}")
-        change = Change.validate(kind, service, tags, value, fields, remove_fields, notes,
-                                  rotate_after, expires)
+        change = Change.validate(request)
         with self._writing() as (conn, keys, txn):
             row_id = keys.row_id(name)
             if row_id in self._bad:

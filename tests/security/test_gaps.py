@@ -32,6 +32,7 @@ import pytest
 from credd import protocol as p
 from tests.conftest import FAST_KDF, REPO, SENTINEL, TEST_PASSPHRASE
 from tests.security.conftest import Raw, audit_records, init_unlock, rss_kib, status, wait_for
+from credd.protocol import Set
 
 
 # ------------------------------------------------------------------ A3
@@ -133,7 +134,7 @@ def test_every_request_rechecks_the_deadlines_on_the_boottime_clock(tmp_path):
         try:
             vault, _ = Vault.create(state.config.vault, TEST_PASSPHRASE, kdf=kdf,
                                     state_dir=state.config.state_dir)
-            vault.put("a", value=SENTINEL)
+            vault.put(Set(name="a", value=SENTINEL))
             state.vault = vault
             state.opened(idle=60, lifetime=600)
             conn = _Conn()

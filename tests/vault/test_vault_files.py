@@ -12,6 +12,7 @@ from credd.protocol import Field
 from credd.vault import Vault
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, file_bytes
+from credd.protocol import Set
 
 
 def _mode(path: str) -> int:
@@ -22,7 +23,7 @@ def test_created_private_even_with_a_loose_umask(vault_path, state_dir):
     old = os.umask(0)
     try:
         vault, _ = Vault.create(vault_path, TEST_PASSPHRASE, kdf=KDF, state_dir=state_dir)
-        vault.put("a", value="1")
+        vault.put(Set(name="a", value="1"))
     finally:
         os.umask(old)
     assert _mode(os.path.dirname(vault_path)) == 0o700
@@ -39,7 +40,7 @@ def test_created_private_even_with_a_loose_umask(vault_path, state_dir):
     ("dir", 0o755, "chmod 700"), ("wal", 0o604, "chmod 600"),
 ])
 def test_loose_modes_are_refused_naming_the_fix(vault, target, mode, fix):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     path = {"file": vault.path, "dir": os.path.dirname(vault.path),
             "wal": vault.path + "-wal"}[target]
     os.chmod(path, mode)
@@ -61,11 +62,11 @@ def test_names_and_values_never_in_the_file_or_wal(vault):
     secrets = [SENTINEL, "db-password-" + SENTINEL, "notes-" + SENTINEL]
     plain = ["production/postgres-main", "service-acme-corp", "tag-critical-infra",
              "field-endpoint-url", "https://endpoint.example.internal"]
-    vault.put(plain[0], kind="connection_string", service=plain[1], tags=[plain[2]],
+    vault.put(Set(name=plain[0], kind="connection_string", service=plain[1], tags=[plain[2]],
               value=secrets[0], notes=secrets[2],
               fields=[Field(name=plain[3], value=plain[4], secret=False),
-                      Field(name="password", value=secrets[1])])
-    vault.put(plain[0], merge=True, value=secrets[0] + "-v2")  # history too
+                      Field(name="password", value=secrets[1])]))
+    vault.put(Set(name=plain[0], merge=True, value=secrets[0] + "-v2"))  # history too
     vault.delete(plain[0])                                     # trash too
     assert os.path.getsize(vault.path + "-wal") > 0            # checked while the WAL is live
     data = file_bytes(vault.path)

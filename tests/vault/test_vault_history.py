@@ -8,11 +8,12 @@ from credd.errors import BadRequest, Exists, NotFound
 from credd.vault import HISTORY_KEEP
 from tests.conftest import SENTINEL
 from tests.vault.conftest import file_bytes, raw, reopen
+from credd.protocol import Set
 
 
 def test_history_keeps_at_least_twenty_versions_and_restores(vault):
     for i in range(1, 31):
-        vault.put("h", value=f"v{i}")
+        vault.put(Set(name="h", value=f"v{i}"))
     current, versions = vault.history("h")
     assert current == 30 and HISTORY_KEEP >= 20
     assert [v.version for v in versions] == list(range(29, 29 - HISTORY_KEEP, -1))
@@ -32,15 +33,15 @@ def test_history_keeps_at_least_twenty_versions_and_restores(vault):
 
 
 def test_restore_brings_back_metadata_and_fields(vault):
-    vault.put("x", kind="password", service="old", value="1")
-    vault.put("x", kind="api_key", service="new", value="2")
+    vault.put(Set(name="x", kind="password", service="old", value="1"))
+    vault.put(Set(name="x", kind="api_key", service="new", value="2"))
     meta = vault.restore("x", 1)
     assert (meta.kind, meta.service) == ("password", "old") and vault.get("x") == "1"
 
 
 def test_trash_undelete_and_purge(vault):
-    vault.put("t", value=SENTINEL)
-    vault.put("t", value=SENTINEL + "-2")
+    vault.put(Set(name="t", value=SENTINEL))
+    vault.put(Set(name="t", value=SENTINEL + "-2"))
     deleted = vault.delete("t")
     assert deleted.deleted and vault.list() == [] and [e.name for e in vault.trash()] == ["t"]
     assert vault.entry_count == 0
@@ -66,9 +67,9 @@ def test_trash_undelete_and_purge(vault):
 
 
 def test_purge_scrubs_the_ciphertext_from_file_and_wal(vault):
-    vault.put("keep", value="k")
-    vault.put("p", value="1")
-    vault.put("p", value="2")
+    vault.put(Set(name="keep", value="k"))
+    vault.put(Set(name="p", value="1"))
+    vault.put(Set(name="p", value="2"))
     db = raw(vault.path)
     blobs = [r[0] for r in db.execute("SELECT secret FROM entries")]
     blobs += [r[0] for r in db.execute("SELECT blob FROM history")]
@@ -81,16 +82,16 @@ def test_purge_scrubs_the_ciphertext_from_file_and_wal(vault):
 
 
 def test_put_on_a_trashed_name_revives_it_with_history(vault):
-    vault.put("n", value="1")
+    vault.put(Set(name="n", value="1"))
     vault.delete("n")
-    meta = vault.put("n", value="2", mode="create")
+    meta = vault.put(Set(name="n", value="2", mode="create"))
     assert meta.version == 2 and meta.deleted is None and vault.reveal("n", 1).value == "1"
 
 
 def test_move_carries_history(vault):
-    vault.put("a", value="1")
-    vault.put("a", value="2")
-    vault.put("b", value="b")
+    vault.put(Set(name="a", value="1"))
+    vault.put(Set(name="a", value="2"))
+    vault.put(Set(name="b", value="b"))
     with pytest.raises(Exists):
         vault.move("a", "b")
     meta = vault.move("a", "c/d")

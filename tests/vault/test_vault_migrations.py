@@ -13,6 +13,7 @@ import pytest
 from credd.errors import BadRequest, IntegrityError, InternalError
 from credd.vault import Vault, migrations
 from tests.vault.fixtures.make_format1 import KEY, PASSPHRASE, TARGET
+from credd.protocol import Set
 
 RECOVERY = "TBRH-WXTF-6TUI-V2DD-HPUJ-AUEX-GRYH-BM55"
 
@@ -61,7 +62,7 @@ def test_first_format_fixture_migrates_with_a_backup(old_vault):
     assert vault.reveal("cloud/aws/prod", 1).value == "AKIA-v1"
     assert vault.reveal("db/main").notes == "main db"
     assert vault.check() == []
-    vault.put("new", value="after migration")
+    vault.put(Set(name="new", value="after migration"))
     vault.lock()
     vault.unlock(key=KEY)
     vault.lock()

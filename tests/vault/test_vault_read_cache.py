@@ -12,6 +12,7 @@ from credd.vault import vault as vault_module
 from credd.vault.vault import VaultIntegrityError
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
+from credd.protocol import Set
 
 
 @pytest.fixture
@@ -23,19 +24,19 @@ def secret_reads(vault):
 
 
 def test_a_repeated_get_reads_the_file_once_per_rev(vault, secret_reads):
-    vault.put("k", value="v1", fields=[Field(name="pw", value="f1", secret=True)])
+    vault.put(Set(name="k", value="v1", fields=[Field(name="pw", value="f1", secret=True)]))
     assert [vault.get("k") for _ in range(3)] == ["v1"] * 3
     assert vault.get("k", "pw") == "f1" and vault.reveal("k").value == "v1"
     assert secret_reads() == 1
-    vault.put("k", value="v2", merge=True)
+    vault.put(Set(name="k", value="v2", merge=True))
     assert vault.get("k") == "v2" and vault.get("k", "pw") == "f1"
     assert secret_reads() == 2
 
 
 def test_every_write_path_is_read_back_right_after(vault):
-    vault.put("a", value="one")
+    vault.put(Set(name="a", value="one"))
     assert vault.get("a") == "one"
-    vault.put("a", value="two")
+    vault.put(Set(name="a", value="two"))
     assert vault.get("a") == "two"
     vault.restore("a", 1)
     assert vault.get("a") == "one"
@@ -52,13 +53,13 @@ def test_every_write_path_is_read_back_right_after(vault):
     assert vault.get("b") == "one" and vault.reveal("b", 2).value == "two"
     vault.delete("b")
     vault.purge("b")
-    vault.put("b", value="three")
+    vault.put(Set(name="b", value="three"))
     assert vault.get("b") == "three"
     assert vault.check() == []
 
 
 def test_a_kept_blob_is_the_authentic_one_and_check_and_unlock_still_read_the_file(vault):
-    vault.put("k", value="real")
+    vault.put(Set(name="k", value="real"))
     assert vault.get("k") == "real"
     (row_id, blob), = raw(vault.path).execute("SELECT id, secret FROM entries").fetchall()
     db = raw(vault.path)
@@ -76,7 +77,7 @@ def test_a_kept_blob_is_the_authentic_one_and_check_and_unlock_still_read_the_fi
 
 
 def test_a_blob_that_fails_is_not_kept(vault):
-    vault.put("k", value="real")
+    vault.put(Set(name="k", value="real"))
     (row_id, blob), = raw(vault.path).execute("SELECT id, secret FROM entries").fetchall()
     db = raw(vault.path)
     db.execute("UPDATE entries SET secret = ? WHERE id = ?", (blob[:-1] + b"\0", row_id))
@@ -90,7 +91,7 @@ def test_a_blob_that_fails_is_not_kept(vault):
 
 def test_names_are_memoized_per_unlock_bounded_and_only_when_valid(vault, monkeypatch):
     monkeypatch.setattr(vault_module, "_LOCATED_MAX", 8)
-    vault.put("café/x", value="v")
+    vault.put(Set(name="café/x", value="v"))
     decomposed = unicodedata.normalize("NFD", "café/x")
     assert vault.get(decomposed) == "v" and vault.get(decomposed) == "v"
     assert vault._keys.located[decomposed][0] == "café/x"

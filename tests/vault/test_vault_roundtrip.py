@@ -17,6 +17,7 @@ from credd.vault.model import (KINDS, HistoryRecord, MetaRecord, SecretRecord, d
                                encode, to_entry_meta)
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, reopen
+from credd.protocol import Set
 
 _segment = st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"),
                                  blacklist_characters="/"), min_size=1, max_size=12).filter(
@@ -43,7 +44,7 @@ def shared(tmp_path_factory):
        kind=st.sampled_from(KINDS))
 def test_round_trip_any_name_value_and_fields(shared, name, value, notes, fields, kind):
     flds = [Field(name=k, value=v, secret=s) for k, (v, s) in fields.items()]
-    meta = shared.put(name, kind=kind, value=value, notes=notes, fields=flds)
+    meta = shared.put(Set(name=name, kind=kind, value=value, notes=notes, fields=flds))
     canon = canonical_name(name)
     assert meta.name == canon and meta.kind == kind
     assert shared.get(name) == value
@@ -58,11 +59,11 @@ def test_round_trip_any_name_value_and_fields(shared, name, value, notes, fields
 
 def test_every_type_survives_reopen(vault):
     for kind in KINDS:
-        vault.put(f"types/{kind}", kind=kind, service="svc", tags=["a", "b", "a"], value=kind * 3,
+        vault.put(Set(name=f"types/{kind}", kind=kind, service="svc", tags=["a", "b", "a"], value=kind * 3,
                   fields=[Field(name="endpoint", value="https://x", secret=False),
                           Field(name="secret_key", value="sk-" + kind)],
-                  notes="n", rotate_after=86400, expires=2e9)
-    vault.put("types/empty", value="")
+                  notes="n", rotate_after=86400, expires=2e9))
+    vault.put(Set(name="types/empty", value=""))
     again = reopen(vault)
     assert [e.name for e in again.list()] == sorted([f"types/{k}" for k in KINDS] + ["types/empty"])
     for kind in KINDS:
@@ -80,7 +81,7 @@ def test_every_type_survives_reopen(vault):
                                  "x" * 257, "a\x00b", "a\nb", "a\u200eb", 7, None])
 def test_bad_names_are_refused_with_the_rule(vault, bad):
     with pytest.raises(BadRequest) as exc:
-        vault.put(bad, value="v")
+        vault.put(Set(name=bad, value="v"))
     assert exc.value.message and "v" != exc.value.message
     assert vault.entry_count == 0
 
@@ -90,34 +91,34 @@ def test_names_are_nfc():
 
 
 def test_modes_create_update_upsert(vault):
-    vault.put("m", value="1", mode="create")
+    vault.put(Set(name="m", value="1", mode="create"))
     with pytest.raises(Exists):
-        vault.put("m", value="2", mode="create")
+        vault.put(Set(name="m", value="2", mode="create"))
     with pytest.raises(NotFound):
-        vault.put("other", value="2", mode="update")
-    assert vault.put("m", value="3", mode="update").version == 2
+        vault.put(Set(name="other", value="2", mode="update"))
+    assert vault.put(Set(name="m", value="3", mode="update")).version == 2
     assert vault.get("m") == "3"
 
 
 def test_merge_keeps_unset_and_replace_resets(vault):
-    vault.put("s3", kind="api_key", service="aws", tags=["prod"], value="v1",
+    vault.put(Set(name="s3", kind="api_key", service="aws", tags=["prod"], value="v1",
               fields=[Field(name="access_key", value="AK", secret=False),
                       Field(name="secret_key", value="SK"),
-                      Field(name="bucket", value="b", secret=False)], rotate_after=10)
-    meta = vault.put("s3", merge=True, fields=[Field(name="bucket", value="b2", secret=False)],
-                     remove_fields=["access_key"], rotate_after=0)
+                      Field(name="bucket", value="b", secret=False)], rotate_after=10))
+    meta = vault.put(Set(name="s3", merge=True, fields=[Field(name="bucket", value="b2", secret=False)],
+                     remove_fields=["access_key"], rotate_after=0))
     assert (meta.kind, meta.service, meta.tags) == ("api_key", "aws", ("prod",))
     assert meta.fields == {"bucket": "b2"} and meta.secret_fields == ("secret_key",)
     assert meta.rotate_after is None and vault.get("s3") == "v1"
     with pytest.raises(NotFound):
-        vault.put("s3", merge=True, remove_fields=["nope"])
-    meta = vault.put("s3", value="v2")
+        vault.put(Set(name="s3", merge=True, remove_fields=["nope"]))
+    meta = vault.put(Set(name="s3", value="v2"))
     assert (meta.kind, meta.service, meta.fields, meta.secret_fields) == ("secret", "", {}, ())
     assert meta.version == 3 and meta.created == vault.history("s3")[1][-1].updated
 
 
 def test_get_missing_value_field_and_entry(vault):
-    vault.put("f", fields=[Field(name="token", value="t")])
+    vault.put(Set(name="f", fields=[Field(name="token", value="t")]))
     with pytest.raises(NotFound, match="no value"):
         vault.get("f")
     with pytest.raises(NotFound, match="no field"):
@@ -132,17 +133,17 @@ def test_get_missing_value_field_and_entry(vault):
     {"rotate_after": -1}, {"expires": float("nan")}, {"mode": "nope"}, {"value": "\ud800"},
 ])
 def test_bad_put_arguments_lose_nothing(vault, kwargs):
-    vault.put("keep", value="original")
+    vault.put(Set(name="keep", value="original"))
     with pytest.raises(BadRequest):
-        vault.put("keep", **kwargs)
+        vault.put(Set(name="keep", **kwargs))
     assert vault.get("keep") == "original" and vault.describe("keep").version == 1
 
 
 def test_locked_vault_refuses_everything_and_forgets(vault):
-    vault.put("x", value=SENTINEL)
+    vault.put(Set(name="x", value=SENTINEL))
     vault.lock()
     assert not vault.unlocked
-    for call in (vault.list, vault.trash, lambda: vault.get("x"), lambda: vault.put("y"),
+    for call in (vault.list, vault.trash, lambda: vault.get("x"), lambda: vault.put(Set(name="y")),
                  lambda: vault.describe("x"), lambda: vault.audit_key):
         with pytest.raises(LockedError):
             call()
@@ -150,7 +151,7 @@ def test_locked_vault_refuses_everything_and_forgets(vault):
 
 
 def test_secret_reprs_are_redacted(vault):
-    vault.put("r", value=SENTINEL, notes=SENTINEL, fields=[Field(name="f", value=SENTINEL)])
+    vault.put(Set(name="r", value=SENTINEL, notes=SENTINEL, fields=[Field(name="f", value=SENTINEL)]))
     revealed = vault.reveal("r")
     assert isinstance(revealed, SecretEntry)
     for text in (repr(revealed), str(revealed), repr(list(revealed.__rich_repr__())),
@@ -204,7 +205,7 @@ def test_every_refused_name_character_is_unprintable():
 
 def test_field_names_are_found_in_any_normalization(vault):
     """Field names are stored NFC; a caller's other form of the same name still finds them."""
-    vault.put("n", fields=[Field(name="\uf900", value="public"),
-                           Field(name="cafe\u0301", value="hidden", secret=True)])
+    vault.put(Set(name="n", fields=[Field(name="\uf900", value="public"),
+                           Field(name="cafe\u0301", value="hidden", secret=True)]))
     assert vault.get("n", "\uf900") == vault.get("n", "\u8c48") == "public"
     assert vault.get("n", "cafe\u0301") == vault.get("n", "caf\u00e9") == "hidden"

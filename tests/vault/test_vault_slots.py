@@ -16,6 +16,7 @@ from credd.errors import BadPassphrase, BadRequest, NotFound
 from credd.vault import Vault
 from tests.conftest import REPO, TEST_PASSPHRASE
 from tests.vault.conftest import file_bytes, raw, reopen
+from credd.protocol import Set
 
 NEW = "a different, longer passphrase"
 
@@ -26,7 +27,7 @@ def _open(vault: Vault) -> Vault:
 
 def test_every_unlock_method(created):
     vault, recovery = created
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     vault.add_key_slot(b"k" * 32)
     vault.close()
     v = _open(vault)
@@ -71,7 +72,7 @@ def test_key_slots_add_replace_remove(vault):
 
 
 def test_change_passphrase_leaves_no_old_blob(vault):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     db = raw(vault.path)
     old_header, old_wrapped = db.execute(
         "SELECT header, wrapped FROM slots WHERE id = 1").fetchone()
@@ -104,7 +105,7 @@ _CHANGER = textwrap.dedent("""
 
 
 def test_kill_9_during_change_leaves_exactly_one_passphrase(vault):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     vault.close()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     rng = random.Random(1234)
@@ -144,8 +145,8 @@ def test_kill_9_during_change_leaves_exactly_one_passphrase(vault):
 def test_rekey_reencrypts_everything_under_a_new_dek(created):
     vault, old_recovery = created
     for i in range(1200):
-        vault.put(f"e{i}", value=f"v{i}")
-    vault.put("e0", value="v0b")
+        vault.put(Set(name=f"e{i}", value=f"v{i}"))
+    vault.put(Set(name="e0", value="v0b"))
     vault.add_key_slot(b"k" * 32)
     db = raw(vault.path)
     before = {r[0] for r in db.execute("SELECT secret FROM entries")}

@@ -12,19 +12,20 @@ from credd.vault.snapshot import RowsHash
 from credd.vault.vault import EntryView
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
+from credd.protocol import Set
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _fill(vault: Vault) -> None:
-    vault.put("b/two", value="2", kind="password", service="svc", tags=["x", "y"],
+    vault.put(Set(name="b/two", value="2", kind="password", service="svc", tags=["x", "y"],
               fields=[Field(name="user", value="bob", secret=False), Field(name="pin", value="9")],
-              notes="n", rotate_after=3600, expires=4_000_000_000)
-    vault.put("a/one", value="1")
-    vault.put("a/one", value="1b")  # a history version
-    vault.put("c/gone", value="3")
+              notes="n", rotate_after=3600, expires=4_000_000_000))
+    vault.put(Set(name="a/one", value="1"))
+    vault.put(Set(name="a/one", value="1b"))  # a history version
+    vault.put(Set(name="c/gone", value="3"))
     vault.delete("c/gone")          # in the trash
-    vault.put("é/unicode", value="4")
+    vault.put(Set(name="é/unicode", value="4"))
 
 
 def _view(vault: Vault) -> tuple:
@@ -65,7 +66,7 @@ def test_lock_seals_a_snapshot_and_the_next_unlock_answers_the_same_from_it(vaul
     assert _view(again) == rows_view
     assert again.describe("b/two").fields == {"user": "bob"}
     assert again.get("b/two", "pin") == "9" and again.entry_count == 3
-    again.put("d/new", value="5")  # the records made from the snapshot write like any other
+    again.put(Set(name="d/new", value="5"))  # the records made from the snapshot write like any other
     again.restore("a/one", 1)
     assert again.get("a/one") == "1" and again.get("d/new") == "5"
     after = _view(again)
@@ -78,7 +79,7 @@ def test_lock_seals_a_snapshot_and_the_next_unlock_answers_the_same_from_it(vaul
 
 
 WRITES = {
-    "put": lambda v: v.put("a/one", value="new"),
+    "put": lambda v: v.put(Set(name="a/one", value="new")),
     "delete": lambda v: v.delete("a/one"),
     "undelete": lambda v: v.undelete("c/gone"),
     "purge": lambda v: v.purge("c/gone"),
@@ -133,7 +134,7 @@ def test_a_snapshot_of_another_generation_is_ignored(vault):
     _fill(vault)
     first = reopen(vault)
     (old,) = _snapshots(first.path)
-    first.put("a/one", value="changed")
+    first.put(Set(name="a/one", value="changed"))
     expected = _view(first)
     first.close()
     (current,) = _snapshots(first.path)
@@ -191,8 +192,8 @@ def test_rows_swapped_around_their_meta_columns_are_not_covered(vault, revs):
     """(id, rev, secret) of two rows swapped, their meta columns left where they were:
     the set digest and the meta columns in file order are unchanged, the rows are not.
     After a rekey every row has the same rev, so only the ids can tell."""
-    vault.put("alpha", value="A")
-    vault.put("beta", value="B")
+    vault.put(Set(name="alpha", value="A"))
+    vault.put(Set(name="beta", value="B"))
     if revs == "equal":
         vault.rekey()
         vault = reopen(vault)  # row by row after a rekey; this lock seals
@@ -221,7 +222,7 @@ def test_lock_drops_the_keys_even_when_sealing_is_interrupted(vault, monkeypatch
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     keys = vault._keys
     monkeypatch.setattr(snapshot, "seal", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -232,17 +233,17 @@ def test_lock_drops_the_keys_even_when_sealing_is_interrupted(vault, monkeypatch
 def test_an_edit_to_a_returned_record_never_reaches_the_file(vault):
     names = ("b", "c", "d", "e")
     for name in names:
-        vault.put(name, value="1", fields=[Field(name="user", value=name, secret=False)])
+        vault.put(Set(name=name, value="1", fields=[Field(name="user", value=name, secret=False)]))
     vault.delete("d")
     again = reopen(vault)
     assert again.from_snapshot
-    returned = [again.describe("b"), again.list()[0], again.put("c", value="2", merge=True),
+    returned = [again.describe("b"), again.list()[0], again.put(Set(name="c", value="2", merge=True)),
                 *again.trash(), again.move("e", "e")]
     for record in returned:
         record.fields["user"] = "mallory"
     again.undelete("d").fields["user"] = "mallory"  # after the trash edit: it starts from it
     for name in names:  # writes that start from the cached records
-        again.put(name, value="3", merge=True)
+        again.put(Set(name=name, value="3", merge=True))
     third = reopen(again)
     assert [third.get(name, "user") for name in names] == list(names)
     third.close()
@@ -254,7 +255,7 @@ def test_a_write_that_fails_keeps_the_snapshot(vault):
     again = reopen(vault)
     before = _snapshots(again.path)
     with pytest.raises(Exists):
-        again.put("a/one", value="x", mode="create")
+        again.put(Set(name="a/one", value="x", mode="create"))
     assert again.from_snapshot and _snapshots(again.path) == before
     again.close()
 
@@ -283,7 +284,7 @@ def test_a_vault_changed_by_another_process_is_not_sealed(vault):
     first.unlock(TEST_PASSPHRASE)  # row by row: it has a snapshot to seal at lock
     other = Vault.open(vault.path, state_dir=vault.state_dir)
     other.unlock(TEST_PASSPHRASE)
-    other.put("from/other", value="o")
+    other.put(Set(name="from/other", value="o"))
     other.lock()  # seals the file as it now is
     (sealed,) = _snapshots(vault.path)
     _drop_snapshot(vault.path)
@@ -301,7 +302,7 @@ def test_the_entry_view_makes_each_wire_record_once(vault):
     assert isinstance(view, EntryView) and len(view) == 3
     assert [e.name for e in view] == ["a/one", "b/two", "é/unicode"]
     assert view[0] is view[0] is view[:1][0] and view[-1].name == "é/unicode"
-    vault.put("0/first", value="z")
+    vault.put(Set(name="0/first", value="z"))
     assert len(view) == 3 and vault.entries()[0].name == "0/first"  # a write makes a new view
 
 
@@ -329,7 +330,7 @@ def test_a_snapshot_that_vanishes_during_an_unlock_is_not_used(vault, monkeypatc
     def scan_then_write(loading, *args, **kwargs):
         result = real_scan(loading, *args, **kwargs)
         if loading is first and _snapshots(vault.path):
-            other.put("from/other", value="o")
+            other.put(Set(name="from/other", value="o"))
         return result
 
     monkeypatch.setattr(load, "scan", scan_then_write)
@@ -353,5 +354,5 @@ def test_a_missing_snapshot_table_means_row_by_row(vault):
     again = Vault.open(vault.path, state_dir=vault.state_dir)
     again.unlock(TEST_PASSPHRASE)
     assert not again.from_snapshot and _view(again) == expected
-    again.put("still", value="writable")
+    again.put(Set(name="still", value="writable"))
     again.close()

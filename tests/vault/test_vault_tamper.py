@@ -13,6 +13,7 @@ from credd.errors import BadPassphrase, IntegrityError
 from credd.vault import Vault, VaultIntegrityError, crypto
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
+from credd.protocol import Set
 
 
 def _flip(blob: bytes, i: int) -> bytes:
@@ -46,7 +47,7 @@ def _refusal(vault: Vault, passphrase: str, derivations: list) -> tuple[type, in
 
 
 def test_wrong_passphrase_and_every_flipped_slot_header_byte_are_refused(vault, derivations):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     vault.close()
     path, state = vault.path, vault.state_dir
     locked = _fresh(path, state)
@@ -93,8 +94,8 @@ def _rows(path: str) -> list[tuple]:
 
 @pytest.mark.parametrize("column", ["meta", "secret"])
 def test_each_blob_column_flipped_names_the_entry(vault, column):
-    vault.put("target", value="t")
-    vault.put("other", value="o")
+    vault.put(Set(name="target", value="t"))
+    vault.put(Set(name="other", value="o"))
     vault.close()
     target_id = _rows(vault.path)[0][0]
     db = raw(vault.path)
@@ -117,8 +118,8 @@ def test_each_blob_column_flipped_names_the_entry(vault, column):
 
 
 def test_two_rows_swapped_fail_both(vault):
-    vault.put("one", value="1")
-    vault.put("two", value="2")
+    vault.put(Set(name="one", value="1"))
+    vault.put(Set(name="two", value="2"))
     vault.close()
     (a, _ra, ma, sa), (b, _rb, mb, sb) = _rows(vault.path)
     db = raw(vault.path)
@@ -135,8 +136,8 @@ def test_two_rows_swapped_fail_both(vault):
 
 
 def test_swapped_secret_columns_fail_both(vault):
-    vault.put("one", value="1")
-    vault.put("two", value="2")
+    vault.put(Set(name="one", value="1"))
+    vault.put(Set(name="two", value="2"))
     vault.close()
     (a, _, _, sa), (b, _, _, sb) = _rows(vault.path)
     db = raw(vault.path)
@@ -152,9 +153,9 @@ def test_swapped_secret_columns_fail_both(vault):
 
 
 def test_replayed_older_secret_blob_is_detected(vault):
-    vault.put("k", value="old")
+    vault.put(Set(name="k", value="old"))
     (row_id, _, _, old_secret), = _rows(vault.path)
-    vault.put("k", value="new")
+    vault.put(Set(name="k", value="new"))
     db = raw(vault.path)
     db.execute("UPDATE entries SET secret = ? WHERE id = ?", (old_secret, row_id))
     db.close()
@@ -167,10 +168,10 @@ def test_replayed_older_secret_blob_is_detected(vault):
 
 
 def test_replayed_whole_older_row_breaks_the_digest(vault):
-    vault.put("k", value="old")
-    vault.put("z", value="z")
+    vault.put(Set(name="k", value="old"))
+    vault.put(Set(name="z", value="z"))
     old_row = [r for r in _rows(vault.path) if r[1] == 1][0]
-    vault.put("k", value="new")
+    vault.put(Set(name="k", value="new"))
     vault.close()
     db = raw(vault.path)
     db.execute("UPDATE entries SET rev = ?, meta = ?, secret = ? WHERE id = ?",
@@ -178,7 +179,7 @@ def test_replayed_whole_older_row_breaks_the_digest(vault):
     db.close()
     v = _fresh(vault.path, vault.state_dir)
     v.unlock(TEST_PASSPHRASE)
-    for call in (v.list, lambda: v.get("k"), lambda: v.get("z"), lambda: v.put("n", value="")):
+    for call in (v.list, lambda: v.get("k"), lambda: v.get("z"), lambda: v.put(Set(name="n", value=""))):
         with pytest.raises(VaultIntegrityError, match="replayed, removed or added"):
             call()
     assert any("replayed" in p for p in v.check())
@@ -186,9 +187,9 @@ def test_replayed_whole_older_row_breaks_the_digest(vault):
 
 
 def test_removed_row_and_removed_history_break_the_digest(vault):
-    vault.put("a", value="1")
-    vault.put("a", value="2")
-    vault.put("b", value="1")
+    vault.put(Set(name="a", value="1"))
+    vault.put(Set(name="a", value="2"))
+    vault.put(Set(name="b", value="1"))
     vault.close()
     for statement in ("DELETE FROM history", "DELETE FROM entries WHERE rev = 3"):
         shutil.copy(vault.path, vault.path + ".orig")
@@ -204,8 +205,8 @@ def test_removed_row_and_removed_history_break_the_digest(vault):
 
 
 def test_flipped_history_blob_names_the_entry(vault):
-    vault.put("h", value="v1")
-    vault.put("h", value="v2")
+    vault.put(Set(name="h", value="v1"))
+    vault.put(Set(name="h", value="v2"))
     db = raw(vault.path)
     (blob,) = db.execute("SELECT blob FROM history").fetchone()
     db.execute("UPDATE history SET blob = ?", (_flip(blob, 30),))
@@ -218,7 +219,7 @@ def test_flipped_history_blob_names_the_entry(vault):
 
 
 def test_vault_header_tamper_is_detected(vault):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     vault.close()
     db = raw(vault.path)
     gen, digest, mac = db.execute("SELECT generation, digest, mac FROM vault").fetchone()
@@ -236,11 +237,11 @@ def test_vault_header_tamper_is_detected(vault):
 
 
 def test_whole_file_rollback_is_detected_with_the_state_dir(vault, tmp_path):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     vault.close()
     shutil.copy(vault.path, tmp_path / "old.db")
     v = reopen(vault)
-    v.put("a", value="2")
+    v.put(Set(name="a", value="2"))
     v.close()
     shutil.copy(tmp_path / "old.db", vault.path)
     v = _fresh(vault.path, vault.state_dir)
@@ -258,16 +259,16 @@ def test_whole_file_rollback_is_detected_with_the_state_dir(vault, tmp_path):
 
 def test_a_clean_vault_checks_clean(vault):
     for i in range(30):
-        vault.put(f"e{i % 7}", value=str(i))
+        vault.put(Set(name=f"e{i % 7}", value=str(i)))
     vault.delete("e1")
     assert vault.check() == []
 
 
 @pytest.mark.parametrize("column", ["meta", "secret"])
 def test_a_damaged_entry_can_be_purged_by_name(vault, column):
-    vault.put("broken", value="b")
-    vault.put("broken", value="b2")
-    vault.put("fine", value="f")
+    vault.put(Set(name="broken", value="b"))
+    vault.put(Set(name="broken", value="b2"))
+    vault.put(Set(name="fine", value="f"))
     broken_id = _rows(vault.path)[0][0]  # ordered by rev: "broken" (2), "fine" (3)
     db = raw(vault.path)
     (blob,) = db.execute(f"SELECT {column} FROM entries WHERE id = ?", (broken_id,)).fetchone()
@@ -305,7 +306,7 @@ def small_chunks(monkeypatch):
 
 def _ten(vault: Vault) -> list[bytes]:
     for i in range(10):
-        vault.put(f"bulk/{i}", value=f"v{i}", tags=["t"])
+        vault.put(Set(name=f"bulk/{i}", value=f"v{i}", tags=["t"]))
     return [row[0] for row in _rows(vault.path)]  # by rev: bulk/0 … bulk/9
 
 
@@ -366,7 +367,7 @@ def test_bulk_and_row_by_row_unlock_agree(vault, monkeypatch):
 
 def test_rollback_counter_record_is_in_place_checked_and_read_in_both_formats(vault):
     from credd.vault import counter
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     path = vault._state_file()
     with open(path, "rb") as f:
         record = f.read()
@@ -374,7 +375,7 @@ def test_rollback_counter_record_is_in_place_checked_and_read_in_both_formats(va
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert counter.remembered(path) == vault._generation
     inode = os.stat(path).st_ino
-    vault.put("a", value="2")
+    vault.put(Set(name="a", value="2"))
     assert os.stat(path).st_ino == inode and counter.remembered(path) == vault._generation
     for damaged in (record[:5] + b"9" + record[6:], record[:-3] + b"zz\n", b"", b"-5",
                     b"12x", b"\xff" * 30):

@@ -8,11 +8,12 @@ import pytest
 
 from credd.errors import BadRequest, LockedError
 from credd.vault import Vault
+from credd.protocol import Set
 
 
 def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vault):
     for i in range(50):
-        vault.put(f"k{i}", value=f"k{i}=0")
+        vault.put(Set(name=f"k{i}", value=f"k{i}=0"))
     stop = threading.Event()
     errors: list[BaseException] = []
     reads = [0]
@@ -33,8 +34,8 @@ def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vaul
         try:
             for round_ in range(1, 8):
                 for i in range(50):
-                    vault.put(f"k{i}", value=f"k{i}={round_}")
-                vault.put("extra", value="x")
+                    vault.put(Set(name=f"k{i}", value=f"k{i}={round_}"))
+                vault.put(Set(name="extra", value="x"))
                 vault.delete("extra")
                 vault.purge("extra")
         except BaseException as exc:
@@ -53,7 +54,7 @@ def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vaul
 
 
 def test_lock_from_another_thread_stops_readers_and_wipes_keys(vault: Vault):
-    vault.put("a", value="1")
+    vault.put(Set(name="a", value="1"))
     keys = vault._keys
     seen: list[object] = []
     reader = threading.Thread(target=lambda: seen.append(vault.get("a")))
