@@ -14,14 +14,28 @@ import bisect
 import operator
 import os
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
 from credd import __version__, protocol as p
 from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
+from credd.store import EntryStore, SecretEntry
 
+from .events import Subscription
+from .peer import Peer
 from .state import AgentState, check_duration
+
+T = TypeVar("T")
+
+
+class Caller(Protocol):
+    """What a handler may know of the connection that asked: who, and its session flags."""
+
+    peer: Peer
+    greeted: bool
+    subscription: Subscription | None
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey"]
 SCHEME = "credd://"
@@ -36,7 +50,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 # ---------------------------------------------------------------- session
 
-def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
+def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
     if req.protocol != p.PROTOCOL_VERSION:
         raise VersionMismatch(
             f"this client speaks protocol {req.protocol} but the agent (pid {os.getpid()}, "
@@ -47,11 +61,11 @@ def hello(state: AgentState, conn: Any, req: p.Hello) -> p.Welcome:
                      capabilities=CAPABILITIES)
 
 
-def status(state: AgentState, conn: Any, req: p.Status) -> p.StatusReply:
+def status(state: AgentState, conn: Caller, req: p.Status) -> p.StatusReply:
     return state.status()
 
 
-async def init(state: AgentState, conn: Any, req: p.Init) -> p.RecoveryKey:
+async def init(state: AgentState, conn: Caller, req: p.Init) -> p.RecoveryKey:
     from credd.vault import KdfParams, Vault
     if state.open_vault() is not None:
         raise Exists(f"a vault already exists at {state.config.vault}")
@@ -71,7 +85,7 @@ async def init(state: AgentState, conn: Any, req: p.Init) -> p.RecoveryKey:
     return p.RecoveryKey(recovery_key=recovery)  # shown once, whatever the lock state
 
 
-async def unlock(state: AgentState, conn: Any, req: p.Unlock) -> p.StatusReply:
+async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusReply:
     given = {"passphrase": req.passphrase, "key": req.key, "recovery_key": req.recovery_key}
     secret = {k: v for k, v in given.items() if v is not None}
     if len(secret) != 1:
@@ -88,13 +102,13 @@ async def unlock(state: AgentState, conn: Any, req: p.Unlock) -> p.StatusReply:
     return state.status()
 
 
-def lock(state: AgentState, conn: Any, req: p.Lock) -> p.Ok:
+def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
     state.lock("request")
     return p.Ok()
 
 
-async def change_passphrase(state: AgentState, conn: Any, req: p.ChangePassphrase) -> p.Ok:
-    vault = state.require_unlocked()
+async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
+    vault = state.unlocked_vault()
     state.throttle.check()
     try:
         await state.write(vault.change_passphrase, req.old, req.new)
@@ -107,87 +121,95 @@ async def change_passphrase(state: AgentState, conn: Any, req: p.ChangePassphras
     return p.Ok()
 
 
-def subscribe(state: AgentState, conn: Any, req: p.Subscribe) -> p.Ok:
+def subscribe(state: AgentState, conn: Caller, req: p.Subscribe) -> p.Ok:
     conn.subscription = state.events.subscribe()
     return p.Ok()
 
 
-def stop(state: AgentState, conn: Any, req: p.Stop) -> p.Ok:
+def stop(state: AgentState, conn: Caller, req: p.Stop) -> p.Ok:
     state.stopping.set()
     return p.Ok()
 
 
 # ---------------------------------------------------------------- secrets
 
-def _audited(state: AgentState, conn: Any, op: str, names: list[str]) -> None:
+def _audited(state: AgentState, conn: Caller, store: EntryStore, op: str,
+             names: list[str]) -> None:
     """Write the reveal's audit lines before the secret leaves; raises AuditUnavailable."""
-    state.audit.record(op, "ok", names=names, key=state.vault.audit_key, peer=conn.peer)
+    state.audit.record(op, "ok", names=names, key=store.audit_key, peer=conn.peer)
 
 
-def _audit_failure(state: AgentState, conn: Any, op: str, names: list[str], exc: CreddError) -> None:
+def _audit_failure(state: AgentState, conn: Caller, store: EntryStore, op: str,
+                   names: list[str], exc: CreddError) -> None:
+    key: bytes | None
     try:
-        key = state.vault.audit_key
+        key = store.audit_key
     except CreddError:  # a damaged vault has no usable key: record the failure without names
         key, names = None, []
     state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
 
 
-def _revealing(state: AgentState, conn: Any, op: str, names: list[str], read: Any) -> Any:
+def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, names: list[str],
+               read: Callable[[], T]) -> T:
     """Run `read()` for a reply that carries secrets: a failure is audited, and a success
     is audited (fail closed) before the secret can leave the agent."""
     try:
         result = read()
     except CreddError as exc:
-        _audit_failure(state, conn, op, names, exc)
+        _audit_failure(state, conn, store, op, names, exc)
         raise
-    _audited(state, conn, op, names)
+    _audited(state, conn, store, op, names)
     return result
 
 
-def get(state: AgentState, conn: Any, req: p.Get) -> p.Secret:
-    vault = state.require_unlocked()
-    value = _revealing(state, conn, "get", [req.name], lambda: vault.get(req.name, req.field))
+def get(state: AgentState, conn: Caller, req: p.Get) -> p.Secret:
+    store = state.store()
+    value = _revealing(state, conn, store, "get", [req.name],
+                       lambda: store.get(req.name, req.field))
     return p.Secret(name=req.name, value=value, field=req.field)
 
 
-def _resolve(vault: Any, ref: str, seen: dict[str, Any]) -> tuple[str, str | None, Any] | None:
+def _resolve(store: EntryStore, ref: str, seen: dict[str, p.EntryMeta | None]
+             ) -> tuple[str, str | None, p.EntryMeta] | None:
     """`credd://NAME[/FIELD]` → (name, field, its metadata): the last segment is a field only
     when NAME-without-it is an entry that has that field; otherwise the whole path is the
     name. `seen` remembers lookups across the refs of one request."""
     path = ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
     head, sep, tail = path.rpartition("/")
     if sep and head and tail:
-        meta = _lookup(vault, head, seen)
+        meta = _lookup(store, head, seen)
         if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
             return head, tail, meta
-    meta = _lookup(vault, path, seen)
+    meta = _lookup(store, path, seen)
     return None if meta is None else (path, None, meta)
 
 
-def _lookup(vault: Any, name: str, seen: dict[str, Any]) -> Any:
+def _lookup(store: EntryStore, name: str, seen: dict[str, p.EntryMeta | None]
+            ) -> p.EntryMeta | None:
     if name not in seen:
         try:
-            seen[name] = vault.describe(name)
+            seen[name] = store.describe(name)
         except (NotFound, BadRequest):
             seen[name] = None
     return seen[name]
 
 
-def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
-    vault = state.require_unlocked()
+def get_many(state: AgentState, conn: Caller, req: p.GetMany) -> p.Secrets:
+    store = state.store()
     too_long = next((ref for ref in req.refs if len(ref) > MAX_REF), None)
     if too_long is not None:
         raise BadRequest(f"a reference of {len(too_long)} characters cannot name an entry "
                          f"(at most {MAX_REF})")
-    seen: dict[str, Any] = {}
-    resolved = {ref: _resolve(vault, ref, seen) for ref in req.refs}
-    missing = [ref for ref, target in resolved.items() if target is None]
+    seen: dict[str, p.EntryMeta | None] = {}
+    targets = {ref: _resolve(store, ref, seen) for ref in req.refs}
+    missing = [ref for ref, target in targets.items() if target is None]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        error = NotFound(f"{len(missing)} of {len(resolved)} references not found: {shown}",
+        error = NotFound(f"{len(missing)} of {len(targets)} references not found: {shown}",
                          names=_bounded(missing, MAX_ECHO))
-        _audit_failure(state, conn, "get_many", [], error)
+        _audit_failure(state, conn, store, "get_many", [], error)
         raise error
+    resolved = {ref: target for ref, target in targets.items() if target is not None}
     values: dict[str, str] = {}
     secret: dict[str, list[tuple[str, str | None]]] = {}  # name → refs that need decrypting
     for ref, (name, field, meta) in resolved.items():
@@ -196,14 +218,14 @@ def get_many(state: AgentState, conn: Any, req: p.GetMany) -> p.Secrets:
         else:
             secret.setdefault(name, []).append((ref, field))
     for name, wanted in secret.items():
-        values.update(_decrypted(vault, name, wanted))
-    _audited(state, conn, "get_many", sorted({name for name, _, _ in resolved.values()}))
+        values.update(_decrypted(store, name, wanted))
+    _audited(state, conn, store, "get_many", sorted({name for name, _, _ in resolved.values()}))
     return p.Secrets(values={ref: values[ref] for ref in resolved})
 
 
 def _bounded(items: list[str], budget: int) -> list[str]:
     """The first of `items` whose lengths add up to at most `budget`."""
-    kept = []
+    kept: list[str] = []
     for item in items:
         budget -= len(item)
         if budget < 0:
@@ -212,35 +234,37 @@ def _bounded(items: list[str], budget: int) -> list[str]:
     return kept
 
 
-def _decrypted(vault: Any, name: str, wanted: list[tuple[str, str | None]]) -> dict[str, str]:
+def _decrypted(store: EntryStore, name: str, wanted: list[tuple[str, str | None]]
+               ) -> dict[str, str]:
     """The values `wanted` of one entry, decrypting it once."""
     if len(wanted) == 1:
         ref, field = wanted[0]
-        return {ref: vault.get(name, field)}
-    entry = vault.reveal(name)
-    values = {}
+        return {ref: store.get(name, field)}
+    entry = store.reveal(name)
+    values: dict[str, str] = {}
     for ref, field in wanted:
+        value: str | None
         if field is None:
             value = entry.value if entry.meta.has_value else None
         else:
             value = entry.secret_fields.get(field)
         # Missing (no value, or no such secret field): the vault raises its own NotFound.
-        values[ref] = vault.get(name, field) if value is None else value
+        values[ref] = store.get(name, field) if value is None else value
     return values
 
 
-def reveal(state: AgentState, conn: Any, req: p.Reveal) -> p.Revealed:
-    vault = state.require_unlocked()
-    entry = _revealing(state, conn, "reveal", [req.name],
-                       lambda: vault.reveal(req.name, req.version))
+def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
+    store = state.store()
+    entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name],
+                                    lambda: store.reveal(req.name, req.version))
     return p.Revealed(entry=entry.meta, value=entry.value or "",
                       secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
 
 
 # ---------------------------------------------------------------- metadata
 
-def describe(state: AgentState, conn: Any, req: p.Describe) -> p.EntryReply:
-    return p.EntryReply(entry=state.require_unlocked().describe(req.name))
+def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
+    return p.EntryReply(entry=state.store().describe(req.name))
 
 
 def _due(meta: p.EntryMeta, now: float) -> bool:
@@ -249,7 +273,7 @@ def _due(meta: p.EntryMeta, now: float) -> bool:
     return bool(meta.rotate_after) and meta.updated + meta.rotate_after <= now
 
 
-def _matcher(req: p.List):
+def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
     """The filter of a list request, or None when it has none (everything matches)."""
     if not (req.prefix or req.service is not None or req.kind is not None
             or req.tag is not None or req.contains or req.due):
@@ -268,7 +292,7 @@ def _matcher(req: p.List):
     return match
 
 
-def _fit(items: list[Any], start: int = 0, limit: int = 0) -> tuple[msgspec.Raw, int]:
+def _fit(items: Sequence[Any], start: int = 0, limit: int = 0) -> tuple[msgspec.Raw, int]:
     """The longest run `items[start:start + n]` (n ≤ `limit` if given) that fits in a frame,
     already encoded as a MessagePack array, and n (at least 1: an oversized single item
     is left for the server to refuse).
@@ -302,7 +326,8 @@ _SLICE = 512
 _PAGES = 32  # unfiltered list pages kept encoded: at most 32 MiB, 300,000 typical entries
 
 
-def _fit_again(pages: dict, items: list[Any], start: int, limit: int) -> tuple[msgspec.Raw, int]:
+def _fit_again(pages: dict[Any, Any], items: Sequence[Any], start: int, limit: int
+               ) -> tuple[msgspec.Raw, int]:
     """`_fit`, reusing the page encoded for the same (start, limit) while it holds the very
     same entry objects: the vault replaces an entry's metadata object when it changes and
     never mutates one, so identity means unchanged. (A page that is shorter than it could
@@ -318,6 +343,11 @@ def _fit_again(pages: dict, items: list[Any], start: int, limit: int) -> tuple[m
     return page, n
 
 
+def _as_entries(page: msgspec.Raw) -> list[p.EntryMeta]:
+    """An encoded page standing in for the list it encodes: msgspec writes Raw as is."""
+    return cast("list[p.EntryMeta]", page)
+
+
 def _array_header(n: int) -> bytes:
     """MessagePack's shortest array header for n items (the one msgspec writes)."""
     if n <= 15:
@@ -327,10 +357,10 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
+def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    matches, match = state.require_unlocked().entries(), _matcher(req)
+    matches, match = state.store().entries(), _matcher(req)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])
@@ -345,32 +375,32 @@ def list_(state: AgentState, conn: Any, req: p.List) -> p.Entries:
         page, n = _fit_again(state.pages, matches, start, req.limit)
     end = start + n
     nxt = matches[end - 1].name if end < len(matches) else None
-    return p.Entries(entries=page, next=nxt, total=len(matches))
+    return p.Entries(entries=_as_entries(page), next=nxt, total=len(matches))
 
 
-def trash(state: AgentState, conn: Any, req: p.Trash) -> p.Entries:
-    entries = state.require_unlocked().trash()
+def trash(state: AgentState, conn: Caller, req: p.Trash) -> p.Entries:
+    entries = state.store().trash()
     page, n = _fit(entries)
     nxt = entries[n - 1].name if n < len(entries) else None
-    return p.Entries(entries=page, next=nxt, total=len(entries))
+    return p.Entries(entries=_as_entries(page), next=nxt, total=len(entries))
 
 
-def history(state: AgentState, conn: Any, req: p.History) -> p.HistoryReply:
-    current, versions = state.require_unlocked().history(req.name)
+def history(state: AgentState, conn: Caller, req: p.History) -> p.HistoryReply:
+    current, versions = state.store().history(req.name)
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
 
-def audit(state: AgentState, conn: Any, req: p.Audit) -> p.AuditLog:
+def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
     if not 1 <= req.limit <= MAX_AUDIT:
         raise BadRequest(f"limit must be between 1 and {MAX_AUDIT}")
-    state.require_unlocked()
+    state.unlocked_vault()
     records = state.audit.tail(req.limit)
     _, n = _fit(records[::-1])  # the newest ones that fit
     return p.AuditLog(records=records[len(records) - n:])
 
 
-async def check(state: AgentState, conn: Any, req: p.Check) -> p.CheckReport:
-    vault = state.require_unlocked()
+async def check(state: AgentState, conn: Caller, req: p.Check) -> p.CheckReport:
+    vault = state.unlocked_vault()
     checked = vault.entry_count  # before the await: a lock may land meanwhile
     problems = await state.write(vault.check)
     return p.CheckReport(checked=checked, problems=problems)
@@ -378,11 +408,13 @@ async def check(state: AgentState, conn: Any, req: p.Check) -> p.CheckReport:
 
 # ---------------------------------------------------------------- writes
 
-async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: Any,
-                 *args: Any, event: p.EntryChanged | None = None, **kwargs: Any) -> Any:
-    """Run a vault write on the writer thread, then audit it and tell subscribers."""
-    key = state.require_unlocked().audit_key  # now: a lock may land while the write runs,
-    result = await state.write(fn, *args, **kwargs)  # and the write still happened
+async def _write(state: AgentState, conn: Caller, op: str, names: list[str],
+                 write: Callable[[], T], event: p.EntryChanged | None = None,
+                 key: bytes | None = None) -> T:
+    """Run a write on the writer thread, then audit it and tell subscribers. The audit key
+    is taken before: a lock may land while the write runs, and the write still happened."""
+    key = state.store().audit_key if key is None else key
+    result = await state.write(write)
     state.wrote()
     state.audit.try_record(op, "ok", names=names, key=key, peer=conn.peer)
     if event is not None:
@@ -390,61 +422,70 @@ async def _write(state: AgentState, conn: Any, op: str, names: list[str], fn: An
     return result
 
 
-async def set_(state: AgentState, conn: Any, req: p.Set) -> p.EntryReply:
-    vault = state.require_unlocked()
-    meta = await _write(state, conn, "set", [req.name], vault.put, req,
-                        event=p.EntryChanged(name=req.name, action="set"))
+def _changed(name: str, action: p.ChangeAction, new_name: str | None = None) -> p.EntryChanged:
+    return p.EntryChanged(name=name, action=action, new_name=new_name)
+
+
+async def set_(state: AgentState, conn: Caller, req: p.Set) -> p.EntryReply:
+    store = state.store()
+    meta = await _write(state, conn, "set", [req.name], lambda: store.put(req),
+                        _changed(req.name, "set"))
     return p.EntryReply(entry=meta)
 
 
-async def delete(state: AgentState, conn: Any, req: p.Delete) -> p.EntryReply:
-    vault = state.require_unlocked()
-    return p.EntryReply(entry=await _write(state, conn, "delete", [req.name], vault.delete,
-                                           req.name, event=p.EntryChanged(name=req.name,
-                                                                          action="delete")))
+async def delete(state: AgentState, conn: Caller, req: p.Delete) -> p.EntryReply:
+    store = state.store()
+    return p.EntryReply(entry=await _write(state, conn, "delete", [req.name],
+                                           lambda: store.delete(req.name),
+                                           _changed(req.name, "delete")))
 
 
-async def undelete(state: AgentState, conn: Any, req: p.Undelete) -> p.EntryReply:
-    vault = state.require_unlocked()
-    return p.EntryReply(entry=await _write(state, conn, "undelete", [req.name], vault.undelete,
-                                           req.name, event=p.EntryChanged(name=req.name,
-                                                                          action="undelete")))
+async def undelete(state: AgentState, conn: Caller, req: p.Undelete) -> p.EntryReply:
+    store = state.store()
+    return p.EntryReply(entry=await _write(state, conn, "undelete", [req.name],
+                                           lambda: store.undelete(req.name),
+                                           _changed(req.name, "undelete")))
 
 
-async def purge(state: AgentState, conn: Any, req: p.Purge) -> p.Ok:
-    vault = state.require_unlocked()
-    await _write(state, conn, "purge", [req.name], vault.purge, req.name,
-                 event=p.EntryChanged(name=req.name, action="purge"))
+async def purge(state: AgentState, conn: Caller, req: p.Purge) -> p.Ok:
+    store = state.store()
+    await _write(state, conn, "purge", [req.name], lambda: store.purge(req.name),
+                 _changed(req.name, "purge"))
     return p.Ok()
 
 
-async def move(state: AgentState, conn: Any, req: p.Move) -> p.EntryReply:
-    vault = state.require_unlocked()
-    event = p.EntryChanged(name=req.old, action="move", new_name=req.new)
-    return p.EntryReply(entry=await _write(state, conn, "move", [req.old, req.new], vault.move,
-                                           req.old, req.new, event=event))
+async def move(state: AgentState, conn: Caller, req: p.Move) -> p.EntryReply:
+    store = state.store()
+    return p.EntryReply(entry=await _write(state, conn, "move", [req.old, req.new],
+                                           lambda: store.move(req.old, req.new),
+                                           _changed(req.old, "move", req.new)))
 
 
-async def restore(state: AgentState, conn: Any, req: p.Restore) -> p.EntryReply:
-    vault = state.require_unlocked()
-    event = p.EntryChanged(name=req.name, action="restore")
-    return p.EntryReply(entry=await _write(state, conn, "restore", [req.name], vault.restore,
-                                           req.name, req.version, event=event))
+async def restore(state: AgentState, conn: Caller, req: p.Restore) -> p.EntryReply:
+    store = state.store()
+    return p.EntryReply(entry=await _write(state, conn, "restore", [req.name],
+                                           lambda: store.restore(req.name, req.version),
+                                           _changed(req.name, "restore")))
 
 
-async def add_key_slot(state: AgentState, conn: Any, req: p.AddKeySlot) -> p.Ok:
-    vault = state.require_unlocked()
-    await _write(state, conn, "add_key_slot", [], vault.add_key_slot, req.key, label=req.label)
+# ---------------------------------------------------------------- the vault's own keys
+
+async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+    vault = state.unlocked_vault()
+    await _write(state, conn, "add_key_slot", [],
+                 lambda: vault.add_key_slot(req.key, label=req.label), key=vault.audit_key)
     return p.Ok()
 
 
-async def remove_key_slot(state: AgentState, conn: Any, req: p.RemoveKeySlot) -> p.Ok:
-    vault = state.require_unlocked()
-    await _write(state, conn, "remove_key_slot", [], vault.remove_key_slot, label=req.label)
+async def remove_key_slot(state: AgentState, conn: Caller, req: p.RemoveKeySlot) -> p.Ok:
+    vault = state.unlocked_vault()
+    await _write(state, conn, "remove_key_slot", [],
+                 lambda: vault.remove_key_slot(label=req.label), key=vault.audit_key)
     return p.Ok()
 
 
-async def rekey(state: AgentState, conn: Any, req: p.Rekey) -> p.RecoveryKey:
+async def rekey(state: AgentState, conn: Caller, req: p.Rekey) -> p.RecoveryKey:
     """The old recovery key no longer opens the vault: the new one goes back to the user."""
-    vault = state.require_unlocked()
-    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey))
+    vault = state.unlocked_vault()
+    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey,
+                                                   key=vault.audit_key))

@@ -20,13 +20,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from credd import __version__, protocol
 from credd.errors import BadPassphrase, BadRequest, LockedError, NoVault, RateLimited
+from credd.store import EntryStore
 
 from .audit import FILE_NAME, AuditLog
 from .events import EventHub
+
+if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
+    from credd.vault import Vault
+
+T = TypeVar("T")
 
 log = logging.getLogger("credd.agent")
 
@@ -129,12 +135,12 @@ class Throttle:
 class AgentState:
     def __init__(self, config: Config, clock: Callable[[], float] = boottime) -> None:
         self.config = config
-        self.vault: Any = None             # credd.vault.Vault, opened lazily when its file exists
+        self.vault: Vault | None = None    # opened lazily, once its file exists
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock)
         self.events = EventHub()
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
-        self.pages: dict = {}              # encoded list pages (handlers.list_); dropped at lock
+        self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
         self._epoch = 0                    # bumped by every lock; an unlock racing one loses
@@ -145,7 +151,7 @@ class AgentState:
 
     # ------------------------------------------------------------ vault access
 
-    def open_vault(self) -> Any:
+    def open_vault(self) -> Vault | None:
         """The vault, opened (locked) on first use; None while its file does not exist."""
         if self.vault is None:
             from credd.vault import Vault
@@ -158,22 +164,30 @@ class AgentState:
         self.check_deadlines()
         return self._unlocked
 
-    def require_vault(self) -> Any:
-        if self.open_vault() is None:
+    def require_vault(self) -> Vault:
+        vault = self.open_vault()
+        if vault is None:
             raise NoVault(f"no vault at {self.config.vault}: create one with `credd init`")
-        return self.vault
+        return vault
 
-    def require_unlocked(self) -> Any:
+    def unlocked_vault(self) -> Vault:
+        """The vault itself, unlocked: for what only the local vault has (its key slots,
+        passphrase, rekey, check). Entries go through `store()`."""
         vault = self.require_vault()
         if not self.unlocked:
             raise LockedError("the vault is locked: run `credd unlock`")
         return vault
 
+    def store(self) -> EntryStore:
+        """Where entries are read and written while the vault is unlocked: the one seam
+        the entry handlers know (a router over mounts will stand here)."""
+        return self.unlocked_vault()
+
     def touch(self) -> None:
         if self._unlocked:
             self.deadlines.touch()
 
-    async def write(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run `fn` on the single writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
@@ -186,7 +200,7 @@ class AgentState:
             if reason:
                 self.lock(reason)
 
-    async def unlock(self, vault: Any, idle: float | None, lifetime: float | None,
+    async def unlock(self, vault: Vault, idle: float | None, lifetime: float | None,
                      **secret: Any) -> None:
         """Unlock with one secret (throttled; concurrent attempts go one at a time).
 
@@ -271,13 +285,14 @@ class AgentState:
     def status(self) -> protocol.StatusReply:
         vault = self.open_vault()
         unlocked = vault is not None and self.unlocked
+        entries = vault.entry_count if vault is not None and unlocked else None
         idle_left = lifetime_left = None
         if unlocked:
             idle_left, lifetime_left = self.deadlines.left()
         return protocol.StatusReply(
             state="unlocked" if unlocked else ("locked" if vault is not None else "no_vault"),
             vault=self.config.vault, socket=self.config.socket, pid=os.getpid(),
-            version=__version__, entries=vault.entry_count if unlocked else None,
+            version=__version__, entries=entries,
             idle_timeout=self.deadlines.idle if unlocked else self.config.idle_timeout,
             max_lifetime=self.deadlines.lifetime if unlocked else self.config.max_lifetime,
             idle_left=idle_left, lifetime_left=lifetime_left,
