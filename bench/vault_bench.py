@@ -26,6 +26,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from credd.protocol import Set  # noqa: E402
 from credd.vault import KdfParams, Vault  # noqa: E402
 from credd.vault.model import MetaRecord, SecretRecord  # noqa: E402
 
@@ -113,8 +114,8 @@ def main() -> int:
         t_list = _timed(vault.list)
         rng = random.Random(7)
         gets = [_timed(vault.get, _name(rng.randrange(n))) for _ in range(5000)]
-        puts = [_timed2(vault.put, _name(rng.randrange(n)), value="rotated-" + "y" * 32,
-                        merge=True) for _ in range(1000)]
+        puts = [_timed2(vault.put, Set(name=_name(rng.randrange(n)), value="rotated-" + "y" * 32,
+                                       merge=True)) for _ in range(1000)]
         t_seal = _timed(vault.lock)  # after writes: seals a new snapshot
         vault.close()
         size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
