@@ -21,7 +21,8 @@ from typing import Iterable, NamedTuple
 
 from credd.envfile import format_dotenv, format_shell, is_var_name, parse_dotenv, var_name
 from credd.errors import BadRequest
-from credd.refs import is_ref
+from credd.refs import SCHEME, is_ref
+from credd.rules import DEFAULT_KIND
 
 JSON_FORMAT = "credd-export"
 JSON_VERSION = 1
@@ -67,7 +68,7 @@ def parse_map(pairs: Iterable[str]) -> dict[str, str]:
     mapping = {}
     for pair in pairs:
         ref, eq, var = pair.partition("=")
-        ref = ref.removeprefix("credd://")
+        ref = ref.removeprefix(SCHEME)
         if not eq or not ref or not is_var_name(var):
             raise BadRequest(f"--map wants NAME=VAR or NAME/FIELD=VAR with VAR made of letters, "
                              f"digits, _ . - (not starting with a digit); got {pair!r}")
@@ -193,7 +194,7 @@ def import_json(text: str) -> list[Draft]:
         try:
             fields = [Field(name=f["name"], value=f["value"], secret=bool(f.get("secret", True)))
                       for f in e.get("fields", [])]
-            args = {"kind": e.get("kind", "secret"), "service": e.get("service", ""),
+            args = {"kind": e.get("kind", DEFAULT_KIND), "service": e.get("service", ""),
                     "tags": list(e.get("tags", [])), "fields": fields,
                     "value": e.get("value"), "notes": e.get("notes"),
                     "rotate_after": e.get("rotate_after"), "expires": e.get("expires")}

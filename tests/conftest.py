@@ -9,6 +9,7 @@ secret value tests store on purpose, and the test fails if it leaked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,22 @@ def isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(key, raising=False)
     yield env
     shutil.rmtree(runtime, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_zone(zone: str) -> Iterator[None]:
+    """Run in-process code under the time zone `zone` (TZ + tzset), restoring it after."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 class Agent:

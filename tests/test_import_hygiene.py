@@ -18,7 +18,8 @@ import pytest
 HEAVY = {"cryptography", "textual", "psutil", "keyring", "sqlite3", "asyncio", "_sqlite3",
          "_asyncio"}
 FAST_FORBIDDEN = HEAVY | {"msgspec", "argparse", "platformdirs", "re", "socket", "json",
-                          "selectors", "enum", "getpass", "credd.client", "credd.protocol"}
+                          "selectors", "enum", "getpass", "credd.client", "credd.protocol",
+                          "credd.rules"}
 
 PROBE = """
 import sys

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from credd.cli.output import arg_type, parse_duration
+from credd.cli.output import arg_type
+from credd.rules import parse_duration
 
 
 def register(sub) -> None:

@@ -13,7 +13,8 @@ def register(sub) -> None:
 
 
 def audit(ns) -> int:
-    from credd.cli.output import client, format_time, print_json, table
+    from credd.cli.output import client, print_json, table
+    from credd.rules import format_time
     with client() as c:
         records = c.audit(limit=ns.limit)
     if ns.json:

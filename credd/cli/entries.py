@@ -19,8 +19,10 @@ import sys
 import time
 
 from credd.cli import output
-from credd.cli.output import arg_type, client, format_duration, format_time
+from credd.cli.output import arg_type, client
 from credd.errors import BadRequest
+from credd.rules import (DEFAULT_KIND, LABELS, entry_state, explain, format_date, format_duration,
+                         format_time, kind_lines, parse_date, parse_duration)
 
 DEFAULT_LENGTH = 24
 DEFAULT_WORDS = 5
@@ -47,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--service", metavar="S")
     p.add_argument("--type", dest="kind", metavar="T")
     p.add_argument("--tag", metavar="T")
-    p.add_argument("--due", action="store_true", help="only entries due for rotation or expired")
+    p.add_argument("--due", action="store_true", help="only entries expired or due for rotation")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_ls)
 
@@ -92,7 +94,8 @@ def register(sub) -> None:
 def _register_set(sub) -> None:
     p = sub.add_parser(
         "set", help="create or change an entry (secrets from stdin or a prompt, never argv)",
-        description=__doc__.split("\n", 2)[2], formatter_class=_raw_formatter())
+        description=__doc__.split("\n", 2)[2], epilog=_kinds_help(),
+        formatter_class=_raw_formatter())
     p.add_argument("name", metavar="NAME")
     value = p.add_mutually_exclusive_group()
     value.add_argument("--value-stdin", action="store_true",
@@ -101,8 +104,8 @@ def _register_set(sub) -> None:
     value.add_argument("--generate", nargs="?", type=int, const=DEFAULT_LENGTH, metavar="LEN",
                        help=f"generate a random value (default {DEFAULT_LENGTH} characters)")
     p.add_argument("--type", dest="kind", metavar="T",
-                   help="api_key, access_token, password, connection_string, secret, "
-                        "certificate, private_key, ssh_key, note, or another word")
+                   help=f"entry type: one listed below or another lowercase word (a new "
+                        f"entry without one is a {DEFAULT_KIND})")
     p.add_argument("--service", metavar="S")
     p.add_argument("--field", action="append", default=[], metavar="K=V",
                    help="a non-secret field (repeatable)")
@@ -111,10 +114,11 @@ def _register_set(sub) -> None:
     p.add_argument("--remove-field", action="append", default=[], metavar="K")
     p.add_argument("--tag", action="append", metavar="T", help="a tag (repeatable; replaces "
                                                                "the entry's tags)")
-    p.add_argument("--rotate-after", type=arg_type(output.parse_duration), metavar="D",
-                   help="rotation period, e.g. 90d")
-    p.add_argument("--expires", type=arg_type(output.parse_date), metavar="DATE",
-                   help="expiry date, e.g. 2027-01-31")
+    p.add_argument("--rotate-after", type=arg_type(parse_duration), metavar="D",
+                   help="rotation period, e.g. 90d, 12w, 1y or 1h30m")
+    p.add_argument("--expires", type=arg_type(parse_date), metavar="DATE",
+                   help="expiry: 2027-01-31 (valid through that day, local time) or a time "
+                        "such as 2027-01-31T12:00:00Z")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--create", action="store_true", help="fail if the entry exists")
     mode.add_argument("--update", action="store_true", help="fail if the entry does not exist")
@@ -122,6 +126,10 @@ def _register_set(sub) -> None:
                    help="replace the whole entry instead of changing only what is given")
     p.add_argument("--json", action="store_true", help="print the stored entry as JSON")
     p.set_defaults(func=cmd_set)
+
+
+def _kinds_help() -> str:
+    return "entry types (--type):\n" + "\n".join(f"  {line}" for _, line in kind_lines())
 
 
 def _raw_formatter():
@@ -240,21 +248,15 @@ def cmd_show(ns) -> int:
         rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
                                f"{format_time(meta.updated + meta.rotate_after)}"))
     if meta.expires:
-        rows.append(("expires", format_time(meta.expires)))
+        rows.append(("expires", format_date(meta.expires)))
+    reason = explain(meta, time.time())[1]
+    if reason:
+        rows.append(("state", reason))
     if meta.deleted:
         rows.append(("deleted", format_time(meta.deleted)))
     width = max(len(k) for k, _ in rows) + 1
     print("\n".join(f"{k + ':':<{width}} {v}" for k, v in rows))
     return 0
-
-
-def due_reason(meta, now: float) -> str:
-    """Why an entry needs attention: `expired`, `rotate`, or ''."""
-    if meta.expires and meta.expires <= now:
-        return "expired"
-    if meta.rotate_after and meta.updated + meta.rotate_after <= now:
-        return "rotate"
-    return ""
 
 
 def cmd_ls(ns) -> int:
@@ -281,9 +283,9 @@ def _print_entries(entries, as_json: bool) -> None:
         return
     now = time.time()
     rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
-             due_reason(e, now)] for e in entries]
+             LABELS[entry_state(e, now)]] for e in entries]
     if rows:
-        print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "DUE"]))
+        print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE"]))
 
 
 def cmd_history(ns) -> int:

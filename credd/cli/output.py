@@ -185,40 +185,9 @@ def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
 
 # ---------------------------------------------------------------- durations and dates
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `90s`, `15m`, `8h`, `30d`, `2w`, `1h30m` or a bare number of seconds."""
-    bad = BadRequest(f"invalid duration {text!r}: use e.g. 90s, 15m, 8h, 30d or 1h30m")
-    s = text.strip().lower()
-    total, number = 0.0, ""
-    for ch in s:
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif ch in _UNITS and number:
-            total += _float(number, bad) * _UNITS[ch]
-            number = ""
-        else:
-            raise bad
-    if number:
-        if total:
-            raise bad  # "1h30": a unit is missing
-        total = _float(number, bad)
-    if not s or total <= 0:
-        raise bad
-    return total
-
-
-def _float(number: str, bad: Exception) -> float:
-    try:
-        return float(number)
-    except ValueError:
-        raise bad from None
-
-
 def format_duration(seconds: float) -> str:
-    """`1h 5m`, `42s`, `3d 4h`: the two largest units."""
+    """`1h 5m`, `42s`, `3d 4h`: a time left, to its two largest units (stdlib, for the fast
+    path's `status`; durations a person typed are printed exactly by credd.rules)."""
     seconds = int(round(seconds))
     if seconds <= 0:
         return "0s"
@@ -228,25 +197,6 @@ def format_duration(seconds: float) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return " ".join(parts[:2])
-
-
-def parse_date(text: str) -> float:
-    """Unix time of an ISO date (`2027-01-31`, local midnight) or date-time."""
-    from datetime import datetime
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise BadRequest(f"invalid date {text!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-
-
-def format_time(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    import time
-    try:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-    except (OverflowError, ValueError, OSError):  # a time the platform cannot show
-        return "?"
 
 
 # ---------------------------------------------------------------- shared views
@@ -303,6 +253,7 @@ def arg_type(parse):
 
 def add_unlock_window_args(parser) -> None:
     """`--timeout` and `--max-lifetime`, shared by every command that unlocks."""
+    from credd.rules import parse_duration  # not at the top: the fast path imports this module
     parser.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",
                         help="lock after this long idle, e.g. 15m (default: the agent's)")
     parser.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",

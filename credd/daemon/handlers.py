@@ -19,8 +19,9 @@ from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
-from credd import __version__, protocol as p
+from credd import __version__, protocol as p, rules
 from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
+from credd.refs import SCHEME
 from credd.store import EntryStore, SecretEntry
 
 from .events import Subscription
@@ -38,7 +39,6 @@ class Caller(Protocol):
     subscription: Subscription | None
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey"]
-SCHEME = "credd://"
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -267,12 +267,6 @@ def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
     return p.EntryReply(entry=state.store().describe(req.name))
 
 
-def _due(meta: p.EntryMeta, now: float) -> bool:
-    if meta.expires is not None and meta.expires <= now:
-        return True
-    return bool(meta.rotate_after) and meta.updated + meta.rotate_after <= now
-
-
 def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
     """The filter of a list request, or None when it has none (everything matches)."""
     if not (req.prefix or req.service is not None or req.kind is not None
@@ -288,7 +282,7 @@ def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
                 and (req.tag is None or req.tag in m.tags)
                 and (not contains or contains in m.name.casefold()
                      or contains in m.service.casefold())
-                and (not req.due or _due(m, now)))
+                and (not req.due or rules.entry_state(m, now) in rules.DUE))
     return match
 
 

@@ -7,6 +7,7 @@ import msgspec
 
 from credd.errors import BadRequest, NotFound
 from credd.protocol import Field, Set
+from credd.rules import DEFAULT_KIND
 from credd.vault.model import (MetaRecord, SecretRecord, check_kind, check_label, check_text,
                                check_time, redacted)
 
@@ -68,7 +69,7 @@ class Change(msgspec.Struct, kw_only=True):
             self_public.pop(f.name, None)
             self_secret.pop(f.name, None)
             (self_secret if f.secret else self_public)[f.name] = f.value
-        meta.kind = self.kind or (meta.kind if base else "secret")
+        meta.kind = self.kind or (meta.kind if base else DEFAULT_KIND)
         meta.service = self.service if self.service is not None else meta.service
         meta.tags = tuple(self.tags) if self.tags is not None else meta.tags
         secret.value = self.value if self.value is not None else secret.value

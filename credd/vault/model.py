@@ -22,20 +22,19 @@ import msgspec
 
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta
+from credd.rules import DEFAULT_KIND, KINDS, MAX_TIME
 from credd.store import SecretEntry  # noqa: F401 (re-exported: the seam owns it)
 
 MAX_NAME = 256
 MAX_LABEL = 128  # field names, tags, service
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-KINDS = ("api_key", "access_token", "password", "connection_string", "secret",
-         "certificate", "private_key", "ssh_key", "note")
 
 
 class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_defaults=True):
     """Everything but the secret values: decrypted into the cache at unlock."""
 
     name: str
-    kind: str = "secret"
+    kind: str = DEFAULT_KIND
     service: str = ""
     tags: tuple[str, ...] = ()
     fields: dict[str, str] = {}        # non-secret fields with values
@@ -156,10 +155,6 @@ def check_kind(kind: object) -> str:
         raise BadRequest(f"entry type {kind!r} must be a lowercase word such as "
                          f"{', '.join(KINDS)}")
     return kind
-
-
-#: 9999-12-31T23:59:59Z: the last time every platform can show, and a bound on durations too.
-MAX_TIME = 253402300799
 
 
 def check_time(what: str, value: object) -> float | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from textual import on
@@ -19,11 +20,10 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static, Text
 
 from credd.errors import BadRequest
 from credd.protocol import Field, Revealed
-from credtui.format import date, duration, parse_date, parse_duration
+from credd.rules import (DEFAULT_KIND, KINDS, format_date, format_duration, kind_lines,
+                         parse_date, parse_duration)
 from credtui.widgets.secret_input import SecretInput
 
-KINDS = ["password", "api_key", "access_token", "connection_string", "secret", "certificate",
-         "private_key", "ssh_key", "note"]
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
 
 
@@ -41,7 +41,7 @@ class Draft:
     """What the form produced; repr never shows values."""
 
     name: str = ""
-    kind: str = "password"
+    kind: str = DEFAULT_KIND
     service: str = ""
     tags: list[str] = field(default_factory=list)
     value: str = ""
@@ -68,6 +68,22 @@ class Draft:
         return dict(kind=self.kind, service=self.service, tags=self.tags,
                     value=self.value or None, fields=self.fields, notes=self.notes or None,
                     rotate_after=self.rotate_after, expires=self.expires)
+
+
+def _parsed(text: str, what: str, parse: Callable[[str], float]) -> float | None:
+    """None for an empty field, else its value; an error names the field."""
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except BadRequest as exc:
+        raise BadRequest(f"{what}: {exc.message}") from None
+
+
+def _kind_options(current: str) -> list[tuple[str, str]]:
+    """The known kinds with what each is for; an entry's own unknown kind stays choosable."""
+    options = [(line, kind) for kind, line in kind_lines()]
+    return options if current in KINDS else [(current, current), *options]
 
 
 class FieldRow(Horizontal):
@@ -125,8 +141,8 @@ class EditScreen(ModalScreen[Draft | None]):
                 yield Label("Name")
                 yield Input(d.name, placeholder="e.g. github/work/token", id="edit-name")
                 yield Label("Type")
-                kinds = KINDS if d.kind in KINDS else [d.kind, *KINDS]
-                yield Select([(k, k) for k in kinds], value=d.kind, allow_blank=False, id="edit-kind")
+                yield Select(_kind_options(d.kind), value=d.kind, allow_blank=False,
+                             id="edit-kind")
                 yield Label("Service")
                 yield Input(d.service, placeholder="e.g. github.com", id="edit-service")
                 yield Label("Tags (comma separated)")
@@ -143,10 +159,11 @@ class EditScreen(ModalScreen[Draft | None]):
                 yield Button("+ field", id="edit-add-field")
                 yield Label("Notes")
                 yield TextArea(d.notes, id="edit-notes", soft_wrap=True)
-                yield Label("Rotate every (e.g. 90d; empty: never)")
-                yield Input(duration(d.rotate_after) if d.rotate_after else "", id="edit-rotate")
-                yield Label("Expires (YYYY-MM-DD; empty: never)")
-                yield Input(date(d.expires) if d.expires else "", id="edit-expires")
+                yield Label("Rotate every (e.g. 90d, 12w, 1y, 1h30m; empty: never)")
+                yield Input(format_duration(d.rotate_after) if d.rotate_after else "",
+                            id="edit-rotate")
+                yield Label("Expires (YYYY-MM-DD: valid through that day; empty: never)")
+                yield Input(format_date(d.expires) if d.expires else "", id="edit-expires")
             yield Label("", id="edit-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Save", variant="primary", id="edit-save")
@@ -205,10 +222,18 @@ class EditScreen(ModalScreen[Draft | None]):
             tags=[t.strip() for t in text("#edit-tags").split(",") if t.strip()],
             value=self.query_one("#edit-value", SecretInput).value, fields=fields,
             notes=self.query_one("#edit-notes", TextArea).text,
-            rotate_after=parse_duration(text("#edit-rotate")),
-            expires=parse_date(text("#edit-expires")),
+            rotate_after=_parsed(text("#edit-rotate"), "rotation period", parse_duration),
+            expires=self._expiry(text("#edit-expires")),
             renamed_from=self.draft.name if self.editing and name != self.draft.name else "",
         )
+
+    def _expiry(self, text: str) -> float | None:
+        """The entry's own expiry while the field shows it unchanged: the form prints whole
+        seconds, and saving another change must not move an expiry set to a finer time."""
+        before = self.draft.expires
+        if before and text == format_date(before):
+            return before
+        return _parsed(text, "expiry", parse_date)
 
     def forget_secrets(self) -> None:
         self.draft = Draft()

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from credd.errors import CreddError
 from credd.protocol import HistoryReply
-from credtui.format import date
+from credd.rules import format_time
 from credtui.screens.confirm import ConfirmScreen
 
 
@@ -57,8 +57,8 @@ class HistoryScreen(ModalScreen[None]):
         reply = message.reply
         versions.add_option(Option(f"v{reply.current}  current", id="current", disabled=True))
         for v in sorted(reply.versions, key=lambda v: -v.version):
-            replaced = f"  replaced {date(v.replaced)}" if v.replaced else ""
-            versions.add_option(Option(f"v{v.version}  written {date(v.updated)}{replaced}",
+            replaced = f"  replaced {format_time(v.replaced)}" if v.replaced else ""
+            versions.add_option(Option(f"v{v.version}  written {format_time(v.updated)}{replaced}",
                                        id=str(v.version)))
         note = "Enter restores the highlighted version" if reply.versions else "No earlier versions"
         self.query_one("#history-note", Label).update(note)

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from credd.errors import CreddError
 from credd.protocol import EntryMeta
-from credtui.format import date
+from credd.rules import format_time
 from credtui.screens.confirm import ConfirmScreen
 
 
@@ -52,7 +52,7 @@ class TrashScreen(ModalScreen[None]):
         listing = self.query_one(OptionList)
         listing.clear_options()
         for meta in sorted(message.entries, key=lambda m: -(m.deleted or 0)):
-            deleted = f"  deleted {date(meta.deleted)}" if meta.deleted else ""
+            deleted = f"  deleted {format_time(meta.deleted)}" if meta.deleted else ""
             listing.add_option(Option(f"{meta.name}{deleted}", id=meta.name))
         if message.entries:
             listing.highlighted = 0

@@ -11,7 +11,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from credd.protocol import EntryMeta, Revealed
-from credtui.format import age, date, duration, rotation_state
+from credd.rules import explain, format_date, format_duration
+from credtui.format import age
 from credtui.widgets.secret_field import SecretField
 
 
@@ -51,12 +52,10 @@ class EntryDetail(VerticalScroll, can_focus=False):
         rows += list(meta.fields.items())
         rows.append(("updated", f"{age(now - meta.updated)} · v{meta.version}"))
         if meta.rotate_after:
-            state = rotation_state(meta, now)
-            rows.append(("rotate", f"every {duration(meta.rotate_after)}"
-                                   + (" · OVERDUE" if state == "due" else "")))
+            rows.append(("rotate", f"every {format_duration(meta.rotate_after)}"))
         if meta.expires is not None:
-            rows.append(("expires", date(meta.expires)
-                                    + (" · EXPIRED" if meta.expires <= now else "")))
+            rows.append(("expires", format_date(meta.expires)))
+        rows.append(("state", explain(meta, now)[1]))
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             if value:

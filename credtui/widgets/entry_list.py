@@ -24,9 +24,14 @@ from textual.widget import Widget
 from textual.strip import Strip
 
 from credd.protocol import EntryMeta
-from credtui.format import age, rotation_state
+from credd.rules import DUE, LABELS, State, entry_state
+from credtui.format import age
 
-_MARK = {"due": "DUE", "expired": "EXPIRED", "soon": "soon"}
+
+def _mark(state: State, updated_ago: float) -> str:
+    """The STATE column: what needs doing (capitals when it is due now), else the age."""
+    label = LABELS[state]
+    return (label.upper() if state in DUE else label) or age(updated_ago)
 
 
 def _haystack(meta: EntryMeta) -> str:
@@ -172,7 +177,7 @@ class EntryList(Widget, can_focus=True):
             rows = [i for i in rows if self._scope(self._entries[i])]
         if self._due_only:
             now = self.clock()
-            rows = [i for i in rows if rotation_state(self._entries[i], now) in ("due", "expired")]
+            rows = [i for i in rows if entry_state(self._entries[i], now) in DUE]
         return list(rows)
 
     def _match(self, query: str) -> list[int]:
@@ -306,11 +311,11 @@ class EntryList(Widget, can_focus=True):
     def _render_row(self, row: int, width: int, on_cursor: bool) -> Strip:
         meta = self._entries[self._rows[row]]
         now = self.clock()
-        state = rotation_state(meta, now)
-        text = self._cells((meta.name, meta.service, meta.kind,
-                            _MARK.get(state, age(now - meta.updated))), width)
+        state = entry_state(meta, now)
+        text = self._cells((meta.name, meta.service, meta.kind, _mark(state, now - meta.updated)),
+                           width)
         style = self._style("")
-        if state in ("due", "expired"):
+        if state in DUE:
             style += self._style("entry-list--due")
         if on_cursor:
             style += self._style("entry-list--cursor")

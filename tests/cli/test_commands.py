@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date, timedelta
 
 from tests.cli.conftest import run_on_pty
 from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
@@ -125,19 +126,24 @@ class TestRead:
         assert names("--type", "password") == ["aws/dev"]
         assert names("--tag", "prod") == ["aws/prod"]
         table = ok(cli("ls")).splitlines()
-        assert table[0].split() == ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "DUE"]
+        assert table[0].split() == ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE"]
         assert len(table) == 4
 
     def test_due_entries(self, cli):
         set_value(cli, "old", "1", "--rotate-after", "1s")
         set_value(cli, "gone", "2", "--expires", "2001-01-01")
         set_value(cli, "fresh", "3", "--rotate-after", "90d")
+        set_value(cli, "soon", "4", "--expires", str(date.today() + timedelta(days=3)))
         time.sleep(1.2)
         due = json.loads(ok(cli("ls", "--due", "--json")))
         assert sorted(e["name"] for e in due) == ["gone", "old"]
         rows = [line.split() for line in ok(cli("ls", "--due")).splitlines()[1:]]
         reasons = {row[0]: row[-1] for row in rows}
         assert reasons == {"gone": "expired", "old": "rotate"}
+        rows = [line.split() for line in ok(cli("ls", "soon")).splitlines()[1:]]
+        assert rows[0][-1] == "expiring"                      # shown, but not due yet
+        assert "state:   expired (valid through 2001-01-01)" in ok(cli("show", "gone"))
+        assert "rotation due since" in ok(cli("show", "old"))
 
 
 class TestChange:

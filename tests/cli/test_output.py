@@ -1,4 +1,5 @@
-"""credd.cli.output: durations, dates, colour, tables, prompts and the error boundary."""
+"""credd.cli.output: countdowns, colour, tables, prompts and the error boundary
+(durations and dates are credd.rules: tests/test_rules.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import io
 import subprocess
 import sys
 import time
-from datetime import datetime
 
 import pytest
 
@@ -20,31 +20,10 @@ class Tty(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("90s", 90), ("15m", 900), ("8h", 28800), ("30d", 2592000), ("2w", 1209600),
-    ("1h30m", 5400), ("45", 45), ("1.5h", 5400), (" 10M ", 600),
-])
-def test_parse_duration(text, seconds):
-    assert output.parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", " ", "0s", "h", "15x", "1h30", "-5m", "1..5h", "m15"])
-def test_parse_duration_rejects_with_examples(text):
-    with pytest.raises(errors.BadRequest, match="90s, 15m, 8h, 30d"):
-        output.parse_duration(text)
-
-
 @pytest.mark.parametrize("seconds,text", [(0, "0s"), (42, "42s"), (900, "15m"),
                                           (3900, "1h 5m"), (28800, "8h"), (273600, "3d 4h")])
 def test_format_duration(seconds, text):
     assert output.format_duration(seconds) == text
-
-
-def test_parse_date_is_local_midnight_or_a_time():
-    assert output.parse_date("2027-01-31") == datetime(2027, 1, 31).timestamp()
-    assert output.parse_date("2027-01-31T12:30") == datetime(2027, 1, 31, 12, 30).timestamp()
-    with pytest.raises(errors.BadRequest, match="YYYY-MM-DD"):
-        output.parse_date("31/01/2027")
 
 
 class TestColour:

@@ -114,7 +114,7 @@ class TestBrowse:
         async def scenario():
             async with running(make_app(browsing)) as pilot:
                 screen = await _browse(pilot)
-                assert "DUE" in screen_text(pilot.app)              # db/main: rotate every 1 s
+                assert "ROTATE" in screen_text(pilot.app)           # db/main: rotate every 1 s
                 await pilot.press("u")
                 assert [e.name for e in screen.entry_list.visible()] == ["db/main"]
                 await pilot.press("u")

@@ -14,6 +14,7 @@ import shutil
 import pytest
 from textual.widgets import Input
 
+from tests.conftest import local_zone
 from tests.tui.conftest import screen_is, seed
 
 SNAP_DIR = f"/tmp/credtui-snap-{os.getuid()}"
@@ -38,6 +39,13 @@ def fixed_socket(isolated_env, monkeypatch):
     monkeypatch.setenv("CREDD_SOCK", isolated_env["CREDD_SOCK"])
     yield
     shutil.rmtree(SNAP_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def utc():
+    """Dates print in local time: pin the zone so the expiry in 2001 reads the same anywhere."""
+    with local_zone("UTC"):
+        yield
 
 
 @pytest.fixture

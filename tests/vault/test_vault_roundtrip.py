@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from credd.errors import BadRequest, Exists, LockedError, NotFound
 from credd.protocol import EntryMeta, Field
+from credd.rules import KINDS
 from credd.vault import SecretEntry, Vault, canonical_name
-from credd.vault.model import (KINDS, HistoryRecord, MetaRecord, SecretRecord, decode_meta,
-                               encode, to_entry_meta)
+from credd.vault.model import (HistoryRecord, MetaRecord, SecretRecord, decode_meta, encode,
+                               to_entry_meta)
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, reopen
 from credd.protocol import Set
@@ -41,7 +42,7 @@ def shared(tmp_path_factory):
 @given(name=names, value=values, notes=st.none() | values,
        fields=st.dictionaries(_segment.map(lambda k: unicodedata.normalize("NFC", k)),
                               st.tuples(values, st.booleans()), max_size=4),
-       kind=st.sampled_from(KINDS))
+       kind=st.sampled_from(list(KINDS)))
 def test_round_trip_any_name_value_and_fields(shared, name, value, notes, fields, kind):
     flds = [Field(name=k, value=v, secret=s) for k, (v, s) in fields.items()]
     meta = shared.put(Set(name=name, kind=kind, value=value, notes=notes, fields=flds))
