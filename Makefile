@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
-# `make install-user`: a private venv in the user's data dir, commands linked into BINDIR.
+# `make install-user`: a private venv in the user's data dir, commands linked into BINDIR
+# (scripts/install-user.sh says why and how).
 PREFIX    ?= $(HOME)/.local
 BINDIR    ?= $(PREFIX)/bin
-USER_VENV ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/credd/venv
+USER_VENV ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/credd-venv
 
 # A .venv whose Python cannot start any more, or is another version than $(PYTHON), is
 # removed before make looks at its stamps (they would claim an install that cannot run).
@@ -26,7 +27,7 @@ define venv-install
 	touch $@
 endef
 
-.PHONY: install install-user run test bench clean system-deps tools
+.PHONY: install install-user uninstall-user run test bench clean system-deps tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +40,8 @@ $(TEST_STAMP): $(RUN_STAMP)
 
 install: $(TEST_STAMP)
 
-install-user:
-	@PYTHON='$(PYTHON)' bash scripts/install-user.sh '$(USER_VENV)' '$(BINDIR)'
+install-user uninstall-user:
+	@PYTHON='$(PYTHON)' bash scripts/install-user.sh $(@:-user=) '$(USER_VENV)' '$(BINDIR)'
 
 # Tools some tests drive for real (tmux, git, systemd's analyzers, shells).
 system-deps:
