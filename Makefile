@@ -21,22 +21,25 @@ $(shell PYTHON='$(PYTHON)' bash scripts/check-venv.sh '$(VENV)' >&2)
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
+# pip install -e .$(1) (extras, or nothing), then the launcher over pip's `credd`.
 define venv-install
-	$(PIP) install -e '$(1)'
-	$(PY) -m credd.launcher install $(VENV)/bin
-	touch $@
+	@echo "installing credd$(1) into $(VENV) (editable)"
+	@$(PIP) install -e '.$(1)'
+	@$(PY) -m credd.launcher install $(VENV)/bin
+	@touch $@
 endef
 
 .PHONY: install install-user uninstall-user run test bench clean system-deps tools
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@echo "creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	$(call venv-install,.)
+$(RUN_STAMP): pyproject.toml credd/launcher.py | $(PY)
+	$(call venv-install)
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(call venv-install,.[test])
+	$(call venv-install,[test])
 
 install: $(TEST_STAMP)
 
