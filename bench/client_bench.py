@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
@@ -43,6 +44,7 @@ PASSPHRASE = "bench passphrase"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
 GPG_ID = "bench@credd.invalid"
 SECTIONS = ("process", "latency", "throughput", "100k")
+Commands = dict[str, list[str]]  # label -> argv
 
 ECHO_SERVER = """
 import asyncio, os, sys
@@ -148,7 +150,7 @@ def install_peers() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def gpg_peers(root: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+def gpg_peers(root: str) -> tuple[Commands, dict[str, str]]:
     """`pass show` and `gopass show` over one throwaway store and GnuPG key."""
     if not (shutil.which("pass") and shutil.which("gpg")):
         return {}, {}
@@ -193,7 +195,7 @@ wait $keyring
 
 
 @contextlib.contextmanager
-def secret_tool_peer(root: str):
+def secret_tool_peer(root: str) -> Iterator[tuple[Commands, dict[str, str]]]:
     """`secret-tool lookup` against gnome-keyring on a private bus, in a throwaway HOME;
     yields its command and environment (or nothing when the tools are missing)."""
     if not all(map(shutil.which, KEYRING_TOOLS)):
@@ -203,16 +205,17 @@ def secret_tool_peer(root: str):
     os.mkdir(home, 0o700)
     env = {**os.environ, "HOME": home, "XDG_DATA_HOME": os.path.join(home, "data"),
            "XDG_RUNTIME_DIR": home, "XDG_CONFIG_HOME": os.path.join(home, "config")}
-    session = subprocess.Popen(["dbus-run-session", "--", "sh", "-c",
-                                KEYRING_SESSION],
+    session = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", KEYRING_SESSION],
                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
+    assert session.stdin and session.stdout
     try:
         extra = {"DBUS_SESSION_BUS_ADDRESS": session.stdout.readline().strip()}
         lookup = ["secret-tool", "lookup", "service", "credd-bench", "key", "bench"]
-        stored = subprocess.run(["secret-tool", "store", "--label=bench", *lookup[2:]],
-                                env={**env, **extra}, input=b"x" * 32, capture_output=True)
-        yield ({"secret-tool lookup": lookup} if stored.returncode == 0 else {}), extra
+        stored = extra["DBUS_SESSION_BUS_ADDRESS"] and subprocess.run(
+            ["secret-tool", "store", "--label=bench", *lookup[2:]], env={**env, **extra},
+            input=b"x" * 32, capture_output=True).returncode == 0
+        yield ({"secret-tool lookup": lookup}, extra) if stored else ({}, {})
     finally:
         session.stdin.close()
         try:
@@ -221,7 +224,7 @@ def secret_tool_peer(root: str):
             session.kill()
 
 
-def process_times(env: dict, commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+def process_times(env: dict[str, str], commands: Commands, runs: int) -> dict[str, list[float]]:
     """Interleaved runs, so a busy moment on the machine hits every command alike."""
     times: dict[str, list[float]] = {label: [] for label in commands}
     for i in range(runs + 2):
@@ -237,7 +240,7 @@ def process_times(env: dict, commands: dict[str, list[str]], runs: int) -> dict[
     return times
 
 
-def credd_commands(root: str) -> dict[str, list[str]]:
+def credd_commands(root: str) -> Commands:
     """`credd` as `make run` / `make install-user` install it (the -IS launcher), as a
     plain pip console script would run it, and as `python -m credd`, beside the floors."""
     from credd import launcher
@@ -257,7 +260,7 @@ def credd_commands(root: str) -> dict[str, list[str]]:
             "python -m credd get NAME": [sys.executable, "-m", "credd", "get", "bench"]}
 
 
-def section_process(env: dict, root: str, runs: int, install: bool) -> None:
+def section_process(env: dict[str, str], root: str, runs: int, install: bool) -> None:
     print(f"\n`credd get` as a whole process ({runs} interleaved rounds; median, p90)")
     if install:
         install_peers()

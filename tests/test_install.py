@@ -24,10 +24,10 @@ PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pip")
 
 
-def make(target: str, env: dict, **kwargs) -> subprocess.CompletedProcess:
+def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     # PYTHON is this venv's interpreter, so the check of the checkout's own .venv is a no-op.
     return subprocess.run(["make", "-s", "-C", str(REPO), target, f"PYTHON={sys.executable}"],
-                          env=env, capture_output=True, text=True, **kwargs)
+                          env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.timeout(600)
@@ -77,7 +77,7 @@ def fake_venv(root: Path, python: str) -> Path:
     return venv
 
 
-def check(venv: Path, python: str = sys.executable) -> subprocess.CompletedProcess:
+def check(venv: Path, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(CHECK), str(venv)], env={**os.environ, "PYTHON": python},
                           capture_output=True, text=True, timeout=30)
 

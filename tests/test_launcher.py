@@ -12,16 +12,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from credd import launcher, protocol
 
-from tests.conftest import REPO
+from tests.conftest import REPO, Agent
 
 
 @pytest.fixture
-def bin_dir(tmp_path):
+def bin_dir(tmp_path: Path) -> Path:
     path = tmp_path / "bin"
     path.mkdir()
     launcher.install(str(path))
@@ -29,14 +30,15 @@ def bin_dir(tmp_path):
 
 
 @pytest.fixture
-def stored(unlocked_agent):
+def stored(unlocked_agent: Agent) -> Agent:
     with unlocked_agent.client() as c:
         c.set("svc/token", value="s3cret value",
               fields=[protocol.Field(name="user", value="ann", secret=False)])
     return unlocked_agent
 
 
-def credd(bin_dir, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def credd(bin_dir: Path, *args: str,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(bin_dir / "credd"), *args], env=env, capture_output=True,
                           text=True, timeout=30)
 
@@ -115,7 +117,7 @@ class TestCommands:
             assert done.returncode == 0 and "planted" not in done.stderr, done.stderr
 
 
-def imported(bin_dir, env: dict, *args: str) -> set[str]:
+def imported(bin_dir: Path, env: dict[str, str], *args: str) -> set[str]:
     """Modules imported by the launcher's script under its own flags (-X importtime)."""
     first = (bin_dir / "credd").read_text().splitlines()[0]
     python, flags = first[2:].split(" ")
