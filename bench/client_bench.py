@@ -225,10 +225,12 @@ def secret_tool_peer(root: str) -> Iterator[tuple[Commands, dict[str, str]]]:
 
 
 def process_times(env: dict[str, str], commands: Commands, runs: int) -> dict[str, list[float]]:
-    """Interleaved runs, so a busy moment on the machine hits every command alike."""
+    """Interleaved runs, so a busy moment on the machine hits every command alike; each
+    round starts one command further on, so no command always follows the same one."""
     times: dict[str, list[float]] = {label: [] for label in commands}
+    order = list(commands.items())
     for i in range(runs + 2):
-        for label, argv in commands.items():
+        for label, argv in order[i % len(order):] + order[:i % len(order)]:
             start = time.perf_counter()
             done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
