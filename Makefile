@@ -2,19 +2,49 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean system-deps tools
+# `make install-user`: a private venv in the user's data dir, commands linked into BINDIR
+# (scripts/install-user.sh says why and how).
+PREFIX    ?= $(HOME)/.local
+BINDIR    ?= $(PREFIX)/bin
+USER_VENV ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/credd-venv
 
-# The venv is made once; a changed pyproject.toml only re-runs the install into it.
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
-	touch $(STAMP)
+# A .venv whose Python cannot start any more, or is another version than $(PYTHON), is
+# removed before make looks at its stamps (they would claim an install that cannot run).
+$(shell PYTHON='$(PYTHON)' bash scripts/check-venv.sh '$(VENV)' >&2)
 
-install: $(STAMP)
+# Two stamps: `make run` installs what running needs, `make test` adds the test tools, so
+# `make run` then `make test` installs only the difference. After each pip install the
+# `credd` launcher (python -IS, credd/launcher.py) goes over pip's console script.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+
+# pip install -e .$(1) (extras, or nothing), then the launcher over pip's `credd`.
+define venv-install
+	@echo "installing credd$(1) into $(VENV) (editable)"
+	@$(PIP) install -e '.$(1)'
+	@$(PY) -m credd.launcher install $(VENV)/bin
+	@touch $@
+endef
+
+.PHONY: install install-user uninstall-user run test bench clean system-deps tools
+
+$(PY):
+	@echo "creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml credd/launcher.py | $(PY)
+	$(call venv-install)
+
+$(TEST_STAMP): $(RUN_STAMP)
+	$(call venv-install,[test])
+
+install: $(TEST_STAMP)
+
+install-user uninstall-user:
+	@PYTHON='$(PYTHON)' bash scripts/install-user.sh $(@:-user=) '$(USER_VENV)' '$(BINDIR)'
 
 # Tools some tests drive for real (tmux, git, systemd's analyzers, shells).
 system-deps:
@@ -25,13 +55,13 @@ system-deps:
 tools: system-deps
 	@bash scripts/modern-git.sh
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@bash scripts/run.sh
 
-test: $(STAMP) system-deps tools
+test: $(TEST_STAMP) system-deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) bench/run_all.py
 
 clean:

@@ -1,8 +1,11 @@
 """The thin client and `credd get` against their floors, and the agent at 100,000 entries.
 
-    process     `credd get NAME` wall time beside `python -c pass` of the same venv
-                (and `pass show` / `gopass show` when installed; --install-peers
-                installs them from Debian packages, with a throwaway GnuPG key)
+    process     `credd get NAME` and `credd status` through the installed launcher
+                (python -IS, credd/launcher.py) beside `python -I -S -c pass`, the
+                venv's `python -c pass`, and the peers `pass show`, `gopass show`
+                (one throwaway GnuPG key) and `secret-tool lookup` (gnome-keyring on
+                a private D-Bus session) where installed; --install-peers installs
+                them from Debian packages
     latency     in-process Client.get p50/p99 beside a raw msgspec echo server
     throughput  1, 8 and 64 concurrent client processes, agent beside the echo
     100k        an agent holding 100,000 entries: unlock (key slot, no KDF), list
@@ -17,6 +20,7 @@ its goal from issue 3. The machine is shared, so read medians, not single runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
@@ -39,6 +44,7 @@ PASSPHRASE = "bench passphrase"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
 GPG_ID = "bench@credd.invalid"
 SECTIONS = ("process", "latency", "throughput", "100k")
+Commands = dict[str, list[str]]  # label -> argv
 
 ECHO_SERVER = """
 import asyncio, os, sys
@@ -128,14 +134,24 @@ def bench_env(root: str, name: str) -> dict:
 
 # ---------------------------------------------------------------- process wall time
 
-def peers(root: str, install: bool) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """`pass show` and `gopass show` over one throwaway store, when they can be had;
-    returns their commands and the environment they need."""
-    missing = not (shutil.which("pass") and shutil.which("gopass"))
-    if install and missing and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "pass", "gopass"],
+#: Debian packages of the peers: `pass` and `gopass` over one GnuPG store, `secret-tool`
+#: against gnome-keyring's Secret Service on a private D-Bus session.
+PEER_PACKAGES = {"pass": "pass", "gopass": "gopass", "gpg": "gpg", "secret-tool": "libsecret-tools",
+                 "gnome-keyring-daemon": "gnome-keyring", "dbus-run-session": "dbus-daemon",
+                 "dbus-send": "dbus-bin"}
+
+
+def install_peers() -> None:
+    """apt-get install what is missing (root on Debian/Ubuntu only; quiet either way)."""
+    missing = sorted({pkg for tool, pkg in PEER_PACKAGES.items() if not shutil.which(tool)})
+    if missing and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing],
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def gpg_peers(root: str) -> tuple[Commands, dict[str, str]]:
+    """`pass show` and `gopass show` over one throwaway store and GnuPG key."""
     if not (shutil.which("pass") and shutil.which("gpg")):
         return {}, {}
     gnupg, store = os.path.join(root, "gnupg"), os.path.join(root, "store")
@@ -157,11 +173,64 @@ def peers(root: str, install: bool) -> tuple[dict[str, list[str]], dict[str, str
     return found, extra
 
 
-def process_times(env: dict, commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
-    """Interleaved runs, so a busy moment on the machine hits every command alike."""
+# Inside `dbus-run-session`: gnome-keyring creates and unlocks a login keyring with the
+# empty password it reads from stdin (one empty line: without the newline it would ask a
+# prompter, which has no display). Once it owns the Secret Service name (before that, a
+# lookup would have D-Bus start a second, locked daemon) the bus address goes to our
+# pipe; closing the session's stdin stops the daemon, and dbus-run-session ends the bus.
+KEYRING_TOOLS = ("secret-tool", "gnome-keyring-daemon", "dbus-run-session", "dbus-send")
+KEYRING_SESSION = """
+echo | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 &
+keyring=$!
+until dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \\
+        org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets | grep -q true; do
+    kill -0 $keyring || exit 1
+    sleep 0.05
+done
+echo "$DBUS_SESSION_BUS_ADDRESS"
+cat >/dev/null
+kill $keyring
+wait $keyring
+"""
+
+
+@contextlib.contextmanager
+def secret_tool_peer(root: str) -> Iterator[tuple[Commands, dict[str, str]]]:
+    """`secret-tool lookup` against gnome-keyring on a private bus, in a throwaway HOME;
+    yields its command and environment (or nothing when the tools are missing)."""
+    if not all(map(shutil.which, KEYRING_TOOLS)):
+        yield {}, {}
+        return
+    home = os.path.join(root, "keyring-home")
+    os.mkdir(home, 0o700)
+    env = {**os.environ, "HOME": home, "XDG_DATA_HOME": os.path.join(home, "data"),
+           "XDG_RUNTIME_DIR": home, "XDG_CONFIG_HOME": os.path.join(home, "config")}
+    session = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", KEYRING_SESSION],
+                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    assert session.stdin and session.stdout
+    try:
+        extra = {"DBUS_SESSION_BUS_ADDRESS": session.stdout.readline().strip()}
+        lookup = ["secret-tool", "lookup", "service", "credd-bench", "key", "bench"]
+        stored = extra["DBUS_SESSION_BUS_ADDRESS"] and subprocess.run(
+            ["secret-tool", "store", "--label=bench", *lookup[2:]], env={**env, **extra},
+            input=b"x" * 32, capture_output=True).returncode == 0
+        yield ({"secret-tool lookup": lookup}, extra) if stored else ({}, {})
+    finally:
+        session.stdin.close()
+        try:
+            session.wait(10)
+        except subprocess.TimeoutExpired:
+            session.kill()
+
+
+def process_times(env: dict[str, str], commands: Commands, runs: int) -> dict[str, list[float]]:
+    """Interleaved runs, so a busy moment on the machine hits every command alike; each
+    round starts one command further on, so no command always follows the same one."""
     times: dict[str, list[float]] = {label: [] for label in commands}
+    order = list(commands.items())
     for i in range(runs + 2):
-        for label, argv in commands.items():
+        for label, argv in order[i % len(order):] + order[:i % len(order)]:
             start = time.perf_counter()
             done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
@@ -173,37 +242,63 @@ def process_times(env: dict, commands: dict[str, list[str]], runs: int) -> dict[
     return times
 
 
-def section_process(env: dict, root: str, runs: int, install_peers: bool) -> None:
-    print(f"\n`credd get` as a whole process ({runs} interleaved runs; median, min)")
-    credd = os.path.join(VENV_BIN, "credd")
-    commands = {"python -c pass (same venv)": [sys.executable, "-c", "pass"],
-                "python -S -c pass (no site-packages)": [sys.executable, "-S", "-c", "pass"],
-                "credd get NAME": [credd, "get", "bench"],
-                "credd status": [credd, "status"],
-                "python -m credd get NAME": [sys.executable, "-m", "credd", "get", "bench"],
-                # The fast path needs nothing from site-packages: this is `credd get`
-                # without the editable install's import hook (~20 ms of `import site`).
-                "python -S -m credd get NAME": [sys.executable, "-S", "-m", "credd", "get",
-                                                "bench"]}
-    peer_commands, peer_env = peers(root, install_peers)
-    commands.update(peer_commands)
+def credd_commands(root: str) -> Commands:
+    """`credd` as `make run` / `make install-user` install it (the -IS launcher), as a
+    plain pip console script would run it, and as `python -m credd`, beside the floors."""
+    from credd import launcher
+    launched = os.path.join(root, "launcher")
+    os.mkdir(launched)
+    credd = launcher.install(launched)
+    pip_script = os.path.join(root, "pip-credd")
+    with open(pip_script, "w") as f:  # what pip's console-script generator writes
+        f.write(f"#!{sys.executable}\nimport sys\nfrom credd.cli import main\n"
+                f"sys.exit(main())\n")
+    os.chmod(pip_script, 0o755)
+    return {"python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"],
+            "python -c pass (same venv)": [sys.executable, "-c", "pass"],
+            "credd get NAME": [credd, "get", "bench"],
+            "credd status": [credd, "status"],
+            "pip console script: credd get": [pip_script, "get", "bench"],
+            "python -m credd get NAME": [sys.executable, "-m", "credd", "get", "bench"]}
+
+
+def section_process(env: dict[str, str], root: str, runs: int, install: bool) -> None:
+    print(f"\n`credd get` as a whole process ({runs} interleaved rounds; median, p90)")
+    if install:
+        install_peers()
+    commands = credd_commands(root)
+    gpg_commands, gpg_env = gpg_peers(root)
+    commands.update(gpg_commands)
     try:
-        times = process_times({**env, **peer_env}, commands, runs)
+        with secret_tool_peer(root) as (st_commands, st_env):
+            commands.update(st_commands)
+            times = process_times({**env, **gpg_env, **st_env}, commands, runs)
     finally:
-        if peer_env:  # the throwaway key's gpg-agent goes with its directory
-            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, **peer_env},
+        if gpg_env:  # the throwaway key's gpg-agent goes with its directory
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, **gpg_env},
                            capture_output=True)
-    floor = statistics.median(times["python -c pass (same venv)"])
+    medians = {label: statistics.median(samples) for label, samples in times.items()}
     for label, samples in times.items():
-        median = statistics.median(samples)
-        row(label, ms(median), f"min {ms(min(samples)).strip()}, {median / floor:.2f}x python")
-    get = statistics.median(times["credd get NAME"])
-    print(f"  goal: credd get <= 2x python -c pass: {get / floor:.2f}x")
-    if "pass show" in times:
-        ratio = get / statistics.median(times["pass show"])
-        print(f"  stretch: faster than pass show: {ratio:.2f}x its time")
-    else:
-        print("  pass/gopass not installed: peers skipped (--install-peers fetches them)")
+        p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
+        row(label, ms(medians[label]), f"p90 {ms(p90).strip()}")
+    for command in ("credd get NAME", "credd status"):
+        ratios = [f"{medians[command] / medians[other]:.2f}x {other}" for other in medians
+                  if other not in ("credd get NAME", "credd status")
+                  and not other.startswith(("pip console", "python -m"))]
+        print(f"  {command} / " + ", ".join(ratios))
+    peers_found = [label for label in medians if label.split()[0] in PEER_PACKAGES]
+    gopass = next((label for label in peers_found if label.startswith("gopass")), None)
+    if gopass:
+        ratio = medians["credd get NAME"] / medians[gopass]
+        print(f"  goal: credd get <= gopass show: {ratio:.2f}x")
+    if peers_found:
+        fastest = min(peers_found, key=medians.__getitem__)
+        ratio = medians["credd get NAME"] / medians[fastest]
+        print(f"  stretch: ahead of every peer: {ratio:.2f}x the fastest ({fastest})")
+    missing = sorted({"pass show", "gopass show", "secret-tool lookup"} -
+                     {" ".join(label.split()[:2]) for label in peers_found})
+    if missing:
+        print(f"  not installed, skipped: {', '.join(missing)} (--install-peers fetches them)")
 
 
 # ---------------------------------------------------------------- latency and throughput
@@ -395,7 +490,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per throughput point")
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--install-peers", action="store_true",
-                        help="apt-get install pass and gopass if missing")
+                        help="apt-get install pass, gopass, secret-tool, gnome-keyring if missing")
     parser.add_argument("--sections", type=lambda s: set(s.split(",")), default=set(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     args, _ = parser.parse_known_args()
