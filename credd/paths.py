@@ -4,7 +4,10 @@ Standard library only: this module is on the `credd get` fast path, so the
 platformdirs import (~15 ms) is deferred to the cases that need it.
 
     socket   $CREDD_SOCK, else $XDG_RUNTIME_DIR/credd/agent.sock (platformdirs'
-             user runtime dir elsewhere, /tmp/credd-<uid>/ when there is none)
+             user runtime dir on macOS); with no XDG_RUNTIME_DIR, the state dir's
+             agent.sock ($CREDD_STATE_DIR, else $XDG_STATE_HOME/credd or
+             ~/.local/state/credd): never a fixed name in /tmp, which another user
+             could create first and the owner could not remove (sticky /tmp)
     vault    $CREDD_VAULT, else <user data dir>/credd/vault.db
     state    $CREDD_STATE_DIR, else <user state dir>/credd (audit log, rollback counter)
 """
@@ -23,15 +26,31 @@ SUN_PATH_MAX = 104 if sys.platform == "darwin" else 108
 
 def runtime_dir() -> str:
     """The per-user directory that holds the agent socket (not created here)."""
+    if sys.platform == "darwin":
+        import platformdirs
+        return os.path.join(platformdirs.user_runtime_dir(), "credd")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and sys.platform.startswith("linux"):
-        return os.path.join(xdg, "credd")
-    if sys.platform == "darwin" or not xdg:
-        if sys.platform == "darwin":
-            import platformdirs
-            return os.path.join(platformdirs.user_runtime_dir(), "credd")
-        return os.path.join("/tmp", f"credd-{os.getuid()}")
-    return os.path.join(xdg, "credd")
+    return os.path.join(xdg, "credd") if xdg else _fallback_dir()
+
+
+def _fallback_dir() -> str:
+    """With no XDG_RUNTIME_DIR: a directory under the home that only the user can create.
+
+    Computed without platformdirs (it is on the `credd get` path): the state dir by
+    the XDG rule, which is what platformdirs gives on Linux too.
+    """
+    override = os.environ.get("CREDD_STATE_DIR")
+    if override:
+        return override
+    base = os.environ.get("XDG_STATE_HOME", "").strip() or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "credd")
+
+
+def fallback_note() -> str:
+    """Why the socket is not in the usual place, for `credd status` ("" when it is)."""
+    if os.environ.get("CREDD_SOCK") or os.environ.get("XDG_RUNTIME_DIR") or sys.platform == "darwin":
+        return ""
+    return f"XDG_RUNTIME_DIR unset: using {_fallback_dir()}"
 
 
 def socket_path() -> str:
@@ -64,10 +83,13 @@ def state_dir() -> str:
 
 def check_socket_path(path: str) -> None:
     """Refuse a socket path that cannot fit in sockaddr_un."""
-    if len(os.fsencode(path)) >= SUN_PATH_MAX:
+    size = len(os.fsencode(path))
+    if size >= SUN_PATH_MAX:
+        note = fallback_note()
+        why = f" ({note}; set XDG_RUNTIME_DIR or CREDD_SOCK)" if note else ""
         raise BadRequest(
-            f"socket path is too long for a Unix socket ({len(os.fsencode(path))} bytes, "
-            f"at most {SUN_PATH_MAX - 1}): {path}; set CREDD_SOCK to a shorter path"
+            f"socket path is too long for a Unix socket ({size} bytes, at most "
+            f"{SUN_PATH_MAX - 1}): {path}{why}; set CREDD_SOCK to a shorter path"
         )
 
 

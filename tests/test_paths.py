@@ -21,10 +21,44 @@ def test_default_socket_is_under_xdg_runtime_dir(monkeypatch, tmp_path):
     assert paths.socket_path() == str(tmp_path / "credd" / "agent.sock")
 
 
-def test_fallback_runtime_dir_is_per_uid(monkeypatch):
-    monkeypatch.delenv("CREDD_SOCK")
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert paths.socket_path() == f"/tmp/credd-{os.getuid()}/agent.sock"
+class TestNoRuntimeDir:
+    """Without XDG_RUNTIME_DIR the socket goes where only the user can create a directory:
+    never /tmp/credd-<uid>, which another user can make first (and the owner, in a
+    sticky /tmp, cannot remove)."""
+
+    @pytest.fixture(autouse=True)
+    def no_runtime_dir(self, monkeypatch):
+        monkeypatch.delenv("CREDD_SOCK")
+        monkeypatch.delenv("XDG_RUNTIME_DIR")
+
+    def test_the_state_dir_by_default(self, monkeypatch, tmp_path):
+        monkeypatch.delenv("CREDD_STATE_DIR")
+        assert paths.socket_path() == str(tmp_path / "state" / "credd" / "agent.sock")
+        monkeypatch.delenv("XDG_STATE_HOME")
+        monkeypatch.setenv("HOME", str(tmp_path / "h"))
+        assert paths.socket_path() == str(tmp_path / "h" / ".local/state/credd/agent.sock")
+        assert "/tmp/credd-" not in paths.socket_path()
+
+    def test_the_same_directory_as_platformdirs_state_dir(self, monkeypatch):
+        monkeypatch.delenv("CREDD_STATE_DIR")
+        assert paths.runtime_dir() == paths.state_dir()
+
+    def test_credd_state_dir_wins(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("CREDD_STATE_DIR", str(tmp_path / "st"))
+        assert paths.socket_path() == str(tmp_path / "st" / "agent.sock")
+        assert paths.fallback_note() == f"XDG_RUNTIME_DIR unset: using {tmp_path / 'st'}"
+
+    def test_no_note_when_the_usual_place_is_used(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+        assert paths.fallback_note() == ""
+        monkeypatch.delenv("XDG_RUNTIME_DIR")
+        monkeypatch.setenv("CREDD_SOCK", str(tmp_path / "s"))
+        assert paths.fallback_note() == ""
+
+    def test_too_long_says_why_the_path_is_there(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("CREDD_STATE_DIR", "/" + "d" * 120)
+        with pytest.raises(BadRequest, match="too long.*XDG_RUNTIME_DIR unset"):
+            paths.check_socket_path(paths.socket_path())
 
 
 def test_default_vault_is_in_the_user_data_dir(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from credd import errors
+from credd import errors, paths
 from credd.errors import BadRequest, CreddError
 
 #: What to do next, per error class (the most specific class wins).
@@ -203,10 +203,11 @@ def format_duration(seconds: float) -> str:
 
 def format_status(s: dict) -> str:
     """`credd status` as text, from the status reply as a dict (both CLI paths use this)."""
+    note = paths.fallback_note()
     lines = [
         f"state:    {s['state']}",
         f"vault:    {s['vault']}",
-        f"socket:   {s['socket']}",
+        f"socket:   {s['socket']}" + (f" ({note})" if note else ""),
         f"agent:    pid {s['pid']}, credd {s['version']}, protocol {s['protocol']}",
     ]
     if s.get("entries") is not None:

@@ -104,6 +104,69 @@ class TestOneAgent:
             log.close()
 
 
+class TestNoRuntimeDir:
+    """With XDG_RUNTIME_DIR unset (a cron job, `su`, some SSH setups) the agent serves in
+    the user's state dir, not in /tmp/credd-<uid>, which another user could create first."""
+
+    @staticmethod
+    def env_without_runtime_dir(credd_env) -> dict[str, str]:
+        return {k: v for k, v in credd_env.items() if k not in ("XDG_RUNTIME_DIR", "CREDD_SOCK")}
+
+    def test_serves_in_the_state_dir_and_status_says_why(self, credd_env):
+        env = self.env_without_runtime_dir(credd_env)
+        sock = os.path.join(env["CREDD_STATE_DIR"], "agent.sock")
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "serve"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_listening(sock, proc)
+            out = subprocess.run([sys.executable, "-m", "credd", "status"], env=env,
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 5, out.stderr  # no vault yet
+            assert (f"socket:   {sock} (XDG_RUNTIME_DIR unset: using "
+                    f"{env['CREDD_STATE_DIR']})") in out.stdout
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+
+    @needs_root
+    def test_a_directory_another_user_made_in_tmp_does_not_matter(self, tmp_path):
+        """uid 65534 with no XDG_RUNTIME_DIR, and /tmp/credd-65534 made by root first: the
+        agent starts anyway, under its own home (before: refused, and the user was stuck)."""
+        python = "/usr/bin/python3"
+        probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode or probe.stdout.strip() != str(sys.version_info[:2]):
+            pytest.skip("no system python of the same version to run the agent as uid 65534")
+        squatted = "/tmp/credd-65534"
+        made = not os.path.lexists(squatted)
+        if made:
+            os.mkdir(squatted, 0o755)
+        home = tempfile.mkdtemp(prefix="cd", dir="/tmp")
+        os.chmod(home, 0o700)
+        os.chown(home, 65534, 65534)
+        import msgspec
+        site = os.path.dirname(os.path.dirname(msgspec.__file__))
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": f"{REPO}:{site}",
+               "CREDD_VAULT": f"{home}/v/vault.db"}
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        agent = subprocess.Popen([*drop, python, "-m", "credd", "serve"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            sock = f"{home}/.local/state/credd/agent.sock"
+            wait_listening(sock, agent)
+            out = subprocess.run([*drop, python, "-m", "credd", "status"], env=env,
+                                 capture_output=True, text=True, timeout=30)
+            assert f"{sock} (XDG_RUNTIME_DIR unset" in out.stdout, out
+            assert os.stat(sock).st_uid == 65534
+        finally:
+            agent.kill()
+            agent.wait()
+            agent.stdout.close()
+            shutil.rmtree(home, ignore_errors=True)
+            if made:
+                os.rmdir(squatted)
+
+
 class TestPeers:
     @needs_root
     def test_other_uid_refused_before_any_frame(self, agent, raw):
