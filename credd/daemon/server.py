@@ -35,6 +35,8 @@ from .state import AgentState
 
 log = logging.getLogger("credd.agent")
 
+ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the clients
+
 
 class Connection(asyncio.Protocol):
     """One client: its buffer, its greeting, its one timer; `dispatch` sees it as `conn`."""
@@ -241,21 +243,28 @@ class Server:
         self.listener = listener
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._retry: asyncio.TimerHandle | None = None  # accepting again after EMFILE
 
     async def run(self) -> None:
-        """Serve until the state asks to stop, then close every connection."""
-        background = [asyncio.create_task(self._accept_loop()),
-                      asyncio.create_task(self.state.watchdog())]
-        await self.state.stopping.wait()
-        for task in background:
-            task.cancel()
-        self.listener.sock.close()
+        """Serve until the state asks to stop, then close every connection.
+
+        The listening socket stays open (not accepting: connections wait in its
+        backlog) until the agent has closed the vault, so `credd stop`, which waits
+        for the socket to stop answering, returns once the agent is really done.
+        """
+        self._accepting(True)
+        watchdog = asyncio.create_task(self.state.watchdog())
+        try:
+            await self.state.stopping.wait()
+        finally:
+            self._accepting(False)
+        watchdog.cancel()
         await self._farewell()
         for conn in list(self.connections):
             conn.transport.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*background, *self._tasks, return_exceptions=True)
+        await asyncio.gather(watchdog, *self._tasks, return_exceptions=True)
 
     def spawn(self, coro) -> asyncio.Task:
         """A connection's task, kept (and cancelled at shutdown) by the server."""
@@ -274,22 +283,48 @@ class Server:
 
     # ------------------------------------------------------------ accepting
 
-    async def _accept_loop(self) -> None:
+    def _accepting(self, on: bool) -> None:
+        """Watch the listener for connections, or stop at once.
+
+        A reader callback, not a task awaiting `sock_accept`: cancelling that task
+        while its accept callback was already queued (a client connecting as `stop`
+        is answered) ran the callback on a cancelled future, or on the closed
+        socket, and logged an InvalidStateError traceback. `remove_reader` drops a
+        queued callback too, so after it nothing touches the socket.
+        """
         loop = asyncio.get_running_loop()
-        while True:
+        fd = self.listener.sock.fileno()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if on:
+            loop.add_reader(fd, self._accept)
+        else:
+            loop.remove_reader(fd)
+
+    def _accept(self) -> None:
+        """Take every waiting connection (a bounded batch); check each peer before any read."""
+        for _ in range(ACCEPT_BATCH):
             try:
-                sock, _ = await loop.sock_accept(self.listener.sock)
+                sock, _ = self.listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:  # EMFILE and friends: back off, keep serving the rest
                 log.warning("accept failed: %s", exc.strerror or exc)
-                await asyncio.sleep(0.1)
-                continue
+                self._accepting(False)
+                self._retry = asyncio.get_running_loop().call_later(0.1, self._accepting, True)
+                return
             peer = self._admit(sock)
-            if peer is None:
-                continue
-            try:
-                await loop.connect_accepted_socket(lambda: Connection(self, peer), sock)
-            except OSError:
-                sock.close()
+            if peer is not None:
+                self.spawn(self._connect(sock, peer))
+
+    async def _connect(self, sock: socket.socket, peer: Peer) -> None:
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: Connection(self, peer), sock)
+        except OSError:
+            sock.close()
 
     def _admit(self, sock: socket.socket) -> Peer | None:
         try:

@@ -216,3 +216,39 @@ def test_credd_serve_sends_ready_over_notify_socket(make_agent, credd_env, tmp_p
             assert c.status().pid == agent.pid
         agent.stop()
         assert manager.recv(256) == b"STOPPING=1"
+
+
+def test_credd_stop_leaves_no_traceback_in_the_log(sock_dir, credd_env, run_credd):
+    """issue 12: `credd stop` made a socket-activated agent log an InvalidStateError
+    traceback from asyncio's `_sock_accept` when a client connected while the stop was
+    answered (as `credd stop`'s own probe does). Several rounds of a stop with clients
+    knocking at that moment, then the real `credd stop`; the log stays clean."""
+    from credd import protocol as p
+    path = os.path.join(sock_dir, "agent.sock")
+    env = dict(credd_env, CREDD_SOCK=path)
+    for round_ in range(5):
+        proc = activate(path, PYTHON, "-m", "credd", "serve", env=env)
+        knocking = []
+        try:
+            with connect(path) as s:
+                s.sendall(p.encode(p.Hello(protocol=p.PROTOCOL_VERSION)))
+                s.recv(4096)
+                if round_ == 4:
+                    stopped = run_credd("stop", env={"CREDD_SOCK": path})
+                    assert stopped.returncode == 0, stopped.stderr
+                else:
+                    s.sendall(p.encode(p.Stop()))
+                    for _ in range(4):
+                        try:
+                            knocking.append(connect(path, timeout=5))
+                        except OSError:
+                            break
+            out, err = proc.communicate(timeout=30)
+        finally:
+            for k in knocking:
+                k.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "Error" not in err, err
