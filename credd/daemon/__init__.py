@@ -1,18 +1,24 @@
 """The credd agent: `credd serve` runs `serve(Config(...))` in the foreground.
 
-Order matters: the process is hardened before anything else, then the socket
-is bound (or inherited from systemd), then the vault is opened (locked), and
-only then does the agent say it is ready.
+Order matters: the process is hardened before anything else, then the vault's
+lock file is taken (one agent per vault, even before the vault exists), then
+the socket is bound (or inherited from systemd), then the vault is opened
+(locked), and only then does the agent say it is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from .state import Config
+
+if TYPE_CHECKING:
+    from .listener import Listener
 
 __all__ = ["Config", "serve"]
 
@@ -29,17 +35,37 @@ def serve(config: Config) -> int:
 
 
 async def _main(config: Config) -> int:
+    from credd.lockfile import lock_vault
     from credd.paths import ensure_private_dir
 
-    from .activation import inherited_listener, notify
+    from .activation import inherited_listener
     from .listener import Listener
-    from .server import Server
-    from .state import AgentState
 
     ensure_private_dir(config.state_dir)
     inherited = inherited_listener()
-    listener = Listener.inherit(inherited) if inherited else Listener.bind(config.socket)
-    config.socket = listener.path or config.socket
+    if inherited is not None:
+        config.socket = inherited.getsockname()
+    vault_lock = lock_vault(config.vault, config.socket)  # before the vault is opened or made
+    listener = None
+    try:
+        listener = Listener.inherit(inherited) if inherited else Listener.bind(config.socket)
+        await _serve(config, listener)
+    finally:
+        # the vault is closed by now; the socket goes last, so that once it stops
+        # answering (what `credd stop` waits for) a new agent can take both locks
+        os.close(vault_lock)
+        if listener is not None:
+            listener.close()
+    log.info("stopped")
+    return 0
+
+
+async def _serve(config: Config, listener: Listener) -> None:
+    """Open the vault (locked) and answer clients until asked to stop; close the vault."""
+    from .activation import notify
+    from .server import Server
+    from .state import AgentState
+
     state = AgentState(config)
     try:
         state.open_vault()
@@ -53,6 +79,3 @@ async def _main(config: Config) -> int:
         notify("STOPPING=1")
     finally:
         await state.close()
-        listener.close()
-    log.info("stopped")
-    return 0

@@ -1,22 +1,21 @@
 """The agent's listening socket: private directory, one agent per path, no stolen sockets.
 
-An `flock`ed lock file beside the socket says who serves there: a second agent
-fails to take it and exits, leaving the first one serving. The holder of the
-lock may replace a socket node only after a probe connect is refused (a stale
-node left by kill -9); a node that still answers is never unlinked. The node is
+An `flock`ed lock file beside the socket (credd/lockfile.py) says who serves
+there: a second agent fails to take it and exits, leaving the first one
+serving. The holder of the lock may replace a socket node only after a probe
+connect is refused (a stale node left by kill -9); a node that still answers
+is never unlinked. The node is
 born 0600 (umask 0177 around bind, as ssh-agent does) in a 0700 directory we own.
 A socket inherited from the service manager is used as it is and never unlinked.
-The lock file itself is never removed: unlinking a lock file lets two agents
-each hold a lock on a different inode.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import stat
 
+from credd import lockfile
 from credd.errors import Exists, InsecurePath
 from credd.paths import check_socket_path, ensure_private_dir
 
@@ -71,23 +70,11 @@ class Listener:
 
 
 def _take_lock(lock_path: str, sock_path: str) -> int:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-            raise InsecurePath(f"{lock_path} is not a private file of yours; remove it")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise Exists(f"another credd agent (pid {holder}) is already serving on {sock_path}; "
-                         "use it, or stop it with `credd stop`") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        return lockfile.take(lock_path, pid=os.getpid(), socket=sock_path)
+    except lockfile.Held as held:
+        raise Exists(f"another credd agent (pid {held.owner.get('pid', '?')}) is already "
+                     f"serving on {sock_path}; use it, or stop it with `credd stop`") from None
 
 
 def _clear_stale(path: str) -> None:

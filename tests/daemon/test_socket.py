@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -14,8 +15,11 @@ import pytest
 
 from credd import protocol as p
 from tests.conftest import REPO
-from tests.daemon.conftest import status, wait_for, wait_listening
+from tests.daemon.conftest import init_unlock, status, wait_for, wait_listening
 
+#: systemd-socket-activate passes on only the variables -E names: the test's vault, not ~'s.
+PASSED = [arg for name in ("CREDD_VAULT", "CREDD_STATE_DIR", "HOME", "PYTHONPATH")
+          for arg in ("-E", name)]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
 
 
@@ -90,8 +94,8 @@ class TestOneAgent:
         sock = isolated_env["CREDD_SOCK"]
         os.mkdir(os.path.dirname(sock), 0o700)
         log = open(tmp_path / "activated.log", "wb")
-        proc = subprocess.Popen([tool, "-l", sock, sys.executable, "-m", "credd", "serve"],
-                                env=credd_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([tool, "-l", sock, *PASSED, sys.executable, "-m", "credd",
+                                 "serve"], env=credd_env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_listening(sock)
             assert status(raw(sock)).pid == proc.pid  # the tool execs the agent
@@ -102,6 +106,56 @@ class TestOneAgent:
             if proc.poll() is None:
                 proc.kill()
             log.close()
+
+
+class TestOneVault:
+    """One agent per vault file, whatever socket it serves on: a second agent would serve a
+    stale picture of the file (and have its writes refused)."""
+
+    def test_second_agent_on_the_same_vault_refused_naming_the_first(self, agent, serve, raw,
+                                                                      isolated_env):
+        other = os.path.join(os.path.dirname(agent.socket), "other.sock")
+        out = exits_with(serve(env={"CREDD_SOCK": other}), 1, f"pid {agent.pid}",
+                         agent.socket, "already serving the vault")
+        assert "Traceback" not in out
+        assert not os.path.lexists(other)  # refused before binding anything
+        lock = agent.vault + ".lock"
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
+        assert open(lock).read() == f"pid={agent.pid}\nsocket={agent.socket}\n"
+        # the lock was taken before the vault existed; `credd init` goes through the first
+        init_unlock(raw(agent))
+        assert status(raw(agent)).state == "unlocked"
+        exits_with(serve(env={"CREDD_SOCK": other}), 1, f"pid {agent.pid}")
+
+    def test_the_lock_goes_with_the_agent(self, agent, make_agent, run_credd):
+        other = os.path.join(os.path.dirname(agent.socket), "other.sock")
+        agent.proc.kill()  # kill -9: the kernel drops the flock
+        agent.proc.wait(5)
+        second = make_agent(env={**agent.env, "CREDD_SOCK": other})
+        assert run_credd("stop", env={"CREDD_SOCK": other}).returncode == 0
+        third = make_agent()  # at once: `credd stop` returned after the locks were released
+        assert third.proc.poll() is None and second.proc.wait(5) == 0
+
+    def test_a_socket_activated_agent_on_a_served_vault_refuses(self, agent, credd_env,
+                                                                 tmp_path):
+        tool = shutil.which("systemd-socket-activate")
+        if tool is None:
+            pytest.skip("systemd-socket-activate is not installed")
+        activated = os.path.join(os.path.dirname(agent.socket), "act.sock")
+        proc = subprocess.Popen([tool, "-l", activated, *PASSED, sys.executable, "-m", "credd",
+                                 "serve"], env=credd_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_for(lambda: os.path.exists(activated))
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                wait_for(lambda: s.connect_ex(activated) == 0)  # starts the agent
+                out, _ = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 1, out
+        assert f"pid {agent.pid}" in out and agent.socket in out, out
 
 
 class TestNoRuntimeDir:
