@@ -7,6 +7,14 @@ near this module. A record that reveals a secret is written (one write(2) of
 whole lines, unbuffered) before the secret leaves the agent; when that write
 fails the request fails with audit_unavailable and nothing is revealed.
 
+The agent writes through the descriptor it opened, so before each record it
+checks (one lstat, ~1 µs) that the path still names that file: renamed, deleted
+or replaced (by a symlink to /dev/null, say), the trail would go where nobody
+reads it, so the record fails and so does the reveal. When the path is free
+again the next record starts a new file (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) whose
+first line (`audit_log`, `recreated`) marks the gap; a file or link found in the
+old one's place is never adopted while the agent runs.
+
 While unlocked, the HMACs of recently audited names are remembered (names and
 the key are in the agent's memory anyway until it locks); `forget()` drops them
 with the key, and the lock calls it.
@@ -47,19 +55,57 @@ class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._key: bytes | None = None
         self._hmacs: dict[str, str] = {}
 
     def _open(self) -> int:
-        if self._fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(self.path, flags, 0o600)
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-                os.close(fd)
-                raise OSError(0, "the audit log is not a private regular file")
-            self._fd = fd
-        return self._fd
+        """The open log, after checking that its path still names it (one lstat)."""
+        if self._fd is not None:
+            self._check_path()
+            return self._fd
+        if self._identity is None:  # the first open: adopt the file found there, or create it
+            fd = self._open_file(os.O_CREAT)
+        elif self._path_identity() == self._identity:  # closed after a write error
+            fd = self._open_file(0)
+        else:  # moved away or deleted: only a new file, never one planted at the path
+            fd = self._open_file(os.O_CREAT | os.O_EXCL)
+            self._write(fd, _encoder.encode(AuditRecord(time=time.time(), op="audit_log",
+                                                        outcome="recreated")) + b"\n")
+        st = os.fstat(fd)
+        self._fd, self._identity = fd, (st.st_dev, st.st_ino)
+        return fd
+
+    def _open_file(self, flags: int) -> int:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | flags,
+                         0o600)
+        except FileExistsError:
+            raise OSError(0, "it is not the file the agent opened (replaced while the agent "
+                             "ran); move it away and the agent starts a new one") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            os.close(fd)
+            raise OSError(0, "the audit log is not a private regular file")
+        if self._identity is not None and not flags and (st.st_dev, st.st_ino) != self._identity:
+            os.close(fd)
+            raise OSError(0, "it was replaced while the agent reopened it")
+        return fd
+
+    def _path_identity(self) -> tuple[int, int] | None:
+        """What the path names now: (dev, ino) of a regular file, (0, 0) for anything else."""
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else (0, 0)
+
+    def _check_path(self) -> None:
+        """The agent writes through its descriptor: a renamed, deleted or replaced file
+        would take records nobody reads. Raises (and closes) when the path moved on."""
+        if self._path_identity() != self._identity:
+            self.close()
+            raise OSError(0, "it was moved, deleted or replaced since the agent opened it")
 
     def record(self, op: str, outcome: str, *, names: Iterable[str] = (), key: bytes | None = None,
                peer: Peer | None = None) -> None:
@@ -73,16 +119,18 @@ class AuditLog:
             records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
         data = b"".join(_encoder.encode(r) + b"\n" for r in records)
         try:
-            fd = self._open()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(0, "short write")
+            self._write(self._open(), data)
         except OSError as exc:
             self.close()
             log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
             raise AuditUnavailable(
                 f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
                 "nothing was revealed: free space or fix the file, then retry") from None
+
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        if os.write(fd, data) != len(data):
+            raise OSError(0, "short write")
 
     def _hmac(self, key: bytes | None, name: str) -> str:
         if not key:
@@ -108,7 +156,8 @@ class AuditLog:
     def tail(self, limit: int) -> list[AuditRecord]:
         """The last `limit` records, oldest first (unreadable lines are skipped)."""
         try:
-            with open(self.path, "rb") as f:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
                 lines = _last_lines(f, limit)
         except FileNotFoundError:
             return []

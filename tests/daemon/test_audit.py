@@ -7,6 +7,8 @@ import hmac
 import json
 import os
 
+import pytest
+
 from credd import protocol as p
 from credd.daemon.audit import AuditLog, name_hmac
 from credd.errors import AuditUnavailable
@@ -80,6 +82,8 @@ def test_write_failure_is_reported_not_swallowed(tmp_path):
     else:
         raise AssertionError("a failed audit write was not reported")
     assert [r.op for r in log.tail(10)] == ["get"]
+    log.record("set", "ok")  # the same file again: reopened, not taken for a new one
+    assert [r.op for r in log.tail(10)] == ["get", "set"]
 
 
 def test_tail_reads_only_what_it_needs(tmp_path):
@@ -88,3 +92,64 @@ def test_tail_reads_only_what_it_needs(tmp_path):
         log.record(f"op{i}", "ok")
     assert [r.op for r in log.tail(3)] == ["op2997", "op2998", "op2999"]
     assert len(log.tail(3000)) == 3000
+
+
+def _rename(path: str) -> None:
+    os.rename(path, path + ".old")
+
+
+def _symlink_to_dev_null(path: str) -> None:
+    os.unlink(path)
+    os.symlink("/dev/null", path)
+
+
+def _copy_in_place(path: str) -> None:
+    """A look-alike: a private regular file with the same lines, but not the agent's."""
+    data = open(path, "rb").read()
+    os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+
+
+class TestTheTrailCannotBeDodged:
+    """The agent holds the log's descriptor: moving the file away, or putting something
+    else at its path, must not let a reveal go unrecorded where the owner looks."""
+
+    def reveal_fails_closed(self, c) -> None:
+        c.send(p.Get(name="github"))
+        body = c.recv_body()
+        assert SENTINEL.encode() not in body
+        reply = p.decode_response(body)
+        assert isinstance(reply, p.Error) and reply.code == "audit_unavailable", reply
+        assert status(c).state == "unlocked"  # status still works
+
+    def setup_agent(self, unlocked_agent, raw):
+        c = raw(unlocked_agent)
+        c.call(p.Set(name="github", value=SENTINEL))
+        assert c.call(p.Get(name="github")).value == SENTINEL
+        return c, os.path.join(unlocked_agent.state_dir, "audit.jsonl")
+
+    @pytest.mark.parametrize("move", [_rename, os.unlink], ids=["renamed", "deleted"])
+    def test_moved_away_fails_once_then_starts_a_new_file(self, unlocked_agent, raw, move):
+        c, path = self.setup_agent(unlocked_agent, raw)
+        move(path)
+        self.reveal_fails_closed(c)
+        assert c.call(p.Get(name="github")).value == SENTINEL  # the path was free: a new file
+        lines = [json.loads(line) for line in open(path)]
+        assert [(r["op"], r["outcome"]) for r in lines] == [("audit_log", "recreated"),
+                                                            ("get", "ok")]
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert "moved, deleted or replaced" in unlocked_agent.log()
+
+    @pytest.mark.parametrize("replace", [_symlink_to_dev_null, _copy_in_place],
+                             ids=["symlink-to-dev-null", "look-alike-file"])
+    def test_replaced_fails_until_moved_away(self, unlocked_agent, raw, replace):
+        c, path = self.setup_agent(unlocked_agent, raw)
+        replace(path)
+        self.reveal_fails_closed(c)
+        self.reveal_fails_closed(c)  # never adopted, never followed
+        assert os.path.islink(path) or "recreated" not in open(path).read()
+        os.unlink(path)
+        assert c.call(p.Get(name="github")).value == SENTINEL
+        assert json.loads(open(path).readline())["op"] == "audit_log"
