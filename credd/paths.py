@@ -48,7 +48,8 @@ def _fallback_dir() -> str:
 
 def fallback_note() -> str:
     """Why the socket is not in the usual place, for `credd status` ("" when it is)."""
-    if os.environ.get("CREDD_SOCK") or os.environ.get("XDG_RUNTIME_DIR") or sys.platform == "darwin":
+    usual = os.environ.get("CREDD_SOCK") or os.environ.get("XDG_RUNTIME_DIR")
+    if usual or sys.platform == "darwin":
         return ""
     return f"XDG_RUNTIME_DIR unset: using {_fallback_dir()}"
 

@@ -138,7 +138,8 @@ class Init(_Message, tag="init"):
 
 
 class Unlock(_Message, tag="unlock"):
-    """Exactly one of passphrase, key, recovery_key."""
+    """Exactly one of passphrase, key, recovery_key. `wait`: typed at a terminal, so
+    wait out the unlock throttle instead of being refused."""
 
     _secret = ("passphrase", "key", "recovery_key")
     passphrase: str | None = None
@@ -146,6 +147,7 @@ class Unlock(_Message, tag="unlock"):
     recovery_key: str | None = None
     idle_timeout: float | None = None
     max_lifetime: float | None = None
+    wait: bool = False
 
 
 class Lock(_Message, tag="lock"):
@@ -295,6 +297,7 @@ class StatusReply(_Message, tag="status"):
     idle_left: float | None = None      # seconds until the idle lock
     lifetime_left: float | None = None  # seconds until the absolute lock
     retry_after: float = 0.0            # unlock throttle still in force
+    capped: bool = False                # this unlock asked for more than --max-unlock allows
 
 
 class Ok(_Message, tag="ok"):

@@ -76,7 +76,13 @@ class TestOldBytes:
                b"\xa3pid\x07\xa7version\xa50.1.0")
         reply = p.decode_response(old)
         assert isinstance(reply, p.StatusReply) and reply.state == "locked" and reply.pid == 7
-        assert reply.entries is None and reply.retry_after == 0.0
+        assert reply.entries is None and reply.retry_after == 0.0 and reply.capped is False
+
+    def test_unlock_without_wait(self):
+        old = (b"\x83\xa4type\xa6unlock\xaapassphrase\xa1x"
+               b"\xacidle_timeout\xcb@N\x00\x00\x00\x00\x00\x00")
+        request = p.decode_request(old)
+        assert request == p.Unlock(passphrase="x", idle_timeout=60.0) and request.wait is False
 
     def test_get_without_field(self):
         assert p.decode_request(b"\x82\xa4type\xa3get\xa4name\xa6github") == p.Get(name="github")

@@ -21,6 +21,10 @@ def register(sub) -> None:
                    help="lock after this long without use, e.g. 15m (default 15m)")
     p.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D", default=None,
                    help="lock this long after an unlock whatever happens, e.g. 8h (default 8h)")
+    p.add_argument("--max-unlock", type=arg_type(parse_duration), metavar="D", default=None,
+                   help="the longest idle timeout or lifetime a client may ask for with "
+                        "`credd unlock --timeout/--max-lifetime`; longer ones get this "
+                        "(default 8h, or the two options above if longer)")
     p.add_argument("--read-timeout", type=arg_type(parse_duration), metavar="D", default=None,
                    help="drop a client that takes longer to send one request (default 10s)")
     p.add_argument("--max-connections", type=int, metavar="N", default=None,
@@ -44,8 +48,8 @@ def serve(ns) -> int:
                     vault=ns.vault or paths.vault_path(),
                     state_dir=ns.state_dir or paths.state_dir(),
                     allow_insecure_memory=ns.allow_insecure_memory)
-    for name in ("idle_timeout", "max_lifetime", "read_timeout", "max_connections",
-                 "seal_after"):
+    for name in ("idle_timeout", "max_lifetime", "max_unlock", "read_timeout",
+                 "max_connections", "seal_after"):
         if getattr(ns, name) is not None:
             setattr(config, name, getattr(ns, name))
     if config.max_connections < 1:

@@ -17,7 +17,7 @@ import base64
 import binascii
 import sys
 
-from credd.cli.output import add_unlock_window_args, client, format_duration
+from credd.cli.output import add_unlock_window_args, client, format_duration, report_capped
 from credd.errors import BadPassphrase, Denied, NotFound
 
 SERVICE = "credd"
@@ -152,6 +152,7 @@ def cmd_unlock(ns) -> int:
     with client(timeout=None) as c:
         key = keyring_key(c.status().vault)
         status = c.unlock(key=key, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime)
+    report_capped(ns, status)
     print(f"unlocked with the OS keyring: locks after {format_duration(status.idle_timeout)} "
           f"idle, {format_duration(status.max_lifetime)} at most")
     return 0

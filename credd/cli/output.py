@@ -7,11 +7,18 @@ that need them.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 from credd import errors, paths
 from credd.errors import BadRequest, CreddError
+
+TYPE_CHECKING = False  # not typing's: importing typing loads `re`, too slow for the fast path
+if TYPE_CHECKING:
+    import argparse
+
+    from credd.protocol import StatusReply
 
 #: What to do next, per error class (the most specific class wins).
 HINTS: dict[type[CreddError], str] = {
@@ -43,7 +50,7 @@ def hint_for(exc: CreddError) -> str:
         if cls in HINTS:
             hint = HINTS[cls]
             if isinstance(exc, errors.RateLimited) and exc.retry_after:
-                hint = f"wait {exc.retry_after:.0f}s before trying again"
+                hint = f"wait {math.ceil(exc.retry_after)}s before trying again"  # never 0s
             return hint
     return ""
 
@@ -220,7 +227,7 @@ def format_status(s: dict) -> str:
             lines.append(f"at most:  {format_duration(s['lifetime_left'])} more "
                          f"(max lifetime {format_duration(s['max_lifetime'])})")
     if s.get("retry_after"):
-        lines.append(f"unlock throttled for {format_duration(s['retry_after'])}")
+        lines.append(f"unlock throttled for {format_duration(math.ceil(s['retry_after']))}")
     return "\n".join(lines)
 
 
@@ -259,3 +266,14 @@ def add_unlock_window_args(parser) -> None:
                         help="lock after this long idle, e.g. 15m (default: the agent's)")
     parser.add_argument("--max-lifetime", type=arg_type(parse_duration), metavar="D",
                         help="lock after this long at most, e.g. 8h (default: the agent's)")
+
+
+def report_capped(ns: argparse.Namespace, status: StatusReply) -> None:
+    """Say on stderr which asked-for unlock window the agent lowered to its --max-unlock."""
+    if not status.capped:
+        return
+    windows = ((ns.timeout, status.idle_timeout), (ns.max_lifetime, status.max_lifetime))
+    for asked, granted in windows:
+        if asked is not None and asked > granted:
+            sys.stderr.write(f"credd: asked for {format_duration(asked)}; the agent allows at most "
+                             f"{format_duration(granted)} (credd serve --max-unlock)\n")

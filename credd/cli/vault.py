@@ -7,12 +7,20 @@ stdin; never from an argument.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from credd.cli import output
 from credd.cli.output import arg_type, client, read_secret
 from credd.errors import BadRequest, IntegrityError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from credd.client import Client
+    from credd.protocol import StatusReply
 
 
 def parse_kib(text: str) -> int:
@@ -113,10 +121,27 @@ def cmd_unlock(ns) -> int:
         secret = {"passphrase": read_secret("vault passphrase: ",
                                             from_stdin=ns.passphrase_stdin)}
     with client(timeout=None) as c:
-        status = c.unlock(**secret, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime)
+        status = _send_unlock(c, secret, ns)
+    output.report_capped(ns, status)
     print(f"unlocked: locks after {output.format_duration(status.idle_timeout)} idle, "
           f"{output.format_duration(status.max_lifetime)} at most")
     return 0
+
+
+def _send_unlock(c: Client, secret: dict[str, str], ns: argparse.Namespace) -> StatusReply:
+    """Send the unlock; typed at a terminal, it waits out the throttle (and says so) instead
+    of being refused: a program's wrong guesses must not lock the owner out."""
+    from credd import protocol
+    # stdin a terminal: read_secret prompted for it (an agent without `wait` would refuse it)
+    interactive = sys.stdin.isatty() and "unlock_wait" in c.hello().capabilities
+    if interactive:
+        wait = c.status().retry_after
+        if wait:
+            sys.stderr.write(f"credd: unlocks are throttled after failed attempts; trying "
+                             f"yours in {output.format_duration(math.ceil(wait))}\n")
+    request = protocol.Unlock(**secret, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime,
+                              wait=interactive)
+    return c.call(request, protocol.StatusReply)
 
 
 def cmd_lock(ns) -> int:

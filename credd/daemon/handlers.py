@@ -38,7 +38,8 @@ class Caller(Protocol):
     greeted: bool
     subscription: Subscription | None
 
-CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey"]
+CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
+                "unlock_wait"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -94,7 +95,7 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
     lifetime = check_duration(req.max_lifetime, "max_lifetime")
     vault = state.require_vault()
     try:
-        await state.unlock(vault, idle, lifetime, **secret)
+        await state.unlock(vault, idle, lifetime, wait=req.wait, **secret)
     except CreddError as exc:
         state.audit.try_record("unlock", exc.code, peer=conn.peer)
         raise

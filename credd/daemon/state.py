@@ -22,8 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
+
 from credd import __version__, protocol
-from credd.errors import BadPassphrase, BadRequest, LockedError, NoVault, RateLimited
+from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoVault, RateLimited
+from credd.files import write_private
 from credd.store import EntryStore
 
 from .audit import FILE_NAME, AuditLog
@@ -38,7 +41,9 @@ log = logging.getLogger("credd.agent")
 
 DEFAULT_IDLE = 15 * 60.0
 DEFAULT_LIFETIME = 8 * 3600.0
+DEFAULT_MAX_UNLOCK = 8 * 3600.0  # the longest unlock a client may ask for
 MAX_DURATION = 366 * 86400.0  # per-unlock overrides above a year are a mistake
+THROTTLE_FILE = "unlock-throttle.json"
 
 
 @dataclass
@@ -52,6 +57,26 @@ class Config:
     max_connections: int = 128
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
+    max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
+
+    @property
+    def unlock_cap(self) -> float:
+        """The longest idle timeout or lifetime an unlock may have (`--max-unlock`).
+
+        A same-user program must not be able to re-unlock for a year: what a client
+        asks for above this is lowered to it. Unset, it is 8 h, or the agent's own
+        --idle-timeout/--max-lifetime when the owner configured those longer.
+        """
+        if self.max_unlock is not None:
+            return self.max_unlock
+        return max(DEFAULT_MAX_UNLOCK, self.idle_timeout, self.max_lifetime)
+
+    def window(self, idle: float | None, lifetime: float | None) -> tuple[float, float, bool]:
+        """(idle timeout, lifetime) an unlock gets: what it asked, else the defaults, at
+        most the cap; and whether what it asked was lowered to the cap."""
+        cap = self.unlock_cap
+        capped = any(asked is not None and asked > cap for asked in (idle, lifetime))
+        return min(idle or self.idle_timeout, cap), min(lifetime or self.max_lifetime, cap), capped
 
 
 def boottime() -> float:
@@ -74,11 +99,12 @@ class Deadlines:
     def __init__(self, clock: Callable[[], float] = boottime) -> None:
         self.clock = clock
         self.idle = self.lifetime = 0.0
+        self.capped = False  # the unlock asked for more than the agent allows
         self._last = self._end = 0.0
 
-    def start(self, idle: float, lifetime: float) -> None:
+    def start(self, idle: float, lifetime: float, capped: bool = False) -> None:
         now = self.clock()
-        self.idle, self.lifetime = idle, lifetime
+        self.idle, self.lifetime, self.capped = idle, lifetime, capped
         self._last, self._end = now, now + lifetime
 
     def touch(self) -> None:
@@ -100,36 +126,83 @@ class Deadlines:
         return None
 
 
+class _ThrottleFile(msgspec.Struct, forbid_unknown_fields=True):
+    """What the throttle keeps on disk: no secret, only a count and a wall-clock time."""
+
+    failures: int
+    until: float  # unix time the window ends
+
+
 class Throttle:
-    """Failed unlocks open a growing window in which unlocks are refused.
+    """Failed unlocks open a growing window in which an unlock waits or is refused.
 
     The first failure is free (a typo); then 0.5 s, 1 s, 2 s ... up to 30 s,
-    on top of the KDF's own cost. A success resets it.
+    on top of the KDF's own cost. A success resets it. Given a path, the count
+    and the window's end are kept in that small 0600 file (written atomically),
+    so that stopping the agent, which any client of the socket can ask, does
+    not reset them: a client that can reach only the socket (a container) then
+    gets no more guesses for a restart. A program that can write the user's
+    files can delete it, and can copy the vault to guess offline anyway,
+    bounded only by the KDF.
     """
 
     BASE, CAP = 0.5, 30.0
 
-    def __init__(self, clock: Callable[[], float] = boottime) -> None:
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float] = boottime, path: str | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.clock, self.path, self.wall = clock, path, wall
         self.failures = 0
         self._until = 0.0
+        if path is not None:
+            self._load(path)
 
     def retry_after(self) -> float:
-        return max(0.0, self._until - self.clock())
+        """Seconds the window still runs, rounded up to the millisecond: never 0 while it runs."""
+        return math.ceil(max(0.0, self._until - self.clock()) * 1000) / 1000
 
     def check(self) -> None:
         wait = self.retry_after()
         if wait > 0:
-            raise RateLimited(f"too many failed unlock attempts: retry in {wait:.1f} s",
-                              retry_after=round(wait, 3))
+            shown = math.ceil(wait * 10) / 10  # "retry in 0.1 s", never "0.0 s"
+            raise RateLimited(f"too many failed unlock attempts: retry in {shown:.1f} s",
+                              retry_after=wait)
 
     def failed(self) -> None:
         self.failures += 1
         if self.failures > 1:
             self._until = self.clock() + min(self.BASE * 2 ** (self.failures - 2), self.CAP)
+        self._save()
 
     def succeeded(self) -> None:
-        self.failures, self._until = 0, 0.0
+        if self.failures or self._until:
+            self.failures, self._until = 0, 0.0
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        left = max(0.0, self._until - self.clock())
+        data = msgspec.json.encode(_ThrottleFile(self.failures, self.wall() + left))
+        try:
+            write_private(self.path, data, force=True)
+        except (OSError, CreddError) as exc:
+            log.warning("the unlock throttle could not be saved to %s: %s", self.path,
+                        getattr(exc, "strerror", None) or exc)
+
+    def _load(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                saved = msgspec.json.decode(f.read(4096), type=_ThrottleFile)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("the unlock throttle's file %s is unreadable (%s): starting afresh",
+                        path, getattr(exc, "strerror", None) or exc)
+            return
+        self.failures = max(0, saved.failures)
+        left = min(max(0.0, saved.until - self.wall()), self.CAP)  # a clock set back: the cap
+        self._until = self.clock() + left if left else 0.0
 
 
 class AgentState:
@@ -137,7 +210,7 @@ class AgentState:
         self.config = config
         self.vault: Vault | None = None    # opened lazily, once its file exists
         self.deadlines = Deadlines(clock)
-        self.throttle = Throttle(clock)
+        self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
@@ -200,21 +273,31 @@ class AgentState:
             if reason:
                 self.lock(reason)
 
-    async def unlock(self, vault: Vault, idle: float | None, lifetime: float | None,
-                     **secret: Any) -> None:
+    async def unlock(self, vault: Vault, idle: float | None, lifetime: float | None, *,
+                     wait: bool = False, **secret: Any) -> None:
         """Unlock with one secret (throttled; concurrent attempts go one at a time).
 
-        `idle` and `lifetime` override the configured deadlines (checked by the caller).
+        `idle` and `lifetime` override the configured deadlines (checked by the
+        caller, capped by `opened`). While the throttle's window runs, a caller at a
+        terminal (`wait`) has its attempt tried once the window ends (the wait is at
+        most the cap, and no other attempt runs meanwhile), so a program's wrong
+        guesses slow the owner down but never lock the owner out; any other caller
+        is refused at once with `rate_limited`, without queueing.
         """
-        async with self._unlocking:
+        if not wait:
             self.throttle.check()
+        async with self._unlocking:
+            if wait:
+                await asyncio.sleep(min(self.throttle.retry_after(), Throttle.CAP))
+            else:
+                self.throttle.check()
             epoch = self._epoch
             try:
                 await self.write(vault.unlock, **secret)
             except BadPassphrase:
-                self.throttle.failed()
+                await self.write(self.throttle.failed)
                 raise
-            self.throttle.succeeded()
+            await self.write(self.throttle.succeeded)
             if epoch != self._epoch:  # a lock arrived while the KDF ran: it wins
                 await self.write(vault.lock)
                 raise LockedError("the vault was locked while unlocking; unlock again")
@@ -242,8 +325,8 @@ class AgentState:
         return self._epoch
 
     def opened(self, idle: float | None = None, lifetime: float | None = None) -> None:
-        """The vault is now unlocked: start its deadlines and tell subscribers."""
-        self.deadlines.start(idle or self.config.idle_timeout, lifetime or self.config.max_lifetime)
+        """The vault is now unlocked: start its deadlines (at most the cap) and tell subscribers."""
+        self.deadlines.start(*self.config.window(idle, lifetime))
         was = self._unlocked
         self._unlocked = True
         self._wake.set()
@@ -289,14 +372,16 @@ class AgentState:
         idle_left = lifetime_left = None
         if unlocked:
             idle_left, lifetime_left = self.deadlines.left()
+        default_idle, default_lifetime, _ = self.config.window(None, None)
         return protocol.StatusReply(
             state="unlocked" if unlocked else ("locked" if vault is not None else "no_vault"),
             vault=self.config.vault, socket=self.config.socket, pid=os.getpid(),
             version=__version__, entries=entries,
-            idle_timeout=self.deadlines.idle if unlocked else self.config.idle_timeout,
-            max_lifetime=self.deadlines.lifetime if unlocked else self.config.max_lifetime,
+            idle_timeout=self.deadlines.idle if unlocked else default_idle,
+            max_lifetime=self.deadlines.lifetime if unlocked else default_lifetime,
             idle_left=idle_left, lifetime_left=lifetime_left,
-            retry_after=round(self.throttle.retry_after(), 3),
+            retry_after=self.throttle.retry_after(),
+            capped=unlocked and self.deadlines.capped,
         )
 
     async def close(self) -> None:
