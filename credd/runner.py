@@ -47,43 +47,135 @@ CHUNK = 1 << 16          # per read from a terminal or the keyboard
 PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
 
 
-def write_secret_files(secrets: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """One 0600 file per variable in a fresh 0700 directory; returns it and VAR_FILE vars."""
+class SecretFiles:
+    """The `VAR_FILE` variables of `credd run --files`, and what holds their contents."""
+
+    def __init__(self, env: dict[str, str], fds: tuple[int, ...] = (),
+                 directory: str | None = None) -> None:
+        self.env = env              # VAR_FILE -> path, for the child's environment
+        self.fds = fds              # memfds (Linux), named in the paths by our pid
+        self.directory = directory  # the tmpfs fallback, removed after the child
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = ()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+def secret_files(secrets: dict[str, str]) -> SecretFiles:
+    """One read-only, memory-backed file per variable, which never reaches a disk.
+
+    Linux: a sealed memfd per secret, given to the child as /proc/<credd's pid>/fd/N.
+    Not /proc/self (the child's own), and not /dev/fd/N, which a program that closes
+    inherited descriptors (Python's subprocess does) could not pass on: this path works
+    for the child and everything it starts while `credd run` lives, which it does until
+    the child ends (with --no-mask credd execs the child: same pid, the fds inherited).
+    A `kill -9` of credd leaves no file behind; there never was one. Elsewhere, or when
+    memfd_create is refused: 0600 files in a 0700 directory in $XDG_RUNTIME_DIR (a
+    tmpfs), removed after the child, and by the next `credd run --files` if credd was
+    killed. With neither, --files is refused rather than written to a disk.
+    """
+    if hasattr(os, "memfd_create"):
+        try:
+            return _memfds(secrets)
+        except OSError:  # ENOSYS, or a seccomp filter: the runtime dir then
+            pass
+    return _runtime_dir_files(secrets)
+
+
+def _memfds(secrets: dict[str, str]) -> SecretFiles:
+    import fcntl
+    env, fds = {}, []
+    try:
+        for var, value in secrets.items():
+            fd = os.memfd_create(f"credd:{var}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            fds.append(fd)
+            _write_all(fd, value.encode())
+            os.fchmod(fd, 0o400)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                        | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL)  # read-only for everyone
+            env[f"{var}_FILE"] = f"/proc/{os.getpid()}/fd/{fd}"
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return SecretFiles(env, tuple(fds))
+
+
+RUN_DIR_PREFIX = "run-"
+
+
+def _runtime_dir_files(secrets: dict[str, str]) -> SecretFiles:
     import tempfile
-    directory = tempfile.mkdtemp(prefix="credd-run-")  # 0700, named unpredictably
+
+    from credd.paths import ensure_private_dir
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime:
+        raise BadRequest("--files needs memory-backed files: this system has no memfd_create "
+                         "and XDG_RUNTIME_DIR is unset; set it to a tmpfs directory of yours "
+                         "(never a disk-backed /tmp), or pass the secrets in the environment")
+    parent = ensure_private_dir(os.path.join(runtime, "credd"))
+    _remove_stale(parent)
+    directory = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-", dir=parent)
     env = {}
     try:
         for var, value in secrets.items():
             path = os.path.join(directory, var)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(value)
+            try:
+                _write_all(fd, value.encode())
+            finally:
+                os.close(fd)
             env[f"{var}_FILE"] = path
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return directory, env
+    return SecretFiles(env, directory=directory)
+
+
+def _remove_stale(parent: str) -> None:
+    """Directories of `credd run` processes that were killed before they could clean up."""
+    for name in os.listdir(parent):
+        pid = name[len(RUN_DIR_PREFIX):].partition("-")[0]
+        if name.startswith(RUN_DIR_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(argv: list[str], env: dict[str, str], secrets: list[str], *, mask: bool = True,
-        files_dir: str | None = None) -> int:
+        files: SecretFiles | None = None) -> int:
     """Run argv with env; returns the exit status credd should exit with."""
     try:
-        if not mask and files_dir is None:
-            _exec(argv, env)
+        if not mask and (files is None or files.directory is None):
+            _exec(argv, env, files.fds if files else ())
         if not mask:
             return _supervise(argv, env)
         if os.isatty(sys.stdout.fileno()):
             return _run_on_pty(argv, env, secrets)
         return _run_on_pipes(argv, env, secrets)
     finally:
-        if files_dir is not None:
-            shutil.rmtree(files_dir, ignore_errors=True)
+        if files is not None:
+            files.close()
 
 
-def _exec(argv: list[str], env: dict[str, str]) -> None:
+def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> None:
+    """Become the program (same pid); the descriptors in `keep` go with us."""
     sys.stdout.flush()
     sys.stderr.flush()
+    for fd in keep:
+        os.set_inheritable(fd, True)
     try:
         os.execvpe(argv[0], argv, env)
     except FileNotFoundError:
@@ -144,7 +236,7 @@ class _Forwarder:
 
 
 def _supervise(argv: list[str], env: dict[str, str]) -> int:
-    """No masking, but credd must outlive the child (to remove --files)."""
+    """No masking, but credd must outlive the child (to remove --files' directory)."""
     proc = _spawn(argv, env)
     with _Forwarder(proc, from_terminal=True):
         return _exit_status(proc.wait())

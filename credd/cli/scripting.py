@@ -33,7 +33,8 @@ def register(sub) -> None:
     p.add_argument("--no-mask", dest="mask", action="store_false",
                    help="do not conceal secret values in the command's output")
     p.add_argument("--files", action="store_true",
-                   help="write each secret to a 0600 file and set VAR_FILE instead of VAR")
+                   help="put each secret in a memory-backed, read-only file and set VAR_FILE "
+                        "(its path) instead of VAR")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]")
     p.set_defaults(func=cmd_run)
 
@@ -120,15 +121,15 @@ def cmd_run(ns) -> int:
     base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
             else dict(os.environ))
     env = {**base, **plain}
-    files_dir = None
+    files = None
     if ns.files:
-        files_dir, file_vars = runner.write_secret_files(secrets)
-        env.update(file_vars)
+        files = runner.secret_files(secrets)
+        env.update(files.env)
         for var in secrets:
             env.pop(var, None)
     else:
         env.update(secrets)
-    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files_dir=files_dir)
+    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
 
 
 # ---------------------------------------------------------------- inject

@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import time
 
 import pytest
 
+from credd.errors import BadRequest
 from credd.mask import REPLACEMENT
 from tests.conftest import SENTINEL
 from tests.scripting.conftest import DB_PASSWORD, TOKEN, script
@@ -115,22 +117,116 @@ def test_only_isolates_the_environment(stocked, credd_cmd, tmp_path):
     assert "LEAKY=1" in r.stdout.decode()
 
 
-def test_files_mode_and_cleanup(stocked, credd_cmd, tmp_path):
-    child = script(tmp_path, "files.py", """
-import hashlib, os, stat
+FILES_CHILD = """
+import hashlib, os, stat, subprocess, sys
 path = os.environ["GH_FILE"]
 print(path)
-print(oct(stat.S_IMODE(os.stat(path).st_mode)), oct(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)))
+print(oct(stat.S_IMODE(os.stat(path).st_mode)), os.stat(path).st_nlink)
 print("GH" in os.environ, hashlib.sha256(open(path, "rb").read()).hexdigest())
 print(open(path).read())
-""")
+try:
+    open(path, "w")
+except OSError as exc:
+    print("read-only", type(exc).__name__)
+sys.stdout.flush()
+# a grandchild, started with every inherited descriptor closed (subprocess's default)
+subprocess.run(["cat", path], check=True)
+print(flush=True)
+"""
+
+
+def test_files_are_memory_backed_read_only_and_reach_grandchildren(stocked, credd_cmd,
+                                                                     tmp_path):
+    child = script(tmp_path, "files.py", FILES_CHILD)
     r = credd_cmd("run", "--files", "--env", "GH=credd://github/token", "--", sys.executable, child)
     assert r.returncode == 0, r.stderr
-    path, modes, check, shown = r.stdout.decode().splitlines()
-    assert modes == "0o600 0o700"
+    path, modes, check, shown, readonly, grandchild = r.stdout.decode().splitlines()
+    assert path.startswith("/proc/") and "/fd/" in path  # credd run's descriptor, not a file
+    assert modes == "0o400 0"  # read-only, and no name on any filesystem
     assert check == f"False {sha(TOKEN)}"
-    assert shown == R  # the value read from the file is still masked in the output
-    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+    assert shown == R and grandchild == R  # read from the file, still masked in the output
+    assert readonly.startswith("read-only")
+    assert not os.path.exists(path)  # gone with credd run
+
+
+def test_files_without_masking_exec_with_the_descriptors(stocked, credd_cmd):
+    """--no-mask execs the program: the same pid, so the same /proc/PID/fd/N paths."""
+    r = credd_cmd("run", "--files", "--no-mask", "--env", "GH=credd://github/token", "--",
+                  "sh", "-c", 'echo "$$ $GH_FILE"; cat "$GH_FILE"')
+    assert r.returncode == 0, r.stderr
+    first, value = r.stdout.decode().split("\n", 1)
+    pid, path = first.split()
+    assert path.startswith(f"/proc/{pid}/fd/") and value == TOKEN
+
+
+def test_kill_9_of_credd_run_leaves_the_secret_in_no_file(client, credd_cmd, credd_env, tmp_path):
+    """The secret must not outlive `credd run` on a disk: search every file under /tmp,
+    $XDG_RUNTIME_DIR and $HOME for its bytes after `kill -9` while the child sleeps."""
+    secret = "run-files-" + os.urandom(12).hex()  # unique: other test runs share /tmp
+    client.set("killed/token", value=secret)
+    child = script(tmp_path, "sleepy.py", "import os, sys, time\n"
+                   "open(os.environ['GH_FILE']).read()\nprint('ready', flush=True)\n"
+                   "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--files", "--env",
+                             "GH=credd://killed/token", "--", sys.executable, child],
+                            env=credd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.kill()  # credd run only: its child sleeps on, orphaned
+        proc.wait(10)
+        needle = secret.encode()
+        for root in ("/tmp", credd_env["XDG_RUNTIME_DIR"], credd_env["HOME"]):
+            assert not _files_holding(root, needle), root
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _files_holding(root: str, needle: bytes, limit: int = 1 << 20) -> list[str]:
+    """Regular files under `root` (up to `limit` bytes) that contain `needle`."""
+    found = []
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+                    continue
+                with open(path, "rb") as f:
+                    if needle in f.read():
+                        found.append(path)
+            except OSError:
+                continue
+    return found
+
+
+def test_files_fall_back_to_the_runtime_dir_and_clean_up_after_a_killed_run(monkeypatch,
+                                                                           tmp_path):
+    """No memfd_create (another OS, a seccomp filter): 0600 files in $XDG_RUNTIME_DIR
+    (a tmpfs), removed after the child, and a killed run's left by the next one."""
+    from credd import runner
+    monkeypatch.delattr(os, "memfd_create")
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (runtime / "credd").mkdir(mode=0o700)
+    stale = runtime / "credd" / f"run-{dead.pid}-x"
+    stale.mkdir(mode=0o700)
+    (stale / "GH").write_text("left by a kill -9")
+    files = runner.secret_files({"GH": TOKEN})
+    path = files.env["GH_FILE"]
+    assert not stale.exists()
+    assert os.path.dirname(os.path.dirname(path)) == str(runtime / "credd")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and open(path).read() == TOKEN
+    files.close()
+    assert not os.path.exists(os.path.dirname(path))
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    with pytest.raises(BadRequest, match="never a disk-backed /tmp"):
+        runner.secret_files({"GH": TOKEN})
 
 
 def test_exit_code_and_stdin_pass_through(stocked, credd_cmd, tmp_path):
