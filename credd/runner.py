@@ -36,6 +36,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import IO, Any
 
 from credd.errors import BadRequest, NotFound
 from credd.mask import Masker, Patterns
@@ -43,6 +46,8 @@ from credd.mask import Masker, Patterns
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+#: source fd -> (destination fd, its Masker, or None to copy unmasked: the keyboard)
+_Routes = dict[int, tuple[int, Masker | None]]
 CHUNK = 1 << 16          # per read from a terminal or the keyboard
 PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
 
@@ -184,7 +189,7 @@ def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> N
         raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
 
 
-def _spawn(argv: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+def _spawn(argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(argv, env=env, **kwargs)
     except FileNotFoundError:
@@ -213,11 +218,11 @@ def _terminal_delivered(sig: int) -> bool:
 class _Forwarder:
     """Installs handlers passing signals on to the child while it runs."""
 
-    def __init__(self, proc: subprocess.Popen, *, from_terminal: bool) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], *, from_terminal: bool) -> None:
         self.proc, self.from_terminal = proc, from_terminal
-        self.saved = {}
+        self.saved: dict[int, Any] = {}
 
-    def _handle(self, sig: int, _frame) -> None:
+    def _handle(self, sig: int, _frame: FrameType | None) -> None:
         if self.from_terminal and _terminal_delivered(sig):
             return
         try:
@@ -259,21 +264,27 @@ def _widen(fd: int) -> None:
 
 def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
     proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for pipe in (proc.stdout, proc.stderr):
+    out, err = _pipe(proc.stdout), _pipe(proc.stderr)
+    for pipe in (out, err):
         _widen(pipe.fileno())
     # compiled while the child starts; nothing it writes is shown before that is done
     patterns = Patterns(secrets, background=True)
-    routes = {proc.stdout.fileno(): (sys.stdout.fileno(), Masker(patterns)),
-              proc.stderr.fileno(): (sys.stderr.fileno(), Masker(patterns))}
+    routes: _Routes = {out.fileno(): (sys.stdout.fileno(), Masker(patterns)),
+                       err.fileno(): (sys.stderr.fileno(), Masker(patterns))}
     try:
         with _Forwarder(proc, from_terminal=True):
-            _pump(proc, routes, closers={proc.stdout.fileno(): proc.stdout.close,
-                                         proc.stderr.fileno(): proc.stderr.close},
+            _pump(proc, routes, closers={out.fileno(): out.close, err.fileno(): err.close},
                   chunk=PIPE_CHUNK, threaded=True)
             return _exit_status(proc.wait())
     finally:
-        proc.stdout.close()
-        proc.stderr.close()
+        out.close()
+        err.close()
+
+
+def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
+    """One of the child's output pipes (asked for with subprocess.PIPE, so never None)."""
+    assert stream is not None
+    return stream
 
 
 def _window_size(fd: int) -> bytes | None:
@@ -316,7 +327,7 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
         os.close(slave)
     # compiled after the fork (no threads to fork with) while the child starts
     patterns = Patterns(secrets, background=True)
-    routes = {master: (out_fd, Masker(patterns))}
+    routes: _Routes = {master: (out_fd, Masker(patterns))}
     if proc.stderr is not None:
         routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))
     if interactive:
@@ -355,7 +366,7 @@ class _Writer:
     and os.write all release the GIL. At most `depth` pieces wait: memory stays bounded."""
 
     def __init__(self, depth: int = 4) -> None:
-        self.queue: queue.Queue = queue.Queue(depth)
+        self.queue: queue.Queue[tuple[int, int, Masker, bytes] | None] = queue.Queue(depth)
         self.gone: set[int] = set()              # sources whose destination is gone (EPIPE)
         self.error: BaseException | None = None  # anything else, raised by the pump
         self.thread = threading.Thread(target=self._run, name="credd-run-writer", daemon=True)
@@ -385,8 +396,9 @@ class _Writer:
             raise self.error
 
 
-def _pump(proc: subprocess.Popen, routes: dict[int, tuple[int, Masker | None]],
-          closers: dict | None = None, chunk: int = CHUNK, threaded: bool = False) -> None:
+def _pump(proc: subprocess.Popen[bytes], routes: _Routes,
+          closers: dict[int, Callable[[], None]] | None = None, chunk: int = CHUNK,
+          threaded: bool = False) -> None:
     """Copy each source fd to its destination, masked where a Masker is given, until the
     child's output ends, or the child has exited and nothing more is waiting.
 

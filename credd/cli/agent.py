@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from credd.cli.output import arg_type
 from credd.rules import parse_duration
 
+if TYPE_CHECKING:
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the agent in the foreground (systemd, launchd, tests)")
     p.add_argument("--socket", metavar="PATH", help="socket path (default: $CREDD_SOCK, "
                    "else $XDG_RUNTIME_DIR/credd/agent.sock)")
@@ -41,7 +46,7 @@ def register(sub) -> None:
     p.set_defaults(func=stop)
 
 
-def serve(ns) -> int:
+def serve(ns: argparse.Namespace) -> int:
     from credd import paths
     from credd.daemon import Config, serve as run
     config = Config(socket=ns.socket or paths.socket_path(),
@@ -58,7 +63,7 @@ def serve(ns) -> int:
     return run(config)
 
 
-def stop(ns) -> int:
+def stop(ns: argparse.Namespace) -> int:
     from credd import paths
     from credd.spawn import stop_agent
     info = stop_agent(paths.socket_path())

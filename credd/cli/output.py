@@ -17,8 +17,12 @@ from credd.errors import BadRequest, CreddError
 TYPE_CHECKING = False  # not typing's: importing typing loads `re`, too slow for the fast path
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
+    from typing import TypeVar
 
     from credd.protocol import StatusReply
+
+    T = TypeVar("T")
 
 #: What to do next, per error class (the most specific class wins).
 HINTS: dict[type[CreddError], str] = {
@@ -245,10 +249,10 @@ def client(timeout: float | None = 30.0):
     return Client(client_name="credd-cli", timeout=timeout)
 
 
-def arg_type(parse):
+def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     """An argparse `type=` from one of the parsers above (argparse reports the message)."""
 
-    def convert(text: str):
+    def convert(text: str) -> T:
         try:
             return parse(text)
         except BadRequest as exc:

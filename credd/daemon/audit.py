@@ -28,6 +28,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable
+from typing import BinaryIO
 
 import msgspec
 
@@ -67,7 +68,7 @@ class AuditLog:
         if self._identity is None:  # the first open: adopt the file found there, or create it
             fd = self._open_file(os.O_CREAT)
         elif self._path_identity() == self._identity:  # closed after a write error
-            fd = self._open_file(0)
+            fd = self._open_file(0, expect=self._identity)
         else:  # moved away or deleted: only a new file, never one planted at the path
             fd = self._open_file(os.O_CREAT | os.O_EXCL)
             self._write(fd, _encoder.encode(AuditRecord(time=time.time(), op="audit_log",
@@ -76,10 +77,11 @@ class AuditLog:
         self._fd, self._identity = fd, (st.st_dev, st.st_ino)
         return fd
 
-    def _open_file(self, flags: int) -> int:
+    def _open_file(self, create: int, expect: tuple[int, int] | None = None) -> int:
+        """Open for appending, never through a symlink; a private regular file, or `expect`."""
+        flags = create | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | flags,
-                         0o600)
+            fd = os.open(self.path, flags, 0o600)
         except FileExistsError:
             raise OSError(0, "it is not the file the agent opened (replaced while the agent "
                              "ran); move it away and the agent starts a new one") from None
@@ -87,7 +89,7 @@ class AuditLog:
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
             os.close(fd)
             raise OSError(0, "the audit log is not a private regular file")
-        if self._identity is not None and not flags and (st.st_dev, st.st_ino) != self._identity:
+        if expect is not None and (st.st_dev, st.st_ino) != expect:
             os.close(fd)
             raise OSError(0, "it was replaced while the agent reopened it")
         return fd
@@ -146,10 +148,11 @@ class AuditLog:
         """Drop the remembered key and name HMACs (at lock)."""
         self._key, self._hmacs = None, {}
 
-    def try_record(self, op: str, outcome: str, **kwargs) -> None:
+    def try_record(self, op: str, outcome: str, *, names: Iterable[str] = (),
+                   key: bytes | None = None, peer: Peer | None = None) -> None:
         """Record what does not reveal a secret; a failure is logged, not raised."""
         try:
-            self.record(op, outcome, **kwargs)
+            self.record(op, outcome, names=names, key=key, peer=peer)
         except AuditUnavailable:
             pass
 
@@ -162,7 +165,8 @@ class AuditLog:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise AuditUnavailable(f"the audit log {self.path} cannot be read ({exc.strerror})") from None
+            raise AuditUnavailable(f"the audit log {self.path} cannot be read "
+                                   f"({exc.strerror})") from None
         records = []
         for line in lines:
             try:
@@ -178,7 +182,7 @@ class AuditLog:
             self._fd = None
 
 
-def _last_lines(f, limit: int, block: int = 65536) -> list[bytes]:
+def _last_lines(f: BinaryIO, limit: int, block: int = 65536) -> list[bytes]:
     """Read backwards until `limit` whole lines are found: cost follows the answer, not the file."""
     end = f.seek(0, os.SEEK_END)
     data, pos = b"", end

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Coroutine
 from types import CoroutineType
+from typing import Any, cast
 
 from credd import protocol as p
 
@@ -41,15 +43,16 @@ ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the
 class Connection(asyncio.Protocol):
     """One client: its buffer, its greeting, its one timer; `dispatch` sees it as `conn`."""
 
+    transport: asyncio.Transport  # from connection_made on, before the server sees it
+
     def __init__(self, server: Server, peer: Peer) -> None:
         self.server = server
         self.state = server.state
         self.peer = peer
         self.greeted = False
         self.subscription: events.Subscription | None = None
-        self.task: asyncio.Task | None = None  # the request on the writer thread, or the stream
+        self.task: asyncio.Task[None] | None = None  # a request on the writer thread, or the stream
         self.waiting_since: float | None = None  # set while in a partial or first frame
-        self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._timeout = server.state.config.read_timeout
         self._buf = bytearray()
@@ -57,14 +60,14 @@ class Connection(asyncio.Protocol):
         self._paused = False  # the client is not taking its replies
         self._eof = False
         self._events: asyncio.StreamReader | None = None  # what a subscriber sends (ends it)
-        self._drained: asyncio.Future | None = None
+        self._drained: asyncio.Future[None] | None = None
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ transport callbacks
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream socket's
         self.server.connections.add(self)
         self._settle()
 
@@ -143,16 +146,16 @@ class Connection(asyncio.Protocol):
 
     def _answer(self, body: bytes) -> None:
         reply = dispatch(self.state, self, body)
-        if type(reply) is not CoroutineType:
-            self._reply(reply)
+        if type(reply) is not CoroutineType:  # not isinstance: this is every request's path
+            self._reply(cast(p.Response, reply))
             if self.subscription is not None:
                 self._stream()
             return
         self._busy = True
         self.transport.pause_reading()
-        self.task = self.server.spawn(self._later(reply))
+        self.task = self.server.spawn(self._later(cast(Awaitable[p.Response], reply)))
 
-    async def _later(self, pending: CoroutineType) -> None:
+    async def _later(self, pending: Awaitable[p.Response]) -> None:
         try:
             reply = await pending
         finally:
@@ -221,6 +224,7 @@ class Connection(asyncio.Protocol):
         self.task = self.server.spawn(self._forward())
 
     async def _forward(self) -> None:
+        assert self.subscription is not None and self._events is not None  # set by _stream
         try:
             await events.stream(self.subscription, self._events, self._send)
         except ConnectionError:
@@ -242,7 +246,7 @@ class Server:
         self.state = state
         self.listener = listener
         self.connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._retry: asyncio.TimerHandle | None = None  # accepting again after EMFILE
 
     async def run(self) -> None:
@@ -266,7 +270,7 @@ class Server:
             task.cancel()
         await asyncio.gather(watchdog, *self._tasks, return_exceptions=True)
 
-    def spawn(self, coro) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A connection's task, kept (and cancelled at shutdown) by the server."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -354,7 +358,7 @@ class Server:
         waiting = [c for c in self.connections if c.waiting_since is not None]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c.waiting_since)
+        oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
         self.connections.discard(oldest)
         oldest.abort()
         return True
