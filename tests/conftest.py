@@ -150,6 +150,24 @@ class Agent:
             return ""
 
 
+#: Run a command as uid 65534 (tests that need another, ordinary uid; root only).
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def nobody_python() -> tuple[str, str]:
+    """(python, PYTHONPATH) with which uid 65534 can run credd: the system Python (our venv
+    may not be readable to it) with this repository and the venv's packages; skips the test
+    unless the system Python is this Python's version."""
+    import msgspec
+    python = "/usr/bin/python3"
+    probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True)
+    if probe.returncode or probe.stdout.strip() != str(sys.version_info[:2]):
+        pytest.skip("no system python of the same version to run credd as uid 65534")
+    site = os.path.dirname(os.path.dirname(msgspec.__file__))
+    return python, f"{REPO}:{site}"
+
+
 def assert_no_sentinel(*roots: str | Path, skip: tuple[str, ...] = ()) -> None:
     """Fail if SENTINEL appears in clear in any file under `roots`."""
     needle = SENTINEL.encode()

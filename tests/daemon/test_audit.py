@@ -59,14 +59,19 @@ def test_reveal_fails_closed_when_the_audit_log_cannot_be_written(make_agent, ra
         c.call(p.Set(name="github", value=SENTINEL))  # committed; its audit is best effort
         for request in (p.Get(name="github"), p.GetMany(refs=["github"]),
                         p.Reveal(name="github")):
-            c.send(request)
-            body = c.recv_body()
-            assert SENTINEL.encode() not in body
-            reply = p.decode_response(body)
-            assert isinstance(reply, p.Error) and reply.code == "audit_unavailable", reply
-        assert status(c).state == "unlocked"
+            assert_fails_closed(c, request)
     finally:
         os.unlink(trap)  # the leak check at teardown reads every file: not an endless one
+
+
+def assert_fails_closed(c, request: p._Message) -> None:
+    """`request` is answered audit_unavailable, with no secret byte; status still works."""
+    c.send(request)
+    body = c.recv_body()
+    assert SENTINEL.encode() not in body
+    reply = p.decode_response(body)
+    assert isinstance(reply, p.Error) and reply.code == "audit_unavailable", reply
+    assert status(c).state == "unlocked"
 
 
 def test_write_failure_is_reported_not_swallowed(tmp_path):
@@ -116,14 +121,6 @@ class TestTheTrailCannotBeDodged:
     """The agent holds the log's descriptor: moving the file away, or putting something
     else at its path, must not let a reveal go unrecorded where the owner looks."""
 
-    def reveal_fails_closed(self, c) -> None:
-        c.send(p.Get(name="github"))
-        body = c.recv_body()
-        assert SENTINEL.encode() not in body
-        reply = p.decode_response(body)
-        assert isinstance(reply, p.Error) and reply.code == "audit_unavailable", reply
-        assert status(c).state == "unlocked"  # status still works
-
     def setup_agent(self, unlocked_agent, raw):
         c = raw(unlocked_agent)
         c.call(p.Set(name="github", value=SENTINEL))
@@ -134,7 +131,7 @@ class TestTheTrailCannotBeDodged:
     def test_moved_away_fails_once_then_starts_a_new_file(self, unlocked_agent, raw, move):
         c, path = self.setup_agent(unlocked_agent, raw)
         move(path)
-        self.reveal_fails_closed(c)
+        assert_fails_closed(c, p.Get(name="github"))
         assert c.call(p.Get(name="github")).value == SENTINEL  # the path was free: a new file
         lines = [json.loads(line) for line in open(path)]
         assert [(r["op"], r["outcome"]) for r in lines] == [("audit_log", "recreated"),
@@ -147,8 +144,8 @@ class TestTheTrailCannotBeDodged:
     def test_replaced_fails_until_moved_away(self, unlocked_agent, raw, replace):
         c, path = self.setup_agent(unlocked_agent, raw)
         replace(path)
-        self.reveal_fails_closed(c)
-        self.reveal_fails_closed(c)  # never adopted, never followed
+        assert_fails_closed(c, p.Get(name="github"))
+        assert_fails_closed(c, p.Get(name="github"))  # never adopted, never followed
         assert os.path.islink(path) or "recreated" not in open(path).read()
         os.unlink(path)
         assert c.call(p.Get(name="github")).value == SENTINEL

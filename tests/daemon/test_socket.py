@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from credd import protocol as p
-from tests.conftest import REPO
+from tests.conftest import AS_NOBODY, nobody_python
 from tests.daemon.conftest import init_unlock, status, wait_for, wait_listening
 
 #: systemd-socket-activate passes on only the variables -E names: the test's vault, not ~'s.
@@ -186,11 +186,7 @@ class TestNoRuntimeDir:
     def test_a_directory_another_user_made_in_tmp_does_not_matter(self, tmp_path):
         """uid 65534 with no XDG_RUNTIME_DIR, and /tmp/credd-65534 made by root first: the
         agent starts anyway, under its own home (before: refused, and the user was stuck)."""
-        python = "/usr/bin/python3"
-        probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
-        if probe.returncode or probe.stdout.strip() != str(sys.version_info[:2]):
-            pytest.skip("no system python of the same version to run the agent as uid 65534")
+        python, pythonpath = nobody_python()
         squatted = "/tmp/credd-65534"
         made = not os.path.lexists(squatted)
         if made:
@@ -198,17 +194,14 @@ class TestNoRuntimeDir:
         home = tempfile.mkdtemp(prefix="cd", dir="/tmp")
         os.chmod(home, 0o700)
         os.chown(home, 65534, 65534)
-        import msgspec
-        site = os.path.dirname(os.path.dirname(msgspec.__file__))
-        env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": f"{REPO}:{site}",
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": pythonpath,
                "CREDD_VAULT": f"{home}/v/vault.db"}
-        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        agent = subprocess.Popen([*drop, python, "-m", "credd", "serve"], env=env,
+        agent = subprocess.Popen([*AS_NOBODY, python, "-m", "credd", "serve"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             sock = f"{home}/.local/state/credd/agent.sock"
             wait_listening(sock, agent)
-            out = subprocess.run([*drop, python, "-m", "credd", "status"], env=env,
+            out = subprocess.run([*AS_NOBODY, python, "-m", "credd", "status"], env=env,
                                  capture_output=True, text=True, timeout=30)
             assert f"{sock} (XDG_RUNTIME_DIR unset" in out.stdout, out
             assert os.stat(sock).st_uid == 65534
@@ -257,27 +250,20 @@ class TestHardening:
         """A non-dumpable process's /proc files belong to root, so its own uid cannot read
         its memory or environment. Shown on an agent run as uid 65534 (as root, CAP_SYS_PTRACE
         and file ownership hide the difference)."""
-        import msgspec
-        python = "/usr/bin/python3"
-        probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
-        if probe.returncode or probe.stdout.strip() != str(sys.version_info[:2]):
-            pytest.skip("no system python of the same version to run the agent as uid 65534")
+        python, pythonpath = nobody_python()
         home = tempfile.mkdtemp(prefix="cd", dir="/tmp")
         os.chown(home, 65534, 65534)
-        site = os.path.dirname(os.path.dirname(msgspec.__file__))
-        env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": f"{REPO}:{site}",
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": pythonpath,
                "CREDD_SOCK": f"{home}/r/a.sock", "CREDD_VAULT": f"{home}/v/vault.db",
                "CREDD_STATE_DIR": f"{home}/st"}
-        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        agent = subprocess.Popen([*drop, python, "-m", "credd", "serve"], env=env,
+        agent = subprocess.Popen([*AS_NOBODY, python, "-m", "credd", "serve"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        control = subprocess.Popen([*drop, "sleep", "30"])
+        control = subprocess.Popen([*AS_NOBODY, "sleep", "30"])
         try:
             wait_listening(env["CREDD_SOCK"], agent)
             assert os.stat(f"/proc/{control.pid}/environ").st_uid == 65534  # dumpable: its own
             assert os.stat(f"/proc/{agent.pid}/environ").st_uid == 0
-            read = subprocess.run([*drop, "head", "-c1", f"/proc/{agent.pid}/environ"],
+            read = subprocess.run([*AS_NOBODY, "head", "-c1", f"/proc/{agent.pid}/environ"],
                                   capture_output=True)
             assert read.returncode != 0 and b"Permission denied" in read.stderr
         finally:

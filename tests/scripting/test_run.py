@@ -18,7 +18,7 @@ import pytest
 
 from credd.errors import BadRequest
 from credd.mask import REPLACEMENT
-from tests.conftest import REPO, SENTINEL
+from tests.conftest import AS_NOBODY, SENTINEL, nobody_python
 from tests.scripting.conftest import DB_PASSWORD, TOKEN, script
 
 R = REPLACEMENT.decode()
@@ -516,18 +516,11 @@ print(" done", flush=True)
 def test_files_are_readable_by_the_child_of_an_ordinary_user():
     """The tests run as root, whom /proc lets through anything: check the /proc/PID/fd/N
     path as uid 65534, as a child of the process holding the memfd would open it."""
-    import msgspec
-    python = "/usr/bin/python3"
-    probe = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
-                           capture_output=True, text=True)
-    if probe.returncode or probe.stdout.strip() != str(sys.version_info[:2]):
-        pytest.skip("no system python of the same version to run as uid 65534")
-    site = os.path.dirname(os.path.dirname(msgspec.__file__))
+    python, pythonpath = nobody_python()
     code = ("import subprocess\nfrom credd.runner import secret_files\n"
             "files = secret_files({'X': 'v4lue'})\n"
             "print(subprocess.run(['cat', files.env['X_FILE']], capture_output=True).stdout)\n")
-    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                          python, "-c", code], cwd="/", capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{site}"},
+    out = subprocess.run([*AS_NOBODY, python, "-c", code], cwd="/", capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath},
                          timeout=30)
     assert out.stdout.strip() == "b'v4lue'", out
