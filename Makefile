@@ -50,8 +50,9 @@ install-user uninstall-user:
 system-deps:
 	@bash scripts/system-deps.sh
 
-# A git >= 2.41 for the git credential-helper tests (expiry, refresh token):
-# nothing when the system git is new enough, else built once into .tools/git/.
+# A git >= 2.41 for the git credential-helper tests (expiry, refresh token): nothing
+# when the system git is new enough, else Debian stable's source (apt-get source) built
+# once into .tools/git/. Under CI (CREDD_CI=1) a tool that cannot be had fails `make test`.
 tools: system-deps
 	@bash scripts/modern-git.sh
 

@@ -247,3 +247,30 @@ def run_credd(credd_env):
         )
 
     return run
+
+
+# ------------------------------------------------------------------ missing tools under CI
+
+_MISSING_TOOLS: set[str] = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CREDD_CI=1 a skip for a missing tool (tests/tools.py) is a failure."""
+    from tests.tools import in_ci, missing_tool
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and in_ci() and isinstance(report.longrepr, tuple)):
+        return
+    tool = missing_tool(report.longrepr[2])
+    if tool is not None:
+        _MISSING_TOOLS.add(tool)
+        report.outcome = "failed"
+        report.longrepr = f"CREDD_CI=1 and this test needs a missing tool: {tool}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MISSING_TOOLS:
+        terminalreporter.write_line(
+            "missing tools (make system-deps and make tools install them): "
+            + "; ".join(sorted(_MISSING_TOOLS)), red=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import subprocess
 
 import pytest
 
 from tests.conftest import REPO
+from tests.tools import needs
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_option_values_and_child_commands_are_left_to_the_shell(shell_env, entri
     assert bash_complete(shell_env, "credd run -- gi") == []
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+@needs("fish")
 def test_fish_script(shell_env, entries):
     script = subprocess.run(["credd", "completion", "fish"], env=shell_env, capture_output=True,
                             text=True, check=True).stdout
@@ -77,7 +77,7 @@ def test_fish_script(shell_env, entries):
     assert [line.split("\t")[0] for line in out.splitlines()] == ["github/token", "github/work"]
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+@needs("zsh")
 def test_zsh_script_parses(shell_env):
     script = subprocess.run(["credd", "completion", "zsh"], env=shell_env, capture_output=True,
                             text=True, check=True).stdout

@@ -16,6 +16,7 @@ import pytest
 from credd import protocol as p
 from tests.conftest import AS_NOBODY, nobody_python
 from tests.daemon.conftest import init_unlock, status, wait_for, wait_listening
+from tests.tools import need
 
 #: systemd-socket-activate passes on only the variables -E names: the test's vault, not ~'s.
 PASSED = [arg for name in ("CREDD_VAULT", "CREDD_STATE_DIR", "HOME", "PYTHONPATH")
@@ -88,9 +89,7 @@ class TestOneAgent:
         assert status(raw(second)).pid == second.pid != agent.pid
 
     def test_socket_activation(self, credd_env, isolated_env, tmp_path, raw):
-        tool = shutil.which("systemd-socket-activate")
-        if tool is None:
-            pytest.skip("systemd-socket-activate is not installed")
+        tool = need("systemd-socket-activate")
         sock = isolated_env["CREDD_SOCK"]
         os.mkdir(os.path.dirname(sock), 0o700)
         log = open(tmp_path / "activated.log", "wb")
@@ -138,9 +137,7 @@ class TestOneVault:
 
     def test_a_socket_activated_agent_on_a_served_vault_refuses(self, agent, credd_env,
                                                                  tmp_path):
-        tool = shutil.which("systemd-socket-activate")
-        if tool is None:
-            pytest.skip("systemd-socket-activate is not installed")
+        tool = need("systemd-socket-activate")
         activated = os.path.join(os.path.dirname(agent.socket), "act.sock")
         proc = subprocess.Popen([tool, "-l", activated, *PASSED, sys.executable, "-m", "credd",
                                  "serve"], env=credd_env, stdout=subprocess.PIPE,

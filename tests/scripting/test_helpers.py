@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.scripting.conftest import BIN, MODERN_GIT, git_version, installed
+from tests.tools import need
 
 FUTURE = str(int(time.time()) + 3600)
 PAST = str(int(time.time()) - 60)
@@ -35,10 +36,7 @@ def git_runner(git_bin: str, env: dict[str, str], config: Path, helper_setting: 
 @pytest.fixture
 def git(credd_env, tmp_path):
     """The system git, with the helper configured by its absolute path."""
-    system = shutil.which("git")
-    if not system:
-        pytest.skip("git is not installed")
-    return git_runner(system, credd_env, tmp_path / "gitconfig",
+    return git_runner(need("git"), credd_env, tmp_path / "gitconfig",
                       installed("git-credential-credd"))
 
 

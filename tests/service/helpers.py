@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
 
-import pytest
+from tests.tools import need
 
 PYTHON = sys.executable
 
@@ -28,13 +27,6 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} is not installed (make system-deps installs it)")
-    return path
 
 
 def parse_env_lines(text: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ never through a command line.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
+from tests.tools import needs
 
 CREDTUI = Path(sys.executable).parent / "credtui"
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None or not CREDTUI.exists(),
-                                reason="needs tmux and an installed credtui")
+pytestmark = [needs("tmux"), pytest.mark.skipif(not CREDTUI.exists(),
+                                                reason="needs an installed credtui")]
 
 
 class Tmux:
