@@ -28,7 +28,8 @@ def complain(program: str, exc: Exception) -> None:
     sys.stderr.write(f"{program}: {message}{f' ({hint})' if hint else ''}\n")
 
 
-def segment(text: str) -> str:
-    """Text as one entry-name segment: `/` and control characters escaped, never empty."""
+def legacy_segment(text: str) -> str:
+    """The first naming's segment: lossy (`" u"` and `"u"` both gave `u`), kept only to
+    find entries it named; names.segment is the one that writes."""
     quoted = quote(text, safe=" !$&'()*+,;=:@~")
     return {"": "%00", ".": "%2E", "..": "%2E%2E"}.get(quoted, quoted).strip() or "%20"

@@ -3,31 +3,50 @@
     git config --global credential.helper credd
 
 git runs `git-credential-credd get|store|erase` with `key=value` lines on
-stdin. An entry per (protocol, host, path, username) is kept under
+stdin. It behaves as git's own helpers do (git's t/lib-credential.sh
+`helper_test` is the reference):
 
-    git/<protocol>/<host>[/<path>]@<username>
-
-with the password as its value, `oauth_refresh_token` as a secret field and
-`username`, `protocol`, `host`, `path`, `password_expiry_utc` as plain
-fields. `get` without a username picks the most recently stored matching
-entry. An expired password (`password_expiry_utc` in the past) is never
-returned. Unknown actions are ignored, as git asks of helpers.
+- A credential is one entry per (protocol, host, path, username), named
+  `git/<protocol>/<host>[/<path>]@<username>` (each part escaped by
+  `names.segment`, so that distinct credentials never share a name), with
+  the password as its value, `oauth_refresh_token` as a secret field and
+  `protocol`, `host`, `path`, `username`, `password_expiry_utc` as plain
+  fields. Empty usernames and passwords are stored and returned as given.
+- Entries are matched by their fields, never by name: an attribute present
+  in a request must equal the stored one, an absent one matches any value
+  (git's `credential_match`). So `erase` without a path removes the
+  credential stored with one; `erase` with a password removes an entry only
+  if that password is the stored one (a late `reject` of an old password
+  from another git process must not delete the one just stored).
+- `get` returns the most recently stored match; an expired password
+  (`password_expiry_utc` in the past) is never returned.
+- Unknown actions are ignored, as git asks of helpers; an option the helper
+  does not know (`credential.helper = "credd --timeout=3600"`, copied from
+  credential-cache) is an error on stderr, not silently ignored.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import IO, TYPE_CHECKING
 
-from credd.integrations import client, complain, segment
+from credd.integrations import client, complain
+from credd.integrations.names import fit, label, segment
+
+if TYPE_CHECKING:
+    from credd.client import Client
+    from credd.protocol import EntryMeta
 
 PROGRAM = "git-credential-credd"
 KEYS = ("protocol", "host", "path", "username")
+USAGE = f"usage: {PROGRAM} get|store|erase (git runs it: credential.helper = credd)"
+Request = dict[str, str]
 
 
-def read_request(stream) -> dict[str, str]:
+def read_request(stream: IO[str]) -> Request:
     """`key=value` lines up to a blank line or EOF (`key[]` lists keep their last value)."""
-    attrs: dict[str, str] = {}
+    attrs: Request = {}
     for line in stream:
         line = line.rstrip("\r\n")
         if not line:
@@ -38,26 +57,34 @@ def read_request(stream) -> dict[str, str]:
     return attrs
 
 
-def entry_name(attrs: dict[str, str]) -> str:
-    path = "/".join(segment(s) for s in attrs.get("path", "").split("/") if s)
-    where = "/".join(x for x in (segment(attrs.get("protocol", "")),
-                                 segment(attrs.get("host", "")), path) if x)
-    return f"git/{where}@{segment(attrs.get('username', '')) if attrs.get('username') else ''}"
+def entry_name(attrs: Request) -> str:
+    """`git/<protocol>/<host>[/<path>]@<username>`; `@` and `/` are escaped inside the
+    parts, so the name splits back into them."""
+    where = [segment(attrs.get(k, ""), "@") for k in ("protocol", "host")]
+    path = attrs.get("path", "")
+    if path:
+        where += [segment(part, "@") for part in path.split("/")]
+    head = "git/" + "/".join(where)
+    return fit(f"{head}@{segment(attrs.get('username', ''), '@')}", head)
 
 
-def _matches(meta, attrs: dict[str, str]) -> bool:
-    keys = KEYS if attrs.get("username") else KEYS[:3]
-    return "git" in meta.tags and all(meta.fields.get(k, "") == attrs.get(k, "") for k in keys)
+def _matches(meta: EntryMeta, attrs: Request) -> bool:
+    """git's credential_match: each key the request has equals the stored one."""
+    return "git" in meta.tags and all(meta.fields.get(k, "") == attrs[k]
+                                      for k in KEYS if k in attrs)
 
 
-def _expired(meta) -> bool:
+def _expired(meta: EntryMeta) -> bool:
     expiry = meta.fields.get("password_expiry_utc", "")
     return expiry.isdigit() and int(expiry) <= time.time()
 
 
-def get(c, attrs: dict[str, str]) -> str:
-    candidates = [m for m in c.list(prefix="git/", tag="git") if _matches(m, attrs)]
-    candidates = [m for m in candidates if not _expired(m)]
+def _stored(c: Client, attrs: Request) -> list[EntryMeta]:
+    return [m for m in c.list(prefix="git/", tag="git") if _matches(m, attrs)]
+
+
+def get(c: Client, attrs: Request) -> str:
+    candidates = [m for m in _stored(c, attrs) if not _expired(m)]
     if not candidates:
         return ""
     meta = max(candidates, key=lambda m: m.updated)
@@ -67,29 +94,42 @@ def get(c, attrs: dict[str, str]) -> str:
         out["password_expiry_utc"] = meta.fields["password_expiry_utc"]
     if revealed.secret_fields.get("oauth_refresh_token"):
         out["oauth_refresh_token"] = revealed.secret_fields["oauth_refresh_token"]
-    return "".join(f"{k}={v}\n" for k, v in out.items() if v)
+    return "".join(f"{k}={v}\n" for k, v in out.items())
 
 
-def store(c, attrs: dict[str, str]) -> None:
+def store(c: Client, attrs: Request) -> None:
+    """As git's credential-store: nothing without a protocol, a host or path, a username
+    and a password (each may be empty); a stored credential with the same keys is replaced."""
     from credd.protocol import Field
-    if not attrs.get("host") or not attrs.get("password"):
+    if not ("protocol" in attrs and (attrs.get("host") or attrs.get("path"))
+            and "username" in attrs and "password" in attrs):
         return
     fields = [Field(name=k, value=attrs[k], secret=False)
               for k in (*KEYS, "password_expiry_utc") if attrs.get(k)]
     if attrs.get("oauth_refresh_token"):
         fields.append(Field(name="oauth_refresh_token", value=attrs["oauth_refresh_token"]))
-    c.set(entry_name(attrs), kind="password", service=attrs["host"], tags=["git"],
+    name = entry_name(attrs)
+    c.set(name, kind="password", service=label(attrs.get("host", "")), tags=["git"],
           value=attrs["password"], fields=fields)
+    same = {k: attrs.get(k, "") for k in KEYS}  # exactly these keys: an older name of it
+    for meta in _stored(c, same):
+        if meta.name != name:
+            _delete(c, meta.name)
 
 
-def erase(c, attrs: dict[str, str]) -> None:
+def erase(c: Client, attrs: Request) -> None:
+    for meta in _stored(c, attrs):
+        if "password" in attrs and c.reveal(meta.name).value != attrs["password"]:
+            continue
+        _delete(c, meta.name)
+
+
+def _delete(c: Client, name: str) -> None:
     from credd.errors import NotFound
-    for meta in c.list(prefix="git/", tag="git"):
-        if _matches(meta, attrs):
-            try:
-                c.delete(meta.name)
-            except NotFound:
-                pass
+    try:
+        c.delete(name)
+    except NotFound:  # another git process erased it first
+        pass
 
 
 ACTIONS = {"get": get, "store": store, "erase": erase}
@@ -98,9 +138,18 @@ ACTIONS = {"get": get, "store": store, "erase": erase}
 def main(argv: list[str] | None = None) -> int:
     from credd.errors import CreddError
     args = sys.argv[1:] if argv is None else argv
-    action = ACTIONS.get(args[0] if args else "")
+    if not args:
+        sys.stderr.write(f"{USAGE}\n")
+        return 2
+    *options, name = args  # git appends the action to the configured command line
+    if options:
+        sys.stderr.write(f"{PROGRAM}: unknown option {' '.join(options)!r}: credd's helper "
+                         f"takes none (credential.helper = credd; the agent's own idle "
+                         f"timeout applies)\n")
+        return 2
+    action = ACTIONS.get(name)
     if action is None:
-        return 0
+        return 0  # git's rule: a helper ignores actions it does not know
     attrs = read_request(sys.stdin)
     try:
         with client(PROGRAM) as c:

@@ -8,9 +8,19 @@ then its priority, 11, puts it above the platform backends (5) and above
 keyring's ChainerBackend (10), so `keyring.get_keyring()` picks credd by
 itself.
 
-Each password is an ordinary entry `keyring/<service>/<username>` (both
-escaped as name segments) with service = the keyring service and a plain
-`username` field, so it shows in `credd ls` like any other.
+Each password is an ordinary entry `keyring/<service>/<username>`, both
+escaped by `names.segment` (any string keyring accepts: control characters,
+surrounding space, 500 characters, any Unicode; a name too long gets a hash,
+see `names.fit`), with the exact strings in the plain fields
+`keyring_service` and `username`, and the service, shortened and escaped,
+as its service label, so it shows in `credd ls` like any other. The fields,
+not the name, say which (service, username) an entry holds.
+
+Entries written by the first naming (lossy: `" u"` and `"u"` shared one
+entry; the service label was the service itself) are still read when their
+label and `username` field are exactly the pair asked for, and the next
+write of that pair replaces them with an entry under the new name
+(read-old, write-new; the old one goes to the trash).
 """
 
 from __future__ import annotations
@@ -19,14 +29,28 @@ from keyring import credentials, errors
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 
-from credd.integrations import client, segment
+from credd.integrations import client, legacy_segment
+from credd.integrations.names import fit, label, segment
 
 PRIORITY = 11
 PROBE_TIMEOUT = 1.0
+PREFIX = "keyring"
+SERVICE_FIELD = "keyring_service"
 
 
 def entry_name(service: str, username: str) -> str:
-    return f"keyring/{segment(service)}/{segment(username)}"
+    """Where (service, username) is kept: distinct pairs, distinct names."""
+    return fit(f"{PREFIX}/{segment(service)}/{segment(username)}", f"{PREFIX}/{segment(service)}")
+
+
+def legacy_name(service: str, username: str) -> str:
+    """Where the first naming kept (service, username)."""
+    return f"{PREFIX}/{legacy_segment(service)}/{legacy_segment(username)}"
+
+
+def pair(meta) -> tuple[str, str]:
+    """The (service, username) an entry holds: its fields, or a legacy entry's label."""
+    return meta.fields.get(SERVICE_FIELD, meta.service), meta.fields.get("username", "")
 
 
 def _agent_state() -> str:
@@ -58,6 +82,33 @@ class _Translate:
         raise self.error(exc.message) from None
 
 
+def _held(c, service: str, username: str) -> list[str]:
+    """The names of the entries that hold (service, username): the current one and a
+    legacy one, each only when its fields say it is this pair."""
+    from credd.errors import BadRequest, NotFound
+    found = []
+    for name in dict.fromkeys((entry_name(service, username), legacy_name(service, username))):
+        try:
+            meta = c.describe(name)
+        except (NotFound, BadRequest):  # BadRequest: a legacy name that cannot exist
+            continue
+        if pair(meta) == (service, username):
+            found.append(name)
+    return found
+
+
+def _make_room(c, name: str, service: str, username: str) -> None:
+    """A legacy entry of another pair sitting at `name` (the lossy naming put `" u"`
+    where `"u"` now goes) moves to its own new name before `name` is written."""
+    from credd.errors import NotFound
+    try:
+        meta = c.describe(name)
+    except NotFound:
+        return
+    if SERVICE_FIELD not in meta.fields and pair(meta) != (service, username):
+        c.move(name, entry_name(*pair(meta)))
+
+
 class CreddKeyring(KeyringBackend):
     """Passwords in the credd agent's vault."""
 
@@ -68,38 +119,45 @@ class CreddKeyring(KeyringBackend):
         return PRIORITY
 
     def get_password(self, service: str, username: str) -> str | None:
-        from credd.errors import NotFound
+        from credd.errors import BadRequest, NotFound
         with _Translate(), client("credd-keyring") as c:
-            try:
-                return c.get(entry_name(service, username))
-            except NotFound:
-                return None
+            for name in dict.fromkeys((entry_name(service, username),
+                                       legacy_name(service, username))):
+                try:
+                    revealed = c.reveal(name)
+                except (NotFound, BadRequest):
+                    continue
+                if pair(revealed.entry) == (service, username):
+                    return revealed.value
+            return None
 
     def set_password(self, service: str, username: str, password: str) -> None:
         from credd.protocol import Field
+        name = entry_name(service, username)
         with _Translate(errors.PasswordSetError), client("credd-keyring") as c:
-            c.set(entry_name(service, username), kind="password", service=service,
-                  tags=["keyring"], value=password,
-                  fields=[Field(name="username", value=username, secret=False)])
+            _make_room(c, name, service, username)
+            c.set(name, kind="password", service=label(service), tags=[PREFIX], value=password,
+                  fields=[Field(name=SERVICE_FIELD, value=service, secret=False),
+                          Field(name="username", value=username, secret=False)])
+            for old in _held(c, service, username):
+                if old != name:
+                    c.delete(old)
 
     def delete_password(self, service: str, username: str) -> None:
-        from credd.errors import NotFound
         with _Translate(errors.PasswordDeleteError), client("credd-keyring") as c:
-            try:
-                c.delete(entry_name(service, username))
-            except NotFound:
-                raise errors.PasswordDeleteError(f"no password for {username!r} "
-                                                 f"in {service!r}") from None
+            held = _held(c, service, username)
+            if not held:
+                raise errors.PasswordDeleteError(f"no password for {username!r} in {service!r}")
+            for name in held:
+                c.delete(name)
 
     def get_credential(self, service: str, username: str | None):
         if username is not None:
             password = self.get_password(service, username)
             return None if password is None else credentials.SimpleCredential(username, password)
         with _Translate(), client("credd-keyring") as c:
-            mine = [m for m in c.list(service=service, tag="keyring")
-                    if m.name.startswith("keyring/")]
+            mine = [m for m in c.list(prefix=f"{PREFIX}/", tag=PREFIX) if pair(m)[0] == service]
             if not mine:
                 return None
             meta = max(mine, key=lambda m: m.updated)
-            return credentials.SimpleCredential(meta.fields.get("username", ""),
-                                                c.get(meta.name))
+            return credentials.SimpleCredential(pair(meta)[1], c.get(meta.name))

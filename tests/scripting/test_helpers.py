@@ -19,9 +19,10 @@ FUTURE = str(int(time.time()) + 3600)
 PAST = str(int(time.time()) - 60)
 
 
-def git_runner(git_bin: str, env: dict[str, str], config: Path, helper_setting: str):
+def git_runner(git_bin: str, env: dict[str, str], config: Path, helper_setting: str,
+               extra: str = ""):
     """`git credential ...` with only our helper configured and no way to prompt."""
-    config.write_text(f"[credential]\n\thelper = {helper_setting}\n")
+    config.write_text(f"[credential]\n\thelper = {helper_setting}\n{extra}")
     env = dict(env, GIT_CONFIG_GLOBAL=str(config), GIT_CONFIG_NOSYSTEM="1",
                GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="")
 
@@ -80,6 +81,106 @@ def test_git_approve_fill_reject(client, git):
     assert git("approve", attrs).returncode == 0
     assert parse(git("fill", {"protocol": "https", "host": "git.example.com"}).stdout)[
         "password"] == "gitpw-123456"
+
+
+def fill(git, attrs: dict[str, str]) -> tuple[str, str] | None:
+    """(username, password) git got from the helper, or None (it would have prompted)."""
+    r = git("fill", attrs)
+    if r.returncode != 0:
+        assert "terminal prompts disabled" in r.stderr, r.stderr
+        return None
+    got = parse(r.stdout)
+    return got["username"], got["password"]
+
+
+def test_git_helper_conformance(client, credd_env, tmp_path):
+    """git's own cases for external helpers (t/lib-credential.sh `helper_test`, git 2.45),
+    in its order, through the real `git credential`, plus a reject without a path."""
+    git = git_runner(need("git"), credd_env, tmp_path / "gitconfig",
+                     installed("git-credential-credd"), "\tuseHttpPath = true\n")
+    https = {"protocol": "https", "host": "example.com"}
+    assert fill(git, https) is None                                           # no data
+    git("approve", {**https, "username": "store-user", "password": "store-pass"})
+    assert fill(git, https) == ("store-user", "store-pass")
+    assert fill(git, {**https, "protocol": "http"}) is None                   # protocol
+    assert fill(git, {**https, "host": "other.tld"}) is None                  # host
+    assert fill(git, {**https, "username": "other"}) is None                  # username
+    path = {"protocol": "http", "host": "path.tld", "path": "foo.git"}
+    git("approve", {**path, "username": "user", "password": "pass"})
+    assert fill(git, {**path, "path": "bar.git"}) is None                     # path
+    assert fill(git, path) == ("user", "pass")
+
+    user8 = {**https, "username": "user-overwrite"}                          # overwrites
+    git("approve", {**user8, "password": "pass1"})
+    git("approve", {**user8, "password": "pass2"})
+    assert fill(git, user8) == ("user-overwrite", "pass2")
+    git("reject", {**user8, "password": "pass2"})
+    assert fill(git, user8) is None
+
+    git("reject", https)                                                      # forget host
+    assert fill(git, https) is None
+    for n in (1, 2):                                                          # many users
+        git("approve", {**https, "username": f"user{n}", "password": f"pass{n}"})
+    assert fill(git, {**https, "username": "user1"}) == ("user1", "pass1")
+    assert fill(git, {**https, "username": "user2"}) == ("user2", "pass2")
+
+    distinct = {**https, "username": "user-distinct-pass"}                    # a late reject
+    git("approve", {**distinct, "password": "pass1"})
+    git("reject", {**distinct, "password": "pass2"})
+    assert fill(git, distinct) == ("user-distinct-pass", "pass1")
+
+    git("reject", {**https, "username": "user1"})                            # forget user
+    assert fill(git, {**https, "username": "user1"}) is None
+    assert fill(git, {**https, "username": "user2"}) == ("user2", "pass2")  # keeps the other
+
+    sso = {"protocol": "https", "host": "sso.tld"}                            # empty ones
+    git("approve", {**sso, "username": "", "password": ""})
+    r = git("fill", sso)
+    assert r.returncode == 0 and "username=\npassword=\n" in r.stdout, r.stdout + r.stderr
+
+    git("reject", {"protocol": "http", "host": "path.tld"})                  # no path: any
+    assert fill(git, path) is None
+
+
+def test_git_helper_refuses_options_it_does_not_know(client, credd_env, tmp_path):
+    """`helper = credd --timeout=3600`, copied from credential-cache, is an error the user
+    sees, not a helper that silently does nothing."""
+    env = dict(credd_env, PATH=f"{BIN}{os.pathsep}{credd_env.get('PATH', os.defpath)}")
+    installed("git-credential-credd")
+    git = git_runner(need("git"), env, tmp_path / "gitconfig", "credd --timeout=3600")
+    r = git("approve", {"protocol": "https", "host": "h.example", "username": "u",
+                        "password": "pw-123456"})
+    assert "git-credential-credd: unknown option '--timeout=3600'" in r.stderr, r.stderr
+    assert client.list(prefix="git/") == []
+    r = helper(credd_env, "git-credential-credd", "--timeout=3600", "get",
+               input="protocol=https\nhost=h.example\n\n")
+    assert (r.returncode, r.stdout) == (2, "") and "unknown option" in r.stderr
+    assert helper(credd_env, "git-credential-credd", "frobnicate").returncode == 0  # git's rule
+
+
+def test_git_helper_expiry_and_refresh_token_lines(client, credd_env):
+    """The lines git >= 2.41 writes, fed to the helper directly: this runs whatever git the
+    machine has (the real-git test below proves git sends them)."""
+    def run(action: str, attrs: dict[str, str]) -> dict[str, str]:
+        r = helper(credd_env, "git-credential-credd", action,
+                   input="".join(f"{k}={v}\n" for k, v in attrs.items()) + "\n")
+        assert r.returncode == 0, r.stderr
+        return parse(r.stdout)
+
+    key = {"protocol": "https", "host": "oauth.example", "username": "bob"}
+    run("store", {**key, "password": "tok-1234567", "password_expiry_utc": FUTURE,
+                  "oauth_refresh_token": "refresh-98765"})
+    assert run("get", {"protocol": "https", "host": "oauth.example"}) == {
+        "username": "bob", "password": "tok-1234567", "password_expiry_utc": FUTURE,
+        "oauth_refresh_token": "refresh-98765"}
+    assert "refresh-98765" not in str(client.describe("git/https/oauth.example@bob"))
+    run("store", {**key, "password": "old-1234567", "password_expiry_utc": PAST})
+    assert run("get", key) == {}
+    soon = int(time.time()) + 2
+    run("store", {**key, "password": "soon-1234567", "password_expiry_utc": str(soon)})
+    assert run("get", key)["password"] == "soon-1234567"
+    time.sleep(max(0.0, soon + 1 - time.time()))
+    assert run("get", key) == {}
 
 
 def test_git_path_and_username_keys(client, git):
@@ -147,12 +248,75 @@ def test_docker_helper_protocol(client, credd_env):
     r = helper(credd_env, name, "list")
     assert json.loads(r.stdout) == {"https://index.docker.io/v1/": "dockeruser",
                                     "registry.example.com:5000": "u2"}
-    assert "docker/index.docker.io/v1" in [m.name for m in client.list()]
+    assert "docker/https:/index.docker.io/v1" in [m.name for m in client.list()]
     r = helper(credd_env, name, "erase", input="https://index.docker.io/v1/")
     assert r.returncode == 0
     for action in ("get", "erase"):
         r = helper(credd_env, name, action, input="https://index.docker.io/v1/")
         assert (r.returncode, r.stdout.strip()) == (1, "credentials not found in native keychain")
+
+
+def test_docker_helper_refuses_as_docker_helpers_do(client, credd_env):
+    """docker-credential-helpers' own words (credentials/error.go), checked before the
+    agent is asked."""
+    def run(action: str, data: str) -> tuple[int, str]:
+        r = helper(credd_env, "docker-credential-credd", action, input=data)
+        return r.returncode, r.stdout.strip()
+
+    no_url, no_user = (1, "no credentials server URL"), (1, "no credentials username")
+    assert run("store", json.dumps({"Username": "u", "Secret": "s"})) == no_url
+    assert run("store", json.dumps({"ServerURL": "", "Username": "u", "Secret": "s"})) == no_url
+    assert run("store", json.dumps({"ServerURL": "https://r.io", "Secret": "s"})) == no_user
+    assert run("store", json.dumps({"ServerURL": "https://r.io", "Username": "",
+                                    "Secret": "s"})) == no_user
+    for action in ("get", "erase"):
+        assert run(action, "") == no_url and run(action, " \n") == no_url
+    assert client.list(prefix="docker/") == []
+    assert run("frobnicate", "") == (1, "docker-credential-credd: unknown action: frobnicate")
+
+
+def test_docker_helper_keeps_http_and_https_apart(client, credd_env):
+    def run(action: str, data: str) -> subprocess.CompletedProcess:
+        return helper(credd_env, "docker-credential-credd", action, input=data)
+
+    run("store", json.dumps({"ServerURL": "https://r.example", "Username": "u1",
+                             "Secret": "tls-123456"}))
+    assert run("get", "http://r.example").stdout.strip() == "credentials not found in native keychain"
+    run("store", json.dumps({"ServerURL": "http://r.example", "Username": "u2",
+                             "Secret": "plain-123456"}))
+    assert json.loads(run("get", "https://r.example/").stdout)["Secret"] == "tls-123456"
+    assert json.loads(run("get", "http://r.example").stdout)["Secret"] == "plain-123456"
+    assert run("get", "r.example").returncode == 1  # no scheme is a third URL
+    assert run("erase", "http://r.example").returncode == 0
+    assert json.loads(run("get", "https://r.example").stdout)["Username"] == "u1"
+
+
+def test_docker_entries_of_the_first_naming_are_read_where_unambiguous(client, credd_env):
+    """The first naming dropped the scheme: `docker/r.example` holds whichever URL its
+    `server_url` field says, and answers for that URL only."""
+    from credd.protocol import Field
+
+    def run(action: str, data: str) -> subprocess.CompletedProcess:
+        return helper(credd_env, "docker-credential-credd", action, input=data)
+
+    def legacy(name: str, url: str, secret: str) -> None:
+        client.set(name, kind="password", service="r.example", tags=["docker"], value=secret,
+                   fields=[Field(name="server_url", value=url, secret=False),
+                           Field(name="username", value="old", secret=False)])
+
+    legacy("docker/r.example", "https://r.example", "old-tls-123456")
+    legacy("docker/bare.example:5000", "bare.example:5000", "old-bare-123456")
+    assert json.loads(run("get", "https://r.example").stdout)["Secret"] == "old-tls-123456"
+    assert run("get", "http://r.example").returncode == 1
+    assert json.loads(run("get", "bare.example:5000").stdout)["Secret"] == "old-bare-123456"
+    assert json.loads(run("list", "").stdout)["https://r.example"] == "old"
+
+    run("store", json.dumps({"ServerURL": "https://r.example", "Username": "new",
+                             "Secret": "new-tls-123456"}))  # write-new: the old one goes
+    assert json.loads(run("get", "https://r.example").stdout)["Secret"] == "new-tls-123456"
+    assert [m.name for m in client.trash()] == ["docker/r.example"]
+    assert run("erase", "bare.example:5000").returncode == 0
+    assert run("get", "bare.example:5000").returncode == 1
 
 
 KEYRING_SCRIPT = """
