@@ -109,8 +109,18 @@ class TestVaultLifecycle:
         assert records and all(isinstance(r, protocol.AuditRecord) for r in records)
 
     def test_key_slots(self, client):
-        client.add_key_slot(os.urandom(32), label="test")
+        """A slot added through the client unlocks the vault; once removed, it does not."""
+        key = os.urandom(32)
+        client.set("a", value=SENTINEL)
+        client.add_key_slot(key, label="test")
+        client.lock()
+        client.unlock(key=key)
+        assert client.status().state == "unlocked" and client.get("a") == SENTINEL
         client.remove_key_slot(label="test")
+        client.lock()
+        with pytest.raises(errors.BadPassphrase):
+            client.unlock(key=key)
+        client.unlock(TEST_PASSPHRASE)  # the passphrase slot is untouched
 
     def test_stop(self, agent):
         with agent.client() as c:
