@@ -47,18 +47,48 @@ def test_list_error_mid_way_leaves_the_connection_usable(client):
     assert client.status().state == "locked"  # the same connection, nothing left unread
 
 
-def test_get_many_decrypts_an_entry_once_for_all_its_refs(client):
+#: Loaded by the agent's interpreter (PYTHONPATH): logs every secret read the handlers ask
+#: of the vault, the one place an entry's secret column is decrypted.
+SECRET_READ_SPY = """
+import os
+from credd.vault.vault import Vault
+
+def _spy(method):
+    def logged(self, name, *args):
+        with open(os.environ["CREDD_TEST_SECRET_READS"], "a") as log:
+            log.write(f"{method.__name__} {name} {args}\\n")
+        return method(self, name, *args)
+    return logged
+
+Vault.get, Vault.reveal = _spy(Vault.get), _spy(Vault.reveal)
+"""
+
+
+def test_get_many_decrypts_an_entry_once_for_all_its_refs(make_agent, credd_env, tmp_path):
+    (tmp_path / "spy").mkdir()
+    (tmp_path / "spy" / "sitecustomize.py").write_text(SECRET_READ_SPY)
+    reads = tmp_path / "secret-reads.log"
+    agent = make_agent(env=dict(credd_env, CREDD_TEST_SECRET_READS=str(reads),
+                                PYTHONPATH=f"{tmp_path / 'spy'}:{credd_env['PYTHONPATH']}"))
+    agent.init_and_unlock()
+    client = agent.client()
     client.set("db/prod", value="pw", fields=[p.Field(name="user", value="app", secret=False),
                                               p.Field(name="token", value="tk")])
     client.set("bare", fields=[p.Field(name="token", value="t2")])  # no value
     refs = ["credd://db/prod", "credd://db/prod/user", "credd://db/prod/token", "db/prod",
             "credd://bare/token"]
+    reads.write_text("")
     assert client.get_many(refs) == {"credd://db/prod": "pw", "credd://db/prod/user": "app",
                                      "credd://db/prod/token": "tk", "db/prod": "pw",
                                      "credd://bare/token": "t2"}
+    # three refs need db/prod's secrets (its value twice, a secret field): one read; the plain
+    # field comes from the metadata; bare's one ref is one read
+    assert sorted(line.split()[1] for line in reads.read_text().splitlines()) == [
+        "bare", "db/prod"]
     assert list(client.get_many(refs)) == refs  # in the order asked
     with pytest.raises(errors.NotFound, match="no value"):
         client.get_many(["credd://bare", "credd://bare/token"])
+    client.close()
 
 
 def test_client_timeout_is_kept_by_the_kernel(tmp_path):
