@@ -7,8 +7,9 @@ import threading
 import pytest
 
 from credd.errors import BadRequest, LockedError
+from credd.protocol import Field, Set
 from credd.vault import Vault
-from credd.protocol import Set
+from tests.conftest import TEST_PASSPHRASE
 
 
 def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vault):
@@ -53,21 +54,49 @@ def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vaul
     assert len(vault._conns) >= 2 and vault.check() == []
 
 
+#: Rounds of reader-versus-lock: with the race below, the first wrong error comes within
+#: ~35 rounds on average (at most ~100 seen), so 300 make a chance pass vanishingly rare.
+ROUNDS = 300
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "vault bug: a read racing lock() can raise NotFound('no entry named ...') instead of "
+    "LockedError (_find passes _require(), then lock's _reset() empties the cache before "
+    "the lookup). Remove this mark when the vault is fixed (and lower ROUNDS: each is ~50 ms)"))
 def test_lock_from_another_thread_stops_readers_and_wipes_keys(vault: Vault):
-    vault.put(Set(name="a", value="1"))
-    keys = vault._keys
-    seen: list[object] = []
-    reader = threading.Thread(target=lambda: seen.append(vault.get("a")))
-    reader.start()
-    reader.join()
-    locker = threading.Thread(target=vault.lock)
-    locker.start()
-    locker.join()
-    with pytest.raises(LockedError):
-        vault.get("a")
-    assert seen == ["1"] and not vault.unlocked
-    assert bytes(keys.dek) == bytes(32) and bytes(keys.index) == bytes(32)
-    assert keys.meta is None and keys.secret is None
+    """A reader thread is reading in a loop when another thread locks: its next read (or
+    the one in flight) ends in LockedError, never a wrong value or another error."""
+    vault.put(Set(name="a", value="1", fields=[Field(name="f", value="2")]))
+    for _round in range(ROUNDS):
+        keys = vault._keys
+        reading = threading.Event()
+        outcome: list[object] = []
+
+        def reader() -> None:
+            reads = 0
+            try:
+                while True:
+                    assert (vault.get("a"), vault.reveal("a").secret_fields) == ("1", {"f": "2"})
+                    reads += 1
+                    reading.set()
+            except LockedError:
+                outcome.append(reads)
+            except BaseException as exc:  # surfaced below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        assert reading.wait(10), "the reader never read"
+        locker = threading.Thread(target=vault.lock)
+        locker.start()
+        locker.join(10)
+        thread.join(10)
+        assert not thread.is_alive(), "the reader kept reading after the lock"
+        assert len(outcome) == 1 and isinstance(outcome[0], int) and outcome[0] > 0, outcome
+        assert not vault.unlocked
+        assert bytes(keys.dek) == bytes(32) and bytes(keys.index) == bytes(32)
+        assert keys.meta is None and keys.secret is None
+        vault.unlock(TEST_PASSPHRASE)
 
 
 def test_closed_vault_refuses_cleanly(vault: Vault):
