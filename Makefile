@@ -29,7 +29,7 @@ define venv-install
 	@touch $@
 endef
 
-.PHONY: install install-user uninstall-user run test bench clean system-deps tools
+.PHONY: install install-user uninstall-user run test coverage bench clean system-deps tools
 
 $(PY):
 	@echo "creating $(VENV) with $(PYTHON)"
@@ -62,8 +62,17 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP) system-deps tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The suite under coverage.py, every Python process it starts measured ([tool.coverage]
+# in pyproject.toml: the agent always runs in a subprocess); report here and in htmlcov/.
+coverage: export COVERAGE_FILE := $(CURDIR)/.coverage
+coverage: $(TEST_STAMP) system-deps tools
+	rm -rf .coverage .coverage.* htmlcov
+	$(PY) -m coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m coverage combine -q && $(PY) -m coverage report && $(PY) -m coverage html -q; \
+	exit $$status
+
 bench: $(TEST_STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .tools
+	rm -rf $(VENV) build *.egg-info .pytest_cache .tools .coverage .coverage.* htmlcov

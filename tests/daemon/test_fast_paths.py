@@ -12,6 +12,7 @@ import pytest
 
 from credd import errors, protocol as p
 from credd.client import Client
+from tests.daemon.inject import agent_running
 
 BIG = "x" * 30_000  # a plain field this size makes a 1 MiB frame hold ~34 entries
 
@@ -47,8 +48,8 @@ def test_list_error_mid_way_leaves_the_connection_usable(client):
     assert client.status().state == "locked"  # the same connection, nothing left unread
 
 
-#: Loaded by the agent's interpreter (PYTHONPATH): logs every secret read the handlers ask
-#: of the vault, the one place an entry's secret column is decrypted.
+#: Run by the agent (tests/daemon/inject.py): logs every secret read the handlers ask of
+#: the vault, the one place an entry's secret column is decrypted.
 SECRET_READ_SPY = """
 import os
 from credd.vault.vault import Vault
@@ -65,11 +66,9 @@ Vault.get, Vault.reveal = _spy(Vault.get), _spy(Vault.reveal)
 
 
 def test_get_many_decrypts_an_entry_once_for_all_its_refs(make_agent, credd_env, tmp_path):
-    (tmp_path / "spy").mkdir()
-    (tmp_path / "spy" / "sitecustomize.py").write_text(SECRET_READ_SPY)
     reads = tmp_path / "secret-reads.log"
-    agent = make_agent(env=dict(credd_env, CREDD_TEST_SECRET_READS=str(reads),
-                                PYTHONPATH=f"{tmp_path / 'spy'}:{credd_env['PYTHONPATH']}"))
+    agent = agent_running(make_agent, credd_env, tmp_path, SECRET_READ_SPY,
+                          CREDD_TEST_SECRET_READS=str(reads))
     agent.init_and_unlock()
     client = agent.client()
     client.set("db/prod", value="pw", fields=[p.Field(name="user", value="app", secret=False),
