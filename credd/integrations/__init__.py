@@ -9,13 +9,17 @@ line and fall back to the protocol's "not found".
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from credd.client import Client
 
 #: A helper waits at most this long for the agent.
 TIMEOUT = 5.0
 
 
-def client(name: str):
+def client(name: str) -> Client:
     from credd.client import Client
     return Client(client_name=name, timeout=TIMEOUT)
 

@@ -25,12 +25,19 @@ write of that pair replaces them with an entry under the new name
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import TYPE_CHECKING
+
 from keyring import credentials, errors
 from keyring.backend import KeyringBackend
 from keyring.compat import properties
 
 from credd.integrations import client, legacy_segment
 from credd.integrations.names import fit, label, segment
+
+if TYPE_CHECKING:
+    from credd.client import Client
+    from credd.protocol import EntryMeta
 
 PRIORITY = 11
 PROBE_TIMEOUT = 1.0
@@ -48,7 +55,7 @@ def legacy_name(service: str, username: str) -> str:
     return f"{PREFIX}/{legacy_segment(service)}/{legacy_segment(username)}"
 
 
-def pair(meta) -> tuple[str, str]:
+def pair(meta: EntryMeta) -> tuple[str, str]:
     """The (service, username) an entry holds: its fields, or a legacy entry's label."""
     return meta.fields.get(SERVICE_FIELD, meta.service), meta.fields.get("username", "")
 
@@ -67,22 +74,23 @@ def _agent_state() -> str:
 class _Translate:
     """credd errors as keyring's: locked → KeyringLocked, others → KeyringError."""
 
-    def __init__(self, error=errors.KeyringError) -> None:
+    def __init__(self, error: type[errors.KeyringError] = errors.KeyringError) -> None:
         self.error = error
 
-    def __enter__(self):
+    def __enter__(self) -> "_Translate":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         from credd.errors import CreddError, LockedError
         if exc is None or not isinstance(exc, CreddError):
-            return False
+            return
         if isinstance(exc, LockedError):
             raise errors.KeyringLocked(exc.message) from None
         raise self.error(exc.message) from None
 
 
-def _held(c, service: str, username: str) -> list[str]:
+def _held(c: Client, service: str, username: str) -> list[str]:
     """The names of the entries that hold (service, username): the current one and a
     legacy one, each only when its fields say it is this pair."""
     from credd.errors import BadRequest, NotFound
@@ -97,7 +105,7 @@ def _held(c, service: str, username: str) -> list[str]:
     return found
 
 
-def _make_room(c, name: str, service: str, username: str) -> None:
+def _make_room(c: Client, name: str, service: str, username: str) -> None:
     """A legacy entry of another pair sitting at `name` (the lossy naming put `" u"`
     where `"u"` now goes) moves to its own new name before `name` is written."""
     from credd.errors import NotFound
@@ -151,7 +159,8 @@ class CreddKeyring(KeyringBackend):
             for name in held:
                 c.delete(name)
 
-    def get_credential(self, service: str, username: str | None):
+    def get_credential(self, service: str,
+                       username: str | None) -> credentials.SimpleCredential | None:
         if username is not None:
             password = self.get_password(service, username)
             return None if password is None else credentials.SimpleCredential(username, password)
