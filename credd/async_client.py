@@ -177,8 +177,9 @@ class AsyncClient:
     async def check(self) -> p.CheckReport:
         return await self.call(p.Check(), p.CheckReport)
 
-    async def rekey(self) -> None:
-        await self.call(p.Rekey(), p.Ok)
+    async def rekey(self) -> str:
+        """Re-encrypt every entry under a new data key; returns the NEW recovery key."""
+        return (await self.call(p.Rekey(), p.RecoveryKey)).recovery_key
 
     async def stop(self) -> None:
         await self.call(p.Stop(), p.Ok)

@@ -72,3 +72,16 @@ def test_no_agent_is_agent_unavailable(agent):
         with pytest.raises(AgentUnavailable):
             await AsyncClient(agent.socket).status()
     asyncio.run(scenario())
+
+
+def test_rekey_returns_the_new_recovery_key(unlocked_agent):
+    """The agent answers rekey with the new recovery key: the old one stops working
+    once the rekey commits, so losing the reply would lock the user out of recovery."""
+    async def scenario():
+        async with AsyncClient(unlocked_agent.socket) as c:
+            await c.set("kept", value=SENTINEL)
+            recovery = await c.rekey()
+            await c.lock()
+            assert (await c.unlock(recovery_key=recovery)).state == "unlocked"
+            assert await c.get("kept") == SENTINEL
+    asyncio.run(scenario())
