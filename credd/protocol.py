@@ -13,7 +13,7 @@ contract for clients in other languages.
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, Union, get_args
 
 import msgspec
 
@@ -45,10 +45,9 @@ class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
             parts.append(f"{name}={shown}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
-    def __rich_repr__(self):
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            yield name, ("<redacted>" if name in self._secret and value is not None else value)
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [(name, "<redacted>" if name in self._secret and value is not None else value)
+                for name, value in ((n, getattr(self, n)) for n in self.__struct_fields__)]
 
 
 class _Data(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True,
@@ -74,10 +73,9 @@ class Field(_Data):
         shown = "<redacted>" if self.secret else repr(self.value)
         return f"Field(name={self.name!r}, value={shown}, secret={self.secret})"
 
-    def __rich_repr__(self):
-        yield "name", self.name
-        yield "value", "<redacted>" if self.secret else self.value
-        yield "secret", self.secret
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("name", self.name), ("value", "<redacted>" if self.secret else self.value),
+                ("secret", self.secret)]
 
 
 class EntryMeta(_Data):
@@ -120,16 +118,28 @@ class AuditRecord(_Data):
 
 # ---------------------------------------------------------------- requests
 
-class Hello(_Message, tag="hello"):
+R = TypeVar("R", covariant=True)
+M = TypeVar("M")
+
+
+class Asks(_Message, Generic[R]):
+    """Base of every request; R is the one reply type it gets (besides `error`).
+
+    The parameter is the table: `REPLY` below is read from it, clients check
+    every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    """
+
+
+class Hello(Asks["Welcome"], tag="hello"):
     protocol: int
     client: str = ""
 
 
-class Status(_Message, tag="status"):
+class Status(Asks["StatusReply"], tag="status"):
     pass
 
 
-class Init(_Message, tag="init"):
+class Init(Asks["RecoveryKey"], tag="init"):
     _secret = ("passphrase",)
     passphrase: str
     kdf_memory_kib: int | None = None
@@ -137,7 +147,7 @@ class Init(_Message, tag="init"):
     kdf_lanes: int | None = None
 
 
-class Unlock(_Message, tag="unlock"):
+class Unlock(Asks["StatusReply"], tag="unlock"):
     """Exactly one of passphrase, key, recovery_key. `wait`: typed at a terminal, so
     wait out the unlock throttle instead of being refused."""
 
@@ -150,35 +160,35 @@ class Unlock(_Message, tag="unlock"):
     wait: bool = False
 
 
-class Lock(_Message, tag="lock"):
+class Lock(Asks["Ok"], tag="lock"):
     pass
 
 
-class ChangePassphrase(_Message, tag="change_passphrase"):
+class ChangePassphrase(Asks["Ok"], tag="change_passphrase"):
     _secret = ("old", "new")
     old: str
     new: str
 
 
-class Get(_Message, tag="get"):
+class Get(Asks["Secret"], tag="get"):
     name: str
     field: str | None = None
 
 
-class GetMany(_Message, tag="get_many"):
+class GetMany(Asks["Secrets"], tag="get_many"):
     refs: list[str]
 
 
-class Reveal(_Message, tag="reveal"):
+class Reveal(Asks["Revealed"], tag="reveal"):
     name: str
     version: int | None = None
 
 
-class Describe(_Message, tag="describe"):
+class Describe(Asks["EntryReply"], tag="describe"):
     name: str
 
 
-class Set(_Message, tag="set"):
+class Set(Asks["EntryReply"], tag="set"):
     """Write an entry. merge=False replaces it whole (None means default);
     merge=True keeps what is None, merges fields by name, and 0 clears
     rotate_after/expires."""
@@ -198,24 +208,24 @@ class Set(_Message, tag="set"):
     merge: bool = False
 
 
-class Delete(_Message, tag="delete"):
+class Delete(Asks["EntryReply"], tag="delete"):
     name: str
 
 
-class Undelete(_Message, tag="undelete"):
+class Undelete(Asks["EntryReply"], tag="undelete"):
     name: str
 
 
-class Purge(_Message, tag="purge"):
+class Purge(Asks["Ok"], tag="purge"):
     name: str
 
 
-class Move(_Message, tag="move"):
+class Move(Asks["EntryReply"], tag="move"):
     old: str
     new: str
 
 
-class List(_Message, tag="list"):
+class List(Asks["Entries"], tag="list"):
     prefix: str = ""
     service: str | None = None
     kind: EntryType | None = None
@@ -226,46 +236,46 @@ class List(_Message, tag="list"):
     limit: int = 0                     # 0: as many as fit in a frame
 
 
-class Trash(_Message, tag="trash"):
+class Trash(Asks["Entries"], tag="trash"):
     pass
 
 
-class History(_Message, tag="history"):
+class History(Asks["HistoryReply"], tag="history"):
     name: str
 
 
-class Restore(_Message, tag="restore"):
+class Restore(Asks["EntryReply"], tag="restore"):
     name: str
     version: int
 
 
-class AddKeySlot(_Message, tag="add_key_slot"):
+class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
     _secret = ("key",)
     key: bytes
     label: str = "keyring"
 
 
-class RemoveKeySlot(_Message, tag="remove_key_slot"):
+class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
     label: str = "keyring"
 
 
-class Audit(_Message, tag="audit"):
+class Audit(Asks["AuditLog"], tag="audit"):
     limit: int = 100
 
 
-class Check(_Message, tag="check"):
+class Check(Asks["CheckReport"], tag="check"):
     pass
 
 
-class Rekey(_Message, tag="rekey"):
+class Rekey(Asks["RecoveryKey"], tag="rekey"):
     pass
 
 
-class Subscribe(_Message, tag="subscribe"):
-    pass
+class Subscribe(Asks["Ok"], tag="subscribe"):
+    """Answered `ok`; from then on the connection carries events only."""
 
 
-class Stop(_Message, tag="stop"):
+class Stop(Asks["Ok"], tag="stop"):
     pass
 
 
@@ -386,12 +396,24 @@ class EntryChanged(_Message, tag="entry_changed"):
 
 Event = Union[Locked, Unlocked, EntryChanged]
 
+
+def _reply_of(request: type) -> type[_Message]:
+    (reply,) = get_args(getattr(request, "__orig_bases__")[0])  # Asks["Secret"]: a name above
+    found: type[_Message] = globals()[reply.__forward_arg__] if isinstance(reply, ForwardRef) \
+        else reply
+    return found
+
+
+#: Each request type's reply type, as its class declares it (`Asks[...]`).
+REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+
 # ---------------------------------------------------------------- framing
 
 _encoder = msgspec.msgpack.Encoder()
-_request_decoder = msgspec.msgpack.Decoder(Request)
-_response_decoder = msgspec.msgpack.Decoder(Response)
-_event_decoder = msgspec.msgpack.Decoder(Union[Locked, Unlocked, EntryChanged, Error])
+_request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
+_response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
+_event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
+    Union[Locked, Unlocked, EntryChanged, Error])
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -409,7 +431,7 @@ def encode(message: _Message) -> bytes:
 
 def body_length(header: bytes) -> int:
     """Validate a 4-byte header before anything is allocated for the body."""
-    (length,) = HEADER.unpack(header)
+    length: int = HEADER.unpack(header)[0]
     if length == 0:
         raise FrameError("empty frame")
     if length > MAX_FRAME:
@@ -417,7 +439,7 @@ def body_length(header: bytes) -> int:
     return length
 
 
-def _strict(decoder: msgspec.msgpack.Decoder, body: bytes) -> Any:
+def _strict(decoder: msgspec.msgpack.Decoder[M], body: bytes) -> M:
     message = _typed(decoder, body)
     try:
         canonical = _encoder.encode(_raw_decoder.decode(body)) == body
@@ -434,7 +456,7 @@ def decode_request(body: bytes) -> Request:
     return _strict(_request_decoder, body)
 
 
-def _typed(decoder: msgspec.msgpack.Decoder, body: bytes) -> Any:
+def _typed(decoder: msgspec.msgpack.Decoder[M], body: bytes | bytearray) -> M:
     try:
         return decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -443,20 +465,21 @@ def _typed(decoder: msgspec.msgpack.Decoder, body: bytes) -> Any:
         raise FrameError("undecodable frame") from None
 
 
-def decode_response(body: bytes) -> Response:
+def decode_response(body: bytes | bytearray) -> Response:
     """Clients decode typed but skip the canonical check: the agent, already
     verified by uid, is the trusted side, and a 100,000-entry list decodes 3x faster."""
     return _typed(_response_decoder, body)
 
 
-def decode_event(body: bytes) -> Event | Error:
+def decode_event(body: bytes | bytearray) -> Event | Error:
     return _typed(_event_decoder, body)
 
 
 def tag_of(cls: type) -> str:
-    return cls.__struct_config__.tag
+    tag: str = getattr(cls, "__struct_config__").tag
+    return tag
 
 
-REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in Request.__args__}
-RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in Response.__args__}
-EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in Event.__args__}
+REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Request)}
+RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Response)}
+EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Event)}
