@@ -20,9 +20,15 @@
 Only the agent's dispatcher turns an exception into an error response, and only
 the clients turn an error response back into an exception (`from_code`).
 Messages never contain secret values.
+
+Each class carries its `hint`, the next step a person should take; every
+front end (the CLI, the fast path, the git/docker/keyring helpers) shows it
+through `next_step()`, so the advice is written once, here.
 """
 
 from __future__ import annotations
+
+import math
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,12 +40,16 @@ EXIT_BAD_PASSPHRASE = 6
 EXIT_DENIED = 7
 EXIT_INTEGRITY = 8
 
+START_HINT = 'start one with `eval "$(credd agent)"` or `credd serve`'
+RESTART_HINT = "restart the agent: `credd stop`, then start it again"
+
 
 class CreddError(Exception):
     """Base of every error credd raises on purpose."""
 
     code = "internal"
     exit_code = EXIT_ERROR
+    hint = ""
 
     def __init__(self, message: str = "", *, names: list[str] | None = None,
                  retry_after: float | None = None) -> None:
@@ -48,12 +58,17 @@ class CreddError(Exception):
         self.names = list(names or [])
         self.retry_after = retry_after
 
+    def next_step(self) -> str:
+        """What to do next, unless the message already says (it quotes a command)."""
+        return "" if "`" in self.message else self.hint
+
 
 class BadRequest(CreddError):
     """The request or argument is not valid."""
 
     code = "bad_request"
     exit_code = EXIT_USAGE
+    hint = "see `credd COMMAND --help`"
 
 
 class ProtocolError(BadRequest):
@@ -65,6 +80,7 @@ class LockedError(CreddError):
 
     code = "locked"
     exit_code = EXIT_LOCKED
+    hint = "run `credd unlock`"
 
 
 class AgentUnavailable(CreddError):
@@ -72,6 +88,7 @@ class AgentUnavailable(CreddError):
 
     code = "no_agent"
     exit_code = EXIT_NO_AGENT
+    hint = START_HINT
 
 
 class NotFound(CreddError):
@@ -79,12 +96,14 @@ class NotFound(CreddError):
 
     code = "not_found"
     exit_code = EXIT_NOT_FOUND
+    hint = "see `credd ls` (deleted entries: `credd trash`)"
 
 
 class NoVault(NotFound):
     """No vault exists yet: run `credd init`."""
 
     code = "no_vault"
+    hint = "create one with `credd init`"
 
 
 class BadPassphrase(CreddError):
@@ -92,6 +111,7 @@ class BadPassphrase(CreddError):
 
     code = "bad_passphrase"
     exit_code = EXIT_BAD_PASSPHRASE
+    hint = "check the passphrase (caps lock, keyboard layout) and try again"
 
 
 class Denied(CreddError):
@@ -99,10 +119,13 @@ class Denied(CreddError):
 
     code = "denied"
     exit_code = EXIT_DENIED
+    hint = "run credd as the user who owns the agent and the vault"
 
 
 class InsecurePath(Denied):
     """A file or directory is readable by others or owned by another user."""
+
+    hint = "fix the owner or mode as the message says, then try again"
 
 
 class IntegrityError(CreddError):
@@ -110,34 +133,46 @@ class IntegrityError(CreddError):
 
     code = "integrity"
     exit_code = EXIT_INTEGRITY
+    hint = "run `credd check`; restore the vault from a backup if it is damaged"
 
 
 class Exists(CreddError):
     """The name is already taken."""
 
     code = "exists"
+    hint = "pick another name, or change the entry with `credd set` (no --create)"
 
 
 class RateLimited(CreddError):
     """Too many failed attempts: wait before trying again."""
 
     code = "rate_limited"
+    hint = "wait before trying again"
+
+    def next_step(self) -> str:
+        if self.retry_after and "`" not in self.message:
+            return f"wait {math.ceil(self.retry_after)}s before trying again"  # never 0s
+        return super().next_step()
 
 
 class VersionMismatch(CreddError):
     """Client and agent speak different protocol versions: restart the agent (`credd stop`)."""
 
     code = "version_mismatch"
+    hint = RESTART_HINT
 
 
 class AuditUnavailable(CreddError):
     """The audit record could not be written, so nothing was revealed."""
 
     code = "audit_unavailable"
+    hint = "check free space and permissions of the state directory"
 
 
 class InternalError(CreddError):
     """An internal error in credd."""
+
+    hint = "this is a bug in credd: please report it with the agent's log"
 
 
 _BY_CODE: dict[str, type[CreddError]] = {
@@ -153,5 +188,12 @@ WIRE_CODES = tuple(code for code in _BY_CODE if code != "no_agent")
 
 def from_code(code: str, message: str, *, names: list[str] | None = None,
               retry_after: float | None = None) -> CreddError:
-    """Rebuild the exception an error response stands for (unknown codes become internal)."""
-    return _BY_CODE.get(code, InternalError)(message, names=names, retry_after=retry_after)
+    """Rebuild the exception an error response stands for (unknown codes become internal).
+
+    A version mismatch always says how to restart the agent, whatever agent
+    sent it: a script or the TUI may show the message without its hint.
+    """
+    cls = _BY_CODE.get(code, InternalError)
+    if cls is VersionMismatch and "credd stop" not in message:
+        message = f"{message}: {RESTART_HINT}"
+    return cls(message, names=names, retry_after=retry_after)

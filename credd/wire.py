@@ -13,15 +13,14 @@ import sys
 
 import _socket
 
-from credd.errors import AgentUnavailable, CreddError, Denied, ProtocolError
+from credd.errors import (
+    RESTART_HINT, START_HINT, AgentUnavailable, CreddError, Denied, ProtocolError, from_code,
+)
 from credd.paths import check_socket_path, socket_path
 
 PROTOCOL_VERSION = 1  # == credd.protocol.PROTOCOL_VERSION (checked by tests)
 MAX_FRAME = 1 << 20   # == credd.protocol.MAX_FRAME
 CLIENT_NAME = "credd-cli"
-
-START_HINT = 'start one with `eval "$(credd agent)"` or `credd serve`'
-RESTART_HINT = "restart the agent: `credd stop`, then start it again"
 
 # macOS: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred
 # {u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]}.
@@ -117,11 +116,7 @@ def send_all(sock, data: bytes) -> None:
 def error_from_reply(code: str, message: str, names: list[str],
                      retry_after: float | None) -> CreddError:
     """The exception an `error` reply stands for (both clients use this)."""
-    from credd.errors import VersionMismatch, from_code
-    exc = from_code(code, message, names=names, retry_after=retry_after)
-    if isinstance(exc, VersionMismatch) and "credd stop" not in exc.message:
-        exc = VersionMismatch(f"{exc.message}: {RESTART_HINT}")
-    return exc
+    return from_code(code, message, names=names, retry_after=retry_after)
 
 
 def version_mismatch(agent_version: object, agent_protocol: object) -> CreddError:

@@ -97,3 +97,30 @@ def test_run_and_inject_fetch_without_msgspec(stored, credd_env, tmp_path, comma
     assert not loaded & forbidden, sorted(loaded & forbidden)
     if command == "inject":
         assert (tmp_path / "out.txt").read_text() == "key=v\n"
+
+
+def imports_of(path) -> set[str]:
+    """Every module a source file imports, at its top or inside a function."""
+    import ast
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_fast_path_and_the_helpers_never_import_the_argparse_cli_output():
+    """Hints are the error classes' own and printing is credd.cli.console's, so neither
+    the fast path nor the git/docker/keyring helpers import cli/output.py, and output.py
+    does not import the fast path back (the two imported each other)."""
+    from tests.conftest import REPO
+    credd = REPO / "credd"
+    for path in (credd / "cli" / "fast.py", credd / "cli" / "console.py",
+                 *(credd / "integrations").glob("*.py")):
+        assert "credd.cli.output" not in imports_of(path), path
+    assert "credd.cli.fast" not in imports_of(credd / "cli" / "output.py")
+    assert not {m for m in imports_of(credd / "cli" / "console.py")
+                if m.startswith("credd.cli")}

@@ -88,5 +88,5 @@ def full_main(args: list[str]) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    from credd.cli.output import run_command
+    from credd.cli.console import run_command
     return run_command(func, ns)

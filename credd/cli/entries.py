@@ -216,7 +216,8 @@ def _read_source(name: str, key: str, source: str | None) -> str:
 # ---------------------------------------------------------------- read
 
 def cmd_get(ns) -> int:
-    from credd.cli.fast import get_with_fallback, write_stdout
+    from credd.cli.console import write_stdout
+    from credd.cli.fast import get_with_fallback
     with client() as c:
         value = get_with_fallback(ns.ref, c.get)
     write_stdout(value.encode("utf-8") + (b"\n" if ns.newline else b""))

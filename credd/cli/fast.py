@@ -12,17 +12,18 @@ but fetch with `get_many` here, so they skip msgspec too (~50 ms a run).
 bytes against `protocol.encode` and these readings against msgspec.
 
 The socket layer (connect, uid check, framing) is `credd.wire`'s, shared
-with both clients.
+with both clients; errors and their hints are `credd.errors`', and the
+printing is `credd.cli.console`'s (never `credd.cli.output`, which is the
+argparse CLI's).
 """
 
 from __future__ import annotations
 
 import sys
 
-from credd.errors import CreddError, NotFound, ProtocolError
+from credd.errors import CreddError, NotFound, ProtocolError, from_code
 from credd.wire import (
-    CLIENT_NAME, MAX_FRAME, PROTOCOL_VERSION, connect, error_from_reply, recv_frame, send_all,
-    version_mismatch,
+    CLIENT_NAME, MAX_FRAME, PROTOCOL_VERSION, connect, recv_frame, send_all, version_mismatch,
 )
 
 # ---------------------------------------------------------------- MessagePack by hand
@@ -174,8 +175,8 @@ def read_reply(sock) -> dict:
 
 
 def _error(reply: dict) -> CreddError:
-    return error_from_reply(str(reply.get("code")), str(reply.get("message", "")),
-                            reply.get("names") or [], reply.get("retry_after"))
+    return from_code(str(reply.get("code")), str(reply.get("message", "")),
+                     names=reply.get("names") or [], retry_after=reply.get("retry_after"))
 
 
 def check_welcome(reply: dict) -> None:
@@ -261,18 +262,9 @@ def _run_get(args: tuple[str, bool]) -> int:
         value = get_value(sock, arg)
     finally:
         sock.close()
+    from credd.cli.console import write_stdout
     write_stdout(value.encode("utf-8") + (b"\n" if newline else b""))
     return 0
-
-
-def write_stdout(data: bytes) -> None:
-    """All of `data` to stdout; under PYTHONUNBUFFERED a raw write may be partial."""
-    sys.stdout.flush()
-    out, view = sys.stdout.buffer, memoryview(data)
-    while view:
-        written = out.write(view)
-        view = view[len(view) if written is None else written:]
-    out.flush()
 
 
 def status_dict(sock) -> dict:
@@ -298,7 +290,7 @@ STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
 
 
 def _run_status(args: tuple[bool]) -> int:
-    from credd.cli.output import format_status, status_exit_code
+    from credd.cli.console import format_status, status_exit_code
     (as_json,) = args
     sock = connect()
     try:
@@ -354,6 +346,6 @@ def fast_main(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
-    from credd.cli.output import run_command
+    from credd.cli.console import run_command
     runner, args = parsed
     return run_command(runner, args)

@@ -1,18 +1,17 @@
-"""How the CLI talks to people and scripts: errors, JSON, colour, tables, prompts.
+"""How the argparse CLI talks to people and scripts: JSON, tables, prompts.
 
-Stdlib-only at import time (the fast path uses `run_command` and
-`format_status`); msgspec, json and getpass are imported by the functions
-that need them.
+Stdlib-only at import time; msgspec, json and getpass are imported by the
+functions that need them. The error boundary, colour and the status view are
+`credd.cli.console`'s, shared with the fast path (which never imports this).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 
-from credd import errors, paths
-from credd.errors import BadRequest, CreddError
+from credd.cli.console import format_duration as format_duration  # commands import it here
+from credd.cli.console import use_color, write_stdout
+from credd.errors import BadRequest
 
 TYPE_CHECKING = False  # not typing's: importing typing loads `re`, too slow for the fast path
 if TYPE_CHECKING:
@@ -23,72 +22,6 @@ if TYPE_CHECKING:
     from credd.protocol import StatusReply
 
     T = TypeVar("T")
-
-#: What to do next, per error class (the most specific class wins).
-HINTS: dict[type[CreddError], str] = {
-    errors.LockedError: "run `credd unlock`",
-    errors.NoVault: "create one with `credd init`",
-    errors.AgentUnavailable: 'start one with `eval "$(credd agent)"` or `credd serve`',
-    errors.NotFound: "see `credd ls` (deleted entries: `credd trash`)",
-    errors.BadPassphrase: "check the passphrase (caps lock, keyboard layout) and try again",
-    errors.RateLimited: "wait before trying again",
-    errors.Exists: "pick another name, or change the entry with `credd set` (no --create)",
-    errors.InsecurePath: "fix the owner or mode as the message says, then try again",
-    errors.Denied: "run credd as the user who owns the agent and the vault",
-    errors.IntegrityError: "run `credd check`; restore the vault from a backup if it is damaged",
-    errors.VersionMismatch: "restart the agent: `credd stop`, then start it again",
-    errors.AuditUnavailable: "check free space and permissions of the state directory",
-    errors.BadRequest: "see `credd COMMAND --help`",
-    errors.InternalError: "this is a bug in credd: please report it with the agent's log",
-}
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: `credd ls | head` ends quietly
-
-
-def hint_for(exc: CreddError) -> str:
-    """The next step for this error, unless its message already names one."""
-    if "`" in exc.message:
-        return ""
-    for cls in type(exc).__mro__:
-        if cls in HINTS:
-            hint = HINTS[cls]
-            if isinstance(exc, errors.RateLimited) and exc.retry_after:
-                hint = f"wait {math.ceil(exc.retry_after)}s before trying again"  # never 0s
-            return hint
-    return ""
-
-
-def report_error(exc: CreddError) -> int:
-    """Print `credd: message` and its hint on stderr; return the exit code."""
-    red, reset = ("\033[31m", "\033[0m") if use_color(sys.stderr) else ("", "")
-    lines = [f"{red}credd: {exc.message}{reset}"]
-    hint = hint_for(exc)
-    if hint:
-        lines.append(f"  hint: {hint}")
-    sys.stderr.write("\n".join(lines) + "\n")
-    return exc.exit_code
-
-
-def run_command(func, ns) -> int:
-    """The CLI's one error boundary: a command's exceptions become messages and exit codes."""
-    try:
-        code = func(ns)
-        sys.stdout.flush()
-        return 0 if code is None else code
-    except CreddError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        sys.stderr.write("\ncredd: interrupted\n")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`| head`): stay quiet, and keep the interpreter's
-        # final flush from raising again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_BROKEN_PIPE
-
 
 # ---------------------------------------------------------------- data out
 
@@ -113,16 +46,7 @@ def print_json(obj) -> None:
     """Pretty JSON of any struct, list or dict on stdout."""
     import msgspec
 
-    from credd.cli.fast import write_stdout
     write_stdout(msgspec.json.format(msgspec.json.encode(as_data(obj)), indent=2) + b"\n")
-
-
-def use_color(stream) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -192,53 +116,6 @@ def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
     if not value:
         raise BadRequest("empty secret; nothing was changed")
     return value
-
-
-# ---------------------------------------------------------------- durations and dates
-
-def format_duration(seconds: float) -> str:
-    """`1h 5m`, `42s`, `3d 4h`: a time left, to its two largest units (stdlib, for the fast
-    path's `status`; durations a person typed are printed exactly by credd.rules)."""
-    seconds = int(round(seconds))
-    if seconds <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
-
-
-# ---------------------------------------------------------------- shared views
-
-def format_status(s: dict) -> str:
-    """`credd status` as text, from the status reply as a dict (both CLI paths use this)."""
-    note = paths.fallback_note()
-    lines = [
-        f"state:    {s['state']}",
-        f"vault:    {s['vault']}",
-        f"socket:   {s['socket']}" + (f" ({note})" if note else ""),
-        f"agent:    pid {s['pid']}, credd {s['version']}, protocol {s['protocol']}",
-    ]
-    if s.get("entries") is not None:
-        lines.append(f"entries:  {s['entries']}")
-    if s["state"] == "unlocked":
-        if s.get("idle_left") is not None:
-            lines.append(f"locks in: {format_duration(s['idle_left'])} if idle "
-                         f"(idle timeout {format_duration(s['idle_timeout'])})")
-        if s.get("lifetime_left") is not None:
-            lines.append(f"at most:  {format_duration(s['lifetime_left'])} more "
-                         f"(max lifetime {format_duration(s['max_lifetime'])})")
-    if s.get("retry_after"):
-        lines.append(f"unlock throttled for {format_duration(math.ceil(s['retry_after']))}")
-    return "\n".join(lines)
-
-
-def status_exit_code(state: str) -> int:
-    """`credd status` exits 0 unlocked, 3 locked, 5 no vault: scripts can branch on it."""
-    return {"unlocked": errors.EXIT_OK, "locked": errors.EXIT_LOCKED}.get(state,
-                                                                          errors.EXIT_NOT_FOUND)
 
 
 # ---------------------------------------------------------------- plumbing for commands

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from credd.cli import output
+from credd.cli import console, output
 from credd.cli.output import arg_type, client, read_secret
 from credd.errors import BadRequest, IntegrityError
 
@@ -171,8 +171,8 @@ def cmd_status(ns) -> int:
     from credd.cli.fast import to_json
     with client() as c:
         status = output.as_data(c.status())
-    print(to_json(status) if ns.json else output.format_status(status))
-    return output.status_exit_code(status["state"])
+    print(to_json(status) if ns.json else console.format_status(status))
+    return console.status_exit_code(status["state"])
 
 
 def cmd_check(ns) -> int:
@@ -188,7 +188,7 @@ def cmd_check(ns) -> int:
               f"{found if report.problems else 'ok'}")
     if report.problems:
         if not ns.json:
-            output.report_error(IntegrityError(
+            console.report_error(IntegrityError(
                 "the vault failed its check: restore it from a backup, or `credd purge` "
                 "the damaged entries"))
         return IntegrityError.exit_code

@@ -26,9 +26,9 @@ def client(name: str) -> Client:
 
 def complain(program: str, exc: Exception) -> None:
     """One line on stderr, with the next step (never a secret: errors carry none)."""
-    from credd.cli.output import hint_for
+    from credd.errors import CreddError
     message = getattr(exc, "message", str(exc))
-    hint = hint_for(exc) if hasattr(exc, "code") else ""
+    hint = exc.next_step() if isinstance(exc, CreddError) else ""
     sys.stderr.write(f"{program}: {message}{f' ({hint})' if hint else ''}\n")
 
 

@@ -1,5 +1,5 @@
-"""credd.cli.output: countdowns, colour, tables, prompts and the error boundary
-(durations and dates are credd.rules: tests/test_rules.py)."""
+"""credd.cli.output and credd.cli.console: countdowns, colour, tables, prompts, error
+hints and the error boundary (durations and dates are credd.rules: tests/test_rules.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from credd import errors
-from credd.cli import output
+from credd.cli import console, output
 from credd.protocol import Field
 
 
@@ -29,25 +29,25 @@ def test_format_duration(seconds, text):
 class TestColour:
     def test_no_color_wins_even_on_a_terminal(self, monkeypatch):
         monkeypatch.setenv("NO_COLOR", "1")
-        assert not output.use_color(Tty())
+        assert not console.use_color(Tty())
 
     def test_terminal_without_no_color_gets_colour(self, monkeypatch):
         monkeypatch.delenv("NO_COLOR", raising=False)
         monkeypatch.setenv("TERM", "xterm")
-        assert output.use_color(Tty())
-        assert not output.use_color(io.StringIO())  # a pipe never does
+        assert console.use_color(Tty())
+        assert not console.use_color(io.StringIO())  # a pipe never does
         monkeypatch.setenv("TERM", "dumb")
-        assert not output.use_color(Tty())
+        assert not console.use_color(Tty())
 
     def test_errors_are_red_only_with_colour(self, monkeypatch, capsys):
         monkeypatch.delenv("NO_COLOR", raising=False)
         monkeypatch.setenv("TERM", "xterm")
         monkeypatch.setattr(sys, "stderr", Tty())
-        output.report_error(errors.LockedError("the vault is locked"))
+        console.report_error(errors.LockedError("the vault is locked"))
         assert "\033[31m" in sys.stderr.getvalue()
         monkeypatch.setenv("NO_COLOR", "1")
         monkeypatch.setattr(sys, "stderr", Tty())
-        output.report_error(errors.LockedError("the vault is locked"))
+        console.report_error(errors.LockedError("the vault is locked"))
         assert "\033[" not in sys.stderr.getvalue()
 
 
@@ -69,26 +69,26 @@ class TestHints:
         (errors.InternalError("oops"), "report"),
     ])
     def test_every_error_says_what_to_do_next(self, exc, hint):
-        assert hint in output.hint_for(exc)
+        assert hint in exc.next_step()
 
     def test_a_message_with_its_own_next_step_gets_no_second_hint(self):
-        assert output.hint_for(errors.LockedError("locked: run `credd unlock`")) == ""
+        assert errors.LockedError("locked: run `credd unlock`").next_step() == ""
 
 
 class TestBoundary:
     def test_credd_error_becomes_its_exit_code(self, capsys):
         def fail(ns):
             raise errors.NotFound("no entry 'x'")
-        assert output.run_command(fail, None) == 5
+        assert console.run_command(fail, None) == 5
         assert "credd: no entry 'x'" in capsys.readouterr().err
 
     def test_keyboard_interrupt_is_130(self, capsys):
         def interrupted(ns):
             raise KeyboardInterrupt
-        assert output.run_command(interrupted, None) == 130
+        assert console.run_command(interrupted, None) == 130
 
     def test_none_is_success(self):
-        assert output.run_command(lambda ns: None, None) == 0
+        assert console.run_command(lambda ns: None, None) == 0
 
     def test_broken_pipe_is_quiet(self, credd_env, unlocked_agent):
         with unlocked_agent.client() as c:
