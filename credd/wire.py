@@ -4,6 +4,10 @@ Standard library only (`_socket`, not `socket`, which drags in enum and
 selectors): `credd get` runs through here without msgspec, and so do
 `credd.client` and `credd.async_client`. The uid check runs before a byte is
 sent, so a socket planted by another user never sees a passphrase.
+
+`FrameReader` is the one reader of frames, without I/O: the fast path and the
+sync client feed it from a blocking socket (`recv_frame`), the asyncio client
+from a stream. `lost` is the one wording of a connection that broke.
 """
 
 from __future__ import annotations
@@ -13,21 +17,23 @@ import sys
 
 import _socket
 
+from credd import __version__
 from credd.errors import (
-    RESTART_HINT, START_HINT, AgentUnavailable, CreddError, Denied, ProtocolError, from_code,
+    RESTART_HINT, START_HINT, AgentUnavailable, Denied, ProtocolError, VersionMismatch,
 )
 from credd.paths import check_socket_path, socket_path
 
 PROTOCOL_VERSION = 1  # == credd.protocol.PROTOCOL_VERSION (checked by tests)
 MAX_FRAME = 1 << 20   # == credd.protocol.MAX_FRAME
 CLIENT_NAME = "credd-cli"
+RECV_SIZE = 64 * 1024  # one read takes a whole ordinary reply, and events that came together
 
 # macOS: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred
 # {u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]}.
 _SOL_LOCAL, _LOCAL_PEERCRED, _XUCRED_SIZE = 0, 0x001, 76
 
 
-def peer_uid(sock) -> int:
+def peer_uid(sock: _socket.socket) -> int:
     """The uid of the process at the other end of a connected Unix socket."""
     if hasattr(_socket, "SO_PEERCRED"):  # Linux: struct ucred {pid_t; uid_t; gid_t}
         raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
@@ -38,7 +44,7 @@ def peer_uid(sock) -> int:
     raise Denied(f"cannot verify the agent's owner on {sys.platform}; refusing to talk to it")
 
 
-def connect(path: str | None = None, timeout: float | None = 30.0):
+def connect(path: str | None = None, timeout: float | None = 30.0) -> _socket.socket:
     """A connected socket to the agent, whose owner is verified to be us.
 
     The uid check runs before anything is sent: a socket planted by another
@@ -76,52 +82,100 @@ def connect(path: str | None = None, timeout: float | None = 30.0):
     return sock
 
 
-def recv_exact(sock, n: int) -> bytes:
-    """Exactly n bytes, or AgentUnavailable if the agent hangs up or stalls."""
-    chunks, left = [], n
-    try:
-        while left:
-            chunk = sock.recv(min(left, 1 << 20))
-            if not chunk:
-                raise AgentUnavailable("the agent closed the connection; see its log, "
-                                       f"or restart it: {START_HINT}")
-            chunks.append(chunk)
-            left -= len(chunk)
-    except TimeoutError:
-        raise AgentUnavailable(f"the agent did not answer in time; {RESTART_HINT}") from None
-    except OSError as exc:
-        raise AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
-                               f"is it still running? {START_HINT}") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+class FrameReader:
+    """Whole frame bodies out of a byte stream, without I/O.
+
+    `feed` what arrived and take bodies with `next_body` until it says None.
+    A body's length is checked before anything is allocated for it; a body
+    that has not all arrived is allocated once, and `recv_frame` receives the
+    rest straight into it: a 1 MiB page of a 100,000-entry list is then
+    copied once, by the kernel.
+    """
+
+    def __init__(self) -> None:
+        self._data: bytes = b""                 # received past the last whole frame
+        self._body: bytearray | None = None     # the next body, while it arrives
+        self._filled = 0
+
+    def feed(self, data: bytes) -> None:
+        body = self._body
+        if body is None:
+            self._data = self._data + data if self._data else data
+            return
+        n = min(len(data), len(body) - self._filled)
+        body[self._filled:self._filled + n] = memoryview(data)[:n]
+        self._filled += n
+        self._data = data[n:]
+
+    def next_body(self) -> bytes | bytearray | None:
+        """The next whole body, or None until more bytes arrive."""
+        if self._body is not None:
+            if self._filled < len(self._body):
+                return None
+            body, self._body = self._body, None
+            return body
+        data = self._data
+        if len(data) < 4:
+            return None
+        length = int.from_bytes(data[:4], "big")
+        if length == 0 or length > MAX_FRAME:
+            raise ProtocolError(f"the agent sent a frame of {length} bytes (limit {MAX_FRAME})")
+        end = 4 + length
+        if len(data) >= end:
+            self._data = data[end:]
+            return data[4:end]
+        self._body = bytearray(length)
+        self._filled = len(data) - 4
+        self._body[:self._filled] = memoryview(data)[4:]
+        self._data = b""
+        return None
 
 
-def recv_frame(sock) -> bytes:
-    """One frame body; the length is checked before anything is allocated for it."""
-    length = int.from_bytes(recv_exact(sock, 4), "big")
-    if length == 0 or length > MAX_FRAME:
-        raise ProtocolError(f"the agent sent a frame of {length} bytes (limit {MAX_FRAME})")
-    return recv_exact(sock, length)
+def lost(exc: OSError | None = None) -> AgentUnavailable:
+    """The one wording of a connection that broke: the agent hung up (`None`), did not
+    answer in time, or the socket failed; every client raises these."""
+    if exc is None:
+        return AgentUnavailable("the agent closed the connection; see its log, "
+                                f"or restart it: {START_HINT}")
+    if isinstance(exc, (TimeoutError, BlockingIOError)):  # BlockingIOError: SO_RCVTIMEO ran out
+        return AgentUnavailable(f"the agent did not answer in time; {RESTART_HINT}")
+    return AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
+                            f"is it still running? {START_HINT}")
 
 
-def send_all(sock, data: bytes) -> None:
+def recv_frame(sock: _socket.socket, frames: FrameReader) -> bytes | bytearray:
+    """The next frame body from a blocking socket; `frames` keeps what arrived past it."""
+    # The reader's fields are this module's own: the common case (nothing held, one
+    # recv brings the whole reply) then costs no more than reading by hand.
+    body = frames.next_body() if frames._data or frames._body is not None else None
+    while body is None:
+        try:
+            if frames._body is None:
+                data = sock.recv(RECV_SIZE)
+                n = len(data)
+                if frames._data:
+                    frames.feed(data)
+                else:
+                    frames._data = data
+            else:
+                n = sock.recv_into(memoryview(frames._body)[frames._filled:])
+                frames._filled += n
+        except OSError as exc:
+            raise lost(exc) from None
+        if not n:
+            raise lost()
+        body = frames.next_body()
+    return body
+
+
+def send_all(sock: _socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
-    except TimeoutError:
-        raise AgentUnavailable(f"the agent stopped reading; {RESTART_HINT}") from None
     except OSError as exc:
-        raise AgentUnavailable(f"lost the connection to the agent ({exc.strerror or exc}); "
-                               f"is it still running? {START_HINT}") from None
+        raise lost(exc) from None
 
 
-def error_from_reply(code: str, message: str, names: list[str],
-                     retry_after: float | None) -> CreddError:
-    """The exception an `error` reply stands for (both clients use this)."""
-    return from_code(code, message, names=names, retry_after=retry_after)
-
-
-def version_mismatch(agent_version: object, agent_protocol: object) -> CreddError:
-    from credd import __version__
-    from credd.errors import VersionMismatch
+def version_mismatch(agent_version: object, agent_protocol: object) -> VersionMismatch:
     return VersionMismatch(f"the agent (credd {agent_version}) speaks protocol {agent_protocol}, "
                            f"this client (credd {__version__}) speaks {PROTOCOL_VERSION}: "
                            f"{RESTART_HINT}")

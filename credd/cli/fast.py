@@ -23,7 +23,8 @@ import sys
 
 from credd.errors import CreddError, NotFound, ProtocolError, from_code
 from credd.wire import (
-    CLIENT_NAME, MAX_FRAME, PROTOCOL_VERSION, connect, recv_frame, send_all, version_mismatch,
+    CLIENT_NAME, MAX_FRAME, PROTOCOL_VERSION, FrameReader, connect, recv_frame, send_all,
+    version_mismatch,
 )
 
 # ---------------------------------------------------------------- MessagePack by hand
@@ -78,7 +79,7 @@ def hello_frame() -> bytes:
     return frame("hello", protocol=PROTOCOL_VERSION, client=CLIENT_NAME)
 
 
-def unpack(body: bytes):
+def unpack(body: bytes | bytearray):
     """Decode one whole MessagePack value (maps become dicts, bin becomes bytes)."""
     value, end = _unpack(body, 0, 0)
     if end != len(body):
@@ -86,7 +87,7 @@ def unpack(body: bytes):
     return value
 
 
-def _unpack(buf: bytes, pos: int, depth: int):
+def _unpack(buf: bytes | bytearray, pos: int, depth: int):
     if depth > 32:
         raise ProtocolError("reply nested too deeply")
     b = _take(buf, pos, 1)[0]
@@ -117,24 +118,24 @@ def _unpack(buf: bytes, pos: int, depth: int):
     raise ProtocolError(f"unsupported MessagePack type 0x{b:02x} in reply")
 
 
-def _take(buf: bytes, pos: int, n: int) -> bytes:
+def _take(buf: bytes | bytearray, pos: int, n: int) -> bytes | bytearray:
     if pos + n > len(buf):
         raise ProtocolError("truncated reply")
     return buf[pos:pos + n]
 
 
-def _str(buf: bytes, pos: int, n: int, depth: int):
+def _str(buf: bytes | bytearray, pos: int, n: int, depth: int):
     try:
         return _take(buf, pos, n).decode("utf-8"), pos + n
     except UnicodeDecodeError:
         raise ProtocolError("reply holds invalid UTF-8") from None
 
 
-def _bin(buf: bytes, pos: int, n: int, depth: int):
+def _bin(buf: bytes | bytearray, pos: int, n: int, depth: int):
     return _take(buf, pos, n), pos + n
 
 
-def _array(buf: bytes, pos: int, n: int, depth: int):
+def _array(buf: bytes | bytearray, pos: int, n: int, depth: int):
     out = []
     for _ in range(n):
         item, pos = _unpack(buf, pos, depth + 1)
@@ -142,7 +143,7 @@ def _array(buf: bytes, pos: int, n: int, depth: int):
     return out, pos
 
 
-def _map(buf: bytes, pos: int, n: int, depth: int):
+def _map(buf: bytes | bytearray, pos: int, n: int, depth: int):
     out = {}
     for _ in range(n):
         key, pos = _unpack(buf, pos, depth + 1)
@@ -164,9 +165,9 @@ _SIZED = {0xD9: (1, _str), 0xDA: (2, _str), 0xDB: (4, _str),      # (length byte
 
 # ---------------------------------------------------------------- the two commands
 
-def read_reply(sock) -> dict:
+def read_reply(sock, frames: FrameReader) -> dict:
     """The next reply as a dict; an `error` reply is raised as its exception."""
-    reply = unpack(recv_frame(sock))
+    reply = unpack(recv_frame(sock, frames))
     if not isinstance(reply, dict) or not isinstance(reply.get("type"), str):
         raise ProtocolError("the agent sent a reply without a type")
     if reply["type"] == "error":
@@ -220,14 +221,14 @@ def get_with_fallback(arg: str, fetch) -> str:
 
 def get_value(sock, arg: str) -> str:
     """Pipelines hello and the first lookup in one write; falls back as `lookups` says."""
-    first = lookups(arg)[0]
+    first, frames = lookups(arg)[0], FrameReader()
     send_all(sock, hello_frame() + frame("get", name=first[0], field=first[1]))
-    check_welcome(read_reply(sock))
+    check_welcome(read_reply(sock, frames))
 
     def fetch(name: str, field: str | None) -> str:
         if (name, field) != first:
             send_all(sock, frame("get", name=name, field=field))
-        reply = expect(read_reply(sock), "secret")
+        reply = expect(read_reply(sock, frames), "secret")
         if not isinstance(reply.get("value"), str):
             raise ProtocolError("the agent sent a secret without a value")
         return reply["value"]
@@ -237,9 +238,10 @@ def get_value(sock, arg: str) -> str:
 
 def secrets_of(sock, refs: list[str]) -> dict[str, str]:
     """`get_many` on `sock`: hello and the request in one write, the values by reference."""
+    frames = FrameReader()
     send_all(sock, hello_frame() + frame("get_many", refs=list(refs)))
-    check_welcome(read_reply(sock))
-    values = expect(read_reply(sock), "secrets").get("values")
+    check_welcome(read_reply(sock, frames))
+    values = expect(read_reply(sock, frames), "secrets").get("values")
     if not (isinstance(values, dict) and all(isinstance(v, str) for v in values.values())):
         raise ProtocolError("the agent sent secrets that are not a map of strings")
     return values
@@ -269,9 +271,10 @@ def _run_get(args: tuple[str, bool]) -> int:
 
 def status_dict(sock) -> dict:
     """The agent's status with every field present, in the protocol's order and defaults."""
+    frames = FrameReader()
     send_all(sock, hello_frame() + frame("status"))
-    check_welcome(read_reply(sock))
-    reply = expect(read_reply(sock), "status")
+    check_welcome(read_reply(sock, frames))
+    reply = expect(read_reply(sock, frames), "status")
     reply.pop("type")
     status = {name: reply.pop(name, default) for name, default in STATUS_FIELDS.items()}
     if _REQUIRED in status.values():

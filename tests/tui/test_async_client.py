@@ -85,3 +85,28 @@ def test_rekey_returns_the_new_recovery_key(unlocked_agent):
             assert (await c.unlock(recovery_key=recovery)).state == "unlocked"
             assert await c.get("kept") == SENTINEL
     asyncio.run(scenario())
+
+
+def test_list_follows_pages(unlocked_agent):
+    async def scenario():
+        async with AsyncClient(unlocked_agent.socket) as c:
+            for i in range(25):
+                await c.set(f"e{i:02d}", value="v")
+            assert [m.name for m in await c.list(limit=4)] == [f"e{i:02d}" for i in range(25)]
+            assert await c.status()  # the pipelined pages left nothing unread
+    asyncio.run(scenario())
+
+
+def test_a_dropped_connection_is_reported_then_reconnected(make_agent):
+    agent = make_agent()
+
+    async def scenario():
+        c = AsyncClient(agent.socket)
+        assert (await c.status()).state == "no_vault"
+        agent.stop()
+        make_agent()
+        with pytest.raises(AgentUnavailable):
+            await c.status()  # the old connection is dead: a typed error, never a hang
+        assert (await c.status()).state == "no_vault"  # a fresh connection
+        await c.close()
+    asyncio.run(scenario())
