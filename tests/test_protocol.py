@@ -151,6 +151,13 @@ class TestDocumented:
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"
 
+    def test_each_request_documents_the_reply_it_names(self):
+        requests = re.search(r"^## Requests\b.*?(?=^## |\Z)", DOC, re.M | re.S).group(0)
+        for tag, cls in p.REQUEST_TYPES.items():
+            section = re.search(rf"^### `{tag}`\n(.*?)(?=^### |\Z)", requests, re.M | re.S)
+            reply = re.search(r"Reply:\s+`(\w+)`", section.group(1))
+            assert reply and reply.group(1) == p.tag_of(p.REPLY[cls]), f"request `{tag}`"
+
     def test_error_codes(self):
         section = re.search(r"^## Errors\b.*?(?=^## |\Z)", DOC, re.M | re.S).group(0)
         for code in ErrorCode.__args__:
