@@ -106,9 +106,12 @@ class Calls:
     @method
     def unlock(self, passphrase: str | None = None, *, key: bytes | None = None,
                recovery_key: str | None = None, idle_timeout: float | None = None,
-               max_lifetime: float | None = None) -> p.StatusReply:
+               max_lifetime: float | None = None, wait: bool = False) -> p.StatusReply:
+        """`wait`: wait out the unlock throttle instead of being refused (typed at a
+        terminal; an agent with the `unlock_wait` capability)."""
         return self._ask(p.Unlock(passphrase=passphrase, key=key, recovery_key=recovery_key,
-                                  idle_timeout=idle_timeout, max_lifetime=max_lifetime), whole)
+                                  idle_timeout=idle_timeout, max_lifetime=max_lifetime,
+                                  wait=wait), whole)
 
     @method
     def lock(self) -> None:

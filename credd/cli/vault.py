@@ -141,7 +141,7 @@ def _send_unlock(c: Client, secret: dict[str, str], ns: argparse.Namespace) -> S
                              f"yours in {output.format_duration(math.ceil(wait))}\n")
     request = protocol.Unlock(**secret, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime,
                               wait=interactive)
-    return c.call(request, protocol.StatusReply)
+    return c.call(request)
 
 
 def cmd_lock(ns) -> int:
