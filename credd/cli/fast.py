@@ -27,6 +27,10 @@ from credd.wire import (
     version_mismatch,
 )
 
+TYPE_CHECKING = False  # not typing's: importing typing loads `re`
+if TYPE_CHECKING:
+    from _socket import socket
+
 # ---------------------------------------------------------------- MessagePack by hand
 
 def _pack_str(s: str) -> bytes:
@@ -165,7 +169,7 @@ _SIZED = {0xD9: (1, _str), 0xDA: (2, _str), 0xDB: (4, _str),      # (length byte
 
 # ---------------------------------------------------------------- the two commands
 
-def read_reply(sock, frames: FrameReader) -> dict:
+def read_reply(sock: socket, frames: FrameReader) -> dict:
     """The next reply as a dict; an `error` reply is raised as its exception."""
     reply = unpack(recv_frame(sock, frames))
     if not isinstance(reply, dict) or not isinstance(reply.get("type"), str):
@@ -219,7 +223,7 @@ def get_with_fallback(arg: str, fetch) -> str:
                    names=[n for f in failures for n in f.names])
 
 
-def get_value(sock, arg: str) -> str:
+def get_value(sock: socket, arg: str) -> str:
     """Pipelines hello and the first lookup in one write; falls back as `lookups` says."""
     first, frames = lookups(arg)[0], FrameReader()
     send_all(sock, hello_frame() + frame("get", name=first[0], field=first[1]))
@@ -236,7 +240,7 @@ def get_value(sock, arg: str) -> str:
     return get_with_fallback(arg, fetch)
 
 
-def secrets_of(sock, refs: list[str]) -> dict[str, str]:
+def secrets_of(sock: socket, refs: list[str]) -> dict[str, str]:
     """`get_many` on `sock`: hello and the request in one write, the values by reference."""
     frames = FrameReader()
     send_all(sock, hello_frame() + frame("get_many", refs=list(refs)))
@@ -269,7 +273,7 @@ def _run_get(args: tuple[str, bool]) -> int:
     return 0
 
 
-def status_dict(sock) -> dict:
+def status_dict(sock: socket) -> dict:
     """The agent's status with every field present, in the protocol's order and defaults."""
     frames = FrameReader()
     send_all(sock, hello_frame() + frame("status"))
