@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from credd.vault import KdfParams, Vault  # noqa: E402
-from credd.vault.model import MetaRecord, SecretRecord  # noqa: E402
+from credd.protocol import Set  # noqa: E402
 
 PASSPHRASE = "bench passphrase"
 KEY = b"k" * 32
@@ -38,19 +38,14 @@ def _name(i: int) -> str:
 
 
 def build(path: str, n: int, state_dir: str) -> None:
-    """Create the vault with the shipped KDF and fill it in large transactions."""
+    """Create the vault with the shipped KDF and fill it through `put_many`, 5,000 entries
+    per transaction (one commit each)."""
     vault, _ = Vault.create(path, PASSPHRASE, kdf=KdfParams(), state_dir=state_dir)
     vault.add_key_slot(KEY)
-    now = time.time()
     for start in range(0, n, 5000):
-        # Bulk load through the vault's own write path, 5,000 rows per commit.
-        with vault._writing() as (conn, keys, txn):
-            for i in range(start, min(n, start + 5000)):
-                name = _name(i)
-                meta = MetaRecord(name=name, kind="api_key", service=f"svc{i % 300}",
-                                  tags=("prod",), has_value=True, created=now, updated=now)
-                vault._write_row(conn, keys, txn, keys.row_id(name), meta,
-                                 SecretRecord(value=f"sk-{i:08d}-" + "x" * 32), None)
+        vault.put_many([Set(name=_name(i), kind="api_key", service=f"svc{i % 300}", tags=["prod"],
+                            value=f"sk-{i:08d}-" + "x" * 32)
+                        for i in range(start, min(n, start + 5000))])
     vault.close()
 
 
@@ -73,7 +68,7 @@ def _pct(samples: list[float], q: float) -> float:
 
 def _drop_snapshot(path: str) -> None:
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("DELETE FROM snapshot")
+    db.execute("DELETE FROM manifest")
     db.close()
 
 
@@ -113,8 +108,8 @@ def main() -> int:
         t_list = _timed(vault.list)
         rng = random.Random(7)
         gets = [_timed(vault.get, _name(rng.randrange(n))) for _ in range(5000)]
-        puts = [_timed2(vault.put, _name(rng.randrange(n)), value="rotated-" + "y" * 32,
-                        merge=True) for _ in range(1000)]
+        puts = [_timed2(vault.put, Set(name=_name(rng.randrange(n)), value="rotated-" + "y" * 32,
+                                       merge=True)) for _ in range(1000)]
         t_seal = _timed(vault.lock)  # after writes: seals a new snapshot
         vault.close()
         size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))

@@ -50,12 +50,12 @@ def test_reader_thread_sees_consistent_values_while_a_writer_commits(vault: Vaul
     assert not errors, errors
     assert reads[0] > 50
     assert all(vault.get(f"k{i}") == f"k{i}=7" for i in range(50))
-    assert len(vault._conns) >= 2 and vault.check() == []
+    assert vault.file.connection_count >= 2 and vault.check() == []
 
 
 def test_lock_from_another_thread_stops_readers_and_wipes_keys(vault: Vault):
     vault.put(Set(name="a", value="1"))
-    keys = vault._keys
+    keys = vault.session.keys
     seen: list[object] = []
     reader = threading.Thread(target=lambda: seen.append(vault.get("a")))
     reader.start()

@@ -1,0 +1,127 @@
+"""Sealing: the session's dirty segments become chunks, and a manifest records what the
+file now holds, in one transaction. Best effort: a seal that cannot run only means the
+next unlock decrypts more rows.
+
+It costs what changed since the last seal, not the size of the vault: one chunk per
+dirty segment, and every bucket with a row written since, which is read back and checked
+row by row (decrypted and compared with the index) before the manifest vouches for it.
+A bucket nobody wrote keeps the hash it had when the vault verified it, so a row changed
+behind the vault's back is never blessed: the next unlock finds its bucket changed and
+decrypts it. The seal also bumps the generation, so another process that still holds an
+older picture of the chunks can no longer write (it would not know which chunk to drop).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from credd.vault import chunks, crypto, db, header
+from credd.vault.chunks import BucketSeal, Manifest
+from credd.vault.crypto import row_ad
+from credd.vault.index import Index
+from credd.vault.model import decode_meta, to_entry_meta
+from credd.vault.session import Session
+
+#: How long sealing waits for another writer (ms) before giving up.
+WAIT_MS = 200
+
+
+def seal(conn: sqlite3.Connection, session: Session, vault_id: bytes,
+         rollback: header.Rollback) -> bool:
+    """Seal what is dirty, unless nothing is, the file is damaged, or it changed; True if
+    the file now describes the session. Never raises for a busy or full disk."""
+    if session.current or session.bad or session.damage:
+        return session.current
+    if rollback.remembered() > session.generation:
+        return False  # a newer copy of the file exists: sealing must not hide a rollback
+    try:
+        conn.execute(f"PRAGMA busy_timeout={WAIT_MS}")
+        try:
+            with db.transaction(conn):
+                done = _seal(conn, session, vault_id)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
+    except Exception:  # busy, full disk, vanished file…: the next unlock decrypts more rows
+        return False
+    if done is None:
+        return False
+    session.sealed(*done)
+    rollback.remember(done[2])
+    return True
+
+
+def _seal(conn: sqlite3.Connection, session: Session, vault_id: bytes
+          ) -> tuple[Index, dict[int, BucketSeal], int] | None:
+    """Write the chunks and the manifest in the open transaction; None to give up."""
+    gen, stored = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
+    if gen != session.generation or header.digest_int(stored) != session.digest:
+        return None  # changed by another process: not ours to describe
+    buckets = _buckets(conn, session, vault_id)
+    if buckets is None:
+        return None
+    index = session.index.normalized()
+    existing = {cid for (cid,) in conn.execute("SELECT id FROM chunks")}
+    taken = existing | index.chunks()
+    placed: dict[int, int] = {}
+    for i, segment in enumerate(index.segments):
+        if segment.chunk is None:
+            placed[i] = _fresh_id(taken)
+            high = index.lows[i + 1] if i + 1 < len(index.lows) else None
+            conn.execute("INSERT INTO chunks (id, blob) VALUES (?, ?)", (
+                placed[i], chunks.seal_chunk(session.keys, vault_id, placed[i], segment, high)))
+    index = index.sealed_as(placed)
+    keep = index.chunks()
+    for chunk_id in existing - keep:  # replaced by this seal, or not ours
+        conn.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+    manifest = Manifest(chunks=sorted(keep), buckets=[buckets[b] for b in sorted(buckets)])
+    conn.execute("INSERT OR REPLACE INTO manifest (id, blob) VALUES (1, ?)",
+                 (chunks.seal_manifest(session.keys, vault_id, manifest),))
+    gen += 1
+    conn.execute("UPDATE vault SET generation = ?, mac = ? WHERE id = 1",
+                 (gen, header.header_mac(session.keys, vault_id, gen, session.digest)))
+    return index, buckets, gen
+
+
+def _buckets(conn: sqlite3.Connection, session: Session, vault_id: bytes
+             ) -> dict[int, BucketSeal] | None:
+    """Every bucket's seal: the verified ones as they were, the touched ones read back and
+    checked row by row; None if any row is not what the index says, or if the buckets'
+    digest shares do not add up to the entry rows' part of the set digest."""
+    buckets = dict(session.buckets)
+    for bucket in sorted(session.touched):
+        rows = chunks.bucket_rows(conn, bucket)
+        buckets.pop(bucket, None)
+        if not rows:
+            continue
+        if not all(_as_indexed(session, vault_id, row) for row in rows):
+            return None
+        share = chunks.digest_share(session.keys, *list(zip(*rows))[:2])
+        buckets[bucket] = BucketSeal(bucket, chunks.bucket_hash(
+            len(rows), *chunks.bucket_strings(rows)), share.to_bytes(16, "big"))
+    total = 0
+    for seal in buckets.values():
+        total ^= int.from_bytes(seal.digest, "big")
+    return buckets if total == session.entry_digest else None
+
+
+def _as_indexed(session: Session, vault_id: bytes, row: tuple) -> bool:
+    """The row decrypts to exactly the entry the index holds under its name, id and rev."""
+    row_id, rev, blob = row
+    try:
+        meta = decode_meta(crypto.unseal(session.keys.meta, blob,
+                                         row_ad(vault_id, row_id, "meta", rev)))
+    except Exception:  # any damage (tag, types, lengths, encoding)
+        return False
+    found = session.index.find(meta.name)
+    return (found is not None and found.id == row_id and found.rev == rev
+            and found.entry == to_entry_meta(meta))
+
+
+def _fresh_id(taken: set[int]) -> int:
+    """A random chunk id (63 bits), not yet used: ids say nothing about the order of the
+    names. It joins `taken`."""
+    while True:
+        chunk_id = int.from_bytes(crypto.random_bytes(8), "big") >> 1
+        if chunk_id not in taken:
+            taken.add(chunk_id)
+            return chunk_id
