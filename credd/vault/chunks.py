@@ -51,33 +51,43 @@ BUCKET_SQL = ("SELECT count(*), group_concat(id, ''), group_concat(rev), "
               "FROM entries WHERE rowid >= ? AND rowid < ?")
 _NEXT_SQL = "SELECT rowid FROM entries WHERE rowid >= ? ORDER BY rowid LIMIT 1"
 _ROWS_SQL = "SELECT id, rev, meta FROM entries WHERE rowid >= ? AND rowid < ? ORDER BY rowid"
+_ROWIDS_SQL = ("SELECT rowid, id, rev, meta FROM entries WHERE rowid >= ? AND rowid < ? "
+               "ORDER BY rowid")
 
 
 class ChunkBody(msgspec.Struct, array_like=True, gc=False):
     """A segment as sealed: its range, then its rows, live ones first, each kind in name
-    order. Revs and records stay encoded (msgspec.Raw) until the segment is read."""
+    order. The columns are bytes (msgpack bin) decoded as views into the plaintext: an
+    unlock opens a chunk without walking its records, and a segment decodes them only
+    when it is first read."""
 
     low: str
     high: str | None          # the next segment's low; None: to the end
     nlive: int
-    ids: bytes                # 16 bytes per row
-    revs: msgspec.Raw         # list[int]
-    live: msgspec.Raw         # list[EntryMeta]
-    trash: msgspec.Raw        # list[EntryMeta]
+    ids: memoryview           # 16 bytes per row
+    revs: memoryview          # 8 bytes per row, big-endian
+    live: memoryview          # msgpack array of EntryMeta
+    trash: memoryview         # msgpack array of EntryMeta
 
     def count(self) -> int:
         return len(self.ids) // crypto.ROW_ID_LEN
 
-    def parts(self) -> tuple[Part, Part]:
-        ids = list(_ids_struct(self.count()).unpack(self.ids))
-        revs = _decode_revs(self.revs)
-        live = _decode_entries(self.live)
+    def live_entries(self) -> tuple[EntryMeta, ...]:
+        return _decode_entries(self.live)
+
+    def parts(self, live: Sequence[EntryMeta] | None = None) -> tuple[Part, Part]:
+        """Every column, reusing the live entries if already decoded (the same objects:
+        the agent's page cache knows a record by its identity)."""
+        count = self.count()
+        ids = _ids_struct(count).unpack(self.ids)
+        revs = _revs_struct(count).unpack(self.revs)
+        live = _decode_entries(self.live) if live is None else live
         trash = _decode_entries(self.trash)
         n = len(live)
-        if not len(ids) == len(revs) == n + len(trash) or n != self.nlive:
+        if n + len(trash) != count or n != self.nlive:
             raise ValueError("a chunk's columns disagree")  # only a sealer bug gets here
-        return (Part(list(map(_NAME, live)), ids[:n], revs[:n], live),
-                Part(list(map(_NAME, trash)), ids[n:], revs[n:], trash))
+        return (Part(tuple(map(_NAME, live)), ids[:n], revs[:n], live),
+                Part(tuple(map(_NAME, trash)), ids[n:], revs[n:], trash))
 
 
 class BucketSeal(msgspec.Struct, array_like=True, gc=False, frozen=True):
@@ -97,13 +107,17 @@ _NAME = operator.attrgetter("name")
 _encode = msgspec.msgpack.Encoder().encode
 _decode_body = msgspec.msgpack.Decoder(ChunkBody).decode
 _decode_manifest = msgspec.msgpack.Decoder(Manifest).decode
-_decode_revs = msgspec.msgpack.Decoder(list[int]).decode
-_decode_entries = msgspec.msgpack.Decoder(list[EntryMeta]).decode
+_decode_entries = msgspec.msgpack.Decoder(tuple[EntryMeta, ...]).decode
 
 
 @functools.lru_cache(maxsize=64)
 def _ids_struct(count: int) -> struct.Struct:
     return struct.Struct("16s" * count)
+
+
+@functools.lru_cache(maxsize=64)
+def _revs_struct(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}Q")
 
 
 # ---------------------------------------------------------------- chunks
@@ -116,11 +130,11 @@ def seal_chunk(keys: Keys, vault_id: bytes, chunk_id: int, segment: Segment,
                high: str | None) -> bytes:
     """nonce ‖ ciphertext of `segment` as chunk `chunk_id`."""
     live, trash = segment.parts()
+    ids, revs = (*live.ids, *trash.ids), (*live.revs, *trash.revs)
     body = ChunkBody(low=segment.low, high=high, nlive=len(live.names),
-                     ids=b"".join(live.ids + trash.ids),
-                     revs=msgspec.Raw(_encode(live.revs + trash.revs)),
-                     live=msgspec.Raw(_encode(live.entries)),
-                     trash=msgspec.Raw(_encode(trash.entries)))
+                     ids=memoryview(b"".join(ids)), revs=memoryview(_revs_struct(len(revs)).pack(*revs)),
+                     live=memoryview(_encode(live.entries)),
+                     trash=memoryview(_encode(trash.entries)))
     return crypto.seal(keys.meta, _encode(body), _chunk_ad(vault_id, chunk_id))
 
 
@@ -133,7 +147,8 @@ def open_chunk(keys: Keys, vault_id: bytes, chunk_id: int, blob: object) -> Chun
         body = _decode_body(plain)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if len(body.ids) % crypto.ROW_ID_LEN or not 0 <= body.nlive <= body.count():
+    if (len(body.ids) % crypto.ROW_ID_LEN or len(body.revs) != 8 * body.count()
+            or not 0 <= body.nlive <= body.count()):
         return None
     return body
 
@@ -206,9 +221,10 @@ def scan_buckets(conn: Any) -> Iterator[tuple[int, int, bytes, bytes, bool]]:
         bucket = None if after is None else bucket_of(after[0])
 
 
-def bucket_rows(conn: Any, bucket: int) -> list[tuple[bytes, int, bytes]]:
-    """The bucket's rows (id, rev, meta), in rowid order."""
-    return conn.execute(_ROWS_SQL, (bucket << _B, (bucket + 1) << _B)).fetchall()
+def bucket_rows(conn: Any, bucket: int, *, with_rowids: bool = False) -> list[tuple]:
+    """The bucket's rows (id, rev, meta), or (rowid, id, rev, meta), in rowid order."""
+    return conn.execute(_ROWIDS_SQL if with_rowids else _ROWS_SQL,
+                        (bucket << _B, (bucket + 1) << _B)).fetchall()
 
 
 def split_ids(ids: bytes) -> tuple[bytes, ...]:

@@ -20,8 +20,6 @@ docs/vault.md ("The chunks") argues why the first two say exactly what the third
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import operator
 import struct
 from collections.abc import Iterable, Iterator
@@ -31,7 +29,7 @@ from typing import Any
 from credd.vault import chunks, crypto, db, header
 from credd.vault.chunks import BucketSeal, ChunkBody, Manifest
 from credd.vault.crypto import HISTORY, TAIL, Keys, row_ad
-from credd.vault.index import Index, Row, Segment, empty_part
+from credd.vault.index import Index, Part, Row, Segment, empty_part, gc_paused
 from credd.vault.model import MetaRecord, decode_meta, to_entry_meta
 from credd.vault.session import Session, Slot
 
@@ -39,25 +37,14 @@ from credd.vault.session import Session, Slot
 CHUNK = 2048
 _NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
 _SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
-_FIRST = operator.itemgetter(0)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+_NAME = operator.attrgetter("name")
 
 
 def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Rollback,
          has_chunks: bool) -> Session:
     """The session of this unlock: header verified, metadata from the chunks or the rows,
     set digest checked; rows that fail are recorded, not raised (see the module docstring)."""
-    with db.reading(conn), db.bytes_text(conn), _gc_paused():
+    with db.reading(conn), db.bytes_text(conn), gc_paused():
         gen, stored, mac = conn.execute(
             "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
         digest = header.digest_int(stored)
@@ -145,7 +132,7 @@ class _Reader:
         claimed: set[bytes] = set()
         for _cid, body in kept:
             claimed.update(chunks.split_ids(body.ids))
-        loose: list[tuple[str, Row]] = []
+        loose = empty_part()
         buckets: dict[int, BucketSeal] = {}
         share: int | None = 0
         for bucket, _count, digest, ids, _good in scanned:
@@ -160,7 +147,7 @@ class _Reader:
                 share = None if part is None or share is None else share ^ part
                 if part is not None:
                     buckets[bucket] = BucketSeal(bucket, digest, part.to_bytes(16, "big"))
-            loose += self.decrypt([r for r in rows if r[0] not in claimed])
+            self.decrypt([r for r in rows if r[0] not in claimed], loose)
         index = Index(_with_gaps(kept))
         return index.with_changes(_wire(loose)), share, buckets, False
 
@@ -171,8 +158,9 @@ class _Reader:
         has every bucket's hash (these rows were just verified by decryption)."""
         if not keep_buckets:
             rows = self.conn.execute("SELECT id, rev, meta FROM entries").fetchall()
-            return Index.build(_wire(self.decrypt(rows))), self._share(rows), {}, False
-        loose: list[tuple[str, Row]] = []
+            return (Index.build(self.decrypt(rows), to_entry_meta), self._share(rows), {},
+                    False)
+        decrypted = empty_part()
         buckets: dict[int, BucketSeal] = {}
         share: int | None = 0
         for bucket in _buckets(self.conn):
@@ -185,8 +173,8 @@ class _Reader:
                 digest = b""
             if part is not None:
                 buckets[bucket] = BucketSeal(bucket, digest, part.to_bytes(16, "big"))
-            loose += self.decrypt(rows)
-        return Index.build(_wire(loose)), share, buckets, False
+            self.decrypt(rows, decrypted)
+        return Index.build(decrypted, to_entry_meta), share, buckets, False
 
     def _share(self, rows: list) -> int | None:
         """These rows' share of the set digest; None when one is too malformed for it."""
@@ -200,20 +188,23 @@ class _Reader:
 
     # ---------------------------------------------------------------- decryption
 
-    def decrypt(self, rows: list) -> list[tuple[str, Row]]:
-        """(name, row) of every row whose metadata authenticates; the others go to `bad`.
-        In batches of bulk steps; a batch where anything fails is redone row by row."""
-        out: list[tuple[str, Row]] = []
+    def decrypt(self, rows: list, into: Part | None = None) -> Part:
+        """The rows whose metadata authenticates, as columns (their entries file records);
+        the others go to `bad`. In batches of bulk steps; a batch where anything fails is
+        redone row by row."""
+        out = into or empty_part()
         for start in range(0, len(rows), CHUNK):
             batch = rows[start:start + CHUNK]
             ids, revs, blobs = zip(*batch)
             try:
                 metas = self._decrypt_batch(ids, revs, blobs)
             except Exception:  # any damage (tag, types, lengths, encoding)
-                out += self._decrypt_rows(batch)
+                self._decrypt_rows(batch, out)
             else:
-                out += zip(map(operator.attrgetter("name"), metas),
-                           map(Row, ids, revs, metas))  # type: ignore[arg-type]
+                out.names.extend(map(_NAME, metas))
+                out.ids.extend(ids)
+                out.revs.extend(revs)
+                out.entries.extend(metas)  # type: ignore[arg-type]
         return out
 
     def _decrypt_batch(self, ids: tuple, revs: tuple, blobs: tuple) -> list[MetaRecord]:
@@ -224,17 +215,16 @@ class _Reader:
         plains = map(self.keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
         return list(map(decode_meta, plains))
 
-    def _decrypt_rows(self, rows: Iterable[tuple]) -> list[tuple[str, Row]]:
-        out = []
+    def _decrypt_rows(self, rows: Iterable[tuple], out: Part) -> None:
         for row_id, rev, blob in rows:
             try:
                 meta = decode_meta(crypto.unseal(self.keys.meta, blob,
                                                  row_ad(self.vault_id, row_id, "meta", rev)))
             except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
-                self.bad[row_id] = (f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}")
+                self.bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
             else:
-                out.append((meta.name, Row(row_id, rev, meta)))  # type: ignore[arg-type]
-        return out
+                for column, value in zip(out, (meta.name, row_id, rev, meta)):
+                    column.append(value)
 
 
 def _buckets(conn: Any) -> Iterator[int]:
@@ -283,10 +273,7 @@ def _with_gaps(kept: list[tuple[int, ChunkBody]]) -> list[Segment]:
     return segments
 
 
-def _wire(decrypted: list[tuple[str, Row]]) -> list[tuple[str, Row]]:
-    """Decrypted rows (their entry a file record) in name order, their entries made wire
-    records in that order: the first list then walks memory front to back, not at random
-    (records made in row-id order are scattered, and a miss costs ~1 µs here)."""
-    decrypted.sort(key=_FIRST)
-    return [(name, Row(r.id, r.rev, to_entry_meta(r.entry)))  # type: ignore[arg-type]
-            for name, r in decrypted]
+def _wire(decrypted: Part) -> list[tuple[str, Row]]:
+    """Decrypted rows as (name, row) with wire records, to merge into an index."""
+    return list(zip(decrypted.names, map(Row, decrypted.ids, decrypted.revs,
+                                         map(to_entry_meta, decrypted.entries))))

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from credd.errors import IntegrityError
-from credd.vault import chunks, crypto, db, header, keyslots, slots
+from credd.vault import crypto, db, header, keyslots, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.db import VaultFile
-from credd.vault.index import Index, Row
+from credd.vault.index import Index, Row, empty_part
 from credd.vault.keyslots import RECOVERY
 from credd.vault.model import encode, from_entry_meta
-from credd.vault.session import Session, Slot
+from credd.vault.session import FileRow, Session, Slot
 
 BATCH = 500  # rows between progress reports
 
@@ -55,7 +55,7 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
         rows = conn.execute("SELECT id, rev, secret FROM entries").fetchall()
         hist = conn.execute("SELECT hid, entry, version, rev, blob FROM history").fetchall()
         progress = _Progress(report, len(rows) + len(hist))
-        index, new_ids, entry_digest, touched = _entries(file, old, new, gen, rows, by_id,
+        index, new_ids, entry_digest, written = _entries(file, old, new, gen, rows, by_id,
                                                          progress)
         history_digest = _history(file, old, new, gen, hist, new_ids, progress)
         _rewrap_slots(file, session.slot, new, recovery_raw)
@@ -67,33 +67,35 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
     old.wipe()
     report(progress.total, progress.total)
     return Session(keys=new, slot=session.slot, index=index, generation=gen, digest=digest,
-                   history_digest=history_digest, touched=touched), recovery_text
+                   history_digest=history_digest, before=dict.fromkeys(written),
+                   written=written), recovery_text
 
 
 def _entries(file: VaultFile, old: Keys, new: Keys, gen: int, rows: list,
              by_id: dict[bytes, tuple[str, Row]], progress: _Progress
-             ) -> tuple[Index, dict[bytes, bytes], int, set[int]]:
+             ) -> tuple[Index, dict[bytes, bytes], int, dict[int, FileRow]]:
     """Rewrite every entry row under the new keys (new row ids too: the index key changed)."""
     vid, conn = file.vault_id, file.conn()
     new_ids: dict[bytes, bytes] = {}
-    rewritten: list[tuple[str, Row]] = []
-    touched: set[int] = set()
+    rewritten = empty_part()
+    written: dict[int, FileRow] = {}
     conn.execute("DELETE FROM entries")
     for row_id, rev, blob in rows:
         name, row = by_id[row_id]
         plain = crypto.unseal(old.secret, blob, row_ad(vid, row_id, "secret", rev))
         new_id = new_ids[row_id] = new.row_id(name)
+        meta = crypto.seal(new.meta, encode(from_entry_meta(row.entry)),
+                           row_ad(vid, new_id, "meta", gen))
         (rowid,) = conn.execute("INSERT INTO entries VALUES (?, ?, ?, ?) RETURNING rowid", (
-            new_id, gen,
-            crypto.seal(new.meta, encode(from_entry_meta(row.entry)),
-                        row_ad(vid, new_id, "meta", gen)),
-            crypto.seal(new.secret, plain, row_ad(vid, new_id, "secret", gen)))).fetchone()
-        touched.add(chunks.bucket_of(rowid))
-        rewritten.append((name, Row(new_id, gen, row.entry)))
+            new_id, gen, meta, crypto.seal(new.secret, plain,
+                                           row_ad(vid, new_id, "secret", gen)))).fetchone()
+        written[rowid] = (new_id, gen, meta)
+        for column, value in zip(rewritten, (name, new_id, gen, row.entry)):
+            column.append(value)
         progress.step()
-    ids = [row.id for _name, row in rewritten]
+    ids = rewritten.ids
     return (Index.build(rewritten), new_ids,
-            new.digest(ENTRY, ids, [TAIL.pack(gen, 0)] * len(ids)), touched)
+            new.digest(ENTRY, ids, [TAIL.pack(gen, 0)] * len(ids)), written)
 
 
 def _history(file: VaultFile, old: Keys, new: Keys, gen: int, hist: list,

@@ -3,11 +3,12 @@ file now holds, in one transaction. Best effort: a seal that cannot run only mea
 next unlock decrypts more rows.
 
 It costs what changed since the last seal, not the size of the vault: one chunk per
-dirty segment, and every bucket with a row written since, which is read back and checked
-row by row (decrypted and compared with the index) before the manifest vouches for it.
-A bucket nobody wrote keeps the hash it had when the vault verified it, so a row changed
-behind the vault's back is never blessed: the next unlock finds its bucket changed and
-decrypts it. The seal also bumps the generation, so another process that still holds an
+dirty segment, and one read of every bucket with a row written since. Such a bucket is
+vouched for again only if every row this vault wrote holds what it wrote, and with those
+rows put back as they were, the bucket hashes as it did when last verified (session.py
+keeps both). A bucket nobody wrote keeps the hash it had when the vault verified it. So
+a row changed behind the vault's back is never blessed: the next unlock finds its bucket
+changed and decrypts it. The seal also bumps the generation, so another process that still holds an
 older picture of the chunks can no longer write (it would not know which chunk to drop).
 """
 
@@ -17,9 +18,7 @@ import sqlite3
 
 from credd.vault import chunks, crypto, db, header
 from credd.vault.chunks import BucketSeal, Manifest
-from credd.vault.crypto import row_ad
 from credd.vault.index import Index
-from credd.vault.model import decode_meta, to_entry_meta
 from credd.vault.session import Session
 
 #: How long sealing waits for another writer (ms) before giving up.
@@ -56,12 +55,15 @@ def _seal(conn: sqlite3.Connection, session: Session, vault_id: bytes
     gen, stored = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
     if gen != session.generation or header.digest_int(stored) != session.digest:
         return None  # changed by another process: not ours to describe
-    buckets = _buckets(conn, session, vault_id)
+    buckets = _buckets(conn, session)
     if buckets is None:
         return None
     index = session.index.normalized()
     existing = {cid for (cid,) in conn.execute("SELECT id FROM chunks")}
-    taken = existing | index.chunks()
+    kept = index.chunks()
+    for chunk_id in existing - kept:  # merged away, or not ours; first, so pages are reused
+        conn.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+    taken = existing | kept
     placed: dict[int, int] = {}
     for i, segment in enumerate(index.segments):
         if segment.chunk is None:
@@ -71,8 +73,6 @@ def _seal(conn: sqlite3.Connection, session: Session, vault_id: bytes
                 placed[i], chunks.seal_chunk(session.keys, vault_id, placed[i], segment, high)))
     index = index.sealed_as(placed)
     keep = index.chunks()
-    for chunk_id in existing - keep:  # replaced by this seal, or not ours
-        conn.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
     manifest = Manifest(chunks=sorted(keep), buckets=[buckets[b] for b in sorted(buckets)])
     conn.execute("INSERT OR REPLACE INTO manifest (id, blob) VALUES (1, ?)",
                  (chunks.seal_manifest(session.keys, vault_id, manifest),))
@@ -82,39 +82,53 @@ def _seal(conn: sqlite3.Connection, session: Session, vault_id: bytes
     return index, buckets, gen
 
 
-def _buckets(conn: sqlite3.Connection, session: Session, vault_id: bytes
-             ) -> dict[int, BucketSeal] | None:
-    """Every bucket's seal: the verified ones as they were, the touched ones read back and
-    checked row by row; None if any row is not what the index says, or if the buckets'
-    digest shares do not add up to the entry rows' part of the set digest."""
+def _buckets(conn: sqlite3.Connection, session: Session) -> dict[int, BucketSeal] | None:
+    """Every bucket's seal: the verified ones as they were, each one with rows written
+    since read back and checked (`_recheck`); None if one fails, or if the buckets' digest
+    shares do not add up to the entry rows' part of the set digest."""
     buckets = dict(session.buckets)
-    for bucket in sorted(session.touched):
-        rows = chunks.bucket_rows(conn, bucket)
-        buckets.pop(bucket, None)
-        if not rows:
-            continue
-        if not all(_as_indexed(session, vault_id, row) for row in rows):
+    touched: dict[int, list[int]] = {}
+    for rowid in session.before:
+        touched.setdefault(chunks.bucket_of(rowid), []).append(rowid)
+    for bucket, rowids in touched.items():
+        rows = chunks.bucket_rows(conn, bucket, with_rowids=True)
+        seal = _recheck(session, bucket, rowids, rows)
+        if seal is False:
             return None
-        share = chunks.digest_share(session.keys, *list(zip(*rows))[:2])
-        buckets[bucket] = BucketSeal(bucket, chunks.bucket_hash(
-            len(rows), *chunks.bucket_strings(rows)), share.to_bytes(16, "big"))
+        buckets.pop(bucket, None)
+        if seal is not None:
+            buckets[bucket] = seal
     total = 0
     for seal in buckets.values():
         total ^= int.from_bytes(seal.digest, "big")
     return buckets if total == session.entry_digest else None
 
 
-def _as_indexed(session: Session, vault_id: bytes, row: tuple) -> bool:
-    """The row decrypts to exactly the entry the index holds under its name, id and rev."""
-    row_id, rev, blob = row
-    try:
-        meta = decode_meta(crypto.unseal(session.keys.meta, blob,
-                                         row_ad(vault_id, row_id, "meta", rev)))
-    except Exception:  # any damage (tag, types, lengths, encoding)
+def _recheck(session: Session, bucket: int, rowids: list[int], rows: list[tuple]
+             ) -> BucketSeal | None | bool:
+    """The new seal of a bucket this vault wrote into (None: now empty; False: it is not
+    what the vault knows). Each row it wrote must hold what it wrote; with them put back
+    as they were before, the bucket must hash as it did when last verified: so every
+    other row is unchanged, and the bucket holds exactly the rows the index describes."""
+    written, before = session.written, session.before
+    present = {rowid: tuple(row) for rowid, *row in rows}
+    if any(present.get(rowid) != written.get(rowid) for rowid in rowids):
+        return False  # a row it wrote is not what it wrote, or one it deleted is back
+    earlier = {rowid: row for rowid, row in present.items() if rowid not in before}
+    earlier.update((rowid, before[rowid]) for rowid in rowids if before[rowid] is not None)
+    now = list(present.values())
+    previous = [earlier[rowid] for rowid in sorted(earlier)]
+    known = session.buckets.get(bucket)
+    if (known.hash if known else None) != (_hash(previous) if previous else None):
         return False
-    found = session.index.find(meta.name)
-    return (found is not None and found.id == row_id and found.rev == rev
-            and found.entry == to_entry_meta(meta))
+    if not now:
+        return None
+    share = chunks.digest_share(session.keys, *list(zip(*now))[:2])
+    return BucketSeal(bucket, _hash(now), share.to_bytes(16, "big"))
+
+
+def _hash(rows: list[tuple]) -> bytes:
+    return chunks.bucket_hash(len(rows), *chunks.bucket_strings(rows))
 
 
 def _fresh_id(taken: set[int]) -> int:

@@ -13,7 +13,6 @@ on another thread always sees a state the file had.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from credd.errors import IntegrityError
@@ -42,6 +41,10 @@ class Slot(NamedTuple):
     kek: bytearray
 
 
+#: (row id, rev, meta column) of one entry row, as the file holds it.
+FileRow = tuple[bytes, int, bytes]
+
+
 class Commit(NamedTuple):
     """What one write transaction changed, for `Session.committed`."""
 
@@ -49,7 +52,8 @@ class Commit(NamedTuple):
     digest: int
     history_digest: int
     changes: dict[bytes, tuple[str, Row | None]]  # row id → (name, new row or None)
-    touched: set[int]                              # buckets of the rows it wrote
+    before: dict[int, FileRow | None]              # rowid → the row before it (None: none)
+    written: dict[int, FileRow | None]             # rowid → the row it wrote (None: deleted)
 
 
 class Session:
@@ -59,15 +63,18 @@ class Session:
     def __init__(self, *, keys: Keys, slot: Slot, index: Index, generation: int, digest: int,
                  history_digest: int, bad: dict[bytes, str] | None = None,
                  damage: list[str] | None = None, buckets: dict[int, BucketSeal] | None = None,
-                 touched: Iterable[int] = (), current: bool = False) -> None:
+                 before: dict[int, FileRow | None] | None = None,
+                 written: dict[int, FileRow] | None = None, current: bool = False) -> None:
         self.keys, self.slot, self.index = keys, slot, index
         self.generation, self.digest, self.history_digest = generation, digest, history_digest
         self.bad: dict[bytes, str] = bad or {}
         self.damage: list[str] = damage or []
         #: Every bucket as the vault verified it (at unlock, or sealing it since).
         self.buckets: dict[int, BucketSeal] = buckets or {}
-        #: Buckets with rows written since: verified again before a seal covers them.
-        self.touched: set[int] = set(touched)
+        #: Rows written since (by rowid): each one as it was then, and as written. A seal
+        #: checks their buckets against both before it vouches for them again.
+        self.before: dict[int, FileRow | None] = before or {}
+        self.written: dict[int, FileRow] = written or {}
         #: The file's manifest and chunks describe exactly this state (nothing to seal).
         self.current = current
         #: row id → (rev, secret column): a secret that authenticated under that rev.
@@ -93,13 +100,19 @@ class Session:
             self.secrets.pop(row_id, None)
         self.generation, self.digest = commit.generation, commit.digest
         self.history_digest = commit.history_digest
-        self.touched |= commit.touched
+        for rowid, row in commit.before.items():
+            self.before.setdefault(rowid, row)  # the first capture since the last check
+        for rowid, written in commit.written.items():
+            if written is None:
+                self.written.pop(rowid, None)
+            else:
+                self.written[rowid] = written
         self.current = self.current and not commit.changes  # a slot write changes no row
 
     def sealed(self, index: Index, buckets: dict[int, BucketSeal], generation: int) -> None:
         """A seal committed: `index` is held by the file's chunks, `buckets` by its manifest."""
         self.index, self.buckets, self.generation = index, buckets, generation
-        self.touched = set()
+        self.before, self.written = {}, {}
         self.current = True
 
     def replace_kek(self, kek: bytearray) -> None:
@@ -112,7 +125,7 @@ class Session:
         self.keys.wipe()
         crypto.wipe(self.slot.kek)
         self.index = Index.empty()
-        self.secrets, self.bad, self.buckets = {}, {}, {}
+        self.secrets, self.bad, self.buckets, self.before, self.written = {}, {}, {}, {}, {}
 
     def bad_error(self, row_id: bytes, name: str, what: str = "entry") -> VaultIntegrityError:
         return VaultIntegrityError(f"{what} {name!r} failed authentication{_DAMAGE_HINT}",

@@ -55,13 +55,14 @@ def _check_state_dir(state_dir: str | None) -> None:
 class Vault:
     """One vault file. Construct with `Vault.create` or `Vault.open`."""
 
-    def __init__(self, file: VaultFile, state_dir: str | None) -> None:
+    def __init__(self, file: VaultFile, state_dir: str | None,
+                 session: Session | None = None) -> None:
         self._file = file
         self.state_dir = state_dir
         self._rollback = header.Rollback(state_dir, file.vault_id)
         #: The file has the chunk tables (format 4, unless dropped): else row by row.
         self._chunked = db.has_table(file.conn(), "chunks")
-        self._session: Session | None = None
+        self._session = session
         self._clock: Callable[[], float] = time.time
 
     @property
@@ -133,10 +134,9 @@ class Vault:
             slots.insert_slot(conn, "passphrase", passphrase, kek, keys.dek)
             slots.insert_slot(conn, "recovery", recovery, recovery_kek, keys.dek)
         crypto.wipe(recovery_kek)
-        vault = cls(VaultFile(path, vault_id, conn), state_dir)
-        vault._session = Session(keys=keys, slot=Slot(PASSPHRASE, 1, kek), index=Index.empty(),
-                                 generation=0, digest=0, history_digest=0)
-        return vault, recovery_text
+        session = Session(keys=keys, slot=Slot(PASSPHRASE, 1, kek), index=Index.empty(),
+                          generation=0, digest=0, history_digest=0)
+        return cls(VaultFile(path, vault_id, conn), state_dir, session), recovery_text
 
     @classmethod
     def open(cls, path: str, *, state_dir: str | None = None) -> "Vault":

@@ -21,7 +21,7 @@ import msgspec
 
 from credd.errors import BadRequest, Exists, IntegrityError, NotFound
 from credd.protocol import EntryMeta, Set
-from credd.vault import chunks, crypto, db, header
+from credd.vault import crypto, db, header
 from credd.vault.changes import Change
 from credd.vault.crypto import ENTRY, HISTORY, row_ad
 from credd.vault.db import VaultFile
@@ -29,7 +29,7 @@ from credd.vault.index import Row
 from credd.vault.model import (HistoryRecord, MetaRecord, SecretRecord, canonical_name, encode,
                                from_entry_meta, to_entry_meta)
 from credd.vault.reads import Reader
-from credd.vault.session import Commit, Session, VaultIntegrityError
+from credd.vault.session import Commit, FileRow, Session, VaultIntegrityError
 
 #: At least this many superseded versions are kept per entry.
 HISTORY_KEEP = 20
@@ -48,7 +48,8 @@ class Txn:
         self.generation = session.generation + 1
         self.digest, self.history_digest = session.digest, session.history_digest
         self.changes: dict[bytes, tuple[str, Row | None]] = {}
-        self.touched: set[int] = set()
+        self.before: dict[int, FileRow | None] = {}
+        self.written: dict[int, FileRow | None] = {}
         self.dropped: set[int] = set()
         self.scrub = False  # checkpoint(TRUNCATE) after commit: nothing old stays in the WAL
         self.read = Reader(file, session, current, lookup=self.lookup)
@@ -61,7 +62,12 @@ class Txn:
 
     def commit(self) -> Commit:
         return Commit(self.generation, self.digest, self.history_digest, self.changes,
-                      self.touched)
+                      self.before, self.written)
+
+    def _capture(self, rowid: int, row: FileRow | None) -> None:
+        """Remember a row as it was before this vault first wrote it since the last check."""
+        if rowid not in self.session.before and rowid not in self.before:
+            self.before[rowid] = row
 
     # ---------------------------------------------------------------- rows
 
@@ -77,11 +83,15 @@ class Txn:
                   old_rev: int | None) -> EntryMeta:
         """Write the row (insert or replace) at this transaction's generation."""
         rev, vid = self.generation, self.vault_id
+        old = self.conn.execute("SELECT rowid, rev, meta FROM entries WHERE id = ?",
+                                (row_id,)).fetchone()
+        meta_blob = crypto.seal(self.keys.meta, encode(meta), row_ad(vid, row_id, "meta", rev))
         (rowid,) = self.conn.execute(_UPSERT, (
-            row_id, rev, crypto.seal(self.keys.meta, encode(meta), row_ad(vid, row_id, "meta", rev)),
+            row_id, rev, meta_blob,
             crypto.seal(self.keys.secret, encode(secret), row_ad(vid, row_id, "secret", rev)),
         )).fetchone()
-        self.touched.add(chunks.bucket_of(rowid))
+        self._capture(rowid, None if old is None else (row_id, old[1], old[2]))
+        self.written[rowid] = (row_id, rev, meta_blob)
         if old_rev is not None:
             self.digest ^= self.keys.digest_item(ENTRY, row_id, old_rev)
         self.digest ^= self.keys.digest_item(ENTRY, row_id, rev)
@@ -91,10 +101,11 @@ class Txn:
         return to_entry_meta(entry)
 
     def delete_row(self, name: str, row_id: bytes, rev: int) -> None:
-        found = self.conn.execute("DELETE FROM entries WHERE id = ? RETURNING rowid",
+        found = self.conn.execute("DELETE FROM entries WHERE id = ? RETURNING rowid, rev, meta",
                                   (row_id,)).fetchone()
         if found is not None:
-            self.touched.add(chunks.bucket_of(found[0]))
+            self._capture(found[0], (row_id, found[1], found[2]))
+            self.written[found[0]] = None
         self.digest ^= self.keys.digest_item(ENTRY, row_id, rev)
         self.drop_chunk(name)
         self.changes[row_id] = (name, None)

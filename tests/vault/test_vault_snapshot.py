@@ -281,11 +281,17 @@ def test_overlapping_chunks_are_never_served(vault):
     again.close()
 
 
-@pytest.mark.parametrize("when", ["while locked", "while unlocked"])
+@pytest.mark.parametrize("when", ["while locked", "while unlocked", "beside a write"])
 def test_a_changed_meta_column_is_never_covered_by_a_chunk(vault, when):
+    """Changed behind the vault's back: while locked, or while unlocked, in a row it wrote
+    or in one it did not write whose bucket it then wrote into (the seal reads that bucket
+    back: it must not vouch for the changed row)."""
     _fill(vault)
     if when == "while locked":
         vault.close()
+    elif when == "beside a write":
+        vault = reopen(vault)
+        vault.put(Set(name="é/unicode", value="written now"))
     db = raw(vault.path)
     row_id, meta = db.execute("SELECT id, meta FROM entries ORDER BY rev LIMIT 1").fetchone()
     db.execute("UPDATE entries SET meta = ? WHERE id = ?",
