@@ -20,7 +20,7 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
     problems += _header(conn, vid, keys, remembered)
     names: dict[bytes, str] = {}
-    rows: list[list] = [[], [], [], []]  # entry ids, entry tails, history ids, history tails
+    rows: list[list[object]] = [[], [], [], []]  # entry ids, tails, history ids, tails
     for row_id, rev, meta_blob, secret_blob in conn.execute(
             "SELECT id, rev, meta, secret FROM entries"):
         _add(rows[0], rows[1], row_id, rev, 0)
@@ -49,8 +49,9 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
                 raise AuthFailure()
         except Exception:  # tag, types, lengths: all damage
             problems.append(f"{label}: version {version} failed authentication")
-    try:
-        digest = keys.digest(ENTRY, rows[0], rows[1]) ^ keys.digest(HISTORY, rows[2], rows[3])
+    try:  # malformed items were kept as they are: then the digest raises
+        digest = (keys.digest(ENTRY, rows[0], rows[1])  # type: ignore[arg-type]
+                  ^ keys.digest(HISTORY, rows[2], rows[3]))  # type: ignore[arg-type]
     except (ValueError, TypeError):
         digest = None
     (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
@@ -61,7 +62,8 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
     return problems
 
 
-def _add(ids: list, tails: list, row_id: object, rev: object, version: object) -> None:
+def _add(ids: list[object], tails: list[object], row_id: object, rev: object,
+         version: object) -> None:
     """One digest item; a malformed one is kept as-is so the digest fails."""
     try:
         tails.append(TAIL.pack(rev, version))

@@ -75,7 +75,7 @@ class ChunkBody(msgspec.Struct, array_like=True, gc=False):
     def live_entries(self) -> tuple[EntryMeta, ...]:
         return _decode_entries(self.live)
 
-    def parts(self, live: Sequence[EntryMeta] | None = None) -> tuple[Part, Part]:
+    def parts(self, live: tuple[EntryMeta, ...] | None = None) -> tuple[Part, Part]:
         """Every column, reusing the live entries if already decoded (the same objects:
         the agent's page cache knows a record by its identity)."""
         count = self.count()
@@ -221,13 +221,14 @@ def scan_buckets(conn: Any) -> Iterator[tuple[int, int, bytes, bytes, bool]]:
         bucket = None if after is None else bucket_of(after[0])
 
 
-def bucket_rows(conn: Any, bucket: int, *, with_rowids: bool = False) -> list[tuple]:
+def bucket_rows(conn: Any, bucket: int, *, with_rowids: bool = False) -> list[Any]:
     """The bucket's rows (id, rev, meta), or (rowid, id, rev, meta), in rowid order."""
-    return conn.execute(_ROWIDS_SQL if with_rowids else _ROWS_SQL,
-                        (bucket << _B, (bucket + 1) << _B)).fetchall()
+    rows: list[Any] = conn.execute(_ROWIDS_SQL if with_rowids else _ROWS_SQL,
+                                   (bucket << _B, (bucket + 1) << _B)).fetchall()
+    return rows
 
 
-def split_ids(ids: bytes) -> tuple[bytes, ...]:
+def split_ids(ids: bytes | memoryview) -> tuple[bytes, ...]:
     """16-byte ids from their concatenation (a bucket's ids, checked to be 16 bytes each)."""
     return _ids_struct(len(ids) // crypto.ROW_ID_LEN).unpack(ids)
 

@@ -117,11 +117,11 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def user_version(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def application_id(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA application_id").fetchone()[0]
+    return int(conn.execute("PRAGMA application_id").fetchone()[0])
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -20,7 +20,7 @@ import gc
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol, overload
+from typing import Generic, NamedTuple, Protocol, TypeVar, overload
 
 from credd.protocol import EntryMeta
 
@@ -44,16 +44,16 @@ class Row(NamedTuple):
 class Part(NamedTuple):
     """One kind of a segment's rows (live, or trashed), in name order, column by column.
 
-    A segment holds its columns as tuples: a tuple of untracked objects (strings, bytes,
-    ints, gc=False records) is untracked by the first collection that sees it, so the
-    cycle collector never walks 100,000 entries again (lists it would walk at every full
-    collection, touching each entry: tens of milliseconds). `copy` gives lists to edit.
+    The columns are tuples: a tuple of untracked objects (strings, bytes, ints, gc=False
+    records) is untracked by the first collection that sees it, so the cycle collector
+    never walks 100,000 entries again (lists it would walk at every full collection,
+    touching each entry: tens of milliseconds). `Columns` is the editable form.
     """
 
-    names: Sequence[str]
-    ids: Sequence[bytes]
-    revs: Sequence[int]
-    entries: Sequence[EntryMeta]
+    names: tuple[str, ...]
+    ids: tuple[bytes, ...]
+    revs: tuple[int, ...]
+    entries: tuple[EntryMeta, ...]
 
     def find(self, name: str) -> Row | None:
         i = bisect.bisect_left(self.names, name)
@@ -61,33 +61,82 @@ class Part(NamedTuple):
             return Row(self.ids[i], self.revs[i], self.entries[i])
         return None
 
-    def copy(self) -> "Part":
-        return Part(*map(list, self))
-
-    def frozen(self) -> "Part":
-        return Part(*map(tuple, self))
-
-    def remove(self, name: str) -> bool:
-        """Remove a row from a copy (lists)."""
-        i = bisect.bisect_left(self.names, name)
-        if i == len(self.names) or self.names[i] != name:
-            return False
-        for column in self:
-            del column[i]  # type: ignore[attr-defined]
-        return True
-
-    def insert(self, name: str, row: Row) -> None:
-        """Insert a row in a copy (lists)."""
-        i = bisect.bisect_left(self.names, name)
-        for column, value in zip(self, (name, row.id, row.rev, row.entry)):
-            column.insert(i, value)  # type: ignore[attr-defined]
-
     def rows(self) -> Iterator[tuple[str, Row]]:
         return zip(self.names, map(Row, self.ids, self.revs, self.entries))
 
+    def columns(self) -> "Columns[EntryMeta]":
+        return Columns(list(self.names), list(self.ids), list(self.revs), list(self.entries))
 
-def empty_part() -> Part:
-    return Part([], [], [], [])
+
+E = TypeVar("E")
+F = TypeVar("F")
+
+
+class Columns(Generic[E]):
+    """Rows being built or edited, column by column, as lists (`part` freezes them). The
+    entries are wire records, or file records on their way to becoming them (unlock)."""
+
+    __slots__ = ("names", "ids", "revs", "entries")
+
+    def __init__(self, names: list[str] | None = None, ids: list[bytes] | None = None,
+                 revs: list[int] | None = None, entries: list[E] | None = None) -> None:
+        self.names: list[str] = names if names is not None else []
+        self.ids: list[bytes] = ids if ids is not None else []
+        self.revs: list[int] = revs if revs is not None else []
+        self.entries: list[E] = entries if entries is not None else []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def append(self, name: str, row_id: bytes, rev: int, entry: E) -> None:
+        self.names.append(name)
+        self.ids.append(row_id)
+        self.revs.append(rev)
+        self.entries.append(entry)
+
+    def extend(self, other: "Columns[E]") -> None:
+        self.names += other.names
+        self.ids += other.ids
+        self.revs += other.revs
+        self.entries += other.entries
+
+    def remove(self, name: str) -> bool:
+        i = bisect.bisect_left(self.names, name)
+        if i == len(self.names) or self.names[i] != name:
+            return False
+        del self.names[i], self.ids[i], self.revs[i], self.entries[i]
+        return True
+
+    def insert(self, name: str, row_id: bytes, rev: int, entry: E) -> None:
+        i = bisect.bisect_left(self.names, name)
+        self.names.insert(i, name)
+        self.ids.insert(i, row_id)
+        self.revs.insert(i, rev)
+        self.entries.insert(i, entry)
+
+    def sorted(self) -> "Columns[E]":
+        """The same rows in name order (C-level: one sort of indexes, a gather per column)."""
+        order = sorted(range(len(self.names)), key=self.names.__getitem__)
+        return Columns(_gather(self.names, order), _gather(self.ids, order),
+                       _gather(self.revs, order), _gather(self.entries, order))
+
+    def converted(self, convert: Callable[[E], F]) -> "Columns[F]":
+        return Columns(self.names, self.ids, self.revs, list(map(convert, self.entries)))
+
+    def cut(self, start: int, stop: int) -> "Columns[E]":
+        return Columns(self.names[start:stop], self.ids[start:stop], self.revs[start:stop],
+                       self.entries[start:stop])
+
+    def select(self, keep: list[bool]) -> "Columns[E]":
+        return Columns(*(list(itertools.compress(c, keep)) for c in  # type: ignore[arg-type]
+                         (self.names, self.ids, self.revs, self.entries)))
+
+    def part(self: "Columns[EntryMeta]") -> Part:
+        return Part(tuple(self.names), tuple(self.ids), tuple(self.revs), tuple(self.entries))
+
+
+def _gather(column: list[E], order: list[int]) -> list[E]:
+    return list(map(column.__getitem__, order))
 
 
 class Body(Protocol):
@@ -95,9 +144,9 @@ class Body(Protocol):
 
     nlive: int
 
-    def live_entries(self) -> Sequence[EntryMeta]: ...
+    def live_entries(self) -> tuple[EntryMeta, ...]: ...
 
-    def parts(self, live: Sequence[EntryMeta] | None = None) -> tuple[Part, Part]: ...
+    def parts(self, live: tuple[EntryMeta, ...] | None = None) -> tuple[Part, Part]: ...
 
     def count(self) -> int: ...
 
@@ -126,18 +175,17 @@ class Segment:
                  body: Body | None = None, parts: tuple[Part, Part] | None = None) -> None:
         self.low, self.chunk, self.nlive, self.ntrash = low, chunk, nlive, ntrash
         self._body, self._parts = body, parts
-        self._live: Sequence[EntryMeta] | None = None if parts is None else parts[0].entries
+        self._live: tuple[EntryMeta, ...] | None = None if parts is None else parts[0].entries
 
     @classmethod
     def sealed(cls, low: str, chunk: int, body: Body) -> "Segment":
         return cls(low, chunk, body.nlive, body.count() - body.nlive, body=body)
 
     @classmethod
-    def dirty(cls, low: str, live: Part, trash: Part) -> "Segment":
-        return cls(low, None, len(live.names), len(trash.names),
-                   parts=(live.frozen(), trash.frozen()))
+    def dirty(cls, low: str, live: Columns[EntryMeta], trash: Columns[EntryMeta]) -> "Segment":
+        return cls(low, None, len(live), len(trash), parts=(live.part(), trash.part()))
 
-    def live(self) -> Sequence[EntryMeta]:
+    def live(self) -> tuple[EntryMeta, ...]:
         """The live entries, decoded from the chunk body on first use (all a list needs)."""
         entries = self._live
         if entries is None:
@@ -164,58 +212,50 @@ class Segment:
         return self.nlive + self.ntrash
 
 
-_DELETED = operator.attrgetter("deleted")
-
-
-def _sorted(columns: Part) -> Part:
-    """The same rows, in name order (C-level: one sort of indexes, one gather per column)."""
-    order = sorted(range(len(columns.names)), key=columns.names.__getitem__)
-    return Part(*(list(map(column.__getitem__, order)) for column in columns))
-
-
-def _merged(segment: Segment) -> Part:
+def _merged(segment: Segment) -> Columns[EntryMeta]:
     """Every row of the segment, live and trashed, in name order."""
     live, trash = segment.parts()
-    if not trash.names:
-        return live
-    return _sorted(Part(*(a + b for a, b in zip(live, trash))))
+    both = live.columns()
+    if trash.names:
+        both.extend(trash.columns())
+        both = both.sorted()
+    return both
 
 
-def _pieces(low: str, rows: Part, size: int) -> list[Segment]:
+def _pieces(low: str, rows: Columns[EntryMeta], size: int) -> list[Segment]:
     """Dirty segments of about `size` rows from rows in name order; the first starts at
     `low`, each other at its first name."""
-    n = len(rows.names)
+    n = len(rows)
     pieces = max(1, round(n / size))
     out = []
     for k in range(pieces):
-        cut = [column[n * k // pieces:n * (k + 1) // pieces] for column in rows]
-        live = [d is None for d in map(_DELETED, cut[3])]
+        cut = rows.cut(n * k // pieces, n * (k + 1) // pieces)
+        live = [entry.deleted is None for entry in cut.entries]
         if all(live):
-            parts = (Part(*cut), empty_part())
+            parts = (cut, Columns[EntryMeta]())
         else:
-            parts = (Part(*(list(itertools.compress(c, live)) for c in cut)),
-                     Part(*(list(itertools.compress(c, map(operator.not_, live))) for c in cut)))
-        out.append(Segment.dirty(low if k == 0 else cut[0][0], *parts))
+            parts = (cut.select(live), cut.select([not x for x in live]))
+        out.append(Segment.dirty(low if k == 0 else cut.names[0], *parts))
     return out
 
 
 def _changed(segment: Segment, items: list[tuple[str, Row | None]]) -> list[Segment]:
     """The segment with these rows set or removed, split if it grew past SPLIT."""
     if len(items) <= 16:  # a write: a few list inserts
-        live, trash = (part.copy() for part in segment.parts())
+        live, trash = (part.columns() for part in segment.parts())
         for name, row in items:
             live.remove(name) or trash.remove(name)
             if row is not None:
-                (live if row.entry.deleted is None else trash).insert(name, row)
+                (live if row.entry.deleted is None else trash).insert(name, *row)
         new = Segment.dirty(segment.low, live, trash)
         return _pieces(new.low, _merged(new), TARGET) if len(new) > SPLIT else [new]
-    rows = dict(_merged(segment).rows())
+    rows: dict[str, Row | None] = dict(_merged(segment).part().rows())
     rows.update(items)
-    kept = [(name, row) for name, row in rows.items() if row is not None]
-    names = [name for name, _row in kept]
-    return _pieces(segment.low, _sorted(Part(names, [r.id for _n, r in kept],
-                                             [r.rev for _n, r in kept],
-                                             [r.entry for _n, r in kept])), TARGET)
+    kept = Columns[EntryMeta]()
+    for name, row in rows.items():
+        if row is not None:
+            kept.append(name, *row)
+    return _pieces(segment.low, kept.sorted(), TARGET)
 
 
 class Index:
@@ -232,18 +272,15 @@ class Index:
 
     @classmethod
     def empty(cls) -> "Index":
-        return cls([Segment.dirty("", empty_part(), empty_part())])
+        return cls([Segment.dirty("", Columns(), Columns())])
 
     @classmethod
-    def build(cls, rows: Part, convert: Callable[[Any], EntryMeta] | None = None) -> "Index":
+    def build(cls, rows: Columns[E], convert: Callable[[E], EntryMeta]) -> "Index":
         """Dirty segments of TARGET rows from rows in any order (a row-by-row unlock).
         `convert` makes each entry a wire record, in name order: the first list then
         walks memory front to back, not at random (records made in row-id order are
         scattered, and a cache miss costs ~1 µs on the 2-core VM)."""
-        rows = _sorted(rows)
-        if convert is not None:
-            rows = rows._replace(entries=list(map(convert, rows.entries)))
-        return cls(_pieces("", rows, TARGET))
+        return cls(_pieces("", rows.sorted().converted(convert), TARGET))
 
     # ---------------------------------------------------------------- reading
 
@@ -316,7 +353,8 @@ class Index:
             elif (segment.chunk is None and len(segment) < MERGE and segments
                   and len(segments[-1]) + len(segment) <= 2 * TARGET):
                 previous = segments.pop()
-                both = Part(*(a + b for a, b in zip(_merged(previous), _merged(segment))))
+                both = _merged(previous)
+                both.extend(_merged(segment))
                 segments += _pieces(previous.low, both, 2 * TARGET)
             else:
                 segments.append(segment)

@@ -29,7 +29,7 @@ from typing import Any
 from credd.vault import chunks, crypto, db, header
 from credd.vault.chunks import BucketSeal, ChunkBody, Manifest
 from credd.vault.crypto import HISTORY, TAIL, Keys, row_ad
-from credd.vault.index import Index, Part, Row, Segment, empty_part, gc_paused
+from credd.vault.index import Columns, Index, Row, Segment, gc_paused
 from credd.vault.model import MetaRecord, decode_meta, to_entry_meta
 from credd.vault.session import Session, Slot
 
@@ -73,7 +73,10 @@ def _history_digest(conn: Any, keys: Keys) -> int | None:
         return None
 
 
+#: (index, the entry rows' share of the set digest or None, verified buckets, current)
 Found = tuple[Index, int | None, dict[int, BucketSeal], bool]
+#: (bucket, rows, hash, ids concatenated, every row well formed): chunks.scan_buckets
+Scanned = tuple[int, int, bytes, bytes, bool]
 
 
 class _Reader:
@@ -121,9 +124,9 @@ class _Reader:
         return bodies
 
     def _mostly(self, seals: dict[int, BucketSeal], bodies: dict[int, ChunkBody],
-                scanned: list, matched: dict[int, bytes]) -> Found:
+                scanned: list[Scanned], matched: dict[int, bytes]) -> Found:
         """Use the chunks whose rows all lie in unchanged buckets; decrypt the rest."""
-        unchanged = set()
+        unchanged: set[bytes] = set()
         for ids in matched.values():
             unchanged.update(chunks.split_ids(ids))
         usable = {cid: body for cid, body in bodies.items()
@@ -132,7 +135,7 @@ class _Reader:
         claimed: set[bytes] = set()
         for _cid, body in kept:
             claimed.update(chunks.split_ids(body.ids))
-        loose = empty_part()
+        loose = Columns[MetaRecord]()
         buckets: dict[int, BucketSeal] = {}
         share: int | None = 0
         for bucket, _count, digest, ids, _good in scanned:
@@ -160,7 +163,7 @@ class _Reader:
             rows = self.conn.execute("SELECT id, rev, meta FROM entries").fetchall()
             return (Index.build(self.decrypt(rows), to_entry_meta), self._share(rows), {},
                     False)
-        decrypted = empty_part()
+        decrypted = Columns[MetaRecord]()
         buckets: dict[int, BucketSeal] = {}
         share: int | None = 0
         for bucket in _buckets(self.conn):
@@ -176,7 +179,7 @@ class _Reader:
             self.decrypt(rows, decrypted)
         return Index.build(decrypted, to_entry_meta), share, buckets, False
 
-    def _share(self, rows: list) -> int | None:
+    def _share(self, rows: list[tuple[bytes, int, bytes]]) -> int | None:
         """These rows' share of the set digest; None when one is too malformed for it."""
         if not rows:
             return 0
@@ -188,11 +191,12 @@ class _Reader:
 
     # ---------------------------------------------------------------- decryption
 
-    def decrypt(self, rows: list, into: Part | None = None) -> Part:
+    def decrypt(self, rows: list[tuple[bytes, int, bytes]],
+                into: Columns[MetaRecord] | None = None) -> Columns[MetaRecord]:
         """The rows whose metadata authenticates, as columns (their entries file records);
         the others go to `bad`. In batches of bulk steps; a batch where anything fails is
         redone row by row."""
-        out = into or empty_part()
+        out = Columns[MetaRecord]() if into is None else into
         for start in range(0, len(rows), CHUNK):
             batch = rows[start:start + CHUNK]
             ids, revs, blobs = zip(*batch)
@@ -201,13 +205,11 @@ class _Reader:
             except Exception:  # any damage (tag, types, lengths, encoding)
                 self._decrypt_rows(batch, out)
             else:
-                out.names.extend(map(_NAME, metas))
-                out.ids.extend(ids)
-                out.revs.extend(revs)
-                out.entries.extend(metas)  # type: ignore[arg-type]
+                out.extend(Columns(list(map(_NAME, metas)), list(ids), list(revs), metas))
         return out
 
-    def _decrypt_batch(self, ids: tuple, revs: tuple, blobs: tuple) -> list[MetaRecord]:
+    def _decrypt_batch(self, ids: tuple[bytes, ...], revs: tuple[int, ...],
+                       blobs: tuple[bytes, ...]) -> list[MetaRecord]:
         """The records of rows that all authenticate; raises at the first that does not."""
         if set(map(len, ids)) != {crypto.ROW_ID_LEN}:  # ROW_AD needs exact lengths
             raise ValueError("malformed row id")
@@ -215,7 +217,8 @@ class _Reader:
         plains = map(self.keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
         return list(map(decode_meta, plains))
 
-    def _decrypt_rows(self, rows: Iterable[tuple], out: Part) -> None:
+    def _decrypt_rows(self, rows: Iterable[tuple[bytes, int, bytes]],
+                      out: Columns[MetaRecord]) -> None:
         for row_id, rev, blob in rows:
             try:
                 meta = decode_meta(crypto.unseal(self.keys.meta, blob,
@@ -223,8 +226,7 @@ class _Reader:
             except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
                 self.bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
             else:
-                for column, value in zip(out, (meta.name, row_id, rev, meta)):
-                    column.append(value)
+                out.append(meta.name, row_id, rev, meta)
 
 
 def _buckets(conn: Any) -> Iterator[int]:
@@ -249,7 +251,8 @@ def _disjoint(bodies: dict[int, ChunkBody]) -> list[tuple[int, ChunkBody]]:
 
 def _tiled(bodies: dict[int, ChunkBody]) -> list[Segment] | None:
     """The segments of chunks whose ranges tile the whole name space, else None."""
-    segments, cursor = [], ""
+    segments: list[Segment] = []
+    cursor: str | None = ""
     for chunk_id, body in sorted(bodies.items(), key=lambda item: item[1].low):
         if cursor is None or body.low != cursor:
             return None
@@ -265,15 +268,15 @@ def _with_gaps(kept: list[tuple[int, ChunkBody]]) -> list[Segment]:
     cursor: str | None = ""
     for chunk_id, body in kept:
         if cursor is not None and body.low > cursor:
-            segments.append(Segment.dirty(cursor, empty_part(), empty_part()))
+            segments.append(Segment.dirty(cursor, Columns(), Columns()))
         segments.append(Segment.sealed(body.low, chunk_id, body))
         cursor = body.high
     if cursor is not None:
-        segments.append(Segment.dirty(cursor, empty_part(), empty_part()))
+        segments.append(Segment.dirty(cursor, Columns(), Columns()))
     return segments
 
 
-def _wire(decrypted: Part) -> list[tuple[str, Row]]:
+def _wire(decrypted: Columns[MetaRecord]) -> list[tuple[str, Row]]:
     """Decrypted rows as (name, row) with wire records, to merge into an index."""
     return list(zip(decrypted.names, map(Row, decrypted.ids, decrypted.revs,
                                          map(to_entry_meta, decrypted.entries))))

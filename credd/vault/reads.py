@@ -36,7 +36,7 @@ def locate(keys: Keys, name: object) -> tuple[str, bytes]:
     """(canonical name, row id) of a requested name, memoized per unlock: a repeated
     `get` skips the name checks and the HMAC. Bounded, as callers choose the names."""
     memo = type(name) is str  # a str subclass could hash and compare as it likes
-    hit = keys.located.get(name) if memo else None  # type: ignore[arg-type]
+    hit = keys.located.get(name) if isinstance(name, str) and memo else None
     if hit is None:
         canonical = canonical_name(name)
         hit = (canonical, keys.row_id(canonical))

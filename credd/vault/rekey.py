@@ -16,7 +16,8 @@ from credd.errors import IntegrityError
 from credd.vault import crypto, db, header, keyslots, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.db import VaultFile
-from credd.vault.index import Index, Row, empty_part
+from credd.vault.index import Columns, Index, Row
+from credd.protocol import EntryMeta
 from credd.vault.keyslots import RECOVERY
 from credd.vault.model import encode, from_entry_meta
 from credd.vault.session import FileRow, Session, Slot
@@ -71,13 +72,13 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
                    written=written), recovery_text
 
 
-def _entries(file: VaultFile, old: Keys, new: Keys, gen: int, rows: list,
-             by_id: dict[bytes, tuple[str, Row]], progress: _Progress
+def _entries(file: VaultFile, old: Keys, new: Keys, gen: int,
+             rows: list[tuple[bytes, int, bytes]], by_id: dict[bytes, tuple[str, Row]], progress: _Progress
              ) -> tuple[Index, dict[bytes, bytes], int, dict[int, FileRow]]:
     """Rewrite every entry row under the new keys (new row ids too: the index key changed)."""
     vid, conn = file.vault_id, file.conn()
     new_ids: dict[bytes, bytes] = {}
-    rewritten = empty_part()
+    rewritten = Columns[EntryMeta]()
     written: dict[int, FileRow] = {}
     conn.execute("DELETE FROM entries")
     for row_id, rev, blob in rows:
@@ -90,15 +91,19 @@ def _entries(file: VaultFile, old: Keys, new: Keys, gen: int, rows: list,
             new_id, gen, meta, crypto.seal(new.secret, plain,
                                            row_ad(vid, new_id, "secret", gen)))).fetchone()
         written[rowid] = (new_id, gen, meta)
-        for column, value in zip(rewritten, (name, new_id, gen, row.entry)):
-            column.append(value)
+        rewritten.append(name, new_id, gen, row.entry)
         progress.step()
     ids = rewritten.ids
-    return (Index.build(rewritten), new_ids,
+    return (Index.build(rewritten, _same), new_ids,
             new.digest(ENTRY, ids, [TAIL.pack(gen, 0)] * len(ids)), written)
 
 
-def _history(file: VaultFile, old: Keys, new: Keys, gen: int, hist: list,
+def _same(entry: EntryMeta) -> EntryMeta:
+    return entry
+
+
+def _history(file: VaultFile, old: Keys, new: Keys, gen: int,
+             hist: list[tuple[int, bytes, int, int, bytes]],
              new_ids: dict[bytes, bytes], progress: _Progress) -> int:
     vid, conn, ids, tails = file.vault_id, file.conn(), [], []
     for hid, row_id, version, rev, blob in hist:

@@ -19,7 +19,7 @@ import sqlite3
 from credd.vault import chunks, crypto, db, header
 from credd.vault.chunks import BucketSeal, Manifest
 from credd.vault.index import Index
-from credd.vault.session import Session
+from credd.vault.session import FileRow, Session
 
 #: How long sealing waits for another writer (ms) before giving up.
 WAIT_MS = 200
@@ -92,10 +92,11 @@ def _buckets(conn: sqlite3.Connection, session: Session) -> dict[int, BucketSeal
         touched.setdefault(chunks.bucket_of(rowid), []).append(rowid)
     for bucket, rowids in touched.items():
         rows = chunks.bucket_rows(conn, bucket, with_rowids=True)
-        seal = _recheck(session, bucket, rowids, rows)
-        if seal is False:
-            return None
         buckets.pop(bucket, None)
+        try:
+            seal = _recheck(session, bucket, rowids, rows)
+        except _NotAsKnown:
+            return None
         if seal is not None:
             buckets[bucket] = seal
     total = 0
@@ -104,30 +105,37 @@ def _buckets(conn: sqlite3.Connection, session: Session) -> dict[int, BucketSeal
     return buckets if total == session.entry_digest else None
 
 
-def _recheck(session: Session, bucket: int, rowids: list[int], rows: list[tuple]
-             ) -> BucketSeal | None | bool:
-    """The new seal of a bucket this vault wrote into (None: now empty; False: it is not
-    what the vault knows). Each row it wrote must hold what it wrote; with them put back
-    as they were before, the bucket must hash as it did when last verified: so every
-    other row is unchanged, and the bucket holds exactly the rows the index describes."""
+class _NotAsKnown(Exception):
+    """A bucket does not hold what the vault knows of it: seal nothing."""
+
+
+def _recheck(session: Session, bucket: int, rowids: list[int],
+             rows: list[tuple[int, bytes, int, bytes]]) -> BucketSeal | None:
+    """The new seal of a bucket this vault wrote into (None: it is empty now). Each row
+    it wrote must hold what it wrote; with them put back as they were before, the bucket
+    must hash as it did when last verified: so every other row is unchanged, and the
+    bucket holds exactly the rows the index describes. _NotAsKnown otherwise."""
     written, before = session.written, session.before
-    present = {rowid: tuple(row) for rowid, *row in rows}
+    present: dict[int, FileRow] = {rowid: (row_id, rev, meta) for rowid, row_id, rev, meta in rows}
     if any(present.get(rowid) != written.get(rowid) for rowid in rowids):
-        return False  # a row it wrote is not what it wrote, or one it deleted is back
+        raise _NotAsKnown()  # a row it wrote is not what it wrote, or one it deleted is back
     earlier = {rowid: row for rowid, row in present.items() if rowid not in before}
-    earlier.update((rowid, before[rowid]) for rowid in rowids if before[rowid] is not None)
+    for rowid in rowids:
+        was = before[rowid]
+        if was is not None:
+            earlier[rowid] = was
     now = list(present.values())
     previous = [earlier[rowid] for rowid in sorted(earlier)]
     known = session.buckets.get(bucket)
     if (known.hash if known else None) != (_hash(previous) if previous else None):
-        return False
+        raise _NotAsKnown()
     if not now:
         return None
-    share = chunks.digest_share(session.keys, *list(zip(*now))[:2])
+    share = chunks.digest_share(session.keys, [r[0] for r in now], [r[1] for r in now])
     return BucketSeal(bucket, _hash(now), share.to_bytes(16, "big"))
 
 
-def _hash(rows: list[tuple]) -> bytes:
+def _hash(rows: list[FileRow]) -> bytes:
     return chunks.bucket_hash(len(rows), *chunks.bucket_strings(rows))
 
 

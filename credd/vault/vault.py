@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -44,6 +45,7 @@ from credd.vault.session import Session, Slot, VaultIntegrityError
 from credd.vault.writes import HISTORY_KEEP, Txn
 
 __all__ = ["HISTORY_KEEP", "EntryView", "Vault", "VaultIntegrityError"]
+List = list  # `Vault.list` shadows the builtin in the class's annotations
 
 
 def _check_state_dir(state_dir: str | None) -> None:
@@ -155,7 +157,7 @@ class Vault:
                 raise BadRequest(f"{path} is not a credd vault")
             migrations.migrate(conn, path)
             row = conn.execute("SELECT vault_id FROM vault WHERE id = 1").fetchone()
-        except db.sqlite3.DatabaseError as exc:
+        except sqlite3.DatabaseError as exc:
             conn.close()
             raise IntegrityError(f"{path} cannot be read as a vault ({exc})") from None
         except BaseException:
@@ -267,11 +269,11 @@ class Vault:
         session.require_readable(self.path)
         return session.index.view()
 
-    def list(self) -> list[EntryMeta]:
+    def list(self) -> List[EntryMeta]:
         """Every live entry's metadata, sorted by name (copies: see `entries`)."""
         return list(map(to_entry_meta, self.entries()))
 
-    def trash(self) -> list[EntryMeta]:
+    def trash(self) -> List[EntryMeta]:
         session = self._current()
         session.require(self.path)
         return list(map(to_entry_meta, session.index.trash()))
@@ -287,7 +289,7 @@ class Vault:
         """All secrets of the current entry, or of one version from its history."""
         return self._reader().reveal(name, version)
 
-    def history(self, name: str) -> tuple[int, list[VersionInfo]]:
+    def history(self, name: str) -> tuple[int, List[VersionInfo]]:
         """(current version, older versions newest first)."""
         return self._reader().history(name)
 
@@ -306,7 +308,7 @@ class Vault:
         with self._writing() as txn:
             return writes.put(txn, request)
 
-    def put_many(self, requests: Iterable[Set]) -> list[EntryMeta]:
+    def put_many(self, requests: Iterable[Set]) -> List[EntryMeta]:
         """`put` each request in order, in one transaction: all are written or none. For
         imports and migrations (one commit, one fsync, for thousands of entries)."""
         requests = list(requests)
@@ -377,7 +379,7 @@ class Vault:
 
     # ------------------------------------------------------------ verification
 
-    def check(self) -> list[str]:
+    def check(self) -> List[str]:
         """Verify every row, every version and every slot; return every problem found."""
         with self._file.lock:
             session = self._current()
