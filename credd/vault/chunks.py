@@ -75,6 +75,9 @@ class ChunkBody(msgspec.Struct, array_like=True, gc=False):
     def live_entries(self) -> tuple[EntryMeta, ...]:
         return _decode_entries(self.live)
 
+    def live_raw(self) -> tuple[msgspec.Raw, ...]:
+        return _decode_raws(self.live)
+
     def parts(self, live: tuple[EntryMeta, ...] | None = None) -> tuple[Part, Part]:
         """Every column, reusing the live entries if already decoded (the same objects:
         the agent's page cache knows a record by its identity)."""
@@ -108,6 +111,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_body = msgspec.msgpack.Decoder(ChunkBody).decode
 _decode_manifest = msgspec.msgpack.Decoder(Manifest).decode
 _decode_entries = msgspec.msgpack.Decoder(tuple[EntryMeta, ...]).decode
+_decode_raws = msgspec.msgpack.Decoder(tuple[msgspec.Raw, ...]).decode
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,6 +22,8 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar, overload
 
+import msgspec
+
 from credd.protocol import EntryMeta
 
 #: Entries per sealed chunk: small enough that the write which drops one rewrites a few
@@ -30,6 +32,7 @@ TARGET = 128
 #: A dirty segment is split past this many rows, so that inserting stays O(segment);
 #: one below MERGE rows is merged into a neighbour when sealed.
 SPLIT, MERGE = 4 * TARGET, TARGET // 4
+_encode = msgspec.msgpack.Encoder().encode
 
 
 class Row(NamedTuple):
@@ -146,6 +149,8 @@ class Body(Protocol):
 
     def live_entries(self) -> tuple[EntryMeta, ...]: ...
 
+    def live_raw(self) -> tuple[msgspec.Raw, ...]: ...
+
     def parts(self, live: tuple[EntryMeta, ...] | None = None) -> tuple[Part, Part]: ...
 
     def count(self) -> int: ...
@@ -169,13 +174,14 @@ class Segment:
     """The rows whose names fall in [low, next segment's low), and the chunk that holds
     them in the file (None: dirty, to be sealed)."""
 
-    __slots__ = ("low", "chunk", "nlive", "ntrash", "_body", "_parts", "_live")
+    __slots__ = ("low", "chunk", "nlive", "ntrash", "_body", "_parts", "_live", "_raw")
 
     def __init__(self, low: str, chunk: int | None, nlive: int, ntrash: int,
                  body: Body | None = None, parts: tuple[Part, Part] | None = None) -> None:
         self.low, self.chunk, self.nlive, self.ntrash = low, chunk, nlive, ntrash
         self._body, self._parts = body, parts
         self._live: tuple[EntryMeta, ...] | None = None if parts is None else parts[0].entries
+        self._raw: tuple[msgspec.Raw, ...] | None = None
 
     @classmethod
     def sealed(cls, low: str, chunk: int, body: Body) -> "Segment":
@@ -192,6 +198,15 @@ class Segment:
             with gc_paused():
                 entries = self._live = self._body.live_entries()  # type: ignore[union-attr]
         return entries
+
+    def raw(self) -> tuple[msgspec.Raw, ...]:
+        """The live entries' msgpack encodings: views into the chunk body, or encoded."""
+        raw = self._raw
+        if raw is None:
+            body = self._body
+            raw = self._raw = (body.live_raw() if body is not None
+                               else tuple(map(msgspec.Raw, map(_encode, self.live()))))
+        return raw
 
     def parts(self) -> tuple[Part, Part]:
         """(live, trashed) rows, decoded from the chunk body on first use. Two threads may
@@ -301,8 +316,8 @@ class Index:
     def live(self) -> int:
         return self.starts()[-1]
 
-    def view(self) -> "EntryView":
-        return EntryView(self.segments, self.starts())
+    def view(self) -> "EntryView[EntryMeta]":
+        return EntryView(self.segments, self.starts(), Segment.live)
 
     def trash(self) -> list[EntryMeta]:
         return [e for s in self.segments if s.ntrash for e in s.parts()[1].entries]
@@ -366,29 +381,40 @@ class Index:
                       if i in chunks else s for i, s in enumerate(self.segments)])
 
 
-class EntryView(Sequence[EntryMeta]):
+T = TypeVar("T")
+
+
+class EntryView(Sequence[T]):
     """Live entries in name order, read through the segments: the agent pages a list of
     100,000 through this, and each segment is decoded only when a page reaches it.
 
     The segments are the index's at the time of the call; a write makes a new index and
     never changes these. The records are the cache's own, to be encoded, not changed.
+    `raw()` is the same view of the entries' msgpack encodings.
     """
 
-    __slots__ = ("_segments", "_starts")
+    __slots__ = ("_segments", "_starts", "_column")
 
-    def __init__(self, segments: list[Segment], starts: list[int]) -> None:
-        self._segments, self._starts = segments, starts
+    def __init__(self, segments: list[Segment], starts: list[int],
+                 column: Callable[[Segment], tuple[T, ...]]) -> None:
+        self._segments, self._starts, self._column = segments, starts, column
+
+    def raw(self) -> "EntryView[msgspec.Raw]":
+        """Each entry as msgspec.Raw: the bytes a sealed chunk holds, not decoded (or the
+        record encoded, for a segment written since). An unfiltered list page of these
+        encodes as the same bytes as the records, without decoding or encoding them."""
+        return EntryView(self._segments, self._starts, Segment.raw)
 
     def __len__(self) -> int:
         return self._starts[-1]
 
     @overload
-    def __getitem__(self, index: int) -> EntryMeta: ...
+    def __getitem__(self, index: int) -> T: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[EntryMeta]: ...
+    def __getitem__(self, index: slice) -> list[T]: ...
 
-    def __getitem__(self, index: int | slice) -> EntryMeta | list[EntryMeta]:
+    def __getitem__(self, index: int | slice) -> T | list[T]:
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:
@@ -399,25 +425,21 @@ class EntryView(Sequence[EntryMeta]):
         if not 0 <= index < len(self):
             raise IndexError("entry index out of range")
         k = bisect.bisect_right(self._starts, index) - 1
-        return self._segments[k].live()[index - self._starts[k]]
+        return self._column(self._segments[k])[index - self._starts[k]]
 
-    def _run(self, start: int, stop: int) -> list[EntryMeta]:
-        out: list[EntryMeta] = []
+    def _run(self, start: int, stop: int) -> list[T]:
+        out: list[T] = []
         k = bisect.bisect_right(self._starts, start) - 1
         with gc_paused():  # one pause for the segments a page decodes, not one per segment
-            self._fill(out, k, start, stop)
+            while start < stop:
+                base = self._starts[k]
+                take = self._column(self._segments[k])[start - base:stop - base]
+                out += take
+                start += len(take)
+                k += 1
         return out
 
-    def _fill(self, out: list[EntryMeta], k: int, start: int, stop: int) -> None:
-        while start < stop:
-            base = self._starts[k]
-            entries = self._segments[k].live()
-            take = entries[start - base:stop - base]
-            out += take
-            start += len(take)
-            k += 1
-
-    def __iter__(self) -> Iterator[EntryMeta]:
+    def __iter__(self) -> Iterator[T]:
         for segment in self._segments:
             if segment.nlive:
-                yield from segment.live()
+                yield from self._column(segment)

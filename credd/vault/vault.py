@@ -261,7 +261,7 @@ class Vault:
         """Live entries (not trash); answers even on a damaged vault, for status lines."""
         return self._current().index.live
 
-    def entries(self) -> EntryView:
+    def entries(self) -> EntryView[EntryMeta]:
         """Every live entry in name order, as a view that decodes each segment when first
         read. The records are the cache's own, to be encoded and not changed (the agent
         only encodes them); `list` returns copies."""

@@ -613,3 +613,19 @@ def test_kill_9_mid_seal_loses_nothing_and_the_next_unlock_is_right(vault):
     last = _unlocked(vault.path, vault.state_dir)
     assert last.from_snapshot and {n: last.get(n) for n in acknowledged} == acknowledged
     last.close()
+
+
+def test_the_raw_view_encodes_as_the_records_do(vault):
+    """An unfiltered list page can be the chunks' bytes: the raw view encodes exactly as the
+    records, from sealed chunks (undecoded) and from segments written since alike."""
+    _many(vault, 300)
+    vault.delete("n/0010")
+    again = reopen(vault)
+    again.put(Set(name="n/0200", value="changed", service="new"))  # one dirty segment
+    encode = msgspec.msgpack.Encoder().encode
+    view = again.entries()
+    raw = view.raw()
+    assert len(raw) == len(view) == 299
+    assert encode(raw[:]) == encode(list(view)) and encode(raw[5:250]) == encode(view[5:250])
+    assert raw[17] is raw[17] and encode(raw[-1]) == encode(view[-1])
+    again.close()
