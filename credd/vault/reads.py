@@ -65,6 +65,7 @@ class Reader:
             raise session.bad_error(row_id, name)
         row = self.lookup(name, row_id)
         if row is None:
+            session.require(self.file.path)  # not found, or locked meanwhile (LockedError)
             raise NotFound(f"no entry named {name!r}", names=[name])
         in_trash = row.entry.deleted is not None
         if trashed is not None and in_trash != trashed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from credd.errors import IntegrityError
+from credd.errors import IntegrityError, LockedError
 from credd.vault import crypto
 from credd.vault.chunks import BucketSeal
 from credd.vault.crypto import Keys
@@ -79,9 +79,14 @@ class Session:
         self.current = current
         #: row id → (rev, secret column): a secret that authenticated under that rev.
         self.secrets: dict[bytes, tuple[int, bytes]] = {}
+        #: Set by lock: a reader still holding this session gets LockedError, not an
+        #: answer from the emptied index (NotFound for an entry that exists).
+        self.wiped = False
 
     def require(self, path: str) -> Keys:
-        """The keys, unless the file is damaged (data operations refuse then)."""
+        """The keys, unless locked since or the file is damaged (data operations refuse)."""
+        if self.wiped:
+            raise LockedError()
         if self.damage:
             raise VaultIntegrityError(f"{path}: {self.damage[0]}{_DAMAGE_HINT}")
         return self.keys
@@ -122,6 +127,7 @@ class Session:
 
     def wipe(self) -> None:
         """Overwrite the keys and drop every decrypted record (lock)."""
+        self.wiped = True
         self.keys.wipe()
         crypto.wipe(self.slot.kek)
         self.index = Index.empty()
