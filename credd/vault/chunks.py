@@ -136,7 +136,8 @@ def seal_chunk(keys: Keys, vault_id: bytes, chunk_id: int, segment: Segment,
     live, trash = segment.parts()
     ids, revs = (*live.ids, *trash.ids), (*live.revs, *trash.revs)
     body = ChunkBody(low=segment.low, high=high, nlive=len(live.names),
-                     ids=memoryview(b"".join(ids)), revs=memoryview(_revs_struct(len(revs)).pack(*revs)),
+                     ids=memoryview(b"".join(ids)),
+                     revs=memoryview(_revs_struct(len(revs)).pack(*revs)),
                      live=memoryview(_encode(live.entries)),
                      trash=memoryview(_encode(trash.entries)))
     return crypto.seal(keys.meta, _encode(body), _chunk_ad(vault_id, chunk_id))

@@ -329,9 +329,6 @@ class Index:
             yield from live.rows()
             yield from trash.rows()
 
-    def dirty(self) -> bool:
-        return any(s.chunk is None for s in self.segments)
-
     def chunks(self) -> set[int]:
         return {s.chunk for s in self.segments if s.chunk is not None}
 

@@ -73,7 +73,8 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
 
 
 def _entries(file: VaultFile, old: Keys, new: Keys, gen: int,
-             rows: list[tuple[bytes, int, bytes]], by_id: dict[bytes, tuple[str, Row]], progress: _Progress
+             rows: list[tuple[bytes, int, bytes]], by_id: dict[bytes, tuple[str, Row]],
+             progress: _Progress
              ) -> tuple[Index, dict[bytes, bytes], int, dict[int, FileRow]]:
     """Rewrite every entry row under the new keys (new row ids too: the index key changed)."""
     vid, conn = file.vault_id, file.conn()

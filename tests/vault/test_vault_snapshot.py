@@ -74,6 +74,15 @@ def _drop_manifest(path: str) -> None:
     db.close()
 
 
+def _closing_seals(vault: Vault) -> None:
+    """Closing seals what changed: the next unlock reads only chunks and answers the same."""
+    expected = _view(vault)
+    vault.close()
+    again = _unlocked(vault.path, vault.state_dir)
+    assert again.from_snapshot and _view(again) == expected
+    again.close()
+
+
 def _unlocked(path: str, state_dir: str) -> Vault:
     vault = Vault.open(path, state_dir=state_dir)
     vault.unlock(TEST_PASSPHRASE)
@@ -127,12 +136,8 @@ def test_every_entry_write_drops_its_chunk_in_its_own_transaction(vault, write):
         assert _sealed(again.path) == (manifest, {}) and not again.from_snapshot
     else:  # no row changed: the chunks still describe the file
         assert _sealed(again.path) == (manifest, held) and again.from_snapshot
-    expected = _view(again)
-    again.close()
-    assert len(_sealed(again.path)[1]) == 1  # and the lock seals the new state
-    third = _unlocked(again.path, again.state_dir)
-    assert third.from_snapshot and _view(third) == expected
-    third.close()
+    _closing_seals(again)
+    assert len(_sealed(again.path)[1]) == 1
 
 
 def test_a_write_drops_only_the_chunks_of_the_names_it_writes(vault):
@@ -144,11 +149,7 @@ def test_a_write_drops_only_the_chunks_of_the_names_it_writes(vault):
     assert len(_sealed(again.path)[1]) == len(held) - 1
     again.move("n/0001", "n/0599x")  # from the first chunk to the last
     assert len(_sealed(again.path)[1]) == len(held) - 3
-    expected = _view(again)
-    again.close()
-    third = _unlocked(again.path, again.state_dir)
-    assert third.from_snapshot and _view(third) == expected
-    third.close()
+    _closing_seals(again)
 
 
 def test_a_lock_without_changes_keeps_the_chunks_as_they_are(vault):
@@ -269,8 +270,9 @@ def test_overlapping_chunks_are_never_served(vault):
         row.entry, service="forged"))) for name, row in first.parts()[0].rows()]).segments[0]
     forged_id = 12345
     forged = chunks.seal_chunk(keys, vault_id, forged_id, liar, index.lows[2])
+    seals = vault.session.buckets
     manifest = chunks.Manifest(chunks=sorted([*index.chunks(), forged_id]),
-                               buckets=[vault.session.buckets[b] for b in sorted(vault.session.buckets)])
+                               buckets=[seals[b] for b in sorted(seals)])
     sealed_manifest = chunks.seal_manifest(keys, vault_id, manifest)
     vault.close()
     _m, held = _sealed(vault.path)
@@ -479,7 +481,8 @@ def test_the_entry_view_pages_across_chunks(vault):
     names = [f"n/{i:04d}" for i in range(700) if i != 200]
     assert len(view) == 699 and [e.name for e in view] == names
     assert [e.name for e in view[100:450]] == names[100:450]
-    assert [view[i].name for i in (0, 127, 128, 300, -1)] == [names[i] for i in (0, 127, 128, 300, -1)]
+    probes = (0, 127, 128, 300, -1)
+    assert [view[i].name for i in probes] == [names[i] for i in probes]
     again.close()
 
 
