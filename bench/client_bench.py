@@ -447,7 +447,7 @@ def _unlock_and_list(c: Client, how: str) -> None:
 def _without_snapshot(env: dict, root: str) -> None:
     """A fresh agent on the same vault with its snapshot dropped: what follows a crash."""
     db = sqlite3.connect(env["CREDD_VAULT"], isolation_level=None)
-    db.execute("DELETE FROM snapshot")
+    db.execute("DELETE FROM manifest")
     db.close()
     agent = start_agent(env, os.path.join(root, "big.log"))
     try:

@@ -338,6 +338,14 @@ def _fit_again(pages: dict[Any, Any], items: Sequence[Any], start: int, limit: i
     return page, n
 
 
+def _as_stored(view: Sequence[Any]) -> Sequence[Any]:
+    """The entries as the store already holds them encoded, when it offers that (the
+    vault's view gives each entry's msgpack bytes straight from its sealed chunks): an
+    unfiltered page is then the same bytes, with nothing decoded or encoded."""
+    raw = getattr(view, "raw", None)
+    return raw() if callable(raw) else view
+
+
 def _as_entries(page: msgspec.Raw) -> list[p.EntryMeta]:
     """An encoded page standing in for the list it encodes: msgspec writes Raw as is."""
     return cast("list[p.EntryMeta]", page)
@@ -367,7 +375,7 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.prefix or match is not None:
         page, n = _fit(matches, start, req.limit)
     else:
-        page, n = _fit_again(state.pages, matches, start, req.limit)
+        page, n = _fit_again(state.pages, _as_stored(matches), start, req.limit)
     end = start + n
     nxt = matches[end - 1].name if end < len(matches) else None
     return p.Entries(entries=_as_entries(page), next=nxt, total=len(matches))

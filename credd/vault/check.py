@@ -7,24 +7,20 @@ was about.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
-from typing import TYPE_CHECKING
 
-from credd.vault import crypto, keyslots
+from credd.vault import crypto, header, keyslots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
-from credd.vault.load import header_damage
 from credd.vault.model import decode_history, decode_meta, decode_secret
 
-if TYPE_CHECKING:
-    from credd.vault.vault import Vault
 
-
-def check_vault(vault: "Vault", conn, keys: Keys) -> list[str]:
+def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int) -> list[str]:
+    """Every problem with the file (`remembered`: the rollback counter's generation)."""
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-    problems += _header(vault, conn, keys)
+    problems += _header(conn, vid, keys, remembered)
     names: dict[bytes, str] = {}
-    rows: list[tuple] = [[], [], [], []]  # entry ids, entry tails, history ids, history tails
-    vid = vault.vault_id
+    rows: list[list[object]] = [[], [], [], []]  # entry ids, tails, history ids, tails
     for row_id, rev, meta_blob, secret_blob in conn.execute(
             "SELECT id, rev, meta, secret FROM entries"):
         _add(rows[0], rows[1], row_id, rev, 0)
@@ -53,19 +49,21 @@ def check_vault(vault: "Vault", conn, keys: Keys) -> list[str]:
                 raise AuthFailure()
         except Exception:  # tag, types, lengths: all damage
             problems.append(f"{label}: version {version} failed authentication")
-    try:
-        digest = keys.digest(ENTRY, rows[0], rows[1]) ^ keys.digest(HISTORY, rows[2], rows[3])
+    try:  # malformed items were kept as they are: then the digest raises
+        digest = (keys.digest(ENTRY, rows[0], rows[1])  # type: ignore[arg-type]
+                  ^ keys.digest(HISTORY, rows[2], rows[3]))  # type: ignore[arg-type]
     except (ValueError, TypeError):
         digest = None
     (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
     if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:
         problems.append("the set of rows does not match the authenticated header: entries or "
                         "versions were replayed, removed or added outside credd")
-    problems += _slots(vault, conn)
+    problems += _slots(conn, vid)
     return problems
 
 
-def _add(ids: list, tails: list, row_id: object, rev: object, version: object) -> None:
+def _add(ids: list[object], tails: list[object], row_id: object, rev: object,
+         version: object) -> None:
     """One digest item; a malformed one is kept as-is so the digest fails."""
     try:
         tails.append(TAIL.pack(rev, version))
@@ -74,28 +72,27 @@ def _add(ids: list, tails: list, row_id: object, rev: object, version: object) -
     ids.append(row_id)
 
 
-def _header(vault: "Vault", conn, keys: Keys) -> list[str]:
+def _header(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int) -> list[str]:
     row = conn.execute(
         "SELECT vault_id, generation, digest, mac FROM vault WHERE id = 1").fetchone()
     if row is None:
         return ["the vault header row is missing"]
     vault_id, gen, digest, mac = row
     problems = []
-    if vault_id != vault.vault_id:
+    if vault_id != vid:
         problems.append("the vault id changed")
-    digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
-    return problems + header_damage(vault, keys, gen, digest_int, mac)
+    return problems + header.damage(keys, vid, gen, header.digest_int(digest), mac, remembered)
 
 
-def _slots(vault: "Vault", conn) -> list[str]:
+def _slots(conn: sqlite3.Connection, vid: bytes) -> list[str]:
     problems = []
     for slot_id, label, raw in conn.execute("SELECT id, label, header FROM slots"):
         kind = keyslots.kind_of(raw)
         try:
-            header = keyslots.candidate(raw, kind) if kind else None
+            slot = keyslots.candidate(raw, kind) if kind else None
         except keyslots.SlotOutOfRange as exc:
             problems.append(f"key slot {label!r}: {exc}")
             continue
-        if header is None or header.vault_id != vault.vault_id or header.slot_id != slot_id:
+        if slot is None or slot.vault_id != vid or slot.slot_id != slot_id:
             problems.append(f"key slot {label!r}: header is damaged")
     return problems

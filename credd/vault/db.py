@@ -1,4 +1,5 @@
-"""SQLite: connection settings, the first-format schema, transactions. Bytes in, bytes out.
+"""SQLite: connection settings, the first-format schema, transactions, and `VaultFile`
+(one connection per thread). Bytes in, bytes out.
 
 Every connection runs in autocommit mode (no reader holds a snapshot between
 statements, so a TRUNCATE checkpoint can complete) and writes open
@@ -12,10 +13,11 @@ import contextlib
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
-from credd.errors import IntegrityError
+from credd.errors import BadRequest, IntegrityError
 
 #: "cred" in ASCII: marks the file as a credd vault (PRAGMA application_id).
 APPLICATION_ID = 0x63726564
@@ -98,17 +100,28 @@ def reading(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def bytes_text(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """TEXT values read as bytes, as BLOBs are: unlock reads every column for its bytes,
+    whatever storage class SQLite gave it (and group_concat builds TEXT of bytes)."""
+    conn.text_factory = bytes
+    try:
+        yield conn
+    finally:
+        conn.text_factory = str
+
+
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                         (name,)).fetchone() is not None
 
 
 def user_version(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def application_id(conn: sqlite3.Connection) -> int:
-    return conn.execute("PRAGMA application_id").fetchone()[0]
+    return int(conn.execute("PRAGMA application_id").fetchone()[0])
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -134,3 +147,51 @@ def checkpoint_truncate(conn: sqlite3.Connection, attempts: int = 50) -> bool:
 def create_private_file(path: str) -> None:
     """An empty file born 0600 (O_EXCL: never reuse something already there)."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
+class VaultFile:
+    """One vault file as this process uses it: its path and vault id, one SQLite connection
+    per thread (the sqlite3 module's objects are not shared between threads here), and the
+    lock that serializes writes, unlock, lock and sealing."""
+
+    def __init__(self, path: str, vault_id: bytes, conn: sqlite3.Connection) -> None:
+        self.path, self.vault_id = path, vault_id
+        self.lock = threading.RLock()
+        self.closed = False
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._adopt(conn)
+
+    def _adopt(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        if self.closed:
+            raise BadRequest("the vault is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._adopt(conn)
+        return conn
+
+    def existing_conn(self) -> sqlite3.Connection | None:
+        """This thread's connection if it has one (a lock must never open, or create, the
+        file), and never after close."""
+        return None if self.closed else getattr(self._local, "conn", None)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    def close(self) -> None:
+        """Close every thread's connection (from any thread)."""
+        self.closed = True
+        with self._conns_lock:
+            for conn in self._conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._conns.clear()

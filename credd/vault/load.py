@@ -1,192 +1,282 @@
-"""Unlock's read of the file: the header, every row, and the snapshot when it is the file's.
+"""Unlock's read of the file: it builds the `Session`.
 
-All of it in one read transaction, so that a writer in another process cannot make
-them disagree. Rows go through in chunks of bulk, C-level steps (this is the cost of an
-unlock at 100,000 entries); a chunk where anything fails is redone row by row, so that
-every bad row is found and named. See docs/vault.md, "Performance" and "The metadata
-snapshot".
+All of it in one read transaction, so that a writer in another process cannot make the
+header, the rows, the chunks and the manifest disagree. Three ways, from fastest:
+
+- **From the chunks**: the manifest opens, every chunk it lists opens under its own id,
+  their ranges tile the name space, and every bucket of rows hashes as the manifest
+  says. Then the file holds exactly the rows the listed chunks described when they were
+  sealed, and the metadata is theirs. No row is decrypted and no object is made per row:
+  each bucket is one SQL aggregate (chunks.BUCKET_SQL), hashed in C.
+- **Mostly from the chunks**: a listed chunk is used only if every row it claims lies in
+  a bucket that still hashes as the manifest says; every other row (in a changed bucket,
+  or one whose chunk a write dropped) is decrypted and merged in by name.
+- **Row by row**: no manifest (a migrated file, a crash before the first seal): every
+  row is decrypted, in batches of bulk C-level steps; a batch where anything fails is
+  redone one row at a time, so that every bad row is found and named.
+
+docs/vault.md ("The chunks") argues why the first two say exactly what the third would.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import hmac
 import operator
 import struct
-from collections.abc import Iterator
-from itertools import compress, repeat
+from collections.abc import Iterable, Iterator
+from itertools import repeat
 from typing import Any
 
-from credd.vault import crypto, db, snapshot
-from credd.vault.cache import Cached
-from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
-from credd.vault.model import MetaRecord, decode_meta
+from credd.vault import chunks, crypto, db, header
+from credd.vault.chunks import BucketSeal, ChunkBody, Manifest
+from credd.vault.crypto import HISTORY, TAIL, Keys, row_ad
+from credd.vault.index import Columns, Index, Row, Segment, gc_paused
+from credd.vault.model import MetaRecord, decode_meta, to_entry_meta
+from credd.vault.session import Session, Slot
 
-#: Rows per bulk step: amortizes the per-call costs and stays in the CPU cache.
+#: Rows per bulk decryption step: amortizes the per-call costs, stays in the CPU cache.
 CHUNK = 2048
 _NONCE = operator.itemgetter(slice(None, crypto.NONCE_LEN))
 _SEALED = operator.itemgetter(slice(crypto.NONCE_LEN, None))
-_BY_NAME = operator.attrgetter("name")
-_DELETED = operator.attrgetter("deleted")
+_NAME = operator.attrgetter("name")
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def load(vault: Any, keys: Keys) -> None:
-    """Verify the header, decrypt all metadata into the cache, check the digest: all
-    from one read transaction, so that a writer in another process cannot make the
-    header, the rows and the snapshot disagree."""
-    conn = vault._conn()
-    with db.reading(conn):
-        _load_from(vault, conn, keys)
-
-
-def header_damage(vault: Any, keys: Keys, gen: int, digest: int, mac: object) -> list[str]:
-    """What is wrong with the header: its MAC, or a generation older than remembered."""
-    damage = []
-    if not (isinstance(mac, bytes) and hmac.compare_digest(
-            mac, keys.header_mac(vault._header_bytes(gen, digest)))):
-        damage.append("the vault header failed authentication")
-    remembered = vault._remembered()
-    if remembered > gen:
-        damage.append(f"the vault file is older than one credd has seen (generation {gen} "
-                      f"< {remembered}): it was rolled back to an earlier copy")
-    return damage
-
-
-def _load_from(vault: Any, conn, keys: Keys) -> None:
-    gen, digest, mac = conn.execute(
-        "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
-    digest_int = int.from_bytes(digest, "big") if isinstance(digest, bytes) else -1
-    damage = header_damage(vault, keys, gen, digest_int, mac)
-    cache: dict[bytes, Cached] = {}
-    bad: dict[bytes, str] = {}
-    live = None
-    stored = _has_snapshot(vault, conn, gen)
-    with _gc_paused():  # 100,000 new objects would otherwise trigger many collections
-        digest_now, rows_hash, verified = scan(vault, conn, keys, cache, bad,
-                                               decrypt=not stored)
-        if stored:
-            if digest_now == digest_int and not damage and rows_hash is not None:
-                live = _from_snapshot(vault, conn, keys, gen, digest, rows_hash, cache,
-                                      len(verified))
-            if live is None:  # not this file's: go row by row after all
-                scan(vault, conn, keys, cache, bad, decrypt=True)
-    if digest_now != digest_int:
+def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Rollback,
+         has_chunks: bool) -> Session:
+    """The session of this unlock: header verified, metadata from the chunks or the rows,
+    set digest checked; rows that fail are recorded, not raised (see the module docstring)."""
+    with db.reading(conn), db.bytes_text(conn), gc_paused():
+        gen, stored, mac = conn.execute(
+            "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
+        digest = header.digest_int(stored)
+        damage = header.damage(keys, vault_id, gen, digest, mac, rollback.remembered())
+        history = _history_digest(conn, keys)
+        reader = _Reader(conn, keys, vault_id)
+        found = reader.from_chunks() if has_chunks else None
+        if found is None:
+            found = reader.row_by_row(keep_buckets=has_chunks)
+    index, entry_digest, buckets, current = found
+    if entry_digest is None or history is None or entry_digest ^ history != digest:
         damage.append("entries were replayed, removed or added outside credd")
-    vault._keys, vault._cache, vault._bad, vault._damage = keys, cache, bad, damage
-    vault._generation, vault._digest = gen, digest_int
-    vault._verified = verified
-    vault._snapshot_gen = gen if live is not None else None
-    vault._live = len(live) if live is not None else list(
-        map(_DELETED, cache.values())).count(None)
-    vault._sorted = live
     if not damage:
-        vault._remember(gen)
+        rollback.remember(gen)
+    return Session(keys=keys, slot=slot, index=index, generation=gen, digest=digest,
+                   history_digest=history if history is not None else 0, bad=reader.bad,
+                   damage=damage, buckets=buckets, current=current and not reader.bad)
 
 
-def _has_snapshot(vault: Any, conn, gen: int) -> bool:
-    """The file has a snapshot that claims this generation (checked when opened)."""
-    return vault._snapshots and conn.execute(
-        "SELECT 1 FROM snapshot WHERE id = 1 AND generation = ?", (gen,)).fetchone() is not None
-
-
-def scan(vault: Any, conn, keys: Keys, cache: dict, bad: dict, *, decrypt: bool
-         ) -> tuple[int | None, bytes | None, dict[bytes, bytes]]:
-    """One pass over the entry rows, in chunks of bulk, C-level steps: decrypt them
-    into the cache (unless a snapshot may stand in for that), and return the set
-    digest of the file (None when a row is too malformed to take part in it), the
-    rows hash a snapshot must match (None likewise), and every row's meta column.
-
-    Decrypting is the cost of an unlock without a snapshot. A chunk where anything
-    fails is redone row by row, so that every bad row is found and named.
-    """
-    ids: list = []
-    tails: list[bytes] | None = []
-    verified: dict[bytes, bytes] = {}
-    rows_hash = None if decrypt else snapshot.RowsHash()  # only a snapshot needs it
-    cursor = conn.execute("SELECT id, rev, meta FROM entries")
-    while chunk := cursor.fetchmany(CHUNK):
-        chunk_ids, revs, blobs = zip(*chunk)
-        if decrypt:
-            try:
-                metas = _decrypt_chunk(vault, keys, chunk_ids, revs, blobs)
-            except Exception:  # any damage (tag, types, lengths, encoding)
-                _decrypt_rows(vault, keys, chunk, cache, bad)
-            else:
-                cache.update(zip(chunk_ids, map(Cached, revs, map(_BY_NAME, metas),
-                                                map(_DELETED, metas), metas)))
-        ids += chunk_ids
-        verified.update(zip(chunk_ids, blobs))
-        if tails is not None:
-            try:
-                tails.append(crypto.zero_version_tails(revs))
-            except struct.error:  # a rev too malformed for the digest (keep naming rows)
-                tails = None
-        if rows_hash is not None:
-            try:
-                rows_hash.update(chunk_ids, revs, blobs)
-            except (TypeError, struct.error):  # malformed: row by row names it
-                rows_hash = None
-    digest = None if tails is None else _digest_of(conn, keys, ids, b"".join(tails))
-    return digest, rows_hash and rows_hash.digest(), verified
-
-
-def _digest_of(conn, keys: Keys, ids: list, tails: bytes) -> int | None:
-    history = conn.execute("SELECT entry, version, rev FROM history").fetchall()
-    history_ids, versions, history_revs = zip(*history) if history else ((), (), ())
+def _history_digest(conn: Any, keys: Keys) -> int | None:
+    rows = conn.execute("SELECT entry, version, rev FROM history").fetchall()
+    ids, versions, revs = zip(*rows) if rows else ((), (), ())
     try:
-        return keys.digest(ENTRY, ids, tails) ^ keys.digest(
-            HISTORY, history_ids, list(map(TAIL.pack, history_revs, versions)))
+        return keys.digest(HISTORY, ids, list(map(TAIL.pack, revs, versions)))
     except (ValueError, TypeError, struct.error):
         return None
 
 
-def _from_snapshot(vault: Any, conn, keys: Keys, gen: int, digest: bytes, rows_hash: bytes,
-                   cache: dict, count: int) -> list[Cached] | None:
-    """Fill the cache from the snapshot if it is exactly this file's; return its
-    live entries, already in name order (None: unlock row by row)."""
-    holder = conn.execute("SELECT blob FROM snapshot WHERE id = 1").fetchall()
-    if len(holder) != 1:
-        return None
-    holder = [holder[0][0]]  # a list, so that open_ can let go of the megabytes
-    opened = snapshot.open_(keys, vault.vault_id, gen, digest, rows_hash, holder, count)
-    if opened is None:
-        return None
-    body, names = opened
-    deleted = list(map(_DELETED, body.entries))
-    cached = list(map(Cached, body.revs, names, deleted, repeat(None), body.entries))
-    cache.update(zip(body.ids, cached))
-    return list(compress(cached, map(operator.not_, deleted)))  # live, in name order
+#: (index, the entry rows' share of the set digest or None, verified buckets, current)
+Found = tuple[Index, int | None, dict[int, BucketSeal], bool]
+#: (bucket, rows, hash, ids concatenated, every row well formed): chunks.scan_buckets
+Scanned = tuple[int, int, bytes, bytes, bool]
 
 
-def _decrypt_chunk(vault: Any, keys: Keys, ids: tuple, revs: tuple, blobs: tuple
-                   ) -> list[MetaRecord]:
-    """The records of rows that all authenticate; raises at the first that does not."""
-    if set(map(len, ids)) != {crypto.ROW_ID_LEN}:  # ROW_AD needs exact lengths
-        raise ValueError("malformed row id")
-    ads = map(crypto.ROW_AD.pack, repeat(vault.vault_id), ids, repeat(b"m"), revs, repeat(0))
-    plains = map(keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
-    return list(map(decode_meta, plains))
+class _Reader:
+    """One unlock's reading: the rows that failed (`bad`) accumulate here."""
 
+    def __init__(self, conn: Any, keys: Keys, vault_id: bytes) -> None:
+        self.conn, self.keys, self.vault_id = conn, keys, vault_id
+        self.bad: dict[bytes, str] = {}
 
-def _decrypt_rows(vault: Any, keys: Keys, rows: list, cache: dict, bad: dict) -> None:
-    """`_decrypt_chunk` one row at a time, recording each bad row."""
-    for row_id, rev, blob in rows:
+    # ---------------------------------------------------------------- from the chunks
+
+    def from_chunks(self) -> Found | None:
+        """The session's index from the chunks (fast, or mostly); None: row by row."""
+        manifest = self._manifest()
+        if manifest is None:
+            return None
+        seals = {s.bucket: s for s in manifest.buckets}
+        bodies = self._chunks(set(manifest.chunks))
+        scanned = list(chunks.scan_buckets(self.conn))
+        matched = {b: ids for b, _count, digest, ids, good in scanned
+                   if good and b in seals and seals[b].hash == digest}
+        tiled = _tiled(bodies)
+        if (len(matched) == len(scanned) == len(seals) and len(bodies) == len(manifest.chunks)
+                and tiled is not None):
+            share = 0
+            for seal in manifest.buckets:
+                share ^= int.from_bytes(seal.digest, "big")
+            return Index(tiled), share, seals, True
+        if not bodies:
+            return None
+        return self._mostly(seals, bodies, scanned, matched)
+
+    def _manifest(self) -> Manifest | None:
+        row = self.conn.execute("SELECT blob FROM manifest WHERE id = 1").fetchone()
+        return None if row is None else chunks.open_manifest(self.keys, self.vault_id, row[0])
+
+    def _chunks(self, listed: set[int]) -> dict[int, ChunkBody]:
+        """The listed chunks that open under their own ids (others are ignored)."""
+        bodies = {}
+        for chunk_id, blob in self.conn.execute("SELECT id, blob FROM chunks"):
+            if chunk_id in listed:
+                body = chunks.open_chunk(self.keys, self.vault_id, chunk_id, blob)
+                if body is not None:
+                    bodies[chunk_id] = body
+        return bodies
+
+    def _mostly(self, seals: dict[int, BucketSeal], bodies: dict[int, ChunkBody],
+                scanned: list[Scanned], matched: dict[int, bytes]) -> Found:
+        """Use the chunks whose rows all lie in unchanged buckets; decrypt the rest."""
+        unchanged: set[bytes] = set()
+        for ids in matched.values():
+            unchanged.update(chunks.split_ids(ids))
+        usable = {cid: body for cid, body in bodies.items()
+                  if unchanged.issuperset(chunks.split_ids(body.ids))}
+        kept = _disjoint(usable)
+        claimed: set[bytes] = set()
+        for _cid, body in kept:
+            claimed.update(chunks.split_ids(body.ids))
+        loose = Columns[MetaRecord]()
+        buckets: dict[int, BucketSeal] = {}
+        share: int | None = 0
+        for bucket, _count, digest, ids, _good in scanned:
+            if bucket in matched:
+                buckets[bucket] = seals[bucket]
+                share ^= int.from_bytes(seals[bucket].digest, "big")  # type: ignore[operator]
+                if claimed.issuperset(chunks.split_ids(ids)):
+                    continue
+            rows = chunks.bucket_rows(self.conn, bucket)
+            if bucket not in matched:
+                part = self._share(rows)
+                share = None if part is None or share is None else share ^ part
+                if part is not None:
+                    buckets[bucket] = BucketSeal(bucket, digest, part.to_bytes(16, "big"))
+            self.decrypt([r for r in rows if r[0] not in claimed], loose)
+        index = Index(_with_gaps(kept))
+        return index.with_changes(_wire(loose)), share, buckets, False
+
+    # ---------------------------------------------------------------- row by row
+
+    def row_by_row(self, *, keep_buckets: bool) -> Found:
+        """Decrypt every row. With `keep_buckets`, bucket by bucket, so that the next seal
+        has every bucket's hash (these rows were just verified by decryption)."""
+        if not keep_buckets:
+            rows = self.conn.execute("SELECT id, rev, meta FROM entries").fetchall()
+            return (Index.build(self.decrypt(rows), to_entry_meta), self._share(rows), {},
+                    False)
+        decrypted = Columns[MetaRecord]()
+        buckets: dict[int, BucketSeal] = {}
+        share: int | None = 0
+        for bucket in _buckets(self.conn):
+            rows = chunks.bucket_rows(self.conn, bucket)
+            part = self._share(rows)
+            share = None if part is None or share is None else share ^ part
+            try:
+                digest = chunks.bucket_hash(len(rows), *chunks.bucket_strings(rows))
+            except TypeError:  # a malformed column: the file is damaged, nothing is sealed
+                digest = b""
+            if part is not None:
+                buckets[bucket] = BucketSeal(bucket, digest, part.to_bytes(16, "big"))
+            self.decrypt(rows, decrypted)
+        return Index.build(decrypted, to_entry_meta), share, buckets, False
+
+    def _share(self, rows: list[tuple[bytes, int, bytes]]) -> int | None:
+        """These rows' share of the set digest; None when one is too malformed for it."""
+        if not rows:
+            return 0
+        ids, revs, _metas = zip(*rows)
         try:
-            meta = decode_meta(crypto.unseal(keys.meta, blob,
-                                             row_ad(vault.vault_id, row_id, "meta", rev)))
-        except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
-            bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
-        else:
-            cache[row_id] = Cached(rev, meta.name, meta.deleted, meta)
+            return chunks.digest_share(self.keys, ids, revs)
+        except (ValueError, TypeError, struct.error):
+            return None
+
+    # ---------------------------------------------------------------- decryption
+
+    def decrypt(self, rows: list[tuple[bytes, int, bytes]],
+                into: Columns[MetaRecord] | None = None) -> Columns[MetaRecord]:
+        """The rows whose metadata authenticates, as columns (their entries file records);
+        the others go to `bad`. In batches of bulk steps; a batch where anything fails is
+        redone row by row."""
+        out = Columns[MetaRecord]() if into is None else into
+        for start in range(0, len(rows), CHUNK):
+            batch = rows[start:start + CHUNK]
+            ids, revs, blobs = zip(*batch)
+            try:
+                metas = self._decrypt_batch(ids, revs, blobs)
+            except Exception:  # any damage (tag, types, lengths, encoding)
+                self._decrypt_rows(batch, out)
+            else:
+                out.extend(Columns(list(map(_NAME, metas)), list(ids), list(revs), metas))
+        return out
+
+    def _decrypt_batch(self, ids: tuple[bytes, ...], revs: tuple[int, ...],
+                       blobs: tuple[bytes, ...]) -> list[MetaRecord]:
+        """The records of rows that all authenticate; raises at the first that does not."""
+        if set(map(len, ids)) != {crypto.ROW_ID_LEN}:  # ROW_AD needs exact lengths
+            raise ValueError("malformed row id")
+        ads = map(crypto.ROW_AD.pack, repeat(self.vault_id), ids, repeat(b"m"), revs, repeat(0))
+        plains = map(self.keys.meta.decrypt, map(_NONCE, blobs), map(_SEALED, blobs), ads)
+        return list(map(decode_meta, plains))
+
+    def _decrypt_rows(self, rows: Iterable[tuple[bytes, int, bytes]],
+                      out: Columns[MetaRecord]) -> None:
+        for row_id, rev, blob in rows:
+            try:
+                meta = decode_meta(crypto.unseal(self.keys.meta, blob,
+                                                 row_ad(self.vault_id, row_id, "meta", rev)))
+            except Exception:  # any damage (tag, types, lengths, encoding) is one bad row
+                self.bad[row_id] = f"row {row_id.hex() if isinstance(row_id, bytes) else row_id!r}"
+            else:
+                out.append(meta.name, row_id, rev, meta)
+
+
+def _buckets(conn: Any) -> Iterator[int]:
+    """Every bucket that has rows, in order."""
+    for (bucket,) in conn.execute("SELECT DISTINCT rowid >> ? FROM entries ORDER BY 1",
+                                  (chunks.BUCKET.bit_length() - 1,)):
+        yield bucket
+
+
+def _disjoint(bodies: dict[int, ChunkBody]) -> list[tuple[int, ChunkBody]]:
+    """The chunks by range, without any whose range is empty or overlaps another's (each
+    row is covered at most once: overlapping chunks are both left out)."""
+    ordered = sorted((item for item in bodies.items()
+                      if item[1].high is None or item[1].low < item[1].high),
+                     key=lambda item: item[1].low)
+    overlapping = set()
+    for (a, first), (b, second) in zip(ordered, ordered[1:]):
+        if first.high is None or first.high > second.low:
+            overlapping |= {a, b}
+    return [item for item in ordered if item[0] not in overlapping]
+
+
+def _tiled(bodies: dict[int, ChunkBody]) -> list[Segment] | None:
+    """The segments of chunks whose ranges tile the whole name space, else None."""
+    segments: list[Segment] = []
+    cursor: str | None = ""
+    for chunk_id, body in sorted(bodies.items(), key=lambda item: item[1].low):
+        if cursor is None or body.low != cursor:
+            return None
+        segments.append(Segment.sealed(body.low, chunk_id, body))
+        cursor = body.high
+    return segments if cursor is None and segments else None
+
+
+def _with_gaps(kept: list[tuple[int, ChunkBody]]) -> list[Segment]:
+    """Segments of the kept chunks, with an empty dirty segment over each gap between
+    their ranges (rows there are merged in afterwards)."""
+    segments: list[Segment] = []
+    cursor: str | None = ""
+    for chunk_id, body in kept:
+        if cursor is not None and body.low > cursor:
+            segments.append(Segment.dirty(cursor, Columns(), Columns()))
+        segments.append(Segment.sealed(body.low, chunk_id, body))
+        cursor = body.high
+    if cursor is not None:
+        segments.append(Segment.dirty(cursor, Columns(), Columns()))
+    return segments
+
+
+def _wire(decrypted: Columns[MetaRecord]) -> list[tuple[str, Row]]:
+    """Decrypted rows as (name, row) with wire records, to merge into an index."""
+    return list(zip(decrypted.names, map(Row, decrypted.ids, decrypted.revs,
+                                         map(to_entry_meta, decrypted.entries))))

@@ -8,9 +8,12 @@ Format history:
   1  first release: vault header, key slots, entries, history
   2  index on history(entry, version): history, restore, purge and pruning
      no longer scan every version of every entry
-  3  snapshot table: the sealed metadata snapshot that speeds up unlock and
-     the first list (credd/vault/snapshot.py); a vault without one unlocks
-     row by row as before
+  3  snapshot table: one sealed blob of every entry's metadata, which sped up
+     unlock and the first list, but which every write had to delete whole
+  4  chunks and manifest tables instead (credd/vault/chunks.py): the metadata
+     sealed in chunks of about a hundred entries, so that a write deletes one
+     chunk, not all of them; the snapshot's pages are zeroed as it is dropped.
+     Until the first seal a vault unlocks row by row, as it did without one
 """
 
 from __future__ import annotations
@@ -33,10 +36,18 @@ def _snapshot_table(conn: sqlite3.Connection) -> None:
                  "generation INTEGER NOT NULL, blob BLOB NOT NULL)")
 
 
+def _chunk_tables(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TABLE IF EXISTS snapshot")  # secure_delete zeroes its pages
+    conn.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, blob BLOB NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS manifest (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                 "blob BLOB NOT NULL)")
+
+
 #: to-version → step that brings format to-version - 1 up to it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
     3: _snapshot_table,
+    4: _chunk_tables,
 }
 LATEST = max(MIGRATIONS, default=1)
 
@@ -78,4 +89,6 @@ def migrate(conn: sqlite3.Connection, path: str, *, target: int = LATEST,
             raise InternalError(f"migrating {path} to format {version} failed "
                                 f"({type(exc).__name__}); the file stays at format "
                                 f"{version - 1}{saved}") from exc
+    if current < target:  # what a step dropped leaves the WAL and the file (secure_delete)
+        db.checkpoint_truncate(conn)
     return written

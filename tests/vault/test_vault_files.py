@@ -81,8 +81,8 @@ def test_names_and_values_never_in_the_file_or_wal(vault):
 def test_every_connection_has_the_durability_pragmas(vault):
     import threading
 
-    conns = [vault._conn()]
-    t = threading.Thread(target=lambda: conns.append(vault._conn()))
+    conns = [vault.file.conn()]
+    t = threading.Thread(target=lambda: conns.append(vault.file.conn()))
     t.start()
     t.join()
     assert conns[0] is not conns[1]

@@ -12,26 +12,36 @@ import pytest
 
 from credd.errors import BadRequest, IntegrityError, InternalError
 from credd.vault import Vault, migrations
+from tests.vault.conftest import file_bytes
+from tests.vault.fixtures import make_format3
 from tests.vault.fixtures.make_format1 import KEY, PASSPHRASE, TARGET
 from credd.protocol import Set
 
 RECOVERY = "TBRH-WXTF-6TUI-V2DD-HPUJ-AUEX-GRYH-BM55"
 
 
-@pytest.fixture
-def old_vault(tmp_path) -> str:
+def _copy(tmp_path, fixture: str) -> str:
     home = tmp_path / "vaultdir"
     home.mkdir(mode=0o700)
     path = str(home / "vault.db")
-    shutil.copy(TARGET, path)
+    shutil.copy(fixture, path)
     os.chmod(path, 0o600)
     return path
 
 
+@pytest.fixture
+def old_vault(tmp_path) -> str:
+    return _copy(tmp_path, TARGET)
+
+
+def _immutable(path: str) -> sqlite3.Connection:
+    # A committed fixture is opened immutable: reading it must not create -wal/-shm beside it.
+    return sqlite3.connect(f"file:{path}?immutable=1", uri=True) \
+        if path in (TARGET, make_format3.TARGET) else sqlite3.connect(path)
+
+
 def _format(path: str) -> int:
-    # The committed fixture is opened immutable: reading it must not create -wal/-shm beside it.
-    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True) if path == TARGET \
-        else sqlite3.connect(path)
+    conn = _immutable(path)
     try:
         return conn.execute("PRAGMA user_version").fetchone()[0]
     finally:
@@ -103,3 +113,41 @@ def test_a_file_that_is_not_a_vault_is_refused(old_vault):
         f.write(b"this is not sqlite at all" * 100)
     with pytest.raises(IntegrityError, match="cannot be read as a vault"):
         Vault.open(old_vault)
+
+
+def test_a_format_3_vault_migrates_and_its_snapshot_leaves_the_file(tmp_path):
+    """Format 3 sealed all metadata as one snapshot blob: format 4 drops it with its pages
+    zeroed (the backup keeps it, as it keeps everything), and the first unlock after the
+    migration goes row by row until a seal writes the chunks."""
+    assert _format(make_format3.TARGET) == 3
+    conn = _immutable(make_format3.TARGET)
+    (snapshot,) = conn.execute("SELECT blob FROM snapshot").fetchone()
+    conn.close()
+    path = _copy(tmp_path, make_format3.TARGET)
+    vault = Vault.open(path)
+    assert _format(path) == migrations.LATEST == 4
+    (backup,) = glob.glob(path + ".format3-*.bak")
+    assert _format(backup) == 3
+    data = file_bytes(path)
+    assert not any(snapshot[i:i + 32] in data for i in range(12, len(snapshot) - 32, 32))
+    conn = sqlite3.connect(path)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "snapshot" not in tables and {"chunks", "manifest"} <= tables
+    vault.unlock(make_format3.PASSPHRASE)
+    assert not vault.from_snapshot  # nothing sealed yet: row by row
+    expected = _everything(vault)
+    assert [e.name for e in vault.list()] == ["cloud/aws/prod", "db/main"]
+    assert [e.name for e in vault.trash()] == ["old/token"]
+    assert vault.get("cloud/aws/prod") == "AKIA-v2" and vault.check() == []
+    vault.close()  # seals the chunks
+    again = Vault.open(path)
+    again.unlock(key=make_format3.KEY)
+    assert again.from_snapshot and _everything(again) == expected
+    again.close()
+
+
+def _everything(vault: Vault) -> tuple:
+    return ([(e.name, e.service, e.fields, e.version) for e in vault.list() + vault.trash()],
+            vault.get("cloud/aws/prod", "secret_access_key"), vault.reveal("cloud/aws/prod", 1).value,
+            vault.reveal("db/main").notes)

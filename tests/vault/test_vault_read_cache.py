@@ -8,7 +8,7 @@ import pytest
 
 from credd.errors import BadRequest, NotFound
 from credd.protocol import Field
-from credd.vault import vault as vault_module
+from credd.vault import reads
 from credd.vault.vault import VaultIntegrityError
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
@@ -19,7 +19,7 @@ from credd.protocol import Set
 def secret_reads(vault):
     """How many times this thread's connection has read a secret column so far."""
     seen: list[str] = []
-    vault._conn().set_trace_callback(seen.append)
+    vault.file.conn().set_trace_callback(seen.append)
     return lambda: sum("SELECT rev, secret FROM entries" in s for s in seen)
 
 
@@ -90,19 +90,19 @@ def test_a_blob_that_fails_is_not_kept(vault):
 
 
 def test_names_are_memoized_per_unlock_bounded_and_only_when_valid(vault, monkeypatch):
-    monkeypatch.setattr(vault_module, "_LOCATED_MAX", 8)
+    monkeypatch.setattr(reads, "LOCATED_MAX", 8)
     vault.put(Set(name="café/x", value="v"))
     decomposed = unicodedata.normalize("NFD", "café/x")
     assert vault.get(decomposed) == "v" and vault.get(decomposed) == "v"
-    assert vault._keys.located[decomposed][0] == "café/x"
+    assert vault.session.keys.located[decomposed][0] == "café/x"
     with pytest.raises(BadRequest):
         vault.get(" café/x")
-    assert " café/x" not in vault._keys.located
+    assert " café/x" not in vault.session.keys.located
     for i in range(20):
         with pytest.raises(NotFound):
             vault.get(f"missing-{i}")
-        assert len(vault._keys.located) <= 8
-    keys = vault._keys
+        assert len(vault.session.keys.located) <= 8
+    keys = vault.session.keys
     vault.lock()
     assert keys.located == {}
     again = reopen(vault)

@@ -148,7 +148,7 @@ def test_locked_vault_refuses_everything_and_forgets(vault):
                  lambda: vault.describe("x"), lambda: vault.audit_key):
         with pytest.raises(LockedError):
             call()
-    assert vault._cache == {} and vault._keys is None
+    assert vault.session is None
 
 
 def test_secret_reprs_are_redacted(vault):

@@ -357,7 +357,7 @@ def test_bulk_and_row_by_row_unlock_agree(vault, monkeypatch):
         monkeypatch.setattr(load, "CHUNK", chunk)
         vault.lock()
         db = raw(vault.path)
-        db.execute("DELETE FROM snapshot")  # this test is about the row-by-row unlock
+        db.execute("DELETE FROM manifest")  # this test is about the row-by-row unlock
         db.close()
         vault.unlock(TEST_PASSPHRASE)
         assert not vault.from_snapshot
@@ -366,17 +366,17 @@ def test_bulk_and_row_by_row_unlock_agree(vault, monkeypatch):
 
 
 def test_rollback_counter_record_is_in_place_checked_and_read_in_both_formats(vault):
-    from credd.vault import counter
+    from credd.vault import counter, header
     vault.put(Set(name="a", value="1"))
-    path = vault._state_file()
+    path = header.Rollback(vault.state_dir, vault.vault_id).path
     with open(path, "rb") as f:
         record = f.read()
-    assert record.startswith(b"%020d " % vault._generation) and len(record) == 30
+    assert record.startswith(b"%020d " % vault.session.generation) and len(record) == 30
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert counter.remembered(path) == vault._generation
+    assert counter.remembered(path) == vault.session.generation
     inode = os.stat(path).st_ino
     vault.put(Set(name="a", value="2"))
-    assert os.stat(path).st_ino == inode and counter.remembered(path) == vault._generation
+    assert os.stat(path).st_ino == inode and counter.remembered(path) == vault.session.generation
     for damaged in (record[:5] + b"9" + record[6:], record[:-3] + b"zz\n", b"", b"-5",
                     b"12x", b"\xff" * 30):
         with open(path, "wb") as f:
