@@ -87,7 +87,7 @@ class FrameReader:
 
     `feed` what arrived and take bodies with `next_body` until it says None.
     A body's length is checked before anything is allocated for it; a body
-    that has not all arrived is allocated once, and `recv_frame` receives the
+    that has not all arrived is allocated once, and `receive` reads the
     rest straight into it: a 1 MiB page of a 100,000-entry list is then
     copied once, by the kernel.
     """
@@ -106,6 +106,30 @@ class FrameReader:
         body[self._filled:self._filled + n] = memoryview(data)[:n]
         self._filled += n
         self._data = data[n:]
+
+    def receive(self, sock: _socket.socket) -> bytes | bytearray:
+        """The next body, received from a blocking socket as needed. The common case
+        (nothing held, one recv brings the whole reply) costs no more than reading by
+        hand; the rest of a long body is received straight into its buffer."""
+        body = self.next_body() if self._data or self._body is not None else None
+        while body is None:
+            try:
+                if self._body is None:
+                    data = sock.recv(RECV_SIZE)
+                    n = len(data)
+                    if self._data:
+                        self.feed(data)
+                    else:
+                        self._data = data
+                else:
+                    n = sock.recv_into(memoryview(self._body)[self._filled:])
+                    self._filled += n
+            except OSError as exc:
+                raise lost(exc) from None
+            if not n:
+                raise lost()
+            body = self.next_body()
+        return body
 
     def next_body(self) -> bytes | bytearray | None:
         """The next whole body, or None until more bytes arrive."""
@@ -145,27 +169,7 @@ def lost(exc: OSError | None = None) -> AgentUnavailable:
 
 def recv_frame(sock: _socket.socket, frames: FrameReader) -> bytes | bytearray:
     """The next frame body from a blocking socket; `frames` keeps what arrived past it."""
-    # The reader's fields are this module's own: the common case (nothing held, one
-    # recv brings the whole reply) then costs no more than reading by hand.
-    body = frames.next_body() if frames._data or frames._body is not None else None
-    while body is None:
-        try:
-            if frames._body is None:
-                data = sock.recv(RECV_SIZE)
-                n = len(data)
-                if frames._data:
-                    frames.feed(data)
-                else:
-                    frames._data = data
-            else:
-                n = sock.recv_into(memoryview(frames._body)[frames._filled:])
-                frames._filled += n
-        except OSError as exc:
-            raise lost(exc) from None
-        if not n:
-            raise lost()
-        body = frames.next_body()
-    return body
+    return frames.receive(sock)
 
 
 def send_all(sock: _socket.socket, data: bytes) -> None:
