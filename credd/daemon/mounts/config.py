@@ -177,10 +177,11 @@ def _table(doc: dict[str, Any], path: str) -> dict[str, MountConfig]:
             raise BadRequest(f"{path}: mount {name!r}: its name is the table's "
                              "([mounts.NAME]), not a key")
         try:
-            config = msgspec.convert({"name": name, **options}, MountConfig)
+            table[name] = check(msgspec.convert({"name": name, **options}, MountConfig))
         except msgspec.ValidationError as exc:
             raise BadRequest(f"{path}: mount {name!r}: {exc}") from None
-        table[name] = check(config)
+        except BadRequest as exc:
+            raise BadRequest(f"{path}: {exc.message}") from None
     return table
 
 

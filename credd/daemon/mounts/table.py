@@ -115,7 +115,9 @@ class MountTable:
         try:
             return BACKENDS[config.backend](config, self._resolver(local))
         except Exception as exc:  # a backend's bug or missing extra must not stop the agent
-            why = exc.message if isinstance(exc, CreddError) else _describe(exc)
+            why = (exc.message if isinstance(exc, CreddError)
+                   else f"{exc.name} is not installed (pip install 'credd[{config.backend}]')"
+                   if isinstance(exc, ModuleNotFoundError) else _describe(exc))
             log.warning("mount %s (%s) did not open: %s", config.name, config.backend, why)
             return Broken(config, why)
 
