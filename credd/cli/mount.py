@@ -43,8 +43,8 @@ def register(sub: Any) -> None:
     a.add_argument("--backend", required=True, choices=BACKENDS)
     for option, (text, metavar) in _OPTIONS.items():
         a.add_argument(f"--{option.replace('_', '-')}", dest=option, metavar=metavar, help=text)
-    a.add_argument("--revalidate", type=output.arg_type(parse_duration), metavar="D",
-                   help="openbao: serve a cached read this long before checking its version "
+    duration = output.arg_type(parse_duration)  # type: ignore[no-untyped-call]
+    a.add_argument("--revalidate", type=duration, metavar="D", help="openbao: serve a cached read this long before checking its version "
                         "(default 30s)")
     a.add_argument("--offline-cache", action="store_true",
                    help="openbao: keep serving cached reads while the server is down")

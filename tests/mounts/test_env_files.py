@@ -38,12 +38,14 @@ def secrets_dir(root: Path, files: dict[str, str], mode: int = 0o600) -> Path:
     return root
 
 
-def k8s_generation(root: Path, stamp: str, files: dict[str, str]) -> None:
-    """What the kubelet does: a new timestamped directory, then one rename of ..data."""
+def k8s_generation(root: Path, stamp: str, files: dict[str, str], *, link: bool = True) -> None:
+    """What the kubelet does: a new timestamped directory, one rename of ..data, then a
+    link per new key (`link=False` stops before those: the moment a naive reader of the
+    top-level links sees the old key set)."""
     secrets_dir(root / stamp, files)
     (root / "..data_tmp").symlink_to(stamp)
     os.rename(root / "..data_tmp", root / "..data")
-    for name in files:
+    for name in files if link else ():
         if not (root / name).is_symlink():
             (root / name).symlink_to(f"..data/{name}")
 
@@ -138,11 +140,18 @@ class TestFiles:
             assert [e.name for e in c.list(prefix="k8s/")] == ["k8s/password", "k8s/user"]
             assert c.get_many(["credd://k8s/user", "credd://k8s/password"]) == {
                 "credd://k8s/user": "u1", "credd://k8s/password": "p1"}
-            k8s_generation(root, "..2026_01_02_00_00_00.2", {"user": "u2", "password": "p2",
-                                                            "extra": "e"})
+            k8s_generation(root, "..2026_01_02_00_00_00.2", {"user": "u2", "extra": "e"},
+                           link=False)
             shutil.rmtree(root / "..2026_01_01_00_00_00.1")  # as the kubelet does after the swap
+            # the top level still has the old links (password dangles, extra has none):
+            # the mount lists and reads the generation ..data points to
+            assert [e.name for e in c.list(prefix="k8s/")] == ["k8s/extra", "k8s/user"]
+            assert c.get_many(["credd://k8s/user", "credd://k8s/extra"]) == {
+                "credd://k8s/user": "u2", "credd://k8s/extra": "e"}
+            k8s_generation(root, "..2026_01_03_00_00_00.3", {"user": "u3", "password": "p3",
+                                                            "extra": "e"})
             assert c.get_many(["credd://k8s/user", "credd://k8s/password"]) == {
-                "credd://k8s/user": "u2", "credd://k8s/password": "p2"}
+                "credd://k8s/user": "u3", "credd://k8s/password": "p3"}
             assert [e.name for e in c.list(prefix="k8s/")] == ["k8s/extra", "k8s/password",
                                                                "k8s/user"]
 
