@@ -25,6 +25,7 @@ read (or write) is served, and reported in the mount's warnings
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -58,6 +59,8 @@ class FilesMount(ReadOnlyMount):
     def __init__(self, config: MountConfig, resolve: Resolve) -> None:
         super().__init__(config.name, config.dir)
         self.dir = config.dir
+        self._top = os.path.realpath(config.dir)  # links must resolve inside this
+        self._data: tuple[str, str] = ("", "")    # the last ..data target and where it resolved
         self._listing: Listing | None = None
 
     def entries(self) -> Sequence[EntryMeta]:
@@ -85,7 +88,7 @@ class FilesMount(ReadOnlyMount):
             if path is None:
                 raise not_found(meta.name, self.name)
             try:
-                return _read(path, self._top(), meta.name), {}
+                return _read(path, self._top, meta.name), {}
             except FileNotFoundError:
                 if attempt == 2:
                     raise not_found(meta.name, self.name) from None
@@ -94,17 +97,16 @@ class FilesMount(ReadOnlyMount):
 
     # ------------------------------------------------------------ listing
 
-    def _top(self) -> str:
-        return os.path.realpath(self.dir)
-
     def _root(self) -> str:
         """The directory to read: where `..data` points (inside the mount), or the mount's."""
         try:
             target = os.readlink(os.path.join(self.dir, _DATA))
         except OSError:
             return self.dir
-        root = os.path.realpath(os.path.join(self.dir, target))
-        return root if _inside(root, self._top()) else self.dir
+        if target != self._data[0]:
+            root = os.path.realpath(os.path.join(self.dir, target))
+            self._data = target, root if _inside(root, self._top) else self.dir
+        return self._data[1]
 
     def _current(self) -> Listing:
         listing, root = self._listing, self._root()
@@ -118,7 +120,7 @@ class FilesMount(ReadOnlyMount):
         return listing
 
     def _scan(self, root: str) -> Listing:
-        top = self._top()
+        top = self._top
         dirs: list[str] = []
         files: list[tuple[str, str, os.stat_result]] = []  # (relative name, path, stat)
         skipped: list[str] = []
@@ -177,11 +179,18 @@ def _key(root: str, dirs: list[str]) -> tuple[object, ...]:
 
 
 def _read(path: str, top: str, name: str) -> str:
-    """The file's text, checked to be a regular file inside `top` (FileNotFoundError if gone)."""
-    real = os.path.realpath(path)
-    if not _inside(real, top):
-        raise not_found(name, name.partition("/")[0])
-    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """The file's text, checked to be a regular file inside `top` (FileNotFoundError if gone).
+    O_NONBLOCK: a FIFO put in the directory must not hang the agent."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        real = os.path.realpath(path)  # a link: followed only to a file inside the mount
+        if not _inside(real, top):
+            raise not_found(name, name.partition("/")[0]) from None
+        fd = os.open(real, flags)
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise not_found(name, name.partition("/")[0])
