@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,18 +23,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from client_bench import bench_env, latencies, ms, pct, row, start_agent, stop  # noqa: E402
+from client_bench import (bench_env, latencies, ms, pct, row, start_agent, stop,  # noqa: E402
+                          timed)
 
 from credd.client import Client  # noqa: E402
-
-
-def timed(fn, repeat: int = 5) -> tuple[float, object]:
-    samples, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples), result
 
 
 def mount(env: dict, *args: str) -> None:
@@ -77,17 +68,17 @@ def run(root: str, n: int, calls: int) -> None:
             c.unlock(key=vault_bench.KEY, idle_timeout=3600)
             c.set("bench", value="x" * 32)
             print(f"\nls with {n:,} entries in each store (median of 5)")
-            local, _ = timed(c.list)
+            local, _ = timed(c.list, repeat=5)
             row(f"local vault ({n:,})", ms(local))
             mount(env, "run", "--backend", "files", "--dir", secrets)
             scan, _ = timed(lambda: c.list(prefix="run/"), repeat=1)
             row("files mount, first (scan)", ms(scan), f"{scan / local:.2f}x local")
-            cached, found = timed(lambda: c.list(prefix="run/"))
+            cached, found = timed(lambda: c.list(prefix="run/"), repeat=5)
             row(f"files mount ({len(found):,})", ms(cached), f"{cached / local:.2f}x local")
             mount(env, "platform", "--backend", "env", "--env-prefix", "BENCH_CRED_")
-            listed, found = timed(lambda: c.list(prefix="platform/"))
+            listed, found = timed(lambda: c.list(prefix="platform/"), repeat=5)
             row(f"env mount ({len(found):,})", ms(listed), f"{listed / local:.2f}x local")
-            merged, found = timed(c.list)
+            merged, found = timed(c.list, repeat=5)
             row(f"everything merged ({len(found):,})", ms(merged),
                 f"{merged / (3 * local):.2f}x 3 local lists")
         print(f"\nin-process get, {calls} calls each, interleaved (p50, p99)")

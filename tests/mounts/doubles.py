@@ -1,11 +1,10 @@
 """A mount made of dictionaries (tests/daemon/memory_store.py with a name and a state),
 and an agent whose entries are a router over such stores, served through the real
-dispatcher on an event loop in this process (as tests/daemon/test_store_seam.py does)."""
+dispatcher on an event loop in this process (test_store_seam.py's MemoryState)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +13,11 @@ import msgspec
 
 from credd import protocol as p
 from credd.daemon import dispatch
-from credd.daemon.peer import Peer
 from credd.daemon.router import Router
-from credd.daemon.state import AgentState, Config
-from credd.errors import LockedError
+from credd.daemon.state import Config
 from credd.protocol import EntryMeta, MountInfo
-from credd.store import EntryStore
 from tests.daemon.memory_store import MemoryStore
+from tests.daemon.test_store_seam import MemoryState, _Caller
 
 
 class MemoryMount(MemoryStore):
@@ -52,27 +49,6 @@ class MemoryMount(MemoryStore):
         return [msgspec.structs.replace(m, mount=self.name) for m in super().entries()]
 
 
-class _Caller:
-    greeted = True
-    subscription = None
-
-    def __init__(self) -> None:
-        self.peer = Peer(uid=os.geteuid(), pid=os.getpid())
-
-
-class RouterState(AgentState):
-    """An agent whose entries are a Router over a MemoryStore and the given mounts."""
-
-    def __init__(self, config: Config, router: Router) -> None:
-        super().__init__(config)
-        self.router = router
-
-    def store(self) -> EntryStore:
-        if not self._unlocked:
-            raise LockedError("the vault is locked: run `credd unlock`")
-        return self.router
-
-
 class Served:
     """ask(request) → reply through dispatch; ask_async for requests run concurrently."""
 
@@ -82,7 +58,7 @@ class Served:
         config = Config(socket=str(tmp_path / "s.sock"), vault=str(tmp_path / "none" / "v.db"),
                         state_dir=str(tmp_path / "state"),
                         config_file=str(tmp_path / "none" / "config.toml"))
-        self.state = RouterState(config, router)
+        self.state = MemoryState(config, router)  # type: ignore[arg-type]  # any EntryStore
         self.state.opened(idle=600, lifetime=3600)
         self.caller = _Caller()
 

@@ -124,8 +124,8 @@ class TestReaderThreads:
                                                                            "run": run}))
 
     def test_remote_reads_run_on_a_reader_thread_and_local_ones_on_the_loop(self, ask):
-        team = ask.state.router.mounts["team"]
-        run = ask.state.router.mounts["run"]
+        team = ask.state.memory.mounts["team"]
+        run = ask.state.memory.mounts["run"]
         assert ask(p.Get(name="team/db")).value == "v"
         assert ask(p.GetMany(refs=["credd://team/db", "credd://run/x"])).values
         assert ask(p.Get(name="run/x")).value == "v"
@@ -134,31 +134,30 @@ class TestReaderThreads:
         assert run.threads[0].startswith("credd-reader")
         assert run.threads[1] == threading.current_thread().name
 
-    def test_the_loop_answers_while_a_remote_read_waits(self, ask):
-        team = ask.state.router.mounts["team"]
+    @staticmethod
+    def _while_held(ask, meanwhile):
+        """Start a get of team/db, held inside the mount; run `meanwhile()`, then let go:
+        (what meanwhile returned, whether the get was still waiting, the get's reply)."""
+        team = ask.state.memory.mounts["team"]
         team.release.clear()
 
-        async def both():
+        async def scenario():
             slow = asyncio.ensure_future(ask.ask_async(p.Get(name="team/db")))
             await asyncio.sleep(0.05)
-            fast = await ask.ask_async(p.Get(name="local"))
-            assert not slow.done()  # the local get did not wait for it
+            result = await meanwhile()
+            waiting = not slow.done()
             team.release.set()
-            return fast, await slow
+            return result, waiting, await slow
 
-        fast, slow = ask.loop.run_until_complete(both())
-        assert fast.value == "v" and slow.value == "v"
+        return ask.loop.run_until_complete(scenario())
+
+    def test_the_loop_answers_while_a_remote_read_waits(self, ask):
+        fast, waiting, slow = self._while_held(ask, lambda: ask.ask_async(p.Get(name="local")))
+        assert fast.value == "v" and waiting and slow.value == "v"
 
     def test_a_lock_during_a_remote_read_wins(self, ask):
-        team = ask.state.router.mounts["team"]
-        team.release.clear()
-
-        async def locked_meanwhile():
-            slow = asyncio.ensure_future(ask.ask_async(p.Get(name="team/db")))
-            await asyncio.sleep(0.05)
+        async def lock():
             ask.state.lock("request")
-            team.release.set()
-            return await slow
 
-        reply = ask.loop.run_until_complete(locked_meanwhile())
+        _, _, reply = self._while_held(ask, lock)
         assert isinstance(reply, p.Error) and reply.code == "locked"
