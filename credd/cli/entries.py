@@ -284,7 +284,7 @@ def _warn_unlisted(mounts) -> None:
     """A mount that cannot list now is left out of `ls`: say so, on stderr."""
     for m in mounts:
         if m.state not in ("ok", "locked"):
-            print(f"credd: mount {m.name} is {m.state}, its entries are not listed: {m.message}",
+            print(f"credd: mount {m.name} ({m.state}): its entries are not listed: {m.message}",
                   file=sys.stderr)
 
 

@@ -157,7 +157,7 @@ class TestAgent:
             assert c.status().mounts[0].state == "error"
         listed = run_credd("ls")
         assert listed.returncode == 0 and "local/a" in listed.stdout
-        assert "mount run is error" in listed.stderr
+        assert "mount run (error): its entries are not listed" in listed.stderr
         failed = run_credd("get", "run/x")
         assert failed.returncode == 1 and "mount 'run'" in failed.stderr
 
