@@ -82,6 +82,15 @@ class TestEntries:
 
 
 class TestRouting:
+    def test_the_backends_and_the_stand_in_are_mounts(self, tmp_path):
+        from credd.daemon.mounts import BACKENDS, Mount, MountConfig
+        from credd.daemon.mounts.table import Broken
+        made = [BACKENDS["env"](MountConfig(name="e", backend="env", env_prefix="E_"), str),
+                BACKENDS["files"](MountConfig(name="f", backend="files", dir=str(tmp_path)), str),
+                Broken(MountConfig(name="b", backend="files", dir="/x"), "why")]
+        assert all(isinstance(m, Mount) for m in made)
+        assert [m.info().state for m in made] == ["ok", "ok", "error"]
+
     def test_names_go_to_their_store(self):
         local, team = MemoryStore(), MemoryMount("team")
         router = Router(local, {"team": team})
