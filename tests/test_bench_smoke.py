@@ -53,3 +53,11 @@ def test_scripting_bench():
                     "--secrets", "50", timeout=50)
     assert "get_many round trips per run: 1" in out
     assert "credd redact FILE" in out and "credd run -- cat FILE" in out and "Goal:" in out
+
+
+@pytest.mark.timeout(90)
+def test_mount_bench():
+    out = run_bench("mount_bench.py", "--entries", "200", "--calls", "100", timeout=80)
+    for line in ("local vault (200)", "files mount (200)", "env mount (200)",
+                 "everything merged (601)", "files entry", "env entry"):
+        assert line in out

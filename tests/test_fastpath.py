@@ -82,7 +82,13 @@ status_replies = st.builds(
     version=st.text(max_size=10), entries=st.none() | st.integers(0, 10**6),
     idle_timeout=st.floats(0, 1e6), max_lifetime=st.floats(0, 1e6),
     idle_left=st.none() | st.floats(0, 1e6), lifetime_left=st.none() | st.floats(0, 1e6),
-    retry_after=st.floats(0, 100))
+    retry_after=st.floats(0, 100),
+    mounts=st.lists(st.builds(
+        protocol.MountInfo, name=st.text(max_size=10), backend=st.sampled_from(["env", "files"]),
+        location=st.text(max_size=20), state=st.sampled_from(["ok", "error"]),
+        message=st.text(max_size=20), warnings=st.lists(st.text(max_size=20), max_size=2),
+        read_only=st.booleans()), max_size=2),
+    config_error=st.text(max_size=20))
 replies = st.one_of(
     st.builds(protocol.Secret, name=names, value=st.text(max_size=2000), field=fields),
     st.builds(protocol.Welcome, protocol=st.integers(0, 2**31), version=st.text(max_size=20),
@@ -125,9 +131,17 @@ class TestRepliesIn:
     def test_status_fields_and_defaults_are_the_protocols(self):
         struct_fields = protocol.StatusReply.__struct_fields__
         assert tuple(fast.STATUS_FIELDS) == struct_fields
-        defaults = dict(zip(struct_fields[-len(protocol.StatusReply.__struct_defaults__):],
-                            protocol.StatusReply.__struct_defaults__))
+        given = protocol.StatusReply.__struct_defaults__
+        defaults = {name: getattr(d, "factory", lambda d=d: d)()  # [] defaults are factories
+                    for name, d in zip(struct_fields[-len(given):], given)}
         assert {k: v for k, v in fast.STATUS_FIELDS.items() if k in defaults} == defaults
+
+    def test_mount_fields_and_defaults_are_the_protocols(self):
+        fields, given = protocol.MountInfo.__struct_fields__, protocol.MountInfo.__struct_defaults__
+        assert tuple(fast.MOUNT_FIELDS) == fields
+        defaults = {name: getattr(d, "factory", lambda d=d: d)()
+                    for name, d in zip(fields[-len(given):], given)}
+        assert {k: v for k, v in fast.MOUNT_FIELDS.items() if k in defaults} == defaults
 
 
 def _serve(replies: list) -> tuple[socket.socket, socket.socket]:

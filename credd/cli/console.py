@@ -86,7 +86,7 @@ def format_status(s: dict[str, Any]) -> str:
         f"agent:    pid {s['pid']}, credd {s['version']}, protocol {s['protocol']}",
     ]
     if s.get("entries") is not None:
-        lines.append(f"entries:  {s['entries']}")
+        lines.append(f"entries:  {s['entries']}" + (" (local vault)" if s.get("mounts") else ""))
     if s["state"] == "unlocked":
         if s.get("idle_left") is not None:
             lines.append(f"locks in: {format_duration(s['idle_left'])} if idle "
@@ -96,6 +96,12 @@ def format_status(s: dict[str, Any]) -> str:
                          f"(max lifetime {format_duration(s['max_lifetime'])})")
     if s.get("retry_after"):
         lines.append(f"unlock throttled for {format_duration(math.ceil(s['retry_after']))}")
+    for m in s.get("mounts") or []:  # dicts on the fast path; the entries count is local
+        state = m.get("state", "ok") + (f": {m['message']}" if m.get("message") else "")
+        lines.append(f"mount:    {m['name']} ({m['backend']}, {m.get('location', '')}) {state}")
+        lines += [f"          warning: {w}" for w in m.get("warnings") or []]
+    if s.get("config_error"):
+        lines.append(f"mounts:   the last good table is in force: {s['config_error']}")
     return "\n".join(lines)
 
 

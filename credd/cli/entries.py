@@ -232,6 +232,8 @@ def cmd_show(ns) -> int:
         return 0
     meta = shown.entry if ns.reveal else shown
     rows = [("name", meta.name), ("type", meta.kind)]
+    if meta.mount:
+        rows.append(("mount", meta.mount))
     if meta.service:
         rows.append(("service", meta.service))
     if meta.tags:
@@ -271,6 +273,7 @@ def cmd_ls(ns) -> int:
         filters["contains"] = pattern
     with client() as c:
         entries = c.list(**filters)
+        _warn_unlisted(c.status().mounts)
     if glob:
         from fnmatch import fnmatchcase
         entries = [e for e in entries if fnmatchcase(e.name, pattern)]
@@ -278,15 +281,26 @@ def cmd_ls(ns) -> int:
     return 0
 
 
+def _warn_unlisted(mounts) -> None:
+    """A mount that cannot list now is left out of `ls`: say so, on stderr."""
+    for m in mounts:
+        if m.state not in ("ok", "locked"):
+            print(f"credd: mount {m.name} ({m.state}): its entries are not listed: {m.message}",
+                  file=sys.stderr)
+
+
 def _print_entries(entries, as_json: bool) -> None:
     if as_json:
         output.print_json(entries)
         return
     now = time.time()
+    mounted = any(e.mount for e in entries)  # the MOUNT column only when there is one
     rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
-             LABELS[entry_state(e, now)]] for e in entries]
+             LABELS[entry_state(e, now)], *([e.mount or "-"] if mounted else [])]
+            for e in entries]
     if rows:
-        print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE"]))
+        print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE",
+                                  *(["MOUNT"] if mounted else [])]))
 
 
 def cmd_history(ns) -> int:

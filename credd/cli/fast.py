@@ -284,7 +284,19 @@ def status_dict(sock: socket) -> dict:
     if _REQUIRED in status.values():
         raise ProtocolError("the agent sent a status without all its required fields")
     status.update(reply)  # fields of a newer agent, kept as they came
+    status["mounts"] = [_complete(m, MOUNT_FIELDS) for m in status["mounts"]]
     return status
+
+
+def _complete(record: dict, fields: dict) -> dict:
+    """`record` with every field, in the protocol's order and defaults."""
+    if not isinstance(record, dict):
+        raise ProtocolError("the agent sent a record that is not a map")
+    full = {name: record.pop(name, default) for name, default in fields.items()}
+    if _REQUIRED in full.values():
+        raise ProtocolError("the agent sent a record without all its required fields")
+    full.update(record)
+    return full
 
 
 _REQUIRED = object()
@@ -293,7 +305,10 @@ STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
                  "pid": _REQUIRED, "version": _REQUIRED, "protocol": PROTOCOL_VERSION,
                  "entries": None, "idle_timeout": 0.0, "max_lifetime": 0.0,
                  "idle_left": None, "lifetime_left": None, "retry_after": 0.0,
-                 "capped": False}
+                 "capped": False, "mounts": [], "config_error": ""}
+#: MountInfo's fields and defaults (the records in `mounts`).
+MOUNT_FIELDS = {"name": _REQUIRED, "backend": _REQUIRED, "location": "", "state": "ok",
+                "message": "", "warnings": [], "read_only": False}
 
 
 def _run_status(args: tuple[bool]) -> int:

@@ -26,8 +26,9 @@ import hmac
 import logging
 import os
 import stat
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 import msgspec
@@ -53,8 +54,11 @@ def name_hmac(key: bytes | None, name: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mount_of: Callable[[str], str] = lambda name: "") -> None:
+        """`mount_of(name)` names the mount serving `name` ("" for the local vault)."""
         self.path = path
+        self._mount_of = mount_of
+        self._lock = threading.RLock()  # records come from the loop and from reader threads
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._key: bytes | None = None
@@ -115,19 +119,21 @@ class AuditLog:
         now = time.time()
         pid = peer.pid if peer else None
         exe = peer.exe if peer else ""
-        records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=self._hmac(key, n),
-                               pid=pid, exe=exe) for n in names]
-        if not records:
-            records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
-        data = b"".join(_encoder.encode(r) + b"\n" for r in records)
-        try:
-            self._write(self._open(), data)
-        except OSError as exc:
-            self.close()
-            log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
-            raise AuditUnavailable(
-                f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
-                "nothing was revealed: free space or fix the file, then retry") from None
+        with self._lock:
+            records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe,
+                                   name_hmac=self._hmac(key, n), mount=self._mount_of(n))
+                       for n in names]
+            if not records:
+                records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
+            data = b"".join(_encoder.encode(r) + b"\n" for r in records)
+            try:
+                self._write(self._open(), data)
+            except OSError as exc:
+                self.close()
+                log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
+                raise AuditUnavailable(
+                    f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
+                    "nothing was revealed: free space or fix the file, then retry") from None
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
@@ -146,7 +152,8 @@ class AuditLog:
 
     def forget(self) -> None:
         """Drop the remembered key and name HMACs (at lock)."""
-        self._key, self._hmacs = None, {}
+        with self._lock:
+            self._key, self._hmacs = None, {}
 
     def try_record(self, op: str, outcome: str, *, names: Iterable[str] = (),
                    key: bytes | None = None, peer: Peer | None = None) -> None:
@@ -176,10 +183,11 @@ class AuditLog:
         return records
 
     def close(self) -> None:
-        self.forget()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            self.forget()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _last_lines(f: BinaryIO, limit: int, block: int = 65536) -> list[bytes]:

@@ -19,7 +19,10 @@ stdin. It behaves as git's own helpers do (git's t/lib-credential.sh
   if that password is the stored one (a late `reject` of an old password
   from another git process must not delete the one just stored).
 - `get` returns the most recently stored match; an expired password
-  (`password_expiry_utc` in the past) is never returned.
+  (`password_expiry_utc` in the past) is never returned. When nothing the
+  helper stored matches, an entry it did not store (no `git` tag, no fields)
+  that bears the name it would have (`git/https/github.com@ci`) is returned:
+  a file of a mounted secrets directory (docs/mounts.md) can hold nothing else.
 - Unknown actions are ignored, as git asks of helpers; an option the helper
   does not know (`credential.helper = "credd --timeout=3600"`, copied from
   credential-cache) is an error on stderr, not silently ignored.
@@ -32,7 +35,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from credd.integrations import client, complain
-from credd.integrations.names import fit, label, segment
+from credd.integrations.names import fit, label, segment, unsegment
 
 if TYPE_CHECKING:
     from credd.client import Client
@@ -83,13 +86,27 @@ def _stored(c: Client, attrs: Request) -> list[EntryMeta]:
     return [m for m in c.list(prefix="git/", tag="git") if _matches(m, attrs)]
 
 
+def _named(c: Client, attrs: Request) -> list[EntryMeta]:
+    """Entries the helper did not store, found by the name it would give them."""
+    head = entry_name(dict(attrs, username="")).rpartition("@")[0] + "@"
+    return [m for m in c.list(prefix=head) if m.has_value and "git" not in m.tags
+            and "/" not in m.name[len(head):]
+            and ("username" not in attrs or m.name == entry_name(attrs))]
+
+
+def _username(meta: EntryMeta) -> str:
+    if "git" in meta.tags:
+        return meta.fields.get("username", "")
+    return unsegment(meta.name.rpartition("@")[2])  # "@" inside the parts is escaped
+
+
 def get(c: Client, attrs: Request) -> str:
-    candidates = [m for m in _stored(c, attrs) if not _expired(m)]
+    candidates = [m for m in _stored(c, attrs) or _named(c, attrs) if not _expired(m)]
     if not candidates:
         return ""
     meta = max(candidates, key=lambda m: m.updated)
     revealed = c.reveal(meta.name)
-    out = {"username": meta.fields.get("username", ""), "password": revealed.value}
+    out = {"username": _username(meta), "password": revealed.value}
     if meta.fields.get("password_expiry_utc"):
         out["password_expiry_utc"] = meta.fields["password_expiry_utc"]
     if revealed.secret_fields.get("oauth_refresh_token"):

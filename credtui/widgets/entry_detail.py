@@ -48,7 +48,8 @@ class EntryDetail(VerticalScroll, can_focus=False):
             return Text("No entry selected", style="dim")
         now = self.clock()
         text = Text(meta.name + "\n", style="bold")
-        rows = [("type", meta.kind), ("service", meta.service), ("tags", ", ".join(meta.tags))]
+        rows = [("type", meta.kind), ("mount", meta.mount), ("service", meta.service),
+                ("tags", ", ".join(meta.tags))]
         rows += list(meta.fields.items())
         rows.append(("updated", f"{age(now - meta.updated)} · v{meta.version}"))
         if meta.rotate_after:

@@ -167,7 +167,8 @@ def test_secret_reprs_are_redacted(vault):
 
 def test_meta_record_and_entry_meta_share_field_order():
     """to_entry_meta builds the wire record positionally from the disk record."""
-    assert MetaRecord.__struct_fields__ == EntryMeta.__struct_fields__
+    wire_only = ("mount",)  # the mount serving an entry: a wire field, never in the vault
+    assert MetaRecord.__struct_fields__ + wire_only == EntryMeta.__struct_fields__
     record = MetaRecord(name="a", kind="api_key", service="s", tags=("t",), fields={"f": "1"},
                         secret_fields=("k",), has_value=True, has_notes=True, created=1.0,
                         updated=2.0, version=3, rotate_after=4.0, expires=5.0, deleted=6.0)
