@@ -154,7 +154,7 @@ class TestDocumented:
                 assert f"`{field}`" in section, f"{part} `{tag}`: field `{field}` undocumented"
 
     def test_records(self):
-        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo):
+        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo, p.Grant):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"
