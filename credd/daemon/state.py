@@ -36,6 +36,7 @@ from .binding import Sessions
 from .events import EventHub
 from .grant_book import KIND as GRANT_KIND, GrantBook, MemoryRecords, Records
 from .mounts.table import MountTable
+from .reapers import Reapers
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
     from credd.vault import Vault
@@ -225,6 +226,7 @@ class AgentState:
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events)
         self._records = MemoryRecords()    # agent records, until the vault keeps them
+        self.reapers = Reapers()           # what commands the agent runs start under
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -432,8 +434,9 @@ class AgentState:
         )
 
     async def close(self) -> None:
-        """Lock, let the writer finish, close the vault."""
+        """Lock, end what runs left running, let the writer finish, close the vault."""
         self.lock("shutdown")
+        self.reapers.close()
         if self.vault is not None:
             await self.write(self.vault.close)
         self._writer.shutdown(wait=True)
