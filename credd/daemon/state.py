@@ -222,7 +222,7 @@ class AgentState:
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
                               mount_of=lambda name: self.mounts.mount_of(name))
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
-        self.sessions = Sessions()         # session roots and their bindings (binding.py)
+        self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events)
         self._records = MemoryRecords()    # agent records, until the vault keeps them
