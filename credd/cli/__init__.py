@@ -23,6 +23,7 @@ COMMANDS = {
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
+    "grants": ("grant", "session"),
     "mount": ("mount",),
     "completion": ("completion",),
 }
