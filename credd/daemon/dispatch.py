@@ -24,7 +24,7 @@ from typing import Any
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import gate, grant_handlers as g, handlers as h, run_handler
+from . import gate, grant_handlers as g, handlers as h, inject_handler, run_handler
 from .router import Router
 from .state import AgentState
 
@@ -158,5 +158,5 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
     p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
     p.SessionClose: g.session_close,
-    p.Run: run_handler.run,
+    p.Run: run_handler.run, p.Inject: inject_handler.inject,
 }

@@ -41,7 +41,7 @@ def program_of(peer: Peer) -> str:
 async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p.GrantReply:
     binding = conn.binding
     grant = make_grant(req.names, req.mode, req.ttl, label=req.label, uses=req.uses,
-                       commands=req.commands, confirm=req.confirm, uid=req.uid,
+                       commands=req.commands, confirm=req.confirm, inject=req.inject, uid=req.uid,
                        parent=binding.grant_id or None, owner_uid=os.geteuid(),
                        created_by=f"{program_of(conn.peer)} (pid {conn.peer.pid})")
     if not binding.owner:
