@@ -64,6 +64,7 @@ class Config:
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
+    approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
     config_file: str | None = None     # the mount table; None: paths.config_path()
 
     @property
@@ -224,7 +225,7 @@ class AgentState:
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
-        self.approvals = Approvals(self.events)
+        self.approvals = Approvals(self.events, config.approval_timeout)
         self.reapers = Reapers()           # what commands the agent runs start under
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
