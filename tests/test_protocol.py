@@ -13,7 +13,7 @@ from credd.protocol import ErrorCode
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
 
 SAMPLES: list[p._Message] = [
-    p.Hello(protocol=1, client="t"), p.Status(), p.Init(passphrase="pw", kdf_memory_kib=19456),
+    p.Hello(protocol=1, client="t", source="mcp"), p.Status(), p.Init(passphrase="pw", kdf_memory_kib=19456),
     p.Unlock(passphrase="pw", idle_timeout=60.0), p.Unlock(key=b"\x00\xff"), p.Lock(),
     p.ChangePassphrase(old="a", new="b"), p.Get(name="db/prod", field="password"),
     p.GetMany(refs=["credd://a", "credd://b/user"]), p.Reveal(name="a", version=2),
@@ -29,6 +29,7 @@ SAMPLES: list[p._Message] = [
                   commands=["/usr/bin/git push **"], confirm=True, uid=65534),
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
+    p.RequestAccess(names=["aws/*"], mode="read", reason="deploy staging"),
     p.SessionClose(session="s_abcdefghij"),
     p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
           cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
@@ -38,7 +39,8 @@ GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0
                 uses=3, used=1, commands=("/bin/true",), confirm=True, inject=True, uid=65534,
                 parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
 ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
-                         program="python3", pid=9, time=1.0, expires=26.0)
+                         program="python3", pid=9, time=1.0, expires=26.0, mode="use",
+                         reason="why")
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
@@ -58,7 +60,7 @@ REPLIES: list[p._Message] = [
     p.HistoryReply(name="a", current=2, versions=[p.VersionInfo(version=1, updated=1.0,
                                                                  replaced=2.0)]),
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
-                                      pid=3, exe="/bin/x", mount="team")]),
+                                      pid=3, exe="/bin/x", mount="team", source="mcp")]),
     p.CheckReport(checked=3, problems=["x"]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),

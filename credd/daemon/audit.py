@@ -119,12 +119,15 @@ class AuditLog:
         now = time.time()
         pid = peer.pid if peer else None
         exe = peer.exe if peer else ""
+        source = peer.source if peer else ""
         with self._lock:
             records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe,
-                                   name_hmac=self._hmac(key, n), mount=self._mount_of(n))
+                                   name_hmac=self._hmac(key, n), mount=self._mount_of(n),
+                                   source=source)
                        for n in names]
             if not records:
-                records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
+                records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe,
+                                       source=source)]
             data = b"".join(_encoder.encode(r) + b"\n" for r in records)
             try:
                 self._write(self._open(), data)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from credd import protocol as p
 from credd.errors import BadRequest, Denied, NotFound
-from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing
+from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing, widened
 
 from .binding import Binding
 from .grant_book import KIND, Records, encode
@@ -33,7 +33,8 @@ class Caller(Protocol):
 
 def program_of(peer: Peer) -> str:
     """The asking program as a person names it, for grants and access requests."""
-    return peer.exe.rpartition("/")[2] or "unknown program"
+    program = peer.exe.rpartition("/")[2] or "unknown program"
+    return f"{program} ({peer.source})" if peer.source else program
 
 
 # ---------------------------------------------------------------- grants
@@ -99,6 +100,36 @@ def expired(state: AgentState, grants: list[Grant]) -> None:
     for grant in grants:
         state.audit.try_record("grant_expire", "ok")
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
+
+
+async def request_access(state: AgentState, conn: Caller,
+                         req: p.RequestAccess) -> p.GrantReply:
+    """A bound program asks the owner for more (`credd mcp`'s request_access): only on the
+    owner's approval does the grant binding it (the nearest) cover `names` too, in `mode` at
+    least. A binding is decided at accept: connections made from then on see the change."""
+    if conn.binding.grant is None:
+        raise BadRequest("the owner has every entry already: request_access is for a "
+                         "program bound to a grant")
+    state.records()
+    nearest = conn.binding.grants[:1]
+    grant = state.grants.current(nearest)[0]
+    widened(grant, req.names, req.mode)  # malformed: refused before anyone is asked
+    try:
+        await state.approvals.ask(grant.id, "request_access", req.names,
+                                  program_of(conn.peer), conn.peer.pid, mode=req.mode,
+                                  reason=req.reason)
+    except Denied:
+        _audit(state, conn, "request_access", grant.id, "denied")
+        raise
+    records = state.records()
+    wider = widened(state.grants.current(nearest)[0], req.names, req.mode)  # as it is now
+    _audit(state, conn, "grant_widen", wider.id, strict=True)
+    epoch = state.epoch
+    await state.write(_save, records, [wider])
+    if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
+        state.grants.put(wider)
+    state.events.publish(p.GrantChanged(grant=wider.id, action="widen"))
+    return p.GrantReply(grant=state.grants.get(wider.id) or wider)
 
 
 # ---------------------------------------------------------------- sessions

@@ -69,6 +69,7 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             f"credd {__version__}) speaks {p.PROTOCOL_VERSION}: restart the agent "
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
+    conn.peer.source = req.source[:32]
     binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
                      capabilities=CAPABILITIES, grant=binding.grant_id,
@@ -290,7 +291,19 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 # ---------------------------------------------------------------- metadata
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
-    return p.EntryReply(entry=store_for(state, conn).describe(req.name))
+    store = store_for(state, conn)
+    entry = store.describe(req.name)
+    _noted(state, conn, store, "describe", [req.name])
+    return p.EntryReply(entry=entry)
+
+
+def _noted(state: AgentState, conn: Caller, store: EntryStore, op: str,
+           names: list[str] | None = None) -> None:
+    """A metadata read by a client that names its source (`credd mcp`, for an AI agent):
+    each of its tool calls leaves a record. A person's own `ls` and `show` do not."""
+    if conn.peer.source:
+        state.audit.try_record(op, "ok", names=names or (), key=store.audit_key,
+                               peer=conn.peer)
 
 
 def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
@@ -388,7 +401,10 @@ def _array_header(n: int) -> bytes:
 def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    matches, match = store_for(state, conn).entries(), _matcher(req)
+    store = store_for(state, conn)
+    matches, match = store.entries(), _matcher(req)
+    if not req.cursor:  # a list of many pages is one record
+        _noted(state, conn, store, "list")
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])

@@ -24,6 +24,8 @@ class Peer:
     uid: int
     pid: int | None
     _exe: str | None = field(default=None, repr=False)
+    #: What drives the client, as its hello said (`mcp`); a label for the trail, not trusted.
+    source: str = ""
 
     @property
     def exe(self) -> str:
