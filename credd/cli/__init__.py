@@ -24,6 +24,7 @@ COMMANDS = {
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
     "grants": ("grant", "session"),
+    "mcp": ("mcp",),
     "mount": ("mount",),
     "completion": ("completion",),
 }
