@@ -15,6 +15,8 @@
     ├── RateLimited                 rate_limited   1   too many failed unlocks; wait
     ├── VersionMismatch             version_mismatch 1 client and agent speak different protocols
     ├── AuditUnavailable            audit_unavailable 1 the audit record could not be written
+    ├── Unavailable                 unavailable    1   a mount's server cannot be reached or is sealed
+    ├── Conflict                    conflict       1   changed elsewhere since last read (check-and-set)
     └── InternalError               internal       1   a bug; the message says nothing secret
 
 Only the agent's dispatcher turns an exception into an error response, and only
@@ -136,6 +138,18 @@ class AuditUnavailable(CreddError):
     code = "audit_unavailable"
 
 
+class Unavailable(CreddError):
+    """A mount's server cannot be reached or is sealed; nothing local was touched."""
+
+    code = "unavailable"
+
+
+class Conflict(CreddError):
+    """The entry changed elsewhere since it was read: read it again, then retry."""
+
+    code = "conflict"
+
+
 class InternalError(CreddError):
     """An internal error in credd."""
 
@@ -144,7 +158,7 @@ _BY_CODE: dict[str, type[CreddError]] = {
     cls.code: cls
     for cls in (BadRequest, LockedError, AgentUnavailable, NotFound, NoVault, BadPassphrase,
                 Denied, IntegrityError, Exists, RateLimited, VersionMismatch,
-                AuditUnavailable, InternalError)
+                AuditUnavailable, Unavailable, Conflict, InternalError)
 }
 
 #: Every code that may appear in an `error` response on the wire.

@@ -7,6 +7,7 @@ platformdirs import (~15 ms) is deferred to the cases that need it.
              user runtime dir elsewhere, /tmp/credd-<uid>/ when there is none)
     vault    $CREDD_VAULT, else <user data dir>/credd/vault.db
     state    $CREDD_STATE_DIR, else <user state dir>/credd (audit log, rollback counter)
+    config   $CREDD_CONFIG, else $XDG_CONFIG_HOME/credd/config.toml (the mount table)
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def state_dir() -> str:
         return override
     import platformdirs
     return platformdirs.user_state_dir("credd", appauthor=False)
+
+
+def config_path() -> str:
+    """credd's settings file (the mount table): read by the agent, edited by `credd mount`."""
+    override = os.environ.get("CREDD_CONFIG")
+    if override:
+        return override
+    import platformdirs
+    return os.path.join(platformdirs.user_config_dir("credd", appauthor=False), "config.toml")
 
 
 def check_socket_path(path: str) -> None:

@@ -25,7 +25,8 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 #                  certificate, private_key, ssh_key, note, or any other word
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
-    "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "internal",
+    "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
+    "conflict", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
@@ -97,6 +98,7 @@ class EntryMeta(_Data):
     rotate_after: float | None = None  # seconds between rotations
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
+    mount: str = ""                    # the mount serving it ("" for the local vault)
 
 
 class VersionInfo(_Data):
@@ -116,6 +118,19 @@ class AuditRecord(_Data):
     name_hmac: str = ""
     pid: int | None = None
     exe: str = ""
+    mount: str = ""                    # the mount that served the name ("" for the local vault)
+
+
+class MountInfo(_Data):
+    """A mount as `status` and `credd mount ls` show it; never a credential."""
+
+    name: str                          # the first segment of its entries' names
+    backend: str                       # openbao, env, files
+    location: str = ""                 # URL and path, directory, or variable prefix
+    state: str = "ok"                  # ok, locked, error, unreachable, sealed ...
+    message: str = ""                  # why, when the state is not ok
+    warnings: list[str] = []           # served, but worth fixing (loose file modes ...)
+    read_only: bool = False
 
 
 # ---------------------------------------------------------------- requests
@@ -295,6 +310,8 @@ class StatusReply(_Message, tag="status"):
     idle_left: float | None = None      # seconds until the idle lock
     lifetime_left: float | None = None  # seconds until the absolute lock
     retry_after: float = 0.0            # unlock throttle still in force
+    mounts: list[MountInfo] = []        # the mount table in force, each mount's state
+    config_error: str = ""              # why the mount table file was not (re)loaded
 
 
 class Ok(_Message, tag="ok"):

@@ -30,16 +30,22 @@ REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
                   idle_left=1.5, lifetime_left=2.5),
+    p.StatusReply(state="locked", vault="/v", socket="/s", pid=1, version="0.1.0",
+                  mounts=[p.MountInfo(name="team", backend="openbao", location="http://b/x",
+                                      state="unreachable", message="m", warnings=["w"],
+                                      read_only=True)],
+                  config_error="config.toml: line 3"),
     p.Ok(), p.RecoveryKey(recovery_key="r"), p.Secret(name="a", value="v", field="f"),
     p.Secrets(values={"credd://a": "v"}),
     p.Revealed(entry=p.EntryMeta(name="a", secret_fields=("pin",)), value="v",
                secret_fields={"pin": "1"}, notes="n"),
     p.EntryReply(entry=p.EntryMeta(name="a", tags=("t",), fields={"user": "u"}, expires=5.0)),
-    p.Entries(entries=[p.EntryMeta(name="a")], next="a", total=9),
+    p.Entries(entries=[p.EntryMeta(name="a"), p.EntryMeta(name="run/a", mount="run")],
+              next="a", total=9),
     p.HistoryReply(name="a", current=2, versions=[p.VersionInfo(version=1, updated=1.0,
                                                                  replaced=2.0)]),
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
-                                      pid=3, exe="/bin/x")]),
+                                      pid=3, exe="/bin/x", mount="team")]),
     p.CheckReport(checked=3, problems=["x"]),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
@@ -77,6 +83,7 @@ class TestOldBytes:
         reply = p.decode_response(old)
         assert isinstance(reply, p.StatusReply) and reply.state == "locked" and reply.pid == 7
         assert reply.entries is None and reply.retry_after == 0.0
+        assert reply.mounts == [] and reply.config_error == ""
 
     def test_get_without_field(self):
         assert p.decode_request(b"\x82\xa4type\xa3get\xa4name\xa6github") == p.Get(name="github")
@@ -84,6 +91,7 @@ class TestOldBytes:
     def test_entries_without_paging_fields(self):
         reply = p.decode_response(b"\x82\xa4type\xa7entries\xa7entries\x91\x81\xa4name\xa1a")
         assert reply == p.Entries(entries=[p.EntryMeta(name="a")]) and reply.next is None
+        assert reply.entries[0].mount == ""
 
 
 class TestStrict:
@@ -140,7 +148,7 @@ class TestDocumented:
                 assert f"`{field}`" in section, f"{part} `{tag}`: field `{field}` undocumented"
 
     def test_records(self):
-        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord):
+        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

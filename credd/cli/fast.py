@@ -293,7 +293,8 @@ _REQUIRED = object()
 STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
                  "pid": _REQUIRED, "version": _REQUIRED, "protocol": PROTOCOL_VERSION,
                  "entries": None, "idle_timeout": 0.0, "max_lifetime": 0.0,
-                 "idle_left": None, "lifetime_left": None, "retry_after": 0.0}
+                 "idle_left": None, "lifetime_left": None, "retry_after": 0.0,
+                 "mounts": [], "config_error": ""}
 
 
 def _run_status(args: tuple[bool]) -> int:
