@@ -32,18 +32,14 @@ from typing import Any
 import msgspec
 
 from credd.errors import BadRequest, Conflict, Exists, LockedError, NotFound, Unavailable
-from credd.protocol import EntryMeta, Set, VersionInfo
+from credd.protocol import EntryMeta, MountInfo, Set, VersionInfo
 from credd.store import SecretEntry
 from credd.vault.changes import Change
 from credd.vault.model import MetaRecord, SecretRecord, canonical_name, to_entry_meta
 
-from . import MountInfo
 from .config import MountConfig
 from .openbao_records import custom_of, field_value, from_kv, merged_custom, timestamp, to_kv
 from .openbao_session import Session
-
-DEFAULT_REVALIDATE = 30.0
-
 
 class _Seen:
     """One entry as last read from the server (secrets included: repr hides them)."""
@@ -82,7 +78,7 @@ class OpenBaoStore:
         self.session = Session(config, resolve)
         self._engine = config.engine or "secret"
         self._prefix = config.prefix.strip("/") + "/" if config.prefix.strip("/") else ""
-        self._fresh_for = DEFAULT_REVALIDATE if config.revalidate is None else config.revalidate
+        self._fresh_for = config.revalidate
         self._clock = clock
         self._lock = threading.Lock()           # the cache and the listing
         self._seen: dict[str, _Seen] = {}       # by entry name
@@ -103,6 +99,12 @@ class OpenBaoStore:
     def _entry_name(self, path: str) -> str:
         return f"{self.name}/{path[len(self._prefix):]}"
 
+    def _wire(self, meta: MetaRecord) -> EntryMeta:
+        """The protocol's record of an entry, marked as this mount's."""
+        entry = to_entry_meta(meta)
+        entry.mount = self.name
+        return entry
+
     def _where(self) -> str:
         return f"{self._engine}/{self._prefix}"
 
@@ -119,7 +121,7 @@ class OpenBaoStore:
         raise LockedError("a mount has no audit key of its own: the router uses the vault's")
 
     def describe(self, name: str) -> EntryMeta:
-        return to_entry_meta(self._live(name).meta)
+        return self._wire(self._live(name).meta)
 
     def get(self, name: str, field: str | None = None) -> str:
         seen = self._live(name)
@@ -131,7 +133,7 @@ class OpenBaoStore:
             seen = self._read(name, version)
             if not seen.live:
                 raise NotFound(f"{name!r} has no readable version {version}", names=[name])
-        return SecretEntry(to_entry_meta(seen.meta), seen.secret.value or "",
+        return SecretEntry(self._wire(seen.meta), seen.secret.value or "",
                            dict(seen.secret.fields), seen.secret.notes or "")
 
     def entries(self) -> Sequence[EntryMeta]:
@@ -139,7 +141,7 @@ class OpenBaoStore:
         names = self._names()
         with self._lock:
             known = {n: s for n in names if (s := self._seen.get(n)) is not None}
-        return [to_entry_meta(known[n].meta) if n in known else EntryMeta(name=n, version=0)
+        return [self._wire(known[n].meta) if n in known else EntryMeta(name=n, version=0, mount=self.name)
                 for n in names if n not in known or known[n].live]
 
     def trash(self) -> list[EntryMeta]:
@@ -151,7 +153,7 @@ class OpenBaoStore:
             except NotFound:  # purged elsewhere since the listing
                 continue
             if not seen.live:
-                found.append(to_entry_meta(seen.meta))
+                found.append(self._wire(seen.meta))
         return found
 
     def history(self, name: str) -> tuple[int, list[VersionInfo]]:
@@ -334,7 +336,7 @@ class OpenBaoStore:
         meta.updated = timestamp(written["created_time"]) or meta.updated
         meta.deleted = None
         self._remember(_Seen(meta, secret, custom, self._clock()), epoch)
-        return to_entry_meta(meta)
+        return self._wire(meta)
 
     def _conflict(self, name: str, cas: int) -> str:
         if cas == 0:
@@ -379,7 +381,7 @@ class OpenBaoStore:
         seen = self._live_now(old)
         new, _ = self._path(new)
         if new == seen.meta.name:
-            return to_entry_meta(seen.meta)
+            return self._wire(seen.meta)
         meta = msgspec.structs.replace(seen.meta, name=new, updated=time.time())
         try:
             moved = self._write(new, meta, seen.secret, None)
@@ -410,7 +412,7 @@ class OpenBaoStore:
         return seen
 
     def _refreshed(self, name: str) -> EntryMeta:
-        return to_entry_meta(self._read(name).meta)
+        return self._wire(self._read(name).meta)
 
     # ------------------------------------------------------------ the mount
 
@@ -422,7 +424,7 @@ class OpenBaoStore:
         return MountInfo(name=self.name, backend=self.backend,
                          location=f"{self.config.url} {self._where()}",
                          state=self.session.state, message=self.session.message,
-                         warnings=warnings)
+                         warnings=warnings, read_only=self.read_only)
 
     def close(self) -> None:
         """At lock: drop every cached secret and listing, and the client's token."""
