@@ -23,6 +23,7 @@ COMMANDS = {
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
+    "tokens": ("token",),
     "completion": ("completion",),
 }
 COMMAND_MODULES = tuple(COMMANDS)

@@ -76,8 +76,8 @@ class OpenBaoStore:
         self.name = config.name
         self.config = config
         self.session = Session(config, resolve)
-        self._engine = config.engine or "secret"
-        self._prefix = config.prefix.strip("/") + "/" if config.prefix.strip("/") else ""
+        self.engine = config.engine or "secret"
+        self.kv_prefix = config.prefix.strip("/") + "/" if config.prefix.strip("/") else ""
         self._fresh_for = config.revalidate
         self._clock = clock
         self._lock = threading.Lock()           # the cache and the listing
@@ -94,10 +94,10 @@ class OpenBaoStore:
         head, sep, rest = name.partition("/")
         if head != self.name or not rest:
             raise BadRequest(f"{name!r} is not an entry of the mount {self.name!r}")
-        return name, self._prefix + rest
+        return name, self.kv_prefix + rest
 
     def _entry_name(self, path: str) -> str:
-        return f"{self.name}/{path[len(self._prefix):]}"
+        return f"{self.name}/{path[len(self.kv_prefix):]}"
 
     def _wire(self, meta: MetaRecord) -> EntryMeta:
         """The protocol's record of an entry, marked as this mount's."""
@@ -106,7 +106,7 @@ class OpenBaoStore:
         return entry
 
     def _where(self) -> str:
-        return f"{self._engine}/{self._prefix}"
+        return f"{self.engine}/{self.kv_prefix}"
 
     # ------------------------------------------------------------ reading
 
@@ -160,7 +160,7 @@ class OpenBaoStore:
         name, path = self._path(name)
         meta = self._call(f"the history of {name!r}", name,
                           lambda c: c.secrets.kv.v2.read_secret_metadata(
-                              path, mount_point=self._engine))["data"]
+                              path, mount_point=self.engine))["data"]
         versions = {int(v): info for v, info in meta["versions"].items()}
         current = int(meta["current_version"])
         older = sorted((v for v in versions if v < current), reverse=True)
@@ -201,7 +201,7 @@ class OpenBaoStore:
         try:
             meta = self._call(f"the metadata of {name!r}", name,
                               lambda c: c.secrets.kv.v2.read_secret_metadata(
-                                  path, mount_point=self._engine))["data"]
+                                  path, mount_point=self.engine))["data"]
         except NotFound:
             self._forget(name)
             raise
@@ -215,7 +215,7 @@ class OpenBaoStore:
         _, path = self._path(name)
         epoch = self._epoch
         answer = self._call(f"{name!r}", name, lambda c: c.secrets.kv.v2.read_secret_version(
-            path, version=version, mount_point=self._engine,
+            path, version=version, mount_point=self.engine,
             raise_on_deleted_version=False))["data"]
         meta = answer["metadata"]
         deleted = timestamp(meta.get("deletion_time")) or (time.time() if meta.get("destroyed")
@@ -248,7 +248,7 @@ class OpenBaoStore:
                 return self._listing
         epoch = self._epoch
         try:
-            names = sorted(self._entry_name(p) for p in self._list_tree(self._prefix))
+            names = sorted(self._entry_name(p) for p in self._list_tree(self.kv_prefix))
         except Unavailable:
             if self._listing is not None and self.config.offline_cache:
                 return self._listing
@@ -260,9 +260,9 @@ class OpenBaoStore:
 
     def _list_tree(self, folder: str) -> list[str]:
         try:
-            keys = self._call(f"the list of {self._engine}/{folder}", self.name,
+            keys = self._call(f"the list of {self.engine}/{folder}", self.name,
                               lambda c: c.secrets.kv.v2.list_secrets(
-                                  folder, mount_point=self._engine))["data"]["keys"]
+                                  folder, mount_point=self.engine))["data"]["keys"]
         except NotFound:
             return []
         paths: list[str] = []
@@ -324,14 +324,14 @@ class OpenBaoStore:
         try:
             written = self._call(f"the write of {name!r}", name,
                                  lambda c: c.secrets.kv.v2.create_or_update_secret(
-                                     path, data, cas=cas, mount_point=self._engine))["data"]
+                                     path, data, cas=cas, mount_point=self.engine))["data"]
         except Conflict:
             self._forget(name)
             raise Conflict(self._conflict(name, cas), names=[name]) from None
         if custom != theirs:
             self._call(f"the metadata of {name!r}", name,
                        lambda c: c.secrets.kv.v2.update_metadata(
-                           path, custom_metadata=custom, mount_point=self._engine))
+                           path, custom_metadata=custom, mount_point=self.engine))
         meta.version = int(written["version"])
         meta.updated = timestamp(written["created_time"]) or meta.updated
         meta.deleted = None
@@ -350,7 +350,7 @@ class OpenBaoStore:
         _, path = self._path(name)
         self._call(f"the delete of {name!r}", name,
                    lambda c: c.secrets.kv.v2.delete_latest_version_of_secret(
-                       path, mount_point=self._engine))
+                       path, mount_point=self.engine))
         return self._refreshed(seen.meta.name)
 
     def undelete(self, name: str) -> EntryMeta:
@@ -360,7 +360,7 @@ class OpenBaoStore:
         _, path = self._path(name)
         self._call(f"the undelete of {name!r}", name,
                    lambda c: c.secrets.kv.v2.undelete_secret_versions(
-                       path, versions=[seen.version], mount_point=self._engine))
+                       path, versions=[seen.version], mount_point=self.engine))
         return self._refreshed(seen.meta.name)
 
     def purge(self, name: str) -> None:
@@ -372,7 +372,7 @@ class OpenBaoStore:
         _, path = self._path(name)
         self._call(f"the purge of {name!r}", name,
                    lambda c: c.secrets.kv.v2.delete_metadata_and_all_versions(
-                       path, mount_point=self._engine))
+                       path, mount_point=self.engine))
         self._forget(seen.meta.name)
 
     def move(self, old: str, new: str) -> EntryMeta:
