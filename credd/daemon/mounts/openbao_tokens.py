@@ -98,9 +98,9 @@ def lookup(store: OpenBaoStore, known: TokenInfo) -> TokenInfo | None:
 
 
 def revoke(store: OpenBaoStore, accessor: str) -> None:
-    try:
-        store.session.call("revoking a token",
-                           lambda c: c.auth.token.revoke_accessor(accessor))
-    except BadRequest:
+    """Revoke the token (and its children); `NotFound` when the server does not know it
+    (revoking an unknown accessor succeeds silently on the server)."""
+    if lookup(store, TokenInfo(mount=store.name, accessor=accessor)) is None:
         raise NotFound(f"mount {store.name!r} has no live token with accessor {accessor!r}",
-                       names=[accessor]) from None
+                       names=[accessor])
+    store.session.call("revoking a token", lambda c: c.auth.token.revoke_accessor(accessor))
