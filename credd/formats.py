@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import configparser
 import json
-from typing import Iterable, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from credd.envfile import format_dotenv, format_shell, is_var_name, parse_dotenv, var_name
 from credd.errors import BadRequest
@@ -132,18 +132,21 @@ def import_env(environ: dict[str, str], prefix: str, into: str = "") -> list[Dra
     """`<prefix>KEY` variables; a JSON object value becomes a multi-field entry."""
     if not prefix:
         raise BadRequest("--format env needs --prefix (e.g. --prefix PLATFORM_CRED_)")
-    drafts = []
-    for var in sorted(environ):
-        if not var.startswith(prefix) or var == prefix or not environ[var]:
-            continue
-        name = _join(into, var[len(prefix):].lower())
-        value = environ[var]
-        obj = _json_object(value)
-        if obj is None:
-            drafts.append(Draft(name, {"value": value}))
-        else:
-            drafts.append(Draft(name, {"fields": _fields(obj)}))
-    return drafts
+    return [env_draft(_join(into, key), value) for _, key, value in env_entries(environ, prefix)]
+
+
+def env_entries(environ: Mapping[str, str], prefix: str) -> list[tuple[str, str, str]]:
+    """(variable, key, value) of each `<prefix>KEY` variable that has a value, by variable;
+    the key is KEY lower-cased. `credd import --format env` and the env mount share this."""
+    return [(var, var[len(prefix):].lower(), environ[var]) for var in sorted(environ)
+            if var.startswith(prefix) and var != prefix and environ[var]]
+
+
+def env_draft(name: str, value: str) -> Draft:
+    """A variable's entry: a JSON object is a multi-field entry (PLAIN_FIELDS in clear, the
+    others secret, no value); anything else is the entry's value."""
+    obj = _json_object(value)
+    return Draft(name, {"value": value} if obj is None else {"fields": _fields(obj)})
 
 
 def _json_object(value: str) -> dict[str, str] | None:

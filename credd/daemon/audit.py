@@ -10,6 +10,9 @@ fails the request fails with audit_unavailable and nothing is revealed.
 While unlocked, the HMACs of recently audited names are remembered (names and
 the key are in the agent's memory anyway until it locks); `forget()` drops them
 with the key, and the lock calls it.
+
+Records come from the event loop and from reader threads (reads of remote
+mounts), so writing one is serialized by a lock.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import hmac
 import logging
 import os
 import stat
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -44,11 +48,14 @@ def name_hmac(key: bytes | None, name: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mount_of: Callable[[str], str] = lambda name: "") -> None:
+        """`mount_of(name)` names the mount serving `name` ("" for the local vault)."""
         self.path = path
+        self._mount_of = mount_of
         self._fd: int | None = None
         self._key: bytes | None = None
         self._hmacs: dict[str, str] = {}
+        self._lock = threading.RLock()
 
     def _open(self) -> int:
         if self._fd is None:
@@ -67,22 +74,23 @@ class AuditLog:
         now = time.time()
         pid = peer.pid if peer else None
         exe = peer.exe if peer else ""
-        records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=self._hmac(key, n),
-                               pid=pid, exe=exe) for n in names]
-        if not records:
-            records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
-        data = b"".join(_encoder.encode(r) + b"\n" for r in records)
-        try:
-            fd = self._open()
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(0, "short write")
-        except OSError as exc:
+        with self._lock:
+            records = [AuditRecord(time=now, op=op, outcome=outcome, name_hmac=self._hmac(key, n),
+                                   pid=pid, exe=exe, mount=self._mount_of(n)) for n in names]
+            if not records:
+                records = [AuditRecord(time=now, op=op, outcome=outcome, pid=pid, exe=exe)]
+            data = b"".join(_encoder.encode(r) + b"\n" for r in records)
+            try:
+                if os.write(self._open(), data) == len(data):
+                    return
+                why = "short write"
+            except OSError as exc:
+                why = str(exc.strerror or exc)
             self.close()
-            log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
-            raise AuditUnavailable(
-                f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
-                "nothing was revealed: free space or fix the file, then retry") from None
+        log.error("audit log %s cannot be written: %s", self.path, why)
+        raise AuditUnavailable(
+            f"the audit log {self.path} cannot be written ({why}); "
+            "nothing was revealed: free space or fix the file, then retry")
 
     def _hmac(self, key: bytes | None, name: str) -> str:
         if not key:
@@ -96,7 +104,8 @@ class AuditLog:
 
     def forget(self) -> None:
         """Drop the remembered key and name HMACs (at lock)."""
-        self._key, self._hmacs = None, {}
+        with self._lock:
+            self._key, self._hmacs = None, {}
 
     def try_record(self, op: str, outcome: str, **kwargs) -> None:
         """Record what does not reveal a secret; a failure is logged, not raised."""
@@ -123,10 +132,11 @@ class AuditLog:
         return records
 
     def close(self) -> None:
-        self.forget()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            self.forget()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _last_lines(f, limit: int, block: int = 65536) -> list[bytes]:

@@ -4,6 +4,10 @@ This is the only place where exceptions become `error` responses. A body that
 does not decode gets `bad_request` and changes nothing; an unexpected
 exception is logged by type and place only (its message could quote data)
 and answered `internal`.
+
+It is also the one place that decides where a read runs: on the event loop,
+unless it touches a remote mount (one that may wait on a network), in which
+case the same handler runs on a reader thread (`_REMOTE_READS`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from types import CoroutineType
 from typing import Any
 
 from credd import protocol as p
-from credd.errors import BadRequest, CreddError
+from credd.errors import BadRequest, CreddError, LockedError
 
 from . import handlers as h, token_handlers as th
+from .router import Router
 from .state import AgentState
 
 log = logging.getLogger("credd.agent")
@@ -49,6 +54,8 @@ def dispatch(state: AgentState, conn: Any, body: bytes) -> p.Response | Coroutin
         handler = ROUTES.get(type(req))
         if handler is None:
             raise BadRequest(f"unsupported request {p.tag_of(type(req))!r}")
+        if _remote(state, req):
+            return _finish(state, req, _on_reader(state, handler, conn, req))
         response = handler(state, conn, req)
     except Exception as exc:
         return _error_reply(exc, req)
@@ -66,6 +73,46 @@ async def _finish(state: AgentState, req: p.Request, pending: Coroutine) -> p.Re
         return _error_reply(exc, req)
     if type(req) not in _NOT_ACTIVITY:
         state.touch()
+    return response
+
+
+#: Reads that may touch a mount, and the names (or list prefixes: True) each touches.
+_REMOTE_READS: dict[type, Callable[[Any], tuple[list[str], bool]]] = {
+    p.Get: lambda r: ([r.name], False), p.Reveal: lambda r: ([r.name], False),
+    p.Describe: lambda r: ([r.name], False), p.History: lambda r: ([r.name], False),
+    p.GetMany: lambda r: (r.refs, False), p.List: lambda r: ([r.prefix], True),
+    p.Trash: lambda r: ([""], True),
+}
+
+
+def _remote(state: AgentState, req: p.Request) -> bool:
+    """Whether `req` reads from a mount that may wait on its network."""
+    names_of = _REMOTE_READS.get(type(req))
+    if names_of is None:
+        return False
+    try:
+        router = state.store()  # on the loop: a changed mount table is loaded here
+    except CreddError:
+        return False  # locked or no vault: the handler says so, on the loop
+    if not isinstance(router, Router) or not router.remote_mounts:
+        return False
+    names, prefix = names_of(req)
+    return any(router.remote(name, prefix=prefix) for name in names)
+
+
+async def _on_reader(state: AgentState, handler: Callable[[AgentState, Any, Any], Any],
+                     conn: Any, req: p.Request) -> p.Response:
+    """The handler on a reader thread. A lock landing meanwhile wins: whatever the thread
+    found (a value, or an error from a mount closed under it) is not sent."""
+    epoch = state.epoch
+    try:
+        response: p.Response = await state.read(handler, state, conn, req)
+    except Exception:
+        if state.epoch == epoch:
+            raise
+    if state.epoch != epoch:
+        state.pages.clear()  # a list page the thread cached after the lock had cleared them
+        raise LockedError("the vault was locked while this request was being answered")
     return response
 
 

@@ -6,7 +6,8 @@ watchdog: a laptop that wakes after the idle timeout answers `locked` to the
 first request, whatever asyncio's (monotonic) timers thought.
 
 Vault writes, unlocks and other slow work run on one worker thread, so one
-writer at a time and the event loop stays responsive; reads run on the loop.
+writer at a time and the event loop stays responsive; reads run on the loop,
+except reads of a remote mount, which run on reader threads (see dispatch.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from credd import __version__, protocol
+from credd import __version__, paths, protocol
 from credd.errors import BadPassphrase, BadRequest, LockedError, NoVault, RateLimited
 from credd.store import EntryStore
 
 from .audit import FILE_NAME, AuditLog
 from .events import EventHub
+from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
     from credd.vault import Vault
@@ -52,6 +54,7 @@ class Config:
     max_connections: int = 128
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
+    config_file: str | None = None     # the mount table; None: paths.config_path()
 
 
 def boottime() -> float:
@@ -139,7 +142,9 @@ class AgentState:
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock)
         self.events = EventHub()
-        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME))
+        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
+                              mount_of=lambda name: self.mounts.mount_of(name))
+        self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -147,6 +152,7 @@ class AgentState:
         self._unlocking = asyncio.Lock()
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
@@ -180,8 +186,21 @@ class AgentState:
 
     def store(self) -> EntryStore:
         """Where entries are read and written while the vault is unlocked: the one seam
-        the entry handlers know (a router over mounts will stand here)."""
-        return self.unlocked_vault()
+        the entry handlers know, a router over the local vault and the mounts. The
+        deadlines are not checked again here: dispatch checked them for this request on
+        the loop, and a handler running on a reader thread must not lock."""
+        if not self._unlocked:
+            return self.unlocked_vault()  # raises: no vault, or locked
+        return self.mounts.router(self.require_vault())
+
+    def _mount_read(self, name: str, key: bytes) -> None:
+        """A mount read its credential `name` from the local vault: audited like a get."""
+        self.audit.try_record("mount_credential", "ok", names=[name], key=key)
+
+    async def read(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run `fn` on a reader thread: a read that may wait on a remote mount's network."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(fn, *args))
 
     def touch(self) -> None:
         if self._unlocked:
@@ -263,6 +282,7 @@ class AgentState:
             self._seal = None
         if self.vault is not None:
             self._writer.submit(self.vault.lock)
+        self.mounts.close()
         log.info("locked (%s)", reason)
         self.audit.try_record("lock", reason)
         self.audit.forget()
@@ -286,6 +306,10 @@ class AgentState:
         vault = self.open_vault()
         unlocked = vault is not None and self.unlocked
         entries = vault.entry_count if vault is not None and unlocked else None
+        if unlocked:
+            self.store()  # opens the mounts a changed table adds, for their states
+        else:
+            self.mounts.reload()
         idle_left = lifetime_left = None
         if unlocked:
             idle_left, lifetime_left = self.deadlines.left()
@@ -297,6 +321,7 @@ class AgentState:
             max_lifetime=self.deadlines.lifetime if unlocked else self.config.max_lifetime,
             idle_left=idle_left, lifetime_left=lifetime_left,
             retry_after=round(self.throttle.retry_after(), 3),
+            mounts=self.mounts.infos(), config_error=self.mounts.error,
         )
 
     async def close(self) -> None:
@@ -305,4 +330,5 @@ class AgentState:
         if self.vault is not None:
             await self.write(self.vault.close)
         self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=False, cancel_futures=True)
         self.audit.close()

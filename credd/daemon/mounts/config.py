@@ -69,6 +69,7 @@ OPTIONS = {
     "env": ("env_prefix",),
     "files": ("dir",),
 }
+READ_ONLY = frozenset({"env", "files"})
 _REQUIRED = {"openbao": ("url",), "env": ("env_prefix",), "files": ("dir",)}
 _REFS = ("token", "role_id", "secret_id")
 _DEFAULTS = MountConfig(name="", backend="")
