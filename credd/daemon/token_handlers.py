@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from credd import protocol as p
-from credd.errors import AuditUnavailable, BadRequest, NotFound
+from credd.errors import AuditUnavailable, BadRequest, NotFound, Unavailable
 from credd.files import write_private
 
+from .router import Router
 from .state import AgentState
 
 if TYPE_CHECKING:
@@ -51,14 +52,16 @@ class TokenBook:
 def _openbao(state: AgentState, name: str) -> OpenBaoStore:
     """The open openbao mount named `name`."""
     from .mounts.openbao import OpenBaoStore
-    mounts: dict[str, Any] = getattr(state.store(), "mounts", {})
-    mount = mounts.get(name)
+    router = state.store()
+    mount = router.mounts.get(name) if isinstance(router, Router) else None
     if mount is None:
         raise NotFound(f"no mount named {name!r} (`credd mount ls`)", names=[name])
-    if not isinstance(mount, OpenBaoStore):
-        raise BadRequest(f"mount {name!r} is a {mount.backend} mount: tokens are minted "
-                         "on an openbao mount's server")
-    return mount
+    if isinstance(mount, OpenBaoStore):
+        return mount
+    if mount.backend == "openbao":
+        raise Unavailable(f"mount {name!r} is not open: {mount.info().message}")
+    raise BadRequest(f"mount {name!r} is a {mount.backend} mount: tokens are minted on an "
+                     "openbao mount's server")
 
 
 async def token_create(state: AgentState, conn: Any, req: p.TokenCreate) -> p.TokenCreated:
