@@ -53,3 +53,11 @@ def test_scripting_bench():
                     "--secrets", "50", timeout=50)
     assert "get_many round trips per run: 1" in out
     assert "credd redact FILE" in out and "credd run -- cat FILE" in out and "Goal:" in out
+
+
+@pytest.mark.timeout(120)
+def test_openbao_bench():
+    out = run_bench("openbao_bench.py", "--entries", "60", "--calls", "250", timeout=110)
+    for line in ("get, local vault", "get, mount, cached", "get, mount, uncached",
+                 "hvac read, bare", "ls of a mount with 60 entries"):
+        assert line in out

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
+from argparse import Namespace
+from typing import Any
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     from credd.cli.output import arg_type
     from credd.rules import parse_duration
     duration = arg_type(parse_duration)
@@ -50,7 +52,7 @@ def register(sub) -> None:
     p.set_defaults(func=revoke)
 
 
-def create(ns) -> int:
+def create(ns: Namespace) -> int:
     from credd import protocol as p
     from credd.cli.output import as_data, client, print_json
     paths = [part.strip() for given in ns.paths or [] for part in given.split(",") if part.strip()]
@@ -69,7 +71,7 @@ def create(ns) -> int:
     return 0
 
 
-def list_(ns) -> int:
+def list_(ns: Namespace) -> int:
     from credd import protocol as p
     from credd.cli.output import client, print_json, table
     with client() as c:
@@ -85,7 +87,7 @@ def list_(ns) -> int:
     return 0
 
 
-def revoke(ns) -> int:
+def revoke(ns: Namespace) -> int:
     from credd import protocol as p
     from credd.cli.output import client
     with client() as c:

@@ -31,7 +31,8 @@ from typing import Any
 
 import msgspec
 
-from credd.errors import BadRequest, Conflict, Exists, LockedError, NotFound, Unavailable
+from credd.errors import (BadRequest, Conflict, CreddError, Exists, LockedError, NotFound,
+                          Unavailable)
 from credd.protocol import EntryMeta, MountInfo, Set, VersionInfo
 from credd.store import SecretEntry
 from credd.vault.changes import Change
@@ -328,15 +329,25 @@ class OpenBaoStore:
         except Conflict:
             self._forget(name)
             raise Conflict(self._conflict(name, cas), names=[name]) from None
-        if custom != theirs:
-            self._call(f"the metadata of {name!r}", name,
-                       lambda c: c.secrets.kv.v2.update_metadata(
-                           path, custom_metadata=custom, mount_point=self.engine))
         meta.version = int(written["version"])
+        if custom != theirs:
+            self._write_custom(name, path, custom, meta.version)
         meta.updated = timestamp(written["created_time"]) or meta.updated
         meta.deleted = None
         self._remember(_Seen(meta, secret, custom, self._clock()), epoch)
         return self._wire(meta)
+
+    def _write_custom(self, name: str, path: str, custom: dict[str, str], version: int) -> None:
+        """credd's metadata, after the data (KV has no one request for both)."""
+        try:
+            self._call(f"the metadata of {name!r}", name,
+                       lambda c: c.secrets.kv.v2.update_metadata(
+                           path, custom_metadata=custom, mount_point=self.engine))
+        except CreddError as exc:
+            self._forget(name)
+            raise type(exc)(f"{exc.message} (its value was written as version {version}; "
+                            "its kind, tags or plain fields were not: set them again)",
+                            names=[name]) from None
 
     def _conflict(self, name: str, cas: int) -> str:
         if cas == 0:

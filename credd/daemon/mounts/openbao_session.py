@@ -200,7 +200,8 @@ class Session:
 
 def _forbidden() -> type[Exception]:
     import hvac.exceptions
-    return hvac.exceptions.Forbidden
+    forbidden: type[Exception] = hvac.exceptions.Forbidden
+    return forbidden
 
 
 def _errors(exc: Exception) -> str:
