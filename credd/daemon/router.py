@@ -64,7 +64,11 @@ class Router:
         name = name.removeprefix(_SCHEME)
         if prefix and "/" not in name:
             return any(mount.startswith(name) for mount in self.remote_mounts)
-        return first_segment(name) in self.remote_mounts
+        segment = first_segment(name)
+        if segment not in self.remote_mounts:
+            return False
+        fresh = getattr(self.mounts[segment], "fresh", None)  # optional: see OpenBaoStore.fresh
+        return not (fresh is not None and fresh(name))
 
     # -- reading
 

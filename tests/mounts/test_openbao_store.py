@@ -119,6 +119,23 @@ class TestCache:
         new = [ln for ln in lines if '"type":"request"' in ln][before:]
         assert len(new) == 1 and f"secret/metadata/{prefix}db" in new[0]
 
+    def test_fresh_says_when_a_read_needs_no_request_so_the_agent_answers_it_inline(
+            self, bao, make_store, prefix):
+        from credd.daemon.mounts.openbao import OpenBaoStore
+        from credd.daemon.router import Router
+        clock = [0.0]
+        store = OpenBaoStore(make_store(bao, prefix, revalidate=30.0).config,
+                             {"credd://bao/token": "credd-test-root"}.__getitem__,
+                             clock=lambda: clock[0])
+        router = Router(local=store, mounts={"team": store})
+        assert not store.fresh("team/db") and router.remote("team/db")
+        store.put(Set(name="team/db", value="v"))
+        assert store.fresh("team/db") and not router.remote("team/db")
+        clock[0] = 29.5  # within the interval, but not for another second
+        assert not store.fresh("team/db") and router.remote("team/db")
+        assert not store.fresh("team//bad")
+        store.close()
+
     def test_close_drops_the_cache_and_the_token(self, bao, make_store, prefix):
         store = make_store(bao, prefix)
         store.put(Set(name="team/db", value=SENTINEL))

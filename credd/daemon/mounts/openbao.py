@@ -42,6 +42,9 @@ from .config import MountConfig
 from .openbao_records import custom_of, field_value, from_kv, merged_custom, timestamp, to_kv
 from .openbao_session import Session
 
+FRESH_MARGIN = 1.0  # seconds a fresh() answer stays true: the inline read after it is cached
+
+
 class _Seen:
     """One entry as last read from the server (secrets included: repr hides them)."""
 
@@ -171,6 +174,17 @@ class OpenBaoStore:
                          if not versions[v]["destroyed"] and not versions[v]["deletion_time"]]
 
     # ------------------------------------------------------------ the cache
+
+    def fresh(self, name: str) -> bool:
+        """Whether a read of `name` is answered from memory, with no request, for at least
+        the next second: the agent then answers it on its event loop instead of a reader
+        thread (a cached get costs ~3 us here, a thread hop ~100 us). Never raises."""
+        try:
+            seen = self._seen.get(canonical_name(name))
+        except BadRequest:
+            return False
+        left = self._fresh_for - (self._clock() - seen.checked) if seen is not None else 0.0
+        return left > FRESH_MARGIN
 
     def _live(self, name: str) -> _Seen:
         seen = self._current(name)
