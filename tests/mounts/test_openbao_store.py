@@ -252,7 +252,8 @@ class TestAuth:
             store.get("team/db")
         assert store.info().state == "error"
 
-    def _approle(self, bao, prefix, refs, **role: str) -> None:
+    def _approle_store(self, bao, make_store, prefix, refs, **role: str):
+        """A store logged in with an AppRole (`role`: its token settings), team/db written."""
         root = bao.client()
         if "approle/" not in root.sys.list_auth_methods()["data"]:
             root.sys.enable_auth_method("approle")
@@ -261,22 +262,22 @@ class TestAuth:
         refs["credd://bao/role"] = root.auth.approle.read_role_id("credd")["data"]["role_id"]
         refs["credd://bao/secret"] = root.auth.approle.generate_secret_id("credd")["data"][
             "secret_id"]
-
-    def test_approle_logs_in_from_credd_refs_and_again_when_its_token_runs_out(
-            self, bao, make_store, prefix, refs):
-        self._approle(bao, prefix, refs, token_ttl="2s", token_max_ttl="3s")
         store = make_store(bao, prefix, token="", role_id="credd://bao/role",
                            secret_id="credd://bao/secret", revalidate=0.001)
         store.put(Set(name="team/db", value="v"))
+        return store
+
+    def test_approle_logs_in_from_credd_refs_and_again_when_its_token_runs_out(
+            self, bao, make_store, prefix, refs):
+        store = self._approle_store(bao, make_store, prefix, refs, token_ttl="2s",
+                                    token_max_ttl="3s")
         time.sleep(3.5)  # past the token's max TTL
         assert store.get("team/db") == "v"
 
     def test_a_revoked_approle_token_is_replaced_by_logging_in_again(
             self, bao, make_store, prefix, refs):
-        self._approle(bao, prefix, refs, token_ttl="1h", token_max_ttl="2h")
-        store = make_store(bao, prefix, token="", role_id="credd://bao/role",
-                           secret_id="credd://bao/secret", revalidate=0.001)
-        store.put(Set(name="team/db", value="v"))
+        store = self._approle_store(bao, make_store, prefix, refs, token_ttl="1h",
+                                    token_max_ttl="2h")
         bao.client().auth.token.revoke(store.session._client.token)
         assert store.get("team/db") == "v"
 
