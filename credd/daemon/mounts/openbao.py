@@ -24,6 +24,7 @@ with `offline_cache` a cached entry is still served (until the vault locks).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,6 +78,9 @@ class OpenBaoStore:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not config.url:
             raise BadRequest(f"mount {config.name!r}: an openbao mount needs --url")
+        if importlib.util.find_spec("hvac") is None:  # looked up, not imported: that waits
+            raise Unavailable(f"mount {config.name!r}: the openbao backend needs hvac: "
+                              "pip install 'credd[openbao]'")
         self.name = config.name
         self.config = config
         self.session = Session(config, resolve)
