@@ -148,6 +148,21 @@ class Calls:
         """Stop the agent; the connection ends with it (the next call reconnects)."""
         return self._ask(p.Stop(), _nothing)
 
+    # -- mounts' servers
+
+    @method
+    def token_create(self, /, mount: str, **options: Any) -> p.TokenCreated:
+        """Mint a scoped token on a mount's server (options: those of `protocol.TokenCreate`)."""
+        return self._ask(build(p.TokenCreate, mount=mount, **options), whole)
+
+    @method
+    def tokens(self, mount: str | None = None) -> builtins.list[p.TokenInfo]:
+        return self._ask(p.TokenList(mount=mount), _tokens)
+
+    @method
+    def token_revoke(self, accessor: str, mount: str | None = None) -> None:
+        return self._ask(p.TokenRevoke(accessor=accessor, mount=mount), _nothing)
+
     # -- entries
 
     @method
@@ -214,6 +229,10 @@ def whole(reply: R) -> R:
 
 def _nothing(reply: object) -> None:
     return None
+
+
+def _tokens(reply: p.Tokens) -> list[p.TokenInfo]:
+    return reply.tokens
 
 
 def _entry(reply: p.EntryReply) -> p.EntryMeta:

@@ -183,6 +183,18 @@ class Conflict(CreddError):
     code = "conflict"
 
 
+class Unavailable(CreddError):
+    """A mount's server cannot be reached or is sealed; nothing local was touched."""
+
+    code = "unavailable"
+
+
+class Conflict(CreddError):
+    """The entry changed elsewhere since it was read: read it again, then retry."""
+
+    code = "conflict"
+
+
 class InternalError(CreddError):
     """An internal error in credd."""
 

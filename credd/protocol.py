@@ -131,6 +131,20 @@ class MountInfo(_Data):
     read_only: bool = False
 
 
+class TokenInfo(_Data):
+    """A server token credd minted for a mount (`token_create`), as its server sees it now.
+    Identified by its accessor, which can look a token up or revoke it but never log in."""
+
+    mount: str
+    accessor: str
+    policies: tuple[str, ...] = ()
+    created: float = 0.0               # unix time credd minted it
+    expires: float | None = None       # unix time it expires (None: no TTL)
+    uses_left: int = 0                 # 0: unlimited
+    paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
+    read_only: bool = False
+
+
 # ---------------------------------------------------------------- requests
 
 R = TypeVar("R", covariant=True)
@@ -294,10 +308,32 @@ class Stop(Asks["Ok"], tag="stop"):
     pass
 
 
+class TokenCreate(Asks["TokenCreated"], tag="token_create"):
+    """Mint a child token on a mount's server, limited to `paths` under the mount's prefix
+    (a policy credd writes) or to an existing `policy`."""
+
+    mount: str
+    paths: list[str] = []
+    policy: str | None = None
+    ttl: float = 86400.0
+    read_only: bool = False
+    uses: int = 0                      # 0: unlimited
+    wrap: float | None = None          # seconds: answer a response-wrapping token instead
+
+
+class TokenList(Asks["Tokens"], tag="token_list"):
+    mount: str | None = None           # None: every mount's
+
+
+class TokenRevoke(Asks["Ok"], tag="token_revoke"):
+    accessor: str
+    mount: str | None = None           # None: the mount credd minted it on
+
+
 Request = Union[
     Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
     Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
-    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop,
+    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop, TokenCreate, TokenList, TokenRevoke,
 ]
 
 # ---------------------------------------------------------------- responses
@@ -383,6 +419,19 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class TokenCreated(_Message, tag="token_created"):
+    """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
+
+    _secret = ("token",)
+    token: str
+    info: TokenInfo
+    wrapped: bool = False
+
+
+class Tokens(_Message, tag="tokens"):
+    tokens: list[TokenInfo]
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -392,7 +441,7 @@ class Error(_Message, tag="error"):
 
 Response = Union[
     Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
-    HistoryReply, AuditLog, CheckReport, Error,
+    HistoryReply, AuditLog, CheckReport, TokenCreated, Tokens, Error,
 ]
 
 # ---------------------------------------------------------------- events

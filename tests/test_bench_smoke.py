@@ -61,3 +61,11 @@ def test_mount_bench():
     for line in ("local vault (200)", "files mount (200)", "env mount (200)",
                  "everything merged (601)", "files entry", "env entry"):
         assert line in out
+
+
+@pytest.mark.timeout(120)
+def test_openbao_bench():
+    out = run_bench("openbao_bench.py", "--entries", "60", "--calls", "250", timeout=110)
+    for line in ("get, local vault", "get, mount, cached", "get, mount, uncached",
+                 "hvac read, bare", "ls of a mount with 60 entries"):
+        assert line in out

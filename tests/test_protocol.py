@@ -25,6 +25,9 @@ SAMPLES: list[p._Message] = [
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
     p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+    p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
+    p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
+    p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
 ]
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
@@ -47,6 +50,11 @@ REPLIES: list[p._Message] = [
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
                                       pid=3, exe="/bin/x", mount="team")]),
     p.CheckReport(checked=3, problems=["x"]),
+    p.TokenCreated(token="s.tok", wrapped=True,
+                   info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
+                                    created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
+                                    read_only=True)),
+    p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
@@ -154,7 +162,8 @@ class TestDocumented:
                 assert f"`{field}`" in section, f"{part} `{tag}`: field `{field}` undocumented"
 
     def test_records(self):
-        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo):
+        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
+                    p.TokenInfo):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

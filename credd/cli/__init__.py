@@ -24,6 +24,7 @@ COMMANDS = {
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
     "mount": ("mount",),
+    "tokens": ("token",),
     "completion": ("completion",),
 }
 COMMAND_MODULES = tuple(COMMANDS)

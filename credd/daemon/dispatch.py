@@ -21,7 +21,7 @@ from typing import Any
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import handlers as h
+from . import handlers as h, token_handlers as th
 from .router import Router
 from .state import AgentState
 
@@ -136,4 +136,5 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Audit: h.audit,
     p.Check: h.check, p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
 }
