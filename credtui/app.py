@@ -21,6 +21,7 @@ from credd.async_client import AsyncClient
 from credd.errors import AgentUnavailable, CreddError
 from credtui.clipboard import Clipboard
 from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
+from credtui.screens.base import CredScreen, Forgets
 from credtui.screens.browse import BrowseScreen
 from credtui.screens.help import HelpScreen
 from credtui.screens.init import InitScreen
@@ -28,7 +29,7 @@ from credtui.screens.no_agent import NoAgentScreen
 from credtui.screens.unlock import UnlockScreen
 from credtui.widgets.status_bar import StatusBar
 
-_SCREEN_FOR_STATE: dict[str, type[Screen]] = {
+_SCREEN_FOR_STATE: dict[str, type[CredScreen]] = {
     "no_vault": InitScreen, "locked": UnlockScreen, "unlocked": BrowseScreen}
 
 
@@ -117,7 +118,9 @@ class CredApp(App[None]):
         if not self.screen_stack:
             return  # shutting down
         status = message.status
-        self.agent_status = status
+        old, self.agent_status = self.agent_status, status
+        if (old.state if old else None) != (status.state if status else None):
+            self.refresh_bindings()  # Lock is offered only while unlocked
         self.idle_deadline = (time.monotonic() + status.idle_left
                               if status and status.idle_left is not None else None)
         wanted = _SCREEN_FOR_STATE[status.state] if status else NoAgentScreen
@@ -155,12 +158,11 @@ class CredApp(App[None]):
         unlocked = self.agent_status is not None and self.agent_status.state == "unlocked"
         return unlocked and any(isinstance(s, BrowseScreen) for s in self.screen_stack)
 
-    async def show(self, screen: Screen) -> None:
+    async def show(self, screen: CredScreen) -> None:
         """Replace the top-level screen, dropping modals and every revealed value first."""
         for old in self.screen_stack:
-            forget = getattr(old, "forget_secrets", None)
-            if forget is not None:
-                forget()
+            if isinstance(old, Forgets):
+                old.forget_secrets()
         while len(self.screen_stack) > 2:
             await self.pop_screen()
         if len(self.screen_stack) == 2:
@@ -170,17 +172,23 @@ class CredApp(App[None]):
         self._paint_status()
 
     def _paint_status(self) -> None:
-        if not self.screen_stack:
-            return
+        """The app's part of every status bar (the counts are the browse screen's)."""
         status = self.agent_status
-        for bar in self.screen.query(StatusBar):
-            bar.socket = self.client.socket_path
-            bar.state = status.state.replace("_", " ") if status else "no agent"
-            bar.entries = status.entries if status else None
-            bar.idle_left = (max(0.0, self.idle_deadline - time.monotonic())
-                             if self.idle_deadline is not None else None)
+        idle_left = (max(0.0, self.idle_deadline - time.monotonic())
+                     if self.idle_deadline is not None else None)
+        for screen in self.screen_stack:
+            for bar in screen.query(StatusBar):
+                bar.socket = self.client.socket_path
+                bar.state = status.state.replace("_", " ") if status else "no agent"
+                bar.idle_left = idle_left
 
     # ------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Lock only while unlocked: on the other screens it would do nothing."""
+        if action == "lock":
+            return self.agent_status is not None and self.agent_status.state == "unlocked"
+        return True
 
     @work(exclusive=True, group="lock")
     async def action_lock(self) -> None:

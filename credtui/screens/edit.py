@@ -15,13 +15,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 
 from credd.errors import BadRequest
 from credd.protocol import Field, Revealed
 from credd.rules import (DEFAULT_KIND, KINDS, format_date, format_duration, kind_lines,
                          parse_date, parse_duration)
+from credtui.screens.base import CredModal, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
@@ -118,7 +118,7 @@ class FieldRow(Horizontal):
         return Field(name=name, value=value, secret=self.query_one(".field-secret", Checkbox).value)
 
 
-class EditScreen(ModalScreen[Draft | None]):
+class EditScreen(CredModal[Draft | None]):
     """New (`draft.name == ""`) or edit an entry; a changed name renames it on save."""
 
     BINDINGS = [
@@ -168,6 +168,7 @@ class EditScreen(ModalScreen[Draft | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Save", variant="primary", id="edit-save")
                 yield Button("Cancel", id="edit-cancel")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#edit-value" if self.editing else "#edit-name").focus()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from credtui.screens.base import CredModal, KeyFooter
 
 KEYS = [
     ("Browse", [
@@ -49,7 +50,7 @@ def key_table() -> Table:
     return table
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(CredModal[None]):
     BINDINGS = [("escape,question_mark,q", "dismiss(None)", "Close")]
 
     def compose(self) -> ComposeResult:
@@ -57,3 +58,4 @@ class HelpScreen(ModalScreen[None]):
             yield Static("credtui keys", classes="title")
             with VerticalScroll():
                 yield Static(key_table())
+        yield KeyFooter()

@@ -6,17 +6,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
 from credd.errors import CreddError
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 from credtui.widgets.status_bar import StatusBar
 
 MIN_LENGTH = 8
 
 
-class InitScreen(Screen):
+class InitScreen(CredScreen):
     """No vault yet: make one. `created` is True while the recovery key is on screen."""
 
     AUTO_FOCUS = "#new-passphrase"
@@ -56,6 +56,7 @@ class InitScreen(Screen):
                     yield _hidden(Button("Copy", id="copy-recovery"))
                     yield _hidden(Button("I saved it", variant="success", id="saved"))
         yield StatusBar()
+        yield KeyFooter()
 
     @on(SecretInput.Submitted, "#new-passphrase")
     def next_field(self) -> None:

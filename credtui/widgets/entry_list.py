@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 
@@ -81,6 +82,7 @@ class EntryList(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.clock = clock
         self._entries: list[EntryMeta] = []
+        self._loaded = False                 # until the first set_entries: "Loading…", not "empty"
         self._names: list[str] = []
         self._hay: list[str] = []
         self._rows: list[int] = []          # indexes into _entries, in display order
@@ -116,6 +118,7 @@ class EntryList(Widget, can_focus=True):
 
     def set_entries(self, entries: Iterable[EntryMeta]) -> None:
         keep = self.highlighted.name if self.highlighted else None
+        self._loaded = True
         self._entries = sorted(entries, key=lambda m: m.name)
         self._names = [m.name for m in self._entries]
         self._hay = [_haystack(m) for m in self._entries]
@@ -132,7 +135,7 @@ class EntryList(Widget, can_focus=True):
             self._hay.insert(i, _haystack(meta))
         self._refilter(keep)
 
-    def remove(self, name: str) -> None:
+    def remove_entry(self, name: str) -> None:
         i = bisect.bisect_left(self._names, name)
         if i < len(self._names) and self._names[i] == name:
             keep = self.highlighted.name if self.highlighted else None
@@ -140,8 +143,8 @@ class EntryList(Widget, can_focus=True):
                 del seq[i]
             self._refilter(keep if keep != name else None, at=self.cursor)
 
-    def visible(self) -> list[EntryMeta]:
-        """The entries the filter lets through, in display order."""
+    def visible_entries(self) -> list[EntryMeta]:
+        """The entries the filter lets through, in display order (not `visible`: a DOM property)."""
         return [self._entries[i] for i in self._rows]
 
     def move_to(self, name: str) -> bool:
@@ -172,13 +175,14 @@ class EntryList(Widget, can_focus=True):
         self._refilter(None, reindexed=False)
 
     def _base(self) -> list[int]:
-        rows = range(len(self._entries))
+        rows = list(range(len(self._entries)))
         if self._scope is not None:
-            rows = [i for i in rows if self._scope(self._entries[i])]
+            scope = self._scope
+            rows = [i for i in rows if scope(self._entries[i])]
         if self._due_only:
             now = self.clock()
             rows = [i for i in rows if entry_state(self._entries[i], now) in DUE]
-        return list(rows)
+        return rows
 
     def _match(self, query: str) -> list[int]:
         """Substring matches first, then fuzzy (subsequence) ones, each in name order."""
@@ -286,6 +290,8 @@ class EntryList(Widget, can_focus=True):
         if y == 0:  # a header that stays put while the rows scroll
             style = self._style("entry-list--header")
             return Strip([Segment(self._cells(("NAME", "SERVICE", "TYPE", "STATE"), width), style)])
+        if not self._rows:
+            return self._empty_line(y - 1, width)
         row = y - 1 + self._top
         bar = self._scrollbar(y - 1)
         width -= len(bar)
@@ -298,6 +304,24 @@ class EntryList(Widget, can_focus=True):
             strip = self._render_row(row, width, on_cursor)
             self._line_cache[key] = strip
         return Strip([*strip, Segment(bar, self._style(""))]) if bar else strip
+
+    def empty_text(self) -> str:
+        """What an empty list says instead, and how to fill it."""
+        if not self._loaded:
+            return "Loading…"
+        if not self._entries:
+            return "No entries yet. Press n to add the first one, or ? for help."
+        if self._query:
+            return f"Nothing matches “{self._query}”."
+        if self._due_only:
+            return "No entry is due for rotation or expired. Press u to show all entries."
+        return "No entries under this folder."
+
+    def _empty_line(self, y: int, width: int) -> Strip:
+        """Row `y` of the empty list: the message, wrapped, one blank row below the header."""
+        lines = textwrap.wrap(self.empty_text(), max(8, width - 2))
+        text = lines[y - 1] if 1 <= y <= len(lines) else ""
+        return Strip([Segment((" " + text).ljust(width)[:width], self._style(""))])
 
     def _scrollbar(self, y: int) -> str:
         """One column: the thumb where the visible rows sit, when they do not all fit."""

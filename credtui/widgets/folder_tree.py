@@ -50,9 +50,9 @@ class FolderTree(Tree[str]):
                 self.root.add_leaf(service or "(none)", data=service)
         self.root.expand()
 
-    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
         event.stop()
-        value = event.node.data
+        value = event.node.data or ""
         if event.node is self.root:
             self.post_message(self.ScopeChanged(None, ""))
         elif self.mode == "folders":
