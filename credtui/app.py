@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -19,7 +20,7 @@ from textual.screen import Screen
 from credd import protocol as p
 from credd.async_client import AsyncClient
 from credd.errors import AgentUnavailable, CreddError
-from credtui.clipboard import Clipboard
+from credtui.clipboard import Clipboard, ClipboardError, Osc52, detect
 from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
 from credtui.screens.base import CredScreen, Forgets
 from credtui.screens.browse import BrowseScreen
@@ -47,7 +48,7 @@ class CredApp(App[None]):
     def __init__(self, socket_path: str | None = None, *, reveal_seconds: float = 30.0,
                  clip_seconds: float = 45.0, clock: Callable[[], float] = time.time,
                  init_kdf: dict[str, int] | None = None, status_every: float = 15.0,
-                 clipboard_reader: list[str] | None | bool = True) -> None:
+                 clipboard: Literal["auto", "osc52"] = "auto") -> None:
         super().__init__()
         self.client = AsyncClient(socket_path)
         self.reveal_seconds = reveal_seconds
@@ -56,8 +57,9 @@ class CredApp(App[None]):
         self.status_every = status_every
         self.agent_status: p.StatusReply | None = None
         self.idle_deadline: float | None = None   # monotonic time of the idle lock
-        self.clip = Clipboard(self._write_terminal, self.set_timer, clip_seconds,
-                                   reader=clipboard_reader)
+        write = self._write_terminal
+        self.clip = Clipboard(detect(write) if clipboard == "auto" else [Osc52(write)],
+                              self.set_timer, clip_seconds)
         self._agent_up = False
 
     # ------------------------------------------------------------ lifecycle
@@ -196,6 +198,16 @@ class CredApp(App[None]):
             await self.client.lock()
         except CreddError as exc:
             self.notify(exc.message, title="Lock failed", severity="error")
+
+    def copy_secret(self, value: str, what: str) -> None:
+        """Copy `value`, and say where it went and whether its clear can be trusted."""
+        try:
+            copied = self.clip.copy(value)
+        except ClipboardError as exc:
+            self.notify(str(exc), title="Could not copy", severity="error")
+            return
+        self.notify(copied.message(what), timeout=10,
+                    severity="information" if copied.readable else "warning")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

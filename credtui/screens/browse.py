@@ -134,9 +134,7 @@ class BrowseScreen(CredScreen):
         except CreddError as exc:
             self.post_message(self.Failed(exc.message, "Could not copy"))
             return
-        self.app.clip.copy(value)  # terminal output, not painting: done here
-        what = f"{name} {field}" if field else name
-        self.notify(f"Copied {what}; the clipboard clears in {self.app.clip.clear_after:g}s")
+        self.app.copy_secret(value, f"{name} {field}" if field else name)  # not painting: here
         self.app.refresh_status()
 
     @work(exclusive=True, group="write")

@@ -16,7 +16,7 @@ KEYS = [
         ("escape", "clear the search"),
         ("↑ ↓ pgup pgdn", "move in the list (also j / k)"),
         ("r", "reveal or hide the secret values (hidden again after 30 s)"),
-        ("c", "copy the value (the clipboard is cleared after 45 s)"),
+        ("c", "copy the value; the message says where to and whether it will be cleared"),
         ("C", "copy a field you choose"),
         ("n / e / d", "new entry / edit / delete to the trash"),
         ("h", "history of the entry, with restore"),

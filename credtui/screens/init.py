@@ -105,8 +105,7 @@ class InitScreen(CredScreen):
 
     @on(Button.Pressed, "#copy-recovery")
     def copy_key(self) -> None:
-        self.app.clip.copy(self._recovery_key)
-        self.notify(f"Recovery key copied; the clipboard clears in {self.app.clip.clear_after:g}s")
+        self.app.copy_secret(self._recovery_key, "the recovery key")
 
     @on(Button.Pressed, "#saved")
     def saved(self) -> None:

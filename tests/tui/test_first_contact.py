@@ -6,12 +6,17 @@ from tests.tui.conftest import running, screen_is, screen_text, wait_until
 from tests.tui.layout import missing
 
 
+def _line(app, y: int) -> str:
+    lines = screen_text(app).splitlines()
+    return lines[y] if len(lines) >= -y else ""  # nothing drawn yet mid-switch
+
+
 def _footer(app) -> str:
-    return screen_text(app).splitlines()[-1]
+    return _line(app, -1)
 
 
 def _status(app) -> str:
-    return screen_text(app).splitlines()[-2]
+    return _line(app, -2)
 
 
 async def _empty_browse(pilot):
@@ -131,4 +136,18 @@ class TestFooterBelongsToTheScreenOnTop:
                 await wait_until(pilot, lambda: screen_is(pilot.app, "UnlockScreen"))
                 await pilot.pause(0.3)
                 assert "Lock" not in _footer(pilot.app)
+        run(scenario())
+
+
+class TestCopySaysWhereItWent:
+    def test_osc52_does_not_promise_a_clear(self, browsing, make_app, run, osc_log):
+        async def scenario():
+            async with running(make_app(browsing, clipboard="osc52"), size=(100, 30),
+                               notifications=True) as pilot:
+                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app), what="the list")
+                await pilot.press("c")
+                await wait_until(pilot, lambda: osc_log, what="the OSC 52 copy")
+                await wait_until(pilot, lambda: not missing(screen_text(pilot.app), [
+                    "Whether it arrived cannot be checked"]), what="the warning")
+                assert "clears in" not in screen_text(pilot.app)
         run(scenario())
