@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-# box sides, pane rules, Textual's tall input borders and the footer's palette rule
-_WALLS = re.compile(r"[│┃╭╮╰╯▊▎▏]")
+# box sides, pane rules, tall input and toast borders, the footer's palette rule
+_WALLS = re.compile(r"[│┃╭╮╰╯▊▎▏▌▐]")
 # horizontal rules, input tops and bottoms, scrollbar blocks: blank for reading
 _FILL = str.maketrans({ch: " " for ch in "─━▔▁▂▃▄▅▆▇█"})
 
@@ -25,12 +25,13 @@ def _normal(text: str) -> str:
 
 
 def _pieces(line: str) -> list[tuple[int, int, str]]:
-    """(start, end, text) of each stretch between walls."""
+    """(start, end, text) of each stretch between walls; the last one ends at -1, the
+    line's end wherever that is (capture-pane trims trailing spaces)."""
     pieces, start = [], 0
     for wall in _WALLS.finditer(line):
         pieces.append((start, wall.start(), line[start:wall.start()]))
         start = wall.end()
-    pieces.append((start, len(line), line[start:]))
+    pieces.append((start, -1, line[start:]))
     return pieces
 
 
