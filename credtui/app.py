@@ -34,15 +34,18 @@ _SCREEN_FOR_STATE: dict[str, type[CredScreen]] = {
     "no_vault": InitScreen, "locked": UnlockScreen, "unlocked": BrowseScreen}
 
 
-class CredApp(App[None]):
-    """The credtui application."""
+class CredApp(App[None], inherit_bindings=False):
+    """The credtui application; its keys are all listed here, in footer order."""
 
     CSS_PATH = "credtui.tcss"
     TITLE = "credtui"
     BINDINGS = [
         Binding("ctrl+l", "lock", "Lock", priority=True),
         Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        # ctrl+q works in a passphrase field too, so it is the one the footers show
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit", show=False),
+        Binding("ctrl+c", "help_quit", show=False, system=True),  # Textual's: says ctrl+q quits
     ]
 
     def __init__(self, socket_path: str | None = None, *, reveal_seconds: float = 30.0,

@@ -34,7 +34,7 @@ KEYS = [
         ("ctrl+l", "lock the vault now"),
         ("ctrl+p", "command palette"),
         ("?", "this help"),
-        ("q", "quit"),
+        ("q / ctrl+q", "quit"),
     ]),
 ]
 

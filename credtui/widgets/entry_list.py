@@ -83,6 +83,7 @@ class EntryList(Widget, can_focus=True):
         self.clock = clock
         self._entries: list[EntryMeta] = []
         self._loaded = False                 # until the first set_entries: "Loading…", not "empty"
+        self._widest = (0, 0, 0)             # longest name, service, kind: column widths
         self._names: list[str] = []
         self._hay: list[str] = []
         self._rows: list[int] = []          # indexes into _entries, in display order
@@ -122,10 +123,16 @@ class EntryList(Widget, can_focus=True):
         self._entries = sorted(entries, key=lambda m: m.name)
         self._names = [m.name for m in self._entries]
         self._hay = [_haystack(m) for m in self._entries]
+        self._widest = (max(map(len, self._names), default=0),
+                        max((len(m.service) for m in self._entries), default=0),
+                        max((len(m.kind) for m in self._entries), default=0))
         self._refilter(keep)
 
     def upsert(self, meta: EntryMeta) -> None:
         keep = self.highlighted.name if self.highlighted else None
+        name, service, kind = self._widest
+        self._widest = (max(name, len(meta.name)), max(service, len(meta.service)),
+                        max(kind, len(meta.kind)))  # never narrower: columns do not jump
         i = bisect.bisect_left(self._names, meta.name)
         if i < len(self._names) and self._names[i] == meta.name:
             self._entries[i], self._hay[i] = meta, _haystack(meta)
@@ -277,8 +284,21 @@ class EntryList(Widget, can_focus=True):
     # ------------------------------------------------------------ rendering
 
     def _columns(self, width: int) -> tuple[int, int, int, int]:
-        state, kind, service = 8, 10, min(16, max(8, width // 5))
-        return max(8, width - service - kind - state - 4), service, kind, state
+        """Widths of name, service, type, state: whole where they fit, squeezed where not.
+
+        Service and type get their longest value (capped); when that leaves the
+        names too little, service gives way down to 8 columns, then type to 10.
+        """
+        widest_name, widest_service, widest_kind = self._widest
+        state = 8
+        service, kind = max(7, min(widest_service, 24)), max(4, min(widest_kind, 20))
+        room = width - state - 4                       # four separating spaces
+        short = kind + service + min(max(widest_name, 4), 30) - room
+        if short > 0:
+            cut = min(short, max(0, service - 8))
+            service, short = service - cut, short - cut
+            kind -= min(short, max(0, kind - 10))
+        return max(8, room - service - kind), service, kind, state
 
     def _cells(self, values: tuple[str, str, str, str], width: int) -> str:
         widths = self._columns(width)

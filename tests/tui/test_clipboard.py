@@ -11,6 +11,7 @@ import os
 import select
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -95,7 +96,7 @@ def tmux() -> Iterator[list[str]]:
     """argv prefix for a private tmux server with one detached session."""
     if shutil.which("tmux") is None:
         pytest.skip("needs tmux")
-    name = f"credtui-clip-{os.getpid()}"
+    name = f"credtui-clip-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # a dying server keeps its name a while
     env = {k: v for k, v in os.environ.items() if k != "TMUX"}
     subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", "main"], env=env, check=True,
                    timeout=10)

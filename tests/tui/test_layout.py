@@ -11,7 +11,7 @@ import pytest
 from credtui.widgets.status_bar import entries_text, fit_path
 from tests.tui.conftest import running, screen_text, wait_until
 from tests.tui.layout import flows, missing
-from tests.tui.tour import SIZES, TOUR, Key, Secret, StartAgent, Text
+from tests.tui.tour import SIZES, TOUR, Back, Key, Secret, StartAgent, Text
 
 _CHARS = {" ": "space", "/": "slash", "?": "question_mark", "-": "minus", ".": "full_stop"}
 
@@ -24,6 +24,10 @@ async def _do(pilot, agent, step) -> None:
             await pilot.press(*[_CHARS.get(ch, ch) for ch in text])
         case StartAgent():
             agent.start()
+        case Back(shows):
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: shows in (screen_text(pilot.app).splitlines() or [""])[-1],
+                             what="browse again")
     await pilot.pause(0.05)
 
 
@@ -80,3 +84,17 @@ class TestStatusBarText:
         assert fit_path(path, 40) == path
         assert fit_path(path, 20) == "…" + path[-19:] and len(fit_path(path, 20)) == 20
         assert fit_path(path, 5) == ""
+
+
+class TestListColumns:
+    def test_whole_where_there_is_room_squeezed_where_not(self, browsing, make_app, run):
+        """connection_string and access_token fit at 200 columns; at 80 the names keep theirs."""
+        async def scenario():
+            for size, elided in (((200, 60), False), ((80, 24), True)):
+                async with running(make_app(browsing), size=size) as pilot:
+                    await wait_until(pilot, lambda: "github/work/token" in screen_text(pilot.app))
+                    text = screen_text(pilot.app)
+                    assert ("connection_string" not in text) is elided, text
+                    assert ("…" in text) is elided, text
+                    assert "github/work/token" in text and "aws/prod/key" in text
+        run(scenario())

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.tools import needs
 from tests.tui.layout import missing
-from tests.tui.tour import SIZES, TOUR, VALUE, Key, Secret, StartAgent, Text
+from tests.tui.tour import SIZES, TOUR, VALUE, Back, Key, Secret, StartAgent, Text
 
 CREDTUI = Path(sys.executable).parent / "credtui"
 
@@ -36,7 +37,7 @@ class Tmux:
     """One private tmux server running one window."""
 
     def __init__(self, env: dict[str, str], conf: Path) -> None:
-        self.name = f"credtui-e2e-{os.getpid()}"
+        self.name = f"credtui-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one server per test
         self.env = env
         self.conf = conf
 
@@ -130,6 +131,10 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
                         tmux.paste(text)
                     case StartAgent():
                         agent.start()
+                    case Back(shows):
+                        tmux.press("escape")
+                        tmux.wait_for(lambda s: shows in (s.splitlines() or [""])[-1],
+                                      what="browse again")
                 time.sleep(0.15)  # as a person types: a key sent mid-switch may reach the old screen
             texts = [t.format(socket=agent.socket) for t in stop.texts]
             tmux.wait_for(lambda s: not missing(s, texts), timeout=20,
