@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -216,7 +216,7 @@ class CredApp(App[None], inherit_bindings=False):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette: our actions, and no screenshot (it could capture a revealed value)."""
         for command in super().get_system_commands(screen):
             if "screenshot" not in command.title.lower():

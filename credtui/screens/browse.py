@@ -5,6 +5,7 @@ Workers talk to the agent and post the messages below; handlers only paint.
 
 from __future__ import annotations
 
+from rich.repr import Result
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,7 +35,7 @@ class _Secretive(Message):
         super().__init__()
         self.revealed = revealed
 
-    def __rich_repr__(self):
+    def __rich_repr__(self) -> Result:
         yield "name", self.revealed.entry.name
 
 

@@ -10,6 +10,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -63,7 +64,7 @@ class Draft:
         return cls(meta.name, meta.kind, meta.service, list(meta.tags), revealed.value, fields,
                    revealed.notes, meta.rotate_after, meta.expires)
 
-    def to_set(self) -> dict:
+    def to_set(self) -> dict[str, Any]:
         """Keyword arguments of `AsyncClient.set` that replace the entry whole."""
         return dict(kind=self.kind, service=self.service, tags=self.tags,
                     value=self.value or None, fields=self.fields, notes=self.notes or None,
@@ -208,7 +209,8 @@ class EditScreen(CredModal[Draft | None]):
 
     def read(self) -> Draft:
         """The form as a Draft, or BadRequest naming the first problem."""
-        text = lambda sel: self.query_one(sel, Input).value.strip()  # noqa: E731
+        def text(selector: str) -> str:
+            return self.query_one(selector, Input).value.strip()
         name = text("#edit-name")
         if not name:
             raise BadRequest("the name is required")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.repr import Result
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Vertical
@@ -29,7 +30,7 @@ class InitScreen(CredScreen):
         def __repr__(self) -> str:
             return "InitScreen.Created(recovery_key=<redacted>)"
 
-        def __rich_repr__(self):
+        def __rich_repr__(self) -> Result:
             yield "recovery_key", "<redacted>"
 
     class Failed(Message):

@@ -15,10 +15,12 @@ import re
 import textwrap
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
+from textual.events import Click, MouseScrollDown, MouseScrollUp
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -78,7 +80,7 @@ class EntryList(Widget, can_focus=True):
             super().__init__()
             self.entry = entry
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, **kwargs) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.clock = clock
         self._entries: list[EntryMeta] = []
@@ -250,11 +252,11 @@ class EntryList(Widget, can_focus=True):
         self._top = max(0, min(self._top + delta, len(self._rows) - self._page))
         self.refresh()
 
-    def on_mouse_scroll_down(self, event) -> None:
+    def on_mouse_scroll_down(self, event: MouseScrollDown) -> None:
         event.stop()
         self._scroll(3)
 
-    def on_mouse_scroll_up(self, event) -> None:
+    def on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
         event.stop()
         self._scroll(-3)
 
@@ -275,7 +277,7 @@ class EntryList(Widget, can_focus=True):
         if self.highlighted is not None:
             self.post_message(self.Selected(self.highlighted))
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: Click) -> None:
         row = event.y - 1 + self._top
         if event.y >= 1 and 0 <= row < len(self._rows):
             self.cursor = row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual.message import Message
 from textual.widgets import Tree
@@ -31,7 +32,7 @@ class FolderTree(Tree[str]):
             self.scope = scope
             self.label = label
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("all", data="", **kwargs)
         self.mode = "folders"
         self.show_root = True
