@@ -28,6 +28,10 @@ pytestmark = [needs("tmux"), pytest.mark.skipif(not CREDTUI.exists(),
                                                 reason="needs an installed credtui")]
 
 
+def _footer(screen: str) -> str:
+    return (screen.splitlines() or [""])[-1]
+
+
 # Textual's names → tmux's (anything else is sent as it is)
 _TMUX_KEYS = {"escape": "Escape", "enter": "Enter", "tab": "Tab", "question_mark": "?",
               "ctrl+l": "C-l", "ctrl+s": "C-s"}
@@ -93,12 +97,13 @@ def test_unlock_filter_reveal_and_outside_lock(browsing, tmux):
 
     tmux.paste(TEST_PASSPHRASE)
     tmux.keys("Enter")
-    tmux.wait_for(lambda s: "github/work/token" in s and "unlocked" in s, what="the list")
+    tmux.wait_for(lambda s: "github/work/token" in s and "r Reveal" in _footer(s),
+                  what="the list, its keys ready")
     assert TEST_PASSPHRASE not in tmux.screen()
-    time.sleep(0.3)  # keys sent while the screens switch may go to the old one
 
     tmux.keys("/")
-    tmux.wait_for(lambda s: "search name" in s, what="the search box")  # still shows placeholder
+    tmux.wait_for(lambda s: "r Reveal" not in _footer(s),    # the search box takes letters now
+                  what="the search box focused")
     tmux.keys("-l", "gwt")
     tmux.wait_for(lambda s: "aws/prod/key" not in s, what="the filter")
     tmux.keys("Enter")
@@ -133,8 +138,7 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
                         agent.start()
                     case Back(shows):
                         tmux.press("escape")
-                        tmux.wait_for(lambda s: shows in (s.splitlines() or [""])[-1],
-                                      what="browse again")
+                        tmux.wait_for(lambda s: shows in _footer(s), what="browse again")
                 time.sleep(0.15)  # as a person types: a key sent mid-switch may reach the old screen
             texts = [t.format(socket=agent.socket) for t in stop.texts]
             tmux.wait_for(lambda s: not missing(s, texts), timeout=20,

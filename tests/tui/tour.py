@@ -79,12 +79,13 @@ TOUR = [
         "NAME", "SERVICE", "TYPE", "STATE", "No entry selected", "● unlocked", "0 entries",
         *BROWSE_KEYS)),
     Stop("new entry", (Key("n"),), (
-        "New entry", "Name", "e.g. github/work/token", "Type", "password", "Save", "Cancel",
+        "New entry", "Name", "e.g. github/work/token", "Type", "any other secret value", "Save",
+        "Cancel",
         "^s Save", "esc Cancel", "^g Generate", "^r Show value")),
     Stop("filled form", (Text(NAME), Key("tab"), Key("tab"), Key("tab"), Key("tab"), Text(VALUE)),
          ("•" * len(VALUE),)),  # at 80×24 the name has scrolled out of view
     Stop("browse", (Key("ctrl+s"),), (
-        NAME, "password", "today", "type", "updated", "r reveal · c copy", "1 entry",
+        NAME, "secret", "today", "type", "updated", "r reveal · c copy", "1 entry",
         *BROWSE_KEYS, *ENTRY_KEYS)),
     Stop("edit entry", (Key("e"),), (f"Edit {NAME}", "Value", "Show", "Generate", "Save",
                                      "Cancel", "^s Save", "esc Cancel")),
