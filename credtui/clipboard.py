@@ -2,11 +2,11 @@
 
 Where a copy goes, first that works:
 
-    macOS                 pbcopy / pbpaste
+    macOS                       pbcopy / pbpaste
     Wayland ($WAYLAND_DISPLAY)  wl-copy / wl-paste
-    X11 ($DISPLAY)        xclip or xsel
-    tmux ($TMUX)          a tmux paste buffer: `prefix ]` pastes it
-    anywhere else         OSC 52: a control sequence asking the terminal to set its clipboard
+    X11 ($DISPLAY)              xclip or xsel
+    tmux ($TMUX)                a tmux paste buffer: `prefix ]` pastes it
+    anywhere else               OSC 52: a control sequence asking the terminal to set its clipboard
 
 A tool gets the value on stdin, never in its argv (any local user can read a
 process's argv in /proc). A tool that can read the clipboard back lets the
