@@ -18,6 +18,7 @@ import pytest
 
 from credtui.clipboard import (CLEAR, XCLIP, XSEL, Clipboard, ClipboardError, Osc52, TmuxBuffer,
                                Tool, detect, osc52)
+from tests.tools import need
 
 VALUE = "s3cret-välue"
 
@@ -94,8 +95,7 @@ class TestFallback:
 @pytest.fixture
 def tmux() -> Iterator[list[str]]:
     """argv prefix for a private tmux server with one detached session."""
-    if shutil.which("tmux") is None:
-        pytest.skip("needs tmux")
+    need("tmux", "the tmux-buffer clipboard")
     name = f"credtui-clip-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # a dying server keeps its name a while
     env = {k: v for k, v in os.environ.items() if k != "TMUX"}
     subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", "main"], env=env, check=True,
@@ -156,8 +156,7 @@ class TestTmuxBuffer:
 @pytest.fixture
 def x_display(monkeypatch) -> Iterator[str]:
     """A private Xvfb; DISPLAY points at it."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("needs Xvfb (scripts/system-deps.sh installs it)")
+    need("Xvfb", "a private X server for the X11 clipboard")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-nolisten", "tcp"],
                             pass_fds=[write], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -176,8 +175,8 @@ def x_display(monkeypatch) -> Iterator[str]:
 
 
 def _x_tool(name: str) -> Tool:
-    if shutil.which(name) is None or shutil.which("xclip") is None:
-        pytest.skip(f"needs {name}, and xclip to check it")
+    need(name, "the X11 clipboard")
+    need("xclip", "reading the X11 clipboard back")
     return {"xclip": XCLIP, "xsel": XSEL}[name]
 
 
