@@ -42,6 +42,10 @@ class _Secretive(Message):
 class BrowseScreen(CredScreen):
     """The main screen while unlocked."""
 
+    # the list from the first frame: focusing it in on_mount left a moment in which
+    # Textual's default (the first focusable, the search box) took the keys typed
+    AUTO_FOCUS = "#entries"
+
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("r", "reveal", "Reveal"),
@@ -108,7 +112,6 @@ class BrowseScreen(CredScreen):
 
     def on_mount(self) -> None:
         self.query_one(FolderTree).display = False
-        self.entry_list.focus()
         self.load()
 
     # ------------------------------------------------------------ workers

@@ -151,3 +151,16 @@ class TestCopySaysWhereItWent:
                     "Whether it arrived cannot be checked"]), what="the warning")
                 assert "clears in" not in screen_text(pilot.app)
         run(scenario())
+
+
+class TestFocus:
+    def test_the_list_has_the_keys_from_the_first_frame(self, browsing, make_app, run):
+        """Typed right after the switch, `n` must open the form, not search for "n"."""
+        from credtui.screens.browse import BrowseScreen
+
+        async def scenario():
+            async with running(make_app(browsing), size=(100, 30)) as pilot:
+                await wait_until(pilot, lambda: screen_is(pilot.app, "BrowseScreen"))
+                await pilot.app.show(BrowseScreen())           # as after an unlock
+                assert pilot.app.focused is pilot.app.screen.query_one("#entries")
+        run(scenario())
