@@ -293,7 +293,7 @@ class TestEveryLayerAgrees:
                 entries = pilot.app.screen.entry_list
                 await wait_until(pilot, lambda: entries.entries, what="entries")
                 await pilot.press("u")
-                await wait_until(pilot, lambda: [e.name for e in entries.visible()]
+                await wait_until(pilot, lambda: [e.name for e in entries.visible_entries()]
                                  == ["ends-yesterday"], what="only the expired entry")
                 row = next(line for line in screen_text(pilot.app).splitlines()
                            if line.startswith(" ends-yesterday"))  # the list, not the detail

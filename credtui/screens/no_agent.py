@@ -10,9 +10,9 @@ import sys
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.status_bar import StatusBar
 
 
@@ -25,7 +25,7 @@ def start_agent() -> None:
                      start_new_session=True, close_fds=True)
 
 
-class NoAgentScreen(Screen):
+class NoAgentScreen(CredScreen):
     """Shown while no agent answers on the socket; the app's status poll moves on from here."""
 
     BINDINGS = [("s", "start", "Start agent"), ("r", "retry", "Retry")]
@@ -46,6 +46,7 @@ class NoAgentScreen(Screen):
                     yield Button("Retry", id="retry")
                     yield Button("Quit", id="quit")
         yield StatusBar()
+        yield KeyFooter()
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:

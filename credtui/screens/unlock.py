@@ -6,10 +6,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Center, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Label, Static
 
 from credd.errors import BadPassphrase, CreddError, RateLimited
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 from credtui.widgets.status_bar import StatusBar
 
@@ -18,7 +18,7 @@ _REASONS = {"idle": "Locked after being idle.", "lifetime": "Locked: the unlock 
             "shutdown": "The agent stopped."}
 
 
-class UnlockScreen(Screen):
+class UnlockScreen(CredScreen):
     """Passphrase in, unlocked agent out (the app switches to Browse on the `unlocked` event)."""
 
     AUTO_FOCUS = "#passphrase"
@@ -42,6 +42,7 @@ class UnlockScreen(Screen):
                 yield SecretInput(placeholder="passphrase", id="passphrase")
                 yield Label("", id="unlock-error", classes="error")
         yield StatusBar()
+        yield KeyFooter()
 
     @on(SecretInput.Submitted, "#passphrase")
     def submit(self, event: SecretInput.Submitted) -> None:

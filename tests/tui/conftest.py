@@ -81,7 +81,7 @@ def make_app():
     def factory(agent, **kwargs):
         from credtui.app import CredApp
         options = dict(reveal_seconds=30.0, clip_seconds=45.0, init_kdf=FAST_KDF,
-                       clipboard_reader=False, status_every=30.0)
+                       clipboard="osc52", status_every=30.0)
         options.update(kwargs)
         return CredApp(agent.socket, **options)
     return factory
@@ -96,8 +96,9 @@ def run():
 
 
 @contextlib.asynccontextmanager
-async def running(app, size=(100, 30)):
-    async with app.run_test(size=size) as pilot:
+async def running(app, size=(100, 30), notifications: bool = False):
+    """Pilot on `app`; toasts are drawn only when asked for (run_test leaves them out)."""
+    async with app.run_test(size=size, notifications=notifications) as pilot:
         yield pilot
 
 

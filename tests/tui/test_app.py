@@ -71,7 +71,7 @@ class TestBrowse:
                 await pilot.press("slash")
                 assert pilot.app.focused.id == "search"
                 await _type(pilot, "postgres")                      # service, substring
-                assert [e.name for e in entries.visible()] == ["db/main"]
+                assert [e.name for e in entries.visible_entries()] == ["db/main"]
                 await pilot.press("ctrl+u")
                 await _type(pilot, "gwt")                           # fuzzy: github/work/token
                 assert entries.highlighted.name == "github/work/token"
@@ -116,7 +116,7 @@ class TestBrowse:
                 screen = await _browse(pilot)
                 assert "ROTATE" in screen_text(pilot.app)           # db/main: rotate every 1 s
                 await pilot.press("u")
-                assert [e.name for e in screen.entry_list.visible()] == ["db/main"]
+                assert [e.name for e in screen.entry_list.visible_entries()] == ["db/main"]
                 await pilot.press("u")
                 assert screen.entry_list.visible_count == 4
         run(scenario())
