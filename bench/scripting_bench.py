@@ -33,9 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from credd.client import Client  # noqa: E402
-from credd.mask import Masker  # noqa: E402
-from credd.protocol import Field  # noqa: E402
+from credd.client import Client
+from credd.mask import Masker
+from credd.protocol import Field
 
 PASSPHRASE = "bench passphrase, not a secret"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
@@ -194,7 +194,7 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
     redacted = (root / "redacted.log").read_bytes().count(b"<concealed by credd>")
 
     env_file = root / f"all{n}.env"
-    entries = sorted({e for e in range(0, n, FIELDS_PER_ENTRY)})
+    entries = sorted(set(range(0, n, FIELDS_PER_ENTRY)))
     env_file.write_text("".join(
         f"S{e}_{i}=credd://bench/s{n}/{e // FIELDS_PER_ENTRY:04d}/f{i}\n"
         for e in entries for i in range(min(FIELDS_PER_ENTRY, n - e))))

@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # mypy's alone: Protocol and Generic classes cost import time
         def _ask(self, request: p.Asks[R],
                  keep: Callable[[R], T]) -> Coroutine[Any, Any, T]: ...
 
-    class method(Generic[P, T]):  # noqa: N801 (a decorator, named like `property`)
+    class method(Generic[P, T]):
         """How mypy sees a `@method`."""
 
         def __init__(self, body: Callable[Concatenate[Any, P], T]) -> None: ...

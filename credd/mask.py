@@ -31,7 +31,11 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 REPLACEMENT = b"<concealed by credd>"
 MIN_LENGTH = 4
@@ -120,7 +124,7 @@ class _Hyperscan:
             t.join()
         if errors:
             raise errors[0]
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
@@ -200,14 +204,17 @@ def as_bytes(values: Iterable[str | bytes], *, sort: bool = True) -> list[bytes]
     """Distinct maskable values as UTF-8 bytes, shorter ones dropped, sorted."""
     if not isinstance(values, (list, tuple, set, frozenset)):
         values = list(values)
+    distinct: set[Any] | None
     try:
-        out = set(values)
-        convert = not all(type(v) is bytes for v in out)
+        distinct = set(values)
     except TypeError:  # unhashable: bytearray, memoryview
-        out, convert = values, True
-    if convert:
+        distinct = None
+    out: set[bytes]
+    if distinct is not None and all(type(v) is bytes for v in distinct):
+        out = distinct
+    else:
         out = {v if type(v) is bytes else v.encode() if isinstance(v, str) else bytes(v)
-               for v in out}
+               for v in (values if distinct is None else distinct)}
     out.difference_update([v for v in out if len(v) < MIN_LENGTH])
     return sorted(out) if sort else list(out)
 
@@ -286,7 +293,7 @@ class Masker:
     thread-safe: give each stream its own Masker (they may share Patterns).
     """
 
-    def __init__(self, secrets: "Iterable[str | bytes] | Patterns", *,
+    def __init__(self, secrets: Iterable[str | bytes] | Patterns, *,
                  replacement: bytes = REPLACEMENT, engine: str = "auto") -> None:
         self.patterns = (secrets if isinstance(secrets, Patterns)
                          else Patterns(secrets, engine=engine))
@@ -327,13 +334,14 @@ class Masker:
 
     def _settle(self, buf: bytes, safe_at: int) -> bytes:
         """Emit buf up to `safe_at` (no later match can touch it), concealing every run."""
-        if buf and self._find is None:  # an empty stream never waits for the compiling
-            self._find = self.patterns.finder()
+        find = self._find
+        if buf and find is None:  # an empty stream never waits for the compiling
+            find = self._find = self.patterns.finder()
         base, out = self._base, []
         safe = base + safe_at
         pos = self._emitted
-        for start, end in merged(self._find(buf)) if buf else ():
-            start, end = start + base, end + base
+        for found_at, found_end in merged(find(buf)) if buf and find is not None else ():
+            start, end = found_at + base, found_end + base
             if start <= self._run_end:        # continues the run already concealed
                 self._run_end = max(self._run_end, end)
                 pos = max(pos, end)

@@ -13,7 +13,7 @@ contract for clients in other languages.
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, Union, get_args
+from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -330,11 +330,12 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
-Request = Union[
-    Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
-    Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
-    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop, TokenCreate, TokenList, TokenRevoke,
-]
+Request = (
+    Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
+    Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
+    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
+    TokenList | TokenRevoke
+)
 
 # ---------------------------------------------------------------- responses
 
@@ -439,10 +440,10 @@ class Error(_Message, tag="error"):
     retry_after: float | None = None
 
 
-Response = Union[
-    Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
-    HistoryReply, AuditLog, CheckReport, TokenCreated, Tokens, Error,
-]
+Response = (
+    Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
+    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | Error
+)
 
 # ---------------------------------------------------------------- events
 
@@ -460,11 +461,12 @@ class EntryChanged(_Message, tag="entry_changed"):
     new_name: str | None = None
 
 
-Event = Union[Locked, Unlocked, EntryChanged]
+Event = Locked | Unlocked | EntryChanged
 
 
 def _reply_of(request: type) -> type[_Message]:
-    (reply,) = get_args(getattr(request, "__orig_bases__")[0])  # Asks["Secret"]: a name above
+    bases = request.__orig_bases__  # type: ignore[attr-defined]  # set by typing.Generic
+    (reply,) = get_args(bases[0])  # Asks["Secret"]: a name above
     found: type[_Message] = globals()[reply.__forward_arg__] if isinstance(reply, ForwardRef) \
         else reply
     return found
@@ -479,7 +481,7 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Union[Locked, Unlocked, EntryChanged, Error])
+    Locked | Unlocked | EntryChanged | Error)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -542,7 +544,7 @@ def decode_event(body: bytes | bytearray) -> Event | Error:
 
 
 def tag_of(cls: type) -> str:
-    tag: str = getattr(cls, "__struct_config__").tag
+    tag: str = cls.__struct_config__.tag  # type: ignore[attr-defined]  # a msgspec Struct
     return tag
 
 

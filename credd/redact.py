@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import re
 from binascii import b2a_base64
-from typing import IO, Iterable
+from collections.abc import Iterable
+from typing import IO
 
 from credd.mask import MIN_LENGTH, Masker, Patterns
 from credd.refs import field_lookup, shadowed

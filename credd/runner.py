@@ -230,7 +230,7 @@ class _Forwarder:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> "_Forwarder":
+    def __enter__(self) -> _Forwarder:
         for sig in FORWARDED:
             self.saved[sig] = signal.signal(sig, self._handle)
         return self

@@ -1,4 +1,5 @@
-"""The wire contract: round trips, bytes written by older peers, strictness, and its documentation."""
+"""The wire contract: round trips, bytes written by older peers, strictness, and its
+documentation."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def build_parser(command: str | None = None):
     )
     parser.add_argument("--version", action="version", version=f"credd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    own = _MODULE_OF.get(command)
+    own = _MODULE_OF.get(command) if command else None
     for name in (own,) if own else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"credd.cli.{name}")

@@ -80,7 +80,7 @@ class progress:
                              f"{done}/{self.total}")
             sys.stderr.flush()
 
-    def __enter__(self) -> "progress":
+    def __enter__(self) -> progress:
         self(0)
         return self
 

@@ -44,18 +44,17 @@ class InitScreen(CredScreen):
         self._recovery_key = ""
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="init-box", classes="dialog"):
-                yield Static("Create your credd vault", classes="title")
-                yield Static("Choose a passphrase (at least 8 characters).", id="init-help")
-                yield SecretInput(placeholder="passphrase", id="new-passphrase")
-                yield SecretInput(placeholder="passphrase again", id="new-passphrase2")
-                yield Label("", id="init-error", classes="error")
-                yield Static("", id="recovery-key")
-                with Horizontal(id="init-buttons", classes="buttons"):
-                    yield Button("Create vault", variant="primary", id="create")
-                    yield _hidden(Button("Copy", id="copy-recovery"))
-                    yield _hidden(Button("I saved it", variant="success", id="saved"))
+        with Center(), Vertical(id="init-box", classes="dialog"):
+            yield Static("Create your credd vault", classes="title")
+            yield Static("Choose a passphrase (at least 8 characters).", id="init-help")
+            yield SecretInput(placeholder="passphrase", id="new-passphrase")
+            yield SecretInput(placeholder="passphrase again", id="new-passphrase2")
+            yield Label("", id="init-error", classes="error")
+            yield Static("", id="recovery-key")
+            with Horizontal(id="init-buttons", classes="buttons"):
+                yield Button("Create vault", variant="primary", id="create")
+                yield _hidden(Button("Copy", id="copy-recovery"))
+                yield _hidden(Button("I saved it", variant="success", id="saved"))
         yield StatusBar()
         yield KeyFooter()
 

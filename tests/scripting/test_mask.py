@@ -39,7 +39,7 @@ def reference(text: bytes, secrets: list[bytes]) -> bytes:
 
 def feed_in_pieces(masker: Masker, text: bytes, cuts: list[int]) -> bytes:
     out, prev = [], 0
-    for cut in sorted(set(c % (len(text) + 1) for c in cuts)) + [len(text)]:
+    for cut in [*sorted({c % (len(text) + 1) for c in cuts}), len(text)]:
         out.append(masker.feed(text[prev:cut]))
         prev = cut
     out.append(masker.flush())

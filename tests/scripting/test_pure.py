@@ -46,8 +46,9 @@ class TestRefs:
         assert err.value.names == ["credd://b", "credd://c"]
         assert "credd://b, credd://c" in err.value.message
         calls = []
-        assert refs.resolve_all(["credd://a", "credd://a"],
-                                lambda w: calls.append(w) or {"credd://a": "1"}) == {"credd://a": "1"}
+        resolved = refs.resolve_all(["credd://a", "credd://a"],
+                                    lambda w: calls.append(w) or {"credd://a": "1"})
+        assert resolved == {"credd://a": "1"}
         assert calls == [["credd://a"]]  # one round trip, deduplicated
 
     def test_shadowed(self):
