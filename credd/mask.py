@@ -24,6 +24,11 @@ buffer is scanned by the databases side by side too.
 `Patterns(..., background=True)` compiles behind the caller's back: the
 first `Masker.feed` of a non-empty piece waits for it, so a program can
 start (or input be opened) meanwhile.
+
+`Patterns.locator()` is the same search saying which pattern matched (an
+index into `Patterns.values`): `credd scan` maps it to an entry and a form.
+Masking uses `finder()`, whose callbacks record no ids and so cost nothing
+more for them.
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 REPLACEMENT = b"<concealed by credd>"
 MIN_LENGTH = 4
 FEW = 8    # up to this many values, `bytes.find` per value beats setting up Hyperscan
 
 Finder = Callable[[bytes], list[tuple[int, int]]]
+#: Like a Finder, with the index of the pattern that matched: (start, end, pattern id).
+Locator = Callable[[bytes], list[tuple[int, int, int]]]
 
 
 def cpus() -> int:
@@ -51,22 +58,27 @@ def cpus() -> int:
 class _FindLoop:
     """`bytes.find` per pattern: no set-up cost, fine for a handful of values."""
 
-    def __init__(self, patterns: list[bytes]) -> None:
+    def __init__(self, patterns: list[bytes], ids: list[int] | None = None) -> None:
         self.patterns = patterns
+        self.ids = list(range(len(patterns))) if ids is None else ids
 
-    def finder(self) -> Finder:
-        patterns = self.patterns
+    def locator(self) -> Locator:
+        numbered = list(zip(self.ids, self.patterns))
 
-        def find(buf: bytes) -> list[tuple[int, int]]:
+        def locate(buf: bytes) -> list[tuple[int, int, int]]:
             hits = []
-            for pattern in patterns:
+            for i, pattern in numbered:
                 at = buf.find(pattern)
                 while at >= 0:
-                    hits.append((at, at + len(pattern)))
+                    hits.append((at, at + len(pattern), i))
                     at = buf.find(pattern, at + 1)
             return hits
 
-        return find
+        return locate
+
+    def finder(self) -> Finder:
+        locate = self.locator()
+        return lambda buf: [(start, end) for start, end, _ in locate(buf)]
 
 
 class _Hyperscan:
@@ -87,26 +99,30 @@ class _Hyperscan:
         import hyperscan
         self.hs = hyperscan
         # the binding hands literals over as C strings: a NUL byte would cut one short
-        self.loose = _FindLoop([p for p in patterns if b"\0" in p])
-        patterns = [p for p in patterns if b"\0" not in p]
-        k = databases or max(1, min(cpus(), len(patterns) // self.PER_DB))
-        k = min(k, len(patterns))
+        loose = [i for i, p in enumerate(patterns) if b"\0" in p]
+        self.loose = _FindLoop([patterns[i] for i in loose], loose)
+        lengths = list(map(len, patterns))
         # by length: literals of like lengths compile with ~20 % less CPU and scan faster
         # than a mix (20,000 secrets and their base64 forms as two halves: 0.54 s against
         # 0.68 s here, and 1.0 against 1.5 ms per MiB)
-        by_length = sorted(patterns, key=len)
+        by_length = sorted((i for i, p in enumerate(patterns) if b"\0" not in p),
+                           key=lengths.__getitem__)
+        k = databases or max(1, min(cpus(), len(by_length) // self.PER_DB))
+        k = min(k, len(by_length))
+        # each part: the pattern ids (indexes into `patterns`) its database matches
         parts = [by_length[i * len(by_length) // k:(i + 1) * len(by_length) // k]
                  for i in range(k)]
-        self.parts: list = [None] * k
+        self.parts: list[tuple[Any, list[int], list[int]]] = []
+        built: list[Any] = [None] * k
         errors: list[BaseException] = []
 
         def build(i: int) -> None:
             try:
-                part = parts[i]
+                part = [patterns[j] for j in parts[i]]
                 db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
                 db.compile(expressions=part, ids=list(range(len(part))), elements=len(part),
                            flags=[0] * len(part), literal=True)
-                self.parts[i] = (db, list(map(len, part)))
+                built[i] = db
             except BaseException as exc:  # re-raised on the calling thread
                 errors.append(exc)
 
@@ -120,11 +136,12 @@ class _Hyperscan:
             t.join()
         if errors:
             raise errors[0]
-        self._pool = None
+        self.parts = [(db, [lengths[j] for j in ids], ids) for db, ids in zip(built, parts)]
+        self._pool: Any = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
-    def _executor(self):
+    def _executor(self) -> Any:
         """Threads for scanning side by side (made anew in a forked child, whose copy has none)."""
         with self._pool_lock:
             if self._pool is None or self._pool_pid != os.getpid():
@@ -136,18 +153,33 @@ class _Hyperscan:
 
     def finder(self) -> Finder:
         # literals: a match starts at its end minus the pattern's length (no SOM flag needed)
-        scans = [(db, self.hs.Scratch(db), lengths) for db, lengths in self.parts]
-        loose = self.loose.finder() if self.loose.patterns else None
+        def on_match(hits: list[Any], lengths: list[int], _ids: list[int]) -> Callable[..., None]:
+            return lambda i, _start, end, _flags, _ctx: hits.append((end - lengths[i], end))
+
+        return self._search(on_match, self.loose.finder() if self.loose.patterns else None)
+
+    def locator(self) -> Locator:
+        def on_match(hits: list[Any], lengths: list[int], ids: list[int]) -> Callable[..., None]:
+            return lambda i, _start, end, _flags, _ctx: hits.append((end - lengths[i], end,
+                                                                     ids[i]))
+
+        return self._search(on_match, self.loose.locator() if self.loose.patterns else None)
+
+    def _search(self, on_match: Callable[..., Callable[..., None]],
+                loose: Callable[[bytes], list[Any]] | None) -> Callable[[bytes], list[Any]]:
+        """A search of every database (side by side on a large buffer), hits recorded by
+        the callbacks `on_match(hits, lengths, ids)` makes, plus the NUL-byte patterns'."""
+        scans = [(db, self.hs.Scratch(db), lengths, ids) for db, lengths, ids in self.parts]
         parallel = len(scans) > 1
 
-        def scan(db, scratch, lengths, buf: bytes) -> list[tuple[int, int]]:
-            hits: list[tuple[int, int]] = []
-            db.scan(buf, match_event_handler=lambda i, _start, end, _flags, _ctx:
-                    hits.append((end - lengths[i], end)), scratch=scratch)
+        def scan(db: Any, scratch: Any, lengths: list[int], ids: list[int],
+                 buf: bytes) -> list[Any]:
+            hits: list[Any] = []
+            db.scan(buf, match_event_handler=on_match(hits, lengths, ids), scratch=scratch)
             return hits
 
-        def find(buf: bytes) -> list[tuple[int, int]]:
-            hits: list[tuple[int, int]] = []
+        def find(buf: bytes) -> list[Any]:
+            hits: list[Any] = []
             pending = []
             if parallel and len(buf) >= self.PARALLEL_SCAN:
                 try:
@@ -166,7 +198,10 @@ class _Hyperscan:
         return find
 
 
-def _auto(patterns: list[bytes]):
+_Engine = _FindLoop | _Hyperscan
+
+
+def _auto(patterns: list[bytes]) -> _Engine:
     """Hyperscan when this machine has it (and a CPU it supports), else the find loop;
     the find loop also for a few values, where importing and compiling cost more."""
     if len(patterns) <= FEW:
@@ -181,7 +216,7 @@ def _auto(patterns: list[bytes]):
         return _FindLoop(patterns)
 
 
-ENGINES = {"auto": _auto, "hyperscan": _Hyperscan, "find": _FindLoop}
+ENGINES: dict[str, Callable[[list[bytes]], _Engine]] = {"auto": _auto, "hyperscan": _Hyperscan, "find": _FindLoop}
 
 
 def merged(hits: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -227,7 +262,8 @@ class Patterns:
     def __init__(self, secrets: Iterable[str | bytes], *, engine: str = "auto",
                  background: bool = False) -> None:
         patterns = as_bytes(secrets, sort=False)
-        self._engine = None
+        self.values = patterns  # a Locator's pattern id is an index into this list
+        self._engine: _Engine | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if patterns:
@@ -246,7 +282,7 @@ class Patterns:
         self.present = b"".join(b for b in _SINGLE if b in joined)  # every byte in any secret
         self.firsts = frozenset(b for b in range(256) if self.begins_secret(_SINGLE[b]))
 
-    def _build(self, build, patterns: list[bytes]) -> None:
+    def _build(self, build: Callable[[list[bytes]], _Engine], patterns: list[bytes]) -> None:
         try:
             self._engine = build(patterns)
         except BaseException as exc:  # raised where the engine is wanted
@@ -255,7 +291,7 @@ class Patterns:
     def __repr__(self) -> str:
         return f"Patterns(<{self.max_hold + 1}-byte longest secret>)"
 
-    def engine(self):
+    def engine(self) -> _Engine | None:
         """The compiled engine (None without patterns), waiting for a background compile."""
         if self._thread is not None:
             self._thread.join()  # at once when done; Maskers on several threads may ask
@@ -266,6 +302,11 @@ class Patterns:
     def finder(self) -> Finder:
         engine = self.engine()
         return engine.finder() if engine is not None else (lambda buf: [])
+
+    def locator(self) -> Locator:
+        """A search that also says which pattern matched (an index into `values`)."""
+        engine = self.engine()
+        return engine.locator() if engine is not None else (lambda buf: [])
 
     def begins_secret(self, tail: bytes) -> bool:
         """Is `tail` a proper prefix of some secret?"""

@@ -305,3 +305,28 @@ def test_without_hyperscan_auto_falls_back_to_the_find_loop(monkeypatch, backgro
     patterns = mask.Patterns(secrets, background=background)
     assert isinstance(patterns.engine(), mask._FindLoop)
     assert feed_in_pieces(Masker(patterns), text, [3, 99, 500]) == reference(text, secrets)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_locator_names_the_pattern_of_every_occurrence(engine, monkeypatch):
+    """What `credd scan` needs: each hit with the index of its pattern in Patterns.values,
+    across several databases and for a NUL-byte pattern (matched beside Hyperscan)."""
+    from credd import mask
+    monkeypatch.setattr(mask, "cpus", lambda: 3)
+    monkeypatch.setattr(mask._Hyperscan, "PER_DB", 50)
+    monkeypatch.setattr(mask._Hyperscan, "PARALLEL_SCAN", 1 << 10)
+    secrets, text = random_corpus(7, 300, 2000)
+    secrets.append(b"nul\0secret")
+    text += b" nul\0secret nul\0secre"
+    patterns = mask.Patterns(secrets, engine=engine)
+    values = patterns.values
+    expected = set()
+    for i, value in enumerate(values):
+        at = text.find(value)
+        while at >= 0:
+            expected.add((at, at + len(value), i))
+            at = text.find(value, at + 1)
+    hits = patterns.locator()(text)
+    assert len(hits) == len(set(hits)) and set(hits) == expected
+    assert sorted(values) == sorted(mask.as_bytes(secrets))
+    assert mask.Patterns([], engine=engine).locator()(text) == []
