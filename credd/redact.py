@@ -1,71 +1,34 @@
 """Redaction of stored secrets in logs: `credd redact` and `RedactingFilter` for `logging`.
 
-Beside each value itself, its common encodings are concealed too: base64
-of the value (standard and URL-safe alphabets; padding may follow) and URL
-encoding (`quote` and `quote_plus`). With `deep=True` (`credd redact
---deep`) also the value's base64 *inside a longer encoded string*, such as
-`Authorization: Basic base64(user:secret)`: the stable middle of its base64
-at each of the three byte alignments. That triples the patterns, and so the
-set-up time for large vaults. Matching is that of `credd.mask`.
+Beside each value itself, its encoded forms are concealed too (credd.forms:
+base64, base64url, hex, URL and JSON escaping; with `deep=True`, `credd
+redact --deep`, also its base64 inside a longer encoded string). Matching is
+that of `credd.mask`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from binascii import b2a_base64
 from typing import IO, Iterable
 
-from credd.mask import MIN_LENGTH, Masker, Patterns
+from credd.forms import every_form, forms
+from credd.mask import Masker, Patterns
 from credd.refs import field_lookup, shadowed
 
 _BATCH = 2000  # references per get_many, well inside one frame
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
     """The value and the encodings it is likely to appear in."""
-    raw = value.encode()
-    forms = {raw}
-    if not _UNRESERVED.fullmatch(value):  # otherwise URL encoding leaves it as it is
-        from urllib.parse import quote, quote_plus
-        forms |= {quote(value, safe="").encode(), quote(value).encode(),
-                  quote_plus(value).encode()}
-    # URL-safe base64 is standard base64 with -_ for +/ (what base64.urlsafe_b64encode does)
-    text = b2a_base64(raw, newline=False).rstrip(b"=")
-    forms.add(text)
-    forms.add(text.translate(_URLSAFE))
-    for shift in range(3) if deep else ():
-        # inside a longer encoded string the characters that also carry bits of
-        # the unknown neighbours differ; the middle is the same at each alignment
-        text = b2a_base64(b"\0" * shift + raw, newline=False)
-        middle = text[(shift * 4 + 2) // 3: len(text) - 4]
-        forms.add(middle)
-        forms.add(middle.translate(_URLSAFE))
-    shortest = max(MIN_LENGTH, min(len(raw), 8))
-    return {f for f in forms if len(f) >= shortest}
+    return set(forms(value, deep=deep))
 
 
 def redactor(values: Iterable[str], *, deep: bool = False, background: bool = False) -> Masker:
     """A masker for the values and their encoded forms (compiled on a thread with
     `background=True`: the first `feed` waits for it)."""
-    forms: set[bytes] = set()
-    add = forms.add
-    for value in values:
-        raw = value.encode()
-        if len(raw) < MIN_LENGTH:
-            continue
-        if deep or len(raw) < 8 or not _UNRESERVED.fullmatch(value):
-            forms |= encoded_forms(value, deep=deep)
-            continue
-        # the usual token: what encoded_forms gives, without its checks (each form is long
-        # enough, and URL encoding leaves the value as it is)
-        add(raw)
-        text = b2a_base64(raw, newline=False).rstrip(b"=")
-        add(text)
-        add(text.translate(_URLSAFE))
-    return Masker(Patterns(forms, background=background))
+    patterns = (every_form(values) if not deep
+                else {form for value in values for form in forms(value, deep=True)})
+    return Masker(Patterns(patterns, background=background))
 
 
 def stored_values(client) -> list[str]:
