@@ -9,11 +9,14 @@ that of `credd.mask`.
 from __future__ import annotations
 
 import logging
-from typing import IO, Iterable
+from typing import IO, TYPE_CHECKING, Iterable, NamedTuple
 
 from credd.forms import every_form, forms
 from credd.mask import Masker, Patterns
 from credd.refs import field_lookup, shadowed
+
+if TYPE_CHECKING:
+    from credd.client import Client
 
 _BATCH = 2000  # references per get_many, well inside one frame
 
@@ -31,30 +34,51 @@ def redactor(values: Iterable[str], *, deep: bool = False, background: bool = Fa
     return Masker(Patterns(patterns, background=background))
 
 
-def stored_values(client) -> list[str]:
-    """Every secret value in the vault (primary values and secret fields).
+class StoredSecret(NamedTuple):
+    """A stored secret value and where it lives (`field` None: the entry's own value)."""
 
-    One get_many per batch of references; an entry whose own name would be read
-    as a field of another entry (see credd.refs) is revealed on its own instead.
+    name: str
+    field: str | None
+    value: str
+
+    def __repr__(self) -> str:
+        where = self.name if self.field is None else f"{self.name}/{self.field}"
+        return f"StoredSecret({where!r}, <hidden>)"
+
+
+def stored_secrets(client: Client) -> list[StoredSecret]:
+    """Every secret value in the vault (primary values and secret fields), with its place.
+
+    One get_many per batch of references (the agent audits each reveal); an
+    entry whose own name would be read as a field of another entry (see
+    credd.refs) is revealed on its own instead.
     """
     metas = client.list()
     fields_of = field_lookup(metas)
-    refs, ambiguous = [], []
+    places: dict[str, tuple[str, str | None]] = {}
+    ambiguous = []
     for m in metas:
         if shadowed(m.name, fields_of):
             ambiguous.append(m.name)
             continue
         if m.has_value:
-            refs.append(m.name)
-        refs.extend(f"{m.name}/{f}" for f in m.secret_fields)
-    values: list[str] = []
+            places[m.name] = (m.name, None)
+        places.update({f"{m.name}/{f}": (m.name, f) for f in m.secret_fields})
+    refs = list(places)
+    found = []
     for i in range(0, len(refs), _BATCH):
-        values.extend(client.get_many(refs[i:i + _BATCH]).values())
+        found += [StoredSecret(*places[ref], value)
+                  for ref, value in client.get_many(refs[i:i + _BATCH]).items()]
     for name in ambiguous:
         revealed = client.reveal(name)
-        values.append(revealed.value)
-        values.extend(revealed.secret_fields.values())
-    return [v for v in values if v]
+        found.append(StoredSecret(name, None, revealed.value))
+        found += [StoredSecret(name, f, v) for f, v in revealed.secret_fields.items()]
+    return [s for s in found if s.value]
+
+
+def stored_values(client: Client) -> list[str]:
+    """Every secret value in the vault (see stored_secrets)."""
+    return [s.value for s in stored_secrets(client)]
 
 
 def redact_stream(src: IO[bytes], dst: IO[bytes], masker: Masker, chunk: int = 1 << 20) -> None:
