@@ -1,0 +1,561 @@
+"""Finding stored secrets where they leaked: files, git history, staged changes, git objects.
+
+`Needles` compiles every form (credd.forms) of every stored value into one
+search (credd.mask: Hyperscan when installed) and remembers which entry,
+field and form each pattern stands for; the matcher reports the pattern's
+id, so a hit names all three and never needs the value again. A `Scanner`
+then reads:
+
+- files (`files`): small files are searched together in batches of about
+  CHUNK bytes (a hit must lie within one file), large ones chunk by chunk
+  with the last longest-form − 1 bytes carried over, so a value across a
+  chunk boundary is found once. `.git/` is skipped, symlinks are not
+  followed, a file with a NUL byte in its first 8 KiB is binary (as git and
+  ripgrep decide) and skipped unless asked;
+- git history (`history`): `git log -p -U0` streamed, cut into pieces at
+  commit headers; a piece with a hit is read line by line from the commit
+  before the hit to attribute it to commit, file and line of the new
+  version (`DiffPosition`). Hits on removed lines are not reported: the
+  commit that added the line reports it. Commit messages are searched too;
+- staged changes (`staged`): `git diff --cached -U0`, read the same way;
+- the object store (`objects`): every object `git cat-file
+  --batch-all-objects` holds, as blobs; when something is found, one `git
+  rev-list --objects --all` names a path for each blob found.
+
+Hits are reported once per (entry, field, form, place). Nothing here ever
+returns, logs or raises with a value or a piece of one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import stat
+import subprocess
+import tempfile
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, NamedTuple
+
+from credd.errors import BadRequest, NotFound
+from credd.forms import forms
+from credd.mask import Patterns
+
+CHUNK = 4 << 20          # bytes per read and per batch of small files
+PROBE = 8192             # a NUL byte in this many first bytes: binary (git, ripgrep)
+PIECE_MAX = 4 * CHUNK    # a commit longer than this is cut between lines, not only at its end
+
+Advance = Callable[[int], None]
+
+
+class Owner(NamedTuple):
+    """What a pattern stands for: an entry, its field (None: the primary value), a form."""
+
+    name: str
+    field: str | None
+    form: str
+
+
+class Place(NamedTuple):
+    """Where a blob or a diff line comes from."""
+
+    file: str | None = None
+    commit: str | None = None
+    object: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One place a stored value was found in (never the value itself)."""
+
+    name: str
+    field: str | None
+    form: str
+    file: str | None = None
+    line: int | None = None
+    commit: str | None = None
+    object: str | None = None
+
+
+@dataclass
+class Counts:
+    """What a scan covered, for its summary and `--json`."""
+
+    values: int = 0          # stored values searched for
+    too_short: int = 0       # stored values under MIN_LENGTH bytes: not searched for
+    patterns: int = 0        # distinct forms compiled
+    files: int = 0
+    bytes: int = 0
+    binary_skipped: int = 0
+    unreadable: int = 0
+    commits: int = 0
+    objects: int = 0
+
+
+class Needles:
+    """Every form of every stored value, compiled into one search, and each pattern's owners.
+
+    `secrets` are (entry name, field or None, value) triples, such as
+    credd.redact.stored_secrets gives. `background=True` compiles on a
+    thread; the first search waits for it.
+    """
+
+    def __init__(self, secrets: Iterable[tuple[str, str | None, str]], *,
+                 background: bool = False) -> None:
+        owners: dict[bytes, list[Owner]] = {}
+        self.values = self.too_short = 0
+        for name, field, value in secrets:
+            found = forms(value)
+            self.values += bool(found)
+            self.too_short += not found
+            for form, form_name in found.items():
+                owners.setdefault(form, []).append(Owner(name, field, form_name))
+        self.patterns = Patterns(owners, background=background)
+        self._owners = [owners[p] for p in self.patterns.values]
+        self.longest = max(map(len, owners), default=1)
+
+    def __repr__(self) -> str:
+        return f"Needles(<{len(self._owners)} patterns>)"
+
+    def search(self) -> Callable[[bytes], list[tuple[int, int, list[Owner]]]]:
+        """A search returning (start, end, owners) of every occurrence, by start."""
+        locate, owners = self.patterns.locator(), self._owners
+
+        def search(buf: bytes) -> list[tuple[int, int, list[Owner]]]:
+            return sorted((start, end, owners[i]) for start, end, i in locate(buf))
+
+        return search
+
+
+def _hits(owners: list[Owner], place: Place, line: int | None) -> Iterator[Hit]:
+    for owner in owners:
+        yield Hit(owner.name, owner.field, owner.form, place.file, line, place.commit,
+                  place.object)
+
+
+def _unique(hits: Iterable[Hit]) -> Iterator[Hit]:
+    seen: set[Hit] = set()
+    for hit in hits:
+        if hit not in seen:
+            seen.add(hit)
+            yield hit
+
+
+class _Lines:
+    """Line numbers of ascending positions in `buf`, counted incrementally."""
+
+    def __init__(self, buf: bytes, start: int = 0, first: int = 1) -> None:
+        self.buf, self.pos, self.line = buf, start, first
+
+    def at(self, pos: int) -> int:
+        self.line += self.buf.count(b"\n", self.pos, pos)
+        self.pos = pos
+        return self.line
+
+
+# ---------------------------------------------------------------- blobs (files, objects)
+
+class _Blob(NamedTuple):
+    """A named run of bytes to search: `read(n)` gives up to n more, b"" at its end."""
+
+    place: Place
+    read: Callable[[int], bytes]
+    skip: Callable[[], None]
+
+
+class Scanner:
+    """Searches files, git history, staged changes or git objects for the needles."""
+
+    def __init__(self, needles: Needles, *, binary: bool = False) -> None:
+        self.needles, self.binary = needles, binary
+        self.counts = Counts(values=needles.values, too_short=needles.too_short,
+                             patterns=len(needles.patterns.values))
+        self._search: Callable[[bytes], list[tuple[int, int, list[Owner]]]] | None = None
+
+    def search(self, buf: bytes) -> list[tuple[int, int, list[Owner]]]:
+        if self._search is None:  # waits for a background compile
+            self._search = self.needles.search()
+        return self._search(buf)
+
+    # ------------------------------------------------------------ files
+
+    def files(self, files: list[File], advance: Advance | None = None) -> Iterator[Hit]:
+        """Hits in the files `walk` found."""
+        return _unique(self._blobs(self._open_files(files), advance))
+
+    def _open_files(self, files: Iterable[File]) -> Iterator[_Blob]:
+        for path, _size, named in files:
+            # never through a symlink swapped in since the walk; never block on a FIFO
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if named else os.O_NOFOLLOW)
+            try:
+                fd = os.open(path, flags)
+            except OSError:
+                self.counts.unreadable += 1
+                continue
+            with open(fd, "rb", buffering=0) as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                self.counts.files += 1
+                yield _Blob(Place(file=os.path.normpath(path)), self._reader(f), lambda: None)
+
+    def _reader(self, f: IO[bytes]) -> Callable[[int], bytes]:
+        def read(n: int) -> bytes:
+            try:
+                return f.read(n)
+            except OSError:  # EIO, a file gone bad: counted, and its end for us
+                self.counts.unreadable += 1
+                return b""
+
+        return read
+
+    def _blobs(self, blobs: Iterable[_Blob], advance: Advance | None) -> Iterator[Hit]:
+        """Small blobs searched together, large ones chunk by chunk."""
+        batch: list[tuple[Place, bytes]] = []
+        size = 0
+        for blob in blobs:
+            head = blob.read(CHUNK)
+            if not self.binary and b"\0" in head[:PROBE]:
+                self.counts.binary_skipped += 1
+                self._advance(len(head), advance)
+                blob.skip()
+                continue
+            if len(head) == CHUNK:
+                yield from self._large(blob, head, advance)
+                continue
+            batch.append((blob.place, head))
+            size += len(head)
+            if size >= CHUNK:
+                yield from self._batch(batch, advance)
+                batch, size = [], 0
+        yield from self._batch(batch, advance)
+
+    def _advance(self, n: int, advance: Advance | None) -> None:
+        self.counts.bytes += n
+        if advance is not None:
+            advance(n)
+
+    def _batch(self, batch: list[tuple[Place, bytes]],
+               advance: Advance | None) -> Iterator[Hit]:
+        if not batch:
+            return
+        buf = b"".join(data for _, data in batch)
+        starts, at = [], 0
+        for _, data in batch:
+            starts.append(at)
+            at += len(data)
+        lines: _Lines | None = None
+        current = -1
+        for start, end, owners in self.search(buf):
+            i = bisect_right(starts, start) - 1
+            if end > starts[i] + len(batch[i][1]):
+                continue  # runs into the next blob: not a hit in either
+            if i != current:
+                lines, current = _Lines(buf, starts[i]), i
+            assert lines is not None
+            yield from _hits(owners, batch[i][0], lines.at(start))
+        self._advance(len(buf), advance)
+
+    def _large(self, blob: _Blob, head: bytes, advance: Advance | None) -> Iterator[Hit]:
+        """Chunk by chunk, carrying the last longest-form − 1 bytes into the next search."""
+        keep = self.needles.longest - 1
+        carry, carry_line = b"", 1
+        chunk = head
+        while chunk:
+            buf = carry + chunk
+            lines = _Lines(buf, 0, carry_line)
+            for start, end, owners in self.search(buf):
+                if end > len(carry):  # else found with the previous chunk
+                    yield from _hits(owners, blob.place, lines.at(start))
+            self._advance(len(chunk), advance)
+            cut = max(len(buf) - keep, 0)
+            carry_line += buf.count(b"\n", 0, cut)
+            carry = buf[cut:]
+            chunk = blob.read(CHUNK)
+
+    # ------------------------------------------------------------ git
+
+    def history(self, repo: str, *, all_refs: bool = False,
+                advance: Advance | None = None) -> Iterator[Hit]:
+        """Hits in every commit of the current branch (or of every ref) and its message."""
+        revisions = _revisions(repo, all_refs)
+        if not revisions:
+            return iter(())
+        args = ["log", "-p", "-U0", "--root", "--no-show-signature",
+                "--format=commit %H%n%w(0,4,4)%B", *revisions]
+        return _unique(self._diff(repo, args, advance))
+
+    def staged(self, repo: str) -> Iterator[Hit]:
+        """Hits in what `git commit` would commit now (for a pre-commit hook)."""
+        return _unique(self._diff(repo, ["diff", "--cached", "-U0"], None))
+
+    def _diff(self, repo: str, args: list[str], advance: Advance | None) -> Iterator[Hit]:
+        diff_args = ["--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
+                     "--dst-prefix=b/", *(["--text"] if self.binary else [])]
+        with _git(repo, [*args[:1], *diff_args, *args[1:]]) as out:
+            position = DiffPosition()
+            rest = b""
+            while True:
+                chunk = out.read(CHUNK)
+                buf = rest + chunk if rest else chunk
+                cut, whole = _piece_end(buf) if chunk else (len(buf), True)
+                piece, rest = buf[:cut], buf[cut:]
+                if piece:
+                    commits = piece.count(b"\ncommit ") + piece.startswith(b"commit ")
+                    self.counts.commits += commits
+                    self.counts.bytes += len(piece)
+                    yield from self._piece(piece, position, whole)
+                    if advance is not None and commits:
+                        advance(commits)
+                if not chunk:
+                    break
+
+    def _piece(self, piece: bytes, position: "DiffPosition", whole: bool) -> Iterator[Hit]:
+        """Attribute the piece's hits, reading lines from the commit header before each.
+
+        A piece that ends inside a commit (`whole` False: a commit longer than
+        PIECE_MAX) is read to its end, so the position carries on into the next.
+        """
+        pos, where = 0, None
+        for start, _end, owners in self.search(piece):
+            if start >= pos:  # else on the line read for the hit before
+                header = piece.rfind(b"\ncommit ", pos, start) + 1
+                if header:  # a later commit: its header resets the position
+                    pos = header
+                pos, where = position.advance(piece, pos, start)
+            if where is not None:
+                yield from _hits(owners, Place(where[0], position.commit), where[1])
+        if not whole:
+            position.advance(piece, pos, len(piece))
+
+    def objects(self, repo: str, advance: Advance | None = None) -> Iterator[Hit]:
+        """Hits in every object in the repository's store (blobs, commits, tags), reachable
+        or not; paths of the blobs found from one `git rev-list --objects --all`."""
+        found = list(_unique(self._objects(repo, advance)))
+        paths = _object_paths(repo, {h.object for h in found}) if found else {}
+        for hit in found:
+            yield Hit(hit.name, hit.field, hit.form, paths.get(hit.object or ""), hit.line,
+                      hit.commit, hit.object)
+
+    def _objects(self, repo: str, advance: Advance | None) -> Iterator[Hit]:
+        with _git(repo, ["cat-file", "--batch-all-objects", "--batch", "--unordered"]) as out:
+            yield from self._blobs(self._each_object(out, advance), None)
+
+    def _each_object(self, out: IO[bytes], advance: Advance | None) -> Iterator[_Blob]:
+        while header := out.readline():
+            oid, kind, size = header.split()
+            left = [int(size)]
+
+            def read(n: int) -> bytes:
+                data = out.read(min(n, left[0]))
+                left[0] -= len(data)
+                return data
+
+            def skip() -> None:
+                while read(CHUNK):
+                    pass
+
+            self.counts.objects += 1
+            if advance is not None:
+                advance(1)
+            if kind == b"tree":  # names and binary ids: nothing a value leaks into
+                skip()
+            else:
+                name = oid.decode()
+                yield _Blob(Place(object=name, commit=name if kind == b"commit" else None),
+                            read, skip)
+                skip()
+            out.read(1)  # the newline after the contents
+
+
+class File(NamedTuple):
+    path: str
+    size: int
+    named: bool  # given as a PATH, not found by walking: a symlink to it is followed
+
+
+def walk(paths: list[str]) -> list[File]:
+    """Regular files under `paths` with their sizes, in sorted order: `.git` skipped,
+    symlinks inside not followed (a PATH given as a symlink is read: it was named)."""
+    found = []
+    for top in paths:
+        try:
+            st = os.stat(top)
+        except FileNotFoundError:
+            raise NotFound(f"no such file or directory: {top}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            found.append(File(top, st.st_size, True))
+            continue
+        for dirpath, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if d != ".git")
+            for name in sorted(files):
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and name != ".git":
+                    found.append(File(path, st.st_size, False))
+    return found
+
+
+# ---------------------------------------------------------------- diffs
+
+_HUNK = re.compile(rb"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+class DiffPosition:
+    """Where a line of `git log -p -U0` or `git diff -U0` output belongs.
+
+    `step(line)` moves past one line and says where a hit on it is reported:
+    (file, line in the new version) for an added line, (file, None) for a
+    header, (None, None) for a commit header or message line, None for a
+    removed line (the commit that added it reports it). With -U0 a hunk is
+    only its removed and added lines, counted by its header, so a content
+    line that looks like a header (`+++ b/x` added) is still read as content.
+    """
+
+    def __init__(self) -> None:
+        self.commit: str | None = None
+        self.path: str | None = None
+        self.new_line = self.removed = self.added = 0
+        self.in_message = False
+
+    def step(self, line: bytes) -> tuple[str | None, int | None] | None:
+        if self.removed or self.added:
+            first = line[:1]
+            if first == b"+" and self.added:
+                self.added -= 1
+                self.new_line += 1
+                return self.path, self.new_line - 1
+            if first == b"-" and self.removed:
+                self.removed -= 1
+                return None
+            if first == b"\\":  # "\ No newline at end of file"
+                return None
+            self.removed = self.added = 0  # not what the hunk header promised: a header
+        if line.startswith(b"commit "):
+            self.__init__()
+            self.commit, self.in_message = line[7:].decode("ascii", "replace"), True
+            return None, None
+        if self.in_message and (line.startswith(b"    ") or not line):
+            return None, None
+        if line.startswith(b"\\"):
+            return None
+        self.in_message = False
+        if line.startswith(b"diff "):
+            self.path = None
+        elif line.startswith((b"--- a/", b"+++ b/", b'--- "a/', b'+++ "b/')):
+            self.path = _unquote(line[4:])[2:]  # --- names a deleted file, +++ the others
+        elif hunk := _HUNK.match(line):
+            removed, start, added = hunk.groups()
+            self.removed = 1 if removed is None else int(removed)
+            self.added = 1 if added is None else int(added)
+            self.new_line = int(start)
+        return self.path, None
+
+    def advance(self, buf: bytes, pos: int, to: int) -> tuple[int, tuple[str | None, int | None] | None]:
+        """Step through the lines of `buf` from `pos` to the one holding offset `to`;
+        returns the start of the next line and where that line's hits are reported."""
+        where: tuple[str | None, int | None] | None = None
+        while pos <= to and pos < len(buf):
+            end = buf.find(b"\n", pos)
+            end = len(buf) if end < 0 else end
+            where = self.step(buf[pos:end])
+            pos = end + 1
+        return pos, where
+
+
+def _unquote(name: bytes) -> str:
+    """A path as git prints it in a diff header (C-quoted when unusual; a tab may end it)."""
+    name = name.rstrip(b"\t")
+    if name.startswith(b'"') and name.endswith(b'"'):
+        name = codecs.escape_decode(name[1:-1])[0]
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _piece_end(buf: bytes) -> tuple[int, bool]:
+    """Where the next piece of diff output to search ends, and whether that is a commit's
+    end: before the last commit header, else (a very long commit) after the last whole
+    line, else nowhere yet (0: read more first)."""
+    header = buf.rfind(b"\ncommit ")
+    if header >= 0:
+        return header + 1, True
+    if len(buf) > PIECE_MAX:
+        return buf.rfind(b"\n") + 1, False
+    return 0, True
+
+
+# ---------------------------------------------------------------- running git
+
+class _git:
+    """`git -C repo ARGS` with its stdout to read; an exit code not in `ok` raises with
+    git's message (`code` holds it afterwards)."""
+
+    def __init__(self, repo: str, args: list[str], ok: tuple[int, ...] = (0,)) -> None:
+        self.argv = ["git", "-C", repo, *args]
+        self.repo, self.ok, self.code = repo, ok, 0
+
+    def __enter__(self) -> IO[bytes]:
+        self.err = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self.err,
+                                         stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            self.err.close()
+            raise NotFound("git is not installed (needed for --git and --staged)") from None
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        assert self.proc.stdout is not None
+        if exc_type is not None:  # stopped early (an error, or the caller left): stop git
+            self.proc.kill()
+        self.proc.stdout.close()
+        self.code = self.proc.wait()
+        self.err.seek(0)
+        message = self.err.read().decode(errors="replace").strip().splitlines()
+        self.err.close()
+        if self.code not in self.ok and exc_type is None:
+            raise BadRequest(f"git {self.argv[3]} failed in {self.repo}: "
+                             f"{message[0] if message else f'exit {self.code}'}")
+
+
+def _object_paths(repo: str, wanted: set[str | None]) -> dict[str, str]:
+    """A path for each wanted blob id, from the trees of every ref."""
+    paths: dict[str, str] = {}
+    with _git(repo, ["rev-list", "--objects", "--all"]) as out:
+        for line in out:
+            oid, _, path = line.rstrip(b"\n").partition(b" ")
+            key = oid.decode()
+            if path and key in wanted and key not in paths:
+                paths[key] = path.decode("utf-8", "surrogateescape")
+    return paths
+
+
+def _revisions(repo: str, all_refs: bool) -> list[str]:
+    """What `git log` should walk: every ref, or HEAD (nothing before the first commit)."""
+    if all_refs:
+        return ["--all"]
+    head = _git(repo, ["rev-parse", "--verify", "--quiet", "HEAD"], ok=(0, 1))
+    with head as out:
+        out.read()
+    return [] if head.code else ["HEAD"]
+
+
+def count_commits(repo: str, all_refs: bool) -> int:
+    """How many commits `history` will read (the progress bar's total)."""
+    revisions = _revisions(repo, all_refs)
+    if not revisions:
+        return 0
+    with _git(repo, ["rev-list", "--count", *revisions]) as out:
+        text = out.read()
+    return int(text or 0)
+
+
+def count_objects(repo: str) -> int:
+    """How many objects the store holds, loose and packed (the progress bar's total)."""
+    with _git(repo, ["count-objects", "-v"]) as out:
+        fields = dict(line.split(b": ", 1) for line in out.read().splitlines() if b": " in line)
+    return int(fields.get(b"count", 0)) + int(fields.get(b"in-pack", 0))
