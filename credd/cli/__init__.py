@@ -19,6 +19,7 @@ COMMANDS = {
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
+    "scan": ("scan",),
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
