@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
+from functools import cached_property
 from typing import Any, Callable, Iterable
 
 REPLACEMENT = b"<concealed by credd>"
@@ -85,14 +86,17 @@ class _Hyperscan:
     """The patterns in `databases` Hyperscan databases, compiled side by side.
 
     Compiling grows faster than linearly with the number of patterns (20,000
-    at once: ~0.85 s of CPU here, as two halves by length ~0.55 s) and releases
-    the GIL, so one database per CPU, each compiled on its own thread, cuts
-    the wall time about by the number of CPUs. Each database is one more pass
-    over the data (~1 GB/s), so a buffer of at least PARALLEL_SCAN bytes is
+    at once: ~0.85 s of CPU here, as two halves by length ~0.55 s; 40,000
+    at once ~1.5 s, as four quarters ~0.95 s) and releases the GIL, so one
+    database per CPU, each compiled on its own thread, cuts the wall time
+    about by the number of CPUs, and databases of at most MAX_PER_DB
+    patterns cut the CPU time too. Each database is one more pass over the
+    data (~1-1.5 GB/s), so a buffer of at least PARALLEL_SCAN bytes is
     scanned by all of them at once. Each finder has its own scratch spaces.
     """
 
     PER_DB = 4000               # patterns per database at least: below, one more pass costs more
+    MAX_PER_DB = 10_000         # patterns per database at most: above, compiling costs more
     PARALLEL_SCAN = 1 << 18     # smaller buffers are scanned one database after the other
 
     def __init__(self, patterns: list[bytes], *, databases: int | None = None) -> None:
@@ -107,7 +111,8 @@ class _Hyperscan:
         # 0.68 s here, and 1.0 against 1.5 ms per MiB)
         by_length = sorted((i for i, p in enumerate(patterns) if b"\0" not in p),
                            key=lengths.__getitem__)
-        k = databases or max(1, min(cpus(), len(by_length) // self.PER_DB))
+        k = databases or max(1, min(cpus(), len(by_length) // self.PER_DB),
+                             -(-len(by_length) // self.MAX_PER_DB))
         k = min(k, len(by_length))
         # each part: the pattern ids (indexes into `patterns`) its database matches
         parts = [by_length[i * len(by_length) // k:(i + 1) * len(by_length) // k]
@@ -235,14 +240,15 @@ def as_bytes(values: Iterable[str | bytes], *, sort: bool = True) -> list[bytes]
     """Distinct maskable values as UTF-8 bytes, shorter ones dropped, sorted."""
     if not isinstance(values, (list, tuple, set, frozenset)):
         values = list(values)
+    out: set[Any]
     try:
         out = set(values)
         convert = not all(type(v) is bytes for v in out)
     except TypeError:  # unhashable: bytearray, memoryview
-        out, convert = values, True
+        convert = True
     if convert:
         out = {v if type(v) is bytes else v.encode() if isinstance(v, str) else bytes(v)
-               for v in out}
+               for v in values}
     out.difference_update([v for v in out if len(v) < MIN_LENGTH])
     return sorted(out) if sort else list(out)
 
@@ -255,8 +261,10 @@ class Patterns:
 
     With `background=True` the compiling runs on a thread and `finder()`
     (the first `Masker.feed`) waits for it. What decides how much a masker
-    holds back is ready at once: the sorted values (a tail that could begin
-    one is found by bisection) and the set of bytes occurring in any of them.
+    holds back (the sorted values, a tail that could begin one found by
+    bisection, and the set of bytes occurring in any of them) is worked out
+    by the first Masker that needs it, while the compiling goes on, and never
+    for a search that only locates (credd scan).
     """
 
     def __init__(self, secrets: Iterable[str | bytes], *, engine: str = "auto",
@@ -275,12 +283,22 @@ class Patterns:
                 self._thread.start()
             else:
                 self._engine = build(patterns)
-        # meanwhile, what decides how much a Masker holds back
-        self.sorted = sorted(patterns)
         self.max_hold = max(map(len, patterns), default=1) - 1
-        joined = b"".join(patterns)
-        self.present = b"".join(b for b in _SINGLE if b in joined)  # every byte in any secret
-        self.firsts = frozenset(b for b in range(256) if self.begins_secret(_SINGLE[b]))
+
+    @cached_property
+    def sorted(self) -> list[bytes]:
+        return sorted(self.values)
+
+    @cached_property
+    def present(self) -> bytes:
+        """Every byte that occurs in any secret."""
+        joined = b"".join(self.values)
+        return b"".join(b for b in _SINGLE if b in joined)
+
+    @cached_property
+    def firsts(self) -> frozenset[int]:
+        """Every byte that begins a secret."""
+        return frozenset(b for b in range(256) if self.begins_secret(_SINGLE[b]))
 
     def _build(self, build: Callable[[list[bytes]], _Engine], patterns: list[bytes]) -> None:
         try:
@@ -373,7 +391,7 @@ class Masker:
         base, out = self._base, []
         safe = base + safe_at
         pos = self._emitted
-        for start, end in merged(self._find(buf)) if buf else ():
+        for start, end in merged(self._find(buf)) if self._find and buf else ():
             start, end = start + base, end + base
             if start <= self._run_end:        # continues the run already concealed
                 self._run_end = max(self._run_end, end)

@@ -107,7 +107,7 @@ class RedactingFilter(logging.Filter):
     (CREDD_SOCK); call `refresh()` after secrets change.
     """
 
-    def __init__(self, secrets: Iterable[str] | None = None, *, client=None,
+    def __init__(self, secrets: Iterable[str] | None = None, *, client: Client | None = None,
                  deep: bool = False) -> None:
         super().__init__()
         self._fixed = None if secrets is None else list(secrets)

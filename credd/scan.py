@@ -30,18 +30,22 @@ from __future__ import annotations
 
 import codecs
 import os
+import queue
 import re
 import stat
-import subprocess
-import tempfile
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import msgspec
 
 from credd.errors import BadRequest, NotFound
 from credd.forms import forms
 from credd.mask import Patterns
+
+if TYPE_CHECKING:
+    import subprocess
 
 CHUNK = 4 << 20          # bytes per read and per batch of small files
 PROBE = 8192             # a NUL byte in this many first bytes: binary (git, ripgrep)
@@ -66,8 +70,7 @@ class Place(NamedTuple):
     object: str | None = None
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(msgspec.Struct, frozen=True):
     """One place a stored value was found in (never the value itself)."""
 
     name: str
@@ -79,8 +82,7 @@ class Hit:
     object: str | None = None
 
 
-@dataclass
-class Counts:
+class Counts(msgspec.Struct):
     """What a scan covered, for its summary and `--json`."""
 
     values: int = 0          # stored values searched for
@@ -165,8 +167,31 @@ class _Blob(NamedTuple):
     skip: Callable[[], None]
 
 
+class _Batch(NamedTuple):
+    """Whole small blobs joined into one search: each one's place and start in `data`."""
+
+    places: list[Place]
+    starts: list[int]
+    data: bytes
+
+
+class _Chunk(NamedTuple):
+    """A piece of one large blob (`first`: its beginning)."""
+
+    place: Place
+    data: bytes
+    first: bool
+
+
 class Scanner:
-    """Searches files, git history, staged changes or git objects for the needles."""
+    """Searches files, git history, staged changes or git objects for the needles.
+
+    Reading runs on a thread of its own, up to PREFETCH pieces ahead of the
+    search (reads, Hyperscan and git release the GIL, so the two overlap on
+    two CPUs, and reading starts while the needles still compile).
+    """
+
+    PREFETCH = 4
 
     def __init__(self, needles: Needles, *, binary: bool = False) -> None:
         self.needles, self.binary = needles, binary
@@ -179,11 +204,12 @@ class Scanner:
             self._search = self.needles.search()
         return self._search(buf)
 
-    # ------------------------------------------------------------ files
+    # ------------------------------------------------------------ files and objects
 
     def files(self, files: list[File], advance: Advance | None = None) -> Iterator[Hit]:
         """Hits in the files `walk` found."""
-        return _unique(self._blobs(self._open_files(files), advance))
+        units = _prefetch(self._units(self._open_files(files)), self.PREFETCH)
+        return _unique(self._search_units(units, advance))
 
     def _open_files(self, files: Iterable[File]) -> Iterator[_Blob]:
         for path, _size, named in files:
@@ -194,85 +220,87 @@ class Scanner:
             except OSError:
                 self.counts.unreadable += 1
                 continue
-            with open(fd, "rb", buffering=0) as f:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue
-                self.counts.files += 1
-                yield _Blob(Place(file=os.path.normpath(path)), self._reader(f), lambda: None)
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    self.counts.files += 1
+                    yield _Blob(Place(file=os.path.normpath(path)), self._reader(fd), _nothing)
+            finally:
+                os.close(fd)
 
-    def _reader(self, f: IO[bytes]) -> Callable[[int], bytes]:
+    def _reader(self, fd: int) -> Callable[[int], bytes]:
         def read(n: int) -> bytes:
             try:
-                return f.read(n)
+                return os.read(fd, n)
             except OSError:  # EIO, a file gone bad: counted, and its end for us
                 self.counts.unreadable += 1
                 return b""
 
         return read
 
-    def _blobs(self, blobs: Iterable[_Blob], advance: Advance | None) -> Iterator[Hit]:
-        """Small blobs searched together, large ones chunk by chunk."""
-        batch: list[tuple[Place, bytes]] = []
+    def _units(self, blobs: Iterable[_Blob]) -> Iterator[_Batch | _Chunk]:
+        """Small blobs batched up to CHUNK bytes, large ones chunk by chunk; binary skipped."""
+        places: list[Place] = []
+        starts: list[int] = []
+        parts: list[bytes] = []
         size = 0
         for blob in blobs:
-            head = blob.read(CHUNK)
+            head = _read_full(blob.read, CHUNK)
             if not self.binary and b"\0" in head[:PROBE]:
                 self.counts.binary_skipped += 1
-                self._advance(len(head), advance)
                 blob.skip()
                 continue
             if len(head) == CHUNK:
-                yield from self._large(blob, head, advance)
+                chunk, first = head, True
+                while chunk:
+                    yield _Chunk(blob.place, chunk, first)
+                    chunk, first = _read_full(blob.read, CHUNK), False
                 continue
-            batch.append((blob.place, head))
+            places.append(blob.place)
+            starts.append(size)
+            parts.append(head)
             size += len(head)
             if size >= CHUNK:
-                yield from self._batch(batch, advance)
-                batch, size = [], 0
-        yield from self._batch(batch, advance)
+                yield _Batch(places, starts, b"".join(parts))
+                places, starts, parts, size = [], [], [], 0
+        if parts:
+            yield _Batch(places, starts, b"".join(parts))
 
-    def _advance(self, n: int, advance: Advance | None) -> None:
-        self.counts.bytes += n
-        if advance is not None:
-            advance(n)
+    def _search_units(self, units: Iterable[_Batch | _Chunk],
+                      advance: Advance | None) -> Iterator[Hit]:
+        keep = self.needles.longest - 1
+        carry, carry_line = b"", 1
+        for unit in units:
+            if isinstance(unit, _Batch):
+                yield from self._batch(unit)
+            else:
+                # a large blob: the last longest-form - 1 bytes go into the next search too
+                if unit.first:
+                    carry, carry_line = b"", 1
+                buf = carry + unit.data
+                lines = _Lines(buf, 0, carry_line)
+                for start, end, owners in self.search(buf):
+                    if end > len(carry):  # else found with the piece before
+                        yield from _hits(owners, unit.place, lines.at(start))
+                cut = max(len(buf) - keep, 0)
+                carry_line += buf.count(b"\n", 0, cut)
+                carry = buf[cut:]
+            self.counts.bytes += len(unit.data)
+            if advance is not None:
+                advance(len(unit.data))
 
-    def _batch(self, batch: list[tuple[Place, bytes]],
-               advance: Advance | None) -> Iterator[Hit]:
-        if not batch:
-            return
-        buf = b"".join(data for _, data in batch)
-        starts, at = [], 0
-        for _, data in batch:
-            starts.append(at)
-            at += len(data)
+    def _batch(self, batch: _Batch) -> Iterator[Hit]:
+        places, starts, buf = batch
+        ends = [*starts[1:], len(buf)]
         lines: _Lines | None = None
         current = -1
         for start, end, owners in self.search(buf):
             i = bisect_right(starts, start) - 1
-            if end > starts[i] + len(batch[i][1]):
+            if end > ends[i]:
                 continue  # runs into the next blob: not a hit in either
             if i != current:
                 lines, current = _Lines(buf, starts[i]), i
             assert lines is not None
-            yield from _hits(owners, batch[i][0], lines.at(start))
-        self._advance(len(buf), advance)
-
-    def _large(self, blob: _Blob, head: bytes, advance: Advance | None) -> Iterator[Hit]:
-        """Chunk by chunk, carrying the last longest-form − 1 bytes into the next search."""
-        keep = self.needles.longest - 1
-        carry, carry_line = b"", 1
-        chunk = head
-        while chunk:
-            buf = carry + chunk
-            lines = _Lines(buf, 0, carry_line)
-            for start, end, owners in self.search(buf):
-                if end > len(carry):  # else found with the previous chunk
-                    yield from _hits(owners, blob.place, lines.at(start))
-            self._advance(len(chunk), advance)
-            cut = max(len(buf) - keep, 0)
-            carry_line += buf.count(b"\n", 0, cut)
-            carry = buf[cut:]
-            chunk = blob.read(CHUNK)
+            yield from _hits(owners, places[i], lines.at(start))
 
     # ------------------------------------------------------------ git
 
@@ -295,21 +323,13 @@ class Scanner:
                      "--dst-prefix=b/", *(["--text"] if self.binary else [])]
         with _git(repo, [*args[:1], *diff_args, *args[1:]]) as out:
             position = DiffPosition()
-            rest = b""
-            while True:
-                chunk = out.read(CHUNK)
-                buf = rest + chunk if rest else chunk
-                cut, whole = _piece_end(buf) if chunk else (len(buf), True)
-                piece, rest = buf[:cut], buf[cut:]
-                if piece:
-                    commits = piece.count(b"\ncommit ") + piece.startswith(b"commit ")
-                    self.counts.commits += commits
-                    self.counts.bytes += len(piece)
-                    yield from self._piece(piece, position, whole)
-                    if advance is not None and commits:
-                        advance(commits)
-                if not chunk:
-                    break
+            for piece, whole in _prefetch(_pieces(out), self.PREFETCH):
+                commits = piece.count(b"\ncommit ") + piece.startswith(b"commit ")
+                self.counts.commits += commits
+                self.counts.bytes += len(piece)
+                yield from self._piece(piece, position, whole)
+                if advance is not None and commits:
+                    advance(commits)
 
     def _piece(self, piece: bytes, position: "DiffPosition", whole: bool) -> Iterator[Hit]:
         """Attribute the piece's hits, reading lines from the commit header before each.
@@ -340,7 +360,8 @@ class Scanner:
 
     def _objects(self, repo: str, advance: Advance | None) -> Iterator[Hit]:
         with _git(repo, ["cat-file", "--batch-all-objects", "--batch", "--unordered"]) as out:
-            yield from self._blobs(self._each_object(out, advance), None)
+            units = _prefetch(self._units(self._each_object(out, advance)), self.PREFETCH)
+            yield from self._search_units(units, None)
 
     def _each_object(self, out: IO[bytes], advance: Advance | None) -> Iterator[_Blob]:
         while header := out.readline():
@@ -400,6 +421,66 @@ def walk(paths: list[str]) -> list[File]:
     return found
 
 
+def _nothing() -> None:
+    pass
+
+
+def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
+    """n bytes, or fewer at the end: a read may return less than asked."""
+    data = read(n)
+    if len(data) in (0, n):
+        return data
+    parts, got = [data], len(data)
+    while got < n and (more := read(n - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+_T = TypeVar("_T")
+
+
+def _prefetch(items: Iterable[_T], depth: int) -> Iterator[_T]:
+    """`items`, produced on a thread of their own up to `depth` ahead of the consumer.
+
+    What the producer raises is raised here; when the consumer stops early
+    the producer stops at its next item (it is a daemon thread: one blocked
+    in a read does not keep the process alive).
+    """
+    ahead: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # raised on the consumer's side
+            put((False, exc))
+
+    threading.Thread(target=produce, name="credd-scan-read", daemon=True).start()
+    try:
+        while True:
+            more, item = ahead.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 # ---------------------------------------------------------------- diffs
 
 _HUNK = re.compile(rb"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -418,6 +499,9 @@ class DiffPosition:
 
     def __init__(self) -> None:
         self.commit: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
         self.path: str | None = None
         self.new_line = self.removed = self.added = 0
         self.in_message = False
@@ -436,7 +520,7 @@ class DiffPosition:
                 return None
             self.removed = self.added = 0  # not what the hunk header promised: a header
         if line.startswith(b"commit "):
-            self.__init__()
+            self._reset()
             self.commit, self.in_message = line[7:].decode("ascii", "replace"), True
             return None, None
         if self.in_message and (line.startswith(b"    ") or not line):
@@ -475,6 +559,19 @@ def _unquote(name: bytes) -> str:
     return name.decode("utf-8", "surrogateescape")
 
 
+def _pieces(out: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Diff output in pieces of whole commits (and whether a piece ends with its commit)."""
+    rest = b""
+    while chunk := out.read(CHUNK):
+        buf = rest + chunk if rest else chunk
+        cut, whole = _piece_end(buf)
+        if cut:
+            yield buf[:cut], whole
+        rest = buf[cut:]
+    if rest:
+        yield rest, True
+
+
 def _piece_end(buf: bytes) -> tuple[int, bool]:
     """Where the next piece of diff output to search ends, and whether that is a commit's
     end: before the last commit header, else (a very long commit) after the last whole
@@ -493,11 +590,15 @@ class _git:
     """`git -C repo ARGS` with its stdout to read; an exit code not in `ok` raises with
     git's message (`code` holds it afterwards)."""
 
+    proc: subprocess.Popen[bytes]
+
     def __init__(self, repo: str, args: list[str], ok: tuple[int, ...] = (0,)) -> None:
         self.argv = ["git", "-C", repo, *args]
         self.repo, self.ok, self.code = repo, ok, 0
 
     def __enter__(self) -> IO[bytes]:
+        import subprocess  # here: scanning files needs neither
+        import tempfile
         self.err = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self.err,

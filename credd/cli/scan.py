@@ -161,8 +161,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _print_json(hits: list[Hit], counts: Counts) -> None:
-    from dataclasses import asdict
+    from msgspec.structs import asdict
 
     from credd.cli.output import print_json
-    print_json({"hits": [asdict(h) for h in hits], "counts": {"hits": len(hits),
-                                                              **asdict(counts)}})
+    print_json({"hits": hits, "counts": {"hits": len(hits), **asdict(counts)}})
