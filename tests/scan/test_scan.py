@@ -197,3 +197,17 @@ def test_a_repository_without_commits(scan, repo):
     repo.write("a.txt", f"{TOKEN}\n")
     repo.git("add", "a.txt")
     assert scan("--staged", cwd=repo.path, expect=1).stdout == b"a.txt:1: github/token (plain)\n"
+
+
+def test_progress_bar_on_a_terminal_only(scan, stored, credd_env, tmp_path):
+    from tests.cli.conftest import run_on_pty
+    from tests.scan.conftest import assert_no_value
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text(f"x\n{TOKEN}\n" + "filler\n" * 20000)
+    code, shown = run_on_pty(["scan", str(tree)], credd_env, [])
+    assert code == 1
+    assert "scanning [##############################] 0.1 MB/0.1 MB\r\n" in shown
+    assert "a.txt:2: github/token (plain)" in shown
+    assert_no_value(shown.encode())
+    assert "scanning [" not in scan(str(tree)).stderr.decode()  # not a terminal: no bar
