@@ -221,7 +221,8 @@ def _auto(patterns: list[bytes]) -> _Engine:
         return _FindLoop(patterns)
 
 
-ENGINES: dict[str, Callable[[list[bytes]], _Engine]] = {"auto": _auto, "hyperscan": _Hyperscan, "find": _FindLoop}
+ENGINES: dict[str, Callable[[list[bytes]], _Engine]] = {
+    "auto": _auto, "hyperscan": _Hyperscan, "find": _FindLoop}
 
 
 def merged(hits: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -491,8 +491,9 @@ class DiffPosition:
 
     `step(line)` moves past one line and says where a hit on it is reported:
     (file, line in the new version) for an added line, (file, None) for a
-    header, (None, None) for a commit header or message line, None for a
-    removed line (the commit that added it reports it). With -U0 a hunk is
+    file's header (a value in a file name), (None, None) for a line of the
+    commit message, None where a hit is not reported: a removed line (the
+    commit that added it reports it) or a header naming no file. With -U0 a hunk is
     only its removed and added lines, counted by its header, so a content
     line that looks like a header (`+++ b/x` added) is still read as content.
     """
@@ -522,7 +523,7 @@ class DiffPosition:
         if line.startswith(b"commit "):
             self._reset()
             self.commit, self.in_message = line[7:].decode("ascii", "replace"), True
-            return None, None
+            return None
         if self.in_message and (line.startswith(b"    ") or not line):
             return None, None
         if line.startswith(b"\\"):
@@ -537,9 +538,10 @@ class DiffPosition:
             self.removed = 1 if removed is None else int(removed)
             self.added = 1 if added is None else int(added)
             self.new_line = int(start)
-        return self.path, None
+        return None if self.path is None else (self.path, None)
 
-    def advance(self, buf: bytes, pos: int, to: int) -> tuple[int, tuple[str | None, int | None] | None]:
+    def advance(self, buf: bytes, pos: int,
+                to: int) -> tuple[int, tuple[str | None, int | None] | None]:
         """Step through the lines of `buf` from `pos` to the one holding offset `to`;
         returns the start of the next line and where that line's hits are reported."""
         where: tuple[str | None, int | None] | None = None
