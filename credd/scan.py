@@ -206,6 +206,13 @@ class Scanner:
 
     # ------------------------------------------------------------ files and objects
 
+    def walk(self, paths: list[str]) -> list[File]:
+        """The files under `paths` (see `walk`), directories it cannot list counted."""
+        def unreadable(_error: OSError) -> None:
+            self.counts.unreadable += 1
+
+        return walk(paths, unreadable)
+
     def files(self, files: list[File], advance: Advance | None = None) -> Iterator[Hit]:
         """Hits in the files `walk` found."""
         units = _prefetch(self._units(self._open_files(files)), self.PREFETCH)
@@ -396,9 +403,10 @@ class File(NamedTuple):
     named: bool  # given as a PATH, not found by walking: a symlink to it is followed
 
 
-def walk(paths: list[str]) -> list[File]:
+def walk(paths: list[str], on_error: Callable[[OSError], None] | None = None) -> list[File]:
     """Regular files under `paths` with their sizes, in sorted order: `.git` skipped,
-    symlinks inside not followed (a PATH given as a symlink is read: it was named)."""
+    symlinks inside not followed (a PATH given as a symlink is read: it was named);
+    a directory that cannot be listed goes to `on_error`."""
     found = []
     for top in paths:
         try:
@@ -408,7 +416,7 @@ def walk(paths: list[str]) -> list[File]:
         if not stat.S_ISDIR(st.st_mode):
             found.append(File(top, st.st_size, True))
             continue
-        for dirpath, dirs, files in os.walk(top):
+        for dirpath, dirs, files in os.walk(top, onerror=on_error):
             dirs[:] = sorted(d for d in dirs if d != ".git")
             for name in sorted(files):
                 path = os.path.join(dirpath, name)

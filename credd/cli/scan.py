@@ -78,9 +78,9 @@ def _check(ns: argparse.Namespace) -> None:
 
 
 def _scan(scanner: Scanner, ns: argparse.Namespace) -> Iterator[Hit]:
-    from credd.scan import count_commits, count_objects, walk
+    from credd.scan import count_commits, count_objects
     if not (ns.git or ns.staged):
-        files = walk(ns.paths or ["."])
+        files = scanner.walk(ns.paths or ["."])
         with _bar(sum(f.size for f in files), "scanning", _megabytes) as advance:
             yield from scanner.files(files, advance)
         return
@@ -152,7 +152,7 @@ def summary(hits: list[Hit], counts: Counts, ns: argparse.Namespace) -> str:
     if counts.binary_skipped:
         notes.append(f"{counts.binary_skipped:,} binary skipped (--binary scans them)")
     if counts.unreadable:
-        notes.append(f"{_count(counts.unreadable, 'file')} could not be read")
+        notes.append(f"{counts.unreadable:,} files or directories could not be read")
     return "credd scan: " + "; ".join(notes)
 
 

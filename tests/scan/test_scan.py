@@ -187,6 +187,34 @@ def test_usage_and_errors(scan, tmp_path):
     assert done.returncode == 2 and b"not a git repository" in done.stderr
 
 
+def test_unreadable_files_and_directories_are_counted(tmp_path, monkeypatch):
+    """Permission bits do not stop root (the test user here): refuse at the OS calls."""
+    from credd.scan import Needles, Scanner
+    tree = tmp_path / "tree"
+    (tree / "closed").mkdir(parents=True)
+    (tree / "closed" / "x.txt").write_text(TOKEN)
+    (tree / "locked.txt").write_text(TOKEN)
+    (tree / "open.txt").write_text(TOKEN)
+    real_scandir, real_open = os.scandir, os.open
+
+    def scandir(path="."):
+        if str(path).endswith("closed"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def os_open(path, flags, mode=0o777, **kwargs):
+        if str(path).endswith("locked.txt"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", os_open)
+    scanner = Scanner(Needles([("github/token", None, TOKEN)]))
+    hits = list(scanner.files(scanner.walk([str(tree)])))
+    assert [(h.file, h.line) for h in hits] == [(str(tree / "open.txt"), 1)]
+    assert (scanner.counts.unreadable, scanner.counts.files) == (2, 1)
+
+
 def test_locked_agent_exits_3(scan, stored, tmp_path):
     stored.lock()
     assert scan(str(tmp_path)).returncode == 3
