@@ -43,9 +43,9 @@ REPLACEMENT = b"<concealed by credd>"
 MIN_LENGTH = 4
 FEW = 8    # up to this many values, `bytes.find` per value beats setting up Hyperscan
 
-Finder = Callable[[bytes], list[tuple[int, int]]]
+Finder = Callable[[bytes | bytearray], list[tuple[int, int]]]
 #: Like a Finder, with the index of the pattern that matched: (start, end, pattern id).
-Locator = Callable[[bytes], list[tuple[int, int, int]]]
+Locator = Callable[[bytes | bytearray], list[tuple[int, int, int]]]
 
 
 def cpus() -> int:
@@ -66,7 +66,7 @@ class _FindLoop:
     def locator(self) -> Locator:
         numbered = list(zip(self.ids, self.patterns))
 
-        def locate(buf: bytes) -> list[tuple[int, int, int]]:
+        def locate(buf: bytes | bytearray) -> list[tuple[int, int, int]]:
             hits = []
             for i, pattern in numbered:
                 at = buf.find(pattern)
@@ -171,19 +171,20 @@ class _Hyperscan:
         return self._search(on_match, self.loose.locator() if self.loose.patterns else None)
 
     def _search(self, on_match: Callable[..., Callable[..., None]],
-                loose: Callable[[bytes], list[Any]] | None) -> Callable[[bytes], list[Any]]:
+                loose: Callable[[bytes | bytearray], list[Any]] | None
+                ) -> Callable[[bytes | bytearray], list[Any]]:
         """A search of every database (side by side on a large buffer), hits recorded by
         the callbacks `on_match(hits, lengths, ids)` makes, plus the NUL-byte patterns'."""
         scans = [(db, self.hs.Scratch(db), lengths, ids) for db, lengths, ids in self.parts]
         parallel = len(scans) > 1
 
         def scan(db: Any, scratch: Any, lengths: list[int], ids: list[int],
-                 buf: bytes) -> list[Any]:
+                 buf: bytes | bytearray) -> list[Any]:
             hits: list[Any] = []
             db.scan(buf, match_event_handler=on_match(hits, lengths, ids), scratch=scratch)
             return hits
 
-        def find(buf: bytes) -> list[Any]:
+        def find(buf: bytes | bytearray) -> list[Any]:
             hits: list[Any] = []
             pending = []
             if parallel and len(buf) >= self.PARALLEL_SCAN:

@@ -52,6 +52,7 @@ PROBE = 8192             # a NUL byte in this many first bytes: binary (git, rip
 PIECE_MAX = 4 * CHUNK    # a commit longer than this is cut between lines, not only at its end
 
 Advance = Callable[[int], None]
+Buffer = bytes | bytearray
 
 
 class Owner(NamedTuple):
@@ -121,11 +122,11 @@ class Needles:
     def __repr__(self) -> str:
         return f"Needles(<{len(self._owners)} patterns>)"
 
-    def search(self) -> Callable[[bytes], list[tuple[int, int, list[Owner]]]]:
+    def search(self) -> Callable[[Buffer], list[tuple[int, int, list[Owner]]]]:
         """A search returning (start, end, owners) of every occurrence, by start."""
         locate, owners = self.patterns.locator(), self._owners
 
-        def search(buf: bytes) -> list[tuple[int, int, list[Owner]]]:
+        def search(buf: Buffer) -> list[tuple[int, int, list[Owner]]]:
             return sorted((start, end, owners[i]) for start, end, i in locate(buf))
 
         return search
@@ -148,7 +149,7 @@ def _unique(hits: Iterable[Hit]) -> Iterator[Hit]:
 class _Lines:
     """Line numbers of ascending positions in `buf`, counted incrementally."""
 
-    def __init__(self, buf: bytes, start: int = 0, first: int = 1) -> None:
+    def __init__(self, buf: Buffer, start: int = 0, first: int = 1) -> None:
         self.buf, self.pos, self.line = buf, start, first
 
     def at(self, pos: int) -> int:
@@ -160,26 +161,27 @@ class _Lines:
 # ---------------------------------------------------------------- blobs (files, objects)
 
 class _Blob(NamedTuple):
-    """A named run of bytes to search: `read(n)` gives up to n more, b"" at its end."""
+    """A named run of bytes to search: `readinto(view)` fills up to len(view) bytes of
+    the view with what comes next and says how many (0 at its end)."""
 
     place: Place
-    read: Callable[[int], bytes]
+    readinto: Callable[[memoryview], int]
     skip: Callable[[], None]
 
 
 class _Batch(NamedTuple):
-    """Whole small blobs joined into one search: each one's place and start in `data`."""
+    """Whole small blobs read into one buffer for one search: each one's place and start."""
 
     places: list[Place]
     starts: list[int]
-    data: bytes
+    data: bytearray
 
 
 class _Chunk(NamedTuple):
     """A piece of one large blob (`first`: its beginning)."""
 
     place: Place
-    data: bytes
+    data: bytes | bytearray
     first: bool
 
 
@@ -197,9 +199,9 @@ class Scanner:
         self.needles, self.binary = needles, binary
         self.counts = Counts(values=needles.values, too_short=needles.too_short,
                              patterns=len(needles.patterns.values))
-        self._search: Callable[[bytes], list[tuple[int, int, list[Owner]]]] | None = None
+        self._search: Callable[[Buffer], list[tuple[int, int, list[Owner]]]] | None = None
 
-    def search(self, buf: bytes) -> list[tuple[int, int, list[Owner]]]:
+    def search(self, buf: Buffer) -> list[tuple[int, int, list[Owner]]]:
         if self._search is None:  # waits for a background compile
             self._search = self.needles.search()
         return self._search(buf)
@@ -234,43 +236,51 @@ class Scanner:
             finally:
                 os.close(fd)
 
-    def _reader(self, fd: int) -> Callable[[int], bytes]:
-        def read(n: int) -> bytes:
+    def _reader(self, fd: int) -> Callable[[memoryview], int]:
+        def readinto(view: memoryview) -> int:
             try:
-                return os.read(fd, n)
+                return os.readv(fd, [view])
             except OSError:  # EIO, a file gone bad: counted, and its end for us
                 self.counts.unreadable += 1
-                return b""
+                return 0
 
-        return read
+        return readinto
 
     def _units(self, blobs: Iterable[_Blob]) -> Iterator[_Batch | _Chunk]:
-        """Small blobs batched up to CHUNK bytes, large ones chunk by chunk; binary skipped."""
-        places: list[Place] = []
-        starts: list[int] = []
-        parts: list[bytes] = []
-        size = 0
+        """Small blobs read one after the other into a buffer of up to 2 x CHUNK bytes
+        (searched once it holds CHUNK), large ones chunk by chunk; binary ones skipped.
+        Read straight into the buffer: no copies, and no GIL held while reading."""
+        batch = _Batch([], [], bytearray(2 * CHUNK))
+        used = 0
         for blob in blobs:
-            head = _read_full(blob.read, CHUNK)
-            if not self.binary and b"\0" in head[:PROBE]:
+            n = _fill(blob.readinto, memoryview(batch.data)[used:used + CHUNK])
+            if not self.binary and batch.data.find(b"\0", used, used + min(n, PROBE)) >= 0:
                 self.counts.binary_skipped += 1
                 blob.skip()
                 continue
-            if len(head) == CHUNK:
-                chunk, first = head, True
-                while chunk:
-                    yield _Chunk(blob.place, chunk, first)
-                    chunk, first = _read_full(blob.read, CHUNK), False
+            if n == CHUNK:  # a large blob: its own chunks, the first copied out
+                yield from self._chunks(blob, bytes(batch.data[used:used + n]))
                 continue
-            places.append(blob.place)
-            starts.append(size)
-            parts.append(head)
-            size += len(head)
-            if size >= CHUNK:
-                yield _Batch(places, starts, b"".join(parts))
-                places, starts, parts, size = [], [], [], 0
-        if parts:
-            yield _Batch(places, starts, b"".join(parts))
+            batch.places.append(blob.place)
+            batch.starts.append(used)
+            used += n
+            if used >= CHUNK:
+                del batch.data[used:]
+                yield batch
+                batch, used = _Batch([], [], bytearray(2 * CHUNK)), 0
+        if batch.places:
+            del batch.data[used:]
+            yield batch
+
+    def _chunks(self, blob: _Blob, head: bytes) -> Iterator[_Chunk]:
+        yield _Chunk(blob.place, head, True)
+        while True:
+            chunk = bytearray(CHUNK)
+            n = _fill(blob.readinto, memoryview(chunk))
+            if not n:
+                return
+            del chunk[n:]
+            yield _Chunk(blob.place, chunk, False)
 
     def _search_units(self, units: Iterable[_Batch | _Chunk],
                       advance: Advance | None) -> Iterator[Hit]:
@@ -375,14 +385,14 @@ class Scanner:
             oid, kind, size = header.split()
             left = [int(size)]
 
-            def read(n: int) -> bytes:
-                data = out.read(min(n, left[0]))
-                left[0] -= len(data)
-                return data
+            def readinto(view: memoryview) -> int:
+                n: int = out.readinto(view[:left[0]])  # type: ignore[attr-defined]
+                left[0] -= n
+                return n
 
             def skip() -> None:
-                while read(CHUNK):
-                    pass
+                while left[0] and (data := out.read(min(left[0], CHUNK))):
+                    left[0] -= len(data)
 
             self.counts.objects += 1
             if advance is not None:
@@ -392,7 +402,7 @@ class Scanner:
             else:
                 name = oid.decode()
                 yield _Blob(Place(object=name, commit=name if kind == b"commit" else None),
-                            read, skip)
+                            readinto, skip)
                 skip()
             out.read(1)  # the newline after the contents
 
@@ -433,16 +443,12 @@ def _nothing() -> None:
     pass
 
 
-def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
-    """n bytes, or fewer at the end: a read may return less than asked."""
-    data = read(n)
-    if len(data) in (0, n):
-        return data
-    parts, got = [data], len(data)
-    while got < n and (more := read(n - got)):
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+def _fill(readinto: Callable[[memoryview], int], view: memoryview) -> int:
+    """Fill the view (a read may give less than asked); fewer bytes only at the end."""
+    got = 0
+    while got < len(view) and (n := readinto(view[got:])):
+        got += n
+    return got
 
 
 _T = TypeVar("_T")

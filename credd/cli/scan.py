@@ -113,8 +113,10 @@ class _bar:
         self.done += n
         self.bar(self.done)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.bar.__exit__(*exc_info)
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None and self.bar.visible:  # skipped binary files count as done
+            self.bar(self.bar.total)
+        self.bar.__exit__(exc_type, *exc_info)
 
 
 def _megabytes(n: int) -> str:
