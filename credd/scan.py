@@ -364,7 +364,7 @@ class Scanner:
             if where is not None:
                 yield from _hits(owners, Place(where[0], position.commit), where[1])
         if not whole:
-            position.advance(piece, pos, len(piece))
+            position.skip(piece, pos, len(piece))
 
     def objects(self, repo: str, advance: Advance | None = None) -> Iterator[Hit]:
         """Hits in every object in the repository's store (blobs, commits, tags), reachable
@@ -507,9 +507,16 @@ class DiffPosition:
     (file, line in the new version) for an added line, (file, None) for a
     file's header (a value in a file name), (None, None) for a line of the
     commit message, None where a hit is not reported: a removed line (the
-    commit that added it reports it) or a header naming no file. With -U0 a hunk is
-    only its removed and added lines, counted by its header, so a content
-    line that looks like a header (`+++ b/x` added) is still read as content.
+    commit that added it reports it) or a header naming no file. With -U0 a
+    hunk is only its removed and added lines, counted by its header, so a
+    content line that looks like a header (`+++ b/x` added) is still read as
+    content.
+
+    `advance` and `skip` move over many lines at once: a hunk's lines are
+    counted (C speed), not read one by one, so a commit of hundreds of
+    megabytes costs little more than searching it. That works because a line
+    starting `commit `, `diff ` or `@@ ` is always a header: content lines
+    start with `+`, `-` or a backslash, message lines with four spaces.
     """
 
     def __init__(self) -> None:
@@ -544,7 +551,7 @@ class DiffPosition:
             return None
         self.in_message = False
         if line.startswith(b"diff "):
-            self.path = None
+            self._reset()
         elif line.startswith((b"--- a/", b"+++ b/", b'--- "a/', b'+++ "b/')):
             self.path = _unquote(line[4:])[2:]  # --- names a deleted file, +++ the others
         elif hunk := _HUNK.match(line):
@@ -556,15 +563,68 @@ class DiffPosition:
 
     def advance(self, buf: bytes, pos: int,
                 to: int) -> tuple[int, tuple[str | None, int | None] | None]:
-        """Step through the lines of `buf` from `pos` to the one holding offset `to`;
+        """Move from the line starting at `pos` past the line holding offset `to`;
         returns the start of the next line and where that line's hits are reported."""
-        where: tuple[str | None, int | None] | None = None
-        while pos <= to and pos < len(buf):
-            end = buf.find(b"\n", pos)
-            end = len(buf) if end < 0 else end
-            where = self.step(buf[pos:end])
+        start = buf.rfind(b"\n", pos, to) + 1 or pos
+        self.skip(buf, pos, start)
+        end = buf.find(b"\n", start)
+        end = len(buf) if end < 0 else end
+        return end + 1, self.step(buf[start:end])
+
+    def skip(self, buf: bytes, pos: int, to: int) -> None:
+        """Move past the lines of buf[pos:to] (both line starts) as `step` would."""
+        commit = _last_line(buf, b"commit ", pos, to)
+        if commit >= 0:  # the last commit: what came before it no longer matters
+            pos = self._walk(buf, commit, buf.find(b"\n", commit) + 1)
+        diff = _last_line(buf, b"diff ", pos, to)
+        if diff >= 0:  # the last file: likewise
+            pos, self.removed, self.added = diff, 0, 0
+        first, last = _first_line(buf, b"@@ ", pos, to), _last_line(buf, b"@@ ", pos, to)
+        self._consume(buf, pos, to if first < 0 else first)  # its headers, or a hunk going on
+        if last >= 0:  # its last hunk (the ones before it no longer matter)
+            end = buf.find(b"\n", last)
+            self.step(buf[last:end])
+            self._consume(buf, end + 1, to)
+
+    def _consume(self, buf: bytes, pos: int, to: int) -> None:
+        """Lines of the current hunk counted; outside a hunk (a message, headers) read."""
+        if not (self.removed or self.added):
+            self._walk(buf, pos, to)
+            return
+        added = _lines_starting(buf, b"+", pos, to)
+        self.added = max(self.added - added, 0)
+        self.removed = max(self.removed - _lines_starting(buf, b"-", pos, to), 0)
+        self.new_line += added
+
+    def _walk(self, buf: bytes, pos: int, to: int) -> int:
+        """Read the lines of buf[pos:to] one by one; returns `to`."""
+        while pos < to:
+            end = buf.find(b"\n", pos, to)
+            end = to if end < 0 else end
+            self.step(buf[pos:end])
             pos = end + 1
-        return pos, where
+        return to
+
+
+def _last_line(buf: bytes, prefix: bytes, pos: int, to: int) -> int:
+    """Where the last line in buf[pos:to] starting with `prefix` starts, else -1."""
+    at = buf.rfind(b"\n" + prefix, pos, to - 1 + len(prefix))  # a line starting before `to`
+    if at >= 0:
+        return at + 1
+    return pos if pos < to and buf.startswith(prefix, pos) else -1
+
+
+def _first_line(buf: bytes, prefix: bytes, pos: int, to: int) -> int:
+    """Where the first line in buf[pos:to] starting with `prefix` starts, else -1."""
+    if pos < to and buf.startswith(prefix, pos):
+        return pos
+    at = buf.find(b"\n" + prefix, pos, to - 1 + len(prefix))
+    return at + 1 if at >= 0 else -1
+
+
+def _lines_starting(buf: bytes, first: bytes, pos: int, to: int) -> int:
+    """How many lines in buf[pos:to] (pos a line start) start with the byte `first`."""
+    return buf.count(b"\n" + first, pos, to) + (pos < to and buf.startswith(first, pos))
 
 
 def _unquote(name: bytes) -> str:
