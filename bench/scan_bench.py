@@ -21,6 +21,8 @@ A real `credd serve` on a vault seeded through the Vault API in a temp dir
 
 Goals: files ≥ 100 MB/s with 1,000 secrets and ≥ 50 MB/s with 10,000, and
 faster than grep and rg; the history in ≤ 1.5× the time of git log alone.
+Each command's CPU time (user + system, children included) is printed beside
+its wall time: on a shared machine it says more about the work than the clock.
 Benches measure; they assert nothing (tests/test_bench_smoke.py runs this at
 toy size).
 """
@@ -31,6 +33,7 @@ import argparse
 import base64
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -177,25 +180,30 @@ def install_peers() -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", "ripgrep"], **quiet)
 
 
-def timed(cmd: list[str], env: dict[str, str], out: Path, ok: tuple[int, ...] = (0, 1)) -> float:
-    """Wall time of one run, stdout to a file (GNU grep stops at a first match for /dev/null)."""
+def timed(cmd: list[str], env: dict[str, str], out: Path,
+          ok: tuple[int, ...] = (0, 1)) -> tuple[float, float]:
+    """Wall and CPU (user + system) time of one run, stdout to a file (GNU grep stops at a
+    first match when it writes to /dev/null)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out, "wb") as sink:
         start = time.perf_counter()
         done = subprocess.run(cmd, env=env, stdout=sink, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in ok:
         raise SystemExit(f"{cmd[:4]} failed ({done.returncode}): {done.stderr.decode()[:300]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def interleaved(commands: dict[str, list[str]], env: dict[str, str], root: Path,
-                runs: int) -> dict[str, float]:
-    """Median wall time of each command, the commands taking turns run after run."""
-    times: dict[str, list[float]] = {label: [] for label in commands}
+                runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU time of each command, the commands taking turns run after run."""
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
     for _ in range(runs):
         for label, cmd in commands.items():
             times[label].append(timed(cmd, env, root / output_name(label)))
-    return {label: statistics.median(t) for label, t in times.items()}
+    return {label: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+            for label, t in times.items()}
 
 
 def output_name(label: str) -> str:
@@ -227,17 +235,17 @@ def bench_files(env: dict[str, str], root: Path, values: list[str], megabytes: i
           f"({planted} leaks planted; MB/s, higher is better; median of {runs}, interleaved)")
     medians = interleaved(commands, env, root, runs)
     found = (root / output_name("credd scan TREE")).read_text().count("\n")
-    for label, t in medians.items():
+    for label, (t, cpu) in medians.items():
         rate = "" if "EMPTY" in label else f"{size / t:8.1f}"
-        print(f"{label:<24}: {rate:>8}   ({t:.2f} s)")
+        print(f"{label:<24}: {rate:>8}   ({t:.2f} s; CPU {cpu:.2f} s)")
     for tool in ("grep", "rg"):
         if not shutil.which(tool):
             hint = " (--install-peers installs ripgrep)" if tool == "rg" else ""
             print(f"{tool + ' -F -f':<24}:  skipped ({tool} not installed{hint})")
     print(f"  (credd reported {found} hits for {planted} planted leaks; a value stored in "
           f"one entry is one hit)")
-    ours = size / medians["credd scan TREE"]
-    peers = {k: size / v for k, v in medians.items() if not k.startswith("credd")}
+    ours = size / medians["credd scan TREE"][0]
+    peers = {k: size / v[0] for k, v in medians.items() if not k.startswith("credd")}
     goal = GOALS.get(n, 50.0)
     met = ours >= goal and all(ours > p for p in peers.values())
     peer_text = ", ".join(f"{k} {v:.0f} MB/s ({ours / v:.1f}x)" for k, v in peers.items())
@@ -257,12 +265,12 @@ def bench_git(env: dict[str, str], root: Path, values: list[str], commits: int,
     out_mb = (root / output_name("git log -p -U0 --all")).stat().st_size / 1e6
     print(f"\n## git history: {commits:,} commits ({out_mb:.0f} MB of git log -p -U0 output; "
           f"made in {made:.1f} s), {len(values):,} stored values (median of {runs}, interleaved)")
-    for label, t in medians.items():
-        print(f"{label:<28}: {t:6.2f} s")
+    for label, (t, cpu) in medians.items():
+        print(f"{label:<28}: {t:6.2f} s   (CPU {cpu:.2f} s)")
     hits = (root / output_name("credd scan --git --all-refs")).read_text().splitlines()
     print(f"  (credd: {len(hits)} hit{'s' * (len(hits) != 1)}: "
           f"{hits[0] if hits else 'none'})")
-    ratio = medians["credd scan --git --all-refs"] / medians["git log -p -U0 --all"]
+    ratio = medians["credd scan --git --all-refs"][0] / medians["git log -p -U0 --all"][0]
     return (f"git, {commits:,} commits: credd {ratio:.2f}x git log alone (goal <= "
             f"{GIT_GOAL}x): {'met' if ratio <= GIT_GOAL else 'NOT met'}")
 
