@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from credd.client import Client  # noqa: E402
-from credd.forms import every_form  # noqa: E402
+from credd.forms import form_patterns  # noqa: E402
 from credd.mask import Masker  # noqa: E402
 from credd.protocol import Field  # noqa: E402
 
@@ -176,8 +176,8 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
 
     data = text.read_bytes()
     start = time.perf_counter()
-    forms = every_form(secrets)
-    masker = Masker(forms)
+    patterns = form_patterns(secrets)
+    masker = Masker(patterns)
     built = time.perf_counter() - start
     start = time.perf_counter()
     out = [masker.feed(data[i:i + (1 << 20)]) for i in range(0, len(data), 1 << 20)]
@@ -185,7 +185,7 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
     scan = time.perf_counter() - start
     del data, out
     print(f"Masker alone (1 MiB chunks)            : {size / scan:8.1f}   "
-          f"(+{built:.2f} s to build for {n:,} secrets, {len(forms):,} forms)")
+          f"(+{built:.2f} s to build for {n:,} secrets, {len(patterns.values):,} patterns)")
     results = {}
 
     one_line = root / "one-line.log"

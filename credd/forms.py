@@ -25,6 +25,11 @@ the characters of its base64 that carry only its bits, at the two byte
 alignments other than the start (named `base64` and `base64url` too). That
 adds up to four patterns per value, and so set-up time for large vaults.
 
+`form_patterns(values)` compiles them for masking (`credd run`, `credd
+redact`): hex as one pattern that ignores case, so a mixed-case dump is
+concealed too. `credd scan` names a hex hit `HEX` when its letters are upper
+case.
+
 A form identical to an earlier one keeps the earlier name (most tokens'
 base64 has neither `+` nor `/`, so it is their base64url too; URL and JSON
 encoding leave most tokens unchanged). A form shorter than both the value and
@@ -37,9 +42,10 @@ import re
 from binascii import b2a_base64, hexlify
 from typing import Iterable
 
-from credd.mask import MIN_LENGTH
+from credd.mask import MIN_LENGTH, Patterns
 
 NAMES = ("plain", "base64", "base64url", "hex", "HEX", "url", "json")
+HEX = ("hex", "HEX")  # one form in two cases: compiled as one pattern that ignores case
 
 #: Values that URL and JSON encoding leave as they are (most tokens): their forms are quicker.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -81,9 +87,16 @@ def _escaped(value: str) -> list[tuple[bytes, str]]:
             (json.dumps(value, ensure_ascii=False)[1:-1].encode(), "json")]
 
 
-def every_form(values: Iterable[str]) -> set[bytes]:
-    """Every form of every value: what a masker conceals."""
-    out: set[bytes] = set()
+def form_patterns(values: Iterable[str], *, deep: bool = False,
+                  background: bool = False) -> Patterns:
+    """Every form of every value compiled for masking; hex and HEX as one pattern found
+    in any case (as `xxd -p`, `%X` or a mixed-case dump write it)."""
+    literal: set[bytes] = set()
+    caseless: set[bytes] = set()
     for value in values:
-        out.update(forms(value))
-    return out
+        for form, name in forms(value, deep=deep).items():
+            if name in HEX:
+                caseless.add(form.lower())
+            else:
+                literal.add(form)
+    return Patterns(literal, caseless=caseless, background=background)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import threading
 from bisect import bisect_left
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Callable, Iterable
 
 REPLACEMENT = b"<concealed by credd>"
@@ -57,22 +57,27 @@ def cpus() -> int:
 
 
 class _FindLoop:
-    """`bytes.find` per pattern: no set-up cost, fine for a handful of values."""
+    """`bytes.find` per pattern: no set-up cost, fine for a handful of values.
 
-    def __init__(self, patterns: list[bytes], ids: list[int] | None = None) -> None:
+    Patterns from index `caseless` on are lower-case and found in any case
+    (searched for in the buffer lower-cased: ASCII only, offsets unchanged).
+    """
+
+    def __init__(self, patterns: list[bytes], ids: list[int] | None = None,
+                 caseless: int | None = None) -> None:
         self.patterns = patterns
         self.ids = list(range(len(patterns))) if ids is None else ids
+        self.caseless = len(patterns) if caseless is None else caseless
 
     def locator(self) -> Locator:
         numbered = list(zip(self.ids, self.patterns))
+        exact, folded = numbered[:self.caseless], numbered[self.caseless:]
 
         def locate(buf: bytes | bytearray) -> list[tuple[int, int, int]]:
-            hits = []
-            for i, pattern in numbered:
-                at = buf.find(pattern)
-                while at >= 0:
-                    hits.append((at, at + len(pattern), i))
-                    at = buf.find(pattern, at + 1)
+            hits: list[tuple[int, int, int]] = []
+            _find_all(buf, exact, hits)
+            if folded:
+                _find_all(buf.lower(), folded, hits)
             return hits
 
         return locate
@@ -80,6 +85,15 @@ class _FindLoop:
     def finder(self) -> Finder:
         locate = self.locator()
         return lambda buf: [(start, end) for start, end, _ in locate(buf)]
+
+
+def _find_all(buf: bytes | bytearray, numbered: list[tuple[int, bytes]],
+              hits: list[tuple[int, int, int]]) -> None:
+    for i, pattern in numbered:
+        at = buf.find(pattern)
+        while at >= 0:
+            hits.append((at, at + len(pattern), i))
+            at = buf.find(pattern, at + 1)
 
 
 class _Hyperscan:
@@ -99,12 +113,15 @@ class _Hyperscan:
     MAX_PER_DB = 10_000         # patterns per database at most: above, compiling costs more
     PARALLEL_SCAN = 1 << 18     # smaller buffers are scanned one database after the other
 
-    def __init__(self, patterns: list[bytes], *, databases: int | None = None) -> None:
+    def __init__(self, patterns: list[bytes], *, caseless: int | None = None,
+                 databases: int | None = None) -> None:
         import hyperscan
         self.hs = hyperscan
+        caseless = len(patterns) if caseless is None else caseless
         # the binding hands literals over as C strings: a NUL byte would cut one short
         loose = [i for i, p in enumerate(patterns) if b"\0" in p]
-        self.loose = _FindLoop([patterns[i] for i in loose], loose)
+        self.loose = _FindLoop([patterns[i] for i in loose], loose,
+                               sum(i < caseless for i in loose))
         lengths = list(map(len, patterns))
         # by length: literals of like lengths compile with ~20 % less CPU and scan faster
         # than a mix (20,000 secrets and their base64 forms as two halves: 0.54 s against
@@ -124,9 +141,10 @@ class _Hyperscan:
         def build(i: int) -> None:
             try:
                 part = [patterns[j] for j in parts[i]]
+                flags = [hyperscan.HS_FLAG_CASELESS if j >= caseless else 0 for j in parts[i]]
                 db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
                 db.compile(expressions=part, ids=list(range(len(part))), elements=len(part),
-                           flags=[0] * len(part), literal=True)
+                           flags=flags, literal=True)
                 built[i] = db
             except BaseException as exc:  # re-raised on the calling thread
                 errors.append(exc)
@@ -207,22 +225,23 @@ class _Hyperscan:
 _Engine = _FindLoop | _Hyperscan
 
 
-def _auto(patterns: list[bytes]) -> _Engine:
+def _auto(patterns: list[bytes], *, caseless: int | None = None) -> _Engine:
     """Hyperscan when this machine has it (and a CPU it supports), else the find loop;
     the find loop also for a few values, where importing and compiling cost more."""
     if len(patterns) <= FEW:
-        return _FindLoop(patterns)
+        return _FindLoop(patterns, caseless=caseless)
     try:
         import hyperscan
     except ImportError:
-        return _FindLoop(patterns)
+        return _FindLoop(patterns, caseless=caseless)
     try:
-        return _Hyperscan(patterns)
+        return _Hyperscan(patterns, caseless=caseless)
     except hyperscan.error:  # an unsupported CPU, or a pattern it refuses: slower, still exact
-        return _FindLoop(patterns)
+        return _FindLoop(patterns, caseless=caseless)
 
 
-ENGINES: dict[str, Callable[[list[bytes]], _Engine]] = {
+#: engine name -> build(patterns, caseless=index of the first pattern matched in any case)
+ENGINES: dict[str, Callable[..., _Engine]] = {
     "auto": _auto, "hyperscan": _Hyperscan, "find": _FindLoop}
 
 
@@ -267,34 +286,49 @@ class Patterns:
     bisection, and the set of bytes occurring in any of them) is worked out
     by the first Masker that needs it, while the compiling goes on, and never
     for a search that only locates (credd scan).
+
+    `caseless` patterns match in any ASCII case (hex: `xxd -p` writes it lower
+    case, `%X` upper): one pattern instead of two, compiled and searched for
+    in ~25 % less time. They are held lower-cased, after the others in
+    `values`; for holding back, their all-lower and all-upper spellings count.
     """
 
-    def __init__(self, secrets: Iterable[str | bytes], *, engine: str = "auto",
-                 background: bool = False) -> None:
+    def __init__(self, secrets: Iterable[str | bytes], *, caseless: Iterable[bytes] = (),
+                 engine: str = "auto", background: bool = False) -> None:
         patterns = as_bytes(secrets, sort=False)
-        self.values = patterns  # a Locator's pattern id is an index into this list
+        folded = as_bytes([c.lower() for c in caseless], sort=False) if caseless else []
+        if folded:  # a literal that is also caseless: caseless only
+            patterns = list(set(patterns).difference(folded))
+        #: a Locator's pattern id is an index into this list; from `caseless` on, any case
+        self.values = patterns + folded
+        self.caseless = len(patterns)
         self._engine: _Engine | None = None
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if patterns:
-            build = ENGINES[engine]
-            if background and build is not _FindLoop and (build is not _auto
-                                                          or len(patterns) > FEW):
-                self._thread = threading.Thread(target=self._build, args=(build, patterns),
+        if self.values:
+            build = partial(ENGINES[engine], caseless=self.caseless)
+            if background and engine != "find" and (engine != "auto"
+                                                    or len(self.values) > FEW):
+                self._thread = threading.Thread(target=self._build, args=(build, self.values),
                                                 name="credd-mask-compile", daemon=True)
                 self._thread.start()
             else:
-                self._engine = build(patterns)
-        self.max_hold = max(map(len, patterns), default=1) - 1
+                self._engine = build(self.values)
+        self.max_hold = max(map(len, self.values), default=1) - 1
+
+    @cached_property
+    def _spellings(self) -> list[bytes]:
+        """Every pattern as it may appear: caseless ones all lower and all upper case."""
+        return self.values + [p.upper() for p in self.values[self.caseless:]]
 
     @cached_property
     def sorted(self) -> list[bytes]:
-        return sorted(self.values)
+        return sorted(self._spellings)
 
     @cached_property
     def present(self) -> bytes:
         """Every byte that occurs in any secret."""
-        joined = b"".join(self.values)
+        joined = b"".join(self._spellings)
         return b"".join(b for b in _SINGLE if b in joined)
 
     @cached_property

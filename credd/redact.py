@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import IO, TYPE_CHECKING, Iterable, NamedTuple
 
-from credd.forms import every_form, forms
-from credd.mask import Masker, Patterns
+from credd.forms import form_patterns, forms
+from credd.mask import Masker
 from credd.refs import field_lookup, shadowed
 
 if TYPE_CHECKING:
@@ -29,9 +29,7 @@ def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
 def redactor(values: Iterable[str], *, deep: bool = False, background: bool = False) -> Masker:
     """A masker for the values and their encoded forms (compiled on a thread with
     `background=True`: the first `feed` waits for it)."""
-    patterns = (every_form(values) if not deep
-                else {form for value in values for form in forms(value, deep=True)})
-    return Masker(Patterns(patterns, background=background))
+    return Masker(form_patterns(values, deep=deep, background=background))
 
 
 class StoredSecret(NamedTuple):

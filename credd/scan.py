@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, TypeVar
 import msgspec
 
 from credd.errors import BadRequest, NotFound
-from credd.forms import forms
+from credd.forms import HEX, forms
 from credd.mask import Patterns
 
 if TYPE_CHECKING:
@@ -107,17 +107,25 @@ class Needles:
 
     def __init__(self, secrets: Iterable[tuple[str, str | None, str]], *,
                  background: bool = False) -> None:
-        owners: dict[bytes, list[Owner]] = {}
+        literal: dict[bytes, list[Owner]] = {}
+        caseless: dict[bytes, list[Owner]] = {}  # hex, one pattern for both cases
         self.values = self.too_short = 0
         for name, field, value in secrets:
             found = forms(value)
             self.values += bool(found)
             self.too_short += not found
             for form, form_name in found.items():
-                owners.setdefault(form, []).append(Owner(name, field, form_name))
-        self.patterns = Patterns(owners, background=background)
-        self._owners = [owners[p] for p in self.patterns.values]
-        self.longest = max(map(len, owners), default=1)
+                if form_name in HEX:
+                    owners = caseless.setdefault(form.lower(), [])
+                    if not owners or owners[-1] != (name, field, "hex"):
+                        owners.append(Owner(name, field, "hex"))
+                else:
+                    literal.setdefault(form, []).append(Owner(name, field, form_name))
+        self.patterns = Patterns(literal, caseless=caseless, background=background)
+        values, first = self.patterns.values, self.patterns.caseless
+        self._owners = [literal[p] for p in values[:first]]
+        self._owners += [caseless[p] + literal.get(p, []) for p in values[first:]]
+        self.longest = max(map(len, values), default=1)
 
     def __repr__(self) -> str:
         return f"Needles(<{len(self._owners)} patterns>)"
@@ -125,11 +133,26 @@ class Needles:
     def search(self) -> Callable[[Buffer], list[tuple[int, int, list[Owner]]]]:
         """A search returning (start, end, owners) of every occurrence, by start."""
         locate, owners = self.patterns.locator(), self._owners
+        values, first = self.patterns.values, self.patterns.caseless
 
         def search(buf: Buffer) -> list[tuple[int, int, list[Owner]]]:
-            return sorted((start, end, owners[i]) for start, end, i in locate(buf))
+            found = []
+            for start, end, i in locate(buf):
+                who = owners[i]
+                if i >= first:  # found in any case: name it by the case it is in
+                    who = _as_found(who, bytes(buf[start:end]), values[i])
+                found.append((start, end, who))
+            return sorted(found)
 
         return search
+
+
+def _as_found(owners: list[Owner], text: bytes, pattern: bytes) -> list[Owner]:
+    """The owners of a caseless (hex) pattern found as `text`: `HEX` when upper case; a
+    literal form that happens to equal it only when found exactly."""
+    name = "HEX" if text.isupper() else "hex"
+    return [o._replace(form=name) if o.form == "hex" else o for o in owners
+            if o.form == "hex" or text == pattern]
 
 
 def _hits(owners: list[Owner], place: Place, line: int | None) -> Iterator[Hit]:
@@ -258,19 +281,21 @@ class Scanner:
                 self.counts.binary_skipped += 1
                 blob.skip()
                 continue
-            if n == CHUNK:  # a large blob: its own chunks, the first copied out
-                yield from self._chunks(blob, bytes(batch.data[used:used + n]))
+            if n == CHUNK:  # a large blob: its own chunks (the first copied out), in order
+                head = bytes(batch.data[used:used + n])
+                if batch.places:
+                    yield _flushed(batch, used)
+                    batch, used = _Batch([], [], bytearray(2 * CHUNK)), 0
+                yield from self._chunks(blob, head)
                 continue
             batch.places.append(blob.place)
             batch.starts.append(used)
             used += n
             if used >= CHUNK:
-                del batch.data[used:]
-                yield batch
+                yield _flushed(batch, used)
                 batch, used = _Batch([], [], bytearray(2 * CHUNK)), 0
         if batch.places:
-            del batch.data[used:]
-            yield batch
+            yield _flushed(batch, used)
 
     def _chunks(self, blob: _Blob, head: bytes) -> Iterator[_Chunk]:
         yield _Chunk(blob.place, head, True)
@@ -441,6 +466,11 @@ def walk(paths: list[str], on_error: Callable[[OSError], None] | None = None) ->
 
 def _nothing() -> None:
     pass
+
+
+def _flushed(batch: _Batch, used: int) -> _Batch:
+    del batch.data[used:]
+    return batch
 
 
 def _fill(readinto: Callable[[memoryview], int], view: memoryview) -> int:

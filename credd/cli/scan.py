@@ -148,7 +148,7 @@ def summary(hits: list[Hit], counts: Counts, ns: argparse.Namespace) -> str:
              if hits else "no stored secret found")
     notes = [f"{found} in {covered} ({_megabytes(counts.bytes)})",
              f"{_count(counts.values, 'value')} searched for in "
-             f"{_count(counts.patterns, 'form')}"]
+             f"{_count(counts.patterns, 'pattern')}"]
     if counts.too_short:
         notes.append(f"{counts.too_short:,} shorter than 4 bytes not searched for")
     if counts.binary_skipped:

@@ -9,7 +9,8 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from credd.forms import NAMES, every_form, forms
+from credd.forms import NAMES, form_patterns, forms
+from credd.mask import Masker, REPLACEMENT
 
 values = st.text(st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=40).filter(
     lambda v: len(v.encode()) >= 4)
@@ -60,4 +61,19 @@ def test_names_and_sharing():
 def test_short_values_have_no_forms():
     assert forms("abc") == {} and forms("é1") == {}  # 3 bytes
     assert b"abcd" in forms("abcd")
-    assert every_form(["abc", "abcd", "abcd"]) == set(forms("abcd"))
+    patterns = form_patterns(["abc", "abcd", "abcd"])
+    assert sorted(patterns.values) == sorted(set(forms("abcd")))
+    assert patterns.values[patterns.caseless:] == [b"61626364"]  # hex: one pattern, any case
+
+
+def test_masking_conceals_hex_in_any_case():
+    value = "tok-" + "Zq8/" * 5
+    masker = Masker(form_patterns([value]))
+    hex_ = value.encode().hex()
+    mixed = "".join(c.upper() if i % 3 else c for i, c in enumerate(hex_))
+    for text in (hex_, hex_.upper(), mixed):
+        assert masker.mask(f"dump: {text}\n".encode()) == b"dump: " + REPLACEMENT + b"\n"
+    # split across writes in upper case, it is held back until it can be decided
+    upper = hex_.upper().encode()
+    assert masker.feed(b"x " + upper[:9]) == b"x "
+    assert masker.feed(upper[9:] + b" y") + masker.flush() == REPLACEMENT + b" y"
