@@ -156,9 +156,9 @@ def _as_found(owners: list[Owner], text: bytes, pattern: bytes) -> list[Owner]:
 
 
 def _hits(owners: list[Owner], place: Place, line: int | None) -> Iterator[Hit]:
+    file = place.file and os.path.normpath(place.file)  # here: a few hits, many files
     for owner in owners:
-        yield Hit(owner.name, owner.field, owner.form, place.file, line, place.commit,
-                  place.object)
+        yield Hit(owner.name, owner.field, owner.form, file, line, place.commit, place.object)
 
 
 def _unique(hits: Iterable[Hit]) -> Iterator[Hit]:
@@ -255,7 +255,7 @@ class Scanner:
             try:
                 if stat.S_ISREG(os.fstat(fd).st_mode):
                     self.counts.files += 1
-                    yield _Blob(Place(file=os.path.normpath(path)), self._reader(fd), _nothing)
+                    yield _Blob(Place(file=path), self._reader(fd), _nothing)
             finally:
                 os.close(fd)
 
@@ -474,7 +474,8 @@ def _flushed(batch: _Batch, used: int) -> _Batch:
 
 
 def _fill(readinto: Callable[[memoryview], int], view: memoryview) -> int:
-    """Fill the view (a read may give less than asked); fewer bytes only at the end."""
+    """Fill the view as far as the blob goes (a read may give less than asked: network
+    and FUSE file systems do; only a read of nothing is the end)."""
     got = 0
     while got < len(view) and (n := readinto(view[got:])):
         got += n
