@@ -176,8 +176,8 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
 
     data = text.read_bytes()
     start = time.perf_counter()
-    patterns = form_patterns(secrets)
-    masker = Masker(patterns)
+    compiled = form_patterns(secrets)
+    masker = Masker(compiled)
     built = time.perf_counter() - start
     start = time.perf_counter()
     out = [masker.feed(data[i:i + (1 << 20)]) for i in range(0, len(data), 1 << 20)]
@@ -185,7 +185,7 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
     scan = time.perf_counter() - start
     del data, out
     print(f"Masker alone (1 MiB chunks)            : {size / scan:8.1f}   "
-          f"(+{built:.2f} s to build for {n:,} secrets, {len(patterns.values):,} patterns)")
+          f"(+{built:.2f} s to build for {n:,} secrets, {len(compiled.values):,} patterns)")
     results = {}
 
     one_line = root / "one-line.log"
