@@ -81,31 +81,35 @@ def _scan(scanner: Scanner, ns: argparse.Namespace) -> Iterator[Hit]:
     from credd.scan import count_commits, count_objects
     if not (ns.git or ns.staged):
         files = scanner.walk(ns.paths or ["."])
-        with _bar(sum(f.size for f in files), "scanning", _megabytes) as advance:
+        with _bar(lambda: sum(f.size for f in files), "scanning", _megabytes) as advance:
             yield from scanner.files(files, advance)
         return
     for repo in ns.paths or ["."]:
         if ns.staged:
             yield from scanner.staged(repo)
         elif ns.objects:
-            with _bar(count_objects(repo), "objects") as advance:
+            with _bar(lambda: count_objects(repo), "objects") as advance:
                 yield from scanner.objects(repo, advance)
         else:
-            with _bar(count_commits(repo, ns.all_refs), "commits") as advance:
+            with _bar(lambda: count_commits(repo, ns.all_refs), "commits") as advance:
                 yield from scanner.history(repo, all_refs=ns.all_refs, advance=advance)
 
 
 class _bar:
-    """A progress bar on stderr (a terminal only) counting up by `advance(n)`."""
+    """A progress bar on stderr (a terminal only) counting up by `advance(n)`; its total
+    is asked for only when it shows (counting commits or objects is one more git run)."""
 
-    def __init__(self, total: int, label: str, show: Callable[[int], str] = str) -> None:
+    def __init__(self, total: Callable[[], int], label: str,
+                 show: Callable[[int], str] = str) -> None:
         from credd.cli.output import progress
-        self.bar = progress(total, label, show=show)
+        self.bar = progress(0, label, show=show)
+        self.total = total
         self.done = 0
 
     def __enter__(self) -> Callable[[int], None] | None:
         if not self.bar.visible:
             return None
+        self.bar.total = self.total()
         self.bar.__enter__()
         return self.advance
 

@@ -244,3 +244,12 @@ def test_progress_bar_on_a_terminal_only(scan, stored, credd_env, tmp_path):
     assert "a.txt:2: github/token (plain)" in shown
     assert_no_value(shown.encode())
     assert "scanning [" not in scan(str(tree)).stderr.decode()  # not a terminal: no bar
+
+
+def test_history_progress_counts_commits_on_a_terminal(stored, credd_env, repo):
+    from tests.cli.conftest import run_on_pty
+    for i in range(3):
+        repo.commit(f"c{i}", **{"a.txt": f"{i}\n"})
+    code, shown = run_on_pty(["scan", "--git", str(repo.path)], credd_env, [])
+    assert code == 0
+    assert "commits [##############################] 3/3\r\n" in shown
