@@ -15,9 +15,10 @@ Three ways, chosen by `run()`:
   changes on. A stderr redirected away from the terminal stays a separate,
   masked pipe.
 
-The child is started first and the secrets are compiled for masking while
-it starts (`Patterns(..., background=True)`); nothing it writes is shown
-before that is done.
+The child is started first and the secrets, in every encoded form they
+leak in (credd.forms: base64, hex, URL, JSON), are compiled for masking
+while it starts (`form_patterns(..., background=True)`); nothing it writes is
+shown before that is done.
 
 Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
@@ -41,7 +42,8 @@ from types import FrameType
 from typing import IO, Any
 
 from credd.errors import BadRequest, NotFound
-from credd.mask import Masker, Patterns
+from credd.forms import form_patterns
+from credd.mask import Masker
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -268,7 +270,7 @@ def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> i
     for pipe in (out, err):
         _widen(pipe.fileno())
     # compiled while the child starts; nothing it writes is shown before that is done
-    patterns = Patterns(secrets, background=True)
+    patterns = form_patterns(secrets, background=True)
     routes: _Routes = {out.fileno(): (sys.stdout.fileno(), Masker(patterns)),
                        err.fileno(): (sys.stderr.fileno(), Masker(patterns))}
     try:
@@ -326,7 +328,7 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     finally:
         os.close(slave)
     # compiled after the fork (no threads to fork with) while the child starts
-    patterns = Patterns(secrets, background=True)
+    patterns = form_patterns(secrets, background=True)
     routes: _Routes = {master: (out_fd, Masker(patterns))}
     if proc.stderr is not None:
         routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))
