@@ -30,6 +30,7 @@ ErrorCode = Literal[
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
+GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
@@ -143,6 +144,27 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class Grant(_Data):
+    """Access the owner lends to a session or a sandbox uid (docs/grants.md): which
+    names, how, until when. `credd.grants` holds the rules that read it."""
+
+    id: str
+    names: tuple[str, ...]             # exact names and globs (`*` crosses `/`)
+    mode: GrantMode
+    created: float                     # unix times
+    expires: float
+    label: str = ""
+    uses: int | None = None            # how many uses it allows; None: no limit
+    used: int = 0                      # uses spent so far
+    commands: tuple[str, ...] = ()     # argv patterns `run` may start; (): any
+    confirm: bool = False              # each use waits for the owner's approval
+    uid: int | None = None             # the sandbox uid served on the grant's own socket
+    parent: str | None = None          # the grant this one narrows
+    revoked: float | None = None       # unix time
+    created_by: str = ""               # the program that created it, for people
+    socket: str = ""                   # the sandbox socket, while the agent listens on it
 
 
 # ---------------------------------------------------------------- requests

@@ -30,6 +30,7 @@ from typing import Any, cast
 from credd import protocol as p
 
 from . import events
+from .binding import OWNER, Binding, Unidentified
 from .dispatch import dispatch, frame_error, oversized_reply
 from .listener import Listener
 from .peer import Peer, credentials, is_allowed
@@ -45,10 +46,11 @@ class Connection(asyncio.Protocol):
 
     transport: asyncio.Transport  # from connection_made on, before the server sees it
 
-    def __init__(self, server: Server, peer: Peer) -> None:
+    def __init__(self, server: Server, peer: Peer, binding: Binding = OWNER) -> None:
         self.server = server
         self.state = server.state
         self.peer = peer
+        self.binding = binding  # decided at accept (binding.py); never changed after
         self.greeted = False
         self.subscription: events.Subscription | None = None
         self.task: asyncio.Task[None] | None = None  # a request on the writer thread, or the stream
@@ -318,19 +320,19 @@ class Server:
                 self._accepting(False)
                 self._retry = asyncio.get_running_loop().call_later(0.1, self._accepting, True)
                 return
-            peer = self._admit(sock)
-            if peer is not None:
-                self.spawn(self._connect(sock, peer))
+            admitted = self._admit(sock)
+            if admitted is not None:
+                self.spawn(self._connect(sock, *admitted))
 
-    async def _connect(self, sock: socket.socket, peer: Peer) -> None:
+    async def _connect(self, sock: socket.socket, peer: Peer, binding: Binding) -> None:
         sock.setblocking(False)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: Connection(self, peer), sock)
+                lambda: Connection(self, peer, binding), sock)
         except OSError:
             sock.close()
 
-    def _admit(self, sock: socket.socket) -> Peer | None:
+    def _admit(self, sock: socket.socket) -> tuple[Peer, Binding] | None:
         try:
             peer = credentials(sock)
         except OSError as exc:
@@ -341,11 +343,17 @@ class Server:
             sock.close()
             self._rejected(peer, f"uid {peer.uid}")
             return None
+        try:
+            binding = self.state.sessions.binding_for(peer.pid)
+        except Unidentified as exc:  # sessions exist and this peer may be in one: fail closed
+            sock.close()
+            self._rejected(peer, str(exc))
+            return None
         if len(self.connections) >= self.state.config.max_connections and not self._evict():
             sock.close()
             log.warning("connection refused: %d connections are busy", len(self.connections))
             return None
-        return peer
+        return peer, binding
 
     def _rejected(self, peer: Peer | None, why: str) -> None:
         """Log and audit (the audit trail is the count) a peer that was never read from."""

@@ -31,6 +31,7 @@ from credd.files import write_private
 from credd.store import EntryStore
 
 from .audit import FILE_NAME, AuditLog
+from .binding import Sessions
 from .events import EventHub
 from .mounts.table import MountTable
 
@@ -218,6 +219,7 @@ class AgentState:
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
                               mount_of=self.mounts.mount_of)
+        self.sessions = Sessions()         # session roots and their bindings (binding.py)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
