@@ -32,7 +32,7 @@ from credd.errors import BadRequest
 from credd.protocol import EntryMeta, Grant, GrantMode, tag_of
 
 __all__ = ["Grant", "Mode", "Policy", "OWNER_POLICY", "USES", "make_grant", "narrowing",
-           "new_id", "pattern_within", "alive", "spent"]
+           "new_id", "pattern_within", "ended", "spent"]
 
 Mode = Literal["use", "read", "write", "owner"]
 RANK: dict[str, int] = {"use": 0, "read": 1, "write": 2, "owner": 3}
@@ -193,8 +193,8 @@ def _check_sandbox(uid: int, mode: str, commands: Sequence[str], owner_uid: int 
 
 # ---------------------------------------------------------------- a grant's life
 
-def alive(grant: Grant, now: float) -> str:
-    """Why `grant` can no longer be used ("" while it can): revoked or expired."""
+def ended(grant: Grant, now: float) -> str:
+    """Why `grant` has ended ("" while it is in force): revoked or expired."""
     if grant.revoked is not None:
         return f"grant {grant.id} was revoked"
     if now >= grant.expires:

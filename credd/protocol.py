@@ -167,6 +167,19 @@ class Grant(_Data):
     socket: str = ""                   # the sandbox socket, while the agent listens on it
 
 
+class AccessRequest(_Data):
+    """A use of a `confirm` grant waiting for the owner's answer (`grant_answer`)."""
+
+    id: str                            # r_ and 10 base32 characters
+    grant: str
+    op: str                            # the request's tag: get, get_many, reveal, run
+    names: tuple[str, ...] = ()        # the names or references it asks for
+    program: str = ""                  # the asking program, as a person names it
+    pid: int | None = None
+    time: float = 0.0                  # unix times: asked, and when it is refused unanswered
+    expires: float = 0.0
+
+
 # ---------------------------------------------------------------- requests
 
 R = TypeVar("R", covariant=True)
@@ -322,6 +335,44 @@ class Rekey(Asks["RecoveryKey"], tag="rekey"):
     pass
 
 
+class GrantCreate(Asks["GrantReply"], tag="grant_create"):
+    """A new grant; from a bound connection it must narrow that connection's grants."""
+
+    names: list[str]
+    mode: GrantMode
+    ttl: float | None = None           # seconds; None: 8 h (at most 30 days)
+    label: str = ""
+    uses: int | None = None
+    commands: list[str] = []
+    confirm: bool = False
+    uid: int | None = None
+
+
+class GrantList(Asks["GrantsReply"], tag="grant_list"):
+    all: bool = False                  # also revoked and expired ones
+
+
+class GrantRevoke(Asks["GrantReply"], tag="grant_revoke"):
+    id: str
+
+
+class GrantAnswer(Asks["Ok"], tag="grant_answer"):
+    """The owner's answer to an access request."""
+
+    request: str
+    approve: bool
+
+
+class SessionOpen(Asks["SessionReply"], tag="session_open"):
+    """Make the asking process (the connection's peer) a session root bound to `grant`."""
+
+    grant: str
+
+
+class SessionClose(Asks["Ok"], tag="session_close"):
+    session: str
+
+
 class Subscribe(Asks["Ok"], tag="subscribe"):
     """Answered `ok`; from then on the connection carries events only."""
 
@@ -356,7 +407,8 @@ Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
-    TokenList | TokenRevoke
+    TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer | SessionOpen |
+    SessionClose
 )
 
 # ---------------------------------------------------------------- responses
@@ -455,6 +507,20 @@ class Tokens(_Message, tag="tokens"):
     tokens: list[TokenInfo]
 
 
+class GrantReply(_Message, tag="grant"):
+    grant: Grant
+
+
+class GrantsReply(_Message, tag="grants"):
+    grants: list[Grant]
+    pending: list[AccessRequest] = []  # the owner's only
+
+
+class SessionReply(_Message, tag="session"):
+    session: str
+    grant: Grant
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -464,13 +530,14 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | Error
+    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
+    GrantsReply | SessionReply | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown
+    reason: str = ""                    # request, idle, lifetime, signal, shutdown, session
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -483,7 +550,18 @@ class EntryChanged(_Message, tag="entry_changed"):
     new_name: str | None = None
 
 
-Event = Locked | Unlocked | EntryChanged
+class GrantChanged(_Message, tag="grant_changed"):
+    grant: str
+    action: Literal["create", "revoke", "expire"]
+
+
+class AccessRequested(_Message, tag="access_requested"):
+    """A bound program waits for the owner's answer (`grant_answer`)."""
+
+    request: AccessRequest
+
+
+Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
 
 
 def _reply_of(request: type) -> type[_Message]:
@@ -503,7 +581,7 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Locked | Unlocked | EntryChanged | Error)
+    Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 

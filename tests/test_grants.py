@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from credd import protocol as p
 from credd.errors import BadRequest
 from credd.grants import (
-    DEFAULT_TTL, MAX_TTL, OWNER_POLICY, Policy, alive, make_grant, narrowing, pattern_within, spent,
+    DEFAULT_TTL, MAX_TTL, OWNER_POLICY, Policy, ended, make_grant, narrowing, pattern_within, spent,
 )
 
 NOW = 1_700_000_000.0
@@ -196,8 +196,8 @@ class TestPolicy:
 class TestLife:
     def test_alive(self):
         g = grant(ttl=10)
-        assert alive(g, NOW + 9) == "" and "expired" in alive(g, NOW + 10)
-        assert "revoked" in alive(msgspec.structs.replace(g, revoked=NOW), NOW)
+        assert ended(g, NOW + 9) == "" and "expired" in ended(g, NOW + 10)
+        assert "revoked" in ended(msgspec.structs.replace(g, revoked=NOW), NOW)
 
     def test_spent(self):
         g = grant(uses=2)

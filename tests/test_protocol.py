@@ -29,7 +29,17 @@ SAMPLES: list[p._Message] = [
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
+    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3,
+                  commands=["/usr/bin/git push **"], confirm=True, uid=65534),
+    p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
+    p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
+    p.SessionClose(session="s_abcdefghij"),
 ]
+GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
+                uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
+                parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
+ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
+                         program="python3", pid=9, time=1.0, expires=26.0)
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
@@ -56,10 +66,14 @@ REPLIES: list[p._Message] = [
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
+    p.SessionReply(session="s_abcdefghij", grant=GRANT),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
-                            p.EntryChanged(name="a", action="move", new_name="b")]
+                            p.EntryChanged(name="a", action="move", new_name="b"),
+                            p.GrantChanged(grant="g_abcdefghij", action="revoke"),
+                            p.AccessRequested(request=ACCESS)]
 
 
 class TestRoundTrip:
@@ -164,7 +178,7 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.Grant):
+                    p.TokenInfo, p.Grant, p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from credd import protocol as p
 
-from . import events
+from . import events, grant_handlers
 from .binding import OWNER, Binding, Unidentified
 from .dispatch import dispatch, frame_error, oversized_reply
 from .listener import Listener
@@ -51,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.state = server.state
         self.peer = peer
         self.binding = binding  # decided at accept (binding.py); never changed after
+        self.sessions: set[str] = set()  # sessions opened here: they end with the connection
         self.greeted = False
         self.subscription: events.Subscription | None = None
         self.task: asyncio.Task[None] | None = None  # a request on the writer thread, or the stream
@@ -104,6 +105,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        grant_handlers.connection_closed(self.state, self)
         if self.subscription is not None:
             self.state.events.unsubscribe(self.subscription)
         if self._timer is not None:
@@ -249,6 +251,7 @@ class Server:
         self.listener = listener
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        state.grants.on_expired(lambda grants: grant_handlers.expired(state, grants))
         self._retry: asyncio.TimerHandle | None = None  # accepting again after EMFILE
 
     async def run(self) -> None:

@@ -30,9 +30,11 @@ from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoV
 from credd.files import write_private
 from credd.store import EntryStore
 
+from .approvals import Approvals
 from .audit import FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
+from .grant_book import KIND as GRANT_KIND, GrantBook, MemoryRecords, Records
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -220,6 +222,9 @@ class AgentState:
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
                               mount_of=self.mounts.mount_of)
         self.sessions = Sessions()         # session roots and their bindings (binding.py)
+        self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
+        self.approvals = Approvals(self.events)
+        self._records = MemoryRecords()    # agent records, until the vault keeps them
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -258,6 +263,12 @@ class AgentState:
         if not self.unlocked:
             raise LockedError("the vault is locked: run `credd unlock`")
         return vault
+
+    def records(self) -> Records:
+        """Where agent records (grants) are kept while the vault is unlocked."""
+        if not self._unlocked:
+            raise LockedError("the vault is locked: run `credd unlock`")
+        return self._records
 
     def store(self) -> EntryStore:
         """Where entries are read and written while the vault is unlocked: the one seam
@@ -354,7 +365,14 @@ class AgentState:
         if not was:
             log.info("unlocked (idle timeout %.0f s, max lifetime %.0f s)",
                      self.deadlines.idle, self.deadlines.lifetime)
+            self._load_grants()
             self.events.publish(protocol.Unlocked())
+
+    def _load_grants(self) -> None:
+        """Read the grants from the vault; records of grants long dead are deleted."""
+        records = self.records()
+        for stale in self.grants.load(records.records(GRANT_KIND)):
+            self._writer.submit(records.delete_record, GRANT_KIND, stale)
 
     def lock(self, reason: str) -> None:
         """Forget the key now; the vault's own lock runs after any write in flight."""
@@ -372,6 +390,8 @@ class AgentState:
         self.audit.try_record("lock", reason)
         self.audit.forget()
         self.pages.clear()
+        self.grants.clear()
+        self.approvals.refuse()
         self.events.publish(protocol.Locked(reason=reason))
 
     async def watchdog(self) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from credd import protocol as p
 from credd.daemon import dispatch
+from credd.daemon.binding import OWNER
 from credd.daemon.peer import Peer
 from credd.daemon.state import AgentState, Config
 from credd.errors import LockedError
@@ -27,6 +28,7 @@ from tests.daemon.memory_store import MemoryStore
 class _Caller:
     greeted = True
     subscription = None
+    binding = OWNER
 
     def __init__(self) -> None:
         self.peer = Peer(uid=os.geteuid(), pid=os.getpid())
