@@ -10,12 +10,13 @@ from __future__ import annotations
 import sqlite3
 import struct
 
-from credd.vault import crypto, header, keyslots
+from credd.vault import crypto, db, header, keyslots, records
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
 from credd.vault.model import decode_history, decode_meta, decode_secret
 
 
-def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int) -> list[str]:
+def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int,
+                has_records: bool) -> list[str]:
     """Every problem with the file (`remembered`: the rollback counter's generation)."""
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
     problems += _header(conn, vid, keys, remembered)
@@ -49,15 +50,21 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
                 raise AuthFailure()
         except Exception:  # tag, types, lengths: all damage
             problems.append(f"{label}: version {version} failed authentication")
+    record_digest: int | None = 0
+    if has_records:
+        with db.bytes_text(conn):
+            _records, record_digest, bad = records.load(conn, keys, vid)
+        problems += bad
     try:  # malformed items were kept as they are: then the digest raises
         digest = (keys.digest(ENTRY, rows[0], rows[1])  # type: ignore[arg-type]
                   ^ keys.digest(HISTORY, rows[2], rows[3]))  # type: ignore[arg-type]
+        digest = None if record_digest is None else digest ^ record_digest
     except (ValueError, TypeError):
         digest = None
     (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
     if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:
-        problems.append("the set of rows does not match the authenticated header: entries or "
-                        "versions were replayed, removed or added outside credd")
+        problems.append("the set of rows does not match the authenticated header: entries, "
+                        "versions or agent records were replayed, removed or added outside credd")
     problems += _slots(conn, vid)
     return problems
 

@@ -14,6 +14,9 @@ Format history:
      sealed in chunks of about a hundred entries, so that a write deletes one
      chunk, not all of them; the snapshot's pages are zeroed as it is dropped.
      Until the first seal a vault unlocks row by row, as it did without one
+  5  records table: the agent's own sealed records (grants), each a term of the
+     header's set digest (credd/vault/records.py); empty at first, so the digest
+     and every existing row are unchanged
 """
 
 from __future__ import annotations
@@ -43,11 +46,17 @@ def _chunk_tables(conn: sqlite3.Connection) -> None:
                  "blob BLOB NOT NULL)")
 
 
+def _records_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS records (id BLOB PRIMARY KEY, "
+                 "rev INTEGER NOT NULL, blob BLOB NOT NULL)")
+
+
 #: to-version → step that brings format to-version - 1 up to it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
     3: _snapshot_table,
     4: _chunk_tables,
+    5: _records_table,
 }
 LATEST = max(MIGRATIONS, default=1)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from credd.errors import IntegrityError
 from credd.protocol import EntryMeta
-from credd.vault import crypto, db, header, keyslots, slots
+from credd.vault import crypto, db, header, keyslots, records, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Columns, Index, Row
@@ -37,7 +37,7 @@ class _Progress:
 
 
 def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
-          has_chunks: bool) -> tuple[Session, str]:
+          has_chunks: bool, has_records: bool) -> tuple[Session, str]:
     """(the new session, the new recovery key). The caller holds the vault's lock and
     installs the session; the old keys are wiped here."""
     old, new = session.require(file.path), Keys(bytearray(crypto.random_bytes(crypto.KEY_LEN)))
@@ -59,8 +59,10 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
         index, new_ids, entry_digest, written = _entries(file, old, new, gen, rows, by_id,
                                                          progress)
         history_digest = _history(file, old, new, gen, hist, new_ids, progress)
+        kept, records_digest = (_records(file, session, new, gen) if has_records
+                                else ({}, 0))
         _rewrap_slots(file, session.slot, new, recovery_raw)
-        digest = entry_digest ^ history_digest
+        digest = entry_digest ^ history_digest ^ records_digest
         conn.execute("UPDATE vault SET generation = ?, digest = ?, mac = ? WHERE id = 1",
                      (gen, digest.to_bytes(32, "big"),
                       header.header_mac(new, file.vault_id, gen, digest)))
@@ -68,8 +70,8 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
     old.wipe()
     report(progress.total, progress.total)
     return Session(keys=new, slot=session.slot, index=index, generation=gen, digest=digest,
-                   history_digest=history_digest, before=dict.fromkeys(written),
-                   written=written), recovery_text
+                   history_digest=history_digest, records=kept, records_digest=records_digest,
+                   before=dict.fromkeys(written), written=written), recovery_text
 
 
 def _entries(file: VaultFile, old: Keys, new: Keys, gen: int,
@@ -117,6 +119,19 @@ def _history(file: VaultFile, old: Keys, new: Keys, gen: int,
         tails.append(TAIL.pack(gen, version))
         progress.step()
     return new.digest(HISTORY, ids, tails)
+
+
+def _records(file: VaultFile, session: Session, new: Keys, gen: int
+             ) -> tuple[dict[bytes, records.Record], int]:
+    """Every agent record sealed anew (new row ids: the index key changed); their digest."""
+    conn = file.conn()
+    conn.execute("DELETE FROM records")
+    kept = {}
+    for record in session.records.values():
+        rid, blob = records.seal(new, file.vault_id, record.kind, record.id, record.data, gen)
+        conn.execute("INSERT INTO records (id, rev, blob) VALUES (?, ?, ?)", (rid, gen, blob))
+        kept[rid] = record._replace(rev=gen)
+    return kept, records.digest(new, ((rid, gen) for rid in kept))
 
 
 def _rewrap_slots(file: VaultFile, slot: Slot, new: Keys, recovery_raw: bytes) -> None:
