@@ -200,19 +200,3 @@ class GrantBook:
         if expired and self._expired is not None:
             self._expired(expired)
         self._changed()
-
-
-class MemoryRecords:
-    """Agent records kept in memory: the stand-in until the vault keeps them."""
-
-    def __init__(self) -> None:
-        self._kinds: dict[str, dict[str, bytes]] = {}
-
-    def records(self, kind: str) -> dict[str, bytes]:
-        return dict(self._kinds.get(kind, {}))
-
-    def put_record(self, kind: str, id: str, blob: bytes) -> None:
-        self._kinds.setdefault(kind, {})[id] = blob
-
-    def delete_record(self, kind: str, id: str) -> None:
-        self._kinds.get(kind, {}).pop(id, None)

@@ -34,7 +34,7 @@ from .approvals import Approvals
 from .audit import FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
-from .grant_book import KIND as GRANT_KIND, GrantBook, MemoryRecords, Records
+from .grant_book import KIND as GRANT_KIND, GrantBook, Records
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -224,7 +224,6 @@ class AgentState:
         self.sessions = Sessions()         # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events)
-        self._records = MemoryRecords()    # agent records, until the vault keeps them
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -265,10 +264,8 @@ class AgentState:
         return vault
 
     def records(self) -> Records:
-        """Where agent records (grants) are kept while the vault is unlocked."""
-        if not self._unlocked:
-            raise LockedError("the vault is locked: run `credd unlock`")
-        return self._records
+        """Where the agent keeps its own records (grants): the vault, while unlocked."""
+        return self.unlocked_vault()
 
     def store(self) -> EntryStore:
         """Where entries are read and written while the vault is unlocked: the one seam
@@ -369,9 +366,16 @@ class AgentState:
             self.events.publish(protocol.Unlocked())
 
     def _load_grants(self) -> None:
-        """Read the grants from the vault; records of grants long dead are deleted."""
-        records = self.records()
-        for stale in self.grants.load(records.records(GRANT_KIND)):
+        """Read the grants from the vault; records of grants long dead are deleted. A vault
+        that cannot give them (damaged: `credd check`) leaves none in force (fail closed)."""
+        try:
+            records = self.records()
+            blobs = records.records(GRANT_KIND)
+        except CreddError as exc:
+            log.error("grants cannot be read from the vault (%s): none is in force", exc.code)
+            self.grants.load({})
+            return
+        for stale in self.grants.load(blobs):
             self._writer.submit(records.delete_record, GRANT_KIND, stale)
 
     def lock(self, reason: str) -> None:

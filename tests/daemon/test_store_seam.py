@@ -46,6 +46,10 @@ class MemoryState(AgentState):
             raise LockedError("the vault is locked: run `credd unlock`")
         return self.memory
 
+    def records(self) -> MemoryStore:
+        self.store()
+        return self.memory
+
 
 @pytest.fixture
 def served(tmp_path) -> Iterator[Any]:

@@ -88,7 +88,9 @@ class TestTamper:
     def test_two_records_swapped(self, vault):
         vault.put_record("grant", "g_aaaaaaaaaa", b"active")
         vault.put_record("grant", "g_bbbbbbbbbb", REVOKED)
-        (a, _, blob_a), (b, _, blob_b) = _rows(vault.path)
+        vault.rekey()  # both rows now carry the same rev: only the row id tells them apart
+        (a, rev_a, blob_a), (b, rev_b, blob_b) = _rows(vault.path)
+        assert rev_a == rev_b
         vault.close()
         db = raw(vault.path)
         db.execute("UPDATE records SET blob = ? WHERE id = ?", (blob_b, a))
