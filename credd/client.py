@@ -162,6 +162,11 @@ class Client(Calls):
     def hello(self) -> Welcome:
         return self._connection().welcome
 
+    def fileno(self) -> int:
+        """The connection's socket (opened if need be), for a caller that must notice the
+        agent going away while it waits on something else (`credd session`)."""
+        return self._connection().sock.fileno()
+
     def subscribe(self) -> Iterator[Event]:
         """Events (locked, unlocked, entry_changed) on a connection of their own.
 

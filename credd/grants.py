@@ -212,14 +212,14 @@ def narrowing(outers: Sequence[Grant], inner: Grant) -> str:
     for outer in outers:
         why = _narrows(outer, inner)
         if why:
-            return f"it would widen grant {outer.id}: {why}"
+            return f"it would widen grant `{outer.id}`: {why}"
     return ""
 
 
 def _narrows(outer: Grant, inner: Grant) -> str:
     wide = [n for n in inner.names if not any(pattern_within(n, o) for o in outer.names)]
     if wide:
-        return f"{', '.join(wide)} is not within {', '.join(outer.names)}"
+        return f"`{' '.join(wide)}` is not within `{' '.join(outer.names)}`"
     if RANK[inner.mode] > RANK[outer.mode]:
         return f"mode {inner.mode} is above {outer.mode}"
     if inner.expires > outer.expires:

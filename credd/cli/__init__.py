@@ -24,6 +24,7 @@ COMMANDS = {
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
+    "grants": ("grant", "session"),
     "mount": ("mount",),
     "tokens": ("token",),
     "completion": ("completion",),

@@ -45,7 +45,7 @@ class Approvals:
         finally:
             self._pending.pop(request.id, None)
         if not approved:
-            raise Denied(f"the owner denied access request {request.id}")
+            raise Denied(f"the owner denied access request `{request.id}`")
 
     def answer(self, request_id: str, approve: bool) -> p.AccessRequest:
         """Answer a pending request; NotFound when there is none by that id (any more)."""

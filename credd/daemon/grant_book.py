@@ -116,7 +116,8 @@ class GrantBook:
         for held in grants:
             grant = self._grants.get(held.id)
             if grant is None:
-                raise Denied(f"grant {held.id} no longer exists; ask the owner for a new one")
+                raise Denied(f"grant {held.id} no longer exists; ask the owner for a new one "
+                             "(`credd grant create`)")
             why = ended(grant, now)
             if why:
                 raise Denied(f"{why}; ask the owner for a new one (`credd grant create`)")
@@ -151,7 +152,7 @@ class GrantBook:
         for grant in limited:
             if spent(grant):
                 raise Denied(f"grant {grant.id} has used all its {grant.uses} uses; ask the "
-                             "owner for a new one")
+                             "owner for a new one (`credd grant create`)")
         used = [msgspec.structs.replace(g, used=g.used + 1) for g in limited]
         for grant in used:
             self._grants[grant.id] = grant

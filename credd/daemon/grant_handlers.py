@@ -46,7 +46,7 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
                        created_by=f"{program_of(conn.peer)} (pid {conn.peer.pid})")
     if not binding.owner:
         if grant.uid is not None:
-            raise Denied("only the owner can open a socket for another uid (--uid)")
+            raise Denied("only the owner can open a socket for another uid (`--uid`)")
         _narrows(state, binding, grant, "a grant made inside a grant")
     records = state.records()
     _audit(state, conn, "grant_create", grant.id, strict=True)
@@ -109,16 +109,18 @@ def session_open(state: AgentState, conn: Caller, req: p.SessionOpen) -> p.Sessi
         raise NotFound(f"no grant {req.grant!r}; see `credd grant ls`")
     why = ended(grant, time.time()) or (spent(grant) and f"grant {grant.id} has no uses left")
     if why:
-        raise Denied(f"{why}; ask the owner for a new one")
+        raise Denied(f"{why}; ask the owner for a new one (`credd grant create`)")
     if grant.uid is not None:
         raise BadRequest(f"grant {grant.id} is for uid {grant.uid}, through its own socket; "
                          "a session takes a grant made without --uid")
     if conn.peer.pid is None:
-        raise Denied("sessions need the kernel to name the peer's process (Linux)")
+        raise Denied("sessions need the kernel to name the peer's process (`credd session` "
+                     "runs on Linux)")
     try:
         session = state.sessions.add(conn.peer.pid, Binding(grant=grant))
     except (ProcessLookupError, FileNotFoundError):
-        raise Denied("the process asking for the session is gone") from None
+        raise Denied("the process asking for the session is gone (`credd session` asks "
+                     "for itself)") from None
     conn.sessions.add(session)
     _audit(state, conn, "session_open", grant.id)
     return p.SessionReply(session=session, grant=grant)
