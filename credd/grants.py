@@ -194,11 +194,14 @@ def _check_sandbox(uid: int, mode: str, commands: Sequence[str], owner_uid: int 
 # ---------------------------------------------------------------- a grant's life
 
 def ended(grant: Grant, now: float) -> str:
-    """Why `grant` has ended ("" while it is in force): revoked or expired."""
+    """Why `grant` has ended ("" while it is in force): revoked, expired, or used up (a
+    grant of N uses allows nothing more after them, like one that expired)."""
     if grant.revoked is not None:
         return f"grant {grant.id} was revoked"
     if now >= grant.expires:
         return f"grant {grant.id} expired"
+    if spent(grant):
+        return f"grant {grant.id} has used all its {grant.uses} uses"
     return ""
 
 

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seal-after", type=arg_type(parse_duration), metavar="D", default=None,
                    help="seal the vault's metadata snapshot this long after the last write "
                         "(default 30s); lock seals it too")
+    p.add_argument("--approval-timeout", type=arg_type(parse_duration), metavar="D",
+                   default=None, help="how long a use of a --confirm grant waits for "
+                                      "`credd grant approve` before it is refused (default 25s)")
     p.add_argument("--allow-insecure-memory", action="store_true",
                    help="start even if the process cannot be made non-dumpable "
                         "or core files cannot be disabled")
@@ -55,7 +58,7 @@ def serve(ns: argparse.Namespace) -> int:
                     state_dir=ns.state_dir or paths.state_dir(),
                     allow_insecure_memory=ns.allow_insecure_memory)
     for name in ("idle_timeout", "max_lifetime", "max_unlock", "read_timeout",
-                 "max_connections", "seal_after"):
+                 "max_connections", "seal_after", "approval_timeout"):
         if getattr(ns, name) is not None:
             setattr(config, name, getattr(ns, name))
     if config.max_connections < 1:

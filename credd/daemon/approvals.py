@@ -18,11 +18,11 @@ from credd.grants import new_id
 
 from .events import EventHub
 
-DEFAULT_TIMEOUT = 25.0  # under the clients' 30 s, so the refusal reaches them
-
-
 class Approvals:
-    def __init__(self, events: EventHub, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Pending access requests; `timeout` (`credd serve --approval-timeout`, 25 s by
+    default: under the clients' 30 s, so the refusal reaches them) bounds each wait."""
+
+    def __init__(self, events: EventHub, timeout: float) -> None:
         self.events = events
         self.timeout = timeout
         self._pending: dict[str, tuple[p.AccessRequest, asyncio.Future[bool]]] = {}

@@ -102,8 +102,11 @@ class Sessions:
 
     def add(self, pid: int, binding: Binding) -> str:
         """Register `pid` (with its start time, read here) as a session root bound like
-        `binding`; returns the session id. Raises ProcessLookupError if pid is gone."""
+        `binding`; returns the session id. Raises ProcessLookupError if pid is gone, and
+        ValueError if it is a session root already."""
         root = (pid, parent_and_start(pid)[1])
+        if root in self._roots:
+            raise ValueError(f"process {pid} is the root of a session already")
         session = new_id("s_")
         self._roots[root] = dataclasses.replace(binding, session=session, via="session")
         self._ids[session] = root

@@ -156,6 +156,8 @@ class GrantBook:
         used = [msgspec.structs.replace(g, used=g.used + 1) for g in limited]
         for grant in used:
             self._grants[grant.id] = grant
+        if any(spent(g) for g in used):
+            self._changed()  # used up: ended, like an expired grant (its socket closes)
         return used
 
     # ------------------------------------------------------------ sockets and watchers
@@ -197,7 +199,7 @@ class GrantBook:
         now = self.clock()
         over = [g for g in self._grants.values() if g.id in self._unexpired and ended(g, now)]
         self._unexpired -= {g.id for g in over}
-        expired = [g for g in over if g.revoked is None]
+        expired = [g for g in over if g.revoked is None and g.expires <= now]
         if expired and self._expired is not None:
             self._expired(expired)
         self._changed()

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from credd import protocol as p
 from credd.errors import BadRequest, Denied, NotFound
-from credd.grants import Grant, ended, make_grant, narrowing, spent
+from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing
 
 from .binding import Binding
 from .grant_book import KIND, Records, encode
@@ -40,7 +40,10 @@ def program_of(peer: Peer) -> str:
 
 async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p.GrantReply:
     binding = conn.binding
-    grant = make_grant(req.names, req.mode, req.ttl, label=req.label, uses=req.uses,
+    ttl, now = req.ttl, time.time()
+    if ttl is None and not binding.owner:  # by default, as long as the grants it narrows
+        ttl = min(DEFAULT_TTL, *(g.expires - now for g in binding.grants))
+    grant = make_grant(req.names, req.mode, ttl, now=now, label=req.label, uses=req.uses,
                        commands=req.commands, confirm=req.confirm, uid=req.uid,
                        parent=binding.grant_id or None, owner_uid=os.geteuid(),
                        created_by=f"{program_of(conn.peer)} (pid {conn.peer.pid})")
@@ -69,8 +72,8 @@ def grant_list(state: AgentState, conn: Caller, req: p.GrantList) -> p.GrantsRep
 
 async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p.GrantReply:
     records = state.records()
-    if state.grants.get(req.id) is None or not (
-            conn.binding.owner or req.id in _family(state, conn.binding)):
+    held = state.grants.get(req.id)
+    if held is None or not (conn.binding.owner or req.id in _family(state, conn.binding)):
         raise NotFound(f"no grant {req.id!r}; see `credd grant ls`")
     revoked = state.grants.revoke(req.id)  # in force now, before it is written
     state.approvals.refuse(g.id for g in revoked)
@@ -79,9 +82,7 @@ async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p
         state.events.publish(p.GrantChanged(grant=grant.id, action="revoke"))
     if revoked:
         await state.write(_save, records, revoked)
-    grant = state.grants.get(req.id)
-    assert grant is not None  # revoked, not removed
-    return p.GrantReply(grant=grant)
+    return p.GrantReply(grant=next((g for g in revoked if g.id == req.id), held))
 
 
 def grant_answer(state: AgentState, conn: Caller, req: p.GrantAnswer) -> p.Ok:
@@ -107,7 +108,7 @@ def session_open(state: AgentState, conn: Caller, req: p.SessionOpen) -> p.Sessi
     if grant is None or not (conn.binding.owner or _narrows(state, conn.binding, grant,
                                                             "a session inside a grant")):
         raise NotFound(f"no grant {req.grant!r}; see `credd grant ls`")
-    why = ended(grant, time.time()) or (spent(grant) and f"grant {grant.id} has no uses left")
+    why = ended(grant, time.time())
     if why:
         raise Denied(f"{why}; ask the owner for a new one (`credd grant create`)")
     if grant.uid is not None:
@@ -121,6 +122,8 @@ def session_open(state: AgentState, conn: Caller, req: p.SessionOpen) -> p.Sessi
     except (ProcessLookupError, FileNotFoundError):
         raise Denied("the process asking for the session is gone (`credd session` asks "
                      "for itself)") from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     conn.sessions.add(session)
     _audit(state, conn, "session_open", grant.id)
     return p.SessionReply(session=session, grant=grant)
@@ -139,9 +142,11 @@ def connection_closed(state: AgentState, conn: Caller) -> None:
     where no walk finds them: the vault locks, so they are not served as the owner."""
     if not conn.sessions:
         return
+    stopping = state.stopping.is_set()  # the agent closes every connection as it stops
     for session in list(conn.sessions):
-        _end(state, conn, session, "session_abandoned")
-    state.lock("session")
+        _end(state, conn, session, "session_close" if stopping else "session_abandoned")
+    if not stopping:
+        state.lock("session")
 
 
 def _end(state: AgentState, conn: Caller, session: str, op: str) -> None:

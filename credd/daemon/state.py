@@ -63,6 +63,7 @@ class Config:
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
+    approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
     config_file: str | None = None     # the mount table; None: paths.config_path()
 
     @property
@@ -223,7 +224,7 @@ class AgentState:
                               mount_of=self.mounts.mount_of)
         self.sessions = Sessions()         # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
-        self.approvals = Approvals(self.events)
+        self.approvals = Approvals(self.events, config.approval_timeout)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
