@@ -2,8 +2,9 @@
 
     walk   Sessions.binding_for in-process, as the agent calls it at accept: a peer at
            the bottom of a session tree (--depth: chains of shells, each the parent of
-           the next; one /proc read per ancestor, so the cost grows with depth), and a peer in no session while --unrelated processes run and a
-           session is registered elsewhere; p50 and p99 per binding, against the
+           the next; one /proc read per ancestor, so the cost grows with depth), and a
+           peer in no session while --unrelated processes run and a session is
+           registered elsewhere; p50 and p99 per binding, against the
            1 ms budget. (The walk reads the peer's ancestors only, never all of /proc:
            unrelated processes cost nothing, which is what the second figure shows.)
     get    a connection's first request against a real agent: connect + hello + get on
@@ -30,11 +31,11 @@ from collections.abc import Callable, Iterator
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from client_bench import bench_env, ms, row, start_agent, stop  # noqa: E402
+from client_bench import bench_env, ms, row, start_agent, stop
 
-from credd.client import Client  # noqa: E402
-from credd.daemon.binding import Binding, Sessions, parent_and_start  # noqa: E402
-from credd.grants import make_grant  # noqa: E402
+from credd.client import Client
+from credd.daemon.binding import Binding, Sessions, parent_and_start
+from credd.grants import make_grant
 
 PASSPHRASE = "bench passphrase"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
@@ -101,10 +102,11 @@ def walk(ns: argparse.Namespace) -> None:
     grant = make_grant(["bench/*"], "use", 3600)
     for depth in map(int, ns.depth.split(",")):
         with chain(depth) as pids:
-            sessions = Sessions()
-            sessions.add(pids[0], Binding(grant=grant))
-            assert sessions.binding_for(pids[-1]).grant is not None
-            p50, p99 = percentiles(timed(lambda: sessions.binding_for(pids[-1]), ns.runs))
+            tree = Sessions()
+            tree.add(pids[0], Binding(grant=grant))
+            leaf = pids[-1]
+            assert tree.binding_for(leaf).grant is not None
+            p50, p99 = percentiles(timed(lambda: tree.binding_for(leaf), ns.runs))  # noqa: B023
             row(f"peer {len(pids) - 1} levels under its session root", ms(p50),
                 f"p99 {ms(p99).strip()}; {p50 / BUDGET:.2f}x the 1 ms budget")
     with unrelated(ns.unrelated) as others:

@@ -8,9 +8,9 @@ and answered `internal`.
 It is also the one place that decides where a read runs: on the event loop,
 unless it touches a remote mount (one that may wait on a network), in which
 case the same handler runs on a reader thread (`_REMOTE_READS`); and where a
-connection bound to grants is held to them: `gate.check` runs before the handler (what the grants allow, whether they are still in
-force, approvals and counted uses), and handlers see only the names the
-grants cover (scope.py).
+connection bound to grants is held to them: `gate.check` runs before the
+handler (what the grants allow, whether they are still in force, approvals and
+counted uses), and handlers see only the names the grants cover (scope.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any, cast
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import gate, grant_handlers as g
+from . import gate
+from . import grant_handlers as g
 from . import handlers as h
 from . import token_handlers as th
 from .router import Router
@@ -135,7 +136,7 @@ async def _after(waiting: Coroutine[Any, Any, None], handler: Callable[..., Any]
     response = handler(state, conn, req)
     if type(response) is CoroutineType:
         response = await response
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 def _error_reply(exc: Exception, req: p.Request) -> p.Error:

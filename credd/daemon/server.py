@@ -31,8 +31,8 @@ from credd import protocol as p
 
 from . import events, grant_handlers
 from .binding import OWNER, Binding, Refused
-from .grant_sockets import GrantSockets
 from .dispatch import dispatch, frame_error, oversized_reply
+from .grant_sockets import GrantSockets
 from .listener import Listener
 from .peer import Peer, credentials, is_allowed
 from .state import AgentState

@@ -34,7 +34,8 @@ from .approvals import Approvals
 from .audit import FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
-from .grant_book import KIND as GRANT_KIND, GrantBook, Records
+from .grant_book import KIND as GRANT_KIND
+from .grant_book import GrantBook, Records
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened

@@ -32,8 +32,7 @@ from credd import paths
 from credd.errors import BadRequest, Exists, IntegrityError, LockedError, NoVault
 from credd.protocol import EntryMeta, Set, VersionInfo
 from credd.store import SecretEntry
-from credd.vault import (crypto, db, header, keyslots, load, migrations, records, seal, slots,
-                         writes)
+from credd.vault import crypto, db, header, keyslots, load, migrations, records, seal, slots, writes
 from credd.vault.check import check_vault
 from credd.vault.crypto import Keys
 from credd.vault.db import VaultFile

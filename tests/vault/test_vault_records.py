@@ -28,7 +28,7 @@ def _refuses(vault: Vault) -> str:
     """What the reopened vault says: every data operation refuses, records included."""
     again = reopen(vault)
     try:
-        with pytest.raises(IntegrityError) as exc:
+        with pytest.raises(IntegrityError):
             again.records("grant")
         with pytest.raises(IntegrityError):
             again.list()
