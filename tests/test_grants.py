@@ -154,7 +154,7 @@ class TestNarrowing:
 
     def test_every_outer_counts(self):
         wide, narrow = grant(["*"], "read"), grant(["a/*"], "read")
-        assert "widen grant " + narrow.id in narrowing([wide, narrow], grant(["b/x"], "read"))
+        assert f"widen grant `{narrow.id}`" in narrowing([wide, narrow], grant(["b/x"], "read"))
 
 
 class TestPolicy:
