@@ -30,7 +30,7 @@ from typing import Any, cast
 from credd import protocol as p
 
 from . import events, grant_handlers
-from .binding import OWNER, Binding, Refused
+from .binding import OWNER, Binding, NotAdmitted
 from .dispatch import dispatch, frame_error, oversized_reply
 from .grant_sockets import GrantSockets
 from .listener import Listener
@@ -40,7 +40,7 @@ from .state import AgentState
 log = logging.getLogger("credd.agent")
 
 ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the clients
-Bind = Callable[[Peer], Binding]  # admits a peer (or raises binding.Refused) and binds it
+Bind = Callable[[Peer], Binding]  # admits a peer (or raises binding.NotAdmitted) and binds it
 
 
 class Connection(asyncio.Protocol):
@@ -313,7 +313,7 @@ class Server:
 
     def listen(self, listening: socket.socket, bind: Bind) -> None:
         """Accept on `listening`, each peer admitted and bound by `bind` (which raises
-        Refused): the main socket's, or a sandbox grant's (grant_sockets.py)."""
+        NotAdmitted): the main socket's, or a sandbox grant's (grant_sockets.py)."""
         asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening, bind)
 
     def unlisten(self, listening: socket.socket) -> None:
@@ -352,7 +352,7 @@ class Server:
         inside (binding.py); one whose ancestry cannot be read while sessions exist is
         refused (fail closed)."""
         if not is_allowed(peer):
-            raise Refused(f"uid {peer.uid}")
+            raise NotAdmitted(f"uid {peer.uid}")
         return self.state.sessions.binding_for(peer.pid)
 
     def _admit(self, sock: socket.socket, bind: Bind | None = None
@@ -365,7 +365,7 @@ class Server:
             return None
         try:
             binding = (bind or self._bind)(peer)
-        except Refused as exc:
+        except NotAdmitted as exc:
             sock.close()
             self._rejected(peer, str(exc))
             return None
