@@ -440,7 +440,7 @@ os.write(2, data[:100_000])
 
 def _pump_child(tmp_path, body: str, secrets: list[str], *, threaded: bool,
                 masker_factory=None) -> bytes:
-    """Run a child with piped stdout and stderr through runner._pump into one pipe."""
+    """Run a child with piped stdout and stderr through runner.pump into one pipe."""
     from credd import runner
     from credd.mask import Masker, Patterns
     child = script(tmp_path, "pumped.py", body)
@@ -455,7 +455,8 @@ def _pump_child(tmp_path, body: str, secrets: list[str], *, threaded: bool,
         target=lambda: chunks.extend(iter(lambda: os.read(r, 65536), b"")))
     reader.start()
     try:
-        runner._pump(proc, routes, chunk=runner.PIPE_CHUNK, threaded=threaded)
+        runner.pump(routes, lambda: proc.poll() is not None, chunk=runner.PIPE_CHUNK,
+                    threaded=threaded)
         proc.wait(15)
     finally:
         os.close(w)
