@@ -403,12 +403,30 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Run(Asks["RunReady"], tag="run"):
+    """The agent runs argv with the secrets in its environment and masks its output (how
+    a `use` grant uses secrets). Answered `run_ready`; the client then sends one byte
+    carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and `signal`;
+    the agent's last frame is `run_exit` (or `error`), and it closes the connection.
+    `env` is the caller's own environment (it may hold credentials): repr hides it."""
+
+    _secret = ("env",)
+    argv: list[str]
+    env: dict[str, str] = {}           # the command's environment, besides the secrets
+    secrets: dict[str, str] = {}       # variable -> credd://NAME[/FIELD]
+    cwd: str = ""                      # "": the owner's home directory
+    tty: bool = False                  # the caller's stdout is a terminal: run on a PTY
+    rows: int = 0                      # its window size (0: read from the terminal)
+    cols: int = 0
+    umask: int = 0o022                 # the caller's, for the files the command creates
+
+
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
     TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer | SessionOpen |
-    SessionClose
+    SessionClose | Run
 )
 
 # ---------------------------------------------------------------- responses
@@ -418,6 +436,8 @@ class Welcome(_Message, tag="welcome"):
     version: str
     pid: int
     capabilities: list[str] = []
+    grant: str = ""                    # the grant this connection is bound to ("": the owner)
+    mode: str = ""                     # what it may do: use, read or write ("": anything)
 
 
 class StatusReply(_Message, tag="status"):
@@ -521,6 +541,17 @@ class SessionReply(_Message, tag="session"):
     grant: Grant
 
 
+class RunReady(_Message, tag="run_ready"):
+    """`run` was accepted: send the three descriptors now."""
+
+
+class RunExit(_Message, tag="run_exit"):
+    """A run's last frame: how the command ended."""
+
+    code: int                          # what `credd run` exits with: the status, or 128+N
+    signal: int = 0                    # N, when signal N ended the command
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -531,7 +562,7 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
-    GrantsReply | SessionReply | Error
+    GrantsReply | SessionReply | RunReady | RunExit | Error
 )
 
 # ---------------------------------------------------------------- events
@@ -563,6 +594,23 @@ class AccessRequested(_Message, tag="access_requested"):
 
 Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
 
+# ---------------------------------------------------------------- run input
+
+class Resize(_Message, tag="resize"):
+    """The caller's terminal changed size (a run on a PTY)."""
+
+    rows: int
+    cols: int
+
+
+class Signal(_Message, tag="signal"):
+    """Pass a signal on to the command (its process group)."""
+
+    signal: int
+
+
+RunInput = Resize | Signal
+
 
 def _reply_of(request: type) -> type[_Message]:
     bases = request.__orig_bases__  # type: ignore[attr-defined]  # set by typing.Generic
@@ -582,6 +630,7 @@ _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Req
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
     Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
+_run_input_decoder: msgspec.msgpack.Decoder[RunInput] = msgspec.msgpack.Decoder(RunInput)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -633,6 +682,11 @@ def _typed(decoder: msgspec.msgpack.Decoder[M], body: bytes | bytearray) -> M:
         raise FrameError("undecodable frame") from None
 
 
+def decode_run_input(body: bytes) -> RunInput:
+    """What a running command's client sends, decoded as strictly as requests."""
+    return _strict(_run_input_decoder, body)
+
+
 def decode_response(body: bytes | bytearray) -> Response:
     """Clients decode typed but skip the canonical check: the agent, already
     verified by uid, is the trusted side, and a 100,000-entry list decodes 3x faster."""
@@ -651,3 +705,4 @@ def tag_of(cls: type) -> str:
 REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Request)}
 RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Response)}
 EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Event)}
+RUN_INPUT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(RunInput)}

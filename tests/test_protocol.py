@@ -34,6 +34,8 @@ SAMPLES: list[p._Message] = [
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
     p.SessionClose(session="s_abcdefghij"),
+    p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
+          cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
 ]
 GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
                 uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
@@ -68,12 +70,14 @@ REPLIES: list[p._Message] = [
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),
+    p.RunReady(), p.RunExit(code=130, signal=2),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
                             p.EntryChanged(name="a", action="move", new_name="b"),
                             p.GrantChanged(grant="g_abcdefghij", action="revoke"),
                             p.AccessRequested(request=ACCESS)]
+RUN_INPUT: list[p._Message] = [p.Resize(rows=40, cols=132), p.Signal(signal=15)]
 
 
 class TestRoundTrip:
@@ -91,10 +95,21 @@ class TestRoundTrip:
     def test_events(self, message):
         assert p.decode_event(p.encode(message)[4:]) == message
 
+    @pytest.mark.parametrize("message", RUN_INPUT, ids=lambda m: p.tag_of(type(m)))
+    def test_run_input(self, message):
+        assert p.decode_run_input(p.encode(message)[4:]) == message
+
     def test_samples_cover_every_type(self):
         assert {p.tag_of(type(m)) for m in SAMPLES} == set(p.REQUEST_TYPES)
         assert {p.tag_of(type(m)) for m in REPLIES} == set(p.RESPONSE_TYPES)
         assert {p.tag_of(type(m)) for m in EVENTS} == set(p.EVENT_TYPES)
+        assert {p.tag_of(type(m)) for m in RUN_INPUT} == set(p.RUN_INPUT_TYPES)
+
+    def test_run_input_is_no_request(self):
+        """`resize` and `signal` mean something only inside a run: as requests, unknown."""
+        for message in RUN_INPUT:
+            with pytest.raises(p.FrameError):
+                p.decode_request(p.encode(message)[4:])
 
 
 class TestOldBytes:
@@ -169,7 +184,8 @@ class TestDocumented:
 
     @pytest.mark.parametrize("part, types", [("Requests", p.REQUEST_TYPES),
                                              ("Responses", p.RESPONSE_TYPES),
-                                             ("Events", p.EVENT_TYPES)])
+                                             ("Events", p.EVENT_TYPES),
+                                             ("Run input", p.RUN_INPUT_TYPES)])
     def test_every_message_and_field(self, part, types):
         for tag, cls in types.items():
             section = _section(tag, part)
