@@ -96,6 +96,7 @@ class Sessions:
     def __init__(self) -> None:
         self._roots: dict[Root, Binding] = {}
         self._ids: dict[str, Root] = {}
+        self._agent = os.getpid()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -136,12 +137,21 @@ class Sessions:
         return nearest if outer == nearest.outer else dataclasses.replace(nearest, outer=outer)
 
     def enclosing(self, pid: int | None) -> list[Binding]:
-        """The bindings of the sessions whose roots are `pid` or its ancestors, nearest first."""
+        """The bindings of the sessions whose roots are `pid` or its ancestors, nearest first.
+
+        Only a run's subreaper makes the agent a process's ancestor; one that descends
+        from the agent through no root was left by a killed subreaper (its orphans come
+        to the agent, which kills them, keeping the run's session meanwhile so that this
+        walk happens): refused, never the owner."""
         if not self._roots:
             return []
         if pid is None:
             raise Unidentified("the peer's process is unknown")
-        return [self._roots[r] for r in _ancestry(pid) if r in self._roots]
+        chain = _ancestry(pid)
+        found = [self._roots[r] for r in chain if r in self._roots]
+        if not found and any(ancestor == self._agent for ancestor, _ in chain[1:]):
+            raise Unidentified(f"process {pid} was left by a run whose subreaper ended")
+        return found
 
 
 def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:

@@ -37,6 +37,7 @@ from .events import EventHub
 from .grant_book import KIND as GRANT_KIND
 from .grant_book import GrantBook, Records
 from .mounts.table import MountTable
+from .reapers import Reapers
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
     from credd.vault import Vault
@@ -226,6 +227,7 @@ class AgentState:
         self.sessions = Sessions()         # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
+        self.reapers = Reapers()           # what commands the agent runs start under
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -438,8 +440,9 @@ class AgentState:
         )
 
     async def close(self) -> None:
-        """Lock, let the writer finish, close the vault."""
+        """Lock, end what runs left running, let the writer finish, close the vault."""
         self.lock("shutdown")
+        self.reapers.close()
         if self.vault is not None:
             await self.write(self.vault.close)
         self._writer.shutdown(wait=True)
