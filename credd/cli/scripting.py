@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--files", action="store_true",
                    help="put each secret in a memory-backed, read-only file and set VAR_FILE "
                         "(its path) instead of VAR")
+    p.add_argument("--via-agent", action="store_true",
+                   help="the agent starts the command, so no value ever enters this process "
+                        "(always so under a `use` grant)")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]")
     p.set_defaults(func=cmd_run)
 
@@ -113,16 +116,16 @@ def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
 
 def cmd_run(ns) -> int:
     from credd import runner
-    from credd.refs import resolve_all
     argv = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
     if not argv:
         raise BadRequest("no command given: credd run [OPTIONS] -- CMD [ARGS]")
     refs, plain = _declared(ns)
-    values = resolve_all(refs.values(), get_many) if refs else {}
-    secrets = {var: values[ref] for var, ref in refs.items()}
     base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
             else dict(os.environ))
     env = {**base, **plain}
+    secrets = _fetch_or_hand_over(ns, argv, env, refs) if refs else {}
+    if isinstance(secrets, int):  # the agent ran it: this is its exit status
+        return secrets
     files = None
     if ns.files:
         files = runner.secret_files(secrets)
@@ -132,6 +135,31 @@ def cmd_run(ns) -> int:
     else:
         env.update(secrets)
     return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
+
+
+def _fetch_or_hand_over(ns, argv: list[str], env: dict[str, str],
+                        refs: dict[str, str]) -> dict[str, str] | int:
+    """VAR -> value, fetched in one round trip; or, when this process may not receive
+    values (a `use` grant), the exit status of the command the agent ran instead."""
+    from credd.cli import fast
+    from credd.refs import parse, resolve_all
+    from credd.wire import connect
+    for ref in refs.values():
+        parse(ref)
+    sock = connect()
+    try:
+        frames, welcome = fast.greeted(sock)
+        if ns.via_agent or welcome.get("mode") == "use":
+            if not ns.mask or ns.files:
+                raise BadRequest("the agent runs the command (under a `use` grant it must) "
+                                 "always masked and with its secrets in the environment: "
+                                 f"drop {'--no-mask' if not ns.mask else '--files'}")
+            from credd.cli import agent_run
+            return agent_run.run(sock, frames, argv, env, refs)
+        values = resolve_all(refs.values(), lambda wanted: fast.values_on(sock, frames, wanted))
+    finally:
+        sock.close()
+    return {var: values[ref] for var, ref in refs.items()}
 
 
 # ---------------------------------------------------------------- inject
