@@ -93,10 +93,10 @@ Root = tuple[int, int]  # (pid, start time)
 class Sessions:
     """Registered session roots, and the walk that finds the ones a peer runs inside."""
 
-    def __init__(self) -> None:
+    def __init__(self, agent: int | None = None) -> None:
         self._roots: dict[Root, Binding] = {}
         self._ids: dict[str, Root] = {}
-        self._agent = os.getpid()
+        self._agent = agent  # the agent's pid: see enclosing()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -149,7 +149,7 @@ class Sessions:
             raise Unidentified("the peer's process is unknown")
         chain = _ancestry(pid)
         found = [self._roots[r] for r in chain if r in self._roots]
-        if not found and any(ancestor == self._agent for ancestor, _ in chain[1:]):
+        if not found and self._agent and any(ancestor == self._agent for ancestor, _ in chain[1:]):
             raise Unidentified(f"process {pid} was left by a run whose subreaper ended")
         return found
 

@@ -224,7 +224,7 @@ class AgentState:
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
                               mount_of=self.mounts.mount_of)
-        self.sessions = Sessions()         # session roots and their bindings (binding.py)
+        self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
         self.reapers = Reapers()           # what commands the agent runs start under
