@@ -25,8 +25,9 @@ the agent's side):
 
 Messages. Agent to reaper: the job, a 4-byte big-endian length and a
 `marshal` dump (the agent is this process's parent: its data is trusted);
-then SIGNAL + one byte, a signal for the command's process group. Reaper to
-agent: 5-byte records, a kind byte and a 4-byte big-endian number.
+then two-byte orders: SIGNAL and a signal for the command's process group, or
+END. Reaper to agent: 5-byte records, a kind byte and a 4-byte big-endian
+number. The command's status is reported however the tree ends.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ STARTED = b"P"   # the command's pid
 FAILED = b"X"    # the errno that kept the command from starting
 WAITED = b"W"    # the command's wait status
 DONE = b"D"      # no descendant is left (0): the tree ended by itself
-# agent -> reaper
-SIGNAL = b"S"    # + one byte: the signal for the command's process group
+# agent -> reaper, two bytes each
+SIGNAL = b"S"    # + the signal for the command's process group
+END = b"E"       # + 0: end the tree now (a revoked grant); closing the socket does too
 
 
 def record(kind: bytes, number: int) -> bytes:
@@ -177,28 +179,26 @@ def _become_command(spec: dict, fds: list[int]) -> None:
 
 
 def _watch(ctl: socket.socket, wakeup: int, pid: int, deadline: float) -> None:
-    """Reap the tree and pass signals on until it is empty, or end it when told to."""
+    """Reap the tree and pass signals on until it is empty, or end it when told to, at the
+    deadline, or when the agent is gone; the command's status is reported either way."""
     command: int | None = pid  # until reaped
     ctl.setblocking(False)
     while True:
         timeout = None if not deadline else max(0.0, deadline - time.time())
         readable, _, _ = select.select([ctl, wakeup], [], [], timeout)
-        if not readable:  # the deadline
-            _end_tree()
-            return
         if wakeup in readable:
             _drain(wakeup)
-        if ctl in readable and not _obey(ctl, command):
-            _end_tree()
-            return
+        ending = not readable or (ctl in readable and not _obey(ctl, command))
+        if ending:
+            command = _end_tree(ctl, command)
         command, left = _reap(ctl, command)
         if not left and command is None:
-            ctl.sendall(record(DONE, 0))
+            _say(ctl, DONE, 0)
             return
 
 
 def _obey(ctl: socket.socket, command: int | None) -> bool:
-    """Act on what the agent sent; False when it closed the socket."""
+    """Act on what the agent sent; False when it asks for the end, or is gone."""
     try:
         data = ctl.recv(4096)
     except BlockingIOError:
@@ -208,12 +208,15 @@ def _obey(ctl: socket.socket, command: int | None) -> bool:
     if not data:
         return False
     for i in range(0, len(data) - 1, 2):
-        if data[i:i + 1] == SIGNAL and command is not None:
+        kind, number = data[i:i + 1], data[i + 1]
+        if kind == END:
+            return False
+        if kind == SIGNAL and command is not None:
             try:
-                os.killpg(command, data[i + 1])
+                os.killpg(command, number)
             except OSError:  # the group is gone, or it left it: the command itself
                 try:
-                    os.kill(command, data[i + 1])
+                    os.kill(command, number)
                 except OSError:
                     pass
     return True
@@ -231,7 +234,15 @@ def _reap(ctl: socket.socket, command: int | None) -> tuple[int | None, bool]:
             return command, True
         if pid == command:
             command = None
-            ctl.sendall(record(WAITED, status))
+            _say(ctl, WAITED, status)
+
+
+def _say(ctl: socket.socket, kind: bytes, number: int) -> None:
+    """A report to the agent, if it still listens."""
+    try:
+        ctl.sendall(record(kind, number))
+    except OSError:
+        pass
 
 
 def _drain(fd: int) -> None:
@@ -258,17 +269,18 @@ def children(parent: int) -> list[int]:
     return found
 
 
-def _end_tree() -> None:
-    """SIGTERM to the children, a grace period, then SIGKILL until none is left."""
+def _end_tree(ctl: socket.socket, command: int | None) -> int | None:
+    """SIGTERM to the children, GRACE, then SIGKILL until none is left; the command's
+    status is reported when it is reaped. Returns the command (None: reaped)."""
     _signal_children(signal.SIGTERM)
     until = time.monotonic() + GRACE
-    while time.monotonic() < until:
-        if not _reap_quietly():
-            return
-        time.sleep(0.05)
-    while _reap_quietly():
-        _signal_children(signal.SIGKILL)
-        time.sleep(0.01)
+    while True:
+        command, left = _reap(ctl, command)
+        if not left:
+            return command
+        if time.monotonic() >= until:
+            _signal_children(signal.SIGKILL)
+        time.sleep(0.02)
 
 
 def _signal_children(sig: int) -> None:
@@ -277,17 +289,6 @@ def _signal_children(sig: int) -> None:
             os.kill(pid, sig)
         except OSError:
             pass
-
-
-def _reap_quietly() -> bool:
-    """Collect what ended; True while any child is left."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
 
 
 if __name__ == "__main__":

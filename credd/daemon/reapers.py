@@ -108,8 +108,15 @@ class Reaper:
         except OSError:
             pass
 
+    def end(self) -> None:
+        """End the tree now (a revoked grant): the command's status still comes back."""
+        try:
+            self.ctl.send(r.END + b"\0")
+        except OSError:
+            pass
+
     def close(self) -> None:
-        """End the tree: the reaper terminates what is left of it, then exits."""
+        """End the tree, no longer listening: the reaper terminates what is left, then exits."""
         self._listener.cancel()  # its `finally` closes the socket, after the loop let go of it
 
     async def heard_out(self) -> None:
@@ -178,7 +185,7 @@ class Reapers:
         """The trees bound to any of these grants end (revoked, expired)."""
         for reaper in list(self._all.values()):
             if reaper.grants & grants:
-                reaper.close()
+                reaper.end()
 
     def close(self) -> None:
         """At the agent's end: every tree ends (their reapers terminate them)."""
