@@ -77,6 +77,7 @@ async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p
         raise NotFound(f"no grant {req.id!r}; see `credd grant ls`")
     revoked = state.grants.revoke(req.id)  # in force now, before it is written
     state.approvals.refuse(g.id for g in revoked)
+    state.reapers.end({g.id for g in revoked})  # what `run` started under them ends
     for grant in revoked:
         _audit(state, conn, "grant_revoke", grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="revoke"))
@@ -92,7 +93,9 @@ def grant_answer(state: AgentState, conn: Caller, req: p.GrantAnswer) -> p.Ok:
 
 
 def expired(state: AgentState, grants: list[Grant]) -> None:
-    """Grants that just expired: in the audit trail and to subscribers, once each."""
+    """Grants that just expired: in the audit trail and to subscribers, once each; what
+    `run` started under them ends (their subreapers also watch the expiry themselves)."""
+    state.reapers.end({g.id for g in grants})
     for grant in grants:
         state.audit.try_record("grant_expire", "ok")
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
