@@ -1,11 +1,13 @@
 """The subreaper a command the agent runs starts under (the `run` request).
 
-The agent starts this file as a script, `python -I -S reaper.py FD` (standard
-library only, no environment, nothing of credd's on its path), ahead of need,
-and hands it one job over the control socket FD (credd/daemon/reapers.py is
-the agent's side):
+The agent starts it with `python -I -S` (no environment, no site-packages:
+only credd's directory on its path, for this module and credd.subreaper, the
+process-tree rules it shares with `credd session`), ahead of need, and hands
+it one job over the control socket FD (credd/daemon/reapers.py is the agent's
+side):
 
-1. At start it becomes a child subreaper (PR_SET_CHILD_SUBREAPER, Linux):
+1. At start it becomes a child subreaper (PR_SET_CHILD_SUBREAPER, Linux), and
+   not dumpable, so the command (same uid) cannot ptrace it to speak for it:
    every process its command starts, orphans included (a double fork,
    `setsid`, `nohup ... &`), stays below it, re-parented to it rather than to
    init. Its pid is an ancestor of all of them for as long as any lives, so the
@@ -40,9 +42,12 @@ import socket
 import sys
 import time
 
-PR_SET_CHILD_SUBREAPER = 36
-GRACE = 2.0                 # seconds between SIGTERM and SIGKILL when the tree is ended
+from credd import subreaper
+
 MAX_JOB = 4 << 20           # a job is at most a frame's worth of argv and environment
+#: How the agent starts a reaper: `python -I -S -c BOOT CREDD_PARENT_DIR FD`.
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from credd.reaper import main; "
+        "sys.exit(main(int(sys.argv[2])))")
 RECORD = 5                  # kind + 4-byte number
 
 # reaper -> agent
@@ -63,10 +68,12 @@ def record(kind: bytes, number: int) -> bytes:
 def main(fd: int) -> int:
     os.set_inheritable(fd, False)  # the command must never hold the agent's line to us
     ctl = socket.socket(fileno=fd)
-    error = _become_subreaper()
-    ctl.sendall(record(READY, error))
-    if error:
+    try:
+        subreaper.become_subreaper()
+    except OSError as exc:
+        ctl.sendall(record(READY, exc.errno or 38))  # ENOSYS: not Linux
         return 1
+    ctl.sendall(record(READY, 0))
     wakeup = _wake_on_sigchld()
     job = _receive_job(ctl)
     if job is None:  # an unused spare: the agent stopped
@@ -76,18 +83,6 @@ def main(fd: int) -> int:
     if pid is not None:
         _watch(ctl, wakeup, pid, spec.get("deadline") or 0.0)
     return 0
-
-
-def _become_subreaper() -> int:
-    """0, or the errno why this process cannot keep its orphans (not Linux, or refused)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
-            return 0
-        return ctypes.get_errno() or 1
-    except (OSError, AttributeError):
-        return 38  # ENOSYS
 
 
 def _wake_on_sigchld() -> int:
@@ -130,35 +125,23 @@ def _recv_exactly(ctl: socket.socket, n: int) -> bytes:
 
 
 def _start(ctl: socket.socket, spec: dict, fds: list[int]) -> int | None:
-    """Fork and exec the command; report its pid (or the errno), return it (or None)."""
-    check_r, check_w = os.pipe()  # close-on-exec: EOF means the exec happened
-    pid = os.fork()
-    if pid == 0:
-        os.close(check_r)
-        try:
-            _become_command(spec, fds)
-        except OSError as exc:
-            os.write(check_w, (exc.errno or 1).to_bytes(4, "big"))
-        except BaseException:  # what execve refuses before the kernel sees it
-            os.write(check_w, (22).to_bytes(4, "big"))  # EINVAL
-        os._exit(127)
-    os.close(check_w)
-    for fd in fds:
-        os.close(fd)
-    failure = b""
-    while chunk := os.read(check_r, 4):
-        failure += chunk
-    os.close(check_r)
-    if failure:
-        os.waitpid(pid, 0)
-        ctl.sendall(record(FAILED, int.from_bytes(failure[:4], "big")))
+    """Start the command; report its pid (or the errno), return it (or None)."""
+    try:
+        pid = subreaper.spawn(spec["argv"], spec["env"], path=spec["path"],
+                              setup=lambda: _become_command(spec, fds))
+    except OSError as exc:
+        ctl.sendall(record(FAILED, exc.errno or 1))
         return None
+    finally:
+        for fd in fds:
+            os.close(fd)
     ctl.sendall(record(STARTED, pid))
     return pid
 
 
 def _become_command(spec: dict, fds: list[int]) -> None:
-    """In the forked child: its own session (and terminal), the streams, then exec."""
+    """In the child, before exec: a session of its own (and the terminal), its streams,
+    the caller's umask and directory."""
     os.setsid()
     for target, fd in enumerate(fds):
         os.dup2(fd, target)  # dup2 leaves the copy inheritable
@@ -169,32 +152,37 @@ def _become_command(spec: dict, fds: list[int]) -> None:
         import termios
         fcntl.ioctl(1, termios.TIOCSCTTY, 0)
     signal.set_wakeup_fd(-1)
-    # what Python set at start-up, which an exec would otherwise keep: ignored SIGPIPE
-    # and SIGXFSZ, and (the agent's) umask
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
     os.umask(spec.get("umask", 0o022))
     os.chdir(spec["cwd"])
-    os.execve(spec["path"], spec["argv"], spec["env"])
 
 
 def _watch(ctl: socket.socket, wakeup: int, pid: int, deadline: float) -> None:
     """Reap the tree and pass signals on until it is empty, or end it when told to, at the
     deadline, or when the agent is gone; the command's status is reported either way."""
-    command: int | None = pid  # until reaped
+    command = _Command(ctl, pid)
     ctl.setblocking(False)
     while True:
         timeout = None if not deadline else max(0.0, deadline - time.time())
         readable, _, _ = select.select([ctl, wakeup], [], [], timeout)
         if wakeup in readable:
             _drain(wakeup)
-        ending = not readable or (ctl in readable and not _obey(ctl, command))
-        if ending:
-            command = _end_tree(ctl, command)
-        command, left = _reap(ctl, command)
-        if not left and command is None:
+        if not readable or (ctl in readable and not _obey(ctl, command.pid)):
+            subreaper.end_all(subreaper.GRACE, command.reaped)
+        if not subreaper.reap(command.reaped) and command.pid is None:
             _say(ctl, DONE, 0)
             return
+
+
+class _Command:
+    """The command's pid until it is reaped; its wait status is then reported."""
+
+    def __init__(self, ctl: socket.socket, pid: int) -> None:
+        self.ctl, self.pid = ctl, pid
+
+    def reaped(self, pid: int, status: int) -> None:
+        if pid == self.pid:
+            self.pid = None
+            _say(self.ctl, WAITED, status)
 
 
 def _obey(ctl: socket.socket, command: int | None) -> bool:
@@ -222,21 +210,6 @@ def _obey(ctl: socket.socket, command: int | None) -> bool:
     return True
 
 
-def _reap(ctl: socket.socket, command: int | None) -> tuple[int | None, bool]:
-    """Collect every child that ended; report the command's status. Returns the command
-    (None once reaped) and whether any descendant is left."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return command, False
-        if pid == 0:
-            return command, True
-        if pid == command:
-            command = None
-            _say(ctl, WAITED, status)
-
-
 def _say(ctl: socket.socket, kind: bytes, number: int) -> None:
     """A report to the agent, if it still listens."""
     try:
@@ -253,43 +226,3 @@ def _drain(fd: int) -> None:
         pass
 
 
-def children(parent: int) -> list[int]:
-    """The children of `parent`, from /proc's parent fields (every thread's children: a
-    multi-threaded subreaper such as the agent adopts orphans on any of its threads)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    fields = f.read().rpartition(b")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                found.append(int(name))
-    return found
-
-
-def _end_tree(ctl: socket.socket, command: int | None) -> int | None:
-    """SIGTERM to the children, GRACE, then SIGKILL until none is left; the command's
-    status is reported when it is reaped. Returns the command (None: reaped)."""
-    _signal_children(signal.SIGTERM)
-    until = time.monotonic() + GRACE
-    while True:
-        command, left = _reap(ctl, command)
-        if not left:
-            return command
-        if time.monotonic() >= until:
-            _signal_children(signal.SIGKILL)
-        time.sleep(0.02)
-
-
-def _signal_children(sig: int) -> None:
-    for pid in children(os.getpid()):
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
-if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))

@@ -30,12 +30,14 @@ import socket
 import sys
 from typing import Any
 
-from credd import reaper as r
+import credd
+from credd import reaper as r, subreaper
 from credd.errors import CreddError, Denied
 
 log = logging.getLogger("credd.agent")
 
-SCRIPT = os.path.abspath(r.__file__)
+#: What the reapers put on their path: the directory holding the credd package.
+CREDD_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(credd.__file__)))
 _SWEEPS = 200  # rounds of killing adopted orphans (each round, one more generation)
 
 
@@ -204,7 +206,7 @@ class Reapers:
         self._watching = True
         if sys.platform.startswith("linux"):
             libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(r.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            if libc.prctl(subreaper.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
                 log.warning("could not become a child subreaper: the orphans of a killed "
                             "run's subreaper would go to init")
         asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reap)
@@ -227,7 +229,7 @@ class Reapers:
         """Kill our children that are not reapers (the orphans of one that ended before its
         tree did) until none is left: each killed one's children come to us in turn."""
         for _ in range(_SWEEPS):
-            adopted = [pid for pid in r.children(os.getpid()) if pid not in self._all]
+            adopted = [pid for pid in subreaper.children(os.getpid()) if pid not in self._all]
             if not adopted:
                 return
             log.warning("ending %d process(es) left by a run whose subreaper ended first",
@@ -247,9 +249,9 @@ def _retrieved(task: asyncio.Task[Reaper]) -> None:
 
 
 def _spawn(fd: int) -> int:
-    """Start a reaper: no environment, nothing of ours on its path, a session of its own,
-    stdin and stdout /dev/null, stderr the agent's log."""
+    """Start a reaper: no environment, no site-packages (credd's own directory alone on its
+    path), a session of its own, stdin and stdout /dev/null, stderr the agent's log."""
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
-    return os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", SCRIPT, str(fd)], {},
-                          file_actions=actions, setsid=True)
+    argv = [sys.executable, "-I", "-S", "-c", r.BOOT, CREDD_PARENT, str(fd)]
+    return os.posix_spawn(sys.executable, argv, {}, file_actions=actions, setsid=True)

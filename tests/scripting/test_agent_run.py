@@ -309,7 +309,7 @@ def test_orphans_stay_below_the_subreaper_and_end_with_the_agent(unlocked_agent,
     with open(f"/proc/{pid}/stat", "rb") as f:
         parent = int(f.read().rpartition(b")")[2].split()[1])
     with open(f"/proc/{parent}/cmdline", "rb") as f:
-        assert b"reaper.py" in f.read()  # a double fork left it with the subreaper, not init
+        assert b"credd.reaper" in f.read()  # a double fork left it with the subreaper, not init
     unlocked_agent.stop()
     assert _gone(marker), "a run's leftover outlived the agent"
 
