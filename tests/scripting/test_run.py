@@ -255,7 +255,9 @@ def _wait_for(stream, needle: bytes, timeout: float = 15) -> bytes:
     return seen
 
 
-def test_signals_are_forwarded(stocked, credd_env, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--via-agent"]], ids=["local", "via-agent"])
+def test_signals_are_forwarded(stocked, credd_env, tmp_path, how):
+    """To the child here, or passed on over the socket to the command the agent runs."""
     child = script(tmp_path, "sig.py", """
 import signal, sys, time
 def handler(sig, frame):
@@ -267,7 +269,7 @@ print("ready", flush=True)
 time.sleep(30)
 """)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", *how, "--env",
                                  "GH=credd://github/token", "--", sys.executable, child],
                                 env=credd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
