@@ -16,7 +16,7 @@ import time
 from credd.mask import REPLACEMENT
 from tests.conftest import SENTINEL
 from tests.scripting.conftest import DB_PASSWORD, TOKEN, script
-from tests.scripting.test_run import _on_terminal, _wait_for
+from tests.scripting.test_run import _wait_for
 
 R = REPLACEMENT.decode()
 VIA = ("run", "--via-agent")
@@ -95,71 +95,7 @@ def test_missing_reference_runs_nothing(stocked, credd_cmd, tmp_path):
     assert not marker.exists()
 
 
-def test_a_closed_reader_ends_the_command(stocked, credd_env):
-    r = subprocess.run(f"{sys.executable} -m credd run --via-agent --env GH=credd://github/token"
-                       " -- yes | head -1", shell=True, env=credd_env, capture_output=True,
-                       timeout=30)
-    assert r.stdout == b"y\n"
-
-
-def test_megabytes_of_output_are_masked_exactly(stocked, credd_cmd, tmp_path):
-    from tests.scripting.test_mask import reference
-    values = [f"bulk-secret-{i:02d}-" + "k7Q" * (i % 7 + 1) for i in range(40)]
-    for i, value in enumerate(values):
-        stocked.set(f"bulk/{i:02d}", value=value)
-    env_file = tmp_path / "bulk.env"
-    env_file.write_text("".join(f"S{i}=credd://bulk/{i:02d}\n" for i in range(40)))
-    raw = tmp_path / "raw.out"
-    child = script(tmp_path, "bulk.py", """
-import os, random, sys
-rng = random.Random(5)
-values = [os.environ[f"S{i}"].encode() for i in range(40)]
-parts, size = [], 0
-while size < 3_000_000:
-    part = rng.choice(values) if rng.random() < 0.01 else bytes(
-        rng.choices(b"abcdefk7Q-0123 \\n", k=rng.randint(1, 300)))
-    parts.append(part)
-    size += len(part)
-data = b"".join(parts)
-open(sys.argv[1], "wb").write(data)
-pos = 0
-while pos < len(data):
-    n = rng.choice((1, 700, 65536, 700_000))
-    os.write(1, data[pos:pos + n])
-    pos += n
-""")
-    r = credd_cmd(*VIA, "--env-file", str(env_file), "--", sys.executable, child, str(raw),
-                  timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    forms = set()
-    from credd.redact import encoded_forms
-    for value in values:
-        forms |= encoded_forms(value)
-    assert r.stdout == reference(raw.read_bytes(), sorted(forms))
-
-
 # ---------------------------------------------------------------- on a terminal
-
-def test_on_a_terminal_colours_size_stdin_and_masking(stocked, credd_env, tmp_path):
-    child = script(tmp_path, "term.py", """
-import os, shutil, sys
-print("tty", sys.stdout.isatty(), sys.stdin.isatty(), "cols", os.get_terminal_size().columns)
-print("\\x1b[31m" + os.environ["GH"] + "\\x1b[0m and \\x1b[1mbold\\x1b[0m", flush=True)
-line = sys.stdin.readline()
-print("read", line.strip()[::-1], flush=True)
-""")
-
-    def converse(term) -> bytes:
-        seen = _wait_for(term, b"bold")
-        term.write(b"abc\r")
-        return seen + _wait_for(term, b"read cba")
-
-    text = _on_terminal([*VIA[1:], "--env", "GH=credd://github/token", "--", sys.executable,
-                         child], credd_env, converse, stdin_too=True)
-    assert "tty True True cols 0" in text  # the terminal's own size: never set here
-    assert f"\x1b[31m{R}\x1b[0m and \x1b[1mbold\x1b[0m" in text
-    assert TOKEN not in text
-
 
 def _terminal_run(credd_env, args: list[str]):
     """`credd run --via-agent ARGS` on a new 80x24 terminal: (its process, the master)."""
