@@ -41,9 +41,11 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 from credd import subreaper
 
+Spec = dict[str, Any]  # the job: argv, path, env, cwd, umask, ctty, deadline
 MAX_JOB = 4 << 20           # a job is at most a frame's worth of argv and environment
 #: How the agent starts a reaper: `python -I -S -c BOOT CREDD_PARENT_DIR FD`.
 BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from credd.reaper import main; "
@@ -95,7 +97,7 @@ def _wake_on_sigchld() -> int:
     return r
 
 
-def _receive_job(ctl: socket.socket) -> tuple[dict, list[int]] | None:
+def _receive_job(ctl: socket.socket) -> tuple[Spec, list[int]] | None:
     """The job and its three descriptors (None: the agent closed the socket first)."""
     data, ancillary, _flags, _ = ctl.recvmsg(4, socket.CMSG_SPACE(3 * 4),
                                              getattr(socket, "MSG_CMSG_CLOEXEC", 0))
@@ -110,7 +112,8 @@ def _receive_job(ctl: socket.socket) -> tuple[dict, list[int]] | None:
     length = int.from_bytes(data, "big")
     if len(fds) != 3 or length > MAX_JOB:
         raise SystemExit("credd reaper: a malformed job")
-    return marshal.loads(_recv_exactly(ctl, length)), fds
+    spec: Spec = marshal.loads(_recv_exactly(ctl, length))
+    return spec, fds
 
 
 def _recv_exactly(ctl: socket.socket, n: int) -> bytes:
@@ -124,7 +127,7 @@ def _recv_exactly(ctl: socket.socket, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _start(ctl: socket.socket, spec: dict, fds: list[int]) -> int | None:
+def _start(ctl: socket.socket, spec: Spec, fds: list[int]) -> int | None:
     """Start the command; report its pid (or the errno), return it (or None)."""
     try:
         pid = subreaper.spawn(spec["argv"], spec["env"], path=spec["path"],
@@ -139,7 +142,7 @@ def _start(ctl: socket.socket, spec: dict, fds: list[int]) -> int | None:
     return pid
 
 
-def _become_command(spec: dict, fds: list[int]) -> None:
+def _become_command(spec: Spec, fds: list[int]) -> None:
     """In the child, before exec: a session of its own (and the terminal), its streams,
     the caller's umask and directory."""
     os.setsid()
@@ -161,12 +164,13 @@ def _watch(ctl: socket.socket, wakeup: int, pid: int, deadline: float) -> None:
     deadline, or when the agent is gone; the command's status is reported either way."""
     command = _Command(ctl, pid)
     ctl.setblocking(False)
+    line = ctl.fileno()
     while True:
         timeout = None if not deadline else max(0.0, deadline - time.time())
-        readable, _, _ = select.select([ctl, wakeup], [], [], timeout)
+        readable, _, _ = select.select([line, wakeup], [], [], timeout)
         if wakeup in readable:
             _drain(wakeup)
-        if not readable or (ctl in readable and not _obey(ctl, command.pid)):
+        if not readable or (line in readable and not _obey(ctl, command.pid)):
             subreaper.end_all(subreaper.GRACE, command.reaped)
         if not subreaper.reap(command.reaped) and command.pid is None:
             _say(ctl, DONE, 0)
@@ -177,7 +181,8 @@ class _Command:
     """The command's pid until it is reaped; its wait status is then reported."""
 
     def __init__(self, ctl: socket.socket, pid: int) -> None:
-        self.ctl, self.pid = ctl, pid
+        self.ctl = ctl
+        self.pid: int | None = pid
 
     def reaped(self, pid: int, status: int) -> None:
         if pid == self.pid:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 from _socket import SCM_RIGHTS, SOL_SOCKET, socket
 
-from credd.cli.fast import expect, frame, read_reply, send_all
-from credd.wire import FrameReader, lost
+from credd.cli.fast import expect, frame, read_reply
+from credd.wire import FrameReader, lost, send_all
 
 #: Signals passed on to the command (the agent accepts these and a few more).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
@@ -124,7 +124,8 @@ def _forwarding(sock: socket, on_tty: bool) -> Iterator[None]:
         if rows and cols:
             _send_quietly(sock, frame("resize", rows=rows, cols=cols))
 
-    handlers = {sig: forward for sig in FORWARDED}
+    handlers: dict[int, Callable[[int, FrameType | None], None]] = {
+        sig: forward for sig in FORWARDED}
     if on_tty:
         handlers[signal.SIGWINCH] = resize
     saved = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}

@@ -269,7 +269,7 @@ def secrets_of(sock: socket, refs: list[str]) -> dict[str, str]:
     return _values(sock, frames)
 
 
-def greeted(sock: socket) -> tuple[FrameReader, dict]:
+def greeted(sock: socket) -> tuple[FrameReader, dict[str, object]]:
     """`hello` alone, and the agent's `welcome` (what the connection is bound to)."""
     frames = FrameReader()
     send_all(sock, hello_frame())
@@ -288,7 +288,7 @@ def _values(sock: socket, frames: FrameReader) -> dict[str, str]:
     values = expect(read_reply(sock, frames), "secrets").get("values")
     if not (isinstance(values, dict) and all(isinstance(v, str) for v in values.values())):
         raise ProtocolError("the agent sent secrets that are not a map of strings")
-    return values
+    return {str(ref): value for ref, value in values.items()}
 
 
 def get_many(refs: list[str]) -> dict[str, str]:

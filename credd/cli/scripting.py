@@ -16,6 +16,10 @@ from credd.cli.fast import get_many
 from credd.cli.output import client
 from credd.errors import BadRequest, Exists, NotFound
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 ISOLATED_KEEP = ("PATH", "HOME", "TERM", "LANG")
 EXPORT_FORMATS = ("dotenv", "shell", "json", "k8s-secret", "docker-secrets")
 IMPORT_FORMATS = ("dotenv", "env", "aws", "json")
@@ -137,7 +141,7 @@ def cmd_run(ns) -> int:
     return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
 
 
-def _fetch_or_hand_over(ns, argv: list[str], env: dict[str, str],
+def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, str],
                         refs: dict[str, str]) -> dict[str, str] | int:
     """VAR -> value, fetched in one round trip; or, when this process may not receive
     values (a `use` grant), the exit status of the command the agent ran instead."""
