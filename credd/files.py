@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from credd.errors import BadRequest, InsecurePath
 
@@ -29,15 +30,23 @@ def check_overwrite(path: str, force: bool) -> None:
 
 def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = False) -> None:
     """Atomically replace `path` with `data`, final permissions `mode` (0600 or stricter)."""
+    fill_private(path, lambda fd: _write_all(fd, data), mode=mode, force=force)
+
+
+def fill_private(path: str, fill: Callable[[int], None], *, mode: int = 0o600,
+                 force: bool = False) -> None:
+    """`write_private`, the temporary file written by `fill(fd)` (for `inject` under a use
+    grant, by the agent through that descriptor)."""
     check_overwrite(path, force)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            fill(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -51,3 +60,9 @@ def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = Fa
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -160,6 +160,7 @@ class Grant(_Data):
     used: int = 0                      # uses spent so far
     commands: tuple[str, ...] = ()     # argv patterns `run` may start; (): any
     confirm: bool = False              # each use waits for the owner's approval
+    inject: bool = False               # a use grant's `inject` may write files it names
     uid: int | None = None             # the sandbox uid served on the grant's own socket
     parent: str | None = None          # the grant this one narrows
     revoked: float | None = None       # unix time
@@ -345,6 +346,7 @@ class GrantCreate(Asks["GrantReply"], tag="grant_create"):
     uses: int | None = None
     commands: list[str] = []
     confirm: bool = False
+    inject: bool = False
     uid: int | None = None
 
 
@@ -403,9 +405,9 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
-class Run(Asks["RunReady"], tag="run"):
+class Run(Asks["Ready"], tag="run"):
     """The agent runs argv with the secrets in its environment and masks its output (how
-    a `use` grant uses secrets). Answered `run_ready`; the client then sends one byte
+    a `use` grant uses secrets). Answered `ready`; the client then sends one byte
     carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and `signal`;
     the agent's last frame is `run_exit` (or `error`), and it closes the connection.
     `env` is the caller's own environment (it may hold credentials): repr hides it."""
@@ -421,12 +423,21 @@ class Run(Asks["RunReady"], tag="run"):
     umask: int = 0o022                 # the caller's, for the files the command creates
 
 
+class Inject(Asks["Ready"], tag="inject"):
+    """The agent renders a template's `{{ credd://... }}` references into a file the client
+    opened (for a `use` grant that allows it, or anyone): answered `ready`, the client
+    sends the file's descriptor on one byte (SCM_RIGHTS); then `ok`, and the connection
+    closes. The values never cross the socket."""
+
+    template: str
+
+
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
     TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer | SessionOpen |
-    SessionClose | Run
+    SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -541,8 +552,8 @@ class SessionReply(_Message, tag="session"):
     grant: Grant
 
 
-class RunReady(_Message, tag="run_ready"):
-    """`run` was accepted: send the three descriptors now."""
+class Ready(_Message, tag="ready"):
+    """`run` or `inject` was accepted: send the descriptors now."""
 
 
 class RunExit(_Message, tag="run_exit"):
@@ -562,7 +573,7 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
-    GrantsReply | SessionReply | RunReady | RunExit | Error
+    GrantsReply | SessionReply | Ready | RunExit | Error
 )
 
 # ---------------------------------------------------------------- events

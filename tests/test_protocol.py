@@ -29,16 +29,17 @@ SAMPLES: list[p._Message] = [
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
-    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3,
+    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3, inject=True,
                   commands=["/usr/bin/git push **"], confirm=True, uid=65534),
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
     p.SessionClose(session="s_abcdefghij"),
     p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
           cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
+    p.Inject(template="key={{ credd://a/b }}\n"),
 ]
 GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
-                uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
+                uses=3, used=1, commands=("/bin/true",), confirm=True, inject=True, uid=65534,
                 parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
 ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
                          program="python3", pid=9, time=1.0, expires=26.0)
@@ -70,7 +71,7 @@ REPLIES: list[p._Message] = [
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),
-    p.RunReady(), p.RunExit(code=130, signal=2),
+    p.Ready(), p.RunExit(code=130, signal=2),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),

@@ -1,8 +1,8 @@
-"""`credd run` through the agent: the client's half of the `run` request.
+"""`credd run` (and `credd inject -o`) through the agent: the client's half of `run`.
 
 Under a `use` grant this process never holds a value (docs/grants.md). It sends
 the command, its environment and the references; the agent answers
-`run_ready`, and this side passes its stdin, stdout and stderr over the socket
+`ready`, and this side passes its stdin, stdout and stderr over the socket
 (SCM_RIGHTS, on one byte), so the command the agent starts reads and writes
 them itself, its output masked by the agent. On a terminal the agent runs the
 command on a PTY of its own: this side puts the terminal in raw mode (restored
@@ -43,18 +43,32 @@ def run(sock: socket, frames: FrameReader, argv: list[str], env: dict[str, str],
     send_all(sock, frame("run", argv=argv, env=env or None, secrets=secrets or None, cwd=_cwd(),
                          tty=on_tty or None, rows=rows or None, cols=cols or None,
                          umask=None if umask == DEFAULT_UMASK else umask))
-    expect(read_reply(sock, frames), "run_ready")
+    expect(read_reply(sock, frames), "ready")
     with _stdio() as fds:
-        try:
-            sock.sendmsg([b"\0"], [(SOL_SOCKET, SCM_RIGHTS,
-                                    b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
-        except OSError as exc:
-            raise lost(exc) from None
+        _send_fds(sock, fds)
     sock.settimeout(None)  # a command runs as long as it runs
     with _raw(on_tty and os.isatty(0)), _forwarding(sock, on_tty):
         reply = expect(read_reply(sock, frames), "run_exit")
     code = reply.get("code")
     return code if isinstance(code, int) else 1
+
+
+def inject(sock: socket, frames: FrameReader, template: str, fd: int) -> None:
+    """Have the agent render `template` into the open file `fd` (`credd inject -o` under a
+    use grant): the values go from the agent to the file, never through this process."""
+    send_all(sock, frame("inject", template=template))
+    expect(read_reply(sock, frames), "ready")
+    _send_fds(sock, (fd,))
+    expect(read_reply(sock, frames), "ok")
+
+
+def _send_fds(sock: socket, fds: tuple[int, ...]) -> None:
+    """The descriptors the agent waits for after `ready`, on one byte (SCM_RIGHTS)."""
+    try:
+        sock.sendmsg([b"\0"], [(SOL_SOCKET, SCM_RIGHTS,
+                                b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
+    except OSError as exc:
+        raise lost(exc) from None
 
 
 def _size() -> tuple[int, int]:

@@ -12,7 +12,6 @@ import os
 import sys
 from datetime import UTC
 
-from credd.cli.fast import get_many
 from credd.cli.output import client
 from credd.errors import BadRequest, Exists, NotFound
 
@@ -169,13 +168,30 @@ def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, 
 # ---------------------------------------------------------------- inject
 
 def cmd_inject(ns) -> int:
-    from credd.files import check_overwrite, write_private
+    from credd.cli import fast
+    from credd.files import check_overwrite, fill_private, write_private
     from credd.refs import find_template_refs, render, resolve_all
+    from credd.wire import connect
     if ns.out:
         check_overwrite(ns.out, ns.force)  # fail before anything is fetched
     template = _read_text(ns.template or "-")
     wanted = find_template_refs(template)
-    values = resolve_all(wanted, get_many) if wanted else {}
+    values: dict[str, str] = {}
+    if wanted:
+        sock = connect()
+        try:
+            frames, welcome = fast.greeted(sock)
+            if welcome.get("mode") == "use":  # the agent writes the file: see agent_run
+                if not ns.out:
+                    raise BadRequest("under a `use` grant inject writes only into a file "
+                                     "(-o FILE), never to stdout")
+                from credd.cli import agent_run
+                fill_private(ns.out, lambda fd: agent_run.inject(sock, frames, template, fd),
+                             force=ns.force)
+                return 0
+            values = resolve_all(wanted, lambda refs: fast.values_on(sock, frames, refs))
+        finally:
+            sock.close()
     rendered = render(template, values).encode()
     if ns.out:
         write_private(ns.out, rendered, force=ns.force)

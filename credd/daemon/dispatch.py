@@ -27,6 +27,7 @@ from credd.errors import BadRequest, CreddError, LockedError
 from . import gate
 from . import grant_handlers as g
 from . import handlers as h
+from . import inject_handler
 from . import run_handler
 from . import token_handlers as th
 from .router import Router
@@ -164,5 +165,5 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
     p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
     p.SessionClose: g.session_close,
-    p.Run: run_handler.run,
+    p.Run: run_handler.run, p.Inject: inject_handler.inject,
 }

@@ -51,7 +51,7 @@ def store_for(state: AgentState, conn: Caller) -> EntryStore:
     return store if conn.binding.grant is None else Scoped(store, conn.binding.policy)
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
-                "unlock_wait", "grants", "sessions", "run"]
+                "unlock_wait", "grants", "sessions", "run", "inject"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.

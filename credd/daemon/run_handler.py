@@ -8,7 +8,7 @@ This is how a `use` grant uses secrets without ever receiving one (docs/grants.m
    directory must exist, and every reference must resolve among the names the
    grants cover (any other name is not found, as if absent). The values are
    audited (`run`, fail closed) before they go anywhere.
-2. The connection is taken over: `run_ready`, then the caller's stdin, stdout
+2. The connection is taken over: `ready`, then the caller's stdin, stdout
    and stderr arrive (SCM_RIGHTS).
 3. A subreaper (reapers.py) is registered as a session root with the caller's
    binding *before* the command starts under it, so the command and all it
@@ -70,7 +70,7 @@ class RunCaller(h.Caller, Protocol):
 
 async def run(state: AgentState, conn: RunCaller, req: p.Run) -> p.RunExit:
     command = _prepare(state, conn, req)
-    fds, inbox = await conn.take_over(p.RunReady(), STDIO)
+    fds, inbox = await conn.take_over(p.Ready(), STDIO)
     try:
         return await command.run(state, conn.binding, fds, inbox)
     finally:

@@ -19,7 +19,7 @@
 - A request may take its connection over (`subscribe`, `run`): from then on
   what the client sends goes to that request (`_inbox`), not to dispatch.
   `run` first receives the client's descriptors: asyncio reads with recv(2),
-  which would drop them, so reading pauses, the agent answers `run_ready`, and
+  which would drop them, so reading pauses, the agent answers `ready`, and
   the one byte carrying them is read with recvmsg on a duplicate of the socket.
 """
 

@@ -325,3 +325,30 @@ def test_on_a_terminal_under_the_grant(vault, grant, bound, credd_env):
     text = seen.decode()
     assert "is a tty" in text and "101" in text
     assert f"\x1b[32m{R}\x1b[0m" in text and not _leaks(text)
+
+
+# ---------------------------------------------------------------- inject
+
+def test_inject_to_stdout_is_refused(vault, grant, bound, tmp_path):
+    template = tmp_path / "t.tmpl"
+    template.write_text("token={{ credd://github/token }}\n")
+    r = bound(grant, *CREDD, "inject", "-i", str(template))
+    assert r.returncode == 2 and not _leaks(_text(r))
+
+
+def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, tmp_path):
+    template = tmp_path / "t.tmpl"
+    template.write_text("token={{ credd://github/token }}\n")
+    out = tmp_path / "out.ini"
+    r = bound(grant, *CREDD, "inject", "-i", str(template), "-o", str(out))
+    assert r.returncode == 7 and "--inject" in r.stderr.decode() and not out.exists()
+    allowed = vault.grant_create(["github/*"], "use", ttl=600, inject=True).id
+    r = bound(allowed, *CREDD, "inject", "-i", str(template), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == f"token={TOKEN}\n" and out.stat().st_mode & 0o777 == 0o600
+    assert not _leaks(_text(r))  # into the file, never through the program's output
+    injected = [a for a in vault.audit(limit=1000) if a.op == "inject_file"]
+    assert [a.outcome for a in injected] == ["ok"]
+    template.write_text("{{ credd://prod/db }}\n")  # uncovered: not found, nothing written
+    r = bound(allowed, *CREDD, "inject", "-i", str(template), "-o", str(out))
+    assert r.returncode == 5 and out.read_text() == f"token={TOKEN}\n"
