@@ -352,3 +352,50 @@ def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, t
     template.write_text("{{ credd://prod/db }}\n")  # uncovered: not found, nothing written
     r = bound(allowed, *CREDD, "inject", "-i", str(template), "-o", str(out))
     assert r.returncode == 5 and out.read_text() == f"token={TOKEN}\n"
+
+
+# ---------------------------------------------------------------- a sandbox (another uid)
+
+@pytest.fixture
+def sandbox(vault, credd_env):
+    """Run `credd ARGS` as uid 65534 on a sandbox use grant's own socket, whose one pinned
+    command is /bin/sh -c **: (args, env=...) -> CompletedProcess."""
+    from tests.conftest import nobody_python
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    python, pythonpath = nobody_python()
+    grant = vault.grant_create(["odd"], "use", ttl=600, uid=65534, commands=["/bin/sh -c **"])
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CREDD_SOCK": grant.socket,
+           "CREDD_AGENT_UID": str(os.geteuid()), "PYTHONPATH": pythonpath,
+           "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
+
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*AS_NOBODY, python, "-m", "credd", *args], cwd="/tmp",
+                              env={**env, **(extra or {})}, capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    return run
+
+
+def test_a_sandbox_runs_its_pinned_command_masked_as_the_owner(sandbox):
+    r = sandbox("run", "--env", "X=credd://odd", "--", "/bin/sh", "-c",
+                'echo "$X" | base64; echo "uid=$(id -u)"; exit 3')
+    assert r.returncode == 3, r.stderr
+    out = r.stdout.decode()
+    assert R in out and f"uid={os.geteuid()}" in out and not _leaks(_text(r))
+
+
+def test_a_sandbox_cannot_run_what_its_grant_does_not_pin(sandbox):
+    r = sandbox("run", "--env", "X=credd://odd", "--", "/usr/bin/env")
+    assert r.returncode == 7 and not _leaks(_text(r))
+    r = sandbox("run", "--env", "X=credd://odd", "--", "sh", "-c", "env")  # not by path
+    assert r.returncode == 7 and not _leaks(_text(r))
+
+
+def test_a_sandbox_cannot_point_the_pinned_command_at_its_own_code(sandbox):
+    r = sandbox("run", "--env", "X=credd://odd", "--", "/bin/sh", "-c",
+                'echo "[$LD_PRELOAD][$ENV][$BASH_ENV][$PATH]"',
+                extra={"LD_PRELOAD": "/tmp/evil.so", "ENV": "/tmp/evil.sh",
+                       "BASH_ENV": "/tmp/evil.sh"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().startswith("[][][][") and "/tmp" not in r.stdout.decode()
