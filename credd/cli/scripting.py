@@ -13,7 +13,7 @@ import sys
 from datetime import UTC
 
 from credd.cli.output import client
-from credd.errors import BadRequest, Exists, NotFound
+from credd.errors import BadRequest, Denied, Exists, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -154,9 +154,9 @@ def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, 
         frames, welcome = fast.greeted(sock)
         if ns.via_agent or welcome.get("mode") == "use":
             if not ns.mask or ns.files:
-                raise BadRequest("the agent runs the command (under a `use` grant it must) "
-                                 "always masked and with its secrets in the environment: "
-                                 f"drop {'--no-mask' if not ns.mask else '--files'}")
+                raise Denied("the agent runs the command (under a `use` grant it must) "
+                             "always masked and with its secrets in the environment: "
+                             f"drop {'--no-mask' if not ns.mask else '--files'}")
             from credd.cli import agent_run
             return agent_run.run(sock, frames, argv, env, refs)
         values = resolve_all(refs.values(), lambda wanted: fast.values_on(sock, frames, wanted))
@@ -183,8 +183,8 @@ def cmd_inject(ns) -> int:
             frames, welcome = fast.greeted(sock)
             if welcome.get("mode") == "use":  # the agent writes the file: see agent_run
                 if not ns.out:
-                    raise BadRequest("under a `use` grant inject writes only into a file "
-                                     "(-o FILE), never to stdout")
+                    raise Denied("under a `use` grant inject writes only into a file "
+                             "(-o FILE), never to stdout")
                 from credd.cli import agent_run
                 fill_private(ns.out, lambda fd: agent_run.inject(sock, frames, template, fd),
                              force=ns.force)

@@ -45,8 +45,7 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
         ttl = min(DEFAULT_TTL, *(g.expires - now for g in binding.grants))
     grant = make_grant(req.names, req.mode, ttl, now=now, label=req.label, uses=req.uses,
                        commands=req.commands, confirm=req.confirm, inject=req.inject,
-                       uid=req.uid,
-                       parent=binding.grant_id or None, owner_uid=os.geteuid(),
+                       uid=req.uid, parent=binding.grant_id or None, owner_uid=os.geteuid(),
                        created_by=f"{program_of(conn.peer)} (pid {conn.peer.pid})")
     if not binding.owner:
         if grant.uid is not None:

@@ -195,7 +195,7 @@ def test_an_uncovered_name_is_not_found_exactly_as_an_absent_one(vault, grant, b
 
 def test_masking_cannot_be_turned_off(vault, grant, bound):
     r = bound(grant, *_run("--no-mask", "--env", "X=credd://odd", "--", "env"))
-    assert r.returncode == 2 and not _leaks(_text(r))
+    assert r.returncode == 7 and not _leaks(_text(r))
 
 
 def test_a_pinned_grant_runs_only_its_commands_in_its_owners_environment(vault, bound,
@@ -333,7 +333,7 @@ def test_inject_to_stdout_is_refused(vault, grant, bound, tmp_path):
     template = tmp_path / "t.tmpl"
     template.write_text("token={{ credd://github/token }}\n")
     r = bound(grant, *CREDD, "inject", "-i", str(template))
-    assert r.returncode == 2 and not _leaks(_text(r))
+    assert r.returncode == 7 and not _leaks(_text(r))
 
 
 def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, tmp_path):
@@ -357,24 +357,34 @@ def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, t
 # ---------------------------------------------------------------- a sandbox (another uid)
 
 @pytest.fixture
-def sandbox(vault, credd_env):
-    """Run `credd ARGS` as uid 65534 on a sandbox use grant's own socket, whose one pinned
-    command is /bin/sh -c **: (args, env=...) -> CompletedProcess."""
+def sandboxed(vault):
+    """Make a sandbox use grant for uid 65534 (its one pinned command /bin/sh -c **, more
+    options as keywords) and return what runs `credd ARGS` as that uid on its own socket:
+    (args, extra=env) -> CompletedProcess."""
     from tests.conftest import nobody_python
     if os.geteuid() != 0:
         pytest.skip("needs root to act as another uid")
     python, pythonpath = nobody_python()
-    grant = vault.grant_create(["odd"], "use", ttl=600, uid=65534, commands=["/bin/sh -c **"])
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CREDD_SOCK": grant.socket,
-           "CREDD_AGENT_UID": str(os.geteuid()), "PYTHONPATH": pythonpath,
-           "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
 
-    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*AS_NOBODY, python, "-m", "credd", *args], cwd="/tmp",
-                              env={**env, **(extra or {})}, capture_output=True, timeout=60,
-                              stdin=subprocess.DEVNULL)
+    def make(**options):
+        grant = vault.grant_create(["odd"], "use", ttl=600, uid=65534,
+                                   commands=["/bin/sh -c **"], **options)
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "CREDD_SOCK": grant.socket,
+               "CREDD_AGENT_UID": str(os.geteuid()), "PYTHONPATH": pythonpath,
+               "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
 
-    return run
+        def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+            return subprocess.run([*AS_NOBODY, python, "-m", "credd", *args], cwd="/tmp",
+                                  env={**env, **(extra or {})}, capture_output=True,
+                                  timeout=60, stdin=subprocess.DEVNULL)
+        return run
+
+    return make
+
+
+@pytest.fixture
+def sandbox(sandboxed):
+    return sandboxed()
 
 
 def test_a_sandbox_runs_its_pinned_command_masked_as_the_owner(sandbox):
@@ -399,3 +409,93 @@ def test_a_sandbox_cannot_point_the_pinned_command_at_its_own_code(sandbox):
                        "BASH_ENV": "/tmp/evil.sh"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().startswith("[][][][") and "/tmp" not in r.stdout.decode()
+
+
+# ---------------------------------------------------------------- docs/grants.md's run rows
+
+def _word(r: subprocess.CompletedProcess) -> str:
+    """The table's word for what a probe saw."""
+    text = _text(r)
+    if _leaks(text):
+        return "open"
+    if r.returncode == 0 and R in text:
+        return "masked"
+    return {5: "not found", 3: "refused", 4: "refused", 7: "refused"}.get(  # 4: its socket closed
+        r.returncode, f"unexpected (exit {r.returncode}): {text[-300:]}")
+
+
+def _twice(run) -> subprocess.CompletedProcess:
+    """The second of two runs (the first spends the grant's only use)."""
+    assert run().returncode == 0
+    return run()
+
+
+def _environ(proc_pid, read) -> str:
+    proc, pid = proc_pid
+    try:
+        return "open" if ODD.encode() in read(pid) else "refused"
+    finally:
+        _stop(proc)
+
+
+def _read_as_nobody(pid: int) -> bytes:
+    return subprocess.run([*AS_NOBODY, "cat", f"/proc/{pid}/environ"], capture_output=True,
+                          timeout=15).stdout
+
+
+SHELL = {"run-env": "env", "run-encoded": 'echo "$X" | base64'}
+#: key -> column -> probe(vault, grant, bound, sandbox, agent) -> the table's word
+RUN_PROBES = {
+    "spent": {
+        "session": lambda v, g, b, s, a: (lambda once: _word(b(once, "sh", "-c", " ; ".join(
+            [" ".join(_run("--env", "X=credd://odd", "--", "true"))] * 2))))(
+            v.grant_create(["odd"], "use", ttl=600, uses=1).id),
+        "sandbox": lambda v, g, b, s, a: (lambda once: _word(_twice(lambda: once(
+            "run", "--env", "X=credd://odd", "--", "/bin/sh", "-c", "true"))))(s.once),
+    },
+    **{key: {"session": lambda v, g, b, s, a, c=cmd: _word(b(
+                 g, *_run("--env", "X=credd://odd", "--", "sh", "-c", c))),
+             "sandbox": lambda v, g, b, s, a, c=cmd: _word(s(
+                 "run", "--env", "X=credd://odd", "--", "/bin/sh", "-c", c))}
+       for key, cmd in SHELL.items()},
+    "run-get": {
+        "session": lambda v, g, b, s, a: _word(b(g, *_run("--env", "X=credd://odd", "--",
+                                                          *CREDD, "get", "odd"))),
+        "sandbox": lambda v, g, b, s, a: _word(s(
+            "run", "--env", "X=credd://odd", "--", "/bin/sh", "-c",
+            f"CREDD_SOCK={a.socket} {sys.executable} -m credd get odd")),
+    },
+    "run-uncovered": {
+        "session": lambda v, g, b, s, a: _word(b(g, *_run("--env", "Y=credd://prod/db", "--",
+                                                          "env"))),
+        "sandbox": lambda v, g, b, s, a: _word(s("run", "--env", "Y=credd://prod/db", "--",
+                                                 "/bin/sh", "-c", "env")),
+    },
+    "environ": {
+        "session": lambda v, g, b, s, a: _environ(_started(b.helper, g, a.env),
+                                                  lambda pid: Path(
+                                                      f"/proc/{pid}/environ").read_bytes()),
+        "sandbox": lambda v, g, b, s, a: _environ(_started(b.helper, g, a.env),
+                                                  _read_as_nobody),
+    },
+}
+
+
+def test_the_run_rows_are_the_tables():
+    from tests.grants.test_exfiltration import RUN_ROWS
+    assert set(RUN_PROBES) == RUN_ROWS
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("key, column", [(k, c) for k, ps in RUN_PROBES.items() for c in ps],
+                         ids=lambda x: x)
+def test_run_route(vault, grant, bound, request, unlocked_agent, key, column):
+    """Each cell of docs/grants.md's threat-model table that goes through `run`."""
+    from tests.grants.test_exfiltration import TABLE
+    sandbox = None
+    if column == "sandbox":
+        make = request.getfixturevalue("sandboxed")
+        sandbox = make()
+        sandbox.once = make(uses=1)
+    word = RUN_PROBES[key][column](vault, grant, bound, sandbox, unlocked_agent)
+    assert word == TABLE[key][column], (key, column)
