@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import select
 import selectors
 import shutil
 import signal
@@ -254,9 +255,15 @@ def _supervise(argv: list[str], env: dict[str, str]) -> int:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """All of `data`, also to a descriptor left non-blocking by whoever shares it (the
+    agent writes to its caller's stdout as it is: changing its flags would change the
+    caller's)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def _widen(fd: int) -> None:
@@ -418,9 +425,12 @@ def _controlling_tty() -> None:
     fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
 
-def _read(fd: int, chunk: int = CHUNK) -> bytes:
+def _read(fd: int, chunk: int = CHUNK) -> bytes | None:
+    """What there is (b"": the end; None: nothing after all, on a non-blocking source)."""
     try:
         return os.read(fd, chunk)
+    except BlockingIOError:
+        return None
     except OSError as exc:
         if exc.errno == errno.EIO:
             return b""  # a pty master on Linux once every slave fd is closed
@@ -506,6 +516,8 @@ def pump(routes: _Routes, exited: Callable[[], bool], *,
                 break
             for key, _ in events:
                 data = _read(key.fd, chunk)
+                if data is None:
+                    continue
                 if not deliver(key.fd, data) or not data:
                     sel.unregister(key.fd)
                     open_outputs.discard(key.fd)

@@ -35,7 +35,8 @@ FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 LEFT_ALONE = (signal.SIGINT, signal.SIGQUIT)  # the terminal sends these to the command too
 #: Back to their defaults in the command: ours, and what Python ignores from its start-up
 #: (an ignored SIGPIPE would outlive exec: `yes | head` would complain instead of ending).
-RESET = (*FORWARDED, *LEFT_ALONE, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD)
+RESET = (*FORWARDED, *LEFT_ALONE, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD,
+         signal.SIGTTIN, signal.SIGTTOU)  # the agent ignores these two (reapers.py)
 GRACE = 2.0  # seconds the leftover processes get between SIGTERM and SIGKILL
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import logging
 import marshal
 import os
@@ -32,7 +33,7 @@ from typing import Any
 
 import credd
 from credd import reaper as r, subreaper
-from credd.errors import CreddError, Denied
+from credd.errors import BadRequest, CreddError, Denied, NotFound
 
 log = logging.getLogger("credd.agent")
 
@@ -92,7 +93,7 @@ class Reaper:
         """Send the job with the command's descriptors; its pid, or why it did not start."""
         payload = marshal.dumps(spec)
         if len(payload) > r.MAX_JOB:
-            raise CreddError("the command's arguments and environment are too large")
+            raise BadRequest("the command's arguments and environment are too large")
         data = len(payload).to_bytes(4, "big") + payload
         rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
         sent = self.ctl.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
@@ -100,7 +101,8 @@ class Reaper:
             await asyncio.get_running_loop().sock_sendall(self.ctl, data[sent:])
         kind, number = await self.started
         if kind == r.FAILED:
-            raise CreddError(f"cannot start {spec['argv'][0]}: {os.strerror(number)}")
+            what = f"cannot start {spec['argv'][0]}: {os.strerror(number)}"
+            raise NotFound(what) if number == errno.ENOENT else BadRequest(what)
         return number
 
     def signal(self, sig: int) -> None:
@@ -152,8 +154,9 @@ class Reapers:
                 reaper = None
         if reaper is None or reaper.pid not in self._all:
             reaper = await self._started()
-        self._spare = asyncio.ensure_future(self._started())
-        self._spare.add_done_callback(_retrieved)
+        if self._spare is None:  # (another take may have started one meanwhile)
+            self._spare = asyncio.ensure_future(self._started())
+            self._spare.add_done_callback(_retrieved)
         return reaper
 
     async def _started(self) -> Reaper:
@@ -210,6 +213,10 @@ class Reapers:
                 log.warning("could not become a child subreaper: the orphans of a killed "
                             "run's subreaper would go to init")
         asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reap)
+        # a run's terminal may be the agent's own (`credd serve &`): reading it from the
+        # background must fail (EIO, the keyboard ends), not stop the agent
+        for sig in (signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
 
     def _reap(self) -> None:
         """Collect every child of the agent that ended (reapers, adopted orphans)."""
@@ -254,4 +261,5 @@ def _spawn(fd: int) -> int:
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
     argv = [sys.executable, "-I", "-S", "-c", r.BOOT, CREDD_PARENT, str(fd)]
-    return os.posix_spawn(sys.executable, argv, {}, file_actions=actions, setsid=True)
+    return os.posix_spawn(sys.executable, argv, {}, file_actions=actions, setsid=True,
+                          setsigdef=(signal.SIGTTIN, signal.SIGTTOU))

@@ -74,7 +74,7 @@ async def run(state: AgentState, conn: RunCaller, req: p.Run) -> p.RunExit:
     try:
         return await command.run(state, conn.binding, fds, inbox)
     finally:
-        for fd in fds:
+        for fd in fds:  # unless the masking thread took them: it closes them when done
             os.close(fd)
 
 
@@ -125,7 +125,8 @@ class _Command:
         loop = asyncio.get_running_loop()
         exited = threading.Event()
         hits = _Hits(self, state, loop, Peer(uid=os.geteuid(), pid=pid, _exe=self.path))
-        pumped = _pump_in_thread(wiring, hits, exited, loop, fds)
+        pumped = _pump_in_thread(wiring, hits, exited, loop, fds[:])
+        fds.clear()  # the thread's now: closed when it is done, never under its feet
         following = asyncio.ensure_future(_follow(inbox, reaper, wiring))
         try:
             status = await reaper.waited
@@ -252,7 +253,8 @@ def _masker_for(command: _Command, hits: _Hits) -> Any:
 def _pump_in_thread(wiring: runner.Wiring, hits: _Hits, exited: threading.Event,
                     loop: asyncio.AbstractEventLoop, fds: list[int]) -> asyncio.Future[None]:
     """Mask and copy the command's output on a thread of its own (the loop goes on serving
-    other clients); the future is done when all is out and the wiring closed."""
+    other clients); the future is done when all is out, the wiring and the caller's
+    descriptors `fds` closed."""
     done: asyncio.Future[None] = loop.create_future()
     routes = wiring.routes(_masker_for(hits.command, hits))
 
@@ -265,6 +267,8 @@ def _pump_in_thread(wiring: runner.Wiring, hits: _Hits, exited: threading.Event,
             error = exc
         finally:
             wiring.close()
+            for fd in fds:  # the caller's, closed here: no other thread writes them
+                os.close(fd)
         loop.call_soon_threadsafe(_settle, done, error)
 
     threading.Thread(target=pump, name="credd-run-pump", daemon=True).start()

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from credd.mask import REPLACEMENT
 from tests.conftest import SENTINEL
 from tests.scripting.conftest import DB_PASSWORD, TOKEN, script
@@ -211,3 +213,24 @@ def test_the_command_inherits_no_descriptor_but_its_three(stocked, credd_cmd):
                   "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().strip() in ("[0, 1, 2]", "[0, 1, 2, 3]")  # 3: listdir's own
+
+
+@pytest.mark.parametrize("how", [[], ["--via-agent"]], ids=["local", "via-agent"])
+def test_a_non_blocking_stdout_gets_everything(stocked, credd_env, how):
+    """A reader that set O_NONBLOCK on its pipe (Node does) and reads slowly: the masked
+    output waits for room instead of being dropped."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    proc = subprocess.Popen([sys.executable, "-m", "credd", "run", *how, "--env",
+                             "GH=credd://github/token", "--", sys.executable, "-c",
+                             "import os; print('x' * 3_000_000); print(os.environ['GH'])"],
+                            env=credd_env, stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    got = []
+    with os.fdopen(r, "rb") as reader:
+        while chunk := reader.read(65536):
+            got.append(chunk)
+            time.sleep(0.002)
+    assert proc.wait(30) == 0, proc.stderr.read()
+    proc.stderr.close()
+    assert b"".join(got) == b"x" * 3_000_000 + b"\n" + REPLACEMENT + b"\n"
