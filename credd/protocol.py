@@ -405,11 +405,12 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
-class Run(Asks["Ready"], tag="run"):
+class Run(Asks["RunExit"], tag="run"):
     """The agent runs argv with the secrets in its environment and masks its output (how
-    a `use` grant uses secrets). Answered `ready`; the client then sends one byte
-    carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and `signal`;
-    the agent's last frame is `run_exit` (or `error`), and it closes the connection.
+    a `use` grant uses secrets). First the agent sends `ready`; the client then sends one
+    byte carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and
+    `signal`; the reply, `run_exit` (or `error`), is the last frame, and the agent closes
+    the connection.
     `env` is the caller's own environment (it may hold credentials): repr hides it."""
 
     _secret = ("env",)
@@ -423,10 +424,10 @@ class Run(Asks["Ready"], tag="run"):
     umask: int = 0o022                 # the caller's, for the files the command creates
 
 
-class Inject(Asks["Ready"], tag="inject"):
+class Inject(Asks["Ok"], tag="inject"):
     """The agent renders a template's `{{ credd://... }}` references into a file the client
-    opened (for a `use` grant that allows it, or anyone): answered `ready`, the client
-    sends the file's descriptor on one byte (SCM_RIGHTS); then `ok`, and the connection
+    opened (for a `use` grant that allows it, or anyone): after `ready` the client sends
+    the file's descriptor on one byte (SCM_RIGHTS); the reply is `ok`, and the connection
     closes. The values never cross the socket."""
 
     template: str
@@ -553,7 +554,7 @@ class SessionReply(_Message, tag="session"):
 
 
 class Ready(_Message, tag="ready"):
-    """`run` or `inject` was accepted: send the descriptors now."""
+    """`run` or `inject` was accepted: send the descriptors now (before their reply)."""
 
 
 class RunExit(_Message, tag="run_exit"):
