@@ -229,8 +229,8 @@ class Calls:
                      uid: int | None = None) -> p.Grant:
         """A new grant (from a bound connection, only one that narrows its own)."""
         request = p.GrantCreate(names=builtins.list(names), mode=mode, ttl=ttl, label=label,
-                                uses=uses, commands=builtins.list(commands), confirm=confirm, inject=inject,
-                                uid=uid)
+                                uses=uses, commands=builtins.list(commands), confirm=confirm,
+                                inject=inject, uid=uid)
         return self._ask(request, _grant)
 
     @method

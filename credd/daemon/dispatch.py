@@ -24,11 +24,9 @@ from typing import Any, cast
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import gate
+from . import gate, inject_handler, run_handler
 from . import grant_handlers as g
 from . import handlers as h
-from . import inject_handler
-from . import run_handler
 from . import token_handlers as th
 from .router import Router
 from .state import AgentState

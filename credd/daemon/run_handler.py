@@ -40,7 +40,8 @@ import signal
 import threading
 from typing import Any, Protocol
 
-from credd import protocol as p, runner
+from credd import protocol as p
+from credd import runner
 from credd.errors import BadRequest, CreddError, Denied, NotFound
 from credd.refs import parse
 
