@@ -127,18 +127,13 @@ ENCODED = {
     "base64url": 'printf %s "$X" | basenc --base64url',
     "url": (f"{sys.executable} -c 'import os, urllib.parse as u; "
             "print(u.quote(os.environ[\"X\"], safe=\"\"))'"),
-}
-LATER = {  # credd.forms, from the leak-scanning branch (i16-scan): masked once it lands
     "hex": "printf %s \"$X\" | od -An -tx1 | tr -d ' \\n'",
     "HEX": "printf %s \"$X\" | xxd -p -u | tr -d '\\n'",
     "json": f"{sys.executable} -c 'import json, os; print(json.dumps(os.environ[\"X\"]))'",
 }
 
 
-@pytest.mark.parametrize("shell", [pytest.param(v, id=k) for k, v in ENCODED.items()] + [
-    pytest.param(v, id=k, marks=pytest.mark.xfail(strict=True, reason="hex and JSON forms "
-                                                   "arrive with credd.forms (i16-scan)"))
-    for k, v in LATER.items()])
+@pytest.mark.parametrize("shell", [pytest.param(v, id=k) for k, v in ENCODED.items()])
 def test_the_output_is_masked_in_every_encoding(vault, grant, bound, shell):
     r = bound(grant, *_run("--env", "X=credd://odd", "--", "sh", "-c", shell))
     assert r.returncode == 0, r.stderr
