@@ -30,9 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from scripting_bench import bench_agent, make_text, store_secrets  # noqa: E402
+from scripting_bench import bench_agent, make_text, store_secrets
 
-from credd.client import Client  # noqa: E402
+from credd.client import Client
 
 CREDD = [sys.executable, "-m", "credd", "run"]
 GOAL_RATIO = 1.3
@@ -91,7 +91,7 @@ def bench_latency(env: dict[str, str], c: Client, root: Path, runs: int, grant: 
         for _ in range(mb * 1_000_000 // len(chunk) + 1):
             f.write(chunk)
     size = big.stat().st_size / 1e6
-    cat = {name: cmd[:-1] + ["cat", str(big)] for name, cmd in ways.items()}
+    cat = {name: [*cmd[:-1], "cat", str(big)] for name, cmd in ways.items()}
     cat_runs = max(3, runs // 4)
     piped = medians(cat, env, root / "cat.out", cat_runs, (c, grant))
     report(f"credd run -- cat {size:.0f} MB ({cat_runs} runs, median)", piped,

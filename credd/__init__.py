@@ -12,7 +12,7 @@ _LAZY = {
     "RedactingFilter": "credd.redact",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["Client", "RedactingFilter", "__version__", "resolve"]  # _LAZY's names
 
 
 def __getattr__(name: str):

@@ -20,11 +20,10 @@ import os
 import selectors
 import signal
 import time
+from _socket import socket
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TypeVar
-
-from _socket import socket
+from typing import Any, TypeVar
 
 from credd import protocol as p
 from credd.cli.agent_run import send_fds
@@ -36,7 +35,7 @@ LIMIT = 64 * 1024     # bytes kept of each stream
 KILL_AFTER = 5.0      # seconds between SIGTERM and SIGKILL at the deadline
 DRAIN = 1.0           # seconds output is still read after the exit status
 _CHUNK = 65536
-M = TypeVar("M", bound=p._Message)
+M = TypeVar("M", bound=p.Response)
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ def _signal(sock: socket, sig: int) -> None:
         pass  # the agent went away: the read of the status says so
 
 
-def _ask(sock: socket, frames: FrameReader, request: p._Message, kind: type[M]) -> M:
+def _ask(sock: socket, frames: FrameReader, request: p.Asks[Any], kind: type[M]) -> M:
     send_all(sock, p.encode(request))
     return _reply(frames.receive(sock), kind)
 

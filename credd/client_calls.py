@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # mypy's alone: Protocol and Generic classes cost import time
         def _ask(self, request: p.Asks[R],
                  keep: Callable[[R], T]) -> Coroutine[Any, Any, T]: ...
 
-    class method(Generic[P, T]):  # noqa: N801 (a decorator, named like `property`)
+    class method(Generic[P, T]):
         """How mypy sees a `@method`."""
 
         def __init__(self, body: Callable[Concatenate[Any, P], T]) -> None: ...
@@ -148,6 +148,21 @@ class Calls:
         """Stop the agent; the connection ends with it (the next call reconnects)."""
         return self._ask(p.Stop(), _nothing)
 
+    # -- mounts' servers
+
+    @method
+    def token_create(self, /, mount: str, **options: Any) -> p.TokenCreated:
+        """Mint a scoped token on a mount's server (options: those of `protocol.TokenCreate`)."""
+        return self._ask(build(p.TokenCreate, mount=mount, **options), whole)
+
+    @method
+    def tokens(self, mount: str | None = None) -> builtins.list[p.TokenInfo]:
+        return self._ask(p.TokenList(mount=mount), _tokens)
+
+    @method
+    def token_revoke(self, accessor: str, mount: str | None = None) -> None:
+        return self._ask(p.TokenRevoke(accessor=accessor, mount=mount), _nothing)
+
     # -- entries
 
     @method
@@ -214,8 +229,8 @@ class Calls:
                      uid: int | None = None) -> p.Grant:
         """A new grant (from a bound connection, only one that narrows its own)."""
         request = p.GrantCreate(names=builtins.list(names), mode=mode, ttl=ttl, label=label,
-                                uses=uses, commands=builtins.list(commands), confirm=confirm, inject=inject,
-                                uid=uid)
+                                uses=uses, commands=builtins.list(commands), confirm=confirm,
+                                inject=inject, uid=uid)
         return self._ask(request, _grant)
 
     @method
@@ -260,6 +275,10 @@ def whole(reply: R) -> R:
 
 def _nothing(reply: object) -> None:
     return None
+
+
+def _tokens(reply: p.Tokens) -> list[p.TokenInfo]:
+    return reply.tokens
 
 
 def _entry(reply: p.EntryReply) -> p.EntryMeta:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import configparser
 import json
-from typing import Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from credd.envfile import format_dotenv, format_shell, is_var_name, parse_dotenv, var_name
 from credd.errors import BadRequest
@@ -186,7 +187,7 @@ def import_json(text: str) -> list[Draft]:
     from credd.protocol import Field
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadRequest(f"not JSON: {exc.msg} at line {exc.lineno}") from None
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT:
         raise BadRequest(f"not a credd export (expected \"format\": \"{JSON_FORMAT}\")")

@@ -33,8 +33,20 @@ import msgspec
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta, Grant, GrantMode, tag_of
 
-__all__ = ["Grant", "Mode", "Policy", "OWNER_POLICY", "USES", "make_grant", "narrowing",
-           "new_id", "pattern_within", "ended", "spent", "widened"]
+__all__ = [
+    "OWNER_POLICY",
+    "USES",
+    "Grant",
+    "Mode",
+    "Policy",
+    "ended",
+    "make_grant",
+    "narrowing",
+    "new_id",
+    "pattern_within",
+    "spent",
+    "widened",
+]
 
 Mode = Literal["use", "read", "write", "owner"]
 RANK: dict[str, int] = {"use": 0, "read": 1, "write": 2, "owner": 3}
@@ -140,10 +152,8 @@ def _command_within(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
     inner_open, outer_open = inner[-1] == ANY_REST, outer[-1] == ANY_REST
     ihead = inner[:-1] if inner_open else inner
     ohead = outer[:-1] if outer_open else outer
-    if outer_open:
-        fits = len(ihead) >= len(ohead)
-    else:
-        fits = not inner_open and len(ihead) == len(ohead)
+    fits = len(ihead) >= len(ohead) if outer_open else (
+        not inner_open and len(ihead) == len(ohead))
     return fits and all(pattern_within(i, o) for i, o in zip(ihead, ohead))
 
 
@@ -267,7 +277,7 @@ class Policy:
     """What a connection may do: everything (the owner: no grants), or what every one of
     its grants allows (a session's grant and those of the sessions it runs inside)."""
 
-    __slots__ = ("grants", "mode", "_names", "_commands", "_prefixes")
+    __slots__ = ("_commands", "_names", "_prefixes", "grants", "mode")
 
     def __init__(self, grants: Sequence[Grant] = ()) -> None:
         self.grants = tuple(grants)

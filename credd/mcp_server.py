@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
@@ -57,10 +57,9 @@ class Agent:
     def call(self, use: Callable[[Client], T], timeout: float = 30.0) -> T:
         """`use(client)` on a new connection; credd's errors become the tool's error text
         (they carry names at most, never a value)."""
-        with _reported():
-            with Client(self.socket_path, client_name=CLIENT, source=SOURCE,
-                        timeout=timeout) as client:
-                return use(client)
+        with _reported(), Client(self.socket_path, client_name=CLIENT, source=SOURCE,
+                    timeout=timeout) as client:
+            return use(client)
 
     def binding(self, allow_owner: bool) -> p.Welcome:
         """The agent's welcome, after checking this server is bound (or allowed not to be)."""
@@ -194,4 +193,4 @@ def _when(t: float | None) -> str | None:
     """An RFC 3339 time in UTC, or None."""
     if not t:
         return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")

@@ -13,7 +13,7 @@ contract for clients in other languages.
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, Union, get_args
+from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -130,6 +130,20 @@ class MountInfo(_Data):
     state: str = "ok"                  # ok, locked, error, unreachable, sealed ...
     message: str = ""                  # why, when the state is not ok
     warnings: list[str] = []           # served, but worth fixing (loose file modes ...)
+    read_only: bool = False
+
+
+class TokenInfo(_Data):
+    """A server token credd minted for a mount (`token_create`), as its server sees it now.
+    Identified by its accessor, which can look a token up or revoke it but never log in."""
+
+    mount: str
+    accessor: str
+    policies: tuple[str, ...] = ()
+    created: float = 0.0               # unix time credd minted it
+    expires: float | None = None       # unix time it expires (None: no TTL)
+    uses_left: int = 0                 # 0: unlimited
+    paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
 
 
@@ -385,6 +399,28 @@ class Stop(Asks["Ok"], tag="stop"):
     pass
 
 
+class TokenCreate(Asks["TokenCreated"], tag="token_create"):
+    """Mint a child token on a mount's server, limited to `paths` under the mount's prefix
+    (a policy credd writes) or to an existing `policy`."""
+
+    mount: str
+    paths: list[str] = []
+    policy: str | None = None
+    ttl: float = 86400.0
+    read_only: bool = False
+    uses: int = 0                      # 0: unlimited
+    wrap: float | None = None          # seconds: answer a response-wrapping token instead
+
+
+class TokenList(Asks["Tokens"], tag="token_list"):
+    mount: str | None = None           # None: every mount's
+
+
+class TokenRevoke(Asks["Ok"], tag="token_revoke"):
+    accessor: str
+    mount: str | None = None           # None: the mount credd minted it on
+
+
 class Run(Asks["RunExit"], tag="run"):
     """The agent runs argv with the secrets in its environment and masks its output (how
     a `use` grant uses secrets). First the agent sends `ready`; the client then sends one
@@ -413,12 +449,13 @@ class Inject(Asks["Ok"], tag="inject"):
     template: str
 
 
-Request = Union[
-    Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
-    Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
-    RemoveKeySlot, Audit, Check, Rekey, GrantCreate, GrantList, GrantRevoke, GrantAnswer,
-    RequestAccess, SessionOpen, SessionClose, Subscribe, Stop, Run, Inject,
-]
+Request = (
+    Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
+    Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
+    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
+    TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer |
+    RequestAccess | SessionOpen | SessionClose | Run | Inject
+)
 
 # ---------------------------------------------------------------- responses
 
@@ -505,6 +542,19 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class TokenCreated(_Message, tag="token_created"):
+    """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
+
+    _secret = ("token",)
+    token: str
+    info: TokenInfo
+    wrapped: bool = False
+
+
+class Tokens(_Message, tag="tokens"):
+    tokens: list[TokenInfo]
+
+
 class GrantReply(_Message, tag="grant"):
     grant: Grant
 
@@ -537,11 +587,11 @@ class Error(_Message, tag="error"):
     retry_after: float | None = None
 
 
-Response = Union[
-    Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
-    HistoryReply, AuditLog, CheckReport, GrantReply, GrantsReply, SessionReply, Ready,
-    RunExit, Error,
-]
+Response = (
+    Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
+    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
+    GrantsReply | SessionReply | Ready | RunExit | Error
+)
 
 # ---------------------------------------------------------------- events
 
@@ -570,7 +620,7 @@ class AccessRequested(_Message, tag="access_requested"):
     request: AccessRequest
 
 
-Event = Union[Locked, Unlocked, EntryChanged, GrantChanged, AccessRequested]
+Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
 
 # ---------------------------------------------------------------- run input
 
@@ -587,11 +637,12 @@ class Signal(_Message, tag="signal"):
     signal: int
 
 
-RunInput = Union[Resize, Signal]
+RunInput = Resize | Signal
 
 
 def _reply_of(request: type) -> type[_Message]:
-    (reply,) = get_args(getattr(request, "__orig_bases__")[0])  # Asks["Secret"]: a name above
+    bases = request.__orig_bases__  # type: ignore[attr-defined]  # set by typing.Generic
+    (reply,) = get_args(bases[0])  # Asks["Secret"]: a name above
     found: type[_Message] = globals()[reply.__forward_arg__] if isinstance(reply, ForwardRef) \
         else reply
     return found
@@ -606,7 +657,7 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Union[Event, Error])
+    Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
 _run_input_decoder: msgspec.msgpack.Decoder[RunInput] = msgspec.msgpack.Decoder(RunInput)
 _raw_decoder = msgspec.msgpack.Decoder()
 
@@ -675,7 +726,7 @@ def decode_event(body: bytes | bytearray) -> Event | Error:
 
 
 def tag_of(cls: type) -> str:
-    tag: str = getattr(cls, "__struct_config__").tag
+    tag: str = cls.__struct_config__.tag  # type: ignore[attr-defined]  # a msgspec Struct
     return tag
 
 

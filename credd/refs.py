@@ -22,7 +22,7 @@ module is pure: no I/O, no agent; callers pass a resolver (usually
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from credd.errors import BadRequest, NotFound
 
@@ -93,7 +93,7 @@ def shadowed(name: str, fields_of: Callable[[str], Iterable[str] | None]) -> boo
     """
     head, sep, tail = name.rpartition("/")
     fields = fields_of(head) if sep and head else None
-    return bool(fields) and tail in fields
+    return fields is not None and tail in fields
 
 
 def field_lookup(metas) -> Callable[[str], list[str] | None]:

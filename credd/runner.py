@@ -15,9 +15,10 @@ Three ways, chosen by `run()`:
   changes on. A stderr redirected away from the terminal stays a separate,
   masked pipe.
 
-The child is started first and the secrets are compiled for masking while
-it starts (`Patterns(..., background=True)`); nothing it writes is shown
-before that is done.
+The child is started first and the secrets, in every encoded form they
+leak in (credd.forms: base64, hex, URL, JSON), are compiled for masking
+while it starts (`form_patterns(..., background=True)`); nothing it writes is
+shown before that is done.
 
 Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
@@ -48,7 +49,8 @@ from types import FrameType
 from typing import Any
 
 from credd.errors import BadRequest, NotFound
-from credd.mask import Masker, Patterns
+from credd.forms import form_patterns
+from credd.mask import Masker
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -235,7 +237,7 @@ class _Forwarder:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> "_Forwarder":
+    def __enter__(self) -> _Forwarder:
         for sig in FORWARDED:
             self.saved[sig] = signal.signal(sig, self._handle)
         return self
@@ -364,7 +366,7 @@ def _run_wired(argv: list[str], env: dict[str, str], secrets: list[str], *, pty:
         wiring.close_child()
         # compiled after the fork (no threads to fork with) while the child starts;
         # nothing it writes is shown before that is done
-        patterns = Patterns(secrets, background=True)
+        patterns = form_patterns(secrets, background=True)
         routes = wiring.routes(lambda: Masker(patterns))
         with _keyboard(wiring), _Forwarder(proc, from_terminal=not pty):
             pump(routes, lambda: proc.poll() is not None, on_gone=wiring.close_source,

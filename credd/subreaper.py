@@ -180,7 +180,7 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-class _pidfd:  # noqa: N801 (a context manager named like the fd it holds)
+class _pidfd:
     def __init__(self, pid: int) -> None:
         self.fd = os.pidfd_open(pid)
 

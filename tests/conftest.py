@@ -92,7 +92,7 @@ class Agent:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, wait: bool = True) -> "Agent":
+    def start(self, wait: bool = True) -> Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "credd", "serve", *self.args],
@@ -115,7 +115,8 @@ class Agent:
                 return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"agent did not listen on {self.socket} within {timeout}s:\n{self.log()}")
+        raise RuntimeError(
+            f"agent did not listen on {self.socket} within {timeout}s:\n{self.log()}")
 
     def client(self, **kwargs):
         from credd.client import Client

@@ -70,3 +70,30 @@ def test_mount_bench():
     for line in ("local vault (200)", "files mount (200)", "env mount (200)",
                  "everything merged (601)", "files entry", "env entry"):
         assert line in out
+
+
+@pytest.mark.timeout(120)
+def test_openbao_bench():
+    out = run_bench("openbao_bench.py", "--entries", "60", "--calls", "250", timeout=110)
+    for line in ("get, local vault", "get, mount, cached", "get, mount, uncached",
+                 "hvac read, bare", "ls of a mount with 60 entries"):
+        assert line in out
+
+
+@pytest.mark.timeout(90)
+def test_scan_bench():
+    out = run_bench("scan_bench.py", "--mb", "1", "--secrets", "50", "--commits", "20",
+                    "--runs", "1", timeout=80)
+    for line in ("credd scan TREE", "credd scan EMPTY-DIR", "git log -p -U0 --all",
+                 "credd scan --git --all-refs", "Goals", "files,", "git, 20 commits"):
+        assert line in out
+    assert "credd reported 1 hits for 1 planted leaks" in out and "(credd: 1 hit: " in out
+
+
+@pytest.mark.timeout(90)
+def test_grants_bench():
+    out = run_bench("grants_bench.py", "--depth", "5", "--unrelated", "3", "--sessions", "1",
+                    "--runs", "20", "--process-runs", "3", timeout=80)
+    for line in ("levels under its session root", "unrelated processes", "no session registered",
+                 "sessions (the walk runs)", "binding's cost", "Goal:"):
+        assert line in out

@@ -13,7 +13,8 @@ import socket
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from credd import protocol, wire
 from credd.cli import fast, output

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credd import protocol as p
 from credd.errors import BadRequest
 from credd.grants import (
-    DEFAULT_TTL, MAX_TTL, OWNER_POLICY, Policy, ended, make_grant, narrowing, pattern_within, spent,
+    DEFAULT_TTL,
+    MAX_TTL,
+    OWNER_POLICY,
+    Policy,
+    ended,
+    make_grant,
+    narrowing,
+    pattern_within,
+    spent,
 )
 
 NOW = 1_700_000_000.0
@@ -146,7 +155,7 @@ class TestNarrowing:
 
     def test_every_outer_counts(self):
         wide, narrow = grant(["*"], "read"), grant(["a/*"], "read")
-        assert "widen grant " + narrow.id in narrowing([wide, narrow], grant(["b/x"], "read"))
+        assert f"widen grant `{narrow.id}`" in narrowing([wide, narrow], grant(["b/x"], "read"))
 
 
 class TestPolicy:

@@ -1,4 +1,5 @@
-"""The wire contract: round trips, bytes written by older peers, strictness, and its documentation."""
+"""The wire contract: round trips, bytes written by older peers, strictness, and its
+documentation."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from credd.protocol import ErrorCode
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
 
 SAMPLES: list[p._Message] = [
-    p.Hello(protocol=1, client="t", source="mcp"), p.Status(), p.Init(passphrase="pw", kdf_memory_kib=19456),
+    p.Hello(protocol=1, client="t", source="mcp"), p.Status(),
+    p.Init(passphrase="pw", kdf_memory_kib=19456),
     p.Unlock(passphrase="pw", idle_timeout=60.0), p.Unlock(key=b"\x00\xff"), p.Lock(),
     p.ChangePassphrase(old="a", new="b"), p.Get(name="db/prod", field="password"),
     p.GetMany(refs=["credd://a", "credd://b/user"]), p.Reveal(name="a", version=2),
@@ -25,6 +27,9 @@ SAMPLES: list[p._Message] = [
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
     p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+    p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
+    p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
+    p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
     p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3, inject=True,
                   commands=["/usr/bin/git push **"], confirm=True, uid=65534),
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
@@ -62,6 +67,11 @@ REPLIES: list[p._Message] = [
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
                                       pid=3, exe="/bin/x", mount="team", source="mcp")]),
     p.CheckReport(checked=3, problems=["x"]),
+    p.TokenCreated(token="s.tok", wrapped=True,
+                   info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
+                                    created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
+                                    read_only=True)),
+    p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),
     p.Ready(), p.RunExit(code=130, signal=2),
@@ -187,8 +197,8 @@ class TestDocumented:
                 assert f"`{field}`" in section, f"{part} `{tag}`: field `{field}` undocumented"
 
     def test_records(self):
-        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo, p.Grant,
-                    p.AccessRequest):
+        for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
+                    p.TokenInfo, p.Grant, p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

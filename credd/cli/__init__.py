@@ -19,6 +19,7 @@ COMMANDS = {
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
+    "scan": ("scan",),
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
@@ -26,6 +27,7 @@ COMMANDS = {
     "grants": ("grant", "session"),
     "mcp": ("mcp",),
     "mount": ("mount",),
+    "tokens": ("token",),
     "completion": ("completion",),
 }
 COMMAND_MODULES = tuple(COMMANDS)
@@ -34,7 +36,7 @@ _MODULE_OF = {command: module for module, names in COMMANDS.items() for command 
 EXIT_CODES = """\
 exit codes:
   0  ok
-  1  other error
+  1  other error; for `credd scan`: a stored secret was found
   2  usage error (bad arguments or request)
   3  vault is locked (run `credd unlock`)
   4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)
@@ -69,7 +71,7 @@ def build_parser(command: str | None = None):
     )
     parser.add_argument("--version", action="version", version=f"credd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    own = _MODULE_OF.get(command)
+    own = _MODULE_OF.get(command) if command else None
     for name in (own,) if own else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"credd.cli.{name}")

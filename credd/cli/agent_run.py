@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from _socket import SCM_RIGHTS, SOL_SOCKET, socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-
-from _socket import SCM_RIGHTS, SOL_SOCKET, socket
 
 from credd.cli.fast import expect, frame, read_reply
 from credd.wire import FrameReader, lost, send_all
@@ -138,8 +137,7 @@ def _forwarding(sock: socket, on_tty: bool) -> Iterator[None]:
         if rows and cols:
             _send_quietly(sock, frame("resize", rows=rows, cols=cols))
 
-    handlers: dict[int, Callable[[int, FrameType | None], None]] = {
-        sig: forward for sig in FORWARDED}
+    handlers: dict[int, Callable[[int, FrameType | None], None]] = dict.fromkeys(FORWARDED, forward)
     if on_tty:
         handlers[signal.SIGWINCH] = resize
     saved = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}

@@ -114,7 +114,7 @@ def status_exit_code(state: str) -> int:
 def format_duration(seconds: float) -> str:
     """`1h 5m`, `42s`, `3d 4h`: a time left, to its two largest units (stdlib, for the fast
     path's `status`; durations a person typed are printed exactly by credd.rules)."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds <= 0:
         return "0s"
     parts = []

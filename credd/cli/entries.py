@@ -21,8 +21,18 @@ import time
 from credd.cli import output
 from credd.cli.output import arg_type, client
 from credd.errors import BadRequest
-from credd.rules import (DEFAULT_KIND, LABELS, entry_state, explain, format_date, format_duration,
-                         format_time, kind_lines, parse_date, parse_duration)
+from credd.rules import (
+    DEFAULT_KIND,
+    LABELS,
+    entry_state,
+    explain,
+    format_date,
+    format_duration,
+    format_time,
+    kind_lines,
+    parse_date,
+    parse_duration,
+)
 
 DEFAULT_LENGTH = 24
 DEFAULT_WORDS = 5

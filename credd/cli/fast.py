@@ -23,7 +23,13 @@ import sys
 
 from credd.errors import CreddError, NotFound, ProtocolError, from_code
 from credd.wire import (
-    CLIENT_NAME, MAX_FRAME, PROTOCOL_VERSION, FrameReader, connect, recv_frame, send_all,
+    CLIENT_NAME,
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    FrameReader,
+    connect,
+    recv_frame,
+    send_all,
     version_mismatch,
 )
 

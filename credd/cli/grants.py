@@ -12,13 +12,21 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from credd.errors import BadRequest, NotFound
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from credd.client import Client
+    from credd.protocol import Grant
 
 MODES = ("use", "read", "write")
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     import argparse
 
     from credd.cli.output import arg_type
@@ -66,7 +74,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_session)
 
 
-def _spec_args(p, duration, *, required: bool) -> None:
+def _spec_args(p: argparse.ArgumentParser, duration: Callable[[str], float], *,
+               required: bool) -> None:
     """What a new grant says: the same flags for `grant create` and `session`."""
     p.add_argument("--names", action="extend", nargs="+", default=[], required=required,
                    metavar="PATTERN", help="entry names or globs (`*` matches anything, `/` "
@@ -100,7 +109,8 @@ def _uid(text: str) -> int:
         raise argparse.ArgumentTypeError(f"no user named {text!r}") from None
 
 
-def _create(c, ns, *, uid: int | None = None, label: str = ""):
+def _create(c: Client, ns: argparse.Namespace, *, uid: int | None = None,
+            label: str = "") -> Grant:
     return c.grant_create(ns.names, ns.mode, ttl=ns.ttl, label=ns.label or label,
                           uses=ns.uses, commands=ns.commands, confirm=ns.confirm,
                           inject=ns.inject, uid=uid)
@@ -108,7 +118,7 @@ def _create(c, ns, *, uid: int | None = None, label: str = ""):
 
 # ---------------------------------------------------------------- grant
 
-def cmd_create(ns) -> int:
+def cmd_create(ns: argparse.Namespace) -> int:
     from credd.cli.output import client, print_json
     with client() as c:
         grant = _create(c, ns, uid=ns.uid)
@@ -125,7 +135,7 @@ def cmd_create(ns) -> int:
     return 0
 
 
-def cmd_ls(ns) -> int:
+def cmd_ls(ns: argparse.Namespace) -> int:
     from credd.cli.output import client, print_json, table
     with client() as c:
         listed = c.grants(all=ns.all)
@@ -147,7 +157,7 @@ def cmd_ls(ns) -> int:
     return 0
 
 
-def cmd_show(ns) -> int:
+def cmd_show(ns: argparse.Namespace) -> int:
     from credd.cli.output import client, print_json
     from credd.rules import format_time
     with client() as c:
@@ -173,7 +183,7 @@ def cmd_show(ns) -> int:
     return 0
 
 
-def cmd_revoke(ns) -> int:
+def cmd_revoke(ns: argparse.Namespace) -> int:
     from credd.cli.output import client
     with client() as c:
         grant = c.grant_revoke(ns.id)
@@ -182,7 +192,7 @@ def cmd_revoke(ns) -> int:
     return 0
 
 
-def cmd_answer(ns) -> int:
+def cmd_answer(ns: argparse.Namespace) -> int:
     from credd.cli.output import client
     with client() as c:
         c.grant_answer(ns.request, ns.approve)
@@ -192,7 +202,7 @@ def cmd_answer(ns) -> int:
 
 # ---------------------------------------------------------------- session
 
-def cmd_session(ns) -> int:
+def cmd_session(ns: argparse.Namespace) -> int:
     """Bind this process to a grant (made here, after asking, unless --grant names one), run
     the command under it as a subreaper, end everything it left, close the session."""
     from credd.cli.output import client
@@ -223,7 +233,7 @@ def cmd_session(ns) -> int:
         c.close()
 
 
-def _run_bound(c, grant_id: str, argv: list[str]) -> int:
+def _run_bound(c: Client, grant_id: str, argv: list[str]) -> int:
     from credd import subreaper
     try:
         subreaper.become_subreaper()
@@ -265,7 +275,7 @@ def _ask(question: str) -> None:
         raise BadRequest("not confirmed; nothing was lent")
 
 
-def _quietly(call, arg: str) -> None:
+def _quietly(call: Callable[[str], object], arg: str) -> None:
     from credd.errors import CreddError
     try:
         call(arg)
@@ -275,19 +285,19 @@ def _quietly(call, arg: str) -> None:
 
 # ---------------------------------------------------------------- words
 
-def _summary(grant) -> str:
+def _summary(grant: Grant) -> str:
     return (f"grant {grant.id}: {grant.mode} {_names(grant.names, 80)}, ends in "
             f"{_left(grant.expires - time.time())}"
             + (f", {grant.uses} uses" if grant.uses is not None else "")
             + (", each use confirmed" if grant.confirm else ""))
 
 
-def _names(names, width: int = 40) -> str:
+def _names(names: Sequence[str], width: int = 40) -> str:
     text = ", ".join(names)
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _state(grant, now: float) -> str:
+def _state(grant: Grant, now: float) -> str:
     if grant.revoked is not None:
         return "revoked"
     if grant.expires <= now:
@@ -297,11 +307,11 @@ def _state(grant, now: float) -> str:
     return f"ends in {_left(grant.expires - now)}"
 
 
-def _uses(grant) -> str:
+def _uses(grant: Grant) -> str:
     return f"{grant.used}/{grant.uses}" if grant.uses is not None else str(grant.used)
 
 
-def _where(grant) -> str:
+def _where(grant: Grant) -> str:
     if grant.uid is None:
         return "sessions"
     return f"uid {grant.uid}" + (f" on {grant.socket}" if grant.socket else "")

@@ -64,10 +64,12 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 class progress:
-    """A progress bar on stderr (only on a terminal); call it as `progress(done, total)`."""
+    """A progress bar on stderr (only on a terminal); call it as `progress(done, total)`.
 
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.label = total, label
+    `show` writes the counts (e.g. as megabytes)."""
+
+    def __init__(self, total: int, label: str, show: Callable[[int], str] = str) -> None:
+        self.total, self.label, self.show = total, label, show
         self.visible = sys.stderr.isatty()
         self.done = 0
 
@@ -77,10 +79,10 @@ class progress:
             width = 30
             filled = width * done // self.total if self.total else width
             sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                             f"{done}/{self.total}")
+                             f"{self.show(done)}/{self.show(self.total)}")
             sys.stderr.flush()
 
-    def __enter__(self) -> "progress":
+    def __enter__(self) -> progress:
         self(0)
         return self
 

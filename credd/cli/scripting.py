@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC
 
 from credd.cli.output import client
 from credd.errors import BadRequest, Denied, Exists, NotFound
@@ -95,7 +96,8 @@ def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
     """(VAR → reference, VAR → plain value) from the env files, then --env."""
     from credd.envfile import is_var_name, parse_dotenv
     from credd.refs import is_ref, parse
-    refs, plain = {}, {}
+    refs: dict[str, str] = {}
+    plain: dict[str, str] = {}
     for path in ns.env_file:
         for var, value in parse_dotenv(_read_text(path), source=path):
             refs.pop(var, None)
@@ -349,7 +351,7 @@ AWS_FIELDS = {
 
 def cmd_aws_credential_process(ns) -> int:
     import json
-    from datetime import datetime, timezone
+    from datetime import datetime
     with client(timeout=10.0) as c:
         meta = c.describe(ns.name)
         have = set(meta.fields) | set(meta.secret_fields)
@@ -363,7 +365,7 @@ def cmd_aws_credential_process(ns) -> int:
         values = c.get_many(list(refs.values()))
     out = {"Version": 1, **{key: values[ref] for key, ref in refs.items()}}
     if meta.expires:
-        out["Expiration"] = datetime.fromtimestamp(meta.expires, timezone.utc).strftime(
+        out["Expiration"] = datetime.fromtimestamp(meta.expires, UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ")
     sys.stdout.write(json.dumps(out) + "\n")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from credd.cli import console, output
 from credd.cli.output import arg_type, client, read_secret
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def parse_kib(text: str) -> int:
     """A memory size in KiB from `64MiB`, `64M`, `65536K`, `1G` or a bare number of MiB."""
     s = text.strip().lower().removesuffix("ib").removesuffix("b")
-    scale = {"k": 1, "m": 1024, "g": 1024 * 1024}.get(s[-1:], None)
+    scale = {"k": 1, "m": 1024, "g": 1024 * 1024}.get(s[-1:])
     number = s[:-1] if scale else s
     if not number.isdigit() or int(number) <= 0:
         raise BadRequest(f"invalid memory size {text!r}: use e.g. 64MiB, 256M or 1G")
@@ -128,7 +128,7 @@ def cmd_unlock(ns) -> int:
     return 0
 
 
-def _send_unlock(c: Client, secret: dict[str, str], ns: argparse.Namespace) -> StatusReply:
+def _send_unlock(c: Client, secret: dict[str, Any], ns: argparse.Namespace) -> StatusReply:
     """Send the unlock; typed at a terminal, it waits out the throttle (and says so) instead
     of being refused: a program's wrong guesses must not lock the owner out."""
     from credd import protocol

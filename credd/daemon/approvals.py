@@ -18,6 +18,7 @@ from credd.grants import new_id
 
 from .events import EventHub
 
+
 class Approvals:
     """Pending access requests; `timeout` (`credd serve --approval-timeout`, 25 s by
     default: under the clients' 30 s, so the refusal reaches them) bounds each wait."""

@@ -18,6 +18,9 @@ old one's place is never adopted while the agent runs.
 While unlocked, the HMACs of recently audited names are remembered (names and
 the key are in the agent's memory anyway until it locks); `forget()` drops them
 with the key, and the lock calls it.
+
+Records come from the event loop and from reader threads (reads of remote
+mounts), so writing one is serialized by a lock.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class AuditLog:
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._key: bytes | None = None
         self._hmacs: dict[str, str] = {}
+        self._lock = threading.RLock()
 
     def _open(self) -> int:
         """The open log, after checking that its path still names it (one lstat)."""

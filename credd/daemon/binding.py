@@ -32,11 +32,11 @@ Via = Literal["owner", "session", "socket"]
 MAX_DEPTH = 4096  # a deeper chain is a loop in what /proc said; refuse it
 
 
-class Refused(Exception):
+class NotAdmitted(Exception):
     """A peer a listener does not admit; the message says why (for the log and the trail)."""
 
 
-class Unidentified(Refused):
+class Unidentified(NotAdmitted):
     """The peer's ancestry cannot be read (it exited, or /proc hides it): while any session
     is registered, such a peer is refused rather than taken for the owner."""
 

@@ -8,9 +8,9 @@ and answered `internal`.
 It is also the one place that decides where a read runs: on the event loop,
 unless it touches a remote mount (one that may wait on a network), in which
 case the same handler runs on a reader thread (`_REMOTE_READS`); and where a
-connection bound to grants is held to them: `gate.check` runs before the handler (what the grants allow, whether they are still in
-force, approvals and counted uses), and handlers see only the names the
-grants cover (scope.py).
+connection bound to grants is held to them: `gate.check` runs before the
+handler (what the grants allow, whether they are still in force, approvals and
+counted uses), and handlers see only the names the grants cover (scope.py).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import logging
 import traceback
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import gate, grant_handlers as g, handlers as h, inject_handler, run_handler
+from . import gate, inject_handler, run_handler
+from . import grant_handlers as g
+from . import handlers as h
+from . import token_handlers as th
 from .router import Router
 from .state import AgentState
 
@@ -43,7 +46,8 @@ def oversized_reply() -> p.Error:
     return p.Error(code="internal", message="the reply exceeds the frame limit")
 
 
-def dispatch(state: AgentState, conn: Any, body: bytes) -> p.Response | Coroutine[Any, Any, p.Response]:
+def dispatch(state: AgentState, conn: Any, body: bytes
+             ) -> p.Response | Coroutine[Any, Any, p.Response]:
     """The reply to one frame body; a coroutine of it when the handler waits (on the writer
     thread), so the many requests that do not are answered without a task."""
     try:
@@ -132,13 +136,13 @@ async def _after(waiting: Coroutine[Any, Any, None], handler: Callable[..., Any]
     response = handler(state, conn, req)
     if type(response) is CoroutineType:
         response = await response
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 def _error_reply(exc: Exception, req: p.Request) -> p.Error:
     if isinstance(exc, CreddError):
-        return p.Error(code=exc.code, message=exc.message, names=exc.names,
-                       retry_after=exc.retry_after)
+        return p.Error(code=cast("p.ErrorCode", exc.code), message=exc.message,
+                       names=exc.names, retry_after=exc.retry_after)
     where = traceback.extract_tb(exc.__traceback__)[-1]  # a bug: say where, never what the data was
     log.error("internal error %s at %s:%s handling %s", type(exc).__name__,
               where.filename, where.lineno, p.tag_of(type(req)))
@@ -155,6 +159,7 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Audit: h.audit,
     p.Check: h.check, p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
     p.GrantAnswer: g.grant_answer, p.RequestAccess: g.request_access,
     p.SessionOpen: g.session_open,

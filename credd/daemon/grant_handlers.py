@@ -173,13 +173,16 @@ def session_close(state: AgentState, conn: Caller, req: p.SessionClose) -> p.Ok:
 def connection_closed(state: AgentState, conn: Caller) -> None:
     """The connection that opened sessions is gone. A session it did not close first lost
     its root (killed: a clean end closes it), so its orphans may live on outside the tree,
-    where no walk finds them: the vault locks, so they are not served as the owner."""
+    where no walk finds them. Opened by the owner, they would be served as the owner: the
+    vault locks. Opened by a bound connection, they are still bound as it was (its own
+    session, or its uid's socket), so nothing more is needed, and a sandbox cannot lock
+    the owner's vault at will."""
     if not conn.sessions:
         return
     stopping = state.stopping.is_set()  # the agent closes every connection as it stops
     for session in list(conn.sessions):
         _end(state, conn, session, "session_close" if stopping else "session_abandoned")
-    if not stopping:
+    if conn.binding.owner and not stopping:
         state.lock("session")
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from credd.grants import Grant
 
-from .binding import Binding, Refused
+from .binding import Binding, NotAdmitted
 from .peer import Peer
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class GrantSockets:
     def _bind(self, grant: Grant, peer: Peer) -> Binding:
         """Only the grant's uid; bound to the grant, and to any session it runs inside."""
         if peer.uid != grant.uid:
-            raise Refused(f"uid {peer.uid} on the socket of grant {grant.id}")
+            raise NotAdmitted(f"uid {peer.uid} on the socket of grant {grant.id}")
         around = self.server.state.sessions.enclosing(peer.pid)
         outer = tuple(g for binding in around for g in binding.grants if g.id != grant.id)
         return Binding(grant=grant, via="socket", outer=outer)

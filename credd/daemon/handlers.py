@@ -19,7 +19,8 @@ from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
-from credd import __version__, protocol as p, rules
+from credd import __version__, rules
+from credd import protocol as p
 from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
 from credd.refs import SCHEME
 from credd.store import EntryStore, SecretEntry

@@ -32,7 +32,8 @@ import sys
 from typing import Any
 
 import credd
-from credd import reaper as r, subreaper
+from credd import reaper as r
+from credd import subreaper
 from credd.errors import BadRequest, CreddError, Denied, NotFound
 
 log = logging.getLogger("credd.agent")

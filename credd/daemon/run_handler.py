@@ -16,7 +16,7 @@ This is how a `use` grant uses secrets without ever receiving one (docs/grants.m
    get X` gains nothing.
 4. The command runs on pipes, or on a PTY the agent owns when the caller is on
    a terminal (runner.Wiring, as `credd run` does). Its output is masked (the
-   values and their encoded forms, credd.redact) on a thread of its own
+   values and their encoded forms, credd.forms) on a thread of its own
    (runner.pump); each secret that appears is audited once per run
    (`mask_hit`, naming the command). `resize` and `signal` from the client are
    acted on meanwhile.
@@ -40,8 +40,11 @@ import signal
 import threading
 from typing import Any, Protocol
 
-from credd import protocol as p, runner
+from credd import protocol as p
+from credd import runner
 from credd.errors import BadRequest, CreddError, Denied, NotFound
+from credd.forms import form_patterns, forms
+from credd.mask import Masker
 from credd.refs import parse
 
 from . import handlers as h
@@ -235,18 +238,15 @@ class _Hits:
 
 
 def _forms_of(named: list[tuple[str, str]]) -> dict[bytes, list[str]]:
-    from credd.redact import encoded_forms
-    forms: dict[bytes, list[str]] = {}
+    found: dict[bytes, list[str]] = {}
     for name, value in named:
-        for form in encoded_forms(value):
-            forms.setdefault(form, []).append(name)
-    return forms
+        for form in forms(value):
+            found.setdefault(form, []).append(name)
+    return found
 
 
 def _masker_for(command: _Command, hits: _Hits) -> Any:
-    from credd.mask import Masker
-    from credd.redact import redactor
-    patterns = redactor([value for _, value in command.named], background=True).patterns
+    patterns = form_patterns([value for _, value in command.named], background=True)
     return lambda: Masker(patterns, on_hit=hits)
 
 

@@ -28,7 +28,7 @@ def absent(name: str) -> NotFound:
 class Scoped:
     """`store` narrowed to what `policy` covers; an EntryStore itself."""
 
-    __slots__ = ("store", "policy")
+    __slots__ = ("policy", "store")
 
     def __init__(self, store: EntryStore, policy: Policy) -> None:
         self.store = store

@@ -38,9 +38,9 @@ from credd import protocol as p
 from credd.errors import BadRequest
 
 from . import events, grant_handlers
-from .binding import OWNER, Binding, Refused, refreshed
-from .grant_sockets import GrantSockets
+from .binding import OWNER, Binding, NotAdmitted, refreshed
 from .dispatch import dispatch, frame_error, oversized_reply
+from .grant_sockets import GrantSockets
 from .listener import Listener
 from .peer import Peer, credentials, is_allowed
 from .state import AgentState
@@ -48,7 +48,7 @@ from .state import AgentState
 log = logging.getLogger("credd.agent")
 
 ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the clients
-Bind = Callable[[Peer], Binding]  # admits a peer (or raises binding.Refused) and binds it
+Bind = Callable[[Peer], Binding]  # admits a peer (or raises binding.NotAdmitted) and binds it
 
 
 class Connection(asyncio.Protocol):
@@ -273,7 +273,7 @@ class Connection(asyncio.Protocol):
         sock = socket.socket(fileno=os.dup(own.fileno()))
         sock.setblocking(False)
         arrived: asyncio.Future[None] = self._loop.create_future()
-        self._loop.add_reader(sock.fileno(), lambda: arrived.done() or arrived.set_result(None))
+        self._loop.add_reader(sock.fileno(), _wake, arrived)
         try:
             await arrived
             data, ancillary, flags, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * 4),
@@ -295,6 +295,11 @@ class Connection(asyncio.Protocol):
         if self._paused:  # the timer drops the connection if this never comes
             self._drained = self._loop.create_future()
             await self._drained
+
+
+def _wake(arrived: asyncio.Future[None]) -> None:
+    if not arrived.done():
+        arrived.set_result(None)
 
 
 def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
@@ -371,7 +376,7 @@ class Server:
 
     def listen(self, listening: socket.socket, bind: Bind) -> None:
         """Accept on `listening`, each peer admitted and bound by `bind` (which raises
-        Refused): the main socket's, or a sandbox grant's (grant_sockets.py)."""
+        NotAdmitted): the main socket's, or a sandbox grant's (grant_sockets.py)."""
         asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening, bind)
 
     def unlisten(self, listening: socket.socket) -> None:
@@ -410,7 +415,7 @@ class Server:
         inside (binding.py); one whose ancestry cannot be read while sessions exist is
         refused (fail closed)."""
         if not is_allowed(peer):
-            raise Refused(f"uid {peer.uid}")
+            raise NotAdmitted(f"uid {peer.uid}")
         return self.state.sessions.binding_for(peer.pid)
 
     def _admit(self, sock: socket.socket, bind: Bind | None = None
@@ -423,7 +428,7 @@ class Server:
             return None
         try:
             binding = refreshed((bind or self._bind)(peer), self.state.grants.get)
-        except Refused as exc:
+        except NotAdmitted as exc:
             sock.close()
             self._rejected(peer, str(exc))
             return None

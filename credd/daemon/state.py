@@ -34,7 +34,8 @@ from .approvals import Approvals
 from .audit import FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
-from .grant_book import KIND as GRANT_KIND, GrantBook, Records
+from .grant_book import KIND as GRANT_KIND
+from .grant_book import GrantBook, Records
 from .mounts.table import MountTable
 from .reapers import Reapers
 
@@ -220,9 +221,9 @@ class AgentState:
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
-        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
-                              mount_of=lambda name: self.mounts.mount_of(name))
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
+        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
+                              mount_of=self.mounts.mount_of)
         self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)

@@ -55,11 +55,15 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
         with db.bytes_text(conn):
             _records, record_digest, bad = records.load(conn, keys, vid)
         problems += bad
+    digest: int | None
     try:  # malformed items were kept as they are: then the digest raises
         digest = (keys.digest(ENTRY, rows[0], rows[1])  # type: ignore[arg-type]
                   ^ keys.digest(HISTORY, rows[2], rows[3]))  # type: ignore[arg-type]
-        digest = None if record_digest is None else digest ^ record_digest
     except (ValueError, TypeError):
+        digest = None
+    if digest is not None and record_digest is not None:
+        digest ^= record_digest
+    else:
         digest = None
     (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
     if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:

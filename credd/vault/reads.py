@@ -22,9 +22,15 @@ from credd.vault import crypto
 from credd.vault.crypto import AuthFailure, Keys, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Row
-from credd.vault.model import (HistoryRecord, SecretRecord, canonical_name, decode_history,
-                               decode_secret, to_entry_meta)
-from credd.vault.session import Session, VaultIntegrityError
+from credd.vault.model import (
+    HistoryRecord,
+    SecretRecord,
+    canonical_name,
+    decode_history,
+    decode_secret,
+    to_entry_meta,
+)
+from credd.vault.session import Session
 
 #: Names remembered per unlock by `locate` (about 100 bytes each).
 LOCATED_MAX = 4096

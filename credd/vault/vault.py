@@ -32,8 +32,7 @@ from credd import paths
 from credd.errors import BadRequest, Exists, IntegrityError, LockedError, NoVault
 from credd.protocol import EntryMeta, Set, VersionInfo
 from credd.store import SecretEntry
-from credd.vault import (crypto, db, header, keyslots, load, migrations, records, seal, slots,
-                         writes)
+from credd.vault import crypto, db, header, keyslots, load, migrations, records, seal, slots, writes
 from credd.vault.check import check_vault
 from credd.vault.crypto import Keys
 from credd.vault.db import VaultFile
@@ -97,7 +96,7 @@ class Vault:
     @classmethod
     def create(cls, path: str, passphrase: str, *, kdf: KdfParams = KdfParams(),
                state_dir: str | None = None, _format: int = migrations.LATEST
-               ) -> tuple["Vault", str]:
+               ) -> tuple[Vault, str]:
         """A new vault, unlocked, and its recovery key (shown once)."""
         _check_state_dir(state_dir)
         if not isinstance(kdf, KdfParams):
@@ -122,7 +121,7 @@ class Vault:
 
     @classmethod
     def _initialize(cls, path: str, secret: bytes, kdf: KdfParams, state_dir: str | None,
-                    fmt: int) -> tuple["Vault", str]:
+                    fmt: int) -> tuple[Vault, str]:
         conn = db.connect(path)
         db.create_schema(conn)
         migrations.migrate(conn, path, target=fmt, backups=False)
@@ -144,7 +143,7 @@ class Vault:
         return cls(VaultFile(path, vault_id, conn), state_dir, session), recovery_text
 
     @classmethod
-    def open(cls, path: str, *, state_dir: str | None = None) -> "Vault":
+    def open(cls, path: str, *, state_dir: str | None = None) -> Vault:
         """The vault at `path`, locked; migrated (after a backup) if its format is older."""
         _check_state_dir(state_dir)
         path = os.path.abspath(path)
@@ -176,7 +175,7 @@ class Vault:
         self.lock()
         self._file.close()
 
-    def __enter__(self) -> "Vault":
+    def __enter__(self) -> Vault:
         return self
 
     def __exit__(self, *exc: object) -> None:

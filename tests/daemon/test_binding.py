@@ -88,7 +88,7 @@ def test_a_reused_pid_is_not_the_root(tree):
     root, _middle, leaf = tree(2)
     sessions = Sessions()
     sessions.add(root, Binding(grant=_grant()))
-    parent, start = b.parent_and_start(root)
+    _parent, start = b.parent_and_start(root)
     # the same pid with another start time: what a reused pid looks like
     key = next(iter(sessions._roots))
     sessions._roots[(root, start + 1)] = sessions._roots.pop(key)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -285,6 +287,20 @@ class TestSessions:
         root.close()
         wait_for(lambda: status(owner).state == "locked")
         assert status(raw(agent)).state == "locked"
+
+    def test_a_nested_session_that_ends_unclosed_locks_nothing(self, agent, owner, bound,
+                                                                 credd_env):
+        """Its orphans fall back to the session around it, whose grant binds them anyway."""
+        outer = create(owner, ["stripe/*"], "use")
+        bound(outer)  # this process is now the outer session's root
+        inner = create(owner, ["stripe/live/*"], "use", ttl=60.0)
+        opener = ("import sys\nfrom credd.client import Client\n"
+                  "Client().session_open(sys.argv[1])\n")  # and exits: never closed
+        done = subprocess.run([sys.executable, "-c", opener, inner.id], env=credd_env,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        time.sleep(0.3)
+        assert status(owner).state == "unlocked"
 
     def test_an_ended_grant_opens_no_session(self, owner, raw, agent):
         g = create(owner, ["stripe/*"], "use")

@@ -18,17 +18,17 @@ def ask(c, names=("other",), mode="use", reason="need it") -> tuple[threading.Th
     return thread, replies
 
 
-def answer(owner, approve: bool) -> p.AccessRequest:  # noqa: F811
+def answer(owner, approve: bool) -> p.AccessRequest:
     (waiting,) = wait_for(lambda: ok(owner.call(p.GrantList())).pending)
     ok(owner.call(p.GrantAnswer(request=waiting.id, approve=approve)))
     return waiting
 
 
-def test_the_owner_needs_none(owner):  # noqa: F811
+def test_the_owner_needs_none(owner):
     error(owner.call(p.RequestAccess(names=["other"])), "bad_request")
 
 
-def test_approved_widens_for_new_connections(agent, owner, bound, raw):  # noqa: F811
+def test_approved_widens_for_new_connections(agent, owner, bound, raw):
     g = create(owner, ["stripe/*"], "use")
     c = bound(g)
     thread, replies = ask(c, mode="read", reason="deploy")
@@ -43,7 +43,7 @@ def test_approved_widens_for_new_connections(agent, owner, bound, raw):  # noqa:
     assert ok(owner.call(p.GrantList())).grants[0].names == ("stripe/*", "other")
 
 
-def test_denied_changes_nothing(agent, owner, bound, raw):  # noqa: F811
+def test_denied_changes_nothing(agent, owner, bound, raw):
     g = create(owner, ["stripe/*"], "use")
     thread, replies = ask(bound(g))
     answer(owner, False)
@@ -53,7 +53,7 @@ def test_denied_changes_nothing(agent, owner, bound, raw):  # noqa: F811
     assert ok(owner.call(p.GrantList())).grants[0].names == ("stripe/*",)
 
 
-def test_malformed_is_refused_before_anyone_is_asked(owner, bound):  # noqa: F811
+def test_malformed_is_refused_before_anyone_is_asked(owner, bound):
     c = bound(create(owner, ["stripe/*"], "use"))
     error(c.call(p.RequestAccess(names=[], mode="use")), "bad_request")
     error(c.call(p.RequestAccess(names=["x"], mode="root")), "bad_request")

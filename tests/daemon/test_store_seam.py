@@ -40,6 +40,7 @@ class MemoryState(AgentState):
     def __init__(self, config: Config, memory: MemoryStore) -> None:
         super().__init__(config)
         self.memory = memory
+        self.kept = MemoryStore()  # the agent's own records (grants), as the vault keeps them
 
     def store(self) -> EntryStore:
         if not self.unlocked:
@@ -48,7 +49,7 @@ class MemoryState(AgentState):
 
     def records(self) -> MemoryStore:
         self.store()
-        return self.memory
+        return self.kept
 
 
 @pytest.fixture

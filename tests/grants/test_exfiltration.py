@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -153,7 +152,8 @@ def _nested(world: World, run: Callable[[str], subprocess.CompletedProcess]) -> 
     return seen.pop() if len(seen) == 1 else f"differ: {seen}"
 
 
-ORPHAN = """( ( sleep 0.5; credd get stripe/key > "$D/orphan.out" 2>&1; echo $? > "$D/orphan.rc" ) & )
+ORPHAN = """( ( sleep 0.5; credd get stripe/key > "$D/orphan.out" 2>&1
+             echo $? > "$D/orphan.rc" ) & )
 sleep 3
 """
 

@@ -67,7 +67,8 @@ def bound(credd_env, tmp_path):
     helper = tmp_path / "session.py"
     helper.write_text(SESSION)
 
-    def run(grant_id: str, *argv: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    def run(grant_id: str, *argv: str, timeout: float = 60,
+            **kwargs) -> subprocess.CompletedProcess:
         env = dict(credd_env)
         env.update(kwargs.pop("env", {}))
         return subprocess.run([sys.executable, str(helper), grant_id, *argv], env=env,
@@ -99,8 +100,8 @@ def _leaks(text: str) -> list[str]:
 # ---------------------------------------------------------------- tasks still work
 
 def test_the_command_gets_its_secrets_and_its_exit_status_comes_back(vault, grant, bound):
-    check = (f"import hashlib, os, sys; print(hashlib.sha256(os.environ['T'].encode())"
-             f".hexdigest()); sys.exit(42)")
+    check = ("import hashlib, os, sys; print(hashlib.sha256(os.environ['T'].encode())"
+             ".hexdigest()); sys.exit(42)")
     r = bound(grant, *_run("--env", "T=credd://github/token", "--", sys.executable, "-c", check))
     assert r.returncode == 42, r.stderr
     assert r.stdout.decode().strip() == hashlib.sha256(TOKEN.encode()).hexdigest()
@@ -126,18 +127,13 @@ ENCODED = {
     "base64url": 'printf %s "$X" | basenc --base64url',
     "url": (f"{sys.executable} -c 'import os, urllib.parse as u; "
             "print(u.quote(os.environ[\"X\"], safe=\"\"))'"),
-}
-LATER = {  # credd.forms, from the leak-scanning branch (i16-scan): masked once it lands
     "hex": "printf %s \"$X\" | od -An -tx1 | tr -d ' \\n'",
     "HEX": "printf %s \"$X\" | xxd -p -u | tr -d '\\n'",
     "json": f"{sys.executable} -c 'import json, os; print(json.dumps(os.environ[\"X\"]))'",
 }
 
 
-@pytest.mark.parametrize("shell", [pytest.param(v, id=k) for k, v in ENCODED.items()] + [
-    pytest.param(v, id=k, marks=pytest.mark.xfail(strict=True, reason="hex and JSON forms "
-                                                   "arrive with credd.forms (i16-scan)"))
-    for k, v in LATER.items()])
+@pytest.mark.parametrize("shell", [pytest.param(v, id=k) for k, v in ENCODED.items()])
 def test_the_output_is_masked_in_every_encoding(vault, grant, bound, shell):
     r = bound(grant, *_run("--env", "X=credd://odd", "--", "sh", "-c", shell))
     assert r.returncode == 0, r.stderr
@@ -304,6 +300,7 @@ def test_on_a_terminal_under_the_grant(vault, grant, bound, credd_env):
     import pty
     import struct
     import termios
+
     from tests.scripting.test_run import _wait_for
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 101, 0, 0))

@@ -7,6 +7,7 @@ import hashlib
 import os
 import pty
 import select
+import shutil
 import signal
 import stat
 import subprocess
@@ -535,3 +536,29 @@ def test_files_are_readable_by_the_child_of_an_ordinary_user():
                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath},
                          timeout=30)
     assert out.stdout.strip() == "b'v4lue'", out
+
+
+@pytest.mark.skipif(not (shutil.which("base64") and shutil.which("xxd")),
+                    reason="needs coreutils base64 and xxd")
+def test_encoded_forms_of_a_secret_are_masked(stocked, credd_cmd, tmp_path):
+    """`echo $X | base64`, `| xxd -p`, and the URL, JSON and upper-case hex forms a program
+    prints: every form credd.forms names is concealed, and none of the value shows."""
+    from credd.forms import forms
+    child = script(tmp_path, "forms.py", """
+import base64, json, os, sys
+from urllib.parse import quote, quote_plus
+v = os.environ["DBPW"]
+for text in (base64.urlsafe_b64encode(v.encode()).decode(), v.encode().hex().upper(),
+             quote(v, safe=""), quote_plus(v), json.dumps({"password": v})):
+    print("form:", text, flush=True)
+""")
+    shell = ('echo "$DBPW" | base64; echo "$DBPW" | xxd -p; '
+             'printf %s "$DBPW" | base64; printf %s "$DBPW" | xxd -p; '
+             f'{sys.executable} {child}')
+    r = credd_cmd("run", "--env", "DBPW=credd://prod db/password", "--", "sh", "-c", shell)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 9 and all(R in line for line in lines), lines
+    for form in forms(DB_PASSWORD):
+        assert form not in r.stdout
+    assert lines[-1] == f'form: {{"password": "{R}"}}'

@@ -97,7 +97,7 @@ def test_no_secret_on_stderr_in_files_or_logs(make_agent, run_credd, tmp_path):
     assert run_credd("get", "aws/key").stdout.strip() == FIELD_SECRET
     agent.stop()
     roots = [agent.state_dir, os.path.dirname(agent.socket), os.path.dirname(agent.vault)]
-    for secret in SECRETS + ("github",):  # and no service name in clear in any file
+    for secret in (*SECRETS, "github"):  # and no service name in clear in any file
         assert not _files_with(roots, secret.encode()), secret
         assert secret not in agent.log(), secret
 
