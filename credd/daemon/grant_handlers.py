@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from credd import protocol as p
 from credd.errors import BadRequest, Denied, NotFound
@@ -52,13 +52,20 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
         if grant.uid is not None:
             raise Denied("only the owner can open a socket for another uid (`--uid`)")
         _narrows(state, binding, grant, "a grant made inside a grant")
+    return await _put(state, conn, grant, "grant_create", "create")
+
+
+async def _put(state: AgentState, conn: Caller, grant: Grant, op: str,
+               action: Literal["create", "widen"]) -> p.GrantReply:
+    """A grant made or widened: audited (fail closed: it gives access), written to the vault,
+    then in force, and announced."""
     records = state.records()
-    _audit(state, conn, "grant_create", grant.id, strict=True)
+    _audit(state, conn, op, grant.id, strict=True)
     epoch = state.epoch
     await state.write(_save, records, [grant])
     if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
         state.grants.put(grant)
-    state.events.publish(p.GrantChanged(grant=grant.id, action="create"))
+    state.events.publish(p.GrantChanged(grant=grant.id, action=action))
     return p.GrantReply(grant=state.grants.get(grant.id) or grant)
 
 
@@ -121,15 +128,8 @@ async def request_access(state: AgentState, conn: Caller,
     except Denied:
         _audit(state, conn, "request_access", grant.id, "denied")
         raise
-    records = state.records()
     wider = widened(state.grants.current(nearest)[0], req.names, req.mode)  # as it is now
-    _audit(state, conn, "grant_widen", wider.id, strict=True)
-    epoch = state.epoch
-    await state.write(_save, records, [wider])
-    if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
-        state.grants.put(wider)
-    state.events.publish(p.GrantChanged(grant=wider.id, action="widen"))
-    return p.GrantReply(grant=state.grants.get(wider.id) or wider)
+    return await _put(state, conn, wider, "grant_widen", "widen")
 
 
 # ---------------------------------------------------------------- sessions
