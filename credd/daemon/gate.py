@@ -25,7 +25,8 @@ from credd.errors import Denied
 from credd.grants import USES, Grant
 
 from .binding import Binding
-from .grant_book import KIND, encode
+from .grant_book import save
+from .grant_handlers import program_of
 from .peer import Peer
 from .state import AgentState
 
@@ -64,20 +65,14 @@ async def _use(state: AgentState, conn: Bound, req: p.Request, grants: list[Gran
     if any(g.confirm for g in grants):
         try:
             await state.approvals.ask(grants[0].id, p.tag_of(type(req)), _names(req),
-                                      conn.peer.exe.rpartition("/")[2], conn.peer.pid)
+                                      program_of(conn.peer), conn.peer.pid)
         except Denied:
             _refused(state, conn, req)
             raise
         grants = state.grants.current(conn.binding.grants)  # revoked while it waited?
     used = state.grants.spend(grants)
     if used:
-        records = state.records()
-        await state.write(_save, records, used)
-
-
-def _save(records: Any, grants: list[Grant]) -> None:
-    for grant in grants:
-        records.put_record(KIND, grant.id, encode(grant))
+        await state.write(save, state.records(), used)
 
 
 def _covered(binding: Binding, req: p.Request) -> bool:
