@@ -34,8 +34,8 @@ TIMESTAMPS = frozenset({"created", "updated", "expires", "deleted", "replaced", 
 
 def rfc3339(when: float) -> str:
     """A unix time as RFC 3339 in UTC: `2027-01-31T23:00:00Z` (milliseconds when it has any)."""
-    from datetime import datetime, timezone
-    moment = datetime.fromtimestamp(when, timezone.utc)
+    from datetime import UTC, datetime
+    moment = datetime.fromtimestamp(when, UTC)
     spec = "seconds" if when == int(when) else "milliseconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
@@ -64,7 +64,7 @@ def _time(value: float | None) -> str | None:
     return rfc3339(value) if value else None
 
 
-def print_json(obj: object) -> None:
+def print_json(obj: Any) -> None:
     """Pretty JSON of any struct, list or dict on stdout."""
     import msgspec
 

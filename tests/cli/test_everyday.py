@@ -163,13 +163,15 @@ class TestJson:
             doc = json.loads(ok(cli(*command[:at], "--json", *command[at:])))
             for where, key, value in _walk(doc):
                 assert key not in ("type",), (command, where)  # the flag is --kind: `kind`
-                if key in TIMES and not (command[0] == "run"):
+                if key in TIMES and command[0] != "run":
                     assert value is None or RFC3339.match(value), (command, where, key, value)
-                    seen_times.add(key) if value else None
+                    if value:
+                        seen_times.add(key)
         assert {"created", "updated", "expires", "deleted", "replaced", "time"} <= seen_times
         listed = json.loads(ok(cli("ls", "--json", "--type", "password")))  # --type: an alias
         assert [(e["name"], e["kind"], e["state"]) for e in listed] == [("old", "password", "ok")]
-        assert listed[0]["expires"] == "2031-01-31T12:00:00Z" and listed[0]["rotate_after"] == 90 * 86400
+        assert listed[0]["expires"] == "2031-01-31T12:00:00Z"
+        assert listed[0]["rotate_after"] == 90 * 86400  # a duration: seconds
         assert "KIND" in ok(cli("ls")).splitlines()[0]
         plan = json.loads(ok(cli("run", "--dry-run", "--json", "--env-file", str(env_file),
                                  "--", "deploy", "--now")))
@@ -217,7 +219,7 @@ class TestImportExport:
 
 
 def test_suggestions_look_at_a_bounded_window():
-    """A miss in a 100,000-entry vault compares ~1,000 names, not all (a miss must be cheap:
+    """A miss in a 100,000-entry vault compares WINDOW names, not all (a miss must be cheap:
     helpers miss on purpose); the window is where the typo'd name sorts."""
     from credd.daemon import suggest
     entries = [EntryMeta(name=f"team{i:06d}/token") for i in range(100_000)]
