@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from credd import protocol as p
 from credd.errors import Denied
 from credd.grants import USES, Grant
+from credd.refs import path_of
 
 from .binding import Binding
 from .grant_book import save
@@ -76,10 +77,19 @@ async def _use(state: AgentState, conn: Bound, req: p.Request, grants: list[Gran
 
 
 def _covered(binding: Binding, req: p.Request) -> bool:
-    """False for a one-name request whose name the grants do not cover: it is answered
-    `not_found` like an absent name, with no use spent and no owner asked."""
-    name = getattr(req, "name", None)
-    return not isinstance(name, str) or binding.policy.covers(name)
+    """False for a request whose every name or reference the grants do not cover: it is
+    answered `not_found` like an absent name, with no use spent and no owner asked."""
+    names = _names(req)
+    return not names or any(_reachable(binding, name) for name in names)
+
+
+def _reachable(binding: Binding, ref: str) -> bool:
+    """Whether a covered entry can answer `ref`: the whole name, or (credd.refs.locate's
+    rule) NAME/FIELD, the field of the entry NAME."""
+    path = path_of(ref)
+    head, sep, tail = path.rpartition("/")
+    return binding.policy.covers(path) or bool(sep and head and tail
+                                                and binding.policy.covers(head))
 
 
 def _names(req: p.Request) -> list[str]:

@@ -233,6 +233,15 @@ class TestLifecycle:
         assert "used all its 2 uses" in error(c.call(p.Get(name="stripe/key")), "denied").message
         assert "used all" in error(c.call(p.List()), "denied").message  # used up: ended
 
+    def test_a_field_by_path_is_a_use(self, owner, bound):
+        """`get card/pin` reaches the field `pin` of the covered entry `card` (credd.refs'
+        rule): it spends a use like `get card --field pin` would."""
+        ok(owner.call(p.Set(name="card", fields=[p.Field(name="pin", value="1234")])))
+        g = create(owner, ["card"], "read", uses=1)
+        c = bound(g)
+        assert ok(c.call(p.Get(name="card/pin")), p.Secret).value == "1234"
+        assert "used all its 1 uses" in error(c.call(p.Get(name="card/pin")), "denied").message
+
     def test_confirm(self, agent, owner, bound, raw):
         g = create(owner, ["stripe/*"], "read", confirm=True)
         events = raw(agent)  # the owner's: opened before the session
