@@ -125,6 +125,17 @@ class TestBoundRead:
         assert hidden.message.replace("other", "nothing") == absent.message
         assert [n.replace("other", "nothing") for n in hidden.names] == absent.names
 
+    @pytest.mark.parametrize("ask", [
+        lambda n: p.Get(name=n), lambda n: p.Describe(name=n), lambda n: p.Reveal(name=n),
+        lambda n: p.History(name=n)])
+    def test_no_hidden_name_is_suggested(self, owner, bound, ask):
+        """"Did you mean" comes from the names the connection may see: the owner is told
+        `other` for `othr`, a bound connection is not; a covered name is still suggested."""
+        assert "'other'" in error(owner.call(ask("othr")), "not_found").message
+        c = bound(create(owner, ["stripe/*"], "read"))
+        assert "did you mean" not in error(c.call(ask("othr")), "not_found").message
+        assert "'stripe/key'" in error(c.call(ask("stripe/kye")), "not_found").message
+
     def test_trash_is_filtered(self, owner, bound):
         ok(owner.call(p.Delete(name="other")))
         ok(owner.call(p.Delete(name="stripe/key")))
