@@ -15,7 +15,8 @@ nested in sessions are bound by every one of them (`Binding.outer`). Between
 processes of one uid a session deters and audits; it is not a wall: a process
 can ask one outside its tree (systemd --user, a tmux server) to connect for it.
 docs/grants.md lists what is open. The walk reads only the peer's ancestors
-(no scan of /proc), and nothing at all while no session is registered.
+(no scan of /proc), none older than the oldest root (start times only grow
+down a tree), and nothing at all while no session is registered.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ class Sessions:
             return []
         if pid is None:
             raise Unidentified("the peer's process is unknown")
-        return [self._roots[r] for r in _ancestry(pid) if r in self._roots]
+        floor = min(start for _pid, start in self._roots)
+        return [self._roots[r] for r in _ancestry(pid, floor) if r in self._roots]
 
 
 def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
@@ -156,10 +158,12 @@ def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
     return tuple(outer)
 
 
-def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
-    """(pid, start time) of `pid` and each ancestor up to pid 1. An ancestor that exits
-    mid-walk (its children move to a subreaper) or whose pid was reused (it started after
-    its child) makes the walk start over."""
+def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> list[Root]:
+    """(pid, start time) of `pid` and each ancestor up to pid 1, or up to the first that
+    started before `floor` (the oldest root's start: no process older than every root is
+    one, nor are its ancestors, older still). An ancestor that exits mid-walk (its children
+    move to a subreaper) or whose pid was reused (it started after its child) makes the walk
+    start over."""
     for _ in range(attempts):
         chain: list[Root] = []
         current, child_start = pid, None
@@ -168,6 +172,8 @@ def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
                 parent, start = parent_and_start(current)
                 if child_start is not None and start > child_start:
                     raise ProcessLookupError(current)  # a reused pid, not the parent
+                if start < floor:
+                    return chain
                 chain.append((current, start))
                 current, child_start = parent, start
         except (FileNotFoundError, ProcessLookupError):

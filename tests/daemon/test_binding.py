@@ -59,6 +59,20 @@ def test_no_session_reads_nothing(monkeypatch):
     assert Sessions().binding_for(None) is OWNER
 
 
+def test_the_walk_stops_below_the_oldest_root(tree, monkeypatch):
+    """A process older than every root is in no session, nor are its ancestors: the walk
+    reads no further (this test process started long before the tree)."""
+    root, _middle, leaf = tree(2)
+    sessions = Sessions()
+    sessions.add(root, Binding(grant=_grant()))
+    read = []
+    real = b.parent_and_start
+    monkeypatch.setattr(b, "parent_and_start", lambda pid: read.append(pid) or real(pid))
+    assert sessions.binding_for(os.getpid()) is OWNER and read == [os.getpid()]
+    read.clear()
+    assert sessions.binding_for(leaf).grant is not None and read[-1] in (root, os.getpid())
+
+
 def test_descendants_are_bound_others_are_not(tree):
     root, middle, leaf = tree(2)
     sessions = Sessions()
