@@ -203,6 +203,18 @@ def _offset(seconds: int) -> str:
     return f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
 
 
+def format_rfc3339(when: float | None) -> str | None:
+    """A moment for machines (`--json`): RFC 3339 in UTC to the millisecond; None for none."""
+    if when is None:
+        return None
+    from datetime import datetime, timezone
+    try:
+        moment = datetime.fromtimestamp(when, timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def format_time(when: float | None) -> str:
     """A moment (written, deleted, logged) in local time to the minute; `-` for none."""
     if not when:

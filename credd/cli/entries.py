@@ -22,7 +22,7 @@ from credd.cli import output
 from credd.cli.output import arg_type, client
 from credd.errors import BadRequest
 from credd.rules import (DEFAULT_KIND, LABELS, entry_state, explain, format_date, format_duration,
-                         format_time, kind_lines, parse_date, parse_duration)
+                         format_rfc3339, format_time, kind_lines, parse_date, parse_duration)
 
 DEFAULT_LENGTH = 24
 DEFAULT_WORDS = 5
@@ -228,7 +228,9 @@ def cmd_show(ns) -> int:
     with client() as c:
         shown = c.reveal(ns.name) if ns.reveal else c.describe(ns.name)
     if ns.json:
-        output.print_json(shown)
+        data = output.as_data(shown)
+        _rfc3339_last_used(data["entry"] if ns.reveal else data)
+        output.print_json(data)
         return 0
     meta = shown.entry if ns.reveal else shown
     rows = [("name", meta.name), ("type", meta.kind)]
@@ -247,6 +249,8 @@ def cmd_show(ns) -> int:
         rows.append(("notes", shown.notes if ns.reveal else HIDDEN))
     rows += [("version", str(meta.version)), ("updated", format_time(meta.updated)),
              ("created", format_time(meta.created))]
+    if meta.last_used is not None:
+        rows.append(("last used", format_time(meta.last_used)))
     if meta.rotate_after:
         rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
                                f"{format_time(meta.updated + meta.rotate_after)}"))
@@ -289,9 +293,15 @@ def _warn_unlisted(mounts) -> None:
                   file=sys.stderr)
 
 
+def _rfc3339_last_used(entry: dict) -> dict:
+    """`last_used` in --json output is RFC 3339 (or null), as the audit's times are."""
+    entry["last_used"] = format_rfc3339(entry["last_used"])
+    return entry
+
+
 def _print_entries(entries, as_json: bool) -> None:
     if as_json:
-        output.print_json(entries)
+        output.print_json([_rfc3339_last_used(output.as_data(e)) for e in entries])
         return
     now = time.time()
     mounted = any(e.mount for e in entries)  # the MOUNT column only when there is one

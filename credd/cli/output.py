@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # not typing's: importing typing loads `re`, too slow for
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     from credd.protocol import StatusReply
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------- data out
 
-def as_data(obj):
+def as_data(obj: Any) -> Any:
     """Structs as plain dicts with every field (defaults included, no tag), recursively.
 
     --json output keeps a stable shape for scripts, unlike the wire, which omits defaults.
