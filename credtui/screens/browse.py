@@ -51,6 +51,7 @@ class BrowseScreen(Screen):
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
         Binding("h", "history", "History"),
+        Binding("w", "who", "Who read it", show=False),
         Binding("t", "trash", "Trash"),
         Binding("f", "folders", "Folders", show=False),
         Binding("u", "due", "Due", show=False),
@@ -304,6 +305,11 @@ class BrowseScreen(Screen):
         from credtui.screens.history import HistoryScreen
         if (meta := self._current()) is not None:
             self.app.push_screen(HistoryScreen(meta.name))
+
+    def action_who(self) -> None:
+        from credtui.screens.audit import WhoReadScreen
+        if (meta := self._current()) is not None:
+            self.app.push_screen(WhoReadScreen(meta.name))
 
     def action_trash(self) -> None:
         from credtui.screens.trash import TrashScreen
