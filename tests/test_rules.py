@@ -227,6 +227,8 @@ def today_in_zone() -> date:
 async def _new_entry(pilot, name: str, rotate: str, expires: str) -> None:
     """Open the edit form with `n`, type the name, period and date as a person would, save."""
     screen = pilot.app.screen
+    # until the list has loaded, focus may sit in the search bar, which would take the `n`
+    await wait_until(pilot, lambda: screen.entry_list.entries, what="entries")
     await pilot.press("n")
     await wait_until(pilot, lambda: screen_is(pilot.app, "EditScreen"))
     for selector, text in (("#edit-name", name), ("#edit-rotate", rotate),
