@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from credd.cli.output import arg_type
 from credd.errors import BadRequest
@@ -85,7 +85,7 @@ def audit(ns: argparse.Namespace) -> int:
     with client() as c:
         records = c.call(request).records
     if ns.json:
-        print_json([_record_json(r) for r in records])
+        print_json(records)
         return 0
     granted = any(r.grant for r in records)
     rows = [[format_time(r.time), r.op, r.outcome, _name(r, ns.name), r.program or "-",
@@ -103,22 +103,14 @@ def _name(record: AuditRecord, asked: str | None) -> str:
     return asked or record.name_hmac.removeprefix("hmac-sha256:")[:16]
 
 
-def _record_json(record: AuditRecord) -> dict[str, Any]:
-    from credd.cli.output import as_data
-    from credd.rules import format_rfc3339
-    return {**as_data(record), "time": format_rfc3339(record.time)}
-
-
 def audit_who(ns: argparse.Namespace) -> int:
     from credd import protocol
-    from credd.cli.output import as_data, client, print_json, table
-    from credd.rules import format_rfc3339, format_time
+    from credd.cli.output import client, print_json, table
+    from credd.rules import format_time
     with client() as c:
         reply = c.call(protocol.AuditWho(name=ns.name, since=ns.since))
-    if ns.json:
-        readers = [{**as_data(r), "first": format_rfc3339(r.first),
-                    "last": format_rfc3339(r.last)} for r in reply.readers]
-        print_json({"name": ns.name, "name_hmac": reply.name_hmac, "readers": readers})
+    if ns.json:  # times as RFC 3339 (output.TIMESTAMPS)
+        print_json({"name": ns.name, "name_hmac": reply.name_hmac, "readers": reply.readers})
         return 0
     if not reply.readers:
         print(f"no program received the value of {ns.name}"
@@ -132,12 +124,11 @@ def audit_who(ns: argparse.Namespace) -> int:
 
 def audit_verify(ns: argparse.Namespace) -> int:
     from credd import protocol
-    from credd.cli.output import as_data, client, print_json
-    from credd.rules import format_rfc3339
+    from credd.cli.output import client, print_json
     with client() as c:
         report = c.call(protocol.AuditVerify())
     if ns.json:
-        print_json({**as_data(report), "anchored_at": format_rfc3339(report.anchored_at)})
+        print_json(report)
     else:
         print(_summary(report))
     return 0 if report.ok else 1

@@ -191,7 +191,8 @@ class AuditLog:
             if peer is not None:
                 who = {"pid": peer.pid, "uid": peer.uid, "exe": peer.exe, "program": peer.program}
             self._who = peer, binding, AuditRecord(time=0.0, op="", outcome="", **who,
-                                                   grant=binding.grant, session=binding.session)
+                                                   grant=binding.grant_id,
+                                                   session=binding.session or "")
         return self._who[2]
 
     def _emit(self, fd: int, record: AuditRecord, names: Sequence[str | None],
@@ -453,7 +454,4 @@ class AuditLog:
 def _was_anchored(trail: Trail) -> bool:
     """Whether a chained `lock` record exists: every lock since the chain began wrote an
     anchor, so the anchor's absence then means it was deleted."""
-    for line in trail.backward():
-        if b'"op":"lock"' in line and b'"seq":' in line:
-            return True
-    return False
+    return any(b'"op":"lock"' in line and b'"seq":' in line for line in trail.backward())

@@ -152,12 +152,9 @@ class Trail:
         for name, f, size in self._files:
             f.seek(0)
             left = size
-            for number, line in enumerate(f, 1):
-                left -= len(line)
-                if left < 0:
-                    line = line[:left]
-                if line.endswith(b"\n"):
-                    line = line[:-1]
+            for number, read in enumerate(f, 1):
+                left -= len(read)
+                line = (read[:left] if left < 0 else read).removesuffix(b"\n")
                 if line:
                     yield name, number, line
                 if left <= 0:

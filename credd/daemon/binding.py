@@ -17,12 +17,14 @@ from .peer import Peer
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    grant: str = ""    # the grant's id; "" for the owner
-    session: str = ""  # the session the connection was bound through, if any
+    """The audit reads only `grant_id` and `session`: grants may give a binding more."""
+
+    grant_id: str = ""          # the grant's id; "" for the owner
+    session: str | None = None  # the session the connection was bound through, if any
 
     @property
     def owner(self) -> bool:
-        return not self.grant
+        return not self.grant_id
 
 
 OWNER = Binding()

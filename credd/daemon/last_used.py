@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union, cast, overload
+from typing import cast, overload
 
 import msgspec
 
@@ -47,7 +47,7 @@ _PREFIX = "hmac-sha256:"  # as audit.name_hmac writes a name
 DEFAULT_EVERY = 60.0
 
 #: A listed entry: its metadata, or its msgpack encoding as the vault keeps it.
-Item = Union[EntryMeta, msgspec.Raw]
+Item = EntryMeta | msgspec.Raw
 
 
 class _File(msgspec.Struct, forbid_unknown_fields=True):

@@ -32,7 +32,8 @@ from credd.store import EntryStore
 
 from .audit import DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, AuditLog
 from .events import EventHub
-from .last_used import FILE_NAME as LAST_USED_FILE, LastUsed
+from .last_used import FILE_NAME as LAST_USED_FILE
+from .last_used import LastUsed
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -219,11 +220,11 @@ class AgentState:
         self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
+        self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
-                              mount_of=lambda name: self.mounts.mount_of(name),
+                              mount_of=self.mounts.mount_of,
                               max_bytes=config.audit_max_bytes, keep=config.audit_keep,
                               background=self._writer.submit)
-        self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
                                   background=self._writer.submit)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock

@@ -8,15 +8,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from credd.errors import CreddError
 from credd.protocol import AuditWho, Reader
 from credd.rules import format_time
+from credtui.screens.base import CredModal, KeyFooter
 
 
-class WhoReadScreen(ModalScreen[None]):
+class WhoReadScreen(CredModal[None]):
     """Every program and grant that received the value, the most recent first."""
 
     BINDINGS = [("escape,w", "dismiss(None)", "Close")]
@@ -35,6 +35,7 @@ class WhoReadScreen(ModalScreen[None]):
             yield Static(f"Who read {self.entry_name}", classes="title")
             yield Static("Loading…", id="readers")
             yield Label("from the audit trail · escape close", id="who-note")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.load()

@@ -84,18 +84,18 @@ def _remove(lines: list[bytes], k: int) -> list[bytes]:
 def _edit(lines: list[bytes], k: int) -> list[bytes]:
     edited = lines[k - 1].replace(b'"outcome":"ok"', b'"outcome":"not_found"')
     assert edited != lines[k - 1]
-    return lines[:k - 1] + [edited] + lines[k:]
+    return [*lines[:k - 1], edited, *lines[k:]]
 
 
 def _insert(lines: list[bytes], k: int) -> list[bytes]:
-    return lines[:k - 1] + [lines[k - 3]] + lines[k - 1:]  # a copy of an earlier record
+    return [*lines[:k - 1], lines[k - 3], *lines[k - 1:]]  # a copy of an earlier record
 
 
 def _insert_crafted(lines: list[bytes], k: int) -> list[bytes]:
     """A record made to link to the one before it, with the next seq."""
     before = json.loads(lines[k - 2])
     crafted = dict(before, seq=before["seq"] + 1, prev=hashlib.sha256(lines[k - 2]).hexdigest())
-    return lines[:k - 1] + [msgspec.json.encode(crafted)] + lines[k - 1:]
+    return [*lines[:k - 1], msgspec.json.encode(crafted), *lines[k - 1:]]
 
 
 @pytest.mark.parametrize("tamper, says", [(_remove, "missing"), (_edit, "edited"),

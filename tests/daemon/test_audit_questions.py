@@ -36,7 +36,8 @@ def records(agent) -> list[dict]:
 
 
 def last_reveal(agent) -> dict:
-    return [r for r in records(agent) if r["op"] in ("get", "get_many") and r["outcome"] == "ok"][-1]
+    reveals = [r for r in records(agent) if r["op"] in ("get", "get_many") and r["outcome"] == "ok"]
+    return reveals[-1]
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ class TestFilters:
         out = run_credd("audit", "--name", "alpha", "--op", "get", "--json")
         assert out.returncode == 0, out.stderr
         found = json.loads(out.stdout)
-        assert [r["program"] for r in found][0] == "credd get" and len(found) == 2
+        assert found[0]["program"] == "credd get" and len(found) == 2
         assert all(r["time"].endswith("Z") and "T" in r["time"] for r in found)
         table = run_credd("audit", "--since", "1h", "--program", "credd").stdout
         assert "credd get" in table and "alpha" not in table  # names stay HMACs
