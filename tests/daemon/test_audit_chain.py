@@ -125,6 +125,21 @@ def test_a_recomputed_chain_while_running_is_caught_by_the_agents_memory(unlocke
     assert report.line == len(lines) + 1
 
 
+def test_a_recomputed_chain_is_found_at_the_record_the_agent_anchored(unlocked_agent, raw):
+    c = raw(unlocked_agent)
+    busy(c)
+    c.call(p.Lock())  # anchors the lock record
+    c.call(p.Unlock(passphrase=TEST_PASSPHRASE))
+    busy(c, 2)
+    path = trail_file(unlocked_agent)
+    lines = lines_of(path)
+    anchored = next(k for k, line in enumerate(lines, 1) if json.loads(line)["op"] == "lock")
+    rewrite_in_place(path, rechained(_remove(lines, 6)))
+    report = verify(c)
+    assert not report.ok and "differs from the one the agent anchored" in report.problem, report
+    assert report.line == anchored  # renumbered: the record now holding the anchored seq
+
+
 def test_a_trail_rewritten_while_stopped_is_caught_by_the_anchor(make_agent, raw):
     agent = make_agent()
     agent.init_and_unlock()
