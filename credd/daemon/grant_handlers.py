@@ -94,7 +94,7 @@ def grant_answer(state: AgentState, conn: Caller, req: p.GrantAnswer) -> p.Ok:
 def expired(state: AgentState, grants: list[Grant]) -> None:
     """Grants that just expired: in the audit trail and to subscribers, once each."""
     for grant in grants:
-        state.audit.try_record("grant_expire", "ok")
+        state.audit.try_record("grant_expire", "ok", subject=grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
 
 
@@ -178,6 +178,6 @@ def _audit(state: AgentState, conn: Caller, op: str, grant: str, outcome: str = 
            strict: bool = False) -> None:
     """A grant's change in the audit trail; `strict` (fail closed) for what widens access."""
     if strict:
-        state.audit.record(op, outcome, origin=conn)
+        state.audit.record(op, outcome, origin=conn, subject=grant)
     else:
-        state.audit.try_record(op, outcome, origin=conn)
+        state.audit.try_record(op, outcome, origin=conn, subject=grant)
