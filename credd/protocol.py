@@ -131,6 +131,20 @@ class MountInfo(_Data):
     read_only: bool = False
 
 
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
+
+
 class TokenInfo(_Data):
     """A server token credd minted for a mount (`token_create`), as its server sees it now.
     Identified by its accessor, which can look a token up or revoke it but never log in."""
@@ -279,13 +293,24 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
@@ -297,7 +322,10 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
 
 
 class Subscribe(Asks["Ok"], tag="subscribe"):
@@ -333,7 +361,8 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
 Request = Union[
     Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
     Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
-    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop, TokenCreate, TokenList, TokenRevoke,
+    RemoveKeySlot, Slots, Audit, Check, Rekey, Subscribe, Stop, TokenCreate, TokenList,
+    TokenRevoke,
 ]
 
 # ---------------------------------------------------------------- responses
@@ -361,6 +390,7 @@ class StatusReply(_Message, tag="status"):
     capped: bool = False                # this unlock asked for more than --max-unlock allows
     mounts: list[MountInfo] = []        # the mount table in force, each mount's state
     config_error: str = ""              # why the mount table file was not (re)loaded
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -419,6 +449,11 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -441,7 +476,7 @@ class Error(_Message, tag="error"):
 
 Response = Union[
     Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
-    HistoryReply, AuditLog, CheckReport, TokenCreated, Tokens, Error,
+    HistoryReply, AuditLog, CheckReport, SlotList, TokenCreated, Tokens, Error,
 ]
 
 # ---------------------------------------------------------------- events

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Iterator
+from typing import TypeVar
 
 import msgspec
 
@@ -49,11 +51,21 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     deleted: float | None = None
 
 
-def redacted(cls: type) -> type:
+T = TypeVar("T", bound=type)
+
+
+def redacted(cls: T) -> T:
     """Hide every field of a secret-carrying struct from repr, str and rich
     (msgspec's own __rich_repr__ would print the values)."""
-    cls.__repr__ = cls.__str__ = lambda self: f"{type(self).__name__}(<redacted>)"
-    cls.__rich_repr__ = lambda self: iter((("secrets", "<redacted>"),))
+    def text(self: object) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+    def rich(self: object) -> Iterator[tuple[str, str]]:
+        return iter((("secrets", "<redacted>"),))
+
+    setattr(cls, "__repr__", text)
+    setattr(cls, "__str__", text)
+    setattr(cls, "__rich_repr__", rich)
     return cls
 
 
