@@ -134,7 +134,8 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Reveal: h.reveal, p.Describe: h.describe, p.Set: h.set_, p.Delete: h.delete,
     p.Undelete: h.undelete, p.Purge: h.purge, p.Move: h.move, p.List: h.list_,
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
-    p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Audit: h.audit,
+    p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Slots: h.slots,
+    p.Audit: h.audit,
     p.Check: h.check, p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
 }

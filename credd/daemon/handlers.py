@@ -15,7 +15,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -28,6 +28,9 @@ from .events import Subscription
 from .peer import Peer
 from .state import AgentState, check_duration
 
+if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
+    from credd.vault import Vault
+
 T = TypeVar("T")
 
 
@@ -39,7 +42,7 @@ class Caller(Protocol):
     subscription: Subscription | None
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
-                "unlock_wait"]
+                "unlock_wait", "slot_proof"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -103,22 +106,21 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
     return state.status()
 
 
-def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+async def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+    """Answered once the vault's own lock has run (after any write in flight): the WAL is
+    then in the vault file, so a plain copy of it taken after `credd lock` is complete."""
     state.lock("request")
+    await state.write(_nothing)
     return p.Ok()
 
 
+def _nothing() -> None:
+    pass
+
+
 async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
-    vault = state.unlocked_vault()
-    state.throttle.check()
-    try:
-        await state.write(vault.change_passphrase, req.old, req.new)
-    except BadPassphrase:
-        state.throttle.failed()
-        state.audit.try_record("change_passphrase", "bad_passphrase", peer=conn.peer)
-        raise
-    state.wrote()
-    state.audit.try_record("change_passphrase", "ok", peer=conn.peer)
+    await _proven(state, conn, "change_passphrase",
+                  lambda vault: vault.change_passphrase(req.old, req.new))
     return p.Ok()
 
 
@@ -473,22 +475,42 @@ async def restore(state: AgentState, conn: Caller, req: p.Restore) -> p.EntryRep
 
 # ---------------------------------------------------------------- the vault's own keys
 
-async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+async def _proven(state: AgentState, conn: Caller, op: str, change: Callable[[Vault], T]) -> T:
+    """A change to what unlocks the vault. An unlocked vault is not enough: the request
+    carries a proof (the passphrase or the recovery key), which the vault checks with an
+    unlock's cost; a wrong one is throttled like a wrong unlock, and audited."""
     vault = state.unlocked_vault()
-    await _write(state, conn, "add_key_slot", [],
-                 lambda: vault.add_key_slot(req.key, label=req.label), key=vault.audit_key)
+    state.throttle.check()
+    key = vault.audit_key  # before: a rekey changes it
+    try:
+        result = await state.write(change, vault)
+    except BadPassphrase:
+        state.throttle.failed()
+        state.audit.try_record(op, "bad_passphrase", peer=conn.peer)
+        raise
+    state.wrote()
+    state.audit.try_record(op, "ok", key=key, peer=conn.peer)
+    return result
+
+
+async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+    await _proven(state, conn, "add_key_slot",
+                  lambda vault: vault.add_key_slot(req.key, label=req.label, proof=req.proof))
     return p.Ok()
 
 
 async def remove_key_slot(state: AgentState, conn: Caller, req: p.RemoveKeySlot) -> p.Ok:
-    vault = state.unlocked_vault()
-    await _write(state, conn, "remove_key_slot", [],
-                 lambda: vault.remove_key_slot(label=req.label), key=vault.audit_key)
+    await _proven(state, conn, "remove_key_slot",
+                  lambda vault: vault.remove_key_slot(label=req.label, proof=req.proof))
     return p.Ok()
+
+
+def slots(state: AgentState, conn: Caller, req: p.Slots) -> p.SlotList:
+    infos, problems = state.unlocked_vault().slots()
+    return p.SlotList(slots=infos, problems=problems)
 
 
 async def rekey(state: AgentState, conn: Caller, req: p.Rekey) -> p.RecoveryKey:
     """The old recovery key no longer opens the vault: the new one goes back to the user."""
-    vault = state.unlocked_vault()
-    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey,
-                                                   key=vault.audit_key))
+    return p.RecoveryKey(recovery_key=await _proven(
+        state, conn, "rekey", lambda vault: vault.rekey(proof=req.proof)))

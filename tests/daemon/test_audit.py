@@ -11,7 +11,7 @@ import pytest
 
 from credd import protocol as p
 from credd.daemon.audit import AuditLog, name_hmac
-from credd.errors import AuditUnavailable
+from credd.errors import NoSpace
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.daemon.conftest import init_unlock, status
 
@@ -82,8 +82,9 @@ def test_write_failure_is_reported_not_swallowed(tmp_path):
     os.close(full)
     try:
         log.record("get", "ok", names=["a"], key=b"k")
-    except AuditUnavailable as exc:
-        assert "No space left" in exc.message
+    except NoSpace as exc:  # a full disk has its own code: the advice is to free space
+        assert "no space left on the device holding the audit log" in exc.message
+        assert exc.code == "no_space"
     else:
         raise AssertionError("a failed audit write was not reported")
     assert [r.op for r in log.tail(10)] == ["get"]
