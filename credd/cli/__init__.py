@@ -22,6 +22,7 @@ COMMANDS = {
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
+    "slots": ("slots",),
     "audit": ("audit",),
     "mount": ("mount",),
     "tokens": ("token",),
