@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -19,8 +20,9 @@ from textual.screen import Screen
 from credd import protocol as p
 from credd.async_client import AsyncClient
 from credd.errors import AgentUnavailable, CreddError
-from credtui.clipboard import Clipboard
+from credtui.clipboard import Clipboard, ClipboardError, Osc52, detect
 from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
+from credtui.screens.base import CredScreen, Forgets
 from credtui.screens.browse import BrowseScreen
 from credtui.screens.help import HelpScreen
 from credtui.screens.init import InitScreen
@@ -28,25 +30,28 @@ from credtui.screens.no_agent import NoAgentScreen
 from credtui.screens.unlock import UnlockScreen
 from credtui.widgets.status_bar import StatusBar
 
-_SCREEN_FOR_STATE: dict[str, type[Screen]] = {
+_SCREEN_FOR_STATE: dict[str, type[CredScreen]] = {
     "no_vault": InitScreen, "locked": UnlockScreen, "unlocked": BrowseScreen}
 
 
-class CredApp(App[None]):
-    """The credtui application."""
+class CredApp(App[None], inherit_bindings=False):
+    """The credtui application; its keys are all listed here, in footer order."""
 
     CSS_PATH = "credtui.tcss"
     TITLE = "credtui"
     BINDINGS = [
         Binding("ctrl+l", "lock", "Lock", priority=True),
         Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        # ctrl+q works in a passphrase field too, so it is the one the footers show
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "quit", "Quit", show=False),
+        Binding("ctrl+c", "help_quit", show=False, system=True),  # Textual's: says ctrl+q quits
     ]
 
     def __init__(self, socket_path: str | None = None, *, reveal_seconds: float = 30.0,
                  clip_seconds: float = 45.0, clock: Callable[[], float] = time.time,
                  init_kdf: dict[str, int] | None = None, status_every: float = 15.0,
-                 clipboard_reader: list[str] | None | bool = True) -> None:
+                 clipboard: Literal["auto", "osc52"] = "auto") -> None:
         super().__init__()
         self.client = AsyncClient(socket_path)
         self.reveal_seconds = reveal_seconds
@@ -55,8 +60,9 @@ class CredApp(App[None]):
         self.status_every = status_every
         self.agent_status: p.StatusReply | None = None
         self.idle_deadline: float | None = None   # monotonic time of the idle lock
-        self.clip = Clipboard(self._write_terminal, self.set_timer, clip_seconds,
-                                   reader=clipboard_reader)
+        write = self._write_terminal
+        self.clip = Clipboard(detect(write) if clipboard == "auto" else [Osc52(write)],
+                              self.set_timer, clip_seconds)
         self._agent_up = False
 
     # ------------------------------------------------------------ lifecycle
@@ -117,7 +123,9 @@ class CredApp(App[None]):
         if not self.screen_stack:
             return  # shutting down
         status = message.status
-        self.agent_status = status
+        old, self.agent_status = self.agent_status, status
+        if (old.state if old else None) != (status.state if status else None):
+            self.refresh_bindings()  # Lock is offered only while unlocked
         self.idle_deadline = (time.monotonic() + status.idle_left
                               if status and status.idle_left is not None else None)
         wanted = _SCREEN_FOR_STATE[status.state] if status else NoAgentScreen
@@ -155,12 +163,11 @@ class CredApp(App[None]):
         unlocked = self.agent_status is not None and self.agent_status.state == "unlocked"
         return unlocked and any(isinstance(s, BrowseScreen) for s in self.screen_stack)
 
-    async def show(self, screen: Screen) -> None:
+    async def show(self, screen: CredScreen) -> None:
         """Replace the top-level screen, dropping modals and every revealed value first."""
         for old in self.screen_stack:
-            forget = getattr(old, "forget_secrets", None)
-            if forget is not None:
-                forget()
+            if isinstance(old, Forgets):
+                old.forget_secrets()
         while len(self.screen_stack) > 2:
             await self.pop_screen()
         if len(self.screen_stack) == 2:
@@ -170,17 +177,23 @@ class CredApp(App[None]):
         self._paint_status()
 
     def _paint_status(self) -> None:
-        if not self.screen_stack:
-            return
+        """The app's part of every status bar (the counts are the browse screen's)."""
         status = self.agent_status
-        for bar in self.screen.query(StatusBar):
-            bar.socket = self.client.socket_path
-            bar.state = status.state.replace("_", " ") if status else "no agent"
-            bar.entries = status.entries if status else None
-            bar.idle_left = (max(0.0, self.idle_deadline - time.monotonic())
-                             if self.idle_deadline is not None else None)
+        idle_left = (max(0.0, self.idle_deadline - time.monotonic())
+                     if self.idle_deadline is not None else None)
+        for screen in self.screen_stack:
+            for bar in screen.query(StatusBar):
+                bar.socket = self.client.socket_path
+                bar.state = status.state.replace("_", " ") if status else "no agent"
+                bar.idle_left = idle_left
 
     # ------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Lock only while unlocked: on the other screens it would do nothing."""
+        if action == "lock":
+            return self.agent_status is not None and self.agent_status.state == "unlocked"
+        return True
 
     @work(exclusive=True, group="lock")
     async def action_lock(self) -> None:
@@ -189,11 +202,21 @@ class CredApp(App[None]):
         except CreddError as exc:
             self.notify(exc.message, title="Lock failed", severity="error")
 
+    def copy_secret(self, value: str, what: str) -> None:
+        """Copy `value`, and say where it went and whether its clear can be trusted."""
+        try:
+            copied = self.clip.copy(value)
+        except ClipboardError as exc:
+            self.notify(str(exc), title="Could not copy", severity="error")
+            return
+        self.notify(copied.message(what), timeout=10,
+                    severity="information" if copied.readable else "warning")
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette: our actions, and no screenshot (it could capture a revealed value)."""
         for command in super().get_system_commands(screen):
             if "screenshot" not in command.title.lower():
@@ -210,5 +233,6 @@ class CredApp(App[None]):
 
         self.bell()
         traceback = Traceback(show_locals=False, width=None)
-        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        rendered = self.console.render(traceback, self.console.options)
+        self._exit_renderables.append(Segments(rendered))
         self._close_messages_no_wait()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from credd.protocol import StatusReply
+
 
 class AgentLocked(Message, bubble=False):
     """The agent locked (timeout, `credd lock`, SIGUSR1, shutdown)."""
@@ -42,6 +44,6 @@ class AgentGone(Message, bubble=False):
 class AgentStatus(Message, bubble=False):
     """A fresh status reply, or None when no agent answers."""
 
-    def __init__(self, status) -> None:
+    def __init__(self, status: StatusReply | None) -> None:
         super().__init__()
         self.status = status

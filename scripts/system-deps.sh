@@ -16,6 +16,10 @@ command -v prlimit >/dev/null || need+=(util-linux)
 command -v fish >/dev/null || need+=(fish)
 command -v csh >/dev/null || need+=(csh)
 command -v zsh >/dev/null || need+=(zsh)
+# a private X server and the X11 clipboard tools, for credtui's clipboard tests
+command -v Xvfb >/dev/null || need+=(xvfb)
+command -v xclip >/dev/null || need+=(xclip)
+command -v xsel >/dev/null || need+=(xsel)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 

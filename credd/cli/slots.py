@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from credd.protocol import SlotInfo
 
 PROOF_PROMPT = "vault passphrase (or recovery key): "
-PROOF_STDIN = "read the passphrase (or the recovery key) from stdin instead of a prompt"
+PROOF_STDIN = ("read the passphrase (or the recovery key) from stdin instead of a prompt "
+               f"({output.STDIN_LINE})")
 
 
 def register(sub: Any) -> None:

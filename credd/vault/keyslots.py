@@ -51,7 +51,7 @@ class KdfParams(msgspec.Struct, frozen=True, kw_only=True):
             return "KDF memory_kib must be at least 8 × lanes"
         return None
 
-    def validate(self) -> "KdfParams":
+    def validate(self) -> KdfParams:
         problem = self.problem()
         if problem:
             raise BadRequest(problem)

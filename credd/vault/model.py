@@ -57,15 +57,15 @@ T = TypeVar("T", bound=type)
 def redacted(cls: T) -> T:
     """Hide every field of a secret-carrying struct from repr, str and rich
     (msgspec's own __rich_repr__ would print the values)."""
-    def text(self: object) -> str:
+    def hidden(self: object) -> str:
         return f"{type(self).__name__}(<redacted>)"
 
     def rich(self: object) -> Iterator[tuple[str, str]]:
         return iter((("secrets", "<redacted>"),))
 
-    setattr(cls, "__repr__", text)
-    setattr(cls, "__str__", text)
-    setattr(cls, "__rich_repr__", rich)
+    setattr(cls, "__repr__", hidden)  # noqa: B010 (assigning a method of another class)
+    setattr(cls, "__str__", hidden)  # noqa: B010
+    setattr(cls, "__rich_repr__", rich)  # noqa: B010
     return cls
 
 

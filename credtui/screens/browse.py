@@ -5,19 +5,19 @@ Workers talk to the agent and post the messages below; handlers only paint.
 
 from __future__ import annotations
 
+from rich.repr import Result
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from credd.errors import CreddError, NotFound
 from credd.protocol import EntryMeta, Revealed
 from credtui.messages import EntryChanged
-from credtui.screens.confirm import ConfirmScreen
+from credtui.screens.base import CredScreen, KeyFooter
+from credtui.screens.confirm import confirm
 from credtui.screens.edit import Draft, EditScreen
 from credtui.widgets.entry_detail import EntryDetail
 from credtui.widgets.entry_list import EntryList
@@ -35,12 +35,16 @@ class _Secretive(Message):
         super().__init__()
         self.revealed = revealed
 
-    def __rich_repr__(self):
+    def __rich_repr__(self) -> Result:
         yield "name", self.revealed.entry.name
 
 
-class BrowseScreen(Screen):
+class BrowseScreen(CredScreen):
     """The main screen while unlocked."""
+
+    # the list from the first frame: focusing it in on_mount left a moment in which
+    # Textual's default (the first focusable, the search box) took the keys typed
+    AUTO_FOCUS = "#entries"
 
     BINDINGS = [
         Binding("slash", "search", "Search"),
@@ -50,12 +54,14 @@ class BrowseScreen(Screen):
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
-        Binding("h", "history", "History"),
-        Binding("t", "trash", "Trash"),
+        Binding("h", "history", "History", show=False),  # the footer keeps to 80 columns;
+        Binding("t", "trash", "Trash", show=False),      # help (?) lists every key
         Binding("f", "folders", "Folders", show=False),
         Binding("u", "due", "Due", show=False),
     ]
     PALETTE = BINDINGS
+    #: Actions on the highlighted entry: offered only while there is one.
+    ON_ENTRY = frozenset({"reveal", "copy", "copy_field", "edit", "delete", "history"})
 
     class Loaded(Message):
         def __init__(self, entries: list[EntryMeta]) -> None:
@@ -84,6 +90,7 @@ class BrowseScreen(Screen):
             self.text, self.title = text, title
 
     _detail_timer: Timer | None = None
+    _had_entry = False
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -93,7 +100,7 @@ class BrowseScreen(Screen):
             yield EntryList(clock=app.clock, id="entries")
             yield EntryDetail(reveal_seconds=app.reveal_seconds, clock=app.clock, id="detail")
         yield StatusBar()
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def entry_list(self) -> EntryList:
@@ -105,7 +112,6 @@ class BrowseScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(FolderTree).display = False
-        self.entry_list.focus()
         self.load()
 
     # ------------------------------------------------------------ workers
@@ -132,9 +138,7 @@ class BrowseScreen(Screen):
         except CreddError as exc:
             self.post_message(self.Failed(exc.message, "Could not copy"))
             return
-        self.app.clip.copy(value)  # terminal output, not painting: done here
-        what = f"{name} {field}" if field else name
-        self.notify(f"Copied {what}; the clipboard clears in {self.app.clip.clear_after:g}s")
+        self.app.copy_secret(value, f"{name} {field}" if field else name)  # not painting: here
         self.app.refresh_status()
 
     @work(exclusive=True, group="write")
@@ -192,8 +196,7 @@ class BrowseScreen(Screen):
         self.detail.reveal(message.revealed)
 
     def on_browse_screen_edit_ready(self, message: EditReady) -> None:
-        draft = Draft.from_revealed(message.revealed)
-        self.app.push_screen(EditScreen(draft), lambda d: d and self.save(d, "update"))
+        self._open_form(Draft.from_revealed(message.revealed), "update")
 
     def on_browse_screen_updated(self, message: Updated) -> None:
         self.entry_list.upsert(message.meta)
@@ -203,7 +206,7 @@ class BrowseScreen(Screen):
         self._paint_counts()
 
     def on_browse_screen_removed(self, message: Removed) -> None:
-        self.entry_list.remove(message.name)
+        self.entry_list.remove_entry(message.name)
         self._paint_counts()
 
     def on_browse_screen_failed(self, message: Failed) -> None:
@@ -212,9 +215,19 @@ class BrowseScreen(Screen):
     def on_entry_changed(self, message: EntryChanged) -> None:
         self.follow_change(message)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide the entry actions (footer and keys) while no entry is highlighted."""
+        if action in self.ON_ENTRY:
+            lists = self.query(EntryList)
+            return bool(lists) and lists.first().highlighted is not None
+        return True
+
     @on(EntryList.Highlighted)
     def highlighted(self, message: EntryList.Highlighted) -> None:
         """Repaint the detail pane once the cursor rests: typing a query stays cheap."""
+        if self._had_entry != (message.entry is not None):
+            self._had_entry = message.entry is not None
+            self.refresh_bindings()  # only on a change: it rebuilds the footer
         if self._detail_timer is not None:
             self._detail_timer.stop()
         if message.entry is None or self.detail.meta is None:
@@ -285,11 +298,22 @@ class BrowseScreen(Screen):
     def action_copy_field(self) -> None:
         from credtui.screens.pick_field import PickFieldScreen
         if (meta := self._current()) is not None:
-            self.app.push_screen(PickFieldScreen(meta),
-                                 lambda field: field is not None and self.copy(meta.name, field))
+            name = meta.name
+
+            def chosen(field: str | None) -> None:
+                if field is not None:
+                    self.copy(name, field)
+            self.app.push_screen(PickFieldScreen(meta), chosen)
 
     def action_new(self) -> None:
-        self.app.push_screen(EditScreen(), lambda d: d and self.save(d, "create"))
+        self._open_form(None, "create")
+
+    def _open_form(self, draft: Draft | None, mode: str) -> None:
+        """The edit form; what it returns is saved with `mode` ("create" or "update")."""
+        def done(result: Draft | None) -> None:
+            if result is not None:
+                self.save(result, mode)
+        self.app.push_screen(EditScreen(draft), done)
 
     def action_edit(self) -> None:
         if (meta := self._current()) is not None:
@@ -297,8 +321,8 @@ class BrowseScreen(Screen):
 
     def action_delete(self) -> None:
         if (meta := self._current()) is not None:
-            self.app.push_screen(ConfirmScreen(f"Move {meta.name} to the trash?", "Delete"),
-                                 lambda yes: yes and self.delete(meta.name))
+            name = meta.name
+            confirm(self.app, f"Move {name} to the trash?", "Delete", lambda: self.delete(name))
 
     def action_history(self) -> None:
         from credtui.screens.history import HistoryScreen
@@ -325,5 +349,6 @@ class BrowseScreen(Screen):
     def action_due(self) -> None:
         due = not self.entry_list.due_only
         self.entry_list.filter(due_only=due)
-        self.notify("Showing only entries due for rotation or expired" if due else "Showing all entries")
+        self.notify("Showing only entries due for rotation or expired" if due
+                    else "Showing all entries")
         self._paint_counts()

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from credtui.screens.base import CredModal, KeyFooter
 
-class ConfirmScreen(ModalScreen[bool]):
+
+def confirm(app: App[Any], question: str, yes: str, then: Callable[[], object]) -> None:
+    """Ask `question`; run `then()` only if the answer is yes."""
+    def answered(answer: bool | None) -> None:
+        if answer:
+            then()
+    app.push_screen(ConfirmScreen(question, yes), answered)
+
+
+class ConfirmScreen(CredModal[bool]):
     """`y`/Enter on Yes confirms, `n`/Escape declines."""
 
     BINDINGS = [("y", "answer(True)", "Yes"), ("n,escape", "answer(False)", "No")]
@@ -25,6 +37,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button(self.yes, variant="error", id="yes")
                 yield Button("Cancel", id="no")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#no").focus()

@@ -10,18 +10,26 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 
 from credd.errors import BadRequest
 from credd.protocol import Field, Revealed
-from credd.rules import (DEFAULT_KIND, KINDS, format_date, format_duration, kind_lines,
-                         parse_date, parse_duration)
+from credd.rules import (
+    DEFAULT_KIND,
+    KINDS,
+    format_date,
+    format_duration,
+    kind_lines,
+    parse_date,
+    parse_duration,
+)
+from credtui.screens.base import CredModal, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 
 _ALPHABET = string.ascii_letters + string.digits + "!#$%&()*+,-.:;<=>?@[]^_{|}~"
@@ -63,7 +71,7 @@ class Draft:
         return cls(meta.name, meta.kind, meta.service, list(meta.tags), revealed.value, fields,
                    revealed.notes, meta.rotate_after, meta.expires)
 
-    def to_set(self) -> dict:
+    def to_set(self) -> dict[str, Any]:
         """Keyword arguments of `AsyncClient.set` that replace the entry whole."""
         return dict(kind=self.kind, service=self.service, tags=self.tags,
                     value=self.value or None, fields=self.fields, notes=self.notes or None,
@@ -118,7 +126,7 @@ class FieldRow(Horizontal):
         return Field(name=name, value=value, secret=self.query_one(".field-secret", Checkbox).value)
 
 
-class EditScreen(ModalScreen[Draft | None]):
+class EditScreen(CredModal[Draft | None]):
     """New (`draft.name == ""`) or edit an entry; a changed name renames it on save."""
 
     BINDINGS = [
@@ -168,6 +176,7 @@ class EditScreen(ModalScreen[Draft | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Save", variant="primary", id="edit-save")
                 yield Button("Cancel", id="edit-cancel")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#edit-value" if self.editing else "#edit-name").focus()
@@ -207,7 +216,8 @@ class EditScreen(ModalScreen[Draft | None]):
 
     def read(self) -> Draft:
         """The form as a Draft, or BadRequest naming the first problem."""
-        text = lambda sel: self.query_one(sel, Input).value.strip()  # noqa: E731
+        def text(selector: str) -> str:
+            return self.query_one(selector, Input).value.strip()
         name = text("#edit-name")
         if not name:
             raise BadRequest("the name is required")

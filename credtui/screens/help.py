@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from credtui.screens.base import CredModal, KeyFooter
 
 KEYS = [
     ("Browse", [
@@ -15,7 +16,7 @@ KEYS = [
         ("escape", "clear the search"),
         ("↑ ↓ pgup pgdn", "move in the list (also j / k)"),
         ("r", "reveal or hide the secret values (hidden again after 30 s)"),
-        ("c", "copy the value (the clipboard is cleared after 45 s)"),
+        ("c", "copy the value; the message says where to and whether it will be cleared"),
         ("C", "copy a field you choose"),
         ("n / e / d", "new entry / edit / delete to the trash"),
         ("h", "history of the entry, with restore"),
@@ -33,7 +34,7 @@ KEYS = [
         ("ctrl+l", "lock the vault now"),
         ("ctrl+p", "command palette"),
         ("?", "this help"),
-        ("q", "quit"),
+        ("q / ctrl+q", "quit"),
     ]),
 ]
 
@@ -49,7 +50,7 @@ def key_table() -> Table:
     return table
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(CredModal[None]):
     BINDINGS = [("escape,question_mark,q", "dismiss(None)", "Close")]
 
     def compose(self) -> ComposeResult:
@@ -57,3 +58,4 @@ class HelpScreen(ModalScreen[None]):
             yield Static("credtui keys", classes="title")
             with VerticalScroll():
                 yield Static(key_table())
+        yield KeyFooter()

@@ -6,17 +6,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from credd.errors import CreddError
 from credd.protocol import HistoryReply
 from credd.rules import format_time
-from credtui.screens.confirm import ConfirmScreen
+from credtui.screens.base import CredModal, KeyFooter
+from credtui.screens.confirm import confirm
 
 
-class HistoryScreen(ModalScreen[None]):
+class HistoryScreen(CredModal[None]):
     """Enter on a version asks, then restores it."""
 
     BINDINGS = [("escape,h", "dismiss_screen", "Close"), ("r", "restore", "Restore")]
@@ -40,6 +40,7 @@ class HistoryScreen(ModalScreen[None]):
             yield Static(f"History of {self.entry_name}", classes="title")
             yield OptionList(id="versions")
             yield Label("Loading…", id="history-note")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.load()
@@ -69,16 +70,11 @@ class HistoryScreen(ModalScreen[None]):
     @on(OptionList.OptionSelected)
     def action_restore(self) -> None:
         option = self.query_one(OptionList).highlighted_option
-        if option is None or option.id == "current":
+        if option is None or option.id in (None, "current"):
             return
         version = int(option.id)
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.restore(version)
-
-        self.app.push_screen(ConfirmScreen(f"Restore v{version} of {self.entry_name}?", "Restore"),
-                             confirmed)
+        confirm(self.app, f"Restore v{version} of {self.entry_name}?", "Restore",
+                lambda: self.restore(version))
 
     @work(exclusive=True, group="history")
     async def restore(self, version: int) -> None:

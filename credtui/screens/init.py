@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from rich.repr import Result
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
 from credd.errors import CreddError
+from credd.rules import MIN_PASSPHRASE as MIN_LENGTH  # the agent's rule (init refuses shorter)
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 from credtui.widgets.status_bar import StatusBar
 
-MIN_LENGTH = 8
 
-
-class InitScreen(Screen):
+class InitScreen(CredScreen):
     """No vault yet: make one. `created` is True while the recovery key is on screen."""
 
     AUTO_FOCUS = "#new-passphrase"
@@ -29,7 +29,7 @@ class InitScreen(Screen):
         def __repr__(self) -> str:
             return "InitScreen.Created(recovery_key=<redacted>)"
 
-        def __rich_repr__(self):
+        def __rich_repr__(self) -> Result:
             yield "recovery_key", "<redacted>"
 
     class Failed(Message):
@@ -43,19 +43,19 @@ class InitScreen(Screen):
         self._recovery_key = ""
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="init-box", classes="dialog"):
-                yield Static("Create your credd vault", classes="title")
-                yield Static("Choose a passphrase (at least 8 characters).", id="init-help")
-                yield SecretInput(placeholder="passphrase", id="new-passphrase")
-                yield SecretInput(placeholder="passphrase again", id="new-passphrase2")
-                yield Label("", id="init-error", classes="error")
-                yield Static("", id="recovery-key")
-                with Horizontal(id="init-buttons", classes="buttons"):
-                    yield Button("Create vault", variant="primary", id="create")
-                    yield _hidden(Button("Copy", id="copy-recovery"))
-                    yield _hidden(Button("I saved it", variant="success", id="saved"))
+        with Center(), Vertical(id="init-box", classes="dialog"):
+            yield Static("Create your credd vault", classes="title")
+            yield Static("Choose a passphrase (at least 8 characters).", id="init-help")
+            yield SecretInput(placeholder="passphrase", id="new-passphrase")
+            yield SecretInput(placeholder="passphrase again", id="new-passphrase2")
+            yield Label("", id="init-error", classes="error")
+            yield Static("", id="recovery-key")
+            with Horizontal(id="init-buttons", classes="buttons"):
+                yield Button("Create vault", variant="primary", id="create")
+                yield _hidden(Button("Copy", id="copy-recovery"))
+                yield _hidden(Button("I saved it", variant="success", id="saved"))
         yield StatusBar()
+        yield KeyFooter()
 
     @on(SecretInput.Submitted, "#new-passphrase")
     def next_field(self) -> None:
@@ -77,7 +77,10 @@ class InitScreen(Screen):
     @work(exclusive=True, group="init", description="init")
     async def init_vault(self, passphrase: str) -> None:
         try:
-            key = await self.app.client.init(passphrase, **self.app.init_kdf)
+            kdf = self.app.init_kdf
+            key = await self.app.client.init(passphrase, kdf_memory_kib=kdf.get("kdf_memory_kib"),
+                                             kdf_iterations=kdf.get("kdf_iterations"),
+                                             kdf_lanes=kdf.get("kdf_lanes"))
         except CreddError as exc:
             self.post_message(self.Failed(exc.message))
         else:
@@ -104,8 +107,7 @@ class InitScreen(Screen):
 
     @on(Button.Pressed, "#copy-recovery")
     def copy_key(self) -> None:
-        self.app.clip.copy(self._recovery_key)
-        self.notify(f"Recovery key copied; the clipboard clears in {self.app.clip.clear_after:g}s")
+        self.app.copy_secret(self._recovery_key, "the recovery key")
 
     @on(Button.Pressed, "#saved")
     def saved(self) -> None:

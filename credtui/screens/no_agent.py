@@ -10,9 +10,9 @@ import sys
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Center, Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Label, Static
 
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.status_bar import StatusBar
 
 
@@ -25,7 +25,7 @@ def start_agent() -> None:
                      start_new_session=True, close_fds=True)
 
 
-class NoAgentScreen(Screen):
+class NoAgentScreen(CredScreen):
     """Shown while no agent answers on the socket; the app's status poll moves on from here."""
 
     BINDINGS = [("s", "start", "Start agent"), ("r", "retry", "Retry")]
@@ -35,17 +35,17 @@ class NoAgentScreen(Screen):
         self.socket_path = socket_path
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="no-agent-box", classes="dialog"):
-                yield Static("No credd agent is running", classes="title")
-                yield Label(f"Nothing answers on {self.socket_path}.")
-                yield Label("Start one here, or run `eval \"$(credd agent)\"` in a shell.")
-                yield Label("", id="no-agent-note")
-                with Horizontal(classes="buttons"):
-                    yield Button("Start an agent", variant="primary", id="start")
-                    yield Button("Retry", id="retry")
-                    yield Button("Quit", id="quit")
+        with Center(), Vertical(id="no-agent-box", classes="dialog"):
+            yield Static("No credd agent is running", classes="title")
+            yield Label(f"Nothing answers on {self.socket_path}.")
+            yield Label("Start one here, or run `eval \"$(credd agent)\"` in a shell.")
+            yield Label("", id="no-agent-note")
+            with Horizontal(classes="buttons"):
+                yield Button("Start an agent", variant="primary", id="start")
+                yield Button("Retry", id="retry")
+                yield Button("Quit", id="quit")
         yield StatusBar()
+        yield KeyFooter()
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:

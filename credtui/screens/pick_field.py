@@ -5,14 +5,14 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from credd.protocol import EntryMeta
+from credtui.screens.base import CredModal, KeyFooter
 
 
-class PickFieldScreen(ModalScreen[str | None]):
+class PickFieldScreen(CredModal[str | None]):
     """Returns a field name, "" for the primary value, or None."""
 
     BINDINGS = [("escape", "dismiss(None)", "Cancel")]
@@ -28,6 +28,7 @@ class PickFieldScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog modal-box list-box"):
             yield Static(f"Copy which field of {self.meta.name}?", classes="title")
             yield OptionList(*options)
+        yield KeyFooter()
 
     @on(OptionList.OptionSelected)
     def chosen(self, event: OptionList.OptionSelected) -> None:

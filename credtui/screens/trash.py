@@ -6,17 +6,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from credd.errors import CreddError
 from credd.protocol import EntryMeta
 from credd.rules import format_time
-from credtui.screens.confirm import ConfirmScreen
+from credtui.screens.base import CredModal, KeyFooter
+from credtui.screens.confirm import confirm
 
 
-class TrashScreen(ModalScreen[None]):
+class TrashScreen(CredModal[None]):
     """The trash, newest deletion first."""
 
     BINDINGS = [("escape,t", "dismiss_screen", "Close"), ("u", "restore", "Restore"),
@@ -36,7 +36,8 @@ class TrashScreen(ModalScreen[None]):
         with Vertical(classes="dialog modal-box list-box"):
             yield Static("Trash", classes="title")
             yield OptionList(id="trash-list")
-            yield Label("u restore · p purge · escape close", id="trash-note")
+            yield Label("Loading…", id="trash-note")
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.load()
@@ -56,8 +57,7 @@ class TrashScreen(ModalScreen[None]):
             listing.add_option(Option(f"{meta.name}{deleted}", id=meta.name))
         if message.entries:
             listing.highlighted = 0
-        else:
-            self.query_one("#trash-note", Label).update("The trash is empty")
+        self.query_one("#trash-note", Label).update("" if message.entries else "The trash is empty")
         listing.focus()
 
     def _chosen(self) -> str | None:
@@ -72,8 +72,8 @@ class TrashScreen(ModalScreen[None]):
     def action_purge(self) -> None:
         if (name := self._chosen()) is None:
             return
-        self.app.push_screen(ConfirmScreen(f"Purge {name} and all its history for good?", "Purge"),
-                             lambda yes: yes and self.act("purge", name))
+        confirm(self.app, f"Purge {name} and all its history for good?", "Purge",
+                lambda: self.act("purge", name))
 
     @work(exclusive=True, group="trash")
     async def act(self, verb: str, name: str) -> None:

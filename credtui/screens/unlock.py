@@ -6,10 +6,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Center, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Label, Static
 
 from credd.errors import BadPassphrase, CreddError, RateLimited
+from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 from credtui.widgets.status_bar import StatusBar
 
@@ -18,7 +18,7 @@ _REASONS = {"idle": "Locked after being idle.", "lifetime": "Locked: the unlock 
             "shutdown": "The agent stopped."}
 
 
-class UnlockScreen(Screen):
+class UnlockScreen(CredScreen):
     """Passphrase in, unlocked agent out (the app switches to Browse on the `unlocked` event)."""
 
     AUTO_FOCUS = "#passphrase"
@@ -33,15 +33,15 @@ class UnlockScreen(Screen):
         self.reason = reason
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="unlock-box", classes="dialog"):
-                yield Static("credd is locked", classes="title")
-                reason = _REASONS.get(self.reason, "")
-                yield Label(f"{reason} Enter your passphrase to unlock the vault.".strip(),
-                            id="unlock-reason")
-                yield SecretInput(placeholder="passphrase", id="passphrase")
-                yield Label("", id="unlock-error", classes="error")
+        with Center(), Vertical(id="unlock-box", classes="dialog"):
+            yield Static("credd is locked", classes="title")
+            reason = _REASONS.get(self.reason, "")
+            yield Label(f"{reason} Enter your passphrase to unlock the vault.".strip(),
+                        id="unlock-reason")
+            yield SecretInput(placeholder="passphrase", id="passphrase")
+            yield Label("", id="unlock-error", classes="error")
         yield StatusBar()
+        yield KeyFooter()
 
     @on(SecretInput.Submitted, "#passphrase")
     def submit(self, event: SecretInput.Submitted) -> None:
@@ -54,10 +54,11 @@ class UnlockScreen(Screen):
         try:
             await self.app.client.unlock(passphrase)
         except RateLimited as exc:
-            self.post_message(self.Failed(f"Too many attempts: try again in {exc.retry_after or 1:.0f}s"))
+            wait = exc.retry_after or 1
+            self.post_message(self.Failed(f"Too many attempts: try again in {wait:.0f}s"))
         except BadPassphrase as exc:
-            wait = f" (next try allowed in {exc.retry_after:.1f}s)" if exc.retry_after else ""
-            self.post_message(self.Failed(f"Wrong passphrase{wait}"))
+            then = f" (next try allowed in {exc.retry_after:.1f}s)" if exc.retry_after else ""
+            self.post_message(self.Failed(f"Wrong passphrase{then}"))
         except CreddError as exc:
             self.post_message(self.Failed(exc.message))
         else:

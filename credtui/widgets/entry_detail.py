@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,7 +21,7 @@ class EntryDetail(VerticalScroll, can_focus=False):
     """Metadata of the highlighted entry plus a SecretField."""
 
     def __init__(self, *, reveal_seconds: float = 30.0, clock: Callable[[], float] = time.time,
-                 **kwargs) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reveal_seconds = reveal_seconds
         self.clock = clock

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import bisect
 import re
+import textwrap
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
+from textual.events import Click, MouseScrollDown, MouseScrollUp
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.strip import Strip
+from textual.widget import Widget
 
 from credd.protocol import EntryMeta
 from credd.rules import DUE, LABELS, State, entry_state
@@ -77,10 +80,12 @@ class EntryList(Widget, can_focus=True):
             super().__init__()
             self.entry = entry
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, **kwargs) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.clock = clock
         self._entries: list[EntryMeta] = []
+        self._loaded = False                 # until the first set_entries: "Loading…", not "empty"
+        self._widest = (0, 0, 0)             # longest name, service, kind: column widths
         self._names: list[str] = []
         self._hay: list[str] = []
         self._rows: list[int] = []          # indexes into _entries, in display order
@@ -116,13 +121,20 @@ class EntryList(Widget, can_focus=True):
 
     def set_entries(self, entries: Iterable[EntryMeta]) -> None:
         keep = self.highlighted.name if self.highlighted else None
+        self._loaded = True
         self._entries = sorted(entries, key=lambda m: m.name)
         self._names = [m.name for m in self._entries]
         self._hay = [_haystack(m) for m in self._entries]
+        self._widest = (max(map(len, self._names), default=0),
+                        max((len(m.service) for m in self._entries), default=0),
+                        max((len(m.kind) for m in self._entries), default=0))
         self._refilter(keep)
 
     def upsert(self, meta: EntryMeta) -> None:
         keep = self.highlighted.name if self.highlighted else None
+        name, service, kind = self._widest
+        self._widest = (max(name, len(meta.name)), max(service, len(meta.service)),
+                        max(kind, len(meta.kind)))  # never narrower: columns do not jump
         i = bisect.bisect_left(self._names, meta.name)
         if i < len(self._names) and self._names[i] == meta.name:
             self._entries[i], self._hay[i] = meta, _haystack(meta)
@@ -132,7 +144,7 @@ class EntryList(Widget, can_focus=True):
             self._hay.insert(i, _haystack(meta))
         self._refilter(keep)
 
-    def remove(self, name: str) -> None:
+    def remove_entry(self, name: str) -> None:
         i = bisect.bisect_left(self._names, name)
         if i < len(self._names) and self._names[i] == name:
             keep = self.highlighted.name if self.highlighted else None
@@ -140,8 +152,8 @@ class EntryList(Widget, can_focus=True):
                 del seq[i]
             self._refilter(keep if keep != name else None, at=self.cursor)
 
-    def visible(self) -> list[EntryMeta]:
-        """The entries the filter lets through, in display order."""
+    def visible_entries(self) -> list[EntryMeta]:
+        """The entries the filter lets through, in display order (not `visible`: a DOM property)."""
         return [self._entries[i] for i in self._rows]
 
     def move_to(self, name: str) -> bool:
@@ -158,7 +170,8 @@ class EntryList(Widget, can_focus=True):
 
     # ------------------------------------------------------------ filtering
 
-    def filter(self, query: str | None = None, *, scope: Callable[[EntryMeta], bool] | None | bool = False,
+    def filter(self, query: str | None = None, *,
+               scope: Callable[[EntryMeta], bool] | bool | None = False,
                due_only: bool | None = None) -> None:
         """Change any of: the search text, the folder scope, the due-only switch."""
         if query is not None:
@@ -172,19 +185,21 @@ class EntryList(Widget, can_focus=True):
         self._refilter(None, reindexed=False)
 
     def _base(self) -> list[int]:
-        rows = range(len(self._entries))
+        rows = list(range(len(self._entries)))
         if self._scope is not None:
-            rows = [i for i in rows if self._scope(self._entries[i])]
+            scope = self._scope
+            rows = [i for i in rows if scope(self._entries[i])]
         if self._due_only:
             now = self.clock()
             rows = [i for i in rows if entry_state(self._entries[i], now) in DUE]
-        return list(rows)
+        return rows
 
     def _match(self, query: str) -> list[int]:
         """Substring matches first, then fuzzy (subsequence) ones, each in name order."""
         if query in self._memo:
             return self._memo[query][0]
-        prefix = next((query[:k] for k in range(len(query) - 1, 0, -1) if query[:k] in self._memo), None)
+        prefix = next((query[:k] for k in range(len(query) - 1, 0, -1)
+                       if query[:k] in self._memo), None)
         candidates = self._memo[prefix][1] if prefix is not None else self._base()
         hay = self._hay
         if len(query) < 2:  # one character: fuzzy and substring are the same
@@ -239,11 +254,11 @@ class EntryList(Widget, can_focus=True):
         self._top = max(0, min(self._top + delta, len(self._rows) - self._page))
         self.refresh()
 
-    def on_mouse_scroll_down(self, event) -> None:
+    def on_mouse_scroll_down(self, event: MouseScrollDown) -> None:
         event.stop()
         self._scroll(3)
 
-    def on_mouse_scroll_up(self, event) -> None:
+    def on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
         event.stop()
         self._scroll(-3)
 
@@ -264,7 +279,7 @@ class EntryList(Widget, can_focus=True):
         if self.highlighted is not None:
             self.post_message(self.Selected(self.highlighted))
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: Click) -> None:
         row = event.y - 1 + self._top
         if event.y >= 1 and 0 <= row < len(self._rows):
             self.cursor = row
@@ -273,8 +288,21 @@ class EntryList(Widget, can_focus=True):
     # ------------------------------------------------------------ rendering
 
     def _columns(self, width: int) -> tuple[int, int, int, int]:
-        state, kind, service = 8, 10, min(16, max(8, width // 5))
-        return max(8, width - service - kind - state - 4), service, kind, state
+        """Widths of name, service, type, state: whole where they fit, squeezed where not.
+
+        Service and type get their longest value (capped); when that leaves the
+        names too little, service gives way down to 8 columns, then type to 10.
+        """
+        widest_name, widest_service, widest_kind = self._widest
+        state = 8
+        service, kind = max(7, min(widest_service, 24)), max(4, min(widest_kind, 20))
+        room = width - state - 4                       # four separating spaces
+        short = kind + service + min(max(widest_name, 4), 30) - room
+        if short > 0:
+            cut = min(short, max(0, service - 8))
+            service, short = service - cut, short - cut
+            kind -= min(short, max(0, kind - 10))
+        return max(8, room - service - kind), service, kind, state
 
     def _cells(self, values: tuple[str, str, str, str], width: int) -> str:
         widths = self._columns(width)
@@ -286,6 +314,8 @@ class EntryList(Widget, can_focus=True):
         if y == 0:  # a header that stays put while the rows scroll
             style = self._style("entry-list--header")
             return Strip([Segment(self._cells(("NAME", "SERVICE", "TYPE", "STATE"), width), style)])
+        if not self._rows:
+            return self._empty_line(y - 1, width)
         row = y - 1 + self._top
         bar = self._scrollbar(y - 1)
         width -= len(bar)
@@ -298,6 +328,24 @@ class EntryList(Widget, can_focus=True):
             strip = self._render_row(row, width, on_cursor)
             self._line_cache[key] = strip
         return Strip([*strip, Segment(bar, self._style(""))]) if bar else strip
+
+    def empty_text(self) -> str:
+        """What an empty list says instead, and how to fill it."""
+        if not self._loaded:
+            return "Loading…"
+        if not self._entries:
+            return "No entries yet. Press n to add the first one, or ? for help."
+        if self._query:
+            return f"Nothing matches “{self._query}”."
+        if self._due_only:
+            return "No entry is due for rotation or expired. Press u to show all entries."
+        return "No entries under this folder."
+
+    def _empty_line(self, y: int, width: int) -> Strip:
+        """Row `y` of the empty list: the message, wrapped, one blank row below the header."""
+        lines = textwrap.wrap(self.empty_text(), max(8, width - 2))
+        text = lines[y - 1] if 1 <= y <= len(lines) else ""
+        return Strip([Segment((" " + text).ljust(width)[:width], self._style(""))])
 
     def _scrollbar(self, y: int) -> str:
         """One column: the thumb where the visible rows sit, when they do not all fit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual.message import Message
 from textual.widgets import Tree
@@ -31,7 +32,7 @@ class FolderTree(Tree[str]):
             self.scope = scope
             self.label = label
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("all", data="", **kwargs)
         self.mode = "folders"
         self.show_root = True
@@ -50,9 +51,9 @@ class FolderTree(Tree[str]):
                 self.root.add_leaf(service or "(none)", data=service)
         self.root.expand()
 
-    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
         event.stop()
-        value = event.node.data
+        value = event.node.data or ""
         if event.node is self.root:
             self.post_message(self.ScopeChanged(None, ""))
         elif self.mode == "folders":

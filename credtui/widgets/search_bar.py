@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
@@ -15,7 +17,7 @@ class SearchBar(Input):
     class Cleared(Message):
         """Escape: the query was emptied and focus should go back to the list."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(placeholder="/ search name, service, tags", **kwargs)
 
     def action_clear_search(self) -> None:

@@ -7,6 +7,8 @@ includes them, and nothing here logs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.timer import Timer
 from textual.widgets import Static
@@ -19,7 +21,7 @@ MASK = "••••••••"
 class SecretField(Static):
     """Shows `••••••••` per secret; `show(revealed)` reveals for `seconds`, then masks."""
 
-    def __init__(self, *, seconds: float = 30.0, **kwargs) -> None:
+    def __init__(self, *, seconds: float = 30.0, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.seconds = seconds
         self.revealed = False

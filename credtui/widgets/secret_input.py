@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from rich.repr import Result
 from textual.widgets import Input
 
 
-def _redacted(self) -> object:  # __rich_repr__ for the messages below
+# __rich_repr__ for the messages below
+def _redacted(self: Input.Changed | Input.Submitted) -> Result:
     yield "input", self.input
     yield "value", "<redacted>"
 
@@ -29,8 +32,9 @@ class SecretInput(Input):
         def __repr__(self) -> str:
             return "SecretInput.Submitted(value=<redacted>)"
 
-    def __init__(self, *args, password: bool = True, **kwargs) -> None:
-        super().__init__(*args, password=password, **kwargs)
+    def __init__(self, value: str | None = None, placeholder: str = "", *,
+                 password: bool = True, **kwargs: Any) -> None:
+        super().__init__(value, placeholder, password=password, **kwargs)
 
     def __repr__(self) -> str:
         return f"SecretInput(id={self.id!r})"

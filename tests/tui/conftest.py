@@ -33,8 +33,8 @@ def seed(agent, entries=ENTRIES) -> None:
     """Write entries through the real sync client."""
     from credd.protocol import Field
     with agent.client() as c:
-        for spec in entries:
-            spec = dict(spec)
+        for given in entries:
+            spec = dict(given)
             if "fields" in spec:
                 spec["fields"] = [Field(**f) for f in spec["fields"]]
             c.set(spec.pop("name"), **spec)
@@ -51,7 +51,8 @@ async def wait_until(pilot, condition, timeout: float = 5.0, what: str = "condit
     while not condition():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}\n"
-                                 f"screen: {type(pilot.app.screen).__name__}\n{screen_text(pilot.app)}")
+                                 f"screen: {type(pilot.app.screen).__name__}\n"
+                                 f"{screen_text(pilot.app)}")
         await pilot.pause(0.05)
     return time.monotonic() - start
 
@@ -81,7 +82,7 @@ def make_app():
     def factory(agent, **kwargs):
         from credtui.app import CredApp
         options = dict(reveal_seconds=30.0, clip_seconds=45.0, init_kdf=FAST_KDF,
-                       clipboard_reader=False, status_every=30.0)
+                       clipboard="osc52", status_every=30.0)
         options.update(kwargs)
         return CredApp(agent.socket, **options)
     return factory
@@ -96,8 +97,9 @@ def run():
 
 
 @contextlib.asynccontextmanager
-async def running(app, size=(100, 30)):
-    async with app.run_test(size=size) as pilot:
+async def running(app, size=(100, 30), notifications: bool = False):
+    """Pilot on `app`; toasts are drawn only when asked for (run_test leaves them out)."""
+    async with app.run_test(size=size, notifications=notifications) as pilot:
         yield pilot
 
 

@@ -1,24 +1,28 @@
-"""Snapshots of the main screens at 80×24 and 120×36, against a real agent.
+"""Snapshots of every screen at 80×24 and 200×60, against a real agent.
 
-Deterministic by construction: a fixed socket path (shown in the status bar),
-entries whose states do not depend on the clock (ages read "today", the
-expiry lies in 2001), no cursor blink, and no secret value on screen.
-Update with `pytest tests/tui/test_snapshots.py --snapshot-update`.
+Deterministic by construction: the app is given the socket as a path
+relative to the test's own runtime directory (the conftest's short,
+per-test one: two runs on a host never share it), so the status bar and the
+no-agent screen always draw `credd/agent.sock`; entries whose states do not
+depend on the clock (ages read "today", the expiry lies in 2001); no earlier
+versions and an empty trash (their lists show dates); no cursor blink; no
+secret value on screen. Update with `pytest tests/tui/test_snapshots.py
+--snapshot-update`, and look at every SVG that changed.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+from pathlib import Path
 
 import pytest
 from textual.widgets import Input
 
-from tests.conftest import local_zone
-from tests.tui.conftest import screen_is, seed
+from tests.conftest import FAST_KDF, local_zone
+from tests.tui.conftest import screen_is, screen_text, seed
+from tests.tui.layout import missing
+from tests.tui.tour import SIZES
 
-SNAP_DIR = f"/tmp/credtui-snap-{os.getuid()}"
-SIZES = [(80, 24), (120, 36)]
+SOCKET = "credd/agent.sock"
 ENTRIES = [
     dict(name="aws/prod/key", kind="api_key", service="aws", tags=["prod"], value="AKIAEXAMPLE",
          fields=[{"name": "region", "value": "eu-west-1", "secret": False},
@@ -32,13 +36,14 @@ ENTRIES = [
 
 
 @pytest.fixture(autouse=True)
-def fixed_socket(isolated_env, monkeypatch):
-    """The status bar shows the socket path, so it must not be a random temp dir."""
-    shutil.rmtree(SNAP_DIR, ignore_errors=True)
-    isolated_env["CREDD_SOCK"] = f"{SNAP_DIR}/agent.sock"
-    monkeypatch.setenv("CREDD_SOCK", isolated_env["CREDD_SOCK"])
-    yield
-    shutil.rmtree(SNAP_DIR, ignore_errors=True)
+def relative_socket(isolated_env, monkeypatch) -> None:
+    """Run from the runtime dir, so `credd/agent.sock` is this test's agent socket."""
+    monkeypatch.chdir(Path(isolated_env["XDG_RUNTIME_DIR"]))
+
+
+def _app():
+    from credtui.app import CredApp
+    return CredApp(SOCKET, init_kdf=FAST_KDF, clipboard="osc52", status_every=30.0)
 
 
 @pytest.fixture(autouse=True)
@@ -54,49 +59,87 @@ def snap_agent(unlocked_agent):
     return unlocked_agent
 
 
-async def _settle(pilot, screen_name: str) -> None:
-    for _ in range(200):
-        if screen_is(pilot.app, screen_name) and (
-                screen_name != "BrowseScreen" or pilot.app.screen.entry_list.entries):
+async def _settle(pilot, screen: str, text: str) -> None:
+    """Wait until `screen` shows `text` (wrapped or not), then stop the cursors blinking."""
+    for _ in range(300):
+        if screen_is(pilot.app, screen) and not missing(screen_text(pilot.app), [text]):
             break
         await pilot.pause(0.05)
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
-    await pilot.pause(0.2)
+    await pilot.pause(0.3)
 
 
-def _browse_then(*keys: str, screen: str = "BrowseScreen", cursor: str | None = None):
+def _then(*keys: str, screen: str = "BrowseScreen", text: str, cursor: str | None = None):
+    """From Browse (entries loaded): put the cursor on `cursor`, press `keys`, settle."""
     async def run_before(pilot) -> None:
-        await _settle(pilot, "BrowseScreen")
+        await _settle(pilot, "BrowseScreen", "github/work/token")
         if cursor:
             pilot.app.screen.entry_list.move_to(cursor)
-        if keys:
-            await pilot.press(*keys)
-            await _settle(pilot, screen)
+        await pilot.press(*keys)
+        await _settle(pilot, screen, text)
+    return run_before
+
+
+def _at(screen: str, text: str):
+    async def run_before(pilot) -> None:
+        await _settle(pilot, screen, text)
     return run_before
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 class TestSnapshots:
-    def test_unlock(self, snap_agent, make_app, snap_compare, size):
+    def test_no_agent(self, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_at("NoAgentScreen", "No credd agent is running"))
+
+    def test_create_vault(self, agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_at("InitScreen", "Create your credd vault"))
+
+    def test_unlock(self, snap_agent, snap_compare, size):
         with snap_agent.client() as c:
             c.lock()
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_at("UnlockScreen", "credd is locked"))
 
-        async def run_before(pilot) -> None:
-            await _settle(pilot, "UnlockScreen")
-        assert snap_compare(make_app(snap_agent), terminal_size=size, run_before=run_before)
+    def test_empty_vault(self, unlocked_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_at("BrowseScreen", "No entries yet."))
 
-    def test_browse(self, snap_agent, make_app, snap_compare, size):
-        assert snap_compare(make_app(snap_agent), terminal_size=size, run_before=_browse_then())
+    def test_browse(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_at("BrowseScreen", "github/work/token"))
 
-    def test_detail(self, snap_agent, make_app, snap_compare, size):
-        assert snap_compare(make_app(snap_agent), terminal_size=size,
-                            run_before=_browse_then(cursor="db/main"))
+    def test_detail(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_then(cursor="db/main", text="EXPIRED"))
 
-    def test_edit(self, snap_agent, make_app, snap_compare, size):
-        assert snap_compare(make_app(snap_agent), terminal_size=size,
-                            run_before=_browse_then("e", screen="EditScreen", cursor="aws/prod/key"))
+    def test_new_entry(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size,
+                            run_before=_then("n", screen="EditScreen", text="New entry"))
 
-    def test_help(self, snap_agent, make_app, snap_compare, size):
-        assert snap_compare(make_app(snap_agent), terminal_size=size,
-                            run_before=_browse_then("question_mark", screen="HelpScreen"))
+    def test_edit(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "e", screen="EditScreen", text="Edit aws/prod/key", cursor="aws/prod/key"))
+
+    def test_history(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "h", screen="HistoryScreen", text="No earlier versions", cursor="aws/prod/key"))
+
+    def test_trash(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "t", screen="TrashScreen", text="The trash is empty"))
+
+    def test_help(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "question_mark", screen="HelpScreen", text="credtui keys"))
+
+    def test_confirm(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "d", screen="ConfirmScreen", text="Move db/main to the trash?", cursor="db/main"))
+
+    def test_pick_field(self, snap_agent, snap_compare, size):
+        assert snap_compare(_app(), terminal_size=size, run_before=_then(
+            "C", screen="PickFieldScreen", text="Copy which field of aws/prod/key?",
+            cursor="aws/prod/key"))
