@@ -5,7 +5,7 @@
     │   └── ProtocolError           bad_request    2   a frame that cannot be decoded
     ├── LockedError                 locked         3   the vault is locked
     ├── AgentUnavailable            (client only)  4   no agent answers on the socket
-    │   └── AgentBusy               (client only)  4   the agent's queue of new connections stayed full
+    │   └── AgentBusy               (client only)  4   the agent's queue of connections stayed full
     ├── NotFound                    not_found      5   entry, field, version or vault missing
     │   └── NoVault                 no_vault       5   no vault file yet: run `credd init`
     ├── BadPassphrase               bad_passphrase 6   wrong passphrase/key, or damaged key slot
@@ -18,10 +18,11 @@
     ├── AuditUnavailable            audit_unavailable 1 the audit record could not be written
     ├── Unavailable                 unavailable    1   a mount's server is unreachable or sealed
     ├── Conflict                    conflict       1   changed elsewhere since last read (CAS)
-    ├── InUse                       in_use         1   another agent already serves this vault (or socket)
+    ├── InUse                       in_use         1   another agent serves this vault (or socket)
     ├── NoSpace                     no_space       1   the disk is full: nothing was changed
-    ├── VaultFileChanged            vault_file_changed 1 the vault file or its WAL was moved, deleted or
-    │                                                  replaced under the agent: writes are refused
+    ├── VaultFileChanged            vault_file_changed 1 the vault file or its WAL was moved,
+    │                                                  deleted or replaced under the agent:
+    │                                                  writes are refused
     └── InternalError               internal       1   a bug; the message says nothing secret
 
 Only the agent's dispatcher turns an exception into an error response, and only

@@ -306,7 +306,8 @@ class VaultFile:
                     raise _MovedMidway()
         except _MovedMidway:
             self.check_unchanged()  # rolled back: save what the WAL holds, and raise
-            raise VaultFileChanged(_moved(self.path, self._identities(), self._opened))
+            raise VaultFileChanged(
+                _moved(self.path, self._identities(), self._opened)) from None
 
     def existing_conn(self) -> sqlite3.Connection | None:
         """This thread's connection if it has one (a lock must never open, or create, the

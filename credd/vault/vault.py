@@ -29,8 +29,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from credd import paths
-from credd.errors import (BadRequest, CreddError, Exists, IntegrityError, LockedError, NoVault,
-                          VaultFileChanged)
+from credd.errors import (
+    BadRequest,
+    CreddError,
+    Exists,
+    IntegrityError,
+    LockedError,
+    NoVault,
+    VaultFileChanged,
+)
 from credd.protocol import EntryMeta, Set, SlotInfo, VersionInfo
 from credd.store import SecretEntry
 from credd.vault import crypto, db, header, keyslots, load, migrations, seal, slots, writes
@@ -237,9 +244,8 @@ class Vault:
         """The first unlock of a file migrated to format 5 MACs its slots (their labels were
         never authenticated before): best effort, tried again at the next unlock."""
         if self._file.slotted and session.slots is None and not session.damage:
-            with contextlib.suppress(CreddError, sqlite3.Error):
-                with self._writing() as txn:
-                    slots.reseal(txn, ())
+            with contextlib.suppress(CreddError, sqlite3.Error), self._writing() as txn:
+                slots.reseal(txn, ())
 
     def lock(self) -> None:
         """Seal what changed (best effort), then drop the DEK, its subkeys, the slot KEK

@@ -74,9 +74,8 @@ def test_a_full_disk_is_no_space_and_the_same_agent_writes_once_freed(
     for i in range(20):
         c.call(p.Set(name=f"e{i:02d}", value=f"{SENTINEL}-{i}"))
     filler = _fill(small_disk)
-    with pytest.raises(OSError) as full:
-        with open(filler, "ab", buffering=0) as f:
-            f.write(b"\0" * 4096)
+    with pytest.raises(OSError) as full, open(filler, "ab", buffering=0) as f:
+        f.write(b"\0" * 4096)
     assert full.value.errno == errno.ENOSPC
 
     big = "x" * 200_000  # more pages than the WAL has left over

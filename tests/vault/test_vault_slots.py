@@ -153,7 +153,8 @@ def test_rekey_reencrypts_everything_under_a_new_dek(created):
     db.close()
     old_audit = vault.audit_key
     seen = []
-    new_recovery = vault.rekey(lambda done, total: seen.append((done, total)), proof=TEST_PASSPHRASE)
+    new_recovery = vault.rekey(lambda done, total: seen.append((done, total)),
+                               proof=TEST_PASSPHRASE)
     assert seen[0] == (0, 1201) and seen[-1] == (1201, 1201) and len(seen) > 3
     assert vault.audit_key != old_audit
     assert vault.get("e0") == "v0b" and vault.reveal("e0", 1).value == "v0"
