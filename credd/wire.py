@@ -102,6 +102,8 @@ def _wait_for_room(sock: _socket.socket, path: str, timeout: float | None) -> No
 
     if timeout is None:  # (a blocking socket never gets EAGAIN; kept for completeness)
         timeout = 30.0
+    if timeout <= 0:  # a zero SO_SNDTIMEO would wait for ever
+        raise AgentBusy(f"the agent on {path} is busy: its queue of new connections is full")
     seconds = int(timeout)
     bounded = _struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
     sock.settimeout(None)

@@ -45,6 +45,10 @@ def test_a_client_waits_for_a_busy_agent_then_says_it_is_busy(unlocked_agent):
         said = f"{busy.value.message} {busy.value.next_step()}"
         assert "is busy" in said and "start one" not in said, said
         assert busy.value.exit_code == 4
+        started = time.monotonic()
+        with pytest.raises(AgentBusy):  # no time to wait: said at once, never a hang
+            Client(unlocked_agent.socket, timeout=0).status()
+        assert time.monotonic() - started < 0.4
 
         threading.Timer(0.3, os.kill, (unlocked_agent.pid, signal.SIGCONT)).start()
         started = time.monotonic()

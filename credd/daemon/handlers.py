@@ -131,6 +131,7 @@ def _nothing() -> None:
 
 
 async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
+    state.unlocked_vault()  # a locked vault says so before any rule on the new passphrase
     rules.check_passphrase(req.new, allow_short=req.allow_short)
     await _proven(state, conn, "change_passphrase",
                   lambda vault: vault.change_passphrase(req.old, req.new))
