@@ -25,6 +25,7 @@ COMMANDS = {
     "keyring_cmd": ("keyring",),
     "audit": ("audit",),
     "mount": ("mount",),
+    "migrate": ("migrate",),
     "tokens": ("token",),
     "completion": ("completion",),
 }
