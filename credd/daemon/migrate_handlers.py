@@ -31,18 +31,18 @@ async def migrate(state: AgentState, conn: Caller, req: p.Migrate) -> p.Migrated
         raise BadRequest("limit must be 0 (the agent's batch) or positive")
     src, dst = pair(req.src, req.dst)
     router = state.store()
-    (source, source_mount), (target, target_mount) = _end(router, src.base), _end(router,
-                                                                                   dst.base)
+    source, source_mount = _end(router, src.base)
+    target, target_mount = _end(router, dst.base)
     _refuse(req, source_mount, target_mount)
     job = Migration(source, target, src, dst, dry_run=req.dry_run, overwrite=req.overwrite,
                     delete_source=req.delete_source)
     key, epoch = router.audit_key, state.epoch
     batch = await state.write(job.batch, req.cursor, min(req.limit or MAX_BATCH, MAX_BATCH),
                               BUDGET, lambda: state.epoch != epoch)
-    if state.epoch != epoch:  # names are not shown once the vault is locked
+    _record(state, conn, key, req.dry_run, batch)
+    if state.epoch != epoch:  # audited, but no name is shown once the vault is locked
         raise LockedError("the vault was locked during the migration; what was done is "
                           "kept: unlock and run it again")
-    _record(state, conn, key, req.dry_run, batch)
     return p.Migrated(items=batch.items, next=batch.next, remaining=batch.remaining,
                       stopped=batch.stopped,
                       versions_left=source_mount is None or not source_mount.read_only)

@@ -39,7 +39,7 @@ from credd.errors import (
     NotFound,
     Unavailable,
 )
-from credd.protocol import EntryMeta, Field, MigrateItem, MigrateOutcome, Set
+from credd.protocol import EntryMeta, Field, MigrateItem, MigrateOutcome, Set, SetMode
 from credd.store import BatchWriting, EntryStore, Revalidating, SecretEntry
 from credd.vault.model import canonical_name
 
@@ -202,18 +202,12 @@ class Migration:
 
     def _write(self, steps: list[_Step], stop: Callable[[], bool]) -> None:
         writes = [s for s in steps if s.write is not None]
-        if len(writes) > 1 and isinstance(self.target, BatchWriting):
-            _check(stop)
-            try:
-                self.target.put_many([s.write for s in writes if s.write is not None])
-            except _FATAL:
-                raise
-            except CreddError:
-                pass  # one of them cannot be written, so none was: one by one says which
-            else:
-                for step in writes:
-                    step.written = True
-                return
+        target = self.target
+        if len(writes) > 1 and isinstance(target, BatchWriting) and _at_once(
+                lambda: target.put_many([s.write for s in writes if s.write is not None]), stop):
+            for step in writes:
+                step.written = True
+            return
         for step in writes:
             _check(stop)
             assert step.write is not None
@@ -264,18 +258,12 @@ class Migration:
             for step in steps:
                 step.deleted = True
             return
-        if len(steps) > 1 and isinstance(self.source, BatchWriting):
-            _check(stop)
-            try:
-                self.source.delete_many([s.name for s in steps])
-            except _FATAL:
-                raise
-            except CreddError:
-                pass  # as for writes: one by one says which
-            else:
-                for step in steps:
-                    step.deleted = True
-                return
+        source = self.source
+        if len(steps) > 1 and isinstance(source, BatchWriting) and _at_once(
+                lambda: source.delete_many([s.name for s in steps]), stop):
+            for step in steps:
+                step.deleted = True
+            return
         for step in steps:
             try:
                 _check(stop)
@@ -285,6 +273,19 @@ class Migration:
                 step.reason = f"the source was not deleted: {exc.message}"
                 if isinstance(exc, _FATAL):
                     raise
+
+
+def _at_once(run: Callable[[], object], stop: Callable[[], bool]) -> bool:
+    """Run a batch write of a store (one transaction, all or none); False when one of its
+    entries failed, so none was written: the caller then goes one by one to say which."""
+    _check(stop)
+    try:
+        run()
+    except _FATAL:
+        raise
+    except CreddError:
+        return False
+    return True
 
 
 def _made(steps: list[_Step]) -> list[_Step]:
@@ -340,7 +341,7 @@ def differences(wanted: SecretEntry, held: SecretEntry) -> list[str]:
     return [aspect for aspect in dict.fromkeys([*a, *b]) if a.get(aspect) != b.get(aspect)]
 
 
-def copy_of(entry: SecretEntry, name: str, mode: str) -> Set:
+def copy_of(entry: SecretEntry, name: str, mode: SetMode) -> Set:
     """The write that makes `name` hold what `entry` holds, whole (not merged)."""
     meta = entry.meta
     fields = [Field(name=k, value=v, secret=False) for k, v in meta.fields.items()]
@@ -348,5 +349,4 @@ def copy_of(entry: SecretEntry, name: str, mode: str) -> Set:
     return Set(name=name, kind=meta.kind, service=meta.service, tags=list(meta.tags),
                value=entry.value if meta.has_value else None, fields=fields,
                notes=entry.notes if meta.has_notes else None,
-               rotate_after=meta.rotate_after, expires=meta.expires,
-               mode="create" if mode == "create" else "upsert")
+               rotate_after=meta.rotate_after, expires=meta.expires, mode=mode)

@@ -84,8 +84,9 @@ class BaoServer:
         self.wait_healthy(timeout)
         return self
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
-        """Until /v1/sys/health answers 200 (initialized, unsealed, active)."""
+    def wait_healthy(self, timeout: float = 20.0, *, answering: bool = False) -> None:
+        """Until /v1/sys/health answers 200 (initialized, unsealed, active), or with
+        `answering` anything at all (501 not initialised and 503 sealed included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -95,6 +96,9 @@ class BaoServer:
                 with urllib.request.urlopen(f"{self.url}/v1/sys/health", timeout=2) as reply:
                     if reply.status == 200:
                         return
+            except urllib.error.HTTPError:
+                if answering:
+                    return
             except OSError:
                 pass
             time.sleep(0.05)
@@ -184,7 +188,7 @@ class PersistentBaoServer(BaoServer):
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, "HOME": str(self.dir)})
         log.close()
-        self._wait_answering(timeout)
+        self.wait_healthy(timeout, answering=True)
         sys_api = hvac.Client(url=self.url, timeout=5).sys
         first = not sys_api.is_initialized()
         if first:
@@ -213,22 +217,6 @@ class PersistentBaoServer(BaoServer):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-
-    def _wait_answering(self, timeout: float) -> None:
-        """Until the API answers at all (501 not initialised and 503 sealed included)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bao exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                urllib.request.urlopen(f"{self.url}/v1/sys/health", timeout=2).close()
-                return
-            except urllib.error.HTTPError:
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"bao did not answer within {timeout}s:\n{self.log()}")
 
     def unseal_key(self) -> str:
         return self.key
