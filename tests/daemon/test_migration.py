@@ -11,7 +11,8 @@ from credd.daemon.migration import Migration, Prefix, pair
 from credd.errors import BadRequest, LockedError, Unavailable
 from credd.protocol import Field, Set
 from credd.vault import KdfParams, Vault
-from tests.conftest import FAST_KDF, TEST_PASSPHRASE
+from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
+from tests.daemon.conftest import init_unlock
 from tests.daemon.memory_store import MemoryStore
 
 KDF = KdfParams(memory_kib=FAST_KDF["kdf_memory_kib"], iterations=FAST_KDF["kdf_iterations"],
@@ -207,3 +208,40 @@ def test_secrets_are_not_in_the_batch_or_its_repr(vault):
     fill(vault, "s/a")
     done = run(vault, MemoryStore(), "s/", "d/")
     assert "pw-s/a" not in repr(done) and "v-s/a" not in repr(done)
+
+
+class TestOverTheSocket:
+    """`migrate` as a client sends it: raw frames to a real agent, local vault to itself."""
+
+    def test_batches_follow_next_and_trash_each_confirmed_source(self, agent, raw):
+        conn = raw(agent)
+        init_unlock(conn)
+        for name in ("s/a", "s/b", "s/c/d", "s/e", "t/x"):
+            assert isinstance(conn.call(p.Set(name=name, value=f"{SENTINEL}-{name}",
+                                              tags=["t"])), p.EntryReply)
+        batches, cursor = [], None
+        while True:
+            reply = conn.call(p.Migrate(src="s/", dst="m/", cursor=cursor, limit=2,
+                                        delete_source=True))
+            assert isinstance(reply, p.Migrated), reply
+            batches.append(([(i.name, i.to, i.outcome, i.deleted) for i in reply.items],
+                            reply.remaining))
+            if reply.next is None:
+                break
+            cursor = reply.next
+        assert batches == [([("s/a", "m/a", "copied", True), ("s/b", "m/b", "copied", True)], 2),
+                           ([("s/c/d", "m/c/d", "copied", True), ("s/e", "m/e", "copied", True)],
+                            0)]
+        assert reply.versions_left and not reply.stopped
+        listed = conn.call(p.List())
+        assert isinstance(listed, p.Entries)
+        assert [e.name for e in listed.entries] == ["m/a", "m/b", "m/c/d", "m/e", "t/x"]
+        moved = conn.call(p.Reveal(name="m/c/d"))
+        assert isinstance(moved, p.Revealed) and moved.value == f"{SENTINEL}-s/c/d"
+        assert moved.entry.tags == ("t",)
+
+    def test_a_negative_limit_is_a_bad_request(self, agent, raw):
+        conn = raw(agent)
+        init_unlock(conn)
+        reply = conn.call(p.Migrate(src="s/", dst="m/", limit=-1))
+        assert isinstance(reply, p.Error) and reply.code == "bad_request", reply
