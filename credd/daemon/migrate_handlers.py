@@ -88,4 +88,4 @@ def _audit(state: AgentState, conn: Caller, key: bytes, op: str, outcome: str,
            names: Iterable[str]) -> None:
     listed = list(names)
     if listed:
-        state.audit.try_record(op, outcome, names=listed, key=key, peer=conn.peer)
+        state.audit.try_record(op, outcome, names=listed, key=key, origin=conn)
