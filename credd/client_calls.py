@@ -175,6 +175,12 @@ class Calls:
     def token_revoke(self, accessor: str, mount: str | None = None) -> None:
         return self._ask(p.TokenRevoke(accessor=accessor, mount=mount), _nothing)
 
+    @method
+    def migrate(self, /, src: str, dst: str, **options: Any) -> p.Migrated:
+        """One batch of a migration inside the agent (options: those of `protocol.Migrate`);
+        ask again with `cursor=reply.next` until it is None."""
+        return self._ask(build(p.Migrate, src=src, dst=dst, **options), whole)
+
     # -- entries
 
     @method

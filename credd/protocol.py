@@ -30,6 +30,7 @@ ErrorCode = Literal[
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
+MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
@@ -168,6 +169,16 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class MigrateItem(_Data):
+    """What a `migrate` did with one source entry; `reason` never holds a value."""
+
+    name: str                          # the source entry
+    to: str                            # its name at the destination
+    outcome: MigrateOutcome            # dry_run: what would happen
+    reason: str = ""                   # why (conflict, skipped, a source not deleted)
+    deleted: bool = False              # the source entry went to its trash (dry_run: would)
 
 
 class Reader(_Data):
@@ -405,11 +416,24 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Migrate(Asks["Migrated"], tag="migrate"):
+    """Copy the entries under `src` to `dst`, store to store inside the agent (no value
+    crosses the socket), one batch per request: ask again with `cursor` = `next`."""
+
+    src: str                           # `NAME/` a folder; `NAME` the entry and its folder
+    dst: str
+    cursor: str | None = None          # resume after this source name
+    limit: int = 0                     # 0: the agent's batch (at most 100 entries)
+    dry_run: bool = False
+    overwrite: bool = False            # replace destination entries that differ
+    delete_source: bool = False        # trash each source entry once its copy is confirmed
+
+
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
-    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke
+    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke | Migrate
 )
 
 # ---------------------------------------------------------------- responses
@@ -537,6 +561,16 @@ class Tokens(_Message, tag="tokens"):
     tokens: list[TokenInfo]
 
 
+class Migrated(_Message, tag="migrated"):
+    """One batch of a `migrate`, in source order."""
+
+    items: list[MigrateItem]
+    next: str | None = None            # pass as `cursor`; None: nothing left
+    remaining: int = 0                 # source entries after `next`
+    stopped: str = ""                  # why the run cannot go on now (a server down): re-run
+    versions_left: bool = False        # the source keeps older versions: only current ones copied
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -547,7 +581,7 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
-    TokenCreated | Tokens | Error
+    TokenCreated | Tokens | Migrated | Error
 )
 
 # ---------------------------------------------------------------- events

@@ -34,6 +34,8 @@ SAMPLES: list[p._Message] = [
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
+              overwrite=True, delete_source=True),
 ]
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
@@ -77,6 +79,9 @@ REPLIES: list[p._Message] = [
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
+                                    reason="r", deleted=True)],
+               next="local/a", remaining=3, stopped="s", versions_left=True),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
@@ -210,7 +215,7 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.SlotInfo, p.Reader):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

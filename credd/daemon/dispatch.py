@@ -22,6 +22,7 @@ from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
 from . import handlers as h
+from . import migrate_handlers as mh
 from . import token_handlers as th
 from .router import Router
 from .state import AgentState
@@ -140,4 +141,5 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Audit: h.audit, p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
     p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
+    p.Migrate: mh.migrate,
 }

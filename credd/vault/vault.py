@@ -366,6 +366,13 @@ class Vault:
         with self._writing() as txn:
             return writes.set_deleted(txn, name, True)
 
+    def delete_many(self, names: Iterable[str]) -> List[EntryMeta]:
+        """`delete` each name in order, in one transaction: all go to the trash or none
+        (a migration's confirmed sources: one commit for a batch)."""
+        names = list(names)
+        with self._writing() as txn:
+            return [writes.set_deleted(txn, name, True) for name in names]
+
     def undelete(self, name: str) -> EntryMeta:
         with self._writing() as txn:
             return writes.set_deleted(txn, name, False)
