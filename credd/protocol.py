@@ -26,7 +26,7 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
@@ -141,6 +141,20 @@ class MountInfo(_Data):
     message: str = ""                  # why, when the state is not ok
     warnings: list[str] = []           # served, but worth fixing (loose file modes ...)
     read_only: bool = False
+
+
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
 
 
 class TokenInfo(_Data):
@@ -318,13 +332,24 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
@@ -355,7 +380,10 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
 
 
 class Subscribe(Asks["Ok"], tag="subscribe"):
@@ -404,8 +432,8 @@ class Migrate(Asks["Migrated"], tag="migrate"):
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey | Subscribe |
-    Stop | TokenCreate | TokenList | TokenRevoke | Migrate
+    AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
+    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke | Migrate
 )
 
 # ---------------------------------------------------------------- responses
@@ -435,6 +463,7 @@ class StatusReply(_Message, tag="status"):
     config_error: str = ""              # why the mount table file was not (re)loaded
     damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
     #                                     data operations refuse until it is repaired
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -514,6 +543,11 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -546,7 +580,7 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport |
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
     TokenCreated | Tokens | Migrated | Error
 )
 

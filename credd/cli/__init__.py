@@ -27,6 +27,7 @@ COMMANDS = {
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
+    "slots": ("slots",),
     "audit": ("audit",),
     "mount": ("mount",),
     "migrate": ("migrate",),
