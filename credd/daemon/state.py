@@ -32,6 +32,7 @@ from credd.store import EntryStore
 
 from .audit import FILE_NAME, AuditLog
 from .events import EventHub
+from .lifecycle import Lifecycle
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -60,7 +61,7 @@ class Config:
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
-    config_file: str | None = None     # the mount table; None: paths.config_path()
+    config_file: str | None = None     # mounts, rotation periods; None: paths.config_path()
 
     @property
     def unlock_cap(self) -> float:
@@ -218,6 +219,7 @@ class AgentState:
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
                               mount_of=lambda name: self.mounts.mount_of(name))
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
+        self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -369,6 +371,7 @@ class AgentState:
         log.info("locked (%s)", reason)
         self.audit.try_record("lock", reason)
         self.audit.forget()
+        self.lifecycle.forget()
         self.pages.clear()
         self.events.publish(protocol.Locked(reason=reason))
 
