@@ -19,6 +19,7 @@ COMMANDS = {
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
+    "lifecycle": ("due", "rotate", "verify", "fingerprint"),
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
@@ -33,7 +34,7 @@ _MODULE_OF = {command: module for module, names in COMMANDS.items() for command 
 EXIT_CODES = """\
 exit codes:
   0  ok
-  1  other error
+  1  other error; `credd due`: something is due; `credd verify`: a check failed
   2  usage error (bad arguments or request)
   3  vault is locked (run `credd unlock`)
   4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)

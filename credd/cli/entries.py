@@ -21,10 +21,10 @@ import time
 from credd.cli import output
 from credd.cli.output import arg_type, client
 from credd.errors import BadRequest
-from credd.rules import (DEFAULT_KIND, LABELS, entry_state, explain, format_date, format_duration,
-                         format_time, kind_lines, parse_date, parse_duration)
+from credd.rules import (DEFAULT_KIND, DEFAULT_ROTATION, GENERATED_LENGTH, LABELS, entry_state,
+                         explain, format_date, format_time, kind_lines, parse_date, parse_period)
 
-DEFAULT_LENGTH = 24
+DEFAULT_LENGTH = GENERATED_LENGTH
 DEFAULT_WORDS = 5
 HIDDEN = "•••••• (hidden: --reveal shows it)"
 
@@ -114,8 +114,9 @@ def _register_set(sub) -> None:
     p.add_argument("--remove-field", action="append", default=[], metavar="K")
     p.add_argument("--tag", action="append", metavar="T", help="a tag (repeatable; replaces "
                                                                "the entry's tags)")
-    p.add_argument("--rotate-after", type=arg_type(parse_duration), metavar="D",
-                   help="rotation period, e.g. 90d, 12w, 1y or 1h30m")
+    p.add_argument("--rotate-after", type=arg_type(parse_period), metavar="D",
+                   help="rotation period, e.g. 90d, 12w, 1y or 1h30m; `never`; or `default` "
+                        "(the entry type's, from config.toml)")
     p.add_argument("--expires", type=arg_type(parse_date), metavar="DATE",
                    help="expiry: 2027-01-31 (valid through that day, local time) or a time "
                         "such as 2027-01-31T12:00:00Z")
@@ -124,6 +125,9 @@ def _register_set(sub) -> None:
     mode.add_argument("--update", action="store_true", help="fail if the entry does not exist")
     p.add_argument("--replace", action="store_true",
                    help="replace the whole entry instead of changing only what is given")
+    p.add_argument("--verify-cmd", metavar="CMD",
+                   help="a command that proves the credential works, with credd:// references "
+                        "(`credd verify`; '' removes it)")
     p.add_argument("--json", action="store_true", help="print the stored entry as JSON")
     p.set_defaults(func=cmd_set)
 
@@ -144,6 +148,13 @@ def cmd_set(ns) -> int:
     fields = [Field(name=k, value=v, secret=False) for k, v in map(_key_value, ns.field)]
     secret_fields, value = _read_secrets(ns)
     fields += [Field(name=k, value=v, secret=True) for k, v in secret_fields]
+    if ns.verify_cmd is not None:
+        from credd.cli.lifecycle import verify_field
+        key, command = verify_field(ns.verify_cmd)
+        if command:
+            fields.append(Field(name=key, value=command, secret=False))
+        else:
+            ns.remove_field.append(key)
     mode = "create" if ns.create else "update" if ns.update else "upsert"
     with client() as c:
         entry = c.set(ns.name, kind=ns.kind, service=ns.service, tags=ns.tag, value=value,
@@ -225,10 +236,13 @@ def cmd_get(ns) -> int:
 
 
 def cmd_show(ns) -> int:
+    from credd.cli.lifecycle import show_rows
     with client() as c:
         shown = c.reveal(ns.name) if ns.reveal else c.describe(ns.name)
+        lifecycle, prints = show_rows(c, shown.entry if ns.reveal else shown)
     if ns.json:
-        output.print_json(shown)
+        output.print_json({**output.as_data(shown), "fingerprints": prints,
+                           "lifecycle": dict(lifecycle)})
         return 0
     meta = shown.entry if ns.reveal else shown
     rows = [("name", meta.name), ("type", meta.kind)]
@@ -239,27 +253,28 @@ def cmd_show(ns) -> int:
     if meta.tags:
         rows.append(("tags", ", ".join(meta.tags)))
     if meta.has_value:
-        rows.append(("value", shown.value if ns.reveal else HIDDEN))
+        rows.append(("value", shown.value if ns.reveal else _hidden(prints.get(""))))
     rows += [(f"field {k}", v) for k, v in meta.fields.items()]
-    rows += [(f"field {k}", shown.secret_fields.get(k, "") if ns.reveal else HIDDEN)
+    rows += [(f"field {k}", shown.secret_fields.get(k, "") if ns.reveal else _hidden(prints.get(k)))
              for k in meta.secret_fields]
     if meta.has_notes:
         rows.append(("notes", shown.notes if ns.reveal else HIDDEN))
     rows += [("version", str(meta.version)), ("updated", format_time(meta.updated)),
              ("created", format_time(meta.created))]
-    if meta.rotate_after:
-        rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
-                               f"{format_time(meta.updated + meta.rotate_after)}"))
     if meta.expires:
         rows.append(("expires", format_date(meta.expires)))
-    reason = explain(meta, time.time())[1]
-    if reason:
-        rows.append(("state", reason))
+    reason = "" if lifecycle else explain(meta, time.time())[1]  # from an older agent
+    rows += lifecycle or ([("state", reason)] if reason else [])
     if meta.deleted:
         rows.append(("deleted", format_time(meta.deleted)))
     width = max(len(k) for k, _ in rows) + 1
     print("\n".join(f"{k + ':':<{width}} {v}" for k, v in rows))
     return 0
+
+
+def _hidden(fingerprint: str | None) -> str:
+    """A hidden secret, with its fingerprint: what it is, without a character of it."""
+    return f"{HIDDEN} {fingerprint}" if fingerprint else HIDDEN
 
 
 def cmd_ls(ns) -> int:
@@ -271,13 +286,15 @@ def cmd_ls(ns) -> int:
         filters["prefix"] = pattern[:cut]
     elif pattern:
         filters["contains"] = pattern
+    from credd.cli.lifecycle import periods_of
     with client() as c:
         entries = c.list(**filters)
         _warn_unlisted(c.status().mounts)
+        periods = periods_of(c) if not ns.json else DEFAULT_ROTATION
     if glob:
         from fnmatch import fnmatchcase
         entries = [e for e in entries if fnmatchcase(e.name, pattern)]
-    _print_entries(entries, ns.json)
+    _print_entries(entries, ns.json, periods)
     return 0
 
 
@@ -289,14 +306,14 @@ def _warn_unlisted(mounts) -> None:
                   file=sys.stderr)
 
 
-def _print_entries(entries, as_json: bool) -> None:
+def _print_entries(entries, as_json: bool, periods=DEFAULT_ROTATION) -> None:
     if as_json:
         output.print_json(entries)
         return
     now = time.time()
     mounted = any(e.mount for e in entries)  # the MOUNT column only when there is one
     rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
-             LABELS[entry_state(e, now)], *([e.mount or "-"] if mounted else [])]
+             LABELS[entry_state(e, now, periods)], *([e.mount or "-"] if mounted else [])]
             for e in entries]
     if rows:
         print(output.table(rows, ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE",

@@ -120,11 +120,15 @@ def cmd_unlock(ns) -> int:
     else:
         secret = {"passphrase": read_secret("vault passphrase: ",
                                             from_stdin=ns.passphrase_stdin)}
+    from credd.cli.lifecycle import due_line
     with client(timeout=None) as c:
         status = _send_unlock(c, secret, ns)
+        due = due_line(c)
     output.report_capped(ns, status)
     print(f"unlocked: locks after {output.format_duration(status.idle_timeout)} idle, "
           f"{output.format_duration(status.max_lifetime)} at most")
+    if due:
+        print(due)
     return 0
 
 
