@@ -20,6 +20,7 @@ $(shell PYTHON='$(PYTHON)' bash scripts/check-venv.sh '$(VENV)' >&2)
 # `credd` launcher (python -IS, credd/launcher.py) goes over pip's console script.
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+LINT_STAMP := $(VENV)/.installed-lint
 
 # pip install -e .$(1) (extras, or nothing), then the launcher over pip's `credd`.
 define venv-install
@@ -29,7 +30,7 @@ define venv-install
 	@touch $@
 endef
 
-.PHONY: install install-user uninstall-user run test coverage bench clean system-deps tools
+.PHONY: install install-user uninstall-user run test lint coverage bench clean system-deps tools
 
 $(PY):
 	@echo "creating $(VENV) with $(PYTHON)"
@@ -40,6 +41,9 @@ $(RUN_STAMP): pyproject.toml credd/launcher.py | $(PY)
 
 $(TEST_STAMP): $(RUN_STAMP)
 	$(call venv-install,[test])
+
+$(LINT_STAMP): $(TEST_STAMP)
+	$(call venv-install,[lint])
 
 install: $(TEST_STAMP)
 
@@ -70,6 +74,11 @@ coverage: $(TEST_STAMP) system-deps tools
 	$(PY) -m coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
 	$(PY) -m coverage combine -q && $(PY) -m coverage report && $(PY) -m coverage html -q; \
 	exit $$status
+
+# ruff (rules and why in pyproject.toml) and mypy (strict but for the modules listed there).
+lint: $(LINT_STAMP)
+	$(PY) -m ruff check credd credtui tests bench scripts
+	$(PY) -m mypy
 
 bench: $(TEST_STAMP)
 	$(PY) bench/run_all.py

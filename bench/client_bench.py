@@ -36,8 +36,8 @@ from collections.abc import Iterator
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from credd import protocol  # noqa: E402
-from credd.client import Client  # noqa: E402
+from credd import protocol
+from credd.client import Client
 
 VENV_BIN = os.path.dirname(sys.executable)
 PASSPHRASE = "bench passphrase"

@@ -27,9 +27,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from client_bench import bench_env, ms, row, start_agent, stop, timed  # noqa: E402
+from client_bench import bench_env, ms, row, start_agent, stop, timed
 
-from credd.client import Client  # noqa: E402
+from credd.client import Client
 
 
 def _during(work, probe, every: float = 0.05) -> tuple[float, list[float]]:
@@ -75,7 +75,7 @@ def main() -> int:
                 row("due without values (unlock's line)", ms(dates),
                     f"{dates / listed:.2f}x list")
                 name = metas[0].name
-                cold, gets = _during(lambda: c.due(), lambda: probe.get(name))
+                cold, gets = _during(c.due, lambda: probe.get(name))
                 row("due with values, first after unlock", ms(cold))
                 if gets:
                     row("  a get meanwhile, median / max", f"{ms(statistics.median(gets))} / "
@@ -85,7 +85,7 @@ def main() -> int:
                               for i in range(0, len(refs), 2000))
                 row("get_many of every value (the decrypt floor)", ms(fetched),
                     f"cold due {cold / fetched:.2f}x")
-                warm, report = timed(lambda: c.due(), repeat=3)
+                warm, report = timed(c.due, repeat=3)
                 row("due with values, again (digests kept)", ms(warm),
                     f"{warm / listed:.2f}x list; {report.values:,} values compared")
                 one, _ = timed(lambda: c.fingerprint(name), repeat=50)

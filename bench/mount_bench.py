@@ -22,10 +22,9 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from client_bench import (bench_env, latencies, ms, pct, row, start_agent, stop,  # noqa: E402
-                          timed)
+from client_bench import bench_env, latencies, ms, pct, row, start_agent, stop, timed
 
-from credd.client import Client  # noqa: E402
+from credd.client import Client
 
 
 def mount(env: dict, *args: str) -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from client_bench import bench_env, latencies, ms, row, start_agent, stop  # noqa: E402
+from client_bench import bench_env, latencies, ms, row, start_agent, stop
 
-from credd.client import Client  # noqa: E402
-from credd.daemon.mounts.config import MountConfig, add  # noqa: E402
-from tests.mounts.bao import ROOT_TOKEN, BaoServer  # noqa: E402
+from credd.client import Client
+from credd.daemon.mounts.config import MountConfig, add
+from tests.mounts.bao import ROOT_TOKEN, BaoServer
 
 PASSPHRASE = "bench passphrase"
 KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}

@@ -3,7 +3,8 @@
 1. `credd run` with 50 references (counted: one get_many round trip per run,
    from the audit log) beside a plain `env VAR=... true`.
 2. Masking throughput on text with 1,000 and 10,000 stored secrets (the vault
-   holds exactly those): the `Masker` alone, `credd redact FILE` end to end
+   holds exactly those), each masked in every encoded form (credd.forms: the
+   text holds some as base64 and hex too): the `Masker` alone, `credd redact FILE` end to end
    (a new process: start, fetching every secret from the agent, computing
    the encoded forms, compiling, reading, masking and writing the file),
    and `credd run -- cat FILE` with every secret injected, beside
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import random
 import shutil
@@ -33,9 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from credd.client import Client  # noqa: E402
-from credd.mask import Masker  # noqa: E402
-from credd.protocol import Field  # noqa: E402
+from credd.client import Client
+from credd.forms import form_patterns
+from credd.mask import Masker
+from credd.protocol import Field
 
 PASSPHRASE = "bench passphrase, not a secret"
 FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
@@ -94,8 +97,10 @@ def make_text(path: Path, megabytes: int, secrets: list[str], rng: random.Random
             lines = []
             for _ in range(2000):
                 ws = rng.choices(words, k=10)
-                if rng.random() < 0.002:
-                    ws.append(rng.choice(secrets))
+                if rng.random() < 0.002:  # a leaked value: mostly as it is, else encoded
+                    value = rng.choice(secrets).encode()
+                    ws.append(rng.choice([value, value, base64.b64encode(value),
+                                          value.hex().encode()]).decode())
                 lines.append(f"2026-11-23T00:00:00Z INFO {' '.join(ws)} "
                              f"{rng.getrandbits(64):016x}\n")
             chunk = "".join(lines)
@@ -171,7 +176,8 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
 
     data = text.read_bytes()
     start = time.perf_counter()
-    masker = Masker(secrets)
+    compiled = form_patterns(secrets)
+    masker = Masker(compiled)
     built = time.perf_counter() - start
     start = time.perf_counter()
     out = [masker.feed(data[i:i + (1 << 20)]) for i in range(0, len(data), 1 << 20)]
@@ -179,7 +185,7 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
     scan = time.perf_counter() - start
     del data, out
     print(f"Masker alone (1 MiB chunks)            : {size / scan:8.1f}   "
-          f"(+{built:.2f} s to build for {n:,} secrets)")
+          f"(+{built:.2f} s to build for {n:,} secrets, {len(compiled.values):,} patterns)")
     results = {}
 
     one_line = root / "one-line.log"
@@ -194,7 +200,7 @@ def bench_masking(env: dict[str, str], c: Client, root: Path, megabytes: int, n:
     redacted = (root / "redacted.log").read_bytes().count(b"<concealed by credd>")
 
     env_file = root / f"all{n}.env"
-    entries = sorted({e for e in range(0, n, FIELDS_PER_ENTRY)})
+    entries = sorted(set(range(0, n, FIELDS_PER_ENTRY)))
     env_file.write_text("".join(
         f"S{e}_{i}=credd://bench/s{n}/{e // FIELDS_PER_ENTRY:04d}/f{i}\n"
         for e in entries for i in range(min(FIELDS_PER_ENTRY, n - e))))

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 
-
 PASSPHRASE = "bench passphrase, not a secret"
 QUERY = "team42/svc3"          # typed one key at a time, then erased one key at a time
 FUZZY = "tm42s3k9"
@@ -34,12 +33,14 @@ FUZZY = "tm42s3k9"
 def seed(directory: str, n: int) -> dict[str, str]:
     from credd.protocol import Set
     from credd.vault import KdfParams, Vault
-    env = dict(os.environ, CREDD_VAULT=f"{directory}/vault.db", CREDD_STATE_DIR=f"{directory}/state",
+    env = dict(os.environ, CREDD_VAULT=f"{directory}/vault.db",
+               CREDD_STATE_DIR=f"{directory}/state",
                CREDD_SOCK=f"{directory}/run/agent.sock", XDG_RUNTIME_DIR=directory)
     vault, _ = Vault.create(env["CREDD_VAULT"], PASSPHRASE, state_dir=env["CREDD_STATE_DIR"],
                             kdf=KdfParams(memory_kib=19 * 1024, iterations=2, lanes=1))
     for i in range(n):
-        vault.put(Set(name=f"team{i % 97}/svc{i % 7}/key{i}", kind="api_key", service=f"svc{i % 37}.example.com",
+        vault.put(Set(name=f"team{i % 97}/svc{i % 7}/key{i}", kind="api_key",
+                      service=f"svc{i % 37}.example.com",
                   tags=[f"t{i % 11}"], value="v"))
     vault.close()
     return env
@@ -63,7 +64,8 @@ def start_agent(env: dict[str, str]) -> subprocess.Popen:
 
 
 def import_cost(env: dict[str, str]) -> float:
-    code = "import time; t = time.perf_counter(); import credtui.app; print(time.perf_counter() - t)"
+    code = ("import time; t = time.perf_counter(); import credtui.app; "
+            "print(time.perf_counter() - t)")
     runs = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, check=True).stdout) for _ in range(3)]
     return min(runs)
@@ -110,11 +112,13 @@ async def _key(pilot, key: str) -> float:
 def _stats(values: list[float]) -> str:
     ordered = sorted(values)
     return (f"median {statistics.median(ordered) * 1000:6.1f} ms  "
-            f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:6.1f} ms  max {ordered[-1] * 1000:6.1f} ms")
+            f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:6.1f} ms  "
+            f"max {ordered[-1] * 1000:6.1f} ms")
 
 
 def bench(n: int) -> None:
-    base = tempfile.mkdtemp(prefix="credtui-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    base = tempfile.mkdtemp(prefix="credtui-bench-",
+                            dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     proc = None
     try:
         t = time.perf_counter()
@@ -125,7 +129,8 @@ def bench(n: int) -> None:
         paint, times = asyncio.run(drive(env["CREDD_SOCK"], n))
         idle = statistics.median(times["idle"])
         print(f"{n:>7} entries (seeded in {seeded:.1f}s)")
-        print(f"  first paint          {imported + paint:6.3f} s   (import {imported:.3f} + app {paint:.3f})")
+        print(f"  first paint          {imported + paint:6.3f} s   "
+              f"(import {imported:.3f} + app {paint:.3f})")
         print(f"  keystroke, filter    {_stats(times['filter'])}   (the app's work per key)")
         print(f"  keystroke, Pilot     {_stats(times['keys'])}   (press → idle, repaint included)")
         print(f"  unbound key, Pilot   {_stats(times['idle'])}   (harness + frame floor)")

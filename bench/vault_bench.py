@@ -35,8 +35,8 @@ import msgspec
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from credd.protocol import Set  # noqa: E402
-from credd.vault import KdfParams, Vault  # noqa: E402
+from credd.protocol import Set
+from credd.vault import KdfParams, Vault
 
 PASSPHRASE = "bench passphrase"
 KEY = b"k" * 32

@@ -25,7 +25,7 @@ Imports the standard library, msgspec and credd's protocol/errors/wire only:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -73,8 +73,8 @@ class Page(msgspec.Struct, tag="entries", tag_field="type", forbid_unknown_field
 # No need to pause the collector for a 100,000-entry list: records are gc=False.
 _decoders: dict[Read, msgspec.msgpack.Decoder[Any]] = {
     "reply": msgspec.msgpack.Decoder(protocol.Response),
-    "page": msgspec.msgpack.Decoder(Union[Page, protocol.Error]),
-    "event": msgspec.msgpack.Decoder(Union[protocol.Event, protocol.Error]),
+    "page": msgspec.msgpack.Decoder(Page | protocol.Error),
+    "event": msgspec.msgpack.Decoder(protocol.Event | protocol.Error),
 }
 _entries_decoder: msgspec.msgpack.Decoder[list[EntryMeta]] = msgspec.msgpack.Decoder(
     list[EntryMeta])

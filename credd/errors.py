@@ -15,8 +15,8 @@
     ├── RateLimited                 rate_limited   1   too many failed unlocks; wait
     ├── VersionMismatch             version_mismatch 1 client and agent speak different protocols
     ├── AuditUnavailable            audit_unavailable 1 the audit record could not be written
-    ├── Unavailable                 unavailable    1   a mount's server cannot be reached or is sealed
-    ├── Conflict                    conflict       1   changed elsewhere since last read (check-and-set)
+    ├── Unavailable                 unavailable    1   a mount's server is unreachable or sealed
+    ├── Conflict                    conflict       1   changed elsewhere since last read (CAS)
     └── InternalError               internal       1   a bug; the message says nothing secret
 
 Only the agent's dispatcher turns an exception into an error response, and only
@@ -175,24 +175,14 @@ class Unavailable(CreddError):
     """A mount's server cannot be reached or is sealed; nothing local was touched."""
 
     code = "unavailable"
+    hint = "check the mount with `credd mount ls`; local entries still work"
 
 
 class Conflict(CreddError):
     """The entry changed elsewhere since it was read: read it again, then retry."""
 
     code = "conflict"
-
-
-class Unavailable(CreddError):
-    """A mount's server cannot be reached or is sealed; nothing local was touched."""
-
-    code = "unavailable"
-
-
-class Conflict(CreddError):
-    """The entry changed elsewhere since it was read: read it again, then retry."""
-
-    code = "conflict"
+    hint = "read the entry again (`credd show`), then retry the change"
 
 
 class InternalError(CreddError):

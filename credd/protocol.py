@@ -13,7 +13,7 @@ contract for clients in other languages.
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, Union, get_args
+from typing import Any, ClassVar, ForwardRef, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -200,11 +200,15 @@ class Status(Asks["StatusReply"], tag="status"):
 
 
 class Init(Asks["RecoveryKey"], tag="init"):
+    """`allow_short`: accept a passphrase shorter than 8 characters (credd.rules
+    MIN_PASSPHRASE), which the person asked for by name; the agent refuses one otherwise."""
+
     _secret = ("passphrase",)
     passphrase: str
     kdf_memory_kib: int | None = None
     kdf_iterations: int | None = None
     kdf_lanes: int | None = None
+    allow_short: bool = False
 
 
 class Unlock(Asks["StatusReply"], tag="unlock"):
@@ -228,9 +232,12 @@ class ChangePassphrase(Asks["Ok"], tag="change_passphrase"):
     _secret = ("old", "new")
     old: str
     new: str
+    allow_short: bool = False          # as in Init: for `new`
 
 
 class Get(Asks["Secret"], tag="get"):
+    """Without `field`, `name` may be `NAME/FIELD` or a `credd://` reference (credd.refs)."""
+
     name: str
     field: str | None = None
 
@@ -371,6 +378,8 @@ class Due(Asks["DueReport"], tag="due"):
 
 
 class Fingerprint(Asks["FingerprintReply"], tag="fingerprint"):
+    """Without `field`, `name` is a path read as `get` reads it (NAME, else NAME/FIELD)."""
+
     name: str
     field: str | None = None
 
@@ -410,13 +419,13 @@ class RecordVerification(Asks["Ok"], tag="record_verification"):
     seconds: float = 0.0
 
 
-Request = Union[
-    Hello, Status, Init, Unlock, Lock, ChangePassphrase, Get, GetMany, Reveal, Describe,
-    Set, Delete, Undelete, Purge, Move, List, Trash, History, Restore, AddKeySlot,
-    RemoveKeySlot, Audit, Check, Rekey, Subscribe, Stop, TokenCreate, TokenList, TokenRevoke,
-    Due, Fingerprint, Inspect, Policy, Rotate, RotateFinish, RotateAbandon, GetPending,
-    RecordVerification,
-]
+Request = (
+    Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
+    Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
+    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
+    TokenList | TokenRevoke | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish |
+    RotateAbandon | GetPending | RecordVerification
+)
 
 # ---------------------------------------------------------------- responses
 
@@ -443,6 +452,8 @@ class StatusReply(_Message, tag="status"):
     capped: bool = False                # this unlock asked for more than --max-unlock allows
     mounts: list[MountInfo] = []        # the mount table in force, each mount's state
     config_error: str = ""              # why the mount table file was not (re)loaded
+    damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
+    #                                     data operations refuse until it is repaired
 
 
 class Ok(_Message, tag="ok"):
@@ -552,11 +563,11 @@ class Error(_Message, tag="error"):
     retry_after: float | None = None
 
 
-Response = Union[
-    Welcome, StatusReply, Ok, RecoveryKey, Secret, Secrets, Revealed, EntryReply, Entries,
-    HistoryReply, AuditLog, CheckReport, TokenCreated, Tokens, DueReport, FingerprintReply,
-    Inspection, PolicyReply, Error,
-]
+Response = (
+    Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
+    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | DueReport |
+    FingerprintReply | Inspection | PolicyReply | Error
+)
 
 # ---------------------------------------------------------------- events
 
@@ -574,11 +585,12 @@ class EntryChanged(_Message, tag="entry_changed"):
     new_name: str | None = None
 
 
-Event = Union[Locked, Unlocked, EntryChanged]
+Event = Locked | Unlocked | EntryChanged
 
 
 def _reply_of(request: type) -> type[_Message]:
-    (reply,) = get_args(getattr(request, "__orig_bases__")[0])  # Asks["Secret"]: a name above
+    bases = request.__orig_bases__  # type: ignore[attr-defined]  # set by typing.Generic
+    (reply,) = get_args(bases[0])  # Asks["Secret"]: a name above
     found: type[_Message] = globals()[reply.__forward_arg__] if isinstance(reply, ForwardRef) \
         else reply
     return found
@@ -593,7 +605,7 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Union[Locked, Unlocked, EntryChanged, Error])
+    Locked | Unlocked | EntryChanged | Error)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -656,7 +668,7 @@ def decode_event(body: bytes | bytearray) -> Event | Error:
 
 
 def tag_of(cls: type) -> str:
-    tag: str = getattr(cls, "__struct_config__").tag
+    tag: str = cls.__struct_config__.tag  # type: ignore[attr-defined]  # a msgspec Struct
     return tag
 
 

@@ -1,97 +1,83 @@
 """Redaction of stored secrets in logs: `credd redact` and `RedactingFilter` for `logging`.
 
-Beside each value itself, its common encodings are concealed too: base64
-of the value (standard and URL-safe alphabets; padding may follow) and URL
-encoding (`quote` and `quote_plus`). With `deep=True` (`credd redact
---deep`) also the value's base64 *inside a longer encoded string*, such as
-`Authorization: Basic base64(user:secret)`: the stable middle of its base64
-at each of the three byte alignments. That triples the patterns, and so the
-set-up time for large vaults. Matching is that of `credd.mask`.
+Beside each value itself, its encoded forms are concealed too (credd.forms:
+base64, base64url, hex, URL and JSON escaping; with `deep=True`, `credd
+redact --deep`, also its base64 inside a longer encoded string). Matching is
+that of `credd.mask`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from binascii import b2a_base64
-from typing import IO, Iterable
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, NamedTuple
 
-from credd.mask import MIN_LENGTH, Masker, Patterns
-from credd.refs import field_lookup, shadowed
+from credd.forms import form_patterns, forms
+from credd.mask import Masker
+from credd.refs import field_shadowed
+
+if TYPE_CHECKING:
+    from credd.client import Client
 
 _BATCH = 2000  # references per get_many, well inside one frame
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def encoded_forms(value: str, *, deep: bool = False) -> set[bytes]:
     """The value and the encodings it is likely to appear in."""
-    raw = value.encode()
-    forms = {raw}
-    if not _UNRESERVED.fullmatch(value):  # otherwise URL encoding leaves it as it is
-        from urllib.parse import quote, quote_plus
-        forms |= {quote(value, safe="").encode(), quote(value).encode(),
-                  quote_plus(value).encode()}
-    # URL-safe base64 is standard base64 with -_ for +/ (what base64.urlsafe_b64encode does)
-    text = b2a_base64(raw, newline=False).rstrip(b"=")
-    forms.add(text)
-    forms.add(text.translate(_URLSAFE))
-    for shift in range(3) if deep else ():
-        # inside a longer encoded string the characters that also carry bits of
-        # the unknown neighbours differ; the middle is the same at each alignment
-        text = b2a_base64(b"\0" * shift + raw, newline=False)
-        middle = text[(shift * 4 + 2) // 3: len(text) - 4]
-        forms.add(middle)
-        forms.add(middle.translate(_URLSAFE))
-    shortest = max(MIN_LENGTH, min(len(raw), 8))
-    return {f for f in forms if len(f) >= shortest}
+    return set(forms(value, deep=deep))
 
 
 def redactor(values: Iterable[str], *, deep: bool = False, background: bool = False) -> Masker:
     """A masker for the values and their encoded forms (compiled on a thread with
     `background=True`: the first `feed` waits for it)."""
-    forms: set[bytes] = set()
-    add = forms.add
-    for value in values:
-        raw = value.encode()
-        if len(raw) < MIN_LENGTH:
-            continue
-        if deep or len(raw) < 8 or not _UNRESERVED.fullmatch(value):
-            forms |= encoded_forms(value, deep=deep)
-            continue
-        # the usual token: what encoded_forms gives, without its checks (each form is long
-        # enough, and URL encoding leaves the value as it is)
-        add(raw)
-        text = b2a_base64(raw, newline=False).rstrip(b"=")
-        add(text)
-        add(text.translate(_URLSAFE))
-    return Masker(Patterns(forms, background=background))
+    return Masker(form_patterns(values, deep=deep, background=background))
 
 
-def stored_values(client) -> list[str]:
-    """Every secret value in the vault (primary values and secret fields).
+class StoredSecret(NamedTuple):
+    """A stored secret value and where it lives (`field` None: the entry's own value)."""
 
-    One get_many per batch of references; an entry whose own name would be read
-    as a field of another entry (see credd.refs) is revealed on its own instead.
+    name: str
+    field: str | None
+    value: str
+
+    def __repr__(self) -> str:
+        where = self.name if self.field is None else f"{self.name}/{self.field}"
+        return f"StoredSecret({where!r}, <hidden>)"
+
+
+def stored_secrets(client: Client) -> list[StoredSecret]:
+    """Every secret value in the vault (primary values and secret fields), with its place.
+
+    One get_many per batch of references (the agent audits each reveal); an
+    entry with a field that another entry's name shadows (`NAME/FIELD` is an entry
+    too: see credd.refs) is revealed on its own instead.
     """
     metas = client.list()
-    fields_of = field_lookup(metas)
-    refs, ambiguous = [], []
+    names = {m.name for m in metas}
+    places: dict[str, tuple[str, str | None]] = {}
+    ambiguous = []
     for m in metas:
-        if shadowed(m.name, fields_of):
+        if any(field_shadowed(m.name, f, names) for f in m.secret_fields):
             ambiguous.append(m.name)
             continue
         if m.has_value:
-            refs.append(m.name)
-        refs.extend(f"{m.name}/{f}" for f in m.secret_fields)
-    values: list[str] = []
+            places[m.name] = (m.name, None)
+        places.update({f"{m.name}/{f}": (m.name, f) for f in m.secret_fields})
+    refs = list(places)
+    found = []
     for i in range(0, len(refs), _BATCH):
-        values.extend(client.get_many(refs[i:i + _BATCH]).values())
+        found += [StoredSecret(*places[ref], value)
+                  for ref, value in client.get_many(refs[i:i + _BATCH]).items()]
     for name in ambiguous:
         revealed = client.reveal(name)
-        values.append(revealed.value)
-        values.extend(revealed.secret_fields.values())
-    return [v for v in values if v]
+        found.append(StoredSecret(name, None, revealed.value))
+        found += [StoredSecret(name, f, v) for f, v in revealed.secret_fields.items()]
+    return [s for s in found if s.value]
+
+
+def stored_values(client: Client) -> list[str]:
+    """Every secret value in the vault (see stored_secrets)."""
+    return [s.value for s in stored_secrets(client)]
 
 
 def redact_stream(src: IO[bytes], dst: IO[bytes], masker: Masker, chunk: int = 1 << 20) -> None:
@@ -120,7 +106,7 @@ class RedactingFilter(logging.Filter):
     (CREDD_SOCK); call `refresh()` after secrets change.
     """
 
-    def __init__(self, secrets: Iterable[str] | None = None, *, client=None,
+    def __init__(self, secrets: Iterable[str] | None = None, *, client: Client | None = None,
                  deep: bool = False) -> None:
         super().__init__()
         self._fixed = None if secrets is None else list(secrets)

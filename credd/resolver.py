@@ -1,4 +1,5 @@
-"""`credd.resolve()` (defined here, exported by the package): one call that finds a secret wherever this deployment keeps it.
+"""`credd.resolve()` (defined here, exported by the package): one call that finds a secret
+wherever this deployment keeps it.
 
 Precedence, first hit wins:
 

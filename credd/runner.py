@@ -15,9 +15,10 @@ Three ways, chosen by `run()`:
   changes on. A stderr redirected away from the terminal stays a separate,
   masked pipe.
 
-The child is started first and the secrets are compiled for masking while
-it starts (`Patterns(..., background=True)`); nothing it writes is shown
-before that is done.
+The child is started first and the secrets, in every encoded form they
+leak in (credd.forms: base64, hex, URL, JSON), are compiled for masking
+while it starts (`form_patterns(..., background=True)`); nothing it writes is
+shown before that is done.
 
 Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
@@ -40,8 +41,9 @@ from collections.abc import Callable
 from types import FrameType
 from typing import IO, Any
 
-from credd.errors import BadRequest, NotFound
-from credd.mask import Masker, Patterns
+from credd.errors import BadRequest, CreddError
+from credd.forms import form_patterns
+from credd.mask import Masker
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -50,6 +52,19 @@ TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 _Routes = dict[int, tuple[int, Masker | None]]
 CHUNK = 1 << 16          # per read from a terminal or the keyboard
 PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
+
+
+class CannotRun(CreddError):
+    """The command could not be started: exit 127 when it is not found, 126 when it cannot
+    be executed, as `env`, shells and `op run` do, so callers tell it from the command's own
+    failure. It is about the command, never the vault: no hint about entries."""
+
+    code = "cannot_run"  # never on the wire
+
+    def __init__(self, program: str, exc: OSError) -> None:
+        missing = isinstance(exc, FileNotFoundError)
+        super().__init__(f"{program}: {'command not found' if missing else exc.strerror}")
+        self.exit_code = 127 if missing else 126
 
 
 class SecretFiles:
@@ -183,19 +198,15 @@ def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> N
         os.set_inheritable(fd, True)
     try:
         os.execvpe(argv[0], argv, env)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
 
 
 def _spawn(argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(argv, env=env, **kwargs)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
 
 
 def _exit_status(returncode: int) -> int:
@@ -230,7 +241,7 @@ class _Forwarder:
         except ProcessLookupError:
             pass
 
-    def __enter__(self) -> "_Forwarder":
+    def __enter__(self) -> _Forwarder:
         for sig in FORWARDED:
             self.saved[sig] = signal.signal(sig, self._handle)
         return self
@@ -268,7 +279,7 @@ def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> i
     for pipe in (out, err):
         _widen(pipe.fileno())
     # compiled while the child starts; nothing it writes is shown before that is done
-    patterns = Patterns(secrets, background=True)
+    patterns = form_patterns(secrets, background=True)
     routes: _Routes = {out.fileno(): (sys.stdout.fileno(), Masker(patterns)),
                        err.fileno(): (sys.stderr.fileno(), Masker(patterns))}
     try:
@@ -326,7 +337,7 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     finally:
         os.close(slave)
     # compiled after the fork (no threads to fork with) while the child starts
-    patterns = Patterns(secrets, background=True)
+    patterns = form_patterns(secrets, background=True)
     routes: _Routes = {master: (out_fd, Masker(patterns))}
     if proc.stderr is not None:
         routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))

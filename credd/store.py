@@ -33,7 +33,7 @@ from credd.protocol import EntryMeta, Set, VersionInfo
 class SecretEntry:
     """An entry with its secrets, as `reveal` returns it; never printed in clear."""
 
-    __slots__ = ("meta", "value", "secret_fields", "notes")
+    __slots__ = ("meta", "notes", "secret_fields", "value")
 
     def __init__(self, meta: EntryMeta, value: str, secret_fields: dict[str, str],
                  notes: str) -> None:

@@ -164,7 +164,7 @@ class _Tail:
         self._thread.start()
 
     def _read(self) -> None:
-        while chunk := self._pipe.read1(65536):
+        while chunk := os.read(self._pipe.fileno(), 65536):  # what is there, not 64 KiB
             self._keep(self._masker.feed(chunk))
         self._keep(self._masker.flush())
         self._pipe.close()

@@ -12,14 +12,18 @@ from a stream. `lost` is the one wording of a connection that broke.
 
 from __future__ import annotations
 
+import _socket
 import os
 import sys
 
-import _socket
-
 from credd import __version__
 from credd.errors import (
-    RESTART_HINT, START_HINT, AgentUnavailable, Denied, ProtocolError, VersionMismatch,
+    RESTART_HINT,
+    START_HINT,
+    AgentUnavailable,
+    Denied,
+    ProtocolError,
+    VersionMismatch,
 )
 from credd.paths import check_socket_path, socket_path
 

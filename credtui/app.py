@@ -233,5 +233,6 @@ class CredApp(App[None], inherit_bindings=False):
 
         self.bell()
         traceback = Traceback(show_locals=False, width=None)
-        self._exit_renderables.append(Segments(self.console.render(traceback, self.console.options)))
+        rendered = self.console.render(traceback, self.console.options)
+        self._exit_renderables.append(Segments(rendered))
         self._close_messages_no_wait()

@@ -24,6 +24,7 @@ timeouts: a copy costs a few milliseconds of subprocess, once per keypress.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import shutil
@@ -131,7 +132,8 @@ class TmuxSlot:
 
     def holds(self, value_digest: bytes) -> bool | None:
         try:
-            return digest(_run([*self.tmux, "show-buffer", "-b", self.name], read=True)) == value_digest
+            held = _run([*self.tmux, "show-buffer", "-b", self.name], read=True)
+            return digest(held) == value_digest
         except ClipboardError:
             return False  # deleted meanwhile
 
@@ -157,7 +159,8 @@ class TmuxBuffer:
 
     def copy(self, text: str) -> TmuxSlot:
         _run([*self.tmux, "load-buffer", "-"], text.encode())
-        names = _run([*self.tmux, "list-buffers", "-F", "#{buffer_name}"], read=True).decode().split()
+        listed = _run([*self.tmux, "list-buffers", "-F", "#{buffer_name}"], read=True)
+        names = listed.decode().split()
         mine = digest(text)
         for name in names[:8]:  # newest first
             slot = TmuxSlot(self.tmux, name)
@@ -253,7 +256,7 @@ class Clipboard:
             self._generation += 1
             generation = self._generation
             self._pending = (slot, digest(text))
-            self._schedule(self.clear_after, lambda: self._clear(generation))
+            self._schedule(self.clear_after, functools.partial(self._clear, generation))
             return Copied(backend.where, backend.readable, self.clear_after, tuple(failed))
         raise ClipboardError("; ".join(failed) or "no clipboard")
 

@@ -92,7 +92,7 @@ class Agent:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, wait: bool = True) -> "Agent":
+    def start(self, wait: bool = True) -> Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "credd", "serve", *self.args],
@@ -115,7 +115,8 @@ class Agent:
                 return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"agent did not listen on {self.socket} within {timeout}s:\n{self.log()}")
+        raise RuntimeError(
+            f"agent did not listen on {self.socket} within {timeout}s:\n{self.log()}")
 
     def client(self, **kwargs):
         from credd.client import Client
@@ -241,8 +242,10 @@ def run_credd(credd_env):
             timeout: float = 30.0, check: bool = False) -> subprocess.CompletedProcess:
         full_env = dict(credd_env)
         full_env.update(env or {})
+        # no input: stdin is /dev/null, never the test runner's (`set` reads piped stdin)
+        stdin = subprocess.DEVNULL if input is None else None
         return subprocess.run(
-            [sys.executable, "-m", "credd", *args], env=full_env, timeout=timeout,
+            [sys.executable, "-m", "credd", *args], env=full_env, timeout=timeout, stdin=stdin,
             input=input, capture_output=True, text=not isinstance(input, bytes), check=check,
         )
 

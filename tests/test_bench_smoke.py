@@ -69,3 +69,13 @@ def test_openbao_bench():
     for line in ("get, local vault", "get, mount, cached", "get, mount, uncached",
                  "hvac read, bare", "ls of a mount with 60 entries"):
         assert line in out
+
+
+@pytest.mark.timeout(90)
+def test_scan_bench():
+    out = run_bench("scan_bench.py", "--mb", "1", "--secrets", "50", "--commits", "20",
+                    "--runs", "1", timeout=80)
+    for line in ("credd scan TREE", "credd scan EMPTY-DIR", "git log -p -U0 --all",
+                 "credd scan --git --all-refs", "Goals", "files,", "git, 20 commits"):
+        assert line in out
+    assert "credd reported 1 hits for 1 planted leaks" in out and "(credd: 1 hit: " in out

@@ -17,11 +17,11 @@ import threading
 
 import pytest
 
-from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
-from tests.tools import needs
 from credd import errors, protocol
 from credd.client import Client
 from credd.protocol import EntryChanged, Field, Locked, Unlocked
+from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
+from tests.tools import needs
 
 
 class TestConnection:
@@ -269,7 +269,8 @@ class TestVersionMismatch:
 
 
 NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a server as another uid")
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="needs root to run a server as another uid")
 
 FOREIGN_SERVER = """
 import socket, sys

@@ -6,10 +6,14 @@ Bytes come from `protocol.encode`, as the agent writes them; no socket is involv
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import given, settings, strategies as st
+import itertools
 
-from credd import errors, protocol as p
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credd import errors
+from credd import protocol as p
 from credd.client_core import Core, entries_of
 from credd.wire import FrameReader
 
@@ -26,7 +30,7 @@ class TestFrameReader:
     def test_any_split_of_the_stream_gives_the_same_bodies(self, cuts):
         stream, reader, out = frames_of(BODIES), FrameReader(), []
         edges = sorted({0, len(stream), *cuts})
-        for start, end in zip(edges, edges[1:]):
+        for start, end in itertools.pairwise(edges):
             reader.feed(stream[start:end])
             while (body := reader.next_body()) is not None:
                 out.append(bytes(body))

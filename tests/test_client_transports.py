@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from credd import errors, protocol as p
+from credd import errors
+from credd import protocol as p
 from credd.async_client import AsyncClient
 from credd.cli import fast
 from credd.client import Client

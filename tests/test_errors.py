@@ -44,7 +44,8 @@ def test_secret_fields_are_redacted_in_every_repr():
     field = Field(name="token", value=secret, secret=True)
     for text in (repr(field), str(list(field.__rich_repr__())),
                  repr(Set(name="x", value=secret, notes=secret, fields=[field])),
-                 repr(Unlock(passphrase=secret)), str(list(Unlock(passphrase=secret).__rich_repr__()))):
+                 repr(Unlock(passphrase=secret)),
+                 str(list(Unlock(passphrase=secret).__rich_repr__()))):
         assert secret not in text
     plain = Field(name="user", value="alice", secret=False)
     assert "alice" in repr(plain) and ("value", "alice") in list(plain.__rich_repr__())

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from credd import launcher, protocol
-
 from tests.conftest import REPO, Agent
 
 

@@ -18,13 +18,25 @@ from hypothesis import strategies as st
 from credd import protocol, rules
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta
-from credd.rules import (DEFAULT_KIND, EXPIRED, EXPIRING_SOON, EXPIRING_SOON_WINDOW, KINDS,
-                         MAX_TIME, OK, ROTATION_DUE, entry_state, explain, format_date,
-                         format_duration, parse_date, parse_duration)
+from credd.rules import (
+    DEFAULT_KIND,
+    EXPIRED,
+    EXPIRING_SOON,
+    EXPIRING_SOON_WINDOW,
+    KINDS,
+    MAX_TIME,
+    OK,
+    ROTATION_DUE,
+    entry_state,
+    explain,
+    format_date,
+    format_duration,
+    parse_date,
+    parse_duration,
+)
 from tests.conftest import local_zone
 from tests.test_import_hygiene import loaded_modules, roots
-from tests.tui.conftest import (make_app, run, running, screen_is,  # noqa: F401 (fixtures)
-                                screen_text, wait_until)
+from tests.tui.conftest import make_app, run, running, screen_is, screen_text, wait_until  # noqa: F401 (fixtures)
 
 ZONES = ["UTC", "America/Los_Angeles"]
 DAY = 86400

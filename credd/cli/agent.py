@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def serve(ns: argparse.Namespace) -> int:
     from credd import paths
-    from credd.daemon import Config, serve as run
+    from credd.daemon import Config
+    from credd.daemon import serve as run
     config = Config(socket=ns.socket or paths.socket_path(),
                     vault=ns.vault or paths.vault_path(),
                     state_dir=ns.state_dir or paths.state_dir(),

@@ -94,6 +94,8 @@ def format_status(s: dict[str, Any]) -> str:
         if s.get("lifetime_left") is not None:
             lines.append(f"at most:  {format_duration(s['lifetime_left'])} more "
                          f"(max lifetime {format_duration(s['max_lifetime'])})")
+    lines += [f"damaged:  {problem} (data operations refuse: `credd check`)"
+              for problem in s.get("damage") or []]
     if s.get("retry_after"):
         lines.append(f"unlock throttled for {format_duration(math.ceil(s['retry_after']))}")
     for m in s.get("mounts") or []:  # dicts on the fast path; the entries count is local
@@ -114,7 +116,7 @@ def status_exit_code(state: str) -> int:
 def format_duration(seconds: float) -> str:
     """`1h 5m`, `42s`, `3d 4h`: a time left, to its two largest units (stdlib, for the fast
     path's `status`; durations a person typed are printed exactly by credd.rules)."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds <= 0:
         return "0s"
     parts = []

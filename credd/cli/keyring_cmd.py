@@ -147,7 +147,6 @@ def cmd_enroll(ns) -> int:
 def cmd_unlock(ns) -> int:
     """`credd keyring unlock`, and `credd unlock --keyring`."""
     from credd import spawn
-
     from credd.cli.lifecycle import due_line
     spawn.ensure_agent()  # like `credd unlock`: start one on demand
     with client(timeout=None) as c:

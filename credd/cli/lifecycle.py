@@ -18,9 +18,18 @@ from typing import TYPE_CHECKING, Any
 from credd.cli import output
 from credd.cli.output import arg_type, client
 from credd.errors import BadRequest, CreddError, NotFound
-from credd.rules import (DEFAULT_ROTATION, DUE_WITHIN, GENERATED_LENGTH, UNUSED_AFTER, explain,
-                         format_duration, format_time, parse_duration, reason_text,
-                         rotation_text)
+from credd.rules import (
+    DEFAULT_ROTATION,
+    DUE_WITHIN,
+    GENERATED_LENGTH,
+    UNUSED_AFTER,
+    explain,
+    format_duration,
+    format_time,
+    parse_duration,
+    reason_text,
+    rotation_text,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -361,9 +370,8 @@ def _as_json(name: str, result: Result | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- fingerprint
 
 def cmd_fingerprint(ns: argparse.Namespace) -> int:
-    from credd.cli.fast import get_with_fallback
     with client() as c:
-        print(get_with_fallback(ns.ref, c.fingerprint))
+        print(c.fingerprint(ns.ref))  # NAME/FIELD by the rule of `get`, in the agent
     return 0
 
 

@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
     for option, (text, metavar) in _OPTIONS.items():
         a.add_argument(f"--{option.replace('_', '-')}", dest=option, metavar=metavar, help=text)
     duration = output.arg_type(parse_duration)
-    a.add_argument("--revalidate", type=duration, metavar="D", help="openbao: serve a cached read this long before checking its version "
+    a.add_argument("--revalidate", type=duration, metavar="D",
+                   help="openbao: serve a cached read this long before checking its version "
                         "(default 30s)")
     a.add_argument("--offline-cache", action="store_true",
                    help="openbao: keep serving cached reads while the server is down")

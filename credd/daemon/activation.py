@@ -39,7 +39,8 @@ def inherited_listener() -> socket.socket | None:
     try:
         sock = socket.socket(fileno=SD_LISTEN_FDS_START)
     except OSError as exc:
-        raise ActivationError(f"fd {SD_LISTEN_FDS_START} is not a socket ({exc.strerror})") from None
+        raise ActivationError(
+            f"fd {SD_LISTEN_FDS_START} is not a socket ({exc.strerror})") from None
     try:
         _check_listener(sock)
     except BaseException:

@@ -16,12 +16,14 @@ import logging
 import traceback
 from collections.abc import Callable, Coroutine
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
-from . import handlers as h, lifecycle_handlers as lh, token_handlers as th
+from . import handlers as h
+from . import lifecycle_handlers as lh
+from . import token_handlers as th
 from .router import Router
 from .state import AgentState
 
@@ -40,7 +42,8 @@ def oversized_reply() -> p.Error:
     return p.Error(code="internal", message="the reply exceeds the frame limit")
 
 
-def dispatch(state: AgentState, conn: Any, body: bytes) -> p.Response | Coroutine[Any, Any, p.Response]:
+def dispatch(state: AgentState, conn: Any, body: bytes
+             ) -> p.Response | Coroutine[Any, Any, p.Response]:
     """The reply to one frame body; a coroutine of it when the handler waits (on the writer
     thread), so the many requests that do not are answered without a task."""
     try:
@@ -119,8 +122,8 @@ async def _on_reader(state: AgentState, handler: Callable[[AgentState, Any, Any]
 
 def _error_reply(exc: Exception, req: p.Request) -> p.Error:
     if isinstance(exc, CreddError):
-        return p.Error(code=exc.code, message=exc.message, names=exc.names,
-                       retry_after=exc.retry_after)
+        return p.Error(code=cast("p.ErrorCode", exc.code), message=exc.message,
+                       names=exc.names, retry_after=exc.retry_after)
     where = traceback.extract_tb(exc.__traceback__)[-1]  # a bug: say where, never what the data was
     log.error("internal error %s at %s:%s handling %s", type(exc).__name__,
               where.filename, where.lineno, p.tag_of(type(req)))

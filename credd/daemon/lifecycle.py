@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from credd import config, protocol as p, rules
+from credd import config, rules
+from credd import protocol as p
 from credd.store import EntryStore
 
 from .checks import CheckBook

@@ -13,12 +13,14 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from credd import protocol as p, rules
+from credd import protocol as p
+from credd import rules
 from credd.errors import BadRequest, LockedError, NotFound
 
 from . import certs, lifecycle
 from .fingerprints import shown
-from .handlers import Caller, _changed, _revealing, _write, set_ as _set
+from .handlers import Caller, _changed, _revealing, _target, _write
+from .handlers import set_ as _set
 from .router import Router
 from .state import AgentState
 
@@ -60,13 +62,15 @@ def _check_time(what: str, seconds: float) -> float:
 
 
 def fingerprint(state: AgentState, conn: Caller, req: p.Fingerprint) -> p.FingerprintReply:
+    """Of `NAME[/FIELD]` by the rule of `get` (credd.refs.locate), or of `field` if given."""
     store = state.store()
-    meta = store.describe(req.name)
-    digest = state.lifecycle.fingerprints(store.audit_key).of_field(store, meta, req.field)
+    name, field = (req.name, req.field) if req.field is not None else _target(store, req.name)
+    meta = store.describe(name)
+    digest = state.lifecycle.fingerprints(store.audit_key).of_field(store, meta, field)
     if digest is None:
-        what = f"field {req.field!r}" if req.field is not None else "value"
-        raise NotFound(f"{req.name!r} has no {what}", names=[req.name])
-    return p.FingerprintReply(name=req.name, field=req.field, fingerprint=shown(digest))
+        what = f"field {field!r}" if field is not None else "value"
+        raise NotFound(f"{name!r} has no {what}", names=[name])
+    return p.FingerprintReply(name=name, field=field, fingerprint=shown(digest))
 
 
 def inspect(state: AgentState, conn: Caller, req: p.Inspect) -> p.Inspection:

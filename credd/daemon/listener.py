@@ -32,11 +32,11 @@ class Listener:
         sock.setblocking(False)
 
     @classmethod
-    def inherit(cls, sock: socket.socket) -> "Listener":
+    def inherit(cls, sock: socket.socket) -> Listener:
         return cls(sock, sock.getsockname() or "", owned=False)
 
     @classmethod
-    def bind(cls, path: str) -> "Listener":
+    def bind(cls, path: str) -> Listener:
         check_socket_path(path)
         ensure_private_dir(os.path.dirname(os.path.abspath(path)))
         lock_fd = _take_lock(path + ".lock", path)

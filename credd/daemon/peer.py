@@ -39,7 +39,7 @@ def credentials(sock: socket.socket) -> Peer:
         pid, uid, _gid = _UCRED.unpack(
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
         return Peer(uid=uid, pid=pid or None)
-    uid, gid = ctypes.c_uint32(), ctypes.c_uint32()
+    uid, gid = ctypes.c_uint32(), ctypes.c_uint32()  # type: ignore[unreachable,unused-ignore]
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.getpeereid(sock.fileno(), ctypes.byref(uid), ctypes.byref(gid)) != 0:
         raise OSError(ctypes.get_errno(), "getpeereid failed")

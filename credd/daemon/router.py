@@ -182,7 +182,7 @@ def _listed(mount: Mount, *, trash: bool = False) -> Sequence[EntryMeta]:
 class Merged(Sequence[EntryMeta]):
     """Slices of sorted sequences, read as one sequence without copying them."""
 
-    __slots__ = ("_parts", "_ends")
+    __slots__ = ("_ends", "_parts")
 
     def __init__(self, parts: list[tuple[Sequence[EntryMeta], int, int]]) -> None:
         self._parts = parts
@@ -215,7 +215,7 @@ class Merged(Sequence[EntryMeta]):
         out: list[EntryMeta] = []
         part = bisect.bisect_right(self._ends, lo)
         while lo < hi and part < len(self._parts):
-            seq, start, stop = self._parts[part]
+            seq, start, _stop = self._parts[part]
             begin = self._ends[part - 1] if part else 0
             out += seq[start + lo - begin:start + min(hi, self._ends[part]) - begin]
             lo, part = self._ends[part], part + 1

@@ -216,9 +216,9 @@ class AgentState:
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
-        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
-                              mount_of=lambda name: self.mounts.mount_of(name))
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
+        self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
+                              mount_of=self.mounts.mount_of)
         self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()

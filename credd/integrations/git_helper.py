@@ -50,8 +50,8 @@ Request = dict[str, str]
 def read_request(stream: IO[str]) -> Request:
     """`key=value` lines up to a blank line or EOF (`key[]` lists keep their last value)."""
     attrs: Request = {}
-    for line in stream:
-        line = line.rstrip("\r\n")
+    for raw in stream:
+        line = raw.rstrip("\r\n")
         if not line:
             break
         key, eq, value = line.partition("=")

@@ -77,7 +77,7 @@ class _Translate:
     def __init__(self, error: type[errors.KeyringError] = errors.KeyringError) -> None:
         self.error = error
 
-    def __enter__(self) -> "_Translate":
+    def __enter__(self) -> _Translate:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

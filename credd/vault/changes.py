@@ -8,8 +8,15 @@ import msgspec
 from credd.errors import BadRequest, NotFound
 from credd.protocol import Field, Set
 from credd.rules import DEFAULT_KIND
-from credd.vault.model import (MetaRecord, SecretRecord, check_kind, check_label, check_text,
-                               check_time, redacted)
+from credd.vault.model import (
+    MetaRecord,
+    SecretRecord,
+    check_kind,
+    check_label,
+    check_text,
+    check_time,
+    redacted,
+)
 
 
 @redacted
@@ -29,7 +36,7 @@ class Change(msgspec.Struct, kw_only=True):
     clear_expires: bool
 
     @classmethod
-    def validate(cls, request: Set) -> "Change":
+    def validate(cls, request: Set) -> Change:
         """The request's arguments checked; `mode`, `merge` and the name are the caller's."""
         kind, service, tags, value = request.kind, request.service, request.tags, request.value
         notes, rotate_after, expires = request.notes, request.rotate_after, request.expires

@@ -70,11 +70,9 @@ def ad(*parts: bytes | str | int) -> bytes:
     """Associated data: length-prefixed parts, so no two part lists share an encoding."""
     out = bytearray()
     for part in parts:
-        if isinstance(part, int):
-            part = struct.pack(">q", part)
-        elif isinstance(part, str):
-            part = part.encode()
-        out += struct.pack(">I", len(part)) + part
+        data = (struct.pack(">q", part) if isinstance(part, int)
+                else part.encode() if isinstance(part, str) else part)
+        out += struct.pack(">I", len(data)) + data
     return bytes(out)
 
 

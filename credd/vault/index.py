@@ -18,7 +18,6 @@ import bisect
 import contextlib
 import gc
 import itertools
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar, overload
 
@@ -67,7 +66,7 @@ class Part(NamedTuple):
     def rows(self) -> Iterator[tuple[str, Row]]:
         return zip(self.names, map(Row, self.ids, self.revs, self.entries))
 
-    def columns(self) -> "Columns[EntryMeta]":
+    def columns(self) -> Columns[EntryMeta]:
         return Columns(list(self.names), list(self.ids), list(self.revs), list(self.entries))
 
 
@@ -79,7 +78,7 @@ class Columns(Generic[E]):
     """Rows being built or edited, column by column, as lists (`part` freezes them). The
     entries are wire records, or file records on their way to becoming them (unlock)."""
 
-    __slots__ = ("names", "ids", "revs", "entries")
+    __slots__ = ("entries", "ids", "names", "revs")
 
     def __init__(self, names: list[str] | None = None, ids: list[bytes] | None = None,
                  revs: list[int] | None = None, entries: list[E] | None = None) -> None:
@@ -97,7 +96,7 @@ class Columns(Generic[E]):
         self.revs.append(rev)
         self.entries.append(entry)
 
-    def extend(self, other: "Columns[E]") -> None:
+    def extend(self, other: Columns[E]) -> None:
         self.names += other.names
         self.ids += other.ids
         self.revs += other.revs
@@ -117,24 +116,24 @@ class Columns(Generic[E]):
         self.revs.insert(i, rev)
         self.entries.insert(i, entry)
 
-    def sorted(self) -> "Columns[E]":
+    def sorted(self) -> Columns[E]:
         """The same rows in name order (C-level: one sort of indexes, a gather per column)."""
         order = sorted(range(len(self.names)), key=self.names.__getitem__)
         return Columns(_gather(self.names, order), _gather(self.ids, order),
                        _gather(self.revs, order), _gather(self.entries, order))
 
-    def converted(self, convert: Callable[[E], F]) -> "Columns[F]":
+    def converted(self, convert: Callable[[E], F]) -> Columns[F]:
         return Columns(self.names, self.ids, self.revs, list(map(convert, self.entries)))
 
-    def cut(self, start: int, stop: int) -> "Columns[E]":
+    def cut(self, start: int, stop: int) -> Columns[E]:
         return Columns(self.names[start:stop], self.ids[start:stop], self.revs[start:stop],
                        self.entries[start:stop])
 
-    def select(self, keep: list[bool]) -> "Columns[E]":
+    def select(self, keep: list[bool]) -> Columns[E]:
         return Columns(*(list(itertools.compress(c, keep)) for c in  # type: ignore[arg-type]
                          (self.names, self.ids, self.revs, self.entries)))
 
-    def part(self: "Columns[EntryMeta]") -> Part:
+    def part(self: Columns[EntryMeta]) -> Part:
         return Part(tuple(self.names), tuple(self.ids), tuple(self.revs), tuple(self.entries))
 
 
@@ -174,7 +173,7 @@ class Segment:
     """The rows whose names fall in [low, next segment's low), and the chunk that holds
     them in the file (None: dirty, to be sealed)."""
 
-    __slots__ = ("low", "chunk", "nlive", "ntrash", "_body", "_parts", "_live", "_raw")
+    __slots__ = ("_body", "_live", "_parts", "_raw", "chunk", "low", "nlive", "ntrash")
 
     def __init__(self, low: str, chunk: int | None, nlive: int, ntrash: int,
                  body: Body | None = None, parts: tuple[Part, Part] | None = None) -> None:
@@ -184,11 +183,11 @@ class Segment:
         self._raw: tuple[msgspec.Raw, ...] | None = None
 
     @classmethod
-    def sealed(cls, low: str, chunk: int, body: Body) -> "Segment":
+    def sealed(cls, low: str, chunk: int, body: Body) -> Segment:
         return cls(low, chunk, body.nlive, body.count() - body.nlive, body=body)
 
     @classmethod
-    def dirty(cls, low: str, live: Columns[EntryMeta], trash: Columns[EntryMeta]) -> "Segment":
+    def dirty(cls, low: str, live: Columns[EntryMeta], trash: Columns[EntryMeta]) -> Segment:
         return cls(low, None, len(live), len(trash), parts=(live.part(), trash.part()))
 
     def live(self) -> tuple[EntryMeta, ...]:
@@ -276,7 +275,7 @@ def _changed(segment: Segment, items: list[tuple[str, Row | None]]) -> list[Segm
 class Index:
     """Every entry's metadata while unlocked: the segments, in name order."""
 
-    __slots__ = ("segments", "lows", "_starts")
+    __slots__ = ("_starts", "lows", "segments")
 
     def __init__(self, segments: list[Segment], lows: list[str] | None = None) -> None:
         if not segments or segments[0].low != "":
@@ -286,11 +285,11 @@ class Index:
         self._starts: list[int] | None = None
 
     @classmethod
-    def empty(cls) -> "Index":
+    def empty(cls) -> Index:
         return cls([Segment.dirty("", Columns(), Columns())])
 
     @classmethod
-    def build(cls, rows: Columns[E], convert: Callable[[E], EntryMeta]) -> "Index":
+    def build(cls, rows: Columns[E], convert: Callable[[E], EntryMeta]) -> Index:
         """Dirty segments of TARGET rows from rows in any order (a row-by-row unlock).
         `convert` makes each entry a wire record, in name order: the first list then
         walks memory front to back, not at random (records made in row-id order are
@@ -316,7 +315,7 @@ class Index:
     def live(self) -> int:
         return self.starts()[-1]
 
-    def view(self) -> "EntryView[EntryMeta]":
+    def view(self) -> EntryView[EntryMeta]:
         return EntryView(self.segments, self.starts(), Segment.live)
 
     def trash(self) -> list[EntryMeta]:
@@ -334,7 +333,7 @@ class Index:
 
     # ---------------------------------------------------------------- writing
 
-    def with_changes(self, changes: Iterable[tuple[str, Row | None]]) -> "Index":
+    def with_changes(self, changes: Iterable[tuple[str, Row | None]]) -> Index:
         """A new index with these rows set (None: removed); the segments they fall in
         become dirty, and one that grows past SPLIT rows is split."""
         by_segment: dict[int, list[tuple[str, Row | None]]] = {}
@@ -343,7 +342,7 @@ class Index:
         return self._replace({i: _changed(self.segments[i], items)
                               for i, items in by_segment.items()})
 
-    def _replace(self, replaced: dict[int, list[Segment]]) -> "Index":
+    def _replace(self, replaced: dict[int, list[Segment]]) -> Index:
         segments, lows = self.segments, self.lows
         if all(len(new) == 1 for new in replaced.values()):  # the usual write: copy, assign
             segments, lows = segments.copy(), lows.copy()
@@ -355,7 +354,7 @@ class Index:
             out += replaced.get(i, (segment,))
         return Index(out)
 
-    def normalized(self) -> "Index":
+    def normalized(self) -> Index:
         """The index as it should be sealed: dirty segments split to about TARGET rows, and
         a small dirty one merged into the one before (which is then resealed too)."""
         segments: list[Segment] = []
@@ -372,7 +371,7 @@ class Index:
                 segments.append(segment)
         return Index(segments)
 
-    def sealed_as(self, chunks: dict[int, int]) -> "Index":
+    def sealed_as(self, chunks: dict[int, int]) -> Index:
         """This index with each dirty segment (by position) now held by the given chunk."""
         return Index([Segment(s.low, chunks[i], s.nlive, s.ntrash, parts=s.parts())
                       if i in chunks else s for i, s in enumerate(self.segments)])
@@ -390,13 +389,13 @@ class EntryView(Sequence[T]):
     `raw()` is the same view of the entries' msgpack encodings.
     """
 
-    __slots__ = ("_segments", "_starts", "_column")
+    __slots__ = ("_column", "_segments", "_starts")
 
     def __init__(self, segments: list[Segment], starts: list[int],
                  column: Callable[[Segment], tuple[T, ...]]) -> None:
         self._segments, self._starts, self._column = segments, starts, column
 
-    def raw(self) -> "EntryView[msgspec.Raw]":
+    def raw(self) -> EntryView[msgspec.Raw]:
         """Each entry as msgspec.Raw: the bytes a sealed chunk holds, not decoded (or the
         record encoded, for a segment written since). An unfiltered list page of these
         encodes as the same bytes as the records, without decoding or encoding them."""

@@ -50,7 +50,7 @@ class KdfParams(msgspec.Struct, frozen=True, kw_only=True):
             return "KDF memory_kib must be at least 8 × lanes"
         return None
 
-    def validate(self) -> "KdfParams":
+    def validate(self) -> KdfParams:
         problem = self.problem()
         if problem:
             raise BadRequest(problem)
@@ -110,7 +110,7 @@ def new_header(vault_id: bytes, slot_id: int, kind: str,
                kdf: KdfParams | None = None) -> SlotHeader:
     return SlotHeader(vault_id=vault_id, slot_id=slot_id, kind=kind,
                       salt=crypto.random_bytes(crypto.SALT_LEN),
-                      kdf=kdf.validate() if kind == PASSPHRASE else None)
+                      kdf=(kdf or KdfParams()).validate() if kind == PASSPHRASE else None)
 
 
 def secret_bytes(kind: str, secret: str | bytes) -> bytes:

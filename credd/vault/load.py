@@ -23,7 +23,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Iterable, Iterator
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
 from credd.vault import chunks, crypto, db, header
@@ -243,7 +243,7 @@ def _disjoint(bodies: dict[int, ChunkBody]) -> list[tuple[int, ChunkBody]]:
                       if item[1].high is None or item[1].low < item[1].high),
                      key=lambda item: item[1].low)
     overlapping = set()
-    for (a, first), (b, second) in zip(ordered, ordered[1:]):
+    for (a, first), (b, second) in pairwise(ordered):
         if first.high is None or first.high > second.low:
             overlapping |= {a, b}
     return [item for item in ordered if item[0] not in overlapping]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Iterator
 
 import msgspec
 
@@ -52,8 +53,15 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
 def redacted(cls: type) -> type:
     """Hide every field of a secret-carrying struct from repr, str and rich
     (msgspec's own __rich_repr__ would print the values)."""
-    cls.__repr__ = cls.__str__ = lambda self: f"{type(self).__name__}(<redacted>)"
-    cls.__rich_repr__ = lambda self: iter((("secrets", "<redacted>"),))
+    def hidden(self: object) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+    def rich(self: object) -> Iterator[tuple[str, str]]:
+        return iter((("secrets", "<redacted>"),))
+
+    setattr(cls, "__repr__", hidden)  # noqa: B010 (assigning a method of another class)
+    setattr(cls, "__str__", hidden)  # noqa: B010
+    setattr(cls, "__rich_repr__", rich)  # noqa: B010
     return cls
 
 

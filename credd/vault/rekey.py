@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from credd.errors import IntegrityError
+from credd.protocol import EntryMeta
 from credd.vault import crypto, db, header, keyslots, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Columns, Index, Row
-from credd.protocol import EntryMeta
 from credd.vault.keyslots import RECOVERY
 from credd.vault.model import encode, from_entry_meta
 from credd.vault.session import FileRow, Session, Slot

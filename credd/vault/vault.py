@@ -94,7 +94,7 @@ class Vault:
     @classmethod
     def create(cls, path: str, passphrase: str, *, kdf: KdfParams = KdfParams(),
                state_dir: str | None = None, _format: int = migrations.LATEST
-               ) -> tuple["Vault", str]:
+               ) -> tuple[Vault, str]:
         """A new vault, unlocked, and its recovery key (shown once)."""
         _check_state_dir(state_dir)
         if not isinstance(kdf, KdfParams):
@@ -119,7 +119,7 @@ class Vault:
 
     @classmethod
     def _initialize(cls, path: str, secret: bytes, kdf: KdfParams, state_dir: str | None,
-                    fmt: int) -> tuple["Vault", str]:
+                    fmt: int) -> tuple[Vault, str]:
         conn = db.connect(path)
         db.create_schema(conn)
         migrations.migrate(conn, path, target=fmt, backups=False)
@@ -141,7 +141,7 @@ class Vault:
         return cls(VaultFile(path, vault_id, conn), state_dir, session), recovery_text
 
     @classmethod
-    def open(cls, path: str, *, state_dir: str | None = None) -> "Vault":
+    def open(cls, path: str, *, state_dir: str | None = None) -> Vault:
         """The vault at `path`, locked; migrated (after a backup) if its format is older."""
         _check_state_dir(state_dir)
         path = os.path.abspath(path)
@@ -173,7 +173,7 @@ class Vault:
         self.lock()
         self._file.close()
 
-    def __enter__(self) -> "Vault":
+    def __enter__(self) -> Vault:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -187,6 +187,14 @@ class Vault:
     @property
     def unlocked(self) -> bool:
         return self._session is not None
+
+    @property
+    def damage(self) -> List[str]:
+        """What is wrong with the whole file, as this unlock found it (a rollback to an older
+        copy, a header that failed authentication); while it is not empty every data
+        operation refuses. Empty when the file is sound, or while locked."""
+        session = self._session
+        return list(session.damage) if session is not None else []
 
     @property
     def from_snapshot(self) -> bool:

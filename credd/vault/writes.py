@@ -26,8 +26,16 @@ from credd.vault.changes import Change
 from credd.vault.crypto import ENTRY, HISTORY, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Row
-from credd.vault.model import (HistoryRecord, MetaRecord, SecretRecord, canonical_name,
-                               check_text, encode, from_entry_meta, to_entry_meta)
+from credd.vault.model import (
+    HistoryRecord,
+    MetaRecord,
+    SecretRecord,
+    canonical_name,
+    check_text,
+    encode,
+    from_entry_meta,
+    to_entry_meta,
+)
 from credd.vault.reads import Reader
 from credd.vault.session import Commit, FileRow, Session, VaultIntegrityError
 

@@ -35,7 +35,8 @@ class KeyFooter(Footer):
 
 
 class Forgets:
-    """The app calls `forget_secrets()` on every screen before it replaces them (lock, agent gone)."""
+    """The app calls `forget_secrets()` on every screen before it replaces them (lock, agent
+    gone)."""
 
     def forget_secrets(self) -> None:
         """Drop whatever secret this screen holds; most hold none."""

@@ -407,7 +407,8 @@ class BrowseScreen(CredScreen):
     def action_due(self) -> None:
         due = not self.entry_list.due_only
         self.entry_list.filter(due_only=due, reason=None)
-        self.notify("Showing only entries due for rotation or expired" if due else "Showing all entries")
+        self.notify("Showing only entries due for rotation or expired" if due
+                    else "Showing all entries")
         self._paint_counts()
 
     def action_due_reason(self) -> None:

@@ -6,8 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from textual import on
-from textual.app import App
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label
 

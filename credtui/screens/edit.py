@@ -20,8 +20,15 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static, Text
 
 from credd.errors import BadRequest
 from credd.protocol import Field, Revealed
-from credd.rules import (DEFAULT_KIND, KINDS, format_date, format_duration, kind_lines,
-                         parse_date, parse_duration)
+from credd.rules import (
+    DEFAULT_KIND,
+    KINDS,
+    format_date,
+    format_duration,
+    kind_lines,
+    parse_date,
+    parse_duration,
+)
 from credtui.screens.base import CredModal, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 

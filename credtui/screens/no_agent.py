@@ -35,16 +35,15 @@ class NoAgentScreen(CredScreen):
         self.socket_path = socket_path
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="no-agent-box", classes="dialog"):
-                yield Static("No credd agent is running", classes="title")
-                yield Label(f"Nothing answers on {self.socket_path}.")
-                yield Label("Start one here, or run `eval \"$(credd agent)\"` in a shell.")
-                yield Label("", id="no-agent-note")
-                with Horizontal(classes="buttons"):
-                    yield Button("Start an agent", variant="primary", id="start")
-                    yield Button("Retry", id="retry")
-                    yield Button("Quit", id="quit")
+        with Center(), Vertical(id="no-agent-box", classes="dialog"):
+            yield Static("No credd agent is running", classes="title")
+            yield Label(f"Nothing answers on {self.socket_path}.")
+            yield Label("Start one here, or run `eval \"$(credd agent)\"` in a shell.")
+            yield Label("", id="no-agent-note")
+            with Horizontal(classes="buttons"):
+                yield Button("Start an agent", variant="primary", id="start")
+                yield Button("Retry", id="retry")
+                yield Button("Quit", id="quit")
         yield StatusBar()
         yield KeyFooter()
 

@@ -33,14 +33,13 @@ class UnlockScreen(CredScreen):
         self.reason = reason
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="unlock-box", classes="dialog"):
-                yield Static("credd is locked", classes="title")
-                reason = _REASONS.get(self.reason, "")
-                yield Label(f"{reason} Enter your passphrase to unlock the vault.".strip(),
-                            id="unlock-reason")
-                yield SecretInput(placeholder="passphrase", id="passphrase")
-                yield Label("", id="unlock-error", classes="error")
+        with Center(), Vertical(id="unlock-box", classes="dialog"):
+            yield Static("credd is locked", classes="title")
+            reason = _REASONS.get(self.reason, "")
+            yield Label(f"{reason} Enter your passphrase to unlock the vault.".strip(),
+                        id="unlock-reason")
+            yield SecretInput(placeholder="passphrase", id="passphrase")
+            yield Label("", id="unlock-error", classes="error")
         yield StatusBar()
         yield KeyFooter()
 
@@ -55,10 +54,11 @@ class UnlockScreen(CredScreen):
         try:
             await self.app.client.unlock(passphrase)
         except RateLimited as exc:
-            self.post_message(self.Failed(f"Too many attempts: try again in {exc.retry_after or 1:.0f}s"))
+            wait = exc.retry_after or 1
+            self.post_message(self.Failed(f"Too many attempts: try again in {wait:.0f}s"))
         except BadPassphrase as exc:
-            wait = f" (next try allowed in {exc.retry_after:.1f}s)" if exc.retry_after else ""
-            self.post_message(self.Failed(f"Wrong passphrase{wait}"))
+            then = f" (next try allowed in {exc.retry_after:.1f}s)" if exc.retry_after else ""
+            self.post_message(self.Failed(f"Wrong passphrase{then}"))
         except CreddError as exc:
             self.post_message(self.Failed(exc.message))
         else:

@@ -12,8 +12,15 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from credd.protocol import EntryMeta, Inspection, Revealed
-from credd.rules import (DEFAULT_ROTATION, Periods, explain, format_date, format_time,
-                         reason_text, rotation_text)
+from credd.rules import (
+    DEFAULT_ROTATION,
+    Periods,
+    explain,
+    format_date,
+    format_time,
+    reason_text,
+    rotation_text,
+)
 from credtui.format import age, fingerprint
 from credtui.widgets.secret_field import SecretField
 

@@ -23,13 +23,12 @@ from textual.binding import Binding
 from textual.events import Click, MouseScrollDown, MouseScrollUp
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.strip import Strip
+from textual.widget import Widget
 
 from credd.protocol import DueReport, EntryMeta
 from credd.rules import DEFAULT_ROTATION, DUE, LABELS, REASON_LABELS, Periods, State, entry_state
 from credtui.format import age
-
 
 #: Reasons of the due report that highlight a row like a due state: something to do now
 #: (expiring and unused have their label, but are not urgent).
@@ -205,8 +204,9 @@ class EntryList(Widget, can_focus=True):
 
     # ------------------------------------------------------------ filtering
 
-    def filter(self, query: str | None = None, *, scope: Callable[[EntryMeta], bool] | None | bool = False,
-               due_only: bool | None = None, reason: str | None | bool = False) -> None:
+    def filter(self, query: str | None = None, *,
+               scope: Callable[[EntryMeta], bool] | bool | None = False,
+               due_only: bool | None = None, reason: str | bool | None = False) -> None:
         """Change any of: the search text, the folder scope, the due-only switch, the
         reason (None: any entry)."""
         if query is not None:
@@ -239,7 +239,8 @@ class EntryList(Widget, can_focus=True):
         """Substring matches first, then fuzzy (subsequence) ones, each in name order."""
         if query in self._memo:
             return self._memo[query][0]
-        prefix = next((query[:k] for k in range(len(query) - 1, 0, -1) if query[:k] in self._memo), None)
+        prefix = next((query[:k] for k in range(len(query) - 1, 0, -1)
+                       if query[:k] in self._memo), None)
         candidates = self._memo[prefix][1] if prefix is not None else self._base()
         hay = self._hay
         if len(query) < 2:  # one character: fuzzy and substring are the same

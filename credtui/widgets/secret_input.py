@@ -9,7 +9,8 @@ from rich.repr import Result
 from textual.widgets import Input
 
 
-def _redacted(self: Input.Changed | Input.Submitted) -> Result:  # __rich_repr__ for the messages below
+# __rich_repr__ for the messages below
+def _redacted(self: Input.Changed | Input.Submitted) -> Result:
     yield "input", self.input
     yield "value", "<redacted>"
 

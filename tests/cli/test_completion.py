@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import subprocess
+import sys
 
 import pytest
 
@@ -36,7 +35,8 @@ def bash_complete(env, line: str) -> list[str]:
                             text=True, check=True).stdout
     words = line.split(" ")
     program = (f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
-               f"COMP_CWORD={len(words) - 1}\n_credd_complete\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"")
+               f"COMP_CWORD={len(words) - 1}\n_credd_complete\n"
+               "printf '%s\\n' \"${COMPREPLY[@]}\"")
     out = subprocess.run(["bash", "-c", program], env=env, capture_output=True, text=True,
                          timeout=30).stdout
     return [w for w in out.splitlines() if w]

@@ -42,7 +42,7 @@ class Raw:
         assert reply is not None, "the agent closed the connection"
         return reply
 
-    def hello(self) -> "Raw":
+    def hello(self) -> Raw:
         assert isinstance(self.call(p.Hello(protocol=p.PROTOCOL_VERSION, client="test")),
                           p.Welcome)
         return self

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from credd import errors, protocol as p
+from credd import errors
+from credd import protocol as p
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.daemon.conftest import init_unlock, status, wait_for
 from tests.daemon.inject import agent_running
@@ -51,9 +52,8 @@ def test_an_unexpected_exception_is_an_internal_reply_that_names_no_data(
     log = agent.log()
     assert "internal error RuntimeError at" in log and "handling describe" in log
     assert "handling set" in log  # the writer thread's path too; SENTINEL checked at teardown
-    with agent.client() as c:
-        with pytest.raises(errors.InternalError, match="see its log"):
-            c.describe("boom")
+    with agent.client() as c, pytest.raises(errors.InternalError, match="see its log"):
+        c.describe("boom")
 
 
 def test_a_reply_too_big_for_a_frame_is_an_error_not_a_broken_stream(unlocked_agent, raw):

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from credd import errors, protocol as p
+from credd import errors
+from credd import protocol as p
 from credd.client import Client
 from tests.daemon.inject import agent_running
 

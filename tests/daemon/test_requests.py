@@ -8,7 +8,6 @@ import pytest
 
 from credd import protocol as p
 from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
-
 from tests.daemon.conftest import init_unlock, status
 
 
@@ -106,8 +105,9 @@ class TestSession:
 class TestEntries:
     def test_set_get_describe_reveal(self, conn):
         meta = put(conn, "db/prod", value=SENTINEL, service="postgres", kind="password",
-                   tags=["prod"], notes="n", fields=[p.Field(name="user", value="app", secret=False),
-                                                     p.Field(name="pin", value="1234")])
+                   tags=["prod"], notes="n",
+                   fields=[p.Field(name="user", value="app", secret=False),
+                           p.Field(name="pin", value="1234")])
         assert (meta.name, meta.service, meta.fields, meta.secret_fields) == (
             "db/prod", "postgres", {"user": "app"}, ("pin",))
         assert conn.call(p.Get(name="db/prod")) == p.Secret(name="db/prod", value=SENTINEL)

@@ -71,4 +71,4 @@ def certificate(common_name: str, not_after: datetime.datetime, issuer: tuple | 
 
 
 def at(year: int, month: int, day: int) -> datetime.datetime:
-    return datetime.datetime(year, month, day, 12, 0, tzinfo=datetime.timezone.utc)
+    return datetime.datetime(year, month, day, 12, 0, tzinfo=datetime.UTC)

@@ -67,7 +67,7 @@ class BaoServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "BaoServer":
+    def start(self, timeout: float = 20.0) -> BaoServer:
         config = self.dir / "bao.hcl"
         config.write_text(AUDIT_CONFIG % self.audit_log)
         self.port = _free_port_pair()

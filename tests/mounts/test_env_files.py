@@ -82,9 +82,8 @@ class TestEnv:
         assert done.returncode == 7 and "read-only mount" in done.stderr
 
     def test_a_case_clash_serves_neither_and_says_so(self, env_agent, run_credd):
-        with env_agent.client() as c:
-            with pytest.raises(NotFound):
-                c.get("platform/x")
+        with env_agent.client() as c, pytest.raises(NotFound):
+            c.get("platform/x")
         shown = run_credd("mount", "ls").stdout
         assert "$PLATFORM_CRED_X, $PLATFORM_CRED_x all map to platform/x" in shown
 

@@ -47,7 +47,7 @@ def test_get_set_ls_and_history_on_a_mounted_entry(mounted, run_credd, bao, pref
 def test_credd_run_puts_a_mounted_secret_in_a_childs_environment(mounted, run_credd, bao,
                                                                 prefix):
     bao.bao("kv", "put", "-mount=secret", f"{prefix}ci/token", f"value={SENTINEL}")
-    code = "import os; print(os.environ['TOKEN'] == %r)" % SENTINEL
+    code = f"import os; print(os.environ['TOKEN'] == {SENTINEL!r})"
     ran = run_credd("run", "--env", "TOKEN=credd://team/ci/token", "--", sys.executable, "-c",
                     code)
     assert ran.returncode == 0, ran.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import hvac
 import pytest
 
 from credd.errors import BadRequest, Conflict, Denied, Exists, LockedError, NotFound, Unavailable
@@ -71,7 +72,7 @@ class TestMapping:
         assert again.get("team/db", "pin") == "1234" and again.get("team/db") == "v"
 
     def test_a_secret_written_by_another_tool_maps_back(self, bao, make_store, prefix):
-        bao.bao("kv", "put", f"-mount=secret", f"{prefix}app", "value=abc", "username=svc",
+        bao.bao("kv", "put", "-mount=secret", f"{prefix}app", "value=abc", "username=svc",
                 "port=5432")
         store = make_store(bao, prefix)
         entry = store.reveal("team/app")
@@ -212,7 +213,7 @@ class TestWrites:
         assert store.get("team/db") == "v"
         store.delete("team/db")
         store.purge("team/db")
-        with pytest.raises(Exception):
+        with pytest.raises(hvac.exceptions.InvalidPath):  # destroyed: no metadata left
             bao.client().secrets.kv.v2.read_secret_metadata(prefix + "db", mount_point="secret")
         assert store.trash() == []
 

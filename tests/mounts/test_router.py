@@ -7,7 +7,8 @@ import asyncio
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from credd import protocol as p
 from credd.daemon.router import Merged, Router

@@ -12,8 +12,8 @@ from credd import paths
 from credd.daemon.mounts import config as table_file
 from credd.daemon.mounts import table as live
 from credd.daemon.mounts.config import MountConfig
-from credd.protocol import Field, Set
 from credd.errors import BadRequest, Exists, InsecurePath, NotFound, Unavailable
+from credd.protocol import Field, Set
 from tests.daemon.memory_store import MemoryStore
 
 ENV = MountConfig(name="platform", backend="env", env_prefix="PLATFORM_CRED_")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -281,7 +280,8 @@ def test_docker_helper_keeps_http_and_https_apart(client, credd_env):
 
     run("store", json.dumps({"ServerURL": "https://r.example", "Username": "u1",
                              "Secret": "tls-123456"}))
-    assert run("get", "http://r.example").stdout.strip() == "credentials not found in native keychain"
+    missing = run("get", "http://r.example").stdout.strip()
+    assert missing == "credentials not found in native keychain"
     run("store", json.dumps({"ServerURL": "http://r.example", "Username": "u2",
                              "Secret": "plain-123456"}))
     assert json.loads(run("get", "https://r.example/").stdout)["Secret"] == "tls-123456"

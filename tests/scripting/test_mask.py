@@ -39,7 +39,7 @@ def reference(text: bytes, secrets: list[bytes]) -> bytes:
 
 def feed_in_pieces(masker: Masker, text: bytes, cuts: list[int]) -> bytes:
     out, prev = [], 0
-    for cut in sorted(set(c % (len(text) + 1) for c in cuts)) + [len(text)]:
+    for cut in [*sorted({c % (len(text) + 1) for c in cuts}), len(text)]:
         out.append(masker.feed(text[prev:cut]))
         prev = cut
     out.append(masker.flush())
@@ -199,7 +199,7 @@ def test_background_compile_gives_the_same_output(engine):
 def test_background_compile_error_surfaces_on_first_use(monkeypatch):
     from credd import mask
 
-    def broken(patterns):
+    def broken(patterns, **options):
         raise MemoryError("compiling failed")
 
     monkeypatch.setitem(mask.ENGINES, "hyperscan", broken)
@@ -279,9 +279,9 @@ def test_an_empty_stream_does_not_wait_for_compiling(monkeypatch):
     from credd import mask
     release = threading.Event()
 
-    def slow(patterns):
+    def slow(patterns, **options):
         release.wait(10)
-        return mask._FindLoop(patterns)
+        return mask._FindLoop(patterns, **options)
 
     monkeypatch.setitem(mask.ENGINES, "hyperscan", slow)
     patterns = mask.Patterns([b"secret-%d" % i for i in range(20)], engine="hyperscan",
@@ -305,3 +305,45 @@ def test_without_hyperscan_auto_falls_back_to_the_find_loop(monkeypatch, backgro
     patterns = mask.Patterns(secrets, background=background)
     assert isinstance(patterns.engine(), mask._FindLoop)
     assert feed_in_pieces(Masker(patterns), text, [3, 99, 500]) == reference(text, secrets)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_locator_names_the_pattern_of_every_occurrence(engine, monkeypatch):
+    """What `credd scan` needs: each hit with the index of its pattern in Patterns.values,
+    across several databases and for a NUL-byte pattern (matched beside Hyperscan)."""
+    from credd import mask
+    monkeypatch.setattr(mask, "cpus", lambda: 3)
+    monkeypatch.setattr(mask._Hyperscan, "PER_DB", 50)
+    monkeypatch.setattr(mask._Hyperscan, "PARALLEL_SCAN", 1 << 10)
+    secrets, text = random_corpus(7, 300, 2000)
+    secrets.append(b"nul\0secret")
+    text += b" nul\0secret nul\0secre"
+    patterns = mask.Patterns(secrets, engine=engine)
+    values = patterns.values
+    expected = set()
+    for i, value in enumerate(values):
+        at = text.find(value)
+        while at >= 0:
+            expected.add((at, at + len(value), i))
+            at = text.find(value, at + 1)
+    hits = patterns.locator()(text)
+    assert len(hits) == len(set(hits)) and set(hits) == expected
+    assert sorted(values) == sorted(mask.as_bytes(secrets))
+    assert mask.Patterns([], engine=engine).locator()(text) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_caseless_patterns_match_in_any_case_and_name_their_pattern(engine):
+    from credd.mask import Patterns
+    literals = [b"Secret-%02d" % i for i in range(12)]
+    patterns = Patterns([*literals, b"deadbeef00"], caseless=[b"DEADbeef00", b"cafe0123ab"],
+                        engine=engine)
+    assert patterns.values[patterns.caseless:] in ([b"deadbeef00", b"cafe0123ab"],
+                                                   [b"cafe0123ab", b"deadbeef00"])
+    assert b"deadbeef00" not in patterns.values[:patterns.caseless]  # caseless only
+    text = b"DEADBEEF00 deadbeef00 DeadBeef00 CAFE0123AB Secret-03 SECRET-03"
+    found = sorted((text[s:e], patterns.values[i]) for s, e, i in patterns.locator()(text))
+    assert found == sorted([(b"DEADBEEF00", b"deadbeef00"), (b"deadbeef00", b"deadbeef00"),
+                            (b"DeadBeef00", b"deadbeef00"), (b"CAFE0123AB", b"cafe0123ab"),
+                            (b"Secret-03", b"Secret-03")])
+    assert Masker(patterns).mask(text) == b" ".join([R] * 5) + b" SECRET-03"

@@ -7,6 +7,7 @@ import hashlib
 import os
 import pty
 import select
+import shutil
 import signal
 import stat
 import subprocess
@@ -236,8 +237,21 @@ def test_exit_code_and_stdin_pass_through(stocked, credd_cmd, tmp_path):
                   input=b"hello through stdin\n")
     assert r.returncode == 7
     assert r.stdout == b"HELLO THROUGH STDIN\n"
-    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", "no-such-command-xyz")
-    assert r.returncode == 5 and "command not found" in r.stderr.decode()
+
+
+
+def test_a_command_that_cannot_start_exits_127_or_126_as_env_does(stocked, credd_cmd, tmp_path):
+    not_executable = tmp_path / "data.txt"
+    not_executable.write_text("not a program\n")
+    for argv, code in ((["no-such-command-xyz"], 127), ([str(not_executable)], 126),
+                       ([str(tmp_path)], 126)):
+        expected = subprocess.run(["env", *argv], capture_output=True).returncode
+        for mask in ([], ["--no-mask"]):
+            r = credd_cmd("run", *mask, "--env", "GH=credd://github/token", "--", *argv)
+            err = r.stderr.decode()
+            assert r.returncode == code == expected, (argv, mask, err)
+            assert argv[0] in err and "credd ls" not in err and "hint" not in err, err
+    assert "command not found" in credd_cmd("run", "--", "no-such-command-xyz").stderr.decode()
 
 
 def _wait_for(stream, needle: bytes, timeout: float = 15) -> bytes:
@@ -524,3 +538,29 @@ def test_files_are_readable_by_the_child_of_an_ordinary_user():
                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath},
                          timeout=30)
     assert out.stdout.strip() == "b'v4lue'", out
+
+
+@pytest.mark.skipif(not (shutil.which("base64") and shutil.which("xxd")),
+                    reason="needs coreutils base64 and xxd")
+def test_encoded_forms_of_a_secret_are_masked(stocked, credd_cmd, tmp_path):
+    """`echo $X | base64`, `| xxd -p`, and the URL, JSON and upper-case hex forms a program
+    prints: every form credd.forms names is concealed, and none of the value shows."""
+    from credd.forms import forms
+    child = script(tmp_path, "forms.py", """
+import base64, json, os, sys
+from urllib.parse import quote, quote_plus
+v = os.environ["DBPW"]
+for text in (base64.urlsafe_b64encode(v.encode()).decode(), v.encode().hex().upper(),
+             quote(v, safe=""), quote_plus(v), json.dumps({"password": v})):
+    print("form:", text, flush=True)
+""")
+    shell = ('echo "$DBPW" | base64; echo "$DBPW" | xxd -p; '
+             'printf %s "$DBPW" | base64; printf %s "$DBPW" | xxd -p; '
+             f'{sys.executable} {child}')
+    r = credd_cmd("run", "--env", "DBPW=credd://prod db/password", "--", "sh", "-c", shell)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 9 and all(R in line for line in lines), lines
+    for form in forms(DB_PASSWORD):
+        assert form not in r.stdout
+    assert lines[-1] == f'form: {{"password": "{R}"}}'

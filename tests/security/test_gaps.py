@@ -30,10 +30,9 @@ from pathlib import Path
 import pytest
 
 from credd import protocol as p
+from credd.protocol import Set
 from tests.conftest import FAST_KDF, REPO, SENTINEL, TEST_PASSPHRASE
 from tests.security.conftest import Raw, audit_records, init_unlock, rss_kib, status, wait_for
-from credd.protocol import Set
-
 
 # ------------------------------------------------------------------ A3
 

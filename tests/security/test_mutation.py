@@ -78,8 +78,8 @@ mutation = st.one_of(
 
 def mutate(body: bytes, ops: list[tuple]) -> bytes:
     data = bytearray(body)
-    for kind, at, arg in ops:
-        at %= len(data) + 1
+    for kind, offset, arg in ops:
+        at = offset % (len(data) + 1)
         if kind == "flip" and at < len(data):
             data[at] ^= arg
         elif kind == "insert":

@@ -16,6 +16,7 @@ from credd import protocol as p
 from tests.conftest import FAST_KDF, TEST_PASSPHRASE
 from tests.security.conftest import Raw, audit_records
 
+
 def _race(agent, request, rounds: int, lied) -> list[int]:
     """Send `request` on one connection and `lock` on another right after; return the rounds
     where `lied(conn, i, reply)` finds the reply contradicts what was committed."""

@@ -305,10 +305,9 @@ class Driver:
                 else:
                     assert isinstance(reply, p.EntryReply), reply
                     written[part[1]] = req.value
-            elif kind == "list":
-                if isinstance(reply, p.Error):
-                    _error(reply, "locked")
-                    _no_secrets(body, "list")
+            elif kind == "list" and isinstance(reply, p.Error):
+                _error(reply, "locked")
+                _no_secrets(body, "list")
         m.values.update(written)
         for name in written:
             m.maybe.pop(name, None)

@@ -1,4 +1,5 @@
-"""Helpers for the service tests: process liveness, tool lookup, running shells and systemd-analyze."""
+"""Helpers for the service tests: process liveness, tool lookup, running shells and
+systemd-analyze."""
 
 from __future__ import annotations
 

@@ -39,10 +39,12 @@ PASSED = ("CREDD_", "XDG_", "HOME", "PYTHON", "NO_COLOR")
 
 
 def activate(path: str, *command: str, extra: tuple[str, ...] = (), env=None):
-    """Start `command` under systemd-socket-activate listening on `path`; trigger it by connecting."""
+    """Start `command` under systemd-socket-activate listening on `path`; trigger it by
+    connecting."""
     # systemd-socket-activate passes on only the variables named with -E.
     passed = [arg for name in (env or {}) if name.startswith(PASSED) for arg in ("-E", name)]
-    proc = subprocess.Popen([need("systemd-socket-activate"), "-l", path, *extra, *passed, *command],
+    activate = need("systemd-socket-activate")
+    proc = subprocess.Popen([activate, "-l", path, *extra, *passed, *command],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while not os.path.exists(path):
@@ -176,7 +178,7 @@ def test_credd_serve_under_socket_activation(sock_dir, credd_env):
         assert status.socket == path and status.vault == credd_env["CREDD_VAULT"]
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     st = os.lstat(path)  # never unlinked: the service manager owns it
     assert stat.S_ISSOCK(st.st_mode)
@@ -243,7 +245,7 @@ def test_credd_stop_leaves_no_traceback_in_the_log(sock_dir, credd_env, run_cred
                             knocking.append(connect(path, timeout=5))
                         except OSError:
                             break
-            out, err = proc.communicate(timeout=30)
+            _out, err = proc.communicate(timeout=30)
         finally:
             for k in knocking:
                 k.close()

@@ -132,5 +132,6 @@ def test_unlock_keyring_flag_and_auto_start(unlocked_agent, run_credd, kr_env, d
     unlock = run_credd("unlock", "--passphrase-stdin", input="wrong passphrase\n", env=kr_env)
     status = run_credd("status", "--json", env=kr_env)
     detached.append(int(status.stdout.split('"pid":')[1].split(",")[0]))
-    assert unlock.returncode == 6, unlock.stderr  # an agent was started, then the passphrase refused
+    # an agent was started, then the passphrase refused
+    assert unlock.returncode == 6, unlock.stderr
     assert '"state": "locked"' in status.stdout

@@ -1,4 +1,5 @@
-"""The shipped systemd units and launchd plist: what the issue asks of them, checked by the real tools."""
+"""The shipped systemd units and launchd plist: what the issue asks of them, checked by the
+real tools."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def unit(name: str) -> dict[str, dict[str, list[str]]]:
     """A unit file as section -> key -> values (systemd keys may repeat)."""
     sections: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] = {}
-    for line in (UNITS / name).read_text().splitlines():
-        line = line.strip()
+    for raw in (UNITS / name).read_text().splitlines():
+        line = raw.strip()
         if line.startswith("[") and line.endswith("]"):
             current = sections.setdefault(line[1:-1], {})
         elif line and not line.startswith(("#", ";")):

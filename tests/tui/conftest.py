@@ -33,8 +33,8 @@ def seed(agent, entries=ENTRIES) -> None:
     """Write entries through the real sync client."""
     from credd.protocol import Field
     with agent.client() as c:
-        for spec in entries:
-            spec = dict(spec)
+        for given in entries:
+            spec = dict(given)
             if "fields" in spec:
                 spec["fields"] = [Field(**f) for f in spec["fields"]]
             c.set(spec.pop("name"), **spec)
@@ -51,7 +51,8 @@ async def wait_until(pilot, condition, timeout: float = 5.0, what: str = "condit
     while not condition():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}\n"
-                                 f"screen: {type(pilot.app.screen).__name__}\n{screen_text(pilot.app)}")
+                                 f"screen: {type(pilot.app.screen).__name__}\n"
+                                 f"{screen_text(pilot.app)}")
         await pilot.pause(0.05)
     return time.monotonic() - start
 

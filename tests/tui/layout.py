@@ -17,7 +17,7 @@ import re
 # box sides, pane rules, tall input and toast borders, the footer's palette rule
 _WALLS = re.compile(r"[│┃╭╮╰╯▊▎▏▌▐]")
 # horizontal rules, input tops and bottoms, scrollbar blocks: blank for reading
-_FILL = str.maketrans({ch: " " for ch in "─━▔▁▂▃▄▅▆▇█"})
+_FILL = str.maketrans(dict.fromkeys("─━▔▁▂▃▄▅▆▇█", " "))
 
 
 def _normal(text: str) -> str:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from credd.protocol import Revealed, EntryMeta
+from credd.protocol import EntryMeta, Revealed
 from credtui.clipboard import CLEAR, osc52
 from credtui.screens.browse import BrowseScreen
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
@@ -85,7 +85,8 @@ class TestBrowse:
                 await pilot.press("enter")
                 assert pilot.app.focused is entries
                 assert "aws/prod/key" in screen_text(pilot.app)
-                await wait_until(pilot, lambda: "eu-west-1" in screen_text(pilot.app))  # plain field
+                # a plain field
+                await wait_until(pilot, lambda: "eu-west-1" in screen_text(pilot.app))
                 assert "wJalrEXAMPLE" not in screen_text(pilot.app)  # secret field masked
         run(scenario())
 
@@ -152,7 +153,8 @@ class TestReachable:
             async with running(make_app(browsing)) as pilot:
                 screen = await _browse(pilot)
                 titles = [c.title for c in pilot.app.get_system_commands(screen)]
-                assert {"Reveal", "Copy", "New", "Edit", "Delete", "History", "Trash", "Lock"} <= set(titles)
+                wanted = {"Reveal", "Copy", "New", "Edit", "Delete", "History", "Trash", "Lock"}
+                assert wanted <= set(titles)
                 assert not [t for t in titles if "screenshot" in t.lower()]
         run(scenario())
 
@@ -180,7 +182,7 @@ class TestReveal:
                 await wait_until(pilot, lambda: SENTINEL in screen_text(pilot.app), what="reveal")
                 hidden = await wait_until(pilot, lambda: SENTINEL not in screen_text(pilot.app),
                                           what="auto-hide")
-                assert hidden < 1.5
+                assert hidden < 5.0  # the 0.6 s timer, not the 30 s default, on a loaded machine
         run(scenario())
 
     def test_r_again_hides_at_once(self, browsing, make_app, run):
@@ -371,8 +373,8 @@ class TestFollowsTheAgent:
                 secret = screen.detail.secret
                 how()
                 took = await wait_until(pilot, lambda: screen_is(pilot.app, "UnlockScreen"),
-                                        timeout=3.0, what="unlock screen after lock")
-                assert took < 1.0
+                                        timeout=8.0, what="unlock screen after lock")
+                assert took < 5.0  # the agent's event, not the 15 s status poll
                 assert SENTINEL not in screen_text(pilot.app)
                 assert not secret.revealed and SENTINEL not in str(secret.render())
         run(scenario())
@@ -475,7 +477,6 @@ class TestStart:
 class TestNoLeaks:
     def test_reprs_hide_values(self):
         from credtui.screens.edit import Draft
-        from credtui.screens.browse import BrowseScreen
         revealed = Revealed(entry=EntryMeta(name="n"), value=SENTINEL, notes=SENTINEL)
         assert SENTINEL not in repr(Draft(name="n", value=SENTINEL, notes=SENTINEL))
         assert SENTINEL not in repr(BrowseScreen.Revealed(revealed))

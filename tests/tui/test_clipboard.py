@@ -16,8 +16,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from credtui.clipboard import (CLEAR, XCLIP, XSEL, Clipboard, ClipboardError, Osc52, TmuxBuffer,
-                               Tool, detect, osc52)
+from credtui.clipboard import (
+    CLEAR,
+    XCLIP,
+    XSEL,
+    Clipboard,
+    ClipboardError,
+    Osc52,
+    TmuxBuffer,
+    Tool,
+    detect,
+    osc52,
+)
 from tests.tools import need
 
 VALUE = "s3cret-välue"
@@ -96,7 +106,8 @@ class TestFallback:
 def tmux() -> Iterator[list[str]]:
     """argv prefix for a private tmux server with one detached session."""
     need("tmux", "the tmux-buffer clipboard")
-    name = f"credtui-clip-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # a dying server keeps its name a while
+    # a dying server keeps its name a while
+    name = f"credtui-clip-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if k != "TMUX"}
     subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", "main"], env=env, check=True,
                    timeout=10)
@@ -146,7 +157,8 @@ class TestTmuxBuffer:
         assert _buffers(tmux) == []
 
     def test_detected_inside_tmux_after_any_desktop_clipboard(self):
-        assert [type(b) for b in detect(print, environ={"TMUX": "/tmp/x,1,0"})] == [TmuxBuffer, Osc52]
+        found = detect(print, environ={"TMUX": "/tmp/x,1,0"})
+        assert [type(b) for b in found] == [TmuxBuffer, Osc52]
         if shutil.which("xclip"):
             assert detect(print, environ={"TMUX": "/tmp/x,1,0", "DISPLAY": ":9"})[0] is XCLIP
 

@@ -76,13 +76,15 @@ class TestCounts:
     def test_first_saved_entry_counts_one_of_one(self, unlocked_agent, make_app, run):
         """The list owns the count: the agent's count from the last poll is stale."""
         async def scenario():
-            async with running(make_app(unlocked_agent, status_every=30.0), size=(100, 30)) as pilot:
+            app = make_app(unlocked_agent, status_every=30.0)
+            async with running(app, size=(100, 30)) as pilot:
                 await _empty_browse(pilot)
                 assert "0 entries" in _status(pilot.app)
                 await _new_entry(pilot, "first/key", "v1")
                 await wait_until(pilot, lambda: "1 entry" in _status(pilot.app), what="the count")
                 await pilot.pause(1.3)                  # the app repaints the bar every second
-                assert "1 entry" in _status(pilot.app) and "/" not in _status(pilot.app).split("·")[2]
+                status = _status(pilot.app)
+                assert "1 entry" in status and "/" not in status.split("·")[2]
         run(scenario())
 
 
@@ -93,19 +95,23 @@ class TestFooterBelongsToTheScreenOnTop:
 
         async def scenario():
             async with running(make_app(unlocked_agent), size=(100, 30)) as pilot:
-                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app), what="browse keys")
+                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app),
+                                 what="browse keys")
                 await pilot.press("n")
                 await wait_until(pilot, lambda: screen_is(pilot.app, "EditScreen"))
-                await wait_until(pilot, lambda: "Save" in _footer(pilot.app), what="the form's keys")
+                await wait_until(pilot, lambda: "Save" in _footer(pilot.app),
+                                 what="the form's keys")
                 footer = _footer(pilot.app)
                 assert "^s Save" in footer and "esc Cancel" in footer and "^g Generate" in footer
                 for browse_key in ("Reveal", "Copy", "Delete", "Search"):
                     assert browse_key not in footer
-                pilot.app.screen.query_one("#edit-save").focus()   # not an Input: keys reach bindings
+                # not an Input: keys reach bindings
+                pilot.app.screen.query_one("#edit-save").focus()
                 await pilot.press("d", "r")
                 assert screen_is(pilot.app, "EditScreen")           # browse's d and r stay below
                 await pilot.press("escape")
-                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app), what="browse keys back")
+                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app),
+                                 what="browse keys back")
         run(scenario())
 
     def test_every_modal_shows_its_keys(self, unlocked_agent, make_app, run):
@@ -117,11 +123,13 @@ class TestFooterBelongsToTheScreenOnTop:
 
         async def scenario():
             async with running(make_app(unlocked_agent), size=(100, 30)) as pilot:
-                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app), what="browse keys")
+                await wait_until(pilot, lambda: "r Reveal" in _footer(pilot.app),
+                                 what="browse keys")
                 for key, screen, shown in modals:
                     await pilot.press(key)
                     await wait_until(pilot, lambda: screen_is(pilot.app, screen))
-                    await wait_until(pilot, lambda: shown in _footer(pilot.app), what=f"{screen} keys")
+                    await wait_until(pilot, lambda: shown in _footer(pilot.app),
+                                     what=f"{screen} keys")
                     assert "Reveal" not in _footer(pilot.app)
                     await pilot.press("escape")
                     await wait_until(pilot, lambda: screen_is(pilot.app, "BrowseScreen"))

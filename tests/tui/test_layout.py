@@ -26,7 +26,8 @@ async def _do(pilot, agent, step) -> None:
             agent.start()
         case Back(shows):
             await pilot.press("escape")
-            await wait_until(pilot, lambda: shows in (screen_text(pilot.app).splitlines() or [""])[-1],
+            await wait_until(pilot,
+                             lambda: shows in (screen_text(pilot.app).splitlines() or [""])[-1],
                              what="browse again")
     await pilot.pause(0.05)
 

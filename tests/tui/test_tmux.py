@@ -139,7 +139,8 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
                     case Back(shows):
                         tmux.press("escape")
                         tmux.wait_for(lambda s: shows in _footer(s), what="browse again")
-                time.sleep(0.15)  # as a person types: a key sent mid-switch may reach the old screen
+                # as a person types: a key sent mid-switch may reach the old screen
+                time.sleep(0.15)
             texts = [t.format(socket=agent.socket) for t in stop.texts]
             tmux.wait_for(lambda s: not missing(s, texts), timeout=20,
                           what=f"{stop.name}: {missing(tmux.screen(), texts)}")

@@ -58,7 +58,7 @@ def test_bulk_digest_forms_agree_with_one_row_at_a_time():
     assert keys.digest(crypto.ENTRY, ids, [crypto.TAIL.pack(r, 0) for r in revs]) == items
     assert keys.digest(crypto.HISTORY, ids, joined) != items  # one key per kind
     with pytest.raises(ValueError):
-        keys.digest(crypto.ENTRY, ids[:-1] + [b"short"], joined)
+        keys.digest(crypto.ENTRY, [*ids[:-1], b"short"], joined)
     with pytest.raises(ValueError):
         keys.digest_item(crypto.ENTRY, b"short", 1)
 

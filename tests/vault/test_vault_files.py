@@ -8,11 +8,10 @@ import stat
 import pytest
 
 from credd.errors import Exists, InsecurePath, NoVault
-from credd.protocol import Field
+from credd.protocol import Field, Set
 from credd.vault import Vault
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, file_bytes
-from credd.protocol import Set
 
 
 def _mode(path: str) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from credd.errors import BadRequest, Exists, NotFound
+from credd.protocol import Set
 from credd.vault import HISTORY_KEEP
 from tests.conftest import SENTINEL
 from tests.vault.conftest import file_bytes, raw, reopen
-from credd.protocol import Set
 
 
 def test_history_keeps_at_least_twenty_versions_and_restores(vault):

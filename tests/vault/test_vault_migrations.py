@@ -11,11 +11,11 @@ import stat
 import pytest
 
 from credd.errors import BadRequest, IntegrityError, InternalError
+from credd.protocol import Set
 from credd.vault import Vault, migrations
 from tests.vault.conftest import file_bytes
 from tests.vault.fixtures import make_format3
 from tests.vault.fixtures.make_format1 import KEY, PASSPHRASE, TARGET
-from credd.protocol import Set
 
 RECOVERY = "TBRH-WXTF-6TUI-V2DD-HPUJ-AUEX-GRYH-BM55"
 
@@ -149,5 +149,6 @@ def test_a_format_3_vault_migrates_and_its_snapshot_leaves_the_file(tmp_path):
 
 def _everything(vault: Vault) -> tuple:
     return ([(e.name, e.service, e.fields, e.version) for e in vault.list() + vault.trash()],
-            vault.get("cloud/aws/prod", "secret_access_key"), vault.reveal("cloud/aws/prod", 1).value,
+            vault.get("cloud/aws/prod", "secret_access_key"),
+            vault.reveal("cloud/aws/prod", 1).value,
             vault.reveal("db/main").notes)

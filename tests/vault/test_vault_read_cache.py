@@ -7,12 +7,11 @@ import unicodedata
 import pytest
 
 from credd.errors import BadRequest, NotFound
-from credd.protocol import Field
+from credd.protocol import Field, Set
 from credd.vault import reads
 from credd.vault.vault import VaultIntegrityError
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
-from credd.protocol import Set
 
 
 @pytest.fixture

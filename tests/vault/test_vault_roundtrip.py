@@ -11,14 +11,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credd.errors import BadRequest, Exists, LockedError, NotFound
-from credd.protocol import EntryMeta, Field
+from credd.protocol import EntryMeta, Field, Set
 from credd.rules import KINDS
 from credd.vault import SecretEntry, Vault, canonical_name
-from credd.vault.model import (HistoryRecord, MetaRecord, SecretRecord, decode_meta, encode,
-                               to_entry_meta)
+from credd.vault.model import (
+    HistoryRecord,
+    MetaRecord,
+    SecretRecord,
+    decode_meta,
+    encode,
+    to_entry_meta,
+)
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.vault.conftest import KDF, reopen
-from credd.protocol import Set
 
 _segment = st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"),
                                  blacklist_characters="/"), min_size=1, max_size=12).filter(
@@ -60,7 +65,8 @@ def test_round_trip_any_name_value_and_fields(shared, name, value, notes, fields
 
 def test_every_type_survives_reopen(vault):
     for kind in KINDS:
-        vault.put(Set(name=f"types/{kind}", kind=kind, service="svc", tags=["a", "b", "a"], value=kind * 3,
+        vault.put(Set(name=f"types/{kind}", kind=kind, service="svc", tags=["a", "b", "a"],
+                      value=kind * 3,
                   fields=[Field(name="endpoint", value="https://x", secret=False),
                           Field(name="secret_key", value="sk-" + kind)],
                   notes="n", rotate_after=86400, expires=2e9))
@@ -83,7 +89,7 @@ def test_every_type_survives_reopen(vault):
 def test_bad_names_are_refused_with_the_rule(vault, bad):
     with pytest.raises(BadRequest) as exc:
         vault.put(Set(name=bad, value="v"))
-    assert exc.value.message and "v" != exc.value.message
+    assert exc.value.message and exc.value.message != "v"
     assert vault.entry_count == 0
 
 
@@ -106,7 +112,8 @@ def test_merge_keeps_unset_and_replace_resets(vault):
               fields=[Field(name="access_key", value="AK", secret=False),
                       Field(name="secret_key", value="SK"),
                       Field(name="bucket", value="b", secret=False)], rotate_after=10))
-    meta = vault.put(Set(name="s3", merge=True, fields=[Field(name="bucket", value="b2", secret=False)],
+    meta = vault.put(Set(name="s3", merge=True,
+                         fields=[Field(name="bucket", value="b2", secret=False)],
                      remove_fields=["access_key"], rotate_after=0))
     assert (meta.kind, meta.service, meta.tags) == ("api_key", "aws", ("prod",))
     assert meta.fields == {"bucket": "b2"} and meta.secret_fields == ("secret_key",)
@@ -152,7 +159,8 @@ def test_locked_vault_refuses_everything_and_forgets(vault):
 
 
 def test_secret_reprs_are_redacted(vault):
-    vault.put(Set(name="r", value=SENTINEL, notes=SENTINEL, fields=[Field(name="f", value=SENTINEL)]))
+    vault.put(Set(name="r", value=SENTINEL, notes=SENTINEL,
+                  fields=[Field(name="f", value=SENTINEL)]))
     revealed = vault.reveal("r")
     assert isinstance(revealed, SecretEntry)
     for text in (repr(revealed), str(revealed), repr(list(revealed.__rich_repr__())),

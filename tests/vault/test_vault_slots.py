@@ -13,10 +13,10 @@ import time
 import pytest
 
 from credd.errors import BadPassphrase, BadRequest, NotFound
+from credd.protocol import Set
 from credd.vault import Vault
 from tests.conftest import REPO, TEST_PASSPHRASE
 from tests.vault.conftest import file_bytes, raw, reopen
-from credd.protocol import Set
 
 NEW = "a different, longer passphrase"
 

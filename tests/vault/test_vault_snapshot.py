@@ -314,7 +314,7 @@ def test_a_chunk_whose_rows_changed_is_not_served_for_them(vault):
     _many(vault, 600)
     vault.put(Set(name="n/0100", value="second", service="second"))
     db = raw(vault.path)
-    row_id, rev, meta = db.execute("SELECT id, rev, meta FROM entries ORDER BY rev DESC "
+    row_id, _rev, meta = db.execute("SELECT id, rev, meta FROM entries ORDER BY rev DESC "
                                    "LIMIT 1").fetchone()
     db.close()
     vault.put(Set(name="n/0100", value="third", service="third"))
@@ -394,7 +394,8 @@ def test_an_edit_to_a_returned_record_never_reaches_the_file(vault):
     vault.delete("d")
     again = reopen(vault)
     assert again.from_snapshot
-    returned = [again.describe("b"), again.list()[0], again.put(Set(name="c", value="2", merge=True)),
+    returned = [again.describe("b"), again.list()[0],
+                again.put(Set(name="c", value="2", merge=True)),
                 *again.trash(), again.move("e", "e")]
     for record in returned:
         record.fields["user"] = "mallory"

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from credd.errors import BadPassphrase, IntegrityError
+from credd.protocol import Set
 from credd.vault import Vault, VaultIntegrityError, crypto
 from tests.conftest import TEST_PASSPHRASE
 from tests.vault.conftest import raw, reopen
-from credd.protocol import Set
 
 
 def _flip(blob: bytes, i: int) -> bytes:
@@ -170,7 +170,7 @@ def test_replayed_older_secret_blob_is_detected(vault):
 def test_replayed_whole_older_row_breaks_the_digest(vault):
     vault.put(Set(name="k", value="old"))
     vault.put(Set(name="z", value="z"))
-    old_row = [r for r in _rows(vault.path) if r[1] == 1][0]
+    old_row = next(r for r in _rows(vault.path) if r[1] == 1)
     vault.put(Set(name="k", value="new"))
     vault.close()
     db = raw(vault.path)
@@ -179,7 +179,8 @@ def test_replayed_whole_older_row_breaks_the_digest(vault):
     db.close()
     v = _fresh(vault.path, vault.state_dir)
     v.unlock(TEST_PASSPHRASE)
-    for call in (v.list, lambda: v.get("k"), lambda: v.get("z"), lambda: v.put(Set(name="n", value=""))):
+    for call in (v.list, lambda: v.get("k"), lambda: v.get("z"),
+                 lambda: v.put(Set(name="n", value=""))):
         with pytest.raises(VaultIntegrityError, match="replayed, removed or added"):
             call()
     assert any("replayed" in p for p in v.check())

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
 
 import msgspec
 

@@ -32,8 +32,15 @@ from typing import Any
 
 import msgspec
 
-from credd.errors import (BadRequest, Conflict, CreddError, Exists, LockedError, NotFound,
-                          Unavailable)
+from credd.errors import (
+    BadRequest,
+    Conflict,
+    CreddError,
+    Exists,
+    LockedError,
+    NotFound,
+    Unavailable,
+)
 from credd.protocol import EntryMeta, MountInfo, Set, VersionInfo
 from credd.store import SecretEntry
 from credd.vault.changes import Change
@@ -49,7 +56,7 @@ FRESH_MARGIN = 1.0  # seconds a fresh() answer stays true: the inline read after
 class _Seen:
     """One entry as last read from the server (secrets included: repr hides them)."""
 
-    __slots__ = ("meta", "secret", "custom", "checked")
+    __slots__ = ("checked", "custom", "meta", "secret")
 
     def __init__(self, meta: MetaRecord, secret: SecretRecord, custom: dict[str, str],
                  checked: float) -> None:
@@ -99,7 +106,7 @@ class OpenBaoStore:
     def _path(self, name: str) -> tuple[str, str]:
         """(canonical entry name, its KV path below the engine)."""
         name = canonical_name(name)
-        head, sep, rest = name.partition("/")
+        head, _sep, rest = name.partition("/")
         if head != self.name or not rest:
             raise BadRequest(f"{name!r} is not an entry of the mount {self.name!r}")
         return name, self.kv_prefix + rest
@@ -149,7 +156,8 @@ class OpenBaoStore:
         names = self._names()
         with self._lock:
             known = {n: s for n in names if (s := self._seen.get(n)) is not None}
-        return [self._wire(known[n].meta) if n in known else EntryMeta(name=n, version=0, mount=self.name)
+        return [self._wire(known[n].meta) if n in known
+                else EntryMeta(name=n, version=0, mount=self.name)
                 for n in names if n not in known or known[n].live]
 
     def trash(self) -> list[EntryMeta]:

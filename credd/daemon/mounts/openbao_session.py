@@ -17,10 +17,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from credd.errors import (BadRequest, Conflict, CreddError, Denied, LockedError, NotFound,
-                          Unavailable)
+from credd.errors import (
+    BadRequest,
+    Conflict,
+    CreddError,
+    Denied,
+    LockedError,
+    NotFound,
+    Unavailable,
+)
 
 from .config import MountConfig
 
@@ -112,7 +119,8 @@ class Session:
         if self._client is None:
             import hvac
             client = hvac.Client(url=self.config.url, namespace=self.config.namespace or None,
-                                 verify=self.config.ca_cert or True, timeout=TIMEOUT)
+                                 verify=self.config.ca_cert or True,
+                                 timeout=TIMEOUT)  # type: ignore[arg-type]  # requests takes a pair
             self._client = client
             try:
                 ttl, renewable = self._login(client)
@@ -194,7 +202,7 @@ class Session:
             self._timer = None
         client, self._client = self._client, None
         if client is not None:
-            client.token = None
+            client.token = None  # type: ignore[assignment]  # drop it from memory
             client.adapter.close()
 
 
