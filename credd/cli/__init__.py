@@ -110,7 +110,9 @@ def unknown_command(word: str) -> int:
 
     from credd.cli.console import report_error
     from credd.errors import BadRequest
-    near = difflib.get_close_matches(word, list(_MODULE_OF), n=1)
+    # of a similar length, as the agent's did-you-mean: `frobnicate` is not `rotate`
+    alike = [c for c in _MODULE_OF if abs(len(c) - len(word)) <= max(2, len(word) // 4)]
+    near = difflib.get_close_matches(word, alike, n=1)
     guess = f"; did you mean `credd {near[0]}`?" if near else ""
     return report_error(BadRequest(f"unknown command {word!r}{guess} "
                                    f"(`credd --help` lists them all)"))
