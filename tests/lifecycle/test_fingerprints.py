@@ -52,8 +52,14 @@ def test_stable_equal_for_equal_values_and_never_the_value(unlocked_agent, run_c
         assert c.fingerprint("a") == fp  # the same after a restart
         with pytest.raises(NotFound, match="no field 'nope'"):
             c.fingerprint("a", "nope")
+        pin = c.fingerprint("a", "pin")
+        # a path, read as `get` reads it: the whole name, else NAME/FIELD
+        assert c.fingerprint("a/pin") == c.fingerprint("credd://a/pin") == pin
+        assert c.fingerprint("credd://a") == fp
+        with pytest.raises(NotFound, match="'a' has no field 'pim'"):
+            c.fingerprint("a/pim")
     assert run_credd("fingerprint", "a").stdout == fp + "\n"
-    assert run_credd("fingerprint", "a/pin").stdout.strip() != fp
+    assert run_credd("fingerprint", "a/pin").stdout == pin + "\n"
     shown = run_credd("show", "a").stdout
     assert f"(hidden: --reveal shows it) {fp}" in shown and SENTINEL not in shown
 
