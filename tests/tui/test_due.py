@@ -16,6 +16,14 @@ def _row(app, name: str) -> str:
                 if line.startswith(f" {name} "))
 
 
+async def _browsing_with_report(pilot):
+    """Browse's list, once the agent's due report has reached it."""
+    await wait_until(pilot, lambda: screen_is(pilot.app, "BrowseScreen"))
+    entries = pilot.app.screen.entry_list
+    await wait_until(pilot, lambda: entries.has_report, what="the due report")
+    return entries
+
+
 def test_reasons_mark_rows_and_filter_the_list(unlocked_agent, make_app, run):
     with unlocked_agent.client() as c:
         c.set("a/copy", value=SENTINEL)
@@ -28,9 +36,7 @@ def test_reasons_mark_rows_and_filter_the_list(unlocked_agent, make_app, run):
 
     async def scenario():
         async with running(make_app(unlocked_agent), size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: screen_is(pilot.app, "BrowseScreen"))
-            entries = pilot.app.screen.entry_list
-            await wait_until(pilot, lambda: entries.has_report, what="the due report")
+            entries = await _browsing_with_report(pilot)
             assert _row(pilot.app, "a/copy").rstrip().endswith("reused")
             assert _row(pilot.app, "pw").rstrip().endswith("short")
             assert _row(pilot.app, "staged").rstrip().endswith("pending")
@@ -69,9 +75,7 @@ def test_the_list_marks_due_entries_with_the_agent_s_periods(unlocked_agent, mak
 
     async def scenario():
         async with running(make_app(unlocked_agent), size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: screen_is(pilot.app, "BrowseScreen"))
-            entries = pilot.app.screen.entry_list
-            await wait_until(pilot, lambda: entries.has_report, what="the due report")
+            entries = await _browsing_with_report(pilot)
             assert _row(pilot.app, "key").rstrip().endswith("ROTATE")
             await pilot.press("u")
             await wait_until(pilot, lambda: [e.name for e in entries.visible_entries()]
