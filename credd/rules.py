@@ -357,7 +357,7 @@ UNUSED_AFTER = 180 * DAY
 def last_activity(meta: EntryMeta) -> tuple[float, bool]:
     """(when the entry was last used, whether that is known): without a recorded use, the
     value's change time stands in (the `unused` reason then says so)."""
-    used: float | None = getattr(meta, "last_used", None)  # filled by the agent's audit
+    used = meta.last_used  # stamped by the agent from its reveals (daemon/last_used.py)
     return (used, True) if used else (changed_at(meta), False)
 
 

@@ -315,6 +315,8 @@ def cmd_show(ns: argparse.Namespace) -> int:
         rows.append(("notes", shown.notes if shown else HIDDEN))
     rows += [("version", str(meta.version)), ("updated", format_time(meta.updated)),
              ("created", format_time(meta.created))]
+    if meta.last_used is not None:
+        rows.append(("last used", format_time(meta.last_used)))
     if meta.expires:
         rows.append(("expires", format_date(meta.expires)))
     reason = "" if lifecycle else explain(meta, time.time())[1]  # from an older agent

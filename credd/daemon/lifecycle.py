@@ -68,9 +68,12 @@ def entry_reasons(meta: p.EntryMeta, now: float, within: float, unused: float,
 
 def report(store: EntryStore, prints: Fingerprints | None,
            results: Callable[[list[str]], dict[str, p.Verification]], periods: rules.Periods,
-           request: p.Due, now: float) -> p.DueReport:
-    """`credd due`: every live entry with its reasons (on a reader thread)."""
-    metas: Sequence[p.EntryMeta] = list(store.entries())
+           request: p.Due, now: float,
+           used: Callable[[Sequence[p.EntryMeta]], Sequence[p.EntryMeta]] = list
+           ) -> p.DueReport:
+    """`credd due`: every live entry with its reasons (on a reader thread); `used` gives
+    the entries with their last-used times (the agent's LastUsed)."""
+    metas = used(store.entries())
     checks = results([m.name for m in metas])
     digests: dict[str, Digests] = {}
     unread: set[str] = set()

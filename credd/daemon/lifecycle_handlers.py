@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from credd import protocol as p
 from credd import rules
@@ -48,11 +49,16 @@ async def due(state: AgentState, conn: Caller, req: p.Due) -> p.DueReport:
     prints = life.fingerprints(key) if req.values else None
     found = await state.read(lifecycle.report, store, prints,
                              lambda names: life.checks.results(key, names), life.periods(),
-                             req, now)
+                             req, now, lambda metas: _last_used(state, metas))
     if state.epoch != epoch:
         raise LockedError("the vault was locked while the report was made")
     found.config_error = life.rotation.error
     return found
+
+
+def _last_used(state: AgentState, metas: Sequence[p.EntryMeta]) -> list[p.EntryMeta]:
+    """The entries with their last-used times, as `list` replies carry them."""
+    return list(cast("Sequence[p.EntryMeta]", state.last_used.stamped(metas, metas)))
 
 
 def _check_time(what: str, seconds: float) -> float:
@@ -75,7 +81,7 @@ def fingerprint(state: AgentState, conn: Caller, req: p.Fingerprint) -> p.Finger
 
 def inspect(state: AgentState, conn: Caller, req: p.Inspect) -> p.Inspection:
     store, life = state.store(), state.lifecycle
-    meta, periods = store.describe(req.name), life.periods()
+    meta, periods = state.last_used.stamp(store.describe(req.name)), life.periods()
     digests = None
     if meta.has_value or meta.secret_fields:
         digests = life.fingerprints(store.audit_key).of(store, meta)

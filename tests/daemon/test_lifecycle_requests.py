@@ -72,12 +72,13 @@ def test_lock_drops_the_fingerprints(tmp_path):
     import os
 
     from credd.daemon import handlers as h
+    from credd.daemon.binding import OWNER
     from credd.daemon.peer import Peer
     from credd.daemon.state import AgentState, Config
     from tests.conftest import FAST_KDF, TEST_PASSPHRASE
 
     class Conn:
-        greeted, subscription = True, None
+        greeted, subscription, binding = True, None, OWNER
         peer = Peer(uid=os.geteuid(), pid=os.getpid())
 
     async def scenario() -> None:

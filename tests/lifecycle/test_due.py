@@ -47,13 +47,19 @@ def test_every_reason_is_named(client):
     assert report.checked == report.values == 10
 
 
-def test_unused_goes_by_the_change_time_until_uses_are_recorded(client):
+def test_unused_goes_by_the_change_time_until_a_use_is_recorded(client):
     client.set("idle", value="an-idle-value-here")
     written = client.describe("idle").value_changed
     report = client.due(now=written + 181 * DAY, values=False, within=0.0)
     (reason,) = report.entries[0].reasons
     assert (reason.reason, reason.when, reason.note) == ("unused", written, "changed")
     assert client.due(now=written + 179 * DAY, values=False, within=0.0).entries == []
+    time.sleep(0.05)
+    client.get("idle")  # a use: the agent's last-used time takes over from the change
+    used = client.describe("idle").last_used
+    assert used is not None and used > written
+    (reason,) = client.due(now=used + 181 * DAY, values=False, within=0.0).entries[0].reasons
+    assert (reason.reason, reason.when, reason.note) == ("unused", used, "")
 
 
 def test_without_values_nothing_is_decrypted(client):
