@@ -25,7 +25,8 @@ SAMPLES: list[p._Message] = [
     p.List(prefix="db/", service="pg", kind="password", tag="prod", contains="x", due=True,
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
-    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.VerifyBackup(),
+    p.RestoreBackup(passphrase="pw"), p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
@@ -50,7 +51,9 @@ REPLIES: list[p._Message] = [
                                                                  replaced=2.0)]),
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
                                       pid=3, exe="/bin/x", mount="team")]),
-    p.CheckReport(checked=3, problems=["x"]),
+    p.CheckReport(checked=3, problems=["x"]), p.Ready(),
+    p.BackupReport(vault_id="ab", generation=4, format=4, entries=2, versions=1,
+                   problems=["x"], replaced="/v.replaced-1"),
     p.TokenCreated(token="s.tok", wrapped=True,
                    info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
@@ -137,6 +140,7 @@ class TestStrict:
     def test_secret_fields_redacted_in_repr(self):
         text = repr(p.Unlock(passphrase="hunter2")) + repr(p.Secret(name="a", value="hunter2"))
         text += repr(p.Set(name="a", value="hunter2")) + repr(p.Field(name="f", value="hunter2"))
+        text += repr(p.RestoreBackup(passphrase="hunter2"))
         assert "hunter2" not in text
 
 
