@@ -49,13 +49,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("unlock", help="unlock the vault in the agent")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
-    source.add_argument("--recovery", action="store_true",
-                        help="unlock with the recovery key (prompted, or from stdin with "
-                             "--recovery-stdin)")
-    source.add_argument("--recovery-stdin", action="store_true",
-                        help="read the recovery key from stdin")
+    source = add_secret_args(p, "unlock with")
     source.add_argument("--keyring", action="store_true",
                         help="unlock with the key kept in the OS keyring "
                              "(after `credd keyring enroll`)")
@@ -82,6 +76,29 @@ def register(sub) -> None:
     p = sub.add_parser("rekey", help="re-encrypt every entry under a new data key "
                                      "(prints the new recovery key)")
     p.set_defaults(func=cmd_rekey)
+
+
+def add_secret_args(parser: argparse.ArgumentParser, verb: str
+                    ) -> argparse._MutuallyExclusiveGroup:
+    """--passphrase-stdin, --recovery, --recovery-stdin: which of the vault's secrets, and
+    from where (`read_vault_secret`); the group, for more choices."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--passphrase-stdin", action="store_true",
+                        help="read the passphrase from stdin instead of a prompt")
+    source.add_argument("--recovery", action="store_true",
+                        help=f"{verb} the recovery key (prompted, or from stdin with "
+                             "--recovery-stdin)")
+    source.add_argument("--recovery-stdin", action="store_true",
+                        help="read the recovery key from stdin")
+    return source
+
+
+def read_vault_secret(ns: argparse.Namespace, prompt: str) -> dict[str, str]:
+    """The secret `add_secret_args` asked for, as the keyword a request takes."""
+    if ns.recovery or ns.recovery_stdin:
+        return {"recovery_key": read_secret("recovery key: ", from_stdin=ns.recovery_stdin,
+                                            flag="--recovery-stdin")}
+    return {"passphrase": read_secret(prompt, from_stdin=ns.passphrase_stdin)}
 
 
 def cmd_init(ns) -> int:
@@ -114,12 +131,7 @@ def cmd_unlock(ns) -> int:
     if ns.keyring:
         from credd.cli.keyring_cmd import cmd_unlock as unlock_with_keyring
         return unlock_with_keyring(ns)
-    if ns.recovery or ns.recovery_stdin:
-        secret = {"recovery_key": read_secret("recovery key: ", from_stdin=ns.recovery_stdin,
-                                              flag="--recovery-stdin")}
-    else:
-        secret = {"passphrase": read_secret("vault passphrase: ",
-                                            from_stdin=ns.passphrase_stdin)}
+    secret = read_vault_secret(ns, "vault passphrase: ")
     with client(timeout=None) as c:
         status = _send_unlock(c, secret, ns)
     output.report_capped(ns, status)
