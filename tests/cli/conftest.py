@@ -47,6 +47,13 @@ def run_on_pty(args: list[str], env: dict, answers: list[str], timeout: float = 
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
 
 
+def ok(done) -> str:
+    """The stdout of a command that must have succeeded, with no traceback."""
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
 def assert_hint(done, next_step: str) -> None:
     """The error names what to do next, and no traceback escaped."""
     assert next_step in done.stderr, done.stderr
