@@ -105,17 +105,26 @@ def inspect(conn: sqlite3.Connection, name: str) -> CopyInfo:
 
 def file_vault_id(path: str) -> bytes | None:
     """The vault id the file at `path` claims; None when there is no readable vault."""
+    claims = _claims(path)
+    return claims[0] if claims else None
+
+
+def _claims(path: str) -> tuple[bytes, int] | None:
+    """(vault id, generation) as the file at `path` says, unauthenticated; None when there
+    is no readable vault there."""
     if not os.path.lexists(path):
         return None
     try:
         conn = connect_readonly(path)
         try:
-            row = conn.execute("SELECT vault_id FROM vault WHERE id = 1").fetchone()
+            row = conn.execute("SELECT vault_id, generation FROM vault WHERE id = 1").fetchone()
         finally:
             conn.close()
     except (sqlite3.Error, IntegrityError):
         return None
-    return row[0] if row and isinstance(row[0], bytes) else None
+    if row is None or not isinstance(row[0], bytes) or not isinstance(row[1], int):
+        return None
+    return row[0], row[1]
 
 
 # ---------------------------------------------------------------- in the agent
@@ -227,15 +236,8 @@ def _same_vault(vault_id: bytes, vault_path: str) -> None:
 def _generation_of(path: str, vault_id: bytes) -> int:
     """The generation the file at `path` claims if it is the same vault, else 0 (read
     without its key: it only ever raises the restored file's generation)."""
-    try:
-        conn = connect_readonly(path)
-        try:
-            row = conn.execute("SELECT vault_id, generation FROM vault WHERE id = 1").fetchone()
-        finally:
-            conn.close()
-    except (sqlite3.Error, IntegrityError):
-        return 0
-    return row[1] if row and row[0] == vault_id and isinstance(row[1], int) else 0
+    claims = _claims(path)
+    return claims[1] if claims and claims[0] == vault_id else 0
 
 
 def install(staged: str, vault_path: str) -> str:
