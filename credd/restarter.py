@@ -228,10 +228,12 @@ class Supervisor(runner.Hooks):
                 "keeps running")
             return
         with self.lock:
-            if fresh == self.values or self.proc is None:
+            if fresh == self.values:
                 return
             changed = [v for var, v in fresh.items() if self.values.get(var) != v]
             self.values = fresh
+            if self.proc is None:  # between two runs: the next one starts with these
+                return
             if self.plan.reloads and self.files is not None:
                 self._reload(self.proc, self.files, changed)
             else:
