@@ -97,6 +97,7 @@ class EntryMeta(_Data):
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
     mount: str = ""                    # the mount serving it ("" for the local vault)
+    last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
 
 class VersionInfo(_Data):
@@ -108,7 +109,10 @@ class VersionInfo(_Data):
 
 
 class AuditRecord(_Data):
-    """One audit line; names appear only as HMACs under the vault's audit key."""
+    """One audit line; names appear only as HMACs under the vault's audit key.
+
+    `seq` and `prev` chain the trail: `prev` is the SHA-256 (hex) of the previous
+    line's exact bytes, so a removed, edited or inserted line breaks the chain."""
 
     time: float
     op: str
@@ -117,6 +121,13 @@ class AuditRecord(_Data):
     pid: int | None = None
     exe: str = ""
     mount: str = ""                    # the mount that served the name ("" for the local vault)
+    uid: int | None = None
+    program: str = ""                  # the peer as a person knows it: display only
+    grant: str = ""                    # the grant the connection is bound to
+    session: str = ""                  # the session it was bound through
+    form: str = ""                     # for a mask hit, the encoding that was masked
+    seq: int = 0                       # 0: written before the trail was chained
+    prev: str = ""
 
 
 class MountInfo(_Data):
@@ -143,6 +154,16 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class Reader(_Data):
+    """Who received an entry's value, from `audit_who`: one program under one grant."""
+
+    program: str
+    count: int
+    first: float                       # unix times of the first and the last
+    last: float
+    grant: str = ""
 
 
 # ---------------------------------------------------------------- requests
@@ -300,7 +321,26 @@ class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
+    """The newest records that match every filter given (None: no filter)."""
+
     limit: int = 100
+    name: str | None = None            # an entry name: the agent matches its HMAC
+    grant: str | None = None
+    program: str | None = None         # exact, its first word, or a glob
+    since: float | None = None         # unix time
+    op: str | None = None
+    outcome: str | None = None
+
+
+class AuditWho(Asks["AuditReaders"], tag="audit_who"):
+    """Every program and grant that received `name`'s value."""
+
+    name: str
+    since: float | None = None
+
+
+class AuditVerify(Asks["AuditReport"], tag="audit_verify"):
+    pass
 
 
 class Check(Asks["CheckReport"], tag="check"):
@@ -364,8 +404,8 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | VerifyBackup | RestoreBackup |
-    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke
+    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey |
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke
 )
 
 # ---------------------------------------------------------------- responses
@@ -448,6 +488,27 @@ class AuditLog(_Message, tag="audit_log"):
     records: list[AuditRecord]
 
 
+class AuditReaders(_Message, tag="audit_readers"):
+    name_hmac: str
+    readers: list[Reader] = []         # the most recent reader first
+
+
+class AuditReport(_Message, tag="audit_report"):
+    """What `audit_verify` found: `ok`, or the first broken place (`file`, `line`)."""
+
+    ok: bool
+    records: int = 0                   # chained records checked
+    files: list[str] = []              # oldest first
+    first_seq: int = 0
+    head_seq: int = 0
+    anchored_seq: int | None = None    # the last record the anchor covers
+    anchored_at: float | None = None
+    unchained: int = 0                 # records from before the trail was chained
+    problem: str = ""
+    file: str = ""
+    line: int = 0
+
+
 class CheckReport(_Message, tag="check_report"):
     checked: int
     problems: list[str] = []
@@ -492,8 +553,8 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | CheckReport | Ready | BackupReport | TokenCreated |
-    Tokens | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | Ready |
+    BackupReport | TokenCreated | Tokens | Error
 )
 
 # ---------------------------------------------------------------- events

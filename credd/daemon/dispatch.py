@@ -138,7 +138,8 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Undelete: h.undelete, p.Purge: h.purge, p.Move: h.move, p.List: h.list_,
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Audit: h.audit,
-    p.Check: h.check, p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
+    p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
     p.VerifyBackup: bh.verify_backup, p.RestoreBackup: bh.restore_backup,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
 }

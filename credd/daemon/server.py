@@ -38,6 +38,7 @@ from credd import protocol as p
 from credd.errors import BadRequest
 
 from . import events
+from .binding import OWNER, Binding, Refused
 from .dispatch import dispatch, frame_error, oversized_reply
 from .listener import Listener
 from .peer import Peer, credentials, is_allowed
@@ -57,6 +58,7 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.state = server.state
         self.peer = peer
+        self.binding: Binding = OWNER  # grants will decide it here, from the peer
         self.greeted = False
         self.subscription: events.Subscription | None = None
         self.task: asyncio.Task[None] | None = None  # a request on the writer thread, or the stream
@@ -415,7 +417,7 @@ class Server:
         pid = peer.pid if peer else None
         log.warning("refused a connection from %s (pid %s, %s)", why, pid,
                     (peer.exe if peer else "") or "unknown program")
-        self.state.audit.try_record("peer_rejected", "denied", peer=peer)
+        self.state.audit.try_record("peer_rejected", "denied", origin=Refused(peer))
 
     def _evict(self) -> bool:
         waiting = [c for c in self.connections if c.waiting_since is not None]

@@ -41,8 +41,10 @@ class _Conn:
     subscription = None
 
     def __init__(self) -> None:
+        from credd.daemon.binding import OWNER
         from credd.daemon.peer import Peer
         self.peer = Peer(uid=os.geteuid(), pid=os.getpid())
+        self.binding = OWNER
 
 
 def _state(tmp_path, clock=None):
