@@ -47,7 +47,7 @@ async def verify_backup(state: AgentState, conn: Handover, req: p.VerifyBackup
         info, problems = await state.write(backup.verify_staged, vault, staged)
     finally:
         backup.remove(staged)
-    state.audit.try_record("verify_backup", "problems" if problems else "ok", peer=conn.peer)
+    state.audit.try_record("verify_backup", "problems" if problems else "ok", origin=conn)
     return _report(info, info.generation, problems=problems)
 
 
@@ -68,11 +68,11 @@ async def restore_backup(state: AgentState, conn: Handover, req: p.RestoreBackup
         finally:
             restore.close()
     except CreddError as exc:
-        state.audit.try_record("restore_backup", exc.code, peer=conn.peer)
+        state.audit.try_record("restore_backup", exc.code, origin=conn)
         raise
     finally:
         backup.remove(staged)
-    state.audit.try_record("restore_backup", "ok", peer=conn.peer)
+    state.audit.try_record("restore_backup", "ok", origin=conn)
     return _report(restore.info, generation, replaced=replaced)
 
 
