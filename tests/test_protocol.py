@@ -25,14 +25,18 @@ SAMPLES: list[p._Message] = [
     p.List(prefix="db/", service="pg", kind="password", tag="prod", contains="x", due=True,
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
-    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.VerifyBackup(),
-    p.RestoreBackup(passphrase="pw"), p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
+    p.AddKeySlot(key=b"k", label="ci", proof="pw"), p.RemoveKeySlot(),
+    p.RemoveKeySlot(label="ci", proof="pw"), p.Slots(), p.Audit(limit=5), p.Check(),
+    p.Rekey(), p.Rekey(proof="pw"), p.VerifyBackup(), p.RestoreBackup(passphrase="pw"),
+    p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
+              overwrite=True, delete_source=True),
 ]
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
@@ -67,11 +71,20 @@ REPLIES: list[p._Message] = [
     p.CheckReport(checked=3, problems=["x"]), p.Ready(),
     p.BackupReport(vault_id="ab", generation=4, format=4, entries=2, versions=1,
                    problems=["x"], replaced="/v.replaced-1"),
+    p.SlotList(slots=[p.SlotInfo(label="passphrase", kind="passphrase", kdf="argon2id",
+                                 memory_kib=65536, iterations=3, lanes=4, created=1.0, used=2.0),
+                      p.SlotInfo(label="ci", kind="key", problem="changed outside credd")],
+               problems=["key slot 'ci': changed outside credd"]),
+    p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0",
+                  slots={"passphrase": 1, "recovery": 1, "key": 2}),
     p.TokenCreated(token="s.tok", wrapped=True,
                    info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
+                                    reason="r", deleted=True)],
+               next="local/a", remaining=3, stopped="s", versions_left=True),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
@@ -101,6 +114,15 @@ class TestRoundTrip:
 
 class TestOldBytes:
     """Bytes as a protocol-1 peer wrote them before later fields existed must keep decoding."""
+
+    def test_slot_requests_without_a_proof(self):
+        """An older client's slot requests still decode: the agent then refuses them for
+        want of a proof (bad_request), it does not fail to read them."""
+        assert p.decode_request(b"\x81\xa4type\xa5rekey") == p.Rekey(proof=None)
+        old = b"\x82\xa4type\xafremove_key_slot\xa5label\xa2ci"
+        assert p.decode_request(old) == p.RemoveKeySlot(label="ci", proof=None)
+        assert p.encode(p.AddKeySlot(key=b"k"))[4:] == (
+            b"\x82\xa4type\xacadd_key_slot\xa3key\xc4\x01k")
 
     def test_status_reply_without_later_fields(self):
         old = (b"\x86\xa4type\xa6status\xa5state\xa6locked\xa5vault\xa2/v\xa6socket\xa2/s"
@@ -197,7 +219,7 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.Reader):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

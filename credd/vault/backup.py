@@ -168,7 +168,8 @@ def verify_staged(vault: Vault, staged: str) -> tuple[CopyInfo, list[str]]:
             session = vault.session
             if session is None:
                 raise LockedError("the vault locked while the copy was being checked")
-            return info, check_vault(conn, info.vault_id, session.keys, 0)
+            return info, check_vault(conn, info.vault_id, session.keys, 0,
+                                     db.has_column(conn, "vault", "slots"))
     finally:
         conn.close()
 
@@ -188,7 +189,8 @@ class Restore:
             dek, kek, _slot = slots.open_slot(vault_file, kind, keyslots.secret_bytes(kind, secret))
             crypto.wipe(kek)
             self.keys = Keys(dek)
-            problems = check_vault(self.conn, self.info.vault_id, self.keys, 0)
+            problems = check_vault(self.conn, self.info.vault_id, self.keys, 0,
+                                   vault_file.slotted)
         except BaseException:
             self.close()
             raise
@@ -205,11 +207,12 @@ class Restore:
         rollback = header.Rollback(state_dir, self.info.vault_id)
         generation = 1 + max(self.info.generation, rollback.remembered(),
                              _generation_of(vault_path, self.info.vault_id))
-        (digest,) = self.conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
+        slotted = db.has_column(self.conn, "vault", "slots")
+        digest, slots = self.conn.execute(
+            f"SELECT digest, {'slots' if slotted else 'NULL'} FROM vault WHERE id = 1").fetchone()
         with db.transaction(self.conn):
-            self.conn.execute("UPDATE vault SET generation = ?, mac = ? WHERE id = 1", (
-                generation, header.header_mac(self.keys, self.info.vault_id, generation,
-                                              header.digest_int(digest))))
+            header.write(self.conn, self.keys, self.info.vault_id, generation,
+                         header.digest_int(digest), header.slots_value(slots) if slotted else None)
         self.conn.execute("PRAGMA journal_mode=DELETE")  # the WAL folded in: one file to move
         self.close()
         replaced = install(self.staged, vault_path)
