@@ -233,7 +233,11 @@ class Asks(_Message, Generic[R]):
 
     The parameter is the table: `REPLY` below is read from it, clients check
     every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    A request answered `ready` hands descriptors over, and its connection ends
+    with one more frame: the response class `last` names (`LAST`).
     """
+
+    last: ClassVar[str] = ""
 
 
 class Hello(Asks["Welcome"], tag="hello"):
@@ -417,6 +421,26 @@ class Rekey(Asks["RecoveryKey"], tag="rekey"):
     proof: str | None = None
 
 
+class VerifyBackup(Asks["Ready"], tag="verify_backup"):
+    """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
+    client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
+    and the connection closes. The agent never opens a path a client names."""
+
+    last = "BackupReport"
+
+
+class RestoreBackup(Asks["Ready"], tag="restore_backup"):
+    """Put a copy of the vault in place of the vault file, the current one kept aside.
+    Exactly one of the copy's passphrase or recovery key: the proof that its owner asks.
+    Answered `ready`, the client sends the copy's descriptor on one byte (SCM_RIGHTS);
+    then `backup_report`, and the connection closes. The vault is left locked."""
+
+    last = "BackupReport"
+    _secret = ("passphrase", "recovery_key")
+    passphrase: str | None = None
+    recovery_key: str | None = None
+
+
 class Subscribe(Asks["Ok"], tag="subscribe"):
     """Answered `ok`; from then on the connection carries events only."""
 
@@ -515,8 +539,9 @@ Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
-    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke | Migrate | Due | Fingerprint |
-    Inspect | Policy | Rotate | RotateFinish | RotateAbandon | GetPending | RecordVerification
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification
 )
 
 # ---------------------------------------------------------------- responses
@@ -631,6 +656,23 @@ class SlotList(_Message, tag="slot_list"):
     problems: list[str] = []            # what failed authentication ([] when nothing did)
 
 
+class Ready(_Message, tag="ready"):
+    """The request was accepted: send the descriptors now."""
+
+
+class BackupReport(_Message, tag="backup_report"):
+    """A copy of the vault as `verify_backup` checked it, or as `restore_backup` put it in
+    place; what it counts is read from the file (entries and versions are row counts)."""
+
+    vault_id: str                      # hex
+    generation: int                    # the copy's; after a restore, the vault's new one
+    format: int
+    entries: int                       # entry rows, the trash included
+    versions: int                      # older versions kept in history
+    problems: list[str] = []           # what failed the check (verify_backup)
+    replaced: str = ""                 # restore: where the file it replaced was kept
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -695,14 +737,14 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
-    TokenCreated | Tokens | Migrated | DueReport | FingerprintReply | Inspection |
-    PolicyReply | Error
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown
+    reason: str = ""                    # request, idle, lifetime, signal, shutdown, restore
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -728,6 +770,9 @@ def _reply_of(request: type) -> type[_Message]:
 
 #: Each request type's reply type, as its class declares it (`Asks[...]`).
 REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+#: The last frame of each request answered `ready` (its class's `last`).
+LAST: dict[type, type[_Message]] = {cls: globals()[cls.last] for cls in get_args(Request)
+                                    if cls.last}
 
 # ---------------------------------------------------------------- framing
 

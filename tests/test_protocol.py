@@ -27,7 +27,8 @@ SAMPLES: list[p._Message] = [
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
     p.AddKeySlot(key=b"k", label="ci", proof="pw"), p.RemoveKeySlot(),
     p.RemoveKeySlot(label="ci", proof="pw"), p.Slots(), p.Audit(limit=5), p.Check(),
-    p.Rekey(), p.Rekey(proof="pw"), p.Subscribe(), p.Stop(),
+    p.Rekey(), p.Rekey(proof="pw"), p.VerifyBackup(), p.RestoreBackup(passphrase="pw"),
+    p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
@@ -72,7 +73,9 @@ REPLIES: list[p._Message] = [
                   head_seq=9, anchored_seq=8, anchored_at=5.0, unchained=2,
                   problem="edited", file="audit.jsonl", line=3),
     p.Entries(entries=[p.EntryMeta(name="a", last_used=3.0)]),
-    p.CheckReport(checked=3, problems=["x"]),
+    p.CheckReport(checked=3, problems=["x"]), p.Ready(),
+    p.BackupReport(vault_id="ab", generation=4, format=4, entries=2, versions=1,
+                   problems=["x"], replaced="/v.replaced-1"),
     p.SlotList(slots=[p.SlotInfo(label="passphrase", kind="passphrase", kdf="argon2id",
                                  memory_kib=65536, iterations=3, lanes=4, created=1.0, used=2.0),
                       p.SlotInfo(label="ci", kind="key", problem="changed outside credd")],
@@ -204,6 +207,7 @@ class TestStrict:
     def test_secret_fields_redacted_in_repr(self):
         text = repr(p.Unlock(passphrase="hunter2")) + repr(p.Secret(name="a", value="hunter2"))
         text += repr(p.Set(name="a", value="hunter2")) + repr(p.Field(name="f", value="hunter2"))
+        text += repr(p.RestoreBackup(passphrase="hunter2"))
         assert "hunter2" not in text
 
 

@@ -21,6 +21,7 @@ from typing import Any, cast
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
+from . import backup_handlers as bh
 from . import handlers as h
 from . import lifecycle_handlers as lh
 from . import migrate_handlers as mh
@@ -142,6 +143,7 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Slots: h.slots,
     p.Audit: h.audit, p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
     p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.VerifyBackup: bh.verify_backup, p.RestoreBackup: bh.restore_backup,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
     p.Due: lh.due, p.Fingerprint: lh.fingerprint, p.Inspect: lh.inspect, p.Policy: lh.policy,
     p.Rotate: lh.rotate, p.RotateFinish: lh.rotate_finish, p.RotateAbandon: lh.rotate_abandon,

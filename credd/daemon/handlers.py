@@ -59,7 +59,7 @@ class Caller(Protocol):
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
                 "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
-                "migrate"]
+                "migrate", "backup"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.

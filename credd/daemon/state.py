@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from credd import __version__, paths, protocol
-from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoVault, RateLimited
+from credd.errors import (
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    LockedError,
+    NoVault,
+    RateLimited,
+    Unavailable,
+)
 from credd.files import write_private
 from credd.store import EntryStore
 
@@ -247,12 +255,15 @@ class AgentState:
         self._wake = asyncio.Event()
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
+        self._replacing = False            # a restore is putting another file in place
         self._checkpoint: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
 
     def open_vault(self) -> Vault | None:
         """The vault, opened (locked) on first use; None while its file does not exist."""
+        if self._replacing:  # never open the file a restore is about to replace
+            raise Unavailable("the vault file is being replaced by a restore; try again")
         if self.vault is None:
             from credd.vault import Vault
             if Vault.exists(self.config.vault):
@@ -286,6 +297,19 @@ class AgentState:
         if not self._unlocked:
             return self.unlocked_vault()  # raises: no vault, or locked
         return self.mounts.router(self.require_vault())
+
+    async def replace_vault(self, install: Callable[[], T]) -> T:
+        """Lock, close the vault file, and run `install` (which may put another file in
+        its place) on the writer thread; the next request opens the file afresh."""
+        self._replacing = True
+        try:
+            self.lock("restore")
+            vault, self.vault = self.vault, None
+            if vault is not None:
+                await self.write(vault.close)
+            return await self.write(install)
+        finally:
+            self._replacing = False
 
     def _mount_read(self, name: str, key: bytes) -> None:
         """A mount read its credential `name` from the local vault: audited like a get."""
