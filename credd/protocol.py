@@ -30,6 +30,7 @@ ErrorCode = Literal[
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
+VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
 MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
@@ -97,6 +98,8 @@ class EntryMeta(_Data):
     rotate_after: float | None = None  # seconds between rotations
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
+    value_changed: float = 0.0         # unix time the value last changed (0: not recorded)
+    pending: float | None = None       # unix time `rotate` staged a new value (None: none)
     mount: str = ""                    # the mount serving it ("" for the local vault)
     last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
@@ -169,6 +172,34 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class DueReason(_Data):
+    """One reason `due` lists an entry for: expired, expiring, rotation_due, pending,
+    check_failed, duplicate, short, unused (docs/lifecycle.md)."""
+
+    reason: str
+    when: float | None = None          # the moment it is about: expiry, due date, last use ...
+    period: float | None = None        # rotation_due: the period in force
+    field: str = ""                    # duplicate, short: which secret ("" for the value)
+    names: list[str] = []              # duplicate: the others holding it (NAME or NAME/FIELD)
+    length: int = 0                    # short: the value's length in characters
+    note: str = ""                     # unused: "changed" (no use recorded); check_failed: why
+
+
+class DueEntry(_Data):
+    name: str
+    kind: EntryType = "secret"
+    reasons: list[DueReason] = []
+
+
+class Verification(_Data):
+    """The last run of an entry's check, as the client that ran it reported it."""
+
+    time: float                        # unix time the agent recorded it
+    outcome: VerifyOutcome
+    exit_status: int | None = None     # the check's exit status (failed)
+    seconds: float = 0.0               # how long it ran
 
 
 class MigrateItem(_Data):
@@ -440,6 +471,57 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Due(Asks["DueReport"], tag="due"):
+    """The entries that need attention, each with its reasons."""
+
+    within: float = 14 * 86400.0       # due or expiring within this many seconds
+    unused: float = 180 * 86400.0      # report entries unused this long (0: do not)
+    values: bool = True                # read the values too: duplicates, short passwords
+    now: float | None = None           # judge as at this unix time (None: now)
+
+
+class Fingerprint(Asks["FingerprintReply"], tag="fingerprint"):
+    """Without `field`, `name` is a path read as `get` reads it (NAME, else NAME/FIELD)."""
+
+    name: str
+    field: str | None = None
+
+
+class Inspect(Asks["Inspection"], tag="inspect"):
+    name: str
+
+
+class Policy(Asks["PolicyReply"], tag="policy"):
+    pass
+
+
+class Rotate(Asks["EntryReply"], tag="rotate"):
+    """Stage `value` as the entry's pending value: the current value stays current."""
+
+    _secret = ("value",)
+    name: str
+    value: str
+
+
+class RotateFinish(Asks["EntryReply"], tag="rotate_finish"):
+    name: str
+
+
+class RotateAbandon(Asks["EntryReply"], tag="rotate_abandon"):
+    name: str
+
+
+class GetPending(Asks["Secret"], tag="get_pending"):
+    name: str
+
+
+class RecordVerification(Asks["Ok"], tag="record_verification"):
+    name: str
+    outcome: VerifyOutcome
+    exit_status: int | None = None
+    seconds: float = 0.0
+
+
 class Migrate(Asks["Migrated"], tag="migrate"):
     """Copy the entries under `src` to `dst`, store to store inside the agent (no value
     crosses the socket), one batch per request: ask again with `cursor` = `next`."""
@@ -458,7 +540,8 @@ Request = (
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
-    Migrate
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification
 )
 
 # ---------------------------------------------------------------- responses
@@ -603,6 +686,37 @@ class Tokens(_Message, tag="tokens"):
     tokens: list[TokenInfo]
 
 
+class DueReport(_Message, tag="due_report"):
+    entries: list[DueEntry]
+    now: float                         # the time the report judged at
+    checked: int = 0                   # entries looked at
+    values: int = 0                    # values read (duplicates, short passwords)
+    unread: list[str] = []             # mounts whose values were not read (remote)
+    config_error: str = ""             # why config.toml's [rotation] was not (re)loaded
+
+
+class FingerprintReply(_Message, tag="fingerprint"):
+    name: str
+    fingerprint: str                   # fp:xxxx-xxxx
+    field: str | None = None
+
+
+class Inspection(_Message, tag="inspection"):
+    """An entry with what the agent knows about its lifecycle; no secret value."""
+
+    entry: EntryMeta
+    fingerprint: str = ""              # the value's ("" when it has none)
+    field_fingerprints: dict[str, str] = {}  # each secret field's
+    rotation: float | None = None      # the period in force (None: never rotated)
+    verification: Verification | None = None  # the last check run (None: never)
+    reasons: list[DueReason] = []      # what `due` says of it, duplicates aside
+
+
+class PolicyReply(_Message, tag="policy"):
+    rotation: dict[str, float]         # kind → period; a kind not listed is never rotated
+    config_error: str = ""
+
+
 class Migrated(_Message, tag="migrated"):
     """One batch of a `migrate`, in source order."""
 
@@ -623,7 +737,8 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
-    Ready | BackupReport | TokenCreated | Tokens | Migrated | Error
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | Error
 )
 
 # ---------------------------------------------------------------- events

@@ -35,6 +35,11 @@ SAMPLES: list[p._Message] = [
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Due(within=86400.0, unused=0.0, values=False, now=1.0), p.Due(),
+    p.Fingerprint(name="a", field="f"), p.Inspect(name="a"), p.Policy(),
+    p.Rotate(name="a", value="v"), p.RotateFinish(name="a"), p.RotateAbandon(name="a"),
+    p.GetPending(name="a"),
+    p.RecordVerification(name="a", outcome="failed", exit_status=22, seconds=0.5),
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
 ]
@@ -82,6 +87,17 @@ REPLIES: list[p._Message] = [
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.DueReport(entries=[p.DueEntry(name="a", kind="password", reasons=[
+        p.DueReason(reason="rotation_due", when=1.0, period=2.0),
+        p.DueReason(reason="duplicate", field="pin", names=["b", "c/key"]),
+        p.DueReason(reason="short", length=5), p.DueReason(reason="unused", note="changed")])],
+                now=3.0, checked=4, values=5, unread=["team"], config_error="x"),
+    p.FingerprintReply(name="a", field="f", fingerprint="fp:0000-0000"),
+    p.Inspection(entry=p.EntryMeta(name="a", value_changed=1.0, pending=2.0),
+                 fingerprint="fp:0000-0000", field_fingerprints={"pin": "fp:1111-1111"},
+                 rotation=3.0, reasons=[p.DueReason(reason="pending", when=2.0)],
+                 verification=p.Verification(time=1.0, outcome="ok", seconds=0.1)),
+    p.PolicyReply(rotation={"password": 1.0}, config_error=""),
     p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
                                     reason="r", deleted=True)],
                next="local/a", remaining=3, stopped="s", versions_left=True),
@@ -219,7 +235,8 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason, p.DueEntry,
+                    p.Verification):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

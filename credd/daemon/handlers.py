@@ -380,13 +380,15 @@ def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
         _named(store, req.name, lambda: store.describe(req.name))))
 
 
-def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
-    """The filter of a list request, or None when it has none (everything matches)."""
+def _matcher(req: p.List, periods: Callable[[], rules.Periods]
+             ) -> Callable[[p.EntryMeta], bool] | None:
+    """The filter of a list request, or None when it has none (everything matches);
+    `periods` gives the rotation periods in force, asked only for `due`."""
     if not (req.prefix or req.service is not None or req.kind is not None
             or req.tag is not None or req.contains or req.due):
         return None
     contains = (req.contains or "").casefold()
-    now = time.time()
+    now, due = time.time(), periods() if req.due else {}
 
     def match(m: p.EntryMeta) -> bool:
         return ((not req.prefix or m.name.startswith(req.prefix))
@@ -395,7 +397,7 @@ def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
                 and (req.tag is None or req.tag in m.tags)
                 and (not contains or contains in m.name.casefold()
                      or contains in m.service.casefold())
-                and (not req.due or rules.entry_state(m, now) in rules.DUE))
+                and (not req.due or rules.entry_state(m, now, due) in rules.DUE))
     return match
 
 
@@ -477,7 +479,7 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
     store = state.store()
     everything = store.entries()
-    matches, match = everything, _matcher(req)
+    matches, match = everything, _matcher(req, state.lifecycle.periods)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])

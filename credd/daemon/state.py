@@ -42,6 +42,7 @@ from .audit import DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, AuditLog
 from .events import EventHub
 from .last_used import FILE_NAME as LAST_USED_FILE
 from .last_used import LastUsed
+from .lifecycle import Lifecycle
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -72,7 +73,7 @@ class Config:
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
-    config_file: str | None = None     # the mount table; None: paths.config_path()
+    config_file: str | None = None     # mounts, rotation periods; None: paths.config_path()
     audit_max_bytes: int = DEFAULT_MAX_BYTES  # rotate the audit log past this size
     audit_keep: int = DEFAULT_KEEP     # rotated audit files kept
 
@@ -245,6 +246,7 @@ class AgentState:
                               background=self._writer.submit)
         self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
                                   background=self._writer.submit)
+        self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -435,6 +437,7 @@ class AgentState:
         self.audit.try_record("lock", reason)
         self.audit.locked()
         self.last_used.locked()
+        self.lifecycle.forget()
         self.pages.clear()
         self.events.publish(protocol.Locked(reason=reason))
 

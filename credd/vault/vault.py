@@ -339,6 +339,10 @@ class Vault:
         """(current version, older versions newest first)."""
         return self._reader().history(name)
 
+    def pending(self, name: str) -> str:
+        """The value `stage` kept for the entry; NotFound when there is none."""
+        return self._reader().pending(name)
+
     # ------------------------------------------------------------ writing
 
     @contextlib.contextmanager
@@ -395,6 +399,24 @@ class Vault:
         """Make an older version current again; the current one goes to history."""
         with self._writing() as txn:
             return writes.restore(txn, name, version)
+
+    # ------------------------------------------------------------ a staged value (rotation)
+
+    def stage(self, name: str, value: str) -> EntryMeta:
+        """Keep `value` beside the current one (no new version; `get` never serves it);
+        Conflict when one is already staged."""
+        with self._writing() as txn:
+            return writes.stage(txn, name, value)
+
+    def finish(self, request: Set) -> EntryMeta:
+        """Make the staged value current: a `put` (merge) whose value must be the staged one."""
+        with self._writing() as txn:
+            return writes.finish(txn, request)
+
+    def abandon(self, name: str) -> EntryMeta:
+        """Drop the staged value."""
+        with self._writing() as txn:
+            return writes.abandon(txn, name)
 
     # ------------------------------------------------------------ key slots
 
