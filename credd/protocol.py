@@ -26,11 +26,12 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
 VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
+MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
@@ -145,6 +146,20 @@ class MountInfo(_Data):
     read_only: bool = False
 
 
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
+
+
 class TokenInfo(_Data):
     """A server token credd minted for a mount (`token_create`), as its server sees it now.
     Identified by its accessor, which can look a token up or revoke it but never log in."""
@@ -187,6 +202,16 @@ class Verification(_Data):
     seconds: float = 0.0               # how long it ran
 
 
+class MigrateItem(_Data):
+    """What a `migrate` did with one source entry; `reason` never holds a value."""
+
+    name: str                          # the source entry
+    to: str                            # its name at the destination
+    outcome: MigrateOutcome            # dry_run: what would happen
+    reason: str = ""                   # why (conflict, skipped, a source not deleted)
+    deleted: bool = False              # the source entry went to its trash (dry_run: would)
+
+
 class Reader(_Data):
     """Who received an entry's value, from `audit_who`: one program under one grant."""
 
@@ -208,7 +233,11 @@ class Asks(_Message, Generic[R]):
 
     The parameter is the table: `REPLY` below is read from it, clients check
     every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    A request answered `ready` hands descriptors over, and its connection ends
+    with one more frame: the response class `last` names (`LAST`).
     """
+
+    last: ClassVar[str] = ""
 
 
 class Hello(Asks["Welcome"], tag="hello"):
@@ -338,13 +367,24 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
@@ -375,7 +415,30 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
+
+
+class VerifyBackup(Asks["Ready"], tag="verify_backup"):
+    """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
+    client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
+    and the connection closes. The agent never opens a path a client names."""
+
+    last = "BackupReport"
+
+
+class RestoreBackup(Asks["Ready"], tag="restore_backup"):
+    """Put a copy of the vault in place of the vault file, the current one kept aside.
+    Exactly one of the copy's passphrase or recovery key: the proof that its owner asks.
+    Answered `ready`, the client sends the copy's descriptor on one byte (SCM_RIGHTS);
+    then `backup_report`, and the connection closes. The vault is left locked."""
+
+    last = "BackupReport"
+    _secret = ("passphrase", "recovery_key")
+    passphrase: str | None = None
+    recovery_key: str | None = None
 
 
 class Subscribe(Asks["Ok"], tag="subscribe"):
@@ -459,12 +522,26 @@ class RecordVerification(Asks["Ok"], tag="record_verification"):
     seconds: float = 0.0
 
 
+class Migrate(Asks["Migrated"], tag="migrate"):
+    """Copy the entries under `src` to `dst`, store to store inside the agent (no value
+    crosses the socket), one batch per request: ask again with `cursor` = `next`."""
+
+    src: str                           # `NAME/` a folder; `NAME` the entry and its folder
+    dst: str
+    cursor: str | None = None          # resume after this source name
+    limit: int = 0                     # 0: the agent's batch (at most 100 entries)
+    dry_run: bool = False
+    overwrite: bool = False            # replace destination entries that differ
+    delete_source: bool = False        # trash each source entry once its copy is confirmed
+
+
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey | Subscribe |
-    Stop | TokenCreate | TokenList | TokenRevoke | Due | Fingerprint | Inspect | Policy |
-    Rotate | RotateFinish | RotateAbandon | GetPending | RecordVerification
+    AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification
 )
 
 # ---------------------------------------------------------------- responses
@@ -494,6 +571,7 @@ class StatusReply(_Message, tag="status"):
     config_error: str = ""              # why the mount table file was not (re)loaded
     damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
     #                                     data operations refuse until it is repaired
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -573,6 +651,28 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
+class Ready(_Message, tag="ready"):
+    """The request was accepted: send the descriptors now."""
+
+
+class BackupReport(_Message, tag="backup_report"):
+    """A copy of the vault as `verify_backup` checked it, or as `restore_backup` put it in
+    place; what it counts is read from the file (entries and versions are row counts)."""
+
+    vault_id: str                      # hex
+    generation: int                    # the copy's; after a restore, the vault's new one
+    format: int
+    entries: int                       # entry rows, the trash included
+    versions: int                      # older versions kept in history
+    problems: list[str] = []           # what failed the check (verify_backup)
+    replaced: str = ""                 # restore: where the file it replaced was kept
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -617,6 +717,16 @@ class PolicyReply(_Message, tag="policy"):
     config_error: str = ""
 
 
+class Migrated(_Message, tag="migrated"):
+    """One batch of a `migrate`, in source order."""
+
+    items: list[MigrateItem]
+    next: str | None = None            # pass as `cursor`; None: nothing left
+    remaining: int = 0                 # source entries after `next`
+    stopped: str = ""                  # why the run cannot go on now (a server down): re-run
+    versions_left: bool = False        # the source keeps older versions: only current ones copied
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -626,14 +736,15 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport |
-    TokenCreated | Tokens | DueReport | FingerprintReply | Inspection | PolicyReply | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown
+    reason: str = ""                    # request, idle, lifetime, signal, shutdown, restore
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -659,6 +770,9 @@ def _reply_of(request: type) -> type[_Message]:
 
 #: Each request type's reply type, as its class declares it (`Asks[...]`).
 REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+#: The last frame of each request answered `ready` (its class's `last`).
+LAST: dict[type, type[_Message]] = {cls: globals()[cls.last] for cls in get_args(Request)
+                                    if cls.last}
 
 # ---------------------------------------------------------------- framing
 

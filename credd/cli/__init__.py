@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: of it); tests/cli/test_parser_tree.py holds this table to what the modules register.
 COMMANDS = {
     "vault": ("init", "unlock", "lock", "passwd", "status", "check", "rekey"),
+    "backup": ("backup", "restore-backup"),
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
@@ -28,8 +29,10 @@ COMMANDS = {
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
+    "slots": ("slots",),
     "audit": ("audit",),
     "mount": ("mount",),
+    "migrate": ("migrate",),
     "tokens": ("token",),
     "completion": ("completion",),
 }
@@ -40,7 +43,8 @@ EXIT_CODES = """\
 exit codes:
   0  ok
   1  other error; `credd scan`: a stored secret was found; `credd due`: something is due;
-     `credd verify`: a check failed
+     `credd verify`: a check failed; `credd migrate`: an entry is not at its destination
+     (conflict, skipped, stopped)
   2  usage error (bad arguments or request)
   3  vault is locked (run `credd unlock`)
   4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)

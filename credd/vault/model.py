@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterator
+from typing import TypeVar
 
 import msgspec
 
@@ -50,7 +51,10 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     pending: float | None = None       # when `stage` kept a pending value (in the secret)
 
 
-def redacted(cls: type) -> type:
+T = TypeVar("T", bound=type)
+
+
+def redacted(cls: T) -> T:
     """Hide every field of a secret-carrying struct from repr, str and rich
     (msgspec's own __rich_repr__ would print the values)."""
     def hidden(self: object) -> str:
