@@ -82,5 +82,5 @@ def test_every_vault_has_its_own(make_agent, tmp_path, credd_env):
 def test_a_rekey_gives_new_fingerprints(client):
     client.set("a", value=SENTINEL)
     before = client.fingerprint("a")
-    client.rekey()
+    client.rekey(proof=TEST_PASSPHRASE)
     assert client.fingerprint("a") != before
