@@ -259,6 +259,12 @@ class Calls:
         return self._ask(build(p.Due, **options), whole)
 
     @method
+    def incident(self, name: str, since: float | None = None) -> p.IncidentReport:
+        """Who received the value since it changed (or `since`), which entries hold it too;
+        marks the entry compromised until its value changes (docs/lifecycle.md)."""
+        return self._ask(p.Incident(name=name, since=since), whole)
+
+    @method
     def policy(self) -> p.PolicyReply:
         """The rotation periods by kind in force (for `rules.entry_state`)."""
         return self._ask(p.Policy(), whole)

@@ -100,6 +100,7 @@ class EntryMeta(_Data):
     deleted: float | None = None       # unix time it went to the trash
     value_changed: float = 0.0         # unix time the value last changed (0: not recorded)
     pending: float | None = None       # unix time `rotate` staged a new value (None: none)
+    compromised: float | None = None   # unix time `incident` marked the value (None: not)
     mount: str = ""                    # the mount serving it ("" for the local vault)
     last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
@@ -522,6 +523,13 @@ class RecordVerification(Asks["Ok"], tag="record_verification"):
     seconds: float = 0.0
 
 
+class Incident(Asks["IncidentReport"], tag="incident"):
+    """Who received `name`'s value and which entries share it; marks it compromised."""
+
+    name: str
+    since: float | None = None         # readers since this unix time (None: the value's change)
+
+
 class Migrate(Asks["Migrated"], tag="migrate"):
     """Copy the entries under `src` to `dst`, store to store inside the agent (no value
     crosses the socket), one batch per request: ask again with `cursor` = `next`."""
@@ -541,7 +549,7 @@ Request = (
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
     Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
-    GetPending | RecordVerification
+    GetPending | RecordVerification | Incident
 )
 
 # ---------------------------------------------------------------- responses
@@ -717,6 +725,16 @@ class PolicyReply(_Message, tag="policy"):
     config_error: str = ""
 
 
+class IncidentReport(_Message, tag="incident_report"):
+    """The reply to `incident`: what received the value, and where else it is; no value."""
+
+    entry: EntryMeta                   # as marked: `compromised` set
+    since: float                       # readers counted from this unix time
+    readers: list[Reader] = []         # the most recent reader first
+    shared: list[DueReason] = []       # `duplicate` reasons: the entries holding the same secret
+    unread: list[str] = []             # remote mounts whose values were not compared
+
+
 class Migrated(_Message, tag="migrated"):
     """One batch of a `migrate`, in source order."""
 
@@ -738,7 +756,7 @@ Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
     Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
-    Inspection | PolicyReply | Error
+    Inspection | PolicyReply | IncidentReport | Error
 )
 
 # ---------------------------------------------------------------- events

@@ -334,6 +334,7 @@ def rotation_text(meta: EntryMeta, periods: Periods = DEFAULT_ROTATION) -> str:
 
 #: Why `credd due` lists an entry, in the order it lists them, with what each means.
 REASONS: dict[str, str] = {
+    "compromised": "marked compromised (`credd incident`) until its value changes",
     "expired": "expired",
     "rotation_due": "due for rotation",
     "expiring": "expiring soon",
@@ -345,7 +346,8 @@ REASONS: dict[str, str] = {
 }
 #: One short word per reason, for a narrow column (the TUI's list).
 REASON_LABELS: dict[str, str] = {
-    "expired": "expired", "rotation_due": "rotate", "expiring": "expiring",
+    "compromised": "compromised", "expired": "expired", "rotation_due": "rotate",
+    "expiring": "expiring",
     "pending": "pending", "check_failed": "failing", "duplicate": "reused",
     "short": "short", "unused": "unused",
 }
@@ -404,6 +406,8 @@ def reason_text(reason: DueReason, now: float) -> str:
         return f"{what} same as {', '.join(reason.names)}"
     if kind == "short":
         return f"{reason.length} characters (credd generates {GENERATED_LENGTH})"
+    if kind == "compromised":
+        return f"marked compromised {format_time(when)} (credd incident): rotate it"
     if kind == "pending":
         return f"a new value pending since {format_time(when)}: rotate --finish or --abandon"
     if kind == "check_failed":

@@ -40,6 +40,7 @@ SAMPLES: list[p._Message] = [
     p.Rotate(name="a", value="v"), p.RotateFinish(name="a"), p.RotateAbandon(name="a"),
     p.GetPending(name="a"),
     p.RecordVerification(name="a", outcome="failed", exit_status=22, seconds=0.5),
+    p.Incident(name="a", since=1.0), p.Incident(name="a"),
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
 ]
@@ -98,6 +99,10 @@ REPLIES: list[p._Message] = [
                  rotation=3.0, reasons=[p.DueReason(reason="pending", when=2.0)],
                  verification=p.Verification(time=1.0, outcome="ok", seconds=0.1)),
     p.PolicyReply(rotation={"password": 1.0}, config_error=""),
+    p.IncidentReport(entry=p.EntryMeta(name="a", compromised=2.0), since=1.0,
+                     readers=[p.Reader(program="credd get", count=2, first=1.0, last=2.0,
+                                       grant="g1")],
+                     shared=[p.DueReason(reason="duplicate", names=["b"])], unread=["team"]),
     p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
                                     reason="r", deleted=True)],
                next="local/a", remaining=3, stopped="s", versions_left=True),
@@ -235,8 +240,8 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason, p.DueEntry,
-                    p.Verification):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason,
+                    p.DueEntry, p.Verification):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

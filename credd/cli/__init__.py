@@ -25,6 +25,7 @@ COMMANDS = {
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
     "lifecycle": ("due", "rotate", "verify", "fingerprint"),
+    "incident": ("incident",),
     "scan": ("scan",),
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),

@@ -371,7 +371,8 @@ def _print_entries(entries: Sequence[EntryMeta], as_json: bool,
         return
     mounted = any(e.mount for e in entries)  # the MOUNT column only when there is one
     rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
-             LABELS[entry_state(e, now, periods)], *([e.mount or "-"] if mounted else [])]
+             "COMPROMISED" if e.compromised is not None else LABELS[entry_state(e, now, periods)],
+             *([e.mount or "-"] if mounted else [])]
             for e in entries]
     if rows:
         print(output.table(rows, ["NAME", "KIND", "SERVICE", "TAGS", "UPDATED", "STATE",

@@ -121,8 +121,9 @@ def due_line(c: Client) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'} due: credd due" if n else ""
 
 
-#: Reasons `show` has a line of its own for (state, pending, checked).
-_SHOWN_APART = frozenset({"expired", "expiring", "rotation_due", "pending", "check_failed"})
+#: Reasons `show` has a line of its own for (compromised, state, pending, checked).
+_SHOWN_APART = frozenset({"compromised", "expired", "expiring", "rotation_due", "pending",
+                          "check_failed"})
 
 
 def show_rows(c: Client, meta: EntryMeta) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -135,6 +136,9 @@ def show_rows(c: Client, meta: EntryMeta) -> tuple[list[tuple[str, str]], dict[s
         return [], {}
     now, periods = time.time(), {meta.kind: seen.rotation} if seen.rotation else {}
     rows = [("rotate", rotation_text(meta, periods))]
+    if meta.compromised is not None:
+        rows.insert(0, ("compromised", f"marked {format_time(meta.compromised)} (credd incident "
+                                       f"{meta.name}): rotate it; a new value clears the mark"))
     if meta.pending is not None:
         rows.append(("pending", f"a new value since {format_time(meta.pending)} (credd rotate "
                                 f"{meta.name} --finish [--verify] or --abandon)"))

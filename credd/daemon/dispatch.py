@@ -148,5 +148,6 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Due: lh.due, p.Fingerprint: lh.fingerprint, p.Inspect: lh.inspect, p.Policy: lh.policy,
     p.Rotate: lh.rotate, p.RotateFinish: lh.rotate_finish, p.RotateAbandon: lh.rotate_abandon,
     p.GetPending: lh.get_pending, p.RecordVerification: lh.record_verification,
+    p.Incident: lh.incident,
     p.Migrate: mh.migrate,
 }

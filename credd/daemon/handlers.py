@@ -525,10 +525,18 @@ async def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
 
 
 async def audit_who(state: AgentState, conn: Caller, req: p.AuditWho) -> p.AuditReaders:
-    digest = name_hmac(state.store().audit_key, req.name)
-    readers = await _asking(state, lambda trail: trail.readers(digest, req.since))
+    digest, readers = await readers_of(state, req.name, req.since)
+    return p.AuditReaders(name_hmac=digest, readers=readers)
+
+
+async def readers_of(state: AgentState, name: str, since: float | None
+                     ) -> tuple[str, list[p.Reader]]:
+    """(name HMAC, every program and grant the trail says received `name`'s value since
+    `since`, most recent first, as many as fit a reply): `audit_who` and `incident`."""
+    digest = name_hmac(state.store().audit_key, name)
+    readers = await _asking(state, lambda trail: trail.readers(digest, since))
     _, n = _fit(readers)
-    return p.AuditReaders(name_hmac=digest, readers=readers[:n])
+    return digest, readers[:n]
 
 
 async def audit_verify(state: AgentState, conn: Caller, req: p.AuditVerify) -> p.AuditReport:

@@ -50,6 +50,8 @@ def entry_reasons(meta: p.EntryMeta, now: float, within: float, unused: float,
                   digests: Digests | None) -> list[p.DueReason]:
     """Every reason but `duplicate` (which needs all values) to list this entry."""
     found = []
+    if meta.compromised is not None:
+        found.append(p.DueReason(reason="compromised", when=meta.compromised))
     for reason, when in rules.date_reasons(meta, now, within, unused, periods):
         period = rules.rotation_period(meta, periods) if reason == "rotation_due" else None
         note = "changed" if reason == "unused" and not rules.last_activity(meta)[1] else ""
@@ -75,14 +77,7 @@ def report(store: EntryStore, prints: Fingerprints | None,
     the entries with their last-used times (the agent's LastUsed)."""
     metas = used(store.entries())
     checks = results([m.name for m in metas])
-    digests: dict[str, Digests] = {}
-    unread: set[str] = set()
-    if prints is not None:
-        for meta in metas:
-            if isinstance(store, Router) and store.remote(meta.name):
-                unread.add(meta.mount)
-            elif meta.has_value or meta.secret_fields:
-                digests[meta.name] = prints.of(store, meta)
+    digests, unread = _digests(store, prints, metas) if prints is not None else ({}, set())
     reasons = {m.name: entry_reasons(m, now, request.within, request.unused, periods,
                                      checks.get(m.name), digests.get(m.name)) for m in metas}
     for name, duplicate in _duplicates(digests):
@@ -94,6 +89,27 @@ def report(store: EntryStore, prints: Fingerprints | None,
     compared = sum((d.value is not None) + len(d.fields) for d in digests.values())
     return p.DueReport(entries=entries, now=now, checked=len(metas), values=compared,
                        unread=sorted(unread))
+
+
+def sharing(store: EntryStore, prints: Fingerprints, name: str
+            ) -> tuple[list[p.DueReason], list[str]]:
+    """`incident`: the `duplicate` reasons `due` gives `name` (its secrets other entries
+    hold too), and the remote mounts whose values were not compared (on a reader thread)."""
+    digests, unread = _digests(store, prints, store.entries())
+    return [reason for holder, reason in _duplicates(digests) if holder == name], sorted(unread)
+
+
+def _digests(store: EntryStore, prints: Fingerprints, metas: Sequence[p.EntryMeta]
+             ) -> tuple[dict[str, Digests], set[str]]:
+    """The digests of every value read cheaply, and the remote mounts left unread."""
+    digests: dict[str, Digests] = {}
+    unread: set[str] = set()
+    for meta in metas:
+        if isinstance(store, Router) and store.remote(meta.name):
+            unread.add(meta.mount)
+        elif meta.has_value or meta.secret_fields:
+            digests[meta.name] = prints.of(store, meta)
+    return digests, unread
 
 
 def _duplicates(digests: dict[str, Digests]) -> list[tuple[str, p.DueReason]]:

@@ -1,6 +1,7 @@
 """Handlers of the lifecycle requests: `due`, `fingerprint`, `inspect`, `policy`, rotation
 with a pending value (`rotate`, `rotate_finish`, `rotate_abandon`, `get_pending`),
-`record_verification`; and `set`, which reads the certificates in what it writes first.
+`record_verification`, `incident`; and `set`, which reads the certificates in what it
+writes first.
 
 Writes and reveals go through the entry handlers' own paths (`handlers._write`: the writer
 thread, the audit line, the event; `handlers._revealing`: the audit line before the value
@@ -20,7 +21,7 @@ from credd.errors import BadRequest, LockedError, NotFound
 
 from . import certs, lifecycle
 from .fingerprints import shown
-from .handlers import Caller, _changed, _revealing, _target, _write
+from .handlers import Caller, _changed, _revealing, _target, _write, readers_of
 from .handlers import set_ as _set
 from .router import Router
 from .state import AgentState
@@ -151,3 +152,26 @@ def get_pending(state: AgentState, conn: Caller, req: p.GetPending) -> p.Secret:
     value = _revealing(state, conn, vault, "get_pending", [req.name],
                        lambda: vault.pending(req.name))
     return p.Secret(name=req.name, value=value)
+
+
+# ---------------------------------------------------------------- incident
+
+async def incident(state: AgentState, conn: Caller, req: p.Incident) -> p.IncidentReport:
+    """Who received the value since it changed (or `since`), from the audit trail as
+    `audit_who` reads it; which entries hold it too, as `due` finds duplicates; then the
+    mark. One request: the answer and the mark are about the same value, and the asking
+    is audited before anything is answered (fail closed)."""
+    vault = _local(state, req.name)
+    store, epoch = state.store(), state.epoch
+    meta = store.describe(req.name)
+    since = rules.changed_at(meta) if req.since is None else _check_time("since", req.since)
+    _, readers = await readers_of(state, meta.name, since)
+    prints = state.lifecycle.fingerprints(store.audit_key)
+    shared, unread = await state.read(lifecycle.sharing, store, prints, meta.name)
+    if state.epoch != epoch:
+        raise LockedError("the vault was locked while the incident was looked into")
+    state.audit.record("incident", "ok", names=[meta.name], key=store.audit_key, origin=conn)
+    marked = await _write(state, conn, "mark_compromised", [meta.name],
+                          lambda: vault.mark_compromised(meta.name), _changed(meta.name, "set"))
+    return p.IncidentReport(entry=state.last_used.stamp(marked), since=since, readers=readers,
+                            shared=shared, unread=unread)

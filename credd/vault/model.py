@@ -49,6 +49,7 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     deleted: float | None = None
     value_changed: float = 0.0         # when the secret value or fields last changed
     pending: float | None = None       # when `stage` kept a pending value (in the secret)
+    compromised: float | None = None   # when `incident` marked the value (a new value clears it)
 
 
 T = TypeVar("T", bound=type)
@@ -108,7 +109,7 @@ def to_entry_meta(m: MetaRecord | EntryMeta) -> EntryMeta:
     return EntryMeta(m.name, m.kind, m.service, m.tags, dict(m.fields),
                      m.secret_fields, m.has_value, m.has_notes, m.created, m.updated,
                      m.version, m.rotate_after, m.expires, m.deleted, m.value_changed,
-                     m.pending)
+                     m.pending, m.compromised)
 
 
 def from_entry_meta(e: EntryMeta) -> MetaRecord:
@@ -118,7 +119,7 @@ def from_entry_meta(e: EntryMeta) -> MetaRecord:
                       has_value=e.has_value, has_notes=e.has_notes, created=e.created,
                       updated=e.updated, version=e.version, rotate_after=e.rotate_after,
                       expires=e.expires, deleted=e.deleted, value_changed=e.value_changed,
-                      pending=e.pending)
+                      pending=e.pending, compromised=e.compromised)
 
 
 # ---------------------------------------------------------------- validation

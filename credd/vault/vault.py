@@ -418,6 +418,11 @@ class Vault:
         with self._writing() as txn:
             return writes.abandon(txn, name)
 
+    def mark_compromised(self, name: str) -> EntryMeta:
+        """Mark the current value compromised until a new value replaces it (`incident`)."""
+        with self._writing() as txn:
+            return writes.mark_compromised(txn, name)
+
     # ------------------------------------------------------------ key slots
 
     def _prove(self, proof: str | None) -> None:

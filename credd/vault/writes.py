@@ -206,6 +206,7 @@ def put(txn: Txn, request: Set, *, keep_pending: bool = True) -> EntryMeta:
                                 txn.now)
     meta.created, meta.version = old_meta.created, old_meta.version + 1
     meta.value_changed = _value_changed(old_meta, old_secret, secret, txn.now)
+    meta.compromised = _still_compromised(old_meta, meta.value_changed, txn.now)
     if keep_pending:
         meta.pending, secret.pending = old_meta.pending, old_secret.pending
     else:
@@ -221,6 +222,11 @@ def _value_changed(meta: MetaRecord, before: SecretRecord, after: SecretRecord,
     if (after.value, after.fields) != (before.value, before.fields):
         return now
     return meta.value_changed or meta.updated
+
+
+def _still_compromised(before: MetaRecord, value_changed: float, now: float) -> float | None:
+    """An `incident` mark outlives a write that keeps the value, never a new value."""
+    return None if value_changed == now else before.compromised
 
 
 def set_deleted(txn: Txn, name: str, deleted: bool) -> EntryMeta:
@@ -288,10 +294,11 @@ def restore(txn: Txn, name: str, version: int) -> EntryMeta:
     record = txn.read.history_record(cur.id, name, version)
     old_meta, old_secret = from_entry_meta(cur.entry), txn.read.secret(name, cur)
     txn.add_history(cur.id, old_meta, old_secret)
+    changed = _value_changed(old_meta, old_secret, record.secret, txn.now)
     meta = msgspec.structs.replace(
         record.meta, created=old_meta.created, updated=txn.now, version=old_meta.version + 1,
-        deleted=None, value_changed=_value_changed(old_meta, old_secret, record.secret, txn.now),
-        pending=old_meta.pending)
+        deleted=None, value_changed=changed, pending=old_meta.pending,
+        compromised=_still_compromised(old_meta, changed, txn.now))
     secret = msgspec.structs.replace(record.secret, pending=old_secret.pending)
     return txn.write_row(cur.id, meta, secret, cur.rev)
 
@@ -333,3 +340,13 @@ def abandon(txn: Txn, name: str) -> EntryMeta:
         raise NotFound(f"{name!r} has no pending value", names=[name])
     meta = msgspec.structs.replace(from_entry_meta(cur.entry), pending=None)
     return txn.write_row(cur.id, meta, msgspec.structs.replace(secret, pending=None), cur.rev)
+
+
+# ---------------------------------------------------------------- an incident's mark
+
+def mark_compromised(txn: Txn, name: str) -> EntryMeta:
+    """Mark the current value compromised (`incident`): metadata only, no new version; the
+    first write that changes the value clears it (`put`, `restore`, `finish`)."""
+    name, cur = txn.read.find(name)
+    meta = msgspec.structs.replace(from_entry_meta(cur.entry), compromised=txn.now)
+    return txn.write_row(cur.id, meta, txn.read.secret(name, cur), cur.rev)

@@ -24,8 +24,10 @@ from credd.rules import (
 from credtui.format import age, fingerprint
 from credtui.widgets.secret_field import SecretField
 
-#: Reasons with a line of their own (state, pending, checked), not repeated as `due`.
-_APART = frozenset({"expired", "expiring", "rotation_due", "pending", "check_failed"})
+#: Reasons with a line of their own (compromised, state, pending, checked), not repeated as
+#: `due`.
+_APART = frozenset({"compromised", "expired", "expiring", "rotation_due", "pending",
+                    "check_failed"})
 
 
 class EntryDetail(VerticalScroll, can_focus=False):
@@ -92,6 +94,8 @@ class EntryDetail(VerticalScroll, can_focus=False):
             rows.append(("expires", format_date(meta.expires)))
         if meta.pending is not None:
             rows.append(("pending", f"new value since {format_time(meta.pending)}"))
+        if meta.compromised is not None:
+            rows.append(("COMPROMISED", f"marked {format_time(meta.compromised)}: rotate it"))
         rows.append(("state", explain(meta, now, self.periods)[1]))
         rows += self._lifecycle(now)
         width = max(len(k) for k, _ in rows)

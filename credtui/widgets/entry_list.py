@@ -32,14 +32,24 @@ from credtui.format import age
 
 #: Reasons of the due report that highlight a row like a due state: something to do now
 #: (expiring and unused have their label, but are not urgent).
-_HIGHLIGHTED = frozenset({"pending", "check_failed", "duplicate", "short"})
+_HIGHLIGHTED = frozenset({"compromised", "pending", "check_failed", "duplicate", "short"})
 
 
 def _mark(state: State, reasons: tuple[str, ...], updated_ago: float) -> str:
-    """The STATE column: what needs doing (capitals when it is due now), else the first
-    other reason the due report gives, else the age."""
+    """The STATE column: a compromised value first, then what needs doing (capitals when
+    it is due now), else the first other reason the due report gives, else the age."""
+    if "compromised" in reasons:
+        return REASON_LABELS["compromised"].upper()
     label = LABELS[state] or (REASON_LABELS.get(reasons[0], "") if reasons else "")
     return (label.upper() if state in DUE else label) or age(updated_ago)
+
+
+def _reasons(meta: EntryMeta, reported: tuple[str, ...]) -> tuple[str, ...]:
+    """The due report's reasons, with the mark the entry itself carries (an entry marked
+    after the report is shown marked at once)."""
+    if meta.compromised is None or "compromised" in reported:
+        return reported
+    return ("compromised", *reported)
 
 
 def _haystack(meta: EntryMeta) -> str:
@@ -402,7 +412,8 @@ class EntryList(Widget, can_focus=True):
     def _render_row(self, row: int, width: int, on_cursor: bool) -> Strip:
         meta = self._entries[self._rows[row]]
         now = self.clock()
-        state, reasons = entry_state(meta, now, self.periods), self._reasons.get(meta.name, ())
+        state = entry_state(meta, now, self.periods)
+        reasons = _reasons(meta, self._reasons.get(meta.name, ()))
         text = self._cells((meta.name, meta.service, meta.kind,
                             _mark(state, reasons, now - meta.updated)), width)
         style = self._style("")
