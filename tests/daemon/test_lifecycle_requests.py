@@ -23,7 +23,7 @@ def lifecycle_requests(name: str) -> list[p._Message]:
     return [p.Due(), p.Fingerprint(name=name), p.Inspect(name=name), p.Policy(),
             p.Rotate(name=name, value="v2-value"), p.GetPending(name=name),
             p.RotateFinish(name=name), p.RotateAbandon(name=name),
-            p.RecordVerification(name=name, outcome="ok")]
+            p.RecordVerification(name=name, outcome="ok"), p.Incident(name=name)]
 
 
 def test_each_request_gets_the_reply_it_names(conn):
@@ -49,6 +49,19 @@ def test_each_request_gets_the_reply_it_names(conn):
 def test_bad_input_is_refused(conn, request_):
     put(conn, "e", value="v")
     error(conn.call(request_), "bad_request")
+
+
+def test_incident_marks_the_entry_and_names_no_value(conn):
+    put(conn, "e", value=SENTINEL)
+    put(conn, "twin", value=SENTINEL)
+    conn.send(p.Incident(name="e"))
+    body = conn.recv_body()
+    assert SENTINEL.encode() not in body
+    report = p.decode_response(body)
+    assert type(report) is p.IncidentReport and report.entry.compromised is not None
+    assert [n for r in report.shared for n in r.names] == ["twin"]
+    error(conn.call(p.Incident(name="absent")), "not_found")
+    error(conn.call(p.Incident(name="e", since=math.nan)), "bad_request")
 
 
 def test_unknown_outcome_is_undecodable(conn):
