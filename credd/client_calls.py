@@ -240,6 +240,43 @@ class Calls:
         """Every entry matching the filters of `protocol.List`, following `next` pages."""
         return self._drive(_pages(build(p.List, **filters)))
 
+    # -- grants and sessions (docs/grants.md)
+
+    @method
+    def grant_create(self, names: Iterable[str], mode: p.GrantMode, *, ttl: float | None = None,
+                     label: str = "", uses: int | None = None, commands: Iterable[str] = (),
+                     confirm: bool = False, uid: int | None = None) -> p.Grant:
+        """A new grant (from a bound connection, only one that narrows its own)."""
+        request = p.GrantCreate(names=builtins.list(names), mode=mode, ttl=ttl, label=label,
+                                uses=uses, commands=builtins.list(commands), confirm=confirm,
+                                uid=uid)
+        return self._ask(request, _grant)
+
+    @method
+    def grants(self, all: bool = False) -> p.GrantsReply:
+        """The grants in force (`all`: revoked and expired ones too) and, for the owner,
+        the access requests waiting for an answer."""
+        return self._ask(p.GrantList(all=all), whole)
+
+    @method
+    def grant_revoke(self, grant: str) -> p.Grant:
+        """Revoke a grant and every grant made inside it."""
+        return self._ask(p.GrantRevoke(id=grant), _grant)
+
+    @method
+    def grant_answer(self, request: str, approve: bool) -> None:
+        return self._ask(p.GrantAnswer(request=request, approve=approve), _nothing)
+
+    @method
+    def session_open(self, grant: str) -> p.SessionReply:
+        """Make this process a session root bound to `grant`; the session ends with
+        `session_close` or with this connection (then the agent locks: see docs/grants.md)."""
+        return self._ask(p.SessionOpen(grant=grant), whole)
+
+    @method
+    def session_close(self, session: str) -> None:
+        return self._ask(p.SessionClose(session=session), _nothing)
+
     # -- lifecycle (docs/lifecycle.md)
 
     @method
@@ -323,6 +360,10 @@ def _values(reply: p.Secrets) -> dict[str, str]:
 
 def _recovery_key(reply: p.RecoveryKey) -> str:
     return reply.recovery_key
+
+
+def _grant(reply: p.GrantReply) -> p.Grant:
+    return reply.grant
 
 
 def _records(reply: p.AuditLog) -> list[p.AuditRecord]:

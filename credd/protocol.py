@@ -30,6 +30,7 @@ ErrorCode = Literal[
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
+GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
 VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
 MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
@@ -131,6 +132,7 @@ class AuditRecord(_Data):
     grant: str = ""                    # the grant the connection is bound to
     session: str = ""                  # the session it was bound through
     form: str = ""                     # for a mask hit, the encoding that was masked
+    subject: str = ""                  # the grant a grant or session change is about
     seq: int = 0                       # 0: written before the trail was chained
     prev: str = ""
 
@@ -173,6 +175,40 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class Grant(_Data):
+    """Access the owner lends to a session or a sandbox uid (docs/grants.md): which
+    names, how, until when. `credd.grants` holds the rules that read it."""
+
+    id: str
+    names: tuple[str, ...]             # exact names and globs (`*` crosses `/`)
+    mode: GrantMode
+    created: float                     # unix times
+    expires: float
+    label: str = ""
+    uses: int | None = None            # how many uses it allows; None: no limit
+    used: int = 0                      # uses spent so far
+    commands: tuple[str, ...] = ()     # argv patterns `run` may start; (): any
+    confirm: bool = False              # each use waits for the owner's approval
+    uid: int | None = None             # the sandbox uid served on the grant's own socket
+    parent: str | None = None          # the grant this one narrows
+    revoked: float | None = None       # unix time
+    created_by: str = ""               # the program that created it, for people
+    socket: str = ""                   # the sandbox socket, while the agent listens on it
+
+
+class AccessRequest(_Data):
+    """A use of a `confirm` grant waiting for the owner's answer (`grant_answer`)."""
+
+    id: str                            # r_ and 10 base32 characters
+    grant: str
+    op: str                            # the request's tag: get, get_many, reveal, run
+    names: tuple[str, ...] = ()        # the names or references it asks for
+    program: str = ""                  # the asking program, as a person names it
+    pid: int | None = None
+    time: float = 0.0                  # unix times: asked, and when it is refused unanswered
+    expires: float = 0.0
 
 
 class DueReason(_Data):
@@ -422,6 +458,44 @@ class Rekey(Asks["RecoveryKey"], tag="rekey"):
     proof: str | None = None
 
 
+class GrantCreate(Asks["GrantReply"], tag="grant_create"):
+    """A new grant; from a bound connection it must narrow that connection's grants."""
+
+    names: list[str]
+    mode: GrantMode
+    ttl: float | None = None           # seconds; None: 8 h (at most 30 days)
+    label: str = ""
+    uses: int | None = None
+    commands: list[str] = []
+    confirm: bool = False
+    uid: int | None = None
+
+
+class GrantList(Asks["GrantsReply"], tag="grant_list"):
+    all: bool = False                  # also revoked and expired ones
+
+
+class GrantRevoke(Asks["GrantReply"], tag="grant_revoke"):
+    id: str
+
+
+class GrantAnswer(Asks["Ok"], tag="grant_answer"):
+    """The owner's answer to an access request."""
+
+    request: str
+    approve: bool
+
+
+class SessionOpen(Asks["SessionReply"], tag="session_open"):
+    """Make the asking process (the connection's peer) a session root bound to `grant`."""
+
+    grant: str
+
+
+class SessionClose(Asks["Ok"], tag="session_close"):
+    session: str
+
+
 class VerifyBackup(Asks["Ready"], tag="verify_backup"):
     """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
     client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
@@ -549,7 +623,8 @@ Request = (
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
     Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
-    GetPending | RecordVerification | Incident
+    GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
+    GrantAnswer | SessionOpen | SessionClose
 )
 
 # ---------------------------------------------------------------- responses
@@ -694,6 +769,20 @@ class Tokens(_Message, tag="tokens"):
     tokens: list[TokenInfo]
 
 
+class GrantReply(_Message, tag="grant"):
+    grant: Grant
+
+
+class GrantsReply(_Message, tag="grants"):
+    grants: list[Grant]
+    pending: list[AccessRequest] = []  # the owner's only
+
+
+class SessionReply(_Message, tag="session"):
+    session: str
+    grant: Grant
+
+
 class DueReport(_Message, tag="due_report"):
     entries: list[DueEntry]
     now: float                         # the time the report judged at
@@ -756,13 +845,13 @@ Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
     Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
-    Inspection | PolicyReply | IncidentReport | Error
+    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown, restore
+    reason: str = ""  # request, idle, lifetime, signal, shutdown, restore, session
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -775,7 +864,18 @@ class EntryChanged(_Message, tag="entry_changed"):
     new_name: str | None = None
 
 
-Event = Locked | Unlocked | EntryChanged
+class GrantChanged(_Message, tag="grant_changed"):
+    grant: str
+    action: Literal["create", "revoke", "expire"]
+
+
+class AccessRequested(_Message, tag="access_requested"):
+    """A bound program waits for the owner's answer (`grant_answer`)."""
+
+    request: AccessRequest
+
+
+Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
 
 
 def _reply_of(request: type) -> type[_Message]:
@@ -798,7 +898,7 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Locked | Unlocked | EntryChanged | Error)
+    Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 

@@ -81,3 +81,12 @@ def test_scan_bench():
                  "credd scan --git --all-refs", "Goals", "files,", "git, 20 commits"):
         assert line in out
     assert "credd reported 1 hits for 1 planted leaks" in out and "(credd: 1 hit: " in out
+
+
+@pytest.mark.timeout(90)
+def test_grants_bench():
+    out = run_bench("grants_bench.py", "--depth", "5", "--unrelated", "3", "--sessions", "1",
+                    "--runs", "20", "--process-runs", "3", timeout=80)
+    for line in ("levels under its session root", "unrelated processes", "no session registered",
+                 "sessions (the walk runs)", "binding's cost", "Goal:"):
+        assert line in out

@@ -32,6 +32,11 @@ SAMPLES: list[p._Message] = [
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
+    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3,
+                  commands=["/usr/bin/git push **"], confirm=True, uid=65534),
+    p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
+    p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
+    p.SessionClose(session="s_abcdefghij"),
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
@@ -44,6 +49,11 @@ SAMPLES: list[p._Message] = [
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
 ]
+GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
+                uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
+                parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
+ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
+                         program="python3", pid=9, time=1.0, expires=26.0)
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
@@ -88,6 +98,8 @@ REPLIES: list[p._Message] = [
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
+    p.SessionReply(session="s_abcdefghij", grant=GRANT),
     p.DueReport(entries=[p.DueEntry(name="a", kind="password", reasons=[
         p.DueReason(reason="rotation_due", when=1.0, period=2.0),
         p.DueReason(reason="duplicate", field="pin", names=["b", "c/key"]),
@@ -109,7 +121,9 @@ REPLIES: list[p._Message] = [
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
-                            p.EntryChanged(name="a", action="move", new_name="b")]
+                            p.EntryChanged(name="a", action="move", new_name="b"),
+                            p.GrantChanged(grant="g_abcdefghij", action="revoke"),
+                            p.AccessRequested(request=ACCESS)]
 
 
 class TestRoundTrip:
@@ -241,7 +255,7 @@ class TestDocumented:
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
                     p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason,
-                    p.DueEntry, p.Verification):
+                    p.DueEntry, p.Verification, p.Grant, p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

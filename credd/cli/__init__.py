@@ -32,6 +32,7 @@ COMMANDS = {
     "keyring_cmd": ("keyring",),
     "slots": ("slots",),
     "audit": ("audit",),
+    "grants": ("grant", "session"),
     "mount": ("mount",),
     "migrate": ("migrate",),
     "tokens": ("token",),

@@ -7,7 +7,10 @@ and answered `internal`.
 
 It is also the one place that decides where a read runs: on the event loop,
 unless it touches a remote mount (one that may wait on a network), in which
-case the same handler runs on a reader thread (`_REMOTE_READS`).
+case the same handler runs on a reader thread (`_REMOTE_READS`); and where a
+connection bound to grants is held to them: `gate.check` runs before the
+handler (what the grants allow, whether they are still in force, approvals and
+counted uses), and handlers see only the names the grants cover (scope.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
 from . import backup_handlers as bh
+from . import gate
+from . import grant_handlers as g
 from . import handlers as h
 from . import lifecycle_handlers as lh
 from . import migrate_handlers as mh
@@ -59,6 +64,10 @@ def dispatch(state: AgentState, conn: Any, body: bytes
         handler = ROUTES.get(type(req))
         if handler is None:
             raise BadRequest(f"unsupported request {p.tag_of(type(req))!r}")
+        if conn.binding.grant is not None:
+            waiting = gate.check(state, conn, req)
+            if waiting is not None:
+                return _finish(state, req, _after(waiting, handler, state, conn, req))
         if _remote(state, req):
             return _finish(state, req, _on_reader(state, handler, conn, req))
         response = handler(state, conn, req)
@@ -122,6 +131,18 @@ async def _on_reader(state: AgentState, handler: Callable[[AgentState, Any, Any]
     return response
 
 
+async def _after(waiting: Coroutine[Any, Any, None], handler: Callable[..., Any],
+                 state: AgentState, conn: Any, req: p.Request) -> p.Response:
+    """The handler's reply once what the gate waits for (an approval, a use) is done."""
+    await waiting
+    if _remote(state, req):
+        return await _on_reader(state, handler, conn, req)
+    response = handler(state, conn, req)
+    if type(response) is CoroutineType:
+        response = await response
+    return response
+
+
 def _error_reply(exc: Exception, req: p.Request) -> p.Error:
     if isinstance(exc, CreddError):
         return p.Error(code=cast("p.ErrorCode", exc.code), message=exc.message,
@@ -150,4 +171,7 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.GetPending: lh.get_pending, p.RecordVerification: lh.record_verification,
     p.Incident: lh.incident,
     p.Migrate: mh.migrate,
+    p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
+    p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
+    p.SessionClose: g.session_close,
 }

@@ -21,9 +21,9 @@ import msgspec
 
 from credd.errors import BadRequest, Conflict, Exists, IntegrityError, NotFound
 from credd.protocol import EntryMeta, Set
-from credd.vault import crypto, db, header
+from credd.vault import crypto, db, header, records
 from credd.vault.changes import Change
-from credd.vault.crypto import ENTRY, HISTORY, row_ad
+from credd.vault.crypto import ENTRY, HISTORY, RECORD, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Row
 from credd.vault.model import (
@@ -55,6 +55,8 @@ class Txn:
         self.vault_id, self.now = file.vault_id, now
         self.generation = session.generation + 1
         self.digest, self.history_digest = session.digest, session.history_digest
+        self.records_digest = session.records_digest
+        self.records: dict[bytes, records.Record | None] = {}
         self.slotted, self.slots = file.slotted, session.slots  # slots.reseal sets `slots`
         self.changes: dict[bytes, tuple[str, Row | None]] = {}
         self.before: dict[int, FileRow | None] = {}
@@ -71,7 +73,8 @@ class Txn:
 
     def commit(self) -> Commit:
         return Commit(self.generation, self.digest, self.history_digest, self.changes,
-                      self.before, self.written, self.slots)
+                      self.before, self.written, self.records_digest, self.records,
+                      self.slots)
 
     def _capture(self, rowid: int, row: FileRow | None) -> None:
         """Remember a row as it was before this vault first wrote it since the last check."""
@@ -154,6 +157,40 @@ class Txn:
     def history_rows(self, row_id: bytes) -> list[tuple[int, int, int]]:
         return self.conn.execute("SELECT hid, version, rev FROM history WHERE entry = ?",
                                  (row_id,)).fetchall()
+
+    # ---------------------------------------------------------------- agent records
+
+    def _record_item(self, rid: bytes, rev: int) -> None:
+        item = self.keys.digest_item(RECORD, rid, rev)
+        self.digest ^= item
+        self.records_digest ^= item
+
+    def _record_rev(self, rid: bytes) -> int | None:
+        """The rev of a record row as this transaction left it so far (None: no row)."""
+        held = self.records[rid] if rid in self.records else self.session.records.get(rid)
+        return None if held is None else held.rev
+
+    def put_record(self, kind: str, record_id: str, data: bytes) -> None:
+        rid, blob = records.seal(self.keys, self.vault_id, kind, record_id, data, self.generation)
+        old = self._record_rev(rid)
+        self.conn.execute("INSERT INTO records (id, rev, blob) VALUES (?, ?, ?) ON CONFLICT (id) "
+                          "DO UPDATE SET rev = excluded.rev, blob = excluded.blob",
+                          (rid, self.generation, blob))
+        if old is not None:
+            self._record_item(rid, old)
+        self._record_item(rid, self.generation)
+        self.records[rid] = records.Record(kind, record_id, self.generation, data)
+
+    def delete_record(self, kind: str, record_id: str) -> None:
+        """Remove a record (none: nothing to do); its row leaves the file and the WAL."""
+        rid = records.row_id(self.keys, kind, record_id)
+        old = self._record_rev(rid)
+        if old is None:
+            return
+        self.conn.execute("DELETE FROM records WHERE id = ?", (rid,))
+        self._record_item(rid, old)
+        self.records[rid] = None
+        self.scrub = True
 
 
 @contextlib.contextmanager
