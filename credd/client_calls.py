@@ -97,10 +97,13 @@ class Calls:
 
     @method
     def init(self, passphrase: str, *, kdf_memory_kib: int | None = None,
-             kdf_iterations: int | None = None, kdf_lanes: int | None = None) -> str:
-        """Create the vault; returns the recovery key (shown to the user once)."""
+             kdf_iterations: int | None = None, kdf_lanes: int | None = None,
+             allow_short: bool = False) -> str:
+        """Create the vault; returns the recovery key (shown to the user once).
+        `allow_short`: a passphrase under 8 characters, asked for by name."""
         request = p.Init(passphrase=passphrase, kdf_memory_kib=kdf_memory_kib,
-                         kdf_iterations=kdf_iterations, kdf_lanes=kdf_lanes)
+                         kdf_iterations=kdf_iterations, kdf_lanes=kdf_lanes,
+                         allow_short=allow_short)
         return self._ask(request, _recovery_key)
 
     @method
@@ -118,8 +121,9 @@ class Calls:
         return self._ask(p.Lock(), _nothing)
 
     @method
-    def change_passphrase(self, old: str, new: str) -> None:
-        return self._ask(p.ChangePassphrase(old=old, new=new), _nothing)
+    def change_passphrase(self, old: str, new: str, *, allow_short: bool = False) -> None:
+        return self._ask(p.ChangePassphrase(old=old, new=new, allow_short=allow_short),
+                         _nothing)
 
     @method
     def add_key_slot(self, key: bytes, label: str = "keyring") -> None:
@@ -167,6 +171,8 @@ class Calls:
 
     @method
     def get(self, name: str, field: str | None = None) -> str:
+        """The entry's value, or one field's. Without `field`, `name` may be `NAME/FIELD` or a
+        `credd://` reference, read by the one rule of `credd.refs` (the agent resolves it)."""
         return self._ask(p.Get(name=name, field=field), _value)
 
     @method

@@ -205,11 +205,15 @@ class Status(Asks["StatusReply"], tag="status"):
 
 
 class Init(Asks["RecoveryKey"], tag="init"):
+    """`allow_short`: accept a passphrase shorter than 8 characters (credd.rules
+    MIN_PASSPHRASE), which the person asked for by name; the agent refuses one otherwise."""
+
     _secret = ("passphrase",)
     passphrase: str
     kdf_memory_kib: int | None = None
     kdf_iterations: int | None = None
     kdf_lanes: int | None = None
+    allow_short: bool = False
 
 
 class Unlock(Asks["StatusReply"], tag="unlock"):
@@ -233,9 +237,12 @@ class ChangePassphrase(Asks["Ok"], tag="change_passphrase"):
     _secret = ("old", "new")
     old: str
     new: str
+    allow_short: bool = False          # as in Init: for `new`
 
 
 class Get(Asks["Secret"], tag="get"):
+    """Without `field`, `name` may be `NAME/FIELD` or a `credd://` reference (credd.refs)."""
+
     name: str
     field: str | None = None
 
@@ -468,6 +475,8 @@ class StatusReply(_Message, tag="status"):
     capped: bool = False                # this unlock asked for more than --max-unlock allows
     mounts: list[MountInfo] = []        # the mount table in force, each mount's state
     config_error: str = ""              # why the mount table file was not (re)loaded
+    damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
+    #                                     data operations refuse until it is repaired
 
 
 class Ok(_Message, tag="ok"):

@@ -1,4 +1,5 @@
-"""Rules about entries, in one home: kinds, durations, dates, and when an entry is due.
+"""Rules about entries, in one home: kinds, durations, dates, when an entry is due, and
+how long a new passphrase must be.
 
 The agent (`ls --due`), the CLI (`set --rotate-after/--expires`, `show`, `ls`)
 and the TUI (the edit form, the list's marks) all import this module, so the
@@ -257,6 +258,23 @@ def explain(meta: EntryMeta, now: float) -> tuple[State, str]:
 def _until(expires: float) -> str:
     shown = format_date(expires)
     return f"through {shown}" if len(shown) == 10 else f"until {shown}"
+
+
+# ---------------------------------------------------------------- passphrases
+
+#: The fewest characters a new passphrase may have (`init`, `passwd`), unless the person
+#: asked for a shorter one by name (`--insecure-short-passphrase`, protocol `allow_short`).
+MIN_PASSPHRASE = 8
+SHORT_FLAG = "--insecure-short-passphrase"
+
+
+def check_passphrase(passphrase: str, *, allow_short: bool = False) -> None:
+    """Refuse a new passphrase below MIN_PASSPHRASE: the agent for every client, the CLI
+    before it asks for the passphrase a second time."""
+    if len(passphrase) < MIN_PASSPHRASE and not allow_short:
+        raise _bad(f"a passphrase needs at least {MIN_PASSPHRASE} characters (this one has "
+                   f"{len(passphrase)}); nothing was changed (a shorter one only when asked "
+                   f"for by name: `credd init {SHORT_FLAG}`)")
 
 
 def _bad(message: str) -> BadRequest:

@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from credd.errors import BadRequest, NotFound
+from credd.errors import BadRequest, CreddError
 from credd.forms import form_patterns
 from credd.mask import Masker
 
@@ -59,6 +59,19 @@ TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 _Routes = dict[int, tuple[int, Masker | None]]
 CHUNK = 1 << 16          # per read from a terminal or the keyboard
 PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
+
+
+class CannotRun(CreddError):
+    """The command could not be started: exit 127 when it is not found, 126 when it cannot
+    be executed, as `env`, shells and `op run` do, so callers tell it from the command's own
+    failure. It is about the command, never the vault: no hint about entries."""
+
+    code = "cannot_run"  # never on the wire
+
+    def __init__(self, program: str, exc: OSError) -> None:
+        missing = isinstance(exc, FileNotFoundError)
+        super().__init__(f"{program}: {'command not found' if missing else exc.strerror}")
+        self.exit_code = 127 if missing else 126
 
 
 class SecretFiles:
@@ -190,19 +203,15 @@ def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> N
         os.set_inheritable(fd, True)
     try:
         os.execvpe(argv[0], argv, env)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
 
 
 def _spawn(argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(argv, env=env, **kwargs)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
 
 
 def _exit_status(returncode: int) -> int:

@@ -122,7 +122,13 @@ class TestOldBytes:
         reply = p.decode_response(old)
         assert isinstance(reply, p.StatusReply) and reply.state == "locked" and reply.pid == 7
         assert reply.entries is None and reply.retry_after == 0.0 and reply.capped is False
-        assert reply.mounts == [] and reply.config_error == ""
+        assert reply.mounts == [] and reply.config_error == "" and reply.damage == []
+
+    def test_init_and_change_passphrase_without_allow_short(self):
+        init = p.decode_request(b"\x82\xa4type\xa4init\xaapassphrase\xa8long one")
+        assert init == p.Init(passphrase="long one") and init.allow_short is False
+        change = p.decode_request(b"\x83\xa4type\xb1change_passphrase\xa3old\xa1a\xa3new\xa1b")
+        assert change == p.ChangePassphrase(old="a", new="b") and change.allow_short is False
 
     def test_unlock_without_wait(self):
         old = (b"\x83\xa4type\xa6unlock\xaapassphrase\xa1x"

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False  # not typing's: this module is on the fast path
+if TYPE_CHECKING:
+    import argparse
+
 #: Modules under credd.cli that contribute subcommands, in help order, and the commands each
 #: registers: a command builds only its own module's part of the tree (~26 ms less than all
 #: of it); tests/cli/test_parser_tree.py holds this table to what the modules register.
@@ -47,13 +51,14 @@ exit codes:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `credd ARGS`; returns the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
     from credd.cli.fast import fast_main
     code = fast_main(args)
     return full_main(args) if code is None else code
 
 
-def build_parser(command: str | None = None):
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argparse tree: all of it, or only the part of the module that registers
     `command` (help, errors and options of that command are the same either way)."""
     import argparse
@@ -86,6 +91,8 @@ def full_main(args: list[str]) -> int:
     if args[:1] == ["__complete"]:  # called back by the completion scripts, not by people
         from credd.cli.completion import complete
         return complete(args[1:])
+    if args and not args[0].startswith("-") and args[0] not in _MODULE_OF:
+        return unknown_command(args[0])
     parser = build_parser(args[0] if args else None)
     ns = parser.parse_args(args)
     func = getattr(ns, "func", None)
@@ -94,3 +101,15 @@ def full_main(args: list[str]) -> int:
         return 2
     from credd.cli.console import run_command
     return run_command(func, ns)
+
+
+def unknown_command(word: str) -> int:
+    """`credd gte`: the nearest command, not argparse's list of all of them (exit 2)."""
+    import difflib
+
+    from credd.cli.console import report_error
+    from credd.errors import BadRequest
+    near = difflib.get_close_matches(word, list(_MODULE_OF), n=1)
+    guess = f"; did you mean `credd {near[0]}`?" if near else ""
+    return report_error(BadRequest(f"unknown command {word!r}{guess} "
+                                   f"(`credd --help` lists them all)"))

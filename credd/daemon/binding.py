@@ -15,7 +15,8 @@ nested in sessions are bound by every one of them (`Binding.outer`). Between
 processes of one uid a session deters and audits; it is not a wall: a process
 can ask one outside its tree (systemd --user, a tmux server) to connect for it.
 docs/grants.md lists what is open. The walk reads only the peer's ancestors
-(no scan of /proc), and nothing at all while no session is registered.
+(no scan of /proc), none older than the oldest root (start times only grow
+down a tree), and nothing at all while no session is registered.
 """
 
 from __future__ import annotations
@@ -147,9 +148,10 @@ class Sessions:
             return []
         if pid is None:
             raise Unidentified("the peer's process is unknown")
-        chain = _ancestry(pid)
+        floor = min(start for _pid, start in self._roots)
+        chain, above = _ancestry(pid, floor)
         found = [self._roots[r] for r in chain if r in self._roots]
-        if not found and self._agent and any(ancestor == self._agent for ancestor, _ in chain[1:]):
+        if not found and self._agent and self._agent in (above, *(a for a, _ in chain[1:])):
             raise Unidentified(f"process {pid} was left by a run whose subreaper ended")
         return found
 
@@ -166,8 +168,11 @@ def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
     return tuple(outer)
 
 
-def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
-    """(pid, start time) of `pid` and each ancestor up to pid 1. An ancestor that exits
+def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> tuple[list[Root], int]:
+    """(pid, start time) of `pid` and each ancestor up to pid 1, or up to the first that
+    started before `floor` (the oldest root's start: no process older than every root is
+    one, nor are its ancestors, older still); and the pid the walk stopped at (that first
+    older ancestor, or 1: a run's orphan stops at the agent). An ancestor that exits
     mid-walk (its children move to a subreaper) or whose pid was reused (it started after
     its child) makes the walk start over."""
     for _ in range(attempts):
@@ -178,6 +183,8 @@ def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
                 parent, start = parent_and_start(current)
                 if child_start is not None and start > child_start:
                     raise ProcessLookupError(current)  # a reused pid, not the parent
+                if start < floor:
+                    return chain, current
                 chain.append((current, start))
                 current, child_start = parent, start
         except (FileNotFoundError, ProcessLookupError):
@@ -188,5 +195,5 @@ def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
             raise Unidentified(f"the ancestry of process {pid} cannot be read ({exc})") from None
         if current > 1:
             raise Unidentified(f"the ancestry of process {pid} is deeper than {MAX_DEPTH}")
-        return chain
+        return chain, current
     raise Unidentified(f"the ancestry of process {pid} kept changing while it was read")

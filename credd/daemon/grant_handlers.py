@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from typing import Protocol
 
 from credd import protocol as p
@@ -20,7 +19,7 @@ from credd.errors import BadRequest, Denied, NotFound
 from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing
 
 from .binding import Binding
-from .grant_book import KIND, Records, encode
+from .grant_book import save
 from .peer import Peer
 from .state import AgentState
 
@@ -54,7 +53,7 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
     records = state.records()
     _audit(state, conn, "grant_create", grant.id, strict=True)
     epoch = state.epoch
-    await state.write(_save, records, [grant])
+    await state.write(save, records, [grant])
     if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
         state.grants.put(grant)
     state.events.publish(p.GrantChanged(grant=grant.id, action="create"))
@@ -82,7 +81,7 @@ async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p
         _audit(state, conn, "grant_revoke", grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="revoke"))
     if revoked:
-        await state.write(_save, records, revoked)
+        await state.write(save, records, revoked)
     return p.GrantReply(grant=next((g for g in revoked if g.id == req.id), held))
 
 
@@ -108,9 +107,10 @@ def session_open(state: AgentState, conn: Caller, req: p.SessionOpen) -> p.Sessi
     a session bound to the grant; it ends with `session_close` or with this connection."""
     state.records()
     grant = state.grants.get(req.grant)
-    if grant is None or not (conn.binding.owner or _narrows(state, conn.binding, grant,
-                                                            "a session inside a grant")):
+    if grant is None:
         raise NotFound(f"no grant {req.grant!r}; see `credd grant ls`")
+    if not conn.binding.owner:
+        _narrows(state, conn.binding, grant, "a session inside a grant")
     why = ended(grant, time.time())
     if why:
         raise Denied(f"{why}; ask the owner for a new one (`credd grant create`)")
@@ -164,17 +164,11 @@ def _end(state: AgentState, conn: Caller, session: str, op: str) -> None:
 
 # ---------------------------------------------------------------- helpers
 
-def _save(records: Records, grants: Iterable[Grant]) -> None:
-    for grant in grants:
-        records.put_record(KIND, grant.id, encode(grant))
-
-
-def _narrows(state: AgentState, binding: Binding, grant: Grant, what: str) -> bool:
-    """True, or Denied naming how `grant` would widen the binding's grants (as they are now)."""
+def _narrows(state: AgentState, binding: Binding, grant: Grant, what: str) -> None:
+    """Denied, naming how, if `grant` would widen the binding's grants (as they are now)."""
     why = narrowing(state.grants.current(binding.grants), grant)
     if why:
         raise Denied(f"{what} can only narrow it: {why}")
-    return True
 
 
 def _family(state: AgentState, binding: Binding) -> set[str]:

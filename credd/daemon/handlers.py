@@ -22,9 +22,10 @@ import msgspec
 from credd import __version__, rules
 from credd import protocol as p
 from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
-from credd.refs import SCHEME
+from credd.refs import SCHEME, locate, path_of
 from credd.store import EntryStore, SecretEntry
 
+from . import suggest
 from .binding import Binding
 from .events import Subscription
 from .peer import Peer
@@ -77,16 +78,26 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
 
 
 def status(state: AgentState, conn: Caller, req: p.Status) -> p.StatusReply:
-    reply = state.status()
+    reply = _status(state)
     if reply.entries is not None and conn.binding.grant is not None:
         reply.entries = store_for(state, conn).entry_count  # only what its grants cover
+    return reply
+
+
+def _status(state: AgentState) -> p.StatusReply:
+    """The agent's status, with what is wrong with an unlocked vault's file (a rollback): the
+    unlock that finds it says so at once, not the next read."""
+    reply = state.status()
+    if reply.state == "unlocked" and state.vault is not None:
+        reply.damage = state.vault.damage
     return reply
 
 
 async def init(state: AgentState, conn: Caller, req: p.Init) -> p.RecoveryKey:
     from credd.vault import KdfParams, Vault
     if state.open_vault() is not None:
-        raise Exists(f"a vault already exists at {state.config.vault}")
+        raise Exists(f"a vault already exists at {state.config.vault}: `credd unlock` opens it")
+    rules.check_passphrase(req.passphrase, allow_short=req.allow_short)
     given = {"memory_kib": req.kdf_memory_kib, "iterations": req.kdf_iterations,
              "lanes": req.kdf_lanes}
     kdf = KdfParams(**{k: v for k, v in given.items() if v is not None})
@@ -117,7 +128,7 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
         state.audit.try_record("unlock", exc.code, peer=conn.peer)
         raise
     state.audit.try_record("unlock", "ok", peer=conn.peer)
-    return state.status()
+    return _status(state)
 
 
 def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
@@ -127,6 +138,7 @@ def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
 
 async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
     vault = state.unlocked_vault()
+    rules.check_passphrase(req.new, allow_short=req.allow_short)
     state.throttle.check()
     try:
         await state.write(vault.change_passphrase, req.old, req.new)
@@ -182,24 +194,101 @@ def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, name
 
 def get(state: AgentState, conn: Caller, req: p.Get) -> p.Secret:
     store = store_for(state, conn)
-    value = _revealing(state, conn, store, "get", [req.name],
-                       lambda: store.get(req.name, req.field))
-    return p.Secret(name=req.name, value=value, field=req.field)
+    try:
+        name, field, value = _read_path(store, req.name, req.field)
+    except CreddError as exc:
+        _audit_failure(state, conn, store, "get", [req.name], exc)
+        raise
+    _audited(state, conn, store, "get", [name])  # before the secret leaves (fail closed)
+    return p.Secret(name=name, value=value, field=field)
+
+
+def _read_path(store: EntryStore, name: str, field: str | None) -> tuple[str, str | None, str]:
+    """(entry, field, value) for `get`. Without a field, `name` is a path read by
+    credd.refs' rule; it is tried as a whole name first, so the usual get costs one read."""
+    if field is not None:
+        return name, field, store.get(name, field)
+    path = path_of(name)
+    try:
+        return path, None, store.get(path)
+    except NotFound as exc:
+        missed = exc
+    entry, field = _target(store, path)
+    if field is None:  # the whole name is an entry after all (one without a value)
+        raise missed
+    return entry, field, store.get(entry, field)
+
+
+def _target(store: EntryStore, ref: str) -> tuple[str, str | None]:
+    """(entry, field) that `NAME[/FIELD]` names (credd.refs' rule); NotFound says what is
+    missing, with what the caller probably meant."""
+    seen: dict[str, p.EntryMeta | None] = {}
+    found = _resolve(store, ref, seen)
+    if found is None:
+        path = path_of(ref)
+        try:
+            store.describe(path)  # a name no entry can have is bad_request, not not_found
+        except NotFound:
+            pass
+        raise _missing(store, path, seen)
+    return found[0], found[1]
 
 
 def _resolve(store: EntryStore, ref: str, seen: dict[str, p.EntryMeta | None]
              ) -> tuple[str, str | None, p.EntryMeta] | None:
-    """`credd://NAME[/FIELD]` → (name, field, its metadata): the last segment is a field only
-    when NAME-without-it is an entry that has that field; otherwise the whole path is the
-    name. `seen` remembers lookups across the refs of one request."""
-    path = ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
-    head, sep, tail = path.rpartition("/")
-    if sep and head and tail:
-        meta = _lookup(store, head, seen)
-        if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
-            return head, tail, meta
-    meta = _lookup(store, path, seen)
-    return None if meta is None else (path, None, meta)
+    """`credd://NAME[/FIELD]` → (name, field, its metadata), by credd.refs' rule. `seen`
+    remembers lookups across the refs of one request."""
+    return locate(ref, lambda name: _lookup(store, name, seen))
+
+
+def _missing(store: EntryStore, path: str, seen: dict[str, p.EntryMeta | None]) -> NotFound:
+    """One sentence for a path that reaches nothing: what is missing, the fields of the entry
+    it may have meant, or a close name ("did you mean").
+
+    Every name suggested comes from `store`, the store this request was answered from: once
+    a connection may see only some names (grants), that store must already be narrowed to
+    them, so that a name the caller may not see is never suggested."""
+    head, _, tail = path.rpartition("/")
+    entry = seen.get(head) if head and tail else None
+    if entry is None:
+        missing = NotFound(f"no entry named {path!r}", names=[path])
+        return _guessed(store, path, missing, lambda name: _lookup(store, name, seen))
+    fields = sorted([*entry.fields, *entry.secret_fields])
+    near = suggest.closest(tail, fields)
+    listed = f"its fields: {', '.join(fields)}" if fields else "it has no fields"
+    guess = f"; did you mean {head + '/' + near!r}?" if near else ""
+    return NotFound(f"no entry named {path!r}, and {head!r} has no field {tail!r} "
+                    f"({listed}){guess}", names=[path])
+
+
+def _guessed(store: EntryStore, name: str, exc: NotFound,
+             lookup: Callable[[str], p.EntryMeta | None] | None = None) -> NotFound:
+    """`exc` ("no entry named ...") with the closest name the store has, if one is close;
+    any other NotFound (in the trash, no such version) as it is. Given `lookup`, `name` may
+    be NAME/FIELD with the typo in NAME: an entry close to NAME that has FIELD is a guess
+    too. See `_missing` for where the names come from."""
+    if not exc.message.startswith("no entry named "):
+        return exc
+    try:
+        entries = store.entries()
+        near = suggest.closest(name, suggest.near_names(entries, name))
+        head, _, tail = name.rpartition("/")
+        if near is None and lookup is not None and head and tail:
+            entry = suggest.closest(head, suggest.near_names(entries, head))
+            meta = lookup(entry) if entry else None
+            if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
+                near = f"{entry}/{tail}"
+    except CreddError:  # a damaged vault lists nothing: no suggestion then
+        return exc
+    return NotFound(f"{exc.message}; did you mean {near!r}?", names=exc.names) if near else exc
+
+
+def _named(store: EntryStore, name: str, read: Callable[[], T]) -> T:
+    """`read()`, whose NotFound for `name` comes back with a close name if there is one."""
+    try:
+        return read()
+    except NotFound as exc:
+        raise _guessed(store, name, exc) from None
 
 
 def _lookup(store: EntryStore, name: str, seen: dict[str, p.EntryMeta | None]
@@ -282,8 +371,8 @@ def _decrypted(store: EntryStore, name: str, wanted: list[tuple[str, str | None]
 
 def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
     store = store_for(state, conn)
-    entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name],
-                                    lambda: store.reveal(req.name, req.version))
+    entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name], lambda: _named(
+        store, req.name, lambda: store.reveal(req.name, req.version)))
     return p.Revealed(entry=entry.meta, value=entry.value or "",
                       secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
 
@@ -291,7 +380,8 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 # ---------------------------------------------------------------- metadata
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
-    return p.EntryReply(entry=store_for(state, conn).describe(req.name))
+    store = store_for(state, conn)
+    return p.EntryReply(entry=_named(store, req.name, lambda: store.describe(req.name)))
 
 
 def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
@@ -415,7 +505,8 @@ def trash(state: AgentState, conn: Caller, req: p.Trash) -> p.Entries:
 
 
 def history(state: AgentState, conn: Caller, req: p.History) -> p.HistoryReply:
-    current, versions = store_for(state, conn).history(req.name)
+    store = store_for(state, conn)
+    current, versions = _named(store, req.name, lambda: store.history(req.name))
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
 

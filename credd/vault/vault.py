@@ -191,6 +191,14 @@ class Vault:
         return self._session is not None
 
     @property
+    def damage(self) -> List[str]:
+        """What is wrong with the whole file, as this unlock found it (a rollback to an older
+        copy, a header that failed authentication); while it is not empty every data
+        operation refuses. Empty when the file is sound, or while locked."""
+        session = self._session
+        return list(session.damage) if session is not None else []
+
+    @property
     def from_snapshot(self) -> bool:
         """The file's sealed chunks describe this vault exactly: this unlock read them and
         nothing was written since, or a seal caught up (docs/vault.md, "The chunks")."""

@@ -125,6 +125,17 @@ class TestBoundRead:
         assert hidden.message.replace("other", "nothing") == absent.message
         assert [n.replace("other", "nothing") for n in hidden.names] == absent.names
 
+    @pytest.mark.parametrize("ask", [
+        lambda n: p.Get(name=n), lambda n: p.Describe(name=n), lambda n: p.Reveal(name=n),
+        lambda n: p.History(name=n)])
+    def test_no_hidden_name_is_suggested(self, owner, bound, ask):
+        """"Did you mean" comes from the names the connection may see: the owner is told
+        `other` for `othr`, a bound connection is not; a covered name is still suggested."""
+        assert "'other'" in error(owner.call(ask("othr")), "not_found").message
+        c = bound(create(owner, ["stripe/*"], "read"))
+        assert "did you mean" not in error(c.call(ask("othr")), "not_found").message
+        assert "'stripe/key'" in error(c.call(ask("stripe/kye")), "not_found").message
+
     def test_trash_is_filtered(self, owner, bound):
         ok(owner.call(p.Delete(name="other")))
         ok(owner.call(p.Delete(name="stripe/key")))
@@ -232,6 +243,15 @@ class TestLifecycle:
         ok(c.call(p.GetMany(refs=["credd://stripe/key", "credd://stripe/live/key"])))
         assert "used all its 2 uses" in error(c.call(p.Get(name="stripe/key")), "denied").message
         assert "used all" in error(c.call(p.List()), "denied").message  # used up: ended
+
+    def test_a_field_by_path_is_a_use(self, owner, bound):
+        """`get card/pin` reaches the field `pin` of the covered entry `card` (credd.refs'
+        rule): it spends a use like `get card --field pin` would."""
+        ok(owner.call(p.Set(name="card", fields=[p.Field(name="pin", value="1234")])))
+        g = create(owner, ["card"], "read", uses=1)
+        c = bound(g)
+        assert ok(c.call(p.Get(name="card/pin")), p.Secret).value == "1234"
+        assert "used all its 1 uses" in error(c.call(p.Get(name="card/pin")), "denied").message
 
     def test_confirm(self, agent, owner, bound, raw):
         g = create(owner, ["stripe/*"], "read", confirm=True)

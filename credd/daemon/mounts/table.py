@@ -123,22 +123,20 @@ class MountTable:
 
     def _resolver(self, local: EntryStore) -> Resolve:
         """`credd://NAME[/FIELD]` → the local vault's value (the references' own rule)."""
-        def fields_of(name: str) -> list[str] | None:
+        def lookup(name: str) -> EntryMeta | None:
             try:
-                meta = local.describe(name)
+                return local.describe(name)
             except (NotFound, BadRequest):
                 return None
-            return [*meta.fields, *meta.secret_fields]
 
         def resolve(ref: str) -> str:
             path = refs.parse(ref)
             if first_segment(path) in self._configs:
                 raise BadRequest(f"{ref}: a mount's credentials are entries of the local vault, "
                                  "not of a mount")
-            name, field = path, None
-            if refs.shadowed(path, fields_of):
-                name, _, field = path.rpartition("/")
-            value = local.get(name, field)
+            found = refs.locate(path, lookup)
+            name, field = (path, None) if found is None else found[:2]
+            value = local.get(name, field)  # a missing one: the vault's own NotFound
             self._audit(name, local.audit_key)
             return value
 
