@@ -66,3 +66,24 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def save_state(path: str, data: bytes, what: str) -> None:
+    """`write_private` for a file the agent can do without (an anchor, last-used times):
+    a failure is logged (no secret in it), not raised, since no request is waiting on it."""
+    try:
+        write_private(path, data, force=True)
+    except OSError as exc:
+        import logging
+        logging.getLogger("credd.agent").error("%s cannot be written to %s: %s", what, path,
+                                               exc.strerror or exc)
+
+
+def read_state(path: str, limit: int = 1 << 22) -> bytes | None:
+    """A small file of the agent's own, never through a symlink; None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit)

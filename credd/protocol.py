@@ -98,6 +98,7 @@ class EntryMeta(_Data):
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
     mount: str = ""                    # the mount serving it ("" for the local vault)
+    last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
 
 class VersionInfo(_Data):
@@ -109,7 +110,10 @@ class VersionInfo(_Data):
 
 
 class AuditRecord(_Data):
-    """One audit line; names appear only as HMACs under the vault's audit key."""
+    """One audit line; names appear only as HMACs under the vault's audit key.
+
+    `seq` and `prev` chain the trail: `prev` is the SHA-256 (hex) of the previous
+    line's exact bytes, so a removed, edited or inserted line breaks the chain."""
 
     time: float
     op: str
@@ -118,6 +122,13 @@ class AuditRecord(_Data):
     pid: int | None = None
     exe: str = ""
     mount: str = ""                    # the mount that served the name ("" for the local vault)
+    uid: int | None = None
+    program: str = ""                  # the peer as a person knows it: display only
+    grant: str = ""                    # the grant the connection is bound to
+    session: str = ""                  # the session it was bound through
+    form: str = ""                     # for a mask hit, the encoding that was masked
+    seq: int = 0                       # 0: written before the trail was chained
+    prev: str = ""
 
 
 class MountInfo(_Data):
@@ -179,6 +190,16 @@ class AccessRequest(_Data):
     pid: int | None = None
     time: float = 0.0                  # unix times: asked, and when it is refused unanswered
     expires: float = 0.0
+
+
+class Reader(_Data):
+    """Who received an entry's value, from `audit_who`: one program under one grant."""
+
+    program: str
+    count: int
+    first: float                       # unix times of the first and the last
+    last: float
+    grant: str = ""
 
 
 # ---------------------------------------------------------------- requests
@@ -332,7 +353,26 @@ class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
+    """The newest records that match every filter given (None: no filter)."""
+
     limit: int = 100
+    name: str | None = None            # an entry name: the agent matches its HMAC
+    grant: str | None = None
+    program: str | None = None         # exact, its first word, or a glob
+    since: float | None = None         # unix time
+    op: str | None = None
+    outcome: str | None = None
+
+
+class AuditWho(Asks["AuditReaders"], tag="audit_who"):
+    """Every program and grant that received `name`'s value."""
+
+    name: str
+    since: float | None = None
+
+
+class AuditVerify(Asks["AuditReport"], tag="audit_verify"):
+    pass
 
 
 class Check(Asks["CheckReport"], tag="check"):
@@ -443,9 +483,9 @@ class Inject(Asks["Ok"], tag="inject"):
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
-    TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer | SessionOpen |
-    SessionClose | Run | Inject
+    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey | Subscribe |
+    Stop | TokenCreate | TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke |
+    GrantAnswer | SessionOpen | SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -530,6 +570,27 @@ class AuditLog(_Message, tag="audit_log"):
     records: list[AuditRecord]
 
 
+class AuditReaders(_Message, tag="audit_readers"):
+    name_hmac: str
+    readers: list[Reader] = []         # the most recent reader first
+
+
+class AuditReport(_Message, tag="audit_report"):
+    """What `audit_verify` found: `ok`, or the first broken place (`file`, `line`)."""
+
+    ok: bool
+    records: int = 0                   # chained records checked
+    files: list[str] = []              # oldest first
+    first_seq: int = 0
+    head_seq: int = 0
+    anchored_seq: int | None = None    # the last record the anchor covers
+    anchored_at: float | None = None
+    unchained: int = 0                 # records from before the trail was chained
+    problem: str = ""
+    file: str = ""
+    line: int = 0
+
+
 class CheckReport(_Message, tag="check_report"):
     checked: int
     problems: list[str] = []
@@ -582,8 +643,8 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
-    GrantsReply | SessionReply | Ready | RunExit | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport |
+    TokenCreated | Tokens | GrantReply | GrantsReply | SessionReply | Ready | RunExit | Error
 )
 
 # ---------------------------------------------------------------- events

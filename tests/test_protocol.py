@@ -34,6 +34,9 @@ SAMPLES: list[p._Message] = [
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
     p.SessionClose(session="s_abcdefghij"),
+    p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
+            outcome="ok"),
+    p.AuditWho(name="github", since=2.0), p.AuditVerify(),
     p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
           cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
     p.Inject(template="key={{ credd://a/b }}\n"),
@@ -62,7 +65,17 @@ REPLIES: list[p._Message] = [
     p.HistoryReply(name="a", current=2, versions=[p.VersionInfo(version=1, updated=1.0,
                                                                  replaced=2.0)]),
     p.AuditLog(records=[p.AuditRecord(time=1.0, op="get", outcome="ok", name_hmac="hmac-sha256:0",
-                                      pid=3, exe="/bin/x", mount="team")]),
+                                      pid=3, exe="/bin/x", mount="team"),
+                        p.AuditRecord(time=2.0, op="get", outcome="ok", uid=1000, program="git",
+                                      grant="g1", session="s1", mount="bao", form="base64",
+                                      seq=7, prev="ab" * 32)]),
+    p.AuditReaders(name_hmac="hmac-sha256:0",
+                   readers=[p.Reader(program="credd get", count=2, first=1.0, last=2.0,
+                                     grant="g1")]),
+    p.AuditReport(ok=False, records=9, files=["audit.jsonl.1", "audit.jsonl"], first_seq=1,
+                  head_seq=9, anchored_seq=8, anchored_at=5.0, unchained=2,
+                  problem="edited", file="audit.jsonl", line=3),
+    p.Entries(entries=[p.EntryMeta(name="a", last_used=3.0)]),
     p.CheckReport(checked=3, problems=["x"]),
     p.TokenCreated(token="s.tok", wrapped=True,
                    info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
@@ -139,10 +152,20 @@ class TestOldBytes:
     def test_get_without_field(self):
         assert p.decode_request(b"\x82\xa4type\xa3get\xa4name\xa6github") == p.Get(name="github")
 
+    def test_audit_without_filters(self):
+        assert p.decode_request(b"\x82\xa4type\xa5audit\xa5limit\x05") == p.Audit(limit=5)
+
+    def test_audit_record_before_the_chain(self):
+        old = (b"\x82\xa4type\xa9audit_log\xa7records\x91\x84\xa4time\xcb?\xf0\x00\x00"
+               b"\x00\x00\x00\x00\xa2op\xa3get\xa7outcome\xa2ok\xa3pid\x03")
+        record = p.decode_response(old).records[0]
+        assert (record.seq, record.prev, record.program, record.grant) == (0, "", "", "")
+
     def test_entries_without_paging_fields(self):
         reply = p.decode_response(b"\x82\xa4type\xa7entries\xa7entries\x91\x81\xa4name\xa1a")
         assert reply == p.Entries(entries=[p.EntryMeta(name="a")]) and reply.next is None
         assert reply.entries[0].mount == ""
+        assert reply.entries[0].last_used is None
 
 
 class TestStrict:
@@ -201,7 +224,7 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.Grant, p.AccessRequest):
+                    p.TokenInfo, p.Grant, p.AccessRequest, p.Reader):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

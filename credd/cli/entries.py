@@ -300,6 +300,8 @@ def cmd_show(ns: argparse.Namespace) -> int:
         rows.append(("notes", shown.notes if shown else HIDDEN))
     rows += [("version", str(meta.version)), ("updated", format_time(meta.updated)),
              ("created", format_time(meta.created))]
+    if meta.last_used is not None:
+        rows.append(("last used", format_time(meta.last_used)))
     if meta.rotate_after:
         rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
                                f"{format_time(meta.updated + meta.rotate_after)}"))

@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------- data out
 
-#: Struct fields that hold a unix time (EntryMeta, VersionInfo, AuditRecord, TokenInfo):
-#: --json prints them as RFC 3339 strings. Durations (rotate_after, idle_timeout ...) stay
-#: numbers of seconds.
-TIMESTAMPS = frozenset({"created", "updated", "expires", "deleted", "replaced", "time"})
+#: Struct fields that hold a unix time (EntryMeta, VersionInfo, AuditRecord, AuditReader,
+#: AuditReport, TokenInfo): --json prints them as RFC 3339 strings. Durations (rotate_after,
+#: idle_timeout ...) stay numbers of seconds.
+TIMESTAMPS = frozenset({"created", "updated", "expires", "deleted", "replaced", "time",
+                        "last_used", "first", "last", "anchored_at"})
 
 
 def rfc3339(when: float) -> str:

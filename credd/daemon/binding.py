@@ -16,7 +16,8 @@ processes of one uid a session deters and audits; it is not a wall: a process
 can ask one outside its tree (systemd --user, a tmux server) to connect for it.
 docs/grants.md lists what is open. The walk reads only the peer's ancestors
 (no scan of /proc), none older than the oldest root (start times only grow
-down a tree), and nothing at all while no session is registered.
+down a tree), and nothing at all while no session is registered. The audit
+trail takes a record's grant and session from here (`Origin`: docs/audit.md).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from credd.grants import OWNER_POLICY, Grant, Policy, new_id
+
+from .peer import Peer
 
 Via = Literal["owner", "session", "socket"]
 MAX_DEPTH = 4096  # a deeper chain is a loop in what /proc said; refuse it
@@ -69,6 +72,25 @@ class Binding:
 
 
 OWNER = Binding(grant=None)
+
+
+class Origin(Protocol):
+    """Where a request came from: the peer as the kernel named it, and its binding (what
+    an audit record names: `binding.grant_id`, `binding.session`)."""
+
+    @property
+    def peer(self) -> Peer | None: ...
+
+    @property
+    def binding(self) -> Binding: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The origin of a peer refused at accept: it never had a connection or a binding."""
+
+    peer: Peer | None
+    binding: Binding = OWNER
 
 
 def parent_and_start(pid: int) -> tuple[int, int]:

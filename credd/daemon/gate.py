@@ -99,4 +99,4 @@ def _names(req: p.Request) -> list[str]:
 
 
 def _refused(state: AgentState, conn: Bound, req: p.Request) -> None:
-    state.audit.try_record(p.tag_of(type(req)), "denied", peer=conn.peer)
+    state.audit.try_record(p.tag_of(type(req)), "denied", origin=conn)

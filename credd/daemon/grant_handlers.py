@@ -31,8 +31,9 @@ class Caller(Protocol):
 
 
 def program_of(peer: Peer) -> str:
-    """The asking program as a person names it, for grants and access requests."""
-    return peer.exe.rpartition("/")[2] or "unknown program"
+    """The asking program as a person names it (`credd session`, `pytest`), for grants and
+    access requests: a label for people, never decided on (peer.py)."""
+    return peer.program or "unknown program"
 
 
 # ---------------------------------------------------------------- grants
@@ -180,6 +181,6 @@ def _audit(state: AgentState, conn: Caller, op: str, grant: str, outcome: str = 
            strict: bool = False) -> None:
     """A grant's change in the audit trail; `strict` (fail closed) for what widens access."""
     if strict:
-        state.audit.record(op, outcome, peer=conn.peer)
+        state.audit.record(op, outcome, origin=conn)
     else:
-        state.audit.try_record(op, outcome, peer=conn.peer)
+        state.audit.try_record(op, outcome, origin=conn)

@@ -10,6 +10,7 @@ and nowhere else: they are not cached, logged, or put into exception text.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import operator
 import os
@@ -21,11 +22,21 @@ import msgspec
 
 from credd import __version__, rules
 from credd import protocol as p
-from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
+from credd.errors import (
+    AuditUnavailable,
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    Exists,
+    NotFound,
+    VersionMismatch,
+)
 from credd.refs import SCHEME, locate, path_of
 from credd.store import EntryStore, SecretEntry
 
 from . import suggest
+from .audit import name_hmac
+from .audit_trail import Query, Trail
 from .binding import Binding
 from .events import Subscription
 from .peer import Peer
@@ -52,7 +63,8 @@ def store_for(state: AgentState, conn: Caller) -> EntryStore:
     return store if conn.binding.grant is None else Scoped(store, conn.binding.policy)
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
-                "unlock_wait", "grants", "sessions", "run", "inject"]
+                "unlock_wait", "audit_query", "audit_verify", "last_used", "grants", "sessions",
+                "run", "inject"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -71,6 +83,7 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             f"credd {__version__}) speaks {p.PROTOCOL_VERSION}: restart the agent "
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
+    conn.peer.client = req.client[:64]  # a label for the audit trail, never trusted
     binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
                      capabilities=CAPABILITIES, grant=binding.grant_id,
@@ -109,8 +122,8 @@ async def init(state: AgentState, conn: Caller, req: p.Init) -> p.RecoveryKey:
     if epoch != state.epoch:  # a lock acknowledged while the vault was made wins
         await state.write(vault.lock)
     else:
-        state.opened()
-    state.audit.try_record("init", "ok", peer=conn.peer)
+        state.opened(new_key=True)
+    state.audit.try_record("init", "ok", origin=conn)
     return p.RecoveryKey(recovery_key=recovery)  # shown once, whatever the lock state
 
 
@@ -125,9 +138,9 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
     try:
         await state.unlock(vault, idle, lifetime, wait=req.wait, **secret)
     except CreddError as exc:
-        state.audit.try_record("unlock", exc.code, peer=conn.peer)
+        state.audit.try_record("unlock", exc.code, origin=conn)
         raise
-    state.audit.try_record("unlock", "ok", peer=conn.peer)
+    state.audit.try_record("unlock", "ok", origin=conn)
     return _status(state)
 
 
@@ -144,10 +157,10 @@ async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassph
         await state.write(vault.change_passphrase, req.old, req.new)
     except BadPassphrase:
         state.throttle.failed()
-        state.audit.try_record("change_passphrase", "bad_passphrase", peer=conn.peer)
+        state.audit.try_record("change_passphrase", "bad_passphrase", origin=conn)
         raise
     state.wrote()
-    state.audit.try_record("change_passphrase", "ok", peer=conn.peer)
+    state.audit.try_record("change_passphrase", "ok", origin=conn)
     return p.Ok()
 
 
@@ -166,7 +179,8 @@ def stop(state: AgentState, conn: Caller, req: p.Stop) -> p.Ok:
 def _audited(state: AgentState, conn: Caller, store: EntryStore, op: str,
              names: list[str]) -> None:
     """Write the reveal's audit lines before the secret leaves; raises AuditUnavailable."""
-    state.audit.record(op, "ok", names=names, key=store.audit_key, peer=conn.peer)
+    state.audit.record(op, "ok", names=names, key=store.audit_key, origin=conn)
+    state.last_used.touch(names)
 
 
 def _audit_failure(state: AgentState, conn: Caller, store: EntryStore, op: str,
@@ -176,7 +190,7 @@ def _audit_failure(state: AgentState, conn: Caller, store: EntryStore, op: str,
         key = store.audit_key
     except CreddError:  # a damaged vault has no usable key: record the failure without names
         key, names = None, []
-    state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
+    state.audit.try_record(op, exc.code, names=names, key=key, origin=conn)
 
 
 def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, names: list[str],
@@ -373,7 +387,7 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
     store = store_for(state, conn)
     entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name], lambda: _named(
         store, req.name, lambda: store.reveal(req.name, req.version)))
-    return p.Revealed(entry=entry.meta, value=entry.value or "",
+    return p.Revealed(entry=state.last_used.stamp(entry.meta), value=entry.value or "",
                       secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
 
 
@@ -381,7 +395,8 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
     store = store_for(state, conn)
-    return p.EntryReply(entry=_named(store, req.name, lambda: store.describe(req.name)))
+    return p.EntryReply(entry=state.last_used.stamp(
+        _named(store, req.name, lambda: store.describe(req.name))))
 
 
 def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
@@ -479,7 +494,8 @@ def _array_header(n: int) -> bytes:
 def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    matches, match = store_for(state, conn).entries(), _matcher(req)
+    visible = store_for(state, conn).entries()
+    matches, match = visible, _matcher(req)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])
@@ -488,10 +504,14 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if match is not None:
         matches = [m for m in matches if match(m)]
     start = bisect.bisect_right(matches, req.cursor, key=lambda m: m.name) if req.cursor else 0
+    # saved last-used times are matched with every name of the store, whatever `conn` sees
+    everything = _as_stored(state.store().entries())
+    stored = everything if conn.binding.owner else _as_stored(visible)
     if req.prefix or match is not None:
-        page, n = _fit(matches, start, req.limit)
+        page, n = _fit(state.last_used.stamped(matches, stored), start, req.limit)
     else:
-        page, n = _fit_again(state.pages, _as_stored(matches), start, req.limit)
+        page, n = _fit_again(state.pages, state.last_used.stamped(stored, stored), start,
+                             req.limit)
     end = start + n
     nxt = matches[end - 1].name if end < len(matches) else None
     return p.Entries(entries=_as_entries(page), next=nxt, total=len(matches))
@@ -510,13 +530,41 @@ def history(state: AgentState, conn: Caller, req: p.History) -> p.HistoryReply:
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
 
-def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
+async def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
     if not 1 <= req.limit <= MAX_AUDIT:
         raise BadRequest(f"limit must be between 1 and {MAX_AUDIT}")
-    state.unlocked_vault()
-    records = state.audit.tail(req.limit)
-    _, n = _fit(records[::-1])  # the newest ones that fit
-    return p.AuditLog(records=records[len(records) - n:])
+    key = state.store().audit_key
+    query = Query(name_hmac=None if req.name is None else name_hmac(key, req.name),
+                  grant=req.grant, program=req.program, since=req.since, op=req.op,
+                  outcome=req.outcome)
+    records = await _asking(state, lambda trail: trail.search(query, req.limit))
+    _, n = _fit(records)  # newest first: the newest ones that fit
+    return p.AuditLog(records=records[n - 1::-1] if n else [])
+
+
+async def audit_who(state: AgentState, conn: Caller, req: p.AuditWho) -> p.AuditReaders:
+    digest = name_hmac(state.store().audit_key, req.name)
+    readers = await _asking(state, lambda trail: trail.readers(digest, req.since))
+    _, n = _fit(readers)
+    return p.AuditReaders(name_hmac=digest, readers=readers[:n])
+
+
+async def audit_verify(state: AgentState, conn: Caller, req: p.AuditVerify) -> p.AuditReport:
+    state.store()  # unlocked: the anchor is checked under the audit key
+    expected = state.audit.expected()
+    return await _asking(state, lambda trail: trail.verify(expected))
+
+
+async def _asking(state: AgentState, question: Callable[[Trail], T]) -> T:
+    """Ask the trail as written so far, on a thread: the answer may read every file."""
+    try:
+        trail = state.audit.trail()
+    except OSError as exc:
+        raise AuditUnavailable(f"the audit trail cannot be read ({exc.strerror})") from None
+    try:
+        return await asyncio.to_thread(question, trail)
+    finally:
+        trail.close()
 
 
 async def check(state: AgentState, conn: Caller, req: p.Check) -> p.CheckReport:
@@ -536,8 +584,9 @@ async def _write(state: AgentState, conn: Caller, op: str, names: list[str],
     key = state.store().audit_key if key is None else key
     result = await state.write(write)
     state.wrote()
-    state.audit.try_record(op, "ok", names=names, key=key, peer=conn.peer)
+    state.audit.try_record(op, "ok", names=names, key=key, origin=conn)
     if event is not None:
+        state.last_used.changed(event)
         state.events.publish(event)
     return result
 
@@ -607,5 +656,6 @@ async def remove_key_slot(state: AgentState, conn: Caller, req: p.RemoveKeySlot)
 async def rekey(state: AgentState, conn: Caller, req: p.Rekey) -> p.RecoveryKey:
     """The old recovery key no longer opens the vault: the new one goes back to the user."""
     vault = state.unlocked_vault()
-    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey,
-                                                   key=vault.audit_key))
+    recovery = await _write(state, conn, "rekey", [], vault.rekey, key=vault.audit_key)
+    state.rekeyed()
+    return p.RecoveryKey(recovery_key=recovery)

@@ -38,7 +38,7 @@ from credd import protocol as p
 from credd.errors import BadRequest
 
 from . import events, grant_handlers
-from .binding import OWNER, Binding, NotAdmitted
+from .binding import OWNER, Binding, NotAdmitted, Refused
 from .dispatch import dispatch, frame_error, oversized_reply
 from .grant_sockets import GrantSockets
 from .listener import Listener
@@ -443,7 +443,7 @@ class Server:
         pid = peer.pid if peer else None
         log.warning("refused a connection from %s (pid %s, %s)", why, pid,
                     (peer.exe if peer else "") or "unknown program")
-        self.state.audit.try_record("peer_rejected", "denied", peer=peer)
+        self.state.audit.try_record("peer_rejected", "denied", origin=Refused(peer))
 
     def _evict(self) -> bool:
         waiting = [c for c in self.connections if c.waiting_since is not None]

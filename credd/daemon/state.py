@@ -31,11 +31,13 @@ from credd.files import write_private
 from credd.store import EntryStore
 
 from .approvals import Approvals
-from .audit import FILE_NAME, AuditLog
+from .audit import DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
 from .grant_book import KIND as GRANT_KIND
 from .grant_book import GrantBook, Records
+from .last_used import FILE_NAME as LAST_USED_FILE
+from .last_used import LastUsed
 from .mounts.table import MountTable
 from .reapers import Reapers
 
@@ -67,6 +69,8 @@ class Config:
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
     approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
     config_file: str | None = None     # the mount table; None: paths.config_path()
+    audit_max_bytes: int = DEFAULT_MAX_BYTES  # rotate the audit log past this size
+    audit_keep: int = DEFAULT_KEEP     # rotated audit files kept
 
     @property
     def unlock_cap(self) -> float:
@@ -221,9 +225,14 @@ class AgentState:
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
-                              mount_of=self.mounts.mount_of)
+                              mount_of=self.mounts.mount_of,
+                              max_bytes=config.audit_max_bytes, keep=config.audit_keep,
+                              background=self._writer.submit)
+        self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
+                                  background=self._writer.submit)
         self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
@@ -234,7 +243,6 @@ class AgentState:
         self._epoch = 0                    # bumped by every lock; an unlock racing one loses
         self._unlocking = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
 
@@ -357,8 +365,11 @@ class AgentState:
         """Changes with every lock: work that spans an await compares it before and after."""
         return self._epoch
 
-    def opened(self, idle: float | None = None, lifetime: float | None = None) -> None:
-        """The vault is now unlocked: start its deadlines (at most the cap) and tell subscribers."""
+    def opened(self, idle: float | None = None, lifetime: float | None = None, *,
+               new_key: bool = False) -> None:
+        """The vault is now unlocked: start its deadlines (at most the cap), hand the audit
+        key to the trail and the last-used times (`new_key`: a vault just made, whose key
+        anchored nothing yet), and tell subscribers."""
         self.deadlines.start(*self.config.window(idle, lifetime))
         was = self._unlocked
         self._unlocked = True
@@ -366,6 +377,9 @@ class AgentState:
         if not was:
             log.info("unlocked (idle timeout %.0f s, max lifetime %.0f s)",
                      self.deadlines.idle, self.deadlines.lifetime)
+            key = self.store().audit_key
+            self.audit.unlocked(key, new_key=new_key)
+            self.last_used.unlocked(key)
             self._load_grants()
             self.events.publish(protocol.Unlocked())
 
@@ -382,6 +396,15 @@ class AgentState:
         for stale in self.grants.load(blobs):
             self._writer.submit(records.delete_record, GRANT_KIND, stale)
 
+    def rekeyed(self) -> None:
+        """The vault's key changed, and with it the audit key: re-anchor under the new one
+        (a lock that came meanwhile anchored under the old key, and the next unlock says so)."""
+        if not self._unlocked:
+            return
+        vault = self.require_vault()  # the local entries: no mount is listed for this
+        self.audit.unlocked(vault.audit_key, new_key=True)
+        self.last_used.rekeyed(vault.audit_key, vault.entries())
+
     def lock(self, reason: str) -> None:
         """Forget the key now; the vault's own lock runs after any write in flight."""
         self._epoch += 1
@@ -396,7 +419,8 @@ class AgentState:
         self.mounts.close()
         log.info("locked (%s)", reason)
         self.audit.try_record("lock", reason)
-        self.audit.forget()
+        self.audit.locked()
+        self.last_used.locked()
         self.pages.clear()
         self.grants.clear()
         self.approvals.refuse()

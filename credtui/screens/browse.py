@@ -55,7 +55,8 @@ class BrowseScreen(CredScreen):
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
         Binding("h", "history", "History", show=False),  # the footer keeps to 80 columns;
-        Binding("t", "trash", "Trash", show=False),      # help (?) lists every key
+        Binding("w", "who", "Who read it", show=False),  # help (?) lists every key
+        Binding("t", "trash", "Trash", show=False),
         Binding("f", "folders", "Folders", show=False),
         Binding("u", "due", "Due", show=False),
     ]
@@ -328,6 +329,11 @@ class BrowseScreen(CredScreen):
         from credtui.screens.history import HistoryScreen
         if (meta := self._current()) is not None:
             self.app.push_screen(HistoryScreen(meta.name))
+
+    def action_who(self) -> None:
+        from credtui.screens.audit import WhoReadScreen
+        if (meta := self._current()) is not None:
+            self.app.push_screen(WhoReadScreen(meta.name))
 
     def action_trash(self) -> None:
         from credtui.screens.trash import TrashScreen

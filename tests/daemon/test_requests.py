@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import msgspec
 import pytest
 
 from credd import protocol as p
@@ -112,7 +113,9 @@ class TestEntries:
             "db/prod", "postgres", {"user": "app"}, ("pin",))
         assert conn.call(p.Get(name="db/prod")) == p.Secret(name="db/prod", value=SENTINEL)
         assert conn.call(p.Get(name="db/prod", field="pin")).value == "1234"
-        assert conn.call(p.Describe(name="db/prod")).entry == meta
+        described = conn.call(p.Describe(name="db/prod")).entry
+        assert described.last_used is not None and described.last_used >= meta.updated
+        assert msgspec.structs.replace(described, last_used=None) == meta
         revealed = conn.call(p.Reveal(name="db/prod"))
         assert (revealed.value, revealed.secret_fields, revealed.notes) == (
             SENTINEL, {"pin": "1234"}, "n")

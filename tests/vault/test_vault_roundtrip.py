@@ -175,7 +175,7 @@ def test_secret_reprs_are_redacted(vault):
 
 def test_meta_record_and_entry_meta_share_field_order():
     """to_entry_meta builds the wire record positionally from the disk record."""
-    wire_only = ("mount",)  # the mount serving an entry: a wire field, never in the vault
+    wire_only = ("mount", "last_used")  # filled in by the agent: wire fields, never in the vault
     assert MetaRecord.__struct_fields__ + wire_only == EntryMeta.__struct_fields__
     record = MetaRecord(name="a", kind="api_key", service="s", tags=("t",), fields={"f": "1"},
                         secret_fields=("k",), has_value=True, has_notes=True, created=1.0,
