@@ -127,6 +127,7 @@ class AuditRecord(_Data):
     grant: str = ""                    # the grant the connection is bound to
     session: str = ""                  # the session it was bound through
     form: str = ""                     # for a mask hit, the encoding that was masked
+    subject: str = ""                  # the grant a grant or session change is about
     seq: int = 0                       # 0: written before the trail was chained
     prev: str = ""
 

@@ -94,7 +94,7 @@ class Query:
 
     def matches(self, r: AuditRecord) -> bool:
         return ((self.name_hmac is None or r.name_hmac == self.name_hmac)
-                and (self.grant is None or r.grant == self.grant)
+                and (self.grant is None or self.grant in (r.grant, r.subject))
                 and (self.program is None or program_matches(self.program, r.program))
                 and (self.op is None or r.op == self.op)
                 and (self.outcome is None or r.outcome == self.outcome))

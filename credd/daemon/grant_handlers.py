@@ -97,7 +97,7 @@ def expired(state: AgentState, grants: list[Grant]) -> None:
     `run` started under them ends (their subreapers also watch the expiry themselves)."""
     state.reapers.end({g.id for g in grants})
     for grant in grants:
-        state.audit.try_record("grant_expire", "ok")
+        state.audit.try_record("grant_expire", "ok", subject=grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
 
 
@@ -181,6 +181,6 @@ def _audit(state: AgentState, conn: Caller, op: str, grant: str, outcome: str = 
            strict: bool = False) -> None:
     """A grant's change in the audit trail; `strict` (fail closed) for what widens access."""
     if strict:
-        state.audit.record(op, outcome, origin=conn)
+        state.audit.record(op, outcome, origin=conn, subject=grant)
     else:
-        state.audit.try_record(op, outcome, origin=conn)
+        state.audit.try_record(op, outcome, origin=conn, subject=grant)

@@ -356,3 +356,30 @@ class TestSandboxSocket:
         (again,) = ok(c.call(p.GrantList())).grants
         assert again.id == kept.id and again.socket != kept.socket
         assert os.path.exists(again.socket) and not os.path.exists(kept.socket)
+
+
+class TestAudit:
+    def test_records_carry_the_grant_the_session_and_the_program(self, agent, owner, raw):
+        """What a bound connection does is found by its grant (`credd audit --grant`), with
+        its session and program; what it was refused too; the owner's records name none."""
+        g = create(owner, ["stripe/*"], "read")
+        root = raw(agent)
+        session = ok(root.call(p.SessionOpen(grant=g.id)), p.SessionReply).session
+        try:
+            c = raw(agent)
+            ok(c.call(p.Get(name="stripe/key")))
+            error(c.call(p.Set(name="stripe/key", value="x")), "denied")
+        finally:
+            root.call(p.SessionClose(session=session))
+        records = ok(owner.call(p.Audit(grant=g.id)), p.AuditLog).records
+        assert {(r.op, r.outcome) for r in records} >= {("get", "ok"), ("set", "denied")}
+        assert {(r.grant, r.session, r.pid) for r in records if r.op in ("get", "set")} == {
+            (g.id, session, os.getpid())}
+        assert all(r.program for r in records)
+        (reader,) = ok(owner.call(p.AuditWho(name="stripe/key"))).readers
+        assert reader.grant == g.id
+        ok(owner.call(p.GrantRevoke(id=g.id)))
+        changes = [(r.op, r.grant, r.subject) for r in ok(owner.call(
+            p.Audit(grant=g.id)), p.AuditLog).records if r.op.startswith(("grant", "session"))]
+        assert changes == [("grant_create", "", g.id), ("session_open", "", g.id),
+                           ("session_close", "", g.id), ("grant_revoke", "", g.id)]
