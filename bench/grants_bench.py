@@ -116,7 +116,8 @@ def walk(ns: argparse.Namespace) -> None:
         assert sessions.binding_for(os.getpid()).grant is None
         p50, p99 = percentiles(timed(lambda: sessions.binding_for(os.getpid()), ns.runs))
         row(f"peer in no session, {ns.unrelated} unrelated processes", ms(p50),
-            f"p99 {ms(p99).strip()}; {depth} ancestors read; {p50 / BUDGET:.2f}x the budget")
+            f"p99 {ms(p99).strip()}; {depth} ancestors, none older than the root read; "
+            f"{p50 / BUDGET:.2f}x the budget")
     p50, _ = percentiles(timed(lambda: Sessions().binding_for(os.getpid()), ns.runs))
     row("no session registered (nothing is read)", ms(p50))
 

@@ -8,7 +8,7 @@ runs it (values fetched, the command started here), end to end, in a throwaway v
 3. `credd run --env-file (1,000 refs) -- cat FILE` of --mb MB holding secrets
    in their encoded forms: MB/s of the bound run (the agent masks every value
    and its encodings, off its event loop) beside the owner's local run (which
-   masks the values themselves): medians of --mask-runs.
+   masks the same forms, credd.forms): medians of --mask-runs.
 
 The bound runs are children of this process, which opens the session on the
 grant (`session_open`: the peer of its own connection becomes the root).
@@ -106,7 +106,7 @@ def _ratio(results: dict[str, float]) -> float:
 
 
 def plant_encoded(text: Path, secrets: list[str], rng: random.Random) -> None:
-    """Append lines holding secrets in their encoded forms (base64, base64url, URL)."""
+    """Append lines holding secrets in encoded forms (base64, base64url) beside make_text's."""
     with open(text, "a") as f:
         for value in rng.sample(secrets, min(200, len(secrets))):
             raw = value.encode()

@@ -15,7 +15,7 @@ _LAZY = {
 __all__ = ["Client", "RedactingFilter", "__version__", "resolve"]  # _LAZY's names
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'credd' has no attribute {name!r}")
@@ -23,3 +23,8 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The lazy names too: `dir(credd)` and completion in a REPL show what `credd.X` gives."""
+    return sorted({*globals(), *_LAZY})

@@ -97,10 +97,13 @@ class Calls:
 
     @method
     def init(self, passphrase: str, *, kdf_memory_kib: int | None = None,
-             kdf_iterations: int | None = None, kdf_lanes: int | None = None) -> str:
-        """Create the vault; returns the recovery key (shown to the user once)."""
+             kdf_iterations: int | None = None, kdf_lanes: int | None = None,
+             allow_short: bool = False) -> str:
+        """Create the vault; returns the recovery key (shown to the user once).
+        `allow_short`: a passphrase under 8 characters, asked for by name."""
         request = p.Init(passphrase=passphrase, kdf_memory_kib=kdf_memory_kib,
-                         kdf_iterations=kdf_iterations, kdf_lanes=kdf_lanes)
+                         kdf_iterations=kdf_iterations, kdf_lanes=kdf_lanes,
+                         allow_short=allow_short)
         return self._ask(request, _recovery_key)
 
     @method
@@ -118,16 +121,24 @@ class Calls:
         return self._ask(p.Lock(), _nothing)
 
     @method
-    def change_passphrase(self, old: str, new: str) -> None:
-        return self._ask(p.ChangePassphrase(old=old, new=new), _nothing)
+    def change_passphrase(self, old: str, new: str, *, allow_short: bool = False) -> None:
+        return self._ask(p.ChangePassphrase(old=old, new=new, allow_short=allow_short),
+                         _nothing)
 
     @method
-    def add_key_slot(self, key: bytes, label: str = "keyring") -> None:
-        return self._ask(p.AddKeySlot(key=key, label=label), _nothing)
+    def add_key_slot(self, key: bytes, label: str = "keyring", *, proof: str) -> None:
+        """Add (or replace) a key slot; `proof`: the vault's passphrase or recovery key."""
+        return self._ask(p.AddKeySlot(key=key, label=label, proof=proof), _nothing)
 
     @method
-    def remove_key_slot(self, label: str = "keyring") -> None:
-        return self._ask(p.RemoveKeySlot(label=label), _nothing)
+    def remove_key_slot(self, label: str = "keyring", *, proof: str) -> None:
+        """Remove a key slot or the recovery slot; `proof` as for add_key_slot."""
+        return self._ask(p.RemoveKeySlot(label=label, proof=proof), _nothing)
+
+    @method
+    def slots(self) -> p.SlotList:
+        """Every key slot (never key material), and what failed authentication."""
+        return self._ask(p.Slots(), whole)
 
     @method
     def audit(self, limit: int = 100) -> builtins.list[p.AuditRecord]:
@@ -138,10 +149,11 @@ class Calls:
         return self._ask(p.Check(), whole)
 
     @method
-    def rekey(self) -> str:
+    def rekey(self, *, proof: str) -> str:
         """Re-encrypt every entry under a new data key; returns the NEW recovery key
-        (the old one stops working, and keyring slots must be added again)."""
-        return self._ask(p.Rekey(), _recovery_key)
+        (the old one stops working, and keyring slots must be added again). `proof`: the
+        passphrase (or the recovery key, while unlocked with the passphrase)."""
+        return self._ask(p.Rekey(proof=proof), _recovery_key)
 
     @method
     def stop(self) -> None:
@@ -163,10 +175,18 @@ class Calls:
     def token_revoke(self, accessor: str, mount: str | None = None) -> None:
         return self._ask(p.TokenRevoke(accessor=accessor, mount=mount), _nothing)
 
+    @method
+    def migrate(self, /, src: str, dst: str, **options: Any) -> p.Migrated:
+        """One batch of a migration inside the agent (options: those of `protocol.Migrate`);
+        ask again with `cursor=reply.next` until it is None."""
+        return self._ask(build(p.Migrate, src=src, dst=dst, **options), whole)
+
     # -- entries
 
     @method
     def get(self, name: str, field: str | None = None) -> str:
+        """The entry's value, or one field's. Without `field`, `name` may be `NAME/FIELD` or a
+        `credd://` reference, read by the one rule of `credd.refs` (the agent resolves it)."""
         return self._ask(p.Get(name=name, field=field), _value)
 
     @method
@@ -266,6 +286,60 @@ class Calls:
     def session_close(self, session: str) -> None:
         return self._ask(p.SessionClose(session=session), _nothing)
 
+    # -- lifecycle (docs/lifecycle.md)
+
+    @method
+    def fingerprint(self, name: str, field: str | None = None) -> str:
+        """`fp:xxxx-xxxx`, a keyed fingerprint of the value (or a field): the safe way to
+        name a secret in a log line. Stable for a value in this vault; says nothing of it."""
+        return self._ask(p.Fingerprint(name=name, field=field), _fingerprint)
+
+    @method
+    def inspect(self, name: str) -> p.Inspection:
+        """The entry with its fingerprints, rotation period, last check and due reasons."""
+        return self._ask(p.Inspect(name=name), whole)
+
+    @method
+    def due(self, /, **options: Any) -> p.DueReport:
+        """The entries that need attention; options are those of `protocol.Due`."""
+        return self._ask(build(p.Due, **options), whole)
+
+    @method
+    def incident(self, name: str, since: float | None = None) -> p.IncidentReport:
+        """Who received the value since it changed (or `since`), which entries hold it too;
+        marks the entry compromised until its value changes (docs/lifecycle.md)."""
+        return self._ask(p.Incident(name=name, since=since), whole)
+
+    @method
+    def policy(self) -> p.PolicyReply:
+        """The rotation periods by kind in force (for `rules.entry_state`)."""
+        return self._ask(p.Policy(), whole)
+
+    @method
+    def rotate(self, name: str, value: str) -> p.EntryMeta:
+        """Stage `value` as the entry's pending value; the current value stays current."""
+        return self._ask(p.Rotate(name=name, value=value), _entry)
+
+    @method
+    def finish_rotation(self, name: str) -> p.EntryMeta:
+        """Make the pending value current; the previous version stays restorable."""
+        return self._ask(p.RotateFinish(name=name), _entry)
+
+    @method
+    def abandon_rotation(self, name: str) -> p.EntryMeta:
+        return self._ask(p.RotateAbandon(name=name), _entry)
+
+    @method
+    def get_pending(self, name: str) -> str:
+        return self._ask(p.GetPending(name=name), _value)
+
+    @method
+    def record_verification(self, name: str, outcome: p.VerifyOutcome, *,
+                            exit_status: int | None = None, seconds: float = 0.0) -> None:
+        return self._ask(p.RecordVerification(name=name, outcome=outcome,
+                                              exit_status=exit_status, seconds=seconds),
+                         _nothing)
+
 
 # What methods keep of a reply.
 
@@ -307,6 +381,10 @@ def _records(reply: p.AuditLog) -> list[p.AuditRecord]:
 
 def _entries(reply: p.Entries) -> list[p.EntryMeta]:
     return reply.entries
+
+
+def _fingerprint(reply: p.FingerprintReply) -> str:
+    return reply.fingerprint
 
 
 def _pages(request: p.List) -> Plan[list[p.EntryMeta]]:

@@ -18,12 +18,17 @@ import base64
 import configparser
 import json
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from credd.envfile import format_dotenv, format_shell, is_var_name, parse_dotenv, var_name
 from credd.errors import BadRequest
 from credd.refs import SCHEME, is_ref
 from credd.rules import DEFAULT_KIND
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from credd.protocol import EntryMeta, Field, Revealed
 
 JSON_FORMAT = "credd-export"
 JSON_VERSION = 1
@@ -39,30 +44,66 @@ class Item(NamedTuple):
     value: str
 
 
+class Planned(NamedTuple):
+    """One value to export: the entry's own (field None) or one of its fields."""
+
+    name: str
+    field: str | None
+    var: str
+
+    @property
+    def ref(self) -> str:
+        return self.name if self.field is None else f"{self.name}/{self.field}"
+
+
 class Draft(NamedTuple):
     name: str
-    fields: dict  # keyword arguments of Client.set / protocol.Set
+    fields: dict[str, Any]  # keyword arguments of Client.set / protocol.Set
+
+
+class Skipped(NamedTuple):
+    """Something in the input that is not imported, and why (the import lists each one)."""
+
+    what: str
+    why: str
 
 
 # ---------------------------------------------------------------- export
 
-def plan_items(metas, mapping: dict[str, str]) -> list[tuple[str, str]]:
-    """(ref, var) for every value and field of the entries, checked for clashes."""
+def plan_items(metas: Sequence[EntryMeta], mapping: dict[str, str],
+               folder: str = "") -> list[Planned]:
+    """Every value and field of the entries with its variable, checked for clashes.
+
+    Under `folder` (`export --from`) a variable is named after the rest of the entry's
+    name, kept as it is when that is a variable name already (`OPENAI_API_KEY`,
+    `database_url`): what `import --into` made from a dotenv file gives the file back."""
     planned = []
     for m in metas:
-        refs = ([m.name] if m.has_value else []) + [f"{m.name}/{f}"
-                                                     for f in [*m.fields, *m.secret_fields]]
-        planned += [(ref, mapping.get(ref) or var_name(ref)) for ref in refs]
-    unknown = sorted(set(mapping) - {ref for ref, _ in planned})
+        rest = _within(m.name, folder)
+        parts = ([(None, _var_of(rest, folder))] if m.has_value else []) + [
+            (f, var_name(rest, f)) for f in [*m.fields, *m.secret_fields]]
+        planned += [Planned(m.name, f, var) for f, var in parts]
+    planned = [p._replace(var=mapping.get(p.ref) or p.var) for p in planned]
+    unknown = sorted(set(mapping) - {p.ref for p in planned})
     if unknown:
         raise BadRequest(f"--map names references not exported: {', '.join(unknown)}")
     seen: dict[str, str] = {}
-    for ref, var in planned:
-        if var in seen:
-            raise BadRequest(f"{seen[var]} and {ref} both become {var}: rename one with "
-                             f"--map {ref}=OTHER_NAME")
-        seen[var] = ref
+    for p in planned:
+        if p.var in seen:
+            raise BadRequest(f"{seen[p.var]} and {p.ref} both become {p.var}: rename one with "
+                             f"--map {p.ref}=OTHER_NAME")
+        seen[p.var] = p.ref
     return planned
+
+
+def _within(name: str, folder: str) -> str:
+    return name[len(folder.strip("/")) + 1:] if folder.strip("/") else name
+
+
+def _var_of(rest: str, folder: str) -> str:
+    """An entry value's variable: its name as it is when exported from a folder and already
+    a variable name a shell accepts, else derived (envfile.var_name)."""
+    return rest if folder and rest.isidentifier() and rest.isascii() else var_name(rest)
 
 
 def parse_map(pairs: Iterable[str]) -> dict[str, str]:
@@ -96,7 +137,7 @@ def k8s_secret(name: str, pairs: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_json(revealed: list) -> bytes:
+def export_json(revealed: Sequence[Revealed]) -> bytes:
     """credd's lossless export of revealed entries (protocol.Revealed)."""
     entries = []
     for r in revealed:
@@ -119,14 +160,22 @@ def export_json(revealed: list) -> bytes:
 
 # ---------------------------------------------------------------- import
 
-def import_dotenv(text: str, into: str = "") -> list[Draft]:
-    """KEY=value → entry `into/key` (lower-cased); references are skipped, not secrets."""
-    drafts = {}
+def import_dotenv(text: str, into: str = "") -> tuple[list[Draft], list[Skipped]]:
+    """KEY=value → entry `into/KEY`, the name as written and an empty value kept, in file
+    order, so that `credd export --from INTO` writes the same variables back. A reference
+    names a secret rather than being one, and of a repeated key the last value wins: both
+    are skipped, and said."""
+    drafts: dict[str, Draft] = {}
+    skipped: list[Skipped] = []
     for key, value in parse_dotenv(text):
-        if is_ref(value) or not value:
+        if key in drafts:
+            skipped.append(Skipped(key, "set again further down: the last value is imported"))
+        if is_ref(value):
+            drafts.pop(key, None)
+            skipped.append(Skipped(key, "a credd:// reference names a secret, it holds none"))
             continue
-        drafts[key] = Draft(_join(into, key.lower()), {"value": value})
-    return list(drafts.values())
+        drafts[key] = Draft(_join(into, key), {"value": value})
+    return list(drafts.values()), skipped
 
 
 def import_env(environ: dict[str, str], prefix: str, into: str = "") -> list[Draft]:
@@ -162,7 +211,7 @@ def _json_object(value: str) -> dict[str, str] | None:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()}
 
 
-def _fields(obj: dict[str, str]) -> list:
+def _fields(obj: dict[str, str]) -> list[Field]:
     from credd.protocol import Field
     return [Field(name=k, value=v, secret=k.lower() not in PLAIN_FIELDS) for k, v in obj.items()]
 
@@ -182,8 +231,8 @@ def import_aws(text: str, into: str = "aws") -> list[Draft]:
     return drafts
 
 
-def import_json(text: str) -> list[Draft]:
-    """credd's own export (see export_json)."""
+def import_json(text: str, into: str = "") -> list[Draft]:
+    """credd's own export (see export_json), under `into/` if given."""
     from credd.protocol import Field
     try:
         doc = json.loads(text)
@@ -202,7 +251,8 @@ def import_json(text: str) -> list[Draft]:
                     "tags": list(e.get("tags", [])), "fields": fields,
                     "value": e.get("value"), "notes": e.get("notes"),
                     "rotate_after": e.get("rotate_after"), "expires": e.get("expires")}
-            drafts.append(Draft(e["name"], {k: v for k, v in args.items() if v is not None}))
+            drafts.append(Draft(_join(into, e["name"]),
+                                {k: v for k, v in args.items() if v is not None}))
         except (KeyError, TypeError, AttributeError):
             raise BadRequest(f"credd export: entry #{n + 1} is malformed") from None
     return drafts

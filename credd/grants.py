@@ -61,7 +61,8 @@ MAX_LABEL = 128
 ANY_REST = "**"  # as the last word of a command pattern: any further arguments
 
 # What a bound connection may ask, by request tag; anything else is the owner's.
-METADATA = frozenset({"hello", "status", "describe", "list", "trash", "history"})
+#: `policy` is the agent's rotation periods by kind: no name, no value (`credd ls` asks it).
+METADATA = frozenset({"hello", "status", "describe", "list", "trash", "history", "policy"})
 #: Grant requests a bound connection may make: each can only narrow what it has.
 NARROWING = frozenset({"grant_create", "grant_list", "grant_revoke", "session_open",
                        "session_close"})

@@ -26,11 +26,13 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
 GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
+VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
+MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
@@ -97,7 +99,11 @@ class EntryMeta(_Data):
     rotate_after: float | None = None  # seconds between rotations
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
+    value_changed: float = 0.0         # unix time the value last changed (0: not recorded)
+    pending: float | None = None       # unix time `rotate` staged a new value (None: none)
+    compromised: float | None = None   # unix time `incident` marked the value (None: not)
     mount: str = ""                    # the mount serving it ("" for the local vault)
+    last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
 
 class VersionInfo(_Data):
@@ -109,7 +115,10 @@ class VersionInfo(_Data):
 
 
 class AuditRecord(_Data):
-    """One audit line; names appear only as HMACs under the vault's audit key."""
+    """One audit line; names appear only as HMACs under the vault's audit key.
+
+    `seq` and `prev` chain the trail: `prev` is the SHA-256 (hex) of the previous
+    line's exact bytes, so a removed, edited or inserted line breaks the chain."""
 
     time: float
     op: str
@@ -118,7 +127,15 @@ class AuditRecord(_Data):
     pid: int | None = None
     exe: str = ""
     mount: str = ""                    # the mount that served the name ("" for the local vault)
+    uid: int | None = None
+    program: str = ""                  # the peer as a person knows it: display only
     source: str = ""                   # what drove the client, as its hello said: mcp
+    grant: str = ""                    # the grant the connection is bound to
+    session: str = ""                  # the session it was bound through
+    form: str = ""                     # for a mask hit, the encoding that was masked
+    subject: str = ""                  # the grant a grant or session change is about
+    seq: int = 0                       # 0: written before the trail was chained
+    prev: str = ""
 
 
 class MountInfo(_Data):
@@ -131,6 +148,20 @@ class MountInfo(_Data):
     message: str = ""                  # why, when the state is not ok
     warnings: list[str] = []           # served, but worth fixing (loose file modes ...)
     read_only: bool = False
+
+
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
 
 
 class TokenInfo(_Data):
@@ -186,6 +217,54 @@ class AccessRequest(_Data):
     reason: str = ""                   # request_access: why, in the program's words
 
 
+class DueReason(_Data):
+    """One reason `due` lists an entry for: expired, expiring, rotation_due, pending,
+    check_failed, duplicate, short, unused (docs/lifecycle.md)."""
+
+    reason: str
+    when: float | None = None          # the moment it is about: expiry, due date, last use ...
+    period: float | None = None        # rotation_due: the period in force
+    field: str = ""                    # duplicate, short: which secret ("" for the value)
+    names: list[str] = []              # duplicate: the others holding it (NAME or NAME/FIELD)
+    length: int = 0                    # short: the value's length in characters
+    note: str = ""                     # unused: "changed" (no use recorded); check_failed: why
+
+
+class DueEntry(_Data):
+    name: str
+    kind: EntryType = "secret"
+    reasons: list[DueReason] = []
+
+
+class Verification(_Data):
+    """The last run of an entry's check, as the client that ran it reported it."""
+
+    time: float                        # unix time the agent recorded it
+    outcome: VerifyOutcome
+    exit_status: int | None = None     # the check's exit status (failed)
+    seconds: float = 0.0               # how long it ran
+
+
+class MigrateItem(_Data):
+    """What a `migrate` did with one source entry; `reason` never holds a value."""
+
+    name: str                          # the source entry
+    to: str                            # its name at the destination
+    outcome: MigrateOutcome            # dry_run: what would happen
+    reason: str = ""                   # why (conflict, skipped, a source not deleted)
+    deleted: bool = False              # the source entry went to its trash (dry_run: would)
+
+
+class Reader(_Data):
+    """Who received an entry's value, from `audit_who`: one program under one grant."""
+
+    program: str
+    count: int
+    first: float                       # unix times of the first and the last
+    last: float
+    grant: str = ""
+
+
 # ---------------------------------------------------------------- requests
 
 R = TypeVar("R", covariant=True)
@@ -197,7 +276,11 @@ class Asks(_Message, Generic[R]):
 
     The parameter is the table: `REPLY` below is read from it, clients check
     every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    A request answered `ready` hands descriptors over, and its connection ends
+    with one more frame: the response class `last` names (`LAST`).
     """
+
+    last: ClassVar[str] = ""
 
 
 class Hello(Asks["Welcome"], tag="hello"):
@@ -212,11 +295,15 @@ class Status(Asks["StatusReply"], tag="status"):
 
 
 class Init(Asks["RecoveryKey"], tag="init"):
+    """`allow_short`: accept a passphrase shorter than 8 characters (credd.rules
+    MIN_PASSPHRASE), which the person asked for by name; the agent refuses one otherwise."""
+
     _secret = ("passphrase",)
     passphrase: str
     kdf_memory_kib: int | None = None
     kdf_iterations: int | None = None
     kdf_lanes: int | None = None
+    allow_short: bool = False
 
 
 class Unlock(Asks["StatusReply"], tag="unlock"):
@@ -240,9 +327,12 @@ class ChangePassphrase(Asks["Ok"], tag="change_passphrase"):
     _secret = ("old", "new")
     old: str
     new: str
+    allow_short: bool = False          # as in Init: for `new`
 
 
 class Get(Asks["Secret"], tag="get"):
+    """Without `field`, `name` may be `NAME/FIELD` or a `credd://` reference (credd.refs)."""
+
     name: str
     field: str | None = None
 
@@ -322,17 +412,47 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
+    """The newest records that match every filter given (None: no filter)."""
+
     limit: int = 100
+    name: str | None = None            # an entry name: the agent matches its HMAC
+    grant: str | None = None
+    program: str | None = None         # exact, its first word, or a glob
+    since: float | None = None         # unix time
+    op: str | None = None
+    outcome: str | None = None
+
+
+class AuditWho(Asks["AuditReaders"], tag="audit_who"):
+    """Every program and grant that received `name`'s value."""
+
+    name: str
+    since: float | None = None
+
+
+class AuditVerify(Asks["AuditReport"], tag="audit_verify"):
+    pass
 
 
 class Check(Asks["CheckReport"], tag="check"):
@@ -340,7 +460,10 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
 
 
 class GrantCreate(Asks["GrantReply"], tag="grant_create"):
@@ -391,6 +514,26 @@ class SessionClose(Asks["Ok"], tag="session_close"):
     session: str
 
 
+class VerifyBackup(Asks["Ready"], tag="verify_backup"):
+    """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
+    client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
+    and the connection closes. The agent never opens a path a client names."""
+
+    last = "BackupReport"
+
+
+class RestoreBackup(Asks["Ready"], tag="restore_backup"):
+    """Put a copy of the vault in place of the vault file, the current one kept aside.
+    Exactly one of the copy's passphrase or recovery key: the proof that its owner asks.
+    Answered `ready`, the client sends the copy's descriptor on one byte (SCM_RIGHTS);
+    then `backup_report`, and the connection closes. The vault is left locked."""
+
+    last = "BackupReport"
+    _secret = ("passphrase", "recovery_key")
+    passphrase: str | None = None
+    recovery_key: str | None = None
+
+
 class Subscribe(Asks["Ok"], tag="subscribe"):
     """Answered `ok`; from then on the connection carries events only."""
 
@@ -421,6 +564,75 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Due(Asks["DueReport"], tag="due"):
+    """The entries that need attention, each with its reasons."""
+
+    within: float = 14 * 86400.0       # due or expiring within this many seconds
+    unused: float = 180 * 86400.0      # report entries unused this long (0: do not)
+    values: bool = True                # read the values too: duplicates, short passwords
+    now: float | None = None           # judge as at this unix time (None: now)
+
+
+class Fingerprint(Asks["FingerprintReply"], tag="fingerprint"):
+    """Without `field`, `name` is a path read as `get` reads it (NAME, else NAME/FIELD)."""
+
+    name: str
+    field: str | None = None
+
+
+class Inspect(Asks["Inspection"], tag="inspect"):
+    name: str
+
+
+class Policy(Asks["PolicyReply"], tag="policy"):
+    pass
+
+
+class Rotate(Asks["EntryReply"], tag="rotate"):
+    """Stage `value` as the entry's pending value: the current value stays current."""
+
+    _secret = ("value",)
+    name: str
+    value: str
+
+
+class RotateFinish(Asks["EntryReply"], tag="rotate_finish"):
+    name: str
+
+
+class RotateAbandon(Asks["EntryReply"], tag="rotate_abandon"):
+    name: str
+
+
+class GetPending(Asks["Secret"], tag="get_pending"):
+    name: str
+
+
+class RecordVerification(Asks["Ok"], tag="record_verification"):
+    name: str
+    outcome: VerifyOutcome
+    exit_status: int | None = None
+    seconds: float = 0.0
+
+
+class Incident(Asks["IncidentReport"], tag="incident"):
+    """Who received `name`'s value and which entries share it; marks it compromised."""
+
+    name: str
+    since: float | None = None         # readers since this unix time (None: the value's change)
+
+
+class Migrate(Asks["Migrated"], tag="migrate"):
+    """Copy the entries under `src` to `dst`, store to store inside the agent (no value
+    crosses the socket), one batch per request: ask again with `cursor` = `next`."""
+
+    src: str                           # `NAME/` a folder; `NAME` the entry and its folder
+    dst: str
+    cursor: str | None = None          # resume after this source name
+    limit: int = 0                     # 0: the agent's batch (at most 100 entries)
+    dry_run: bool = False
+    overwrite: bool = False            # replace destination entries that differ
+    delete_source: bool = False        # trash each source entry once its copy is confirmed
 class Run(Asks["RunExit"], tag="run"):
     """The agent runs argv with the secrets in its environment and masks its output (how
     a `use` grant uses secrets). First the agent sends `ready`; the client then sends one
@@ -452,9 +664,11 @@ class Inject(Asks["Ok"], tag="inject"):
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | Check | Rekey | Subscribe | Stop | TokenCreate |
-    TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke | GrantAnswer |
-    RequestAccess | SessionOpen | SessionClose | Run | Inject
+    AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
+    GrantAnswer | RequestAccess | SessionOpen | SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -484,6 +698,9 @@ class StatusReply(_Message, tag="status"):
     capped: bool = False                # this unlock asked for more than --max-unlock allows
     mounts: list[MountInfo] = []        # the mount table in force, each mount's state
     config_error: str = ""              # why the mount table file was not (re)loaded
+    damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
+    #                                     data operations refuse until it is repaired
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -537,9 +754,53 @@ class AuditLog(_Message, tag="audit_log"):
     records: list[AuditRecord]
 
 
+class AuditReaders(_Message, tag="audit_readers"):
+    name_hmac: str
+    readers: list[Reader] = []         # the most recent reader first
+
+
+class AuditReport(_Message, tag="audit_report"):
+    """What `audit_verify` found: `ok`, or the first broken place (`file`, `line`)."""
+
+    ok: bool
+    records: int = 0                   # chained records checked
+    files: list[str] = []              # oldest first
+    first_seq: int = 0
+    head_seq: int = 0
+    anchored_seq: int | None = None    # the last record the anchor covers
+    anchored_at: float | None = None
+    unchained: int = 0                 # records from before the trail was chained
+    problem: str = ""
+    file: str = ""
+    line: int = 0
+
+
 class CheckReport(_Message, tag="check_report"):
     checked: int
     problems: list[str] = []
+
+
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
+class Ready(_Message, tag="ready"):
+    """The request (`run`, `inject`, a backup's) was accepted: send the descriptors now,
+    before its reply."""
+
+
+class BackupReport(_Message, tag="backup_report"):
+    """A copy of the vault as `verify_backup` checked it, or as `restore_backup` put it in
+    place; what it counts is read from the file (entries and versions are row counts)."""
+
+    vault_id: str                      # hex
+    generation: int                    # the copy's; after a restore, the vault's new one
+    format: int
+    entries: int                       # entry rows, the trash included
+    versions: int                      # older versions kept in history
+    problems: list[str] = []           # what failed the check (verify_backup)
+    replaced: str = ""                 # restore: where the file it replaced was kept
 
 
 class TokenCreated(_Message, tag="token_created"):
@@ -569,10 +830,55 @@ class SessionReply(_Message, tag="session"):
     grant: Grant
 
 
-class Ready(_Message, tag="ready"):
-    """`run` or `inject` was accepted: send the descriptors now (before their reply)."""
+class DueReport(_Message, tag="due_report"):
+    entries: list[DueEntry]
+    now: float                         # the time the report judged at
+    checked: int = 0                   # entries looked at
+    values: int = 0                    # values read (duplicates, short passwords)
+    unread: list[str] = []             # mounts whose values were not read (remote)
+    config_error: str = ""             # why config.toml's [rotation] was not (re)loaded
 
 
+class FingerprintReply(_Message, tag="fingerprint"):
+    name: str
+    fingerprint: str                   # fp:xxxx-xxxx
+    field: str | None = None
+
+
+class Inspection(_Message, tag="inspection"):
+    """An entry with what the agent knows about its lifecycle; no secret value."""
+
+    entry: EntryMeta
+    fingerprint: str = ""              # the value's ("" when it has none)
+    field_fingerprints: dict[str, str] = {}  # each secret field's
+    rotation: float | None = None      # the period in force (None: never rotated)
+    verification: Verification | None = None  # the last check run (None: never)
+    reasons: list[DueReason] = []      # what `due` says of it, duplicates aside
+
+
+class PolicyReply(_Message, tag="policy"):
+    rotation: dict[str, float]         # kind → period; a kind not listed is never rotated
+    config_error: str = ""
+
+
+class IncidentReport(_Message, tag="incident_report"):
+    """The reply to `incident`: what received the value, and where else it is; no value."""
+
+    entry: EntryMeta                   # as marked: `compromised` set
+    since: float                       # readers counted from this unix time
+    readers: list[Reader] = []         # the most recent reader first
+    shared: list[DueReason] = []       # `duplicate` reasons: the entries holding the same secret
+    unread: list[str] = []             # remote mounts whose values were not compared
+
+
+class Migrated(_Message, tag="migrated"):
+    """One batch of a `migrate`, in source order."""
+
+    items: list[MigrateItem]
+    next: str | None = None            # pass as `cursor`; None: nothing left
+    remaining: int = 0                 # source entries after `next`
+    stopped: str = ""                  # why the run cannot go on now (a server down): re-run
+    versions_left: bool = False        # the source keeps older versions: only current ones copied
 class RunExit(_Message, tag="run_exit"):
     """A run's last frame: how the command ended."""
 
@@ -589,14 +895,16 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | CheckReport | TokenCreated | Tokens | GrantReply |
-    GrantsReply | SessionReply | Ready | RunExit | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | RunExit |
+    Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown, session
+    reason: str = ""  # request, idle, lifetime, signal, shutdown, restore, session
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -650,6 +958,9 @@ def _reply_of(request: type) -> type[_Message]:
 
 #: Each request type's reply type, as its class declares it (`Asks[...]`).
 REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+#: The last frame of each request answered `ready` (its class's `last`).
+LAST: dict[type, type[_Message]] = {cls: globals()[cls.last] for cls in get_args(Request)
+                                    if cls.last}
 
 # ---------------------------------------------------------------- framing
 

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 
 from credd.forms import form_patterns, forms
 from credd.mask import Masker
-from credd.refs import field_lookup, shadowed
+from credd.refs import field_shadowed
 
 if TYPE_CHECKING:
     from credd.client import Client
@@ -49,15 +49,15 @@ def stored_secrets(client: Client) -> list[StoredSecret]:
     """Every secret value in the vault (primary values and secret fields), with its place.
 
     One get_many per batch of references (the agent audits each reveal); an
-    entry whose own name would be read as a field of another entry (see
-    credd.refs) is revealed on its own instead.
+    entry with a field that another entry's name shadows (`NAME/FIELD` is an entry
+    too: see credd.refs) is revealed on its own instead.
     """
     metas = client.list()
-    fields_of = field_lookup(metas)
+    names = {m.name for m in metas}
     places: dict[str, tuple[str, str | None]] = {}
     ambiguous = []
     for m in metas:
-        if shadowed(m.name, fields_of):
+        if any(field_shadowed(m.name, f, names) for f in m.secret_fields):
             ambiguous.append(m.name)
             continue
         if m.has_value:

@@ -1,28 +1,33 @@
 """Secret references: `credd://NAME` and `credd://NAME/FIELD`, and templates using them.
 
-Names may contain `/`, so a reference alone cannot say where the name ends.
-The agent decides, in one `get_many` round trip, with this rule:
+One rule says what `NAME/FIELD` means, for every way a secret is asked for:
+`credd get`, `Client.get`, `credd.resolve`, `get_many` (`credd run`,
+`credd inject`) and a mount's credentials. Names may contain `/`, so a path
+alone cannot say where the name ends; the agent decides (`locate`):
 
-    credd://a/b/c  is field `c` of entry `a/b`   if entry `a/b` exists and has a field `c`
-                   else the entry `a/b/c` (its primary value)
-                   else it is missing
+    a/b/c  is the entry `a/b/c`                     if an entry has that whole name
+           else field `c` of entry `a/b`             if entry `a/b` has a field `c`
+           else it is missing
 
-A field wins over a longer entry name only when that field really exists, so
-adding an entry never silently changes what an existing reference means
-unless the shorter entry gains that field. Every reference of one command is
-resolved together; if any is missing the whole command fails before
-anything runs, naming each missing reference (`NotFound.names`).
+An entry's own name always reaches that entry, so a name read from a listing
+(the TUI, the git/docker/keyring helpers) needs no special care. Only a
+field is ever shadowed, by an entry named `NAME/FIELD`; readers of many
+fields at once ask for those with an explicit field (`field_shadowed`).
+Every reference of one command is resolved together; if any is missing the
+whole command fails before anything runs, naming each missing reference
+(`NotFound.names`).
 
 Templates (`credd inject`) write a reference between double braces:
 `{{ credd://NAME/FIELD }}`; spaces inside the braces are optional. This
 module is pure: no I/O, no agent; callers pass a resolver (usually
-`Client.get_many`).
+`Client.get_many`) or a lookup.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 from credd.errors import BadRequest, NotFound
 
@@ -85,18 +90,41 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return TEMPLATE_RE.sub(lambda m: values[m.group(1)], template)
 
 
-def shadowed(name: str, fields_of: Callable[[str], Iterable[str] | None]) -> bool:
-    """True when `credd://name` resolves to a field of a shorter entry instead of `name`.
+class HasFields(Protocol):
+    """What `locate` needs of an entry's metadata (protocol.EntryMeta has it)."""
 
-    `fields_of(entry)` gives that entry's field names, or None when it does not exist.
-    Callers that must reach `name` itself then ask for it by name (get/reveal).
-    """
-    head, sep, tail = name.rpartition("/")
-    fields = fields_of(head) if sep and head else None
-    return fields is not None and tail in fields
+    @property
+    def fields(self) -> Mapping[str, str]: ...
+
+    @property
+    def secret_fields(self) -> Iterable[str]: ...
 
 
-def field_lookup(metas) -> Callable[[str], list[str] | None]:
-    """`fields_of` for `shadowed`, from a list of EntryMeta."""
-    by_name = {m.name: [*m.fields, *m.secret_fields] for m in metas}
-    return by_name.get
+M = TypeVar("M", bound=HasFields)
+
+
+def path_of(ref: str) -> str:
+    """`NAME[/FIELD]` of a reference, or of a path given without the scheme."""
+    return ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
+
+
+def locate(ref: str, lookup: Callable[[str], M | None]) -> tuple[str, str | None, M] | None:
+    """Where `credd://NAME[/FIELD]` (or the bare path) points, by the rule above:
+    (entry name, field or None, the entry's metadata), or None when it is missing.
+    `lookup(name)` gives an entry's metadata, or None when there is no such entry."""
+    path = path_of(ref)
+    meta = lookup(path)
+    if meta is not None:
+        return path, None, meta
+    head, sep, tail = path.rpartition("/")
+    if sep and head and tail:
+        meta = lookup(head)
+        if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
+            return head, tail, meta
+    return None
+
+
+def field_shadowed(name: str, field: str, names: Container[str]) -> bool:
+    """True when `credd://name/field` reaches an entry of that whole name instead of the
+    field (`names`: the entry names there are); ask for such a field with `get(name, field)`."""
+    return f"{name}/{field}" in names

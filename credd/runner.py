@@ -25,6 +25,9 @@ are forwarded to the child, except those the terminal already delivered to
 it (credd and the child in the terminal's foreground group). credd exits
 with the child's code, or 128+N when a signal N killed it.
 
+A supervisor (credd.restarter, `--restart-on-change`) follows a run through
+`Hooks`: it learns of the child and of the signals credd got, and makes the
+maskers; a run with hooks never `exec`s.
 The agent's `run` (a `use` grant's way to use secrets: credd/daemon/run_handler.py)
 wires and pumps the same way, with the caller's descriptors in place of ours
 (`Wiring`, `pump`): one masking pipeline for both.
@@ -48,9 +51,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from credd.errors import BadRequest, NotFound
+from credd.errors import BadRequest, CreddError
 from credd.forms import form_patterns
-from credd.mask import Masker
+from credd.mask import Masker, Patterns
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -59,6 +62,36 @@ TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 _Routes = dict[int, tuple[int, Masker | None]]
 CHUNK = 1 << 16          # per read from a terminal or the keyboard
 PIPE_CHUNK = 1 << 20     # per read from the child's output pipes, widened to this where possible
+
+
+class CannotRun(CreddError):
+    """The command could not be started: exit 127 when it is not found, 126 when it cannot
+    be executed, as `env`, shells and `op run` do, so callers tell it from the command's own
+    failure. It is about the command, never the vault: no hint about entries."""
+
+    code = "cannot_run"  # never on the wire
+
+    def __init__(self, program: str, exc: OSError) -> None:
+        missing = isinstance(exc, FileNotFoundError)
+        super().__init__(f"{program}: {'command not found' if missing else exc.strerror}")
+        self.exit_code = 127 if missing else 126
+
+
+class Hooks:
+    """What a supervisor learns of a run, and the maskers it makes; these defaults do nothing."""
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        """The child is running."""
+
+    def signalled(self, sig: int) -> None:
+        """credd got `sig` (it goes on to the child as usual)."""
+
+    def masker(self, patterns: Patterns) -> Masker:
+        """The masker of one of the child's output streams."""
+        return Masker(patterns)
+
+
+NO_HOOKS = Hooks()
 
 
 class SecretFiles:
@@ -77,6 +110,25 @@ class SecretFiles:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+    def refill(self, secrets: dict[str, str]) -> None:
+        """New contents under the same paths (for a child told to re-read them): the same
+        variables, in the order `secret_files` got them."""
+        if self.directory is None:
+            fresh = _memfds(secrets)
+            for old, new in zip(self.fds, fresh.fds, strict=True):
+                os.dup2(new, old, inheritable=False)  # /proc/<pid>/fd/<old> is the new file
+            fresh.close()
+            return
+        for var, value in secrets.items():
+            path = os.path.join(self.directory, var)
+            tmp = f"{path}.new"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                _write_all(fd, value.encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
 
 
 def secret_files(secrets: dict[str, str]) -> SecretFiles:
@@ -169,14 +221,14 @@ def _alive(pid: int) -> bool:
 
 
 def run(argv: list[str], env: dict[str, str], secrets: list[str], *, mask: bool = True,
-        files: SecretFiles | None = None) -> int:
+        files: SecretFiles | None = None, hooks: Hooks = NO_HOOKS) -> int:
     """Run argv with env; returns the exit status credd should exit with."""
     try:
-        if not mask and (files is None or files.directory is None):
+        if not mask and hooks is NO_HOOKS and (files is None or files.directory is None):
             _exec(argv, env, files.fds if files else ())
         if not mask:
-            return _supervise(argv, env)
-        return _run_wired(argv, env, secrets, pty=os.isatty(sys.stdout.fileno()))
+            return _supervise(argv, env, hooks)
+        return _run_wired(argv, env, secrets, hooks, pty=os.isatty(sys.stdout.fileno()))
     finally:
         if files is not None:
             files.close()
@@ -190,19 +242,18 @@ def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> N
         os.set_inheritable(fd, True)
     try:
         os.execvpe(argv[0], argv, env)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
 
 
-def _spawn(argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], env: dict[str, str], hooks: Hooks, **kwargs: Any
+           ) -> subprocess.Popen[bytes]:
     try:
-        return subprocess.Popen(argv, env=env, **kwargs)
-    except FileNotFoundError:
-        raise NotFound(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise BadRequest(f"cannot execute {argv[0]}: permission denied") from None
+        proc = subprocess.Popen(argv, env=env, **kwargs)
+    except OSError as exc:
+        raise CannotRun(argv[0], exc) from None
+    hooks.started(proc)
+    return proc
 
 
 def _exit_status(returncode: int) -> int:
@@ -225,11 +276,13 @@ def _terminal_delivered(sig: int) -> bool:
 class _Forwarder:
     """Installs handlers passing signals on to the child while it runs."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], *, from_terminal: bool) -> None:
-        self.proc, self.from_terminal = proc, from_terminal
+    def __init__(self, proc: subprocess.Popen[bytes], hooks: Hooks, *,
+                 from_terminal: bool) -> None:
+        self.proc, self.hooks, self.from_terminal = proc, hooks, from_terminal
         self.saved: dict[int, Any] = {}
 
     def _handle(self, sig: int, _frame: FrameType | None) -> None:
+        self.hooks.signalled(sig)
         if self.from_terminal and _terminal_delivered(sig):
             return
         try:
@@ -247,10 +300,11 @@ class _Forwarder:
             signal.signal(sig, handler)
 
 
-def _supervise(argv: list[str], env: dict[str, str]) -> int:
-    """No masking, but credd must outlive the child (to remove --files' directory)."""
-    proc = _spawn(argv, env)
-    with _Forwarder(proc, from_terminal=True):
+def _supervise(argv: list[str], env: dict[str, str], hooks: Hooks) -> int:
+    """No masking, but credd must outlive the child (to remove --files' directory, or to
+    restart it)."""
+    proc = _spawn(argv, env, hooks)
+    with _Forwarder(proc, hooks, from_terminal=True):
         return _exit_status(proc.wait())
 
 
@@ -356,19 +410,20 @@ class Wiring:
             self.close_source(fd)
 
 
-def _run_wired(argv: list[str], env: dict[str, str], secrets: list[str], *, pty: bool) -> int:
+def _run_wired(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks, *,
+               pty: bool) -> int:
     """The command on pipes or on a terminal of ours (see Wiring), its output masked."""
     wiring = Wiring((0, 1, 2), pty=pty)
     try:
         stdin, stdout, stderr = wiring.child
-        proc = _spawn(argv, env, stdin=stdin, stdout=stdout, stderr=stderr,
+        proc = _spawn(argv, env, hooks, stdin=stdin, stdout=stdout, stderr=stderr,
                       start_new_session=pty, preexec_fn=_controlling_tty if pty else None)
         wiring.close_child()
         # compiled after the fork (no threads to fork with) while the child starts;
         # nothing it writes is shown before that is done
         patterns = form_patterns(secrets, background=True)
-        routes = wiring.routes(lambda: Masker(patterns))
-        with _keyboard(wiring), _Forwarder(proc, from_terminal=not pty):
+        routes = wiring.routes(lambda: hooks.masker(patterns))
+        with _keyboard(wiring), _Forwarder(proc, hooks, from_terminal=not pty):
             pump(routes, lambda: proc.poll() is not None, on_gone=wiring.close_source,
                  chunk=wiring.chunk, threaded=wiring.threaded)
         return _exit_status(proc.wait())

@@ -242,8 +242,10 @@ def run_credd(credd_env):
             timeout: float = 30.0, check: bool = False) -> subprocess.CompletedProcess:
         full_env = dict(credd_env)
         full_env.update(env or {})
+        # no input: stdin is /dev/null, never the test runner's (`set` reads piped stdin)
+        stdin = subprocess.DEVNULL if input is None else None
         return subprocess.run(
-            [sys.executable, "-m", "credd", *args], env=full_env, timeout=timeout,
+            [sys.executable, "-m", "credd", *args], env=full_env, timeout=timeout, stdin=stdin,
             input=input, capture_output=True, text=not isinstance(input, bytes), check=check,
         )
 

@@ -207,27 +207,21 @@ class TestConversations:
             assert _sent(far) == [protocol.Hello(protocol=1, client=fast.CLIENT_NAME),
                                   protocol.Get(name="a")]
 
-    def test_get_falls_back_to_a_field(self):
-        near, far = _serve([WELCOME, protocol.Error(code="not_found", message="no entry a/b"),
-                            protocol.Secret(name="a", field="b", value="v")])
+    def test_get_of_a_field_is_one_request_the_agent_resolves(self):
+        near, far = _serve([WELCOME, protocol.Secret(name="a", field="b", value="v")])
         with near, far:
             assert fast.get_value(near, "a/b") == "v"
             near.shutdown(socket.SHUT_WR)
-            assert _sent(far)[1:] == [protocol.Get(name="a/b"), protocol.Get(name="a", field="b")]
+            assert _sent(far)[1:] == [protocol.Get(name="a/b")]
 
-    def test_get_reports_both_misses(self):
-        near, far = _serve([WELCOME, protocol.Error(code="not_found", message="no entry a/b"),
-                            protocol.Error(code="not_found", message="no entry a")])
-        with near, far, pytest.raises(NotFound) as info:
-            fast.get_value(near, "a/b")
-        assert info.value.message == "no entry a/b; no entry a"
-
-    @pytest.mark.parametrize("code,exc", [("locked", LockedError), ("no_vault", NoVault),
+    @pytest.mark.parametrize("code,exc", [("not_found", NotFound), ("locked", LockedError),
+                                          ("no_vault", NoVault),
                                           ("bad_passphrase", BadPassphrase)])
-    def test_other_errors_do_not_fall_back(self, code, exc):
+    def test_an_error_is_raised_as_it_came(self, code, exc):
         near, far = _serve([WELCOME, protocol.Error(code=code, message="m")])
-        with near, far, pytest.raises(exc):
+        with near, far, pytest.raises(exc) as info:
             fast.get_value(near, "a/b")
+        assert info.value.message == "m"
 
     def test_get_many_pipelines_hello_and_the_request(self):
         values = {"credd://a": "1", "credd://b/f": "2"}

@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--approval-timeout", type=arg_type(parse_duration), metavar="D",
                    default=None, help="how long a use of a --confirm grant waits for "
                                       "`credd grant approve` before it is refused (default 25s)")
+    p.add_argument("--audit-max-bytes", type=int, metavar="N", default=None,
+                   help="rotate the audit log past this many bytes (default 10 MiB)")
+    p.add_argument("--audit-keep", type=int, metavar="N", default=None,
+                   help="rotated audit files to keep, audit.jsonl.1 to .N (default 5)")
     p.add_argument("--allow-insecure-memory", action="store_true",
                    help="start even if the process cannot be made non-dumpable "
                         "or core files cannot be disabled")
@@ -58,12 +62,14 @@ def serve(ns: argparse.Namespace) -> int:
                     state_dir=ns.state_dir or paths.state_dir(),
                     allow_insecure_memory=ns.allow_insecure_memory)
     for name in ("idle_timeout", "max_lifetime", "max_unlock", "read_timeout",
-                 "max_connections", "seal_after", "approval_timeout"):
+                 "max_connections", "seal_after", "approval_timeout", "audit_max_bytes",
+                 "audit_keep"):
         if getattr(ns, name) is not None:
             setattr(config, name, getattr(ns, name))
-    if config.max_connections < 1:
-        from credd.errors import BadRequest
-        raise BadRequest("--max-connections must be at least 1")
+    for name in ("max_connections", "audit_max_bytes", "audit_keep"):
+        if getattr(config, name) < 1:
+            from credd.errors import BadRequest
+            raise BadRequest(f"--{name.replace('_', '-')} must be at least 1")
     return run(config)
 
 

@@ -87,6 +87,9 @@ def format_status(s: dict[str, Any]) -> str:
     ]
     if s.get("entries") is not None:
         lines.append(f"entries:  {s['entries']}" + (" (local vault)" if s.get("mounts") else ""))
+    if s.get("slots"):
+        lines.append("slots:    " + ", ".join(f"{n} {kind}" for kind, n in s["slots"].items())
+                     + " (see `credd slots`)")
     if s["state"] == "unlocked":
         if s.get("idle_left") is not None:
             lines.append(f"locks in: {format_duration(s['idle_left'])} if idle "
@@ -94,6 +97,8 @@ def format_status(s: dict[str, Any]) -> str:
         if s.get("lifetime_left") is not None:
             lines.append(f"at most:  {format_duration(s['lifetime_left'])} more "
                          f"(max lifetime {format_duration(s['max_lifetime'])})")
+    lines += [f"damaged:  {problem} (data operations refuse: `credd check`)"
+              for problem in s.get("damage") or []]
     if s.get("retry_after"):
         lines.append(f"unlock throttled for {format_duration(math.ceil(s['retry_after']))}")
     for m in s.get("mounts") or []:  # dicts on the fast path; the entries count is local

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from credd.errors import CreddError, NotFound, ProtocolError, from_code
+from credd.errors import CreddError, ProtocolError, from_code
 from credd.wire import (
     CLIENT_NAME,
     MAX_FRAME,
@@ -218,47 +218,16 @@ def expect(reply: dict, message_type: str) -> dict:
     return reply
 
 
-def lookups(arg: str) -> list[tuple[str, str | None]]:
-    """How `get NAME/FIELD` is tried: the whole text as a name, then NAME + FIELD.
-
-    Entry names may contain `/`, so an entry whose full name matches wins;
-    otherwise the part after the last `/` is a field of the entry before it.
-    """
-    head, sep, tail = arg.rpartition("/")
-    return [(arg, None), (head, tail)] if sep and head and tail else [(arg, None)]
-
-
-def get_with_fallback(arg: str, fetch) -> str:
-    """`fetch(name, field)` for each of `lookups(arg)` until one is found."""
-    failures: list[NotFound] = []
-    for name, field in lookups(arg):
-        try:
-            return fetch(name, field)
-        except NotFound as exc:
-            if type(exc) is not NotFound:
-                raise  # NoVault: no point in a second lookup
-            failures.append(exc)
-    if len(failures) == 1:
-        raise failures[0]
-    raise NotFound("; ".join(f.message for f in failures),
-                   names=[n for f in failures for n in f.names])
-
-
 def get_value(sock: socket, arg: str) -> str:
-    """Pipelines hello and the first lookup in one write; falls back as `lookups` says."""
-    first, frames = lookups(arg)[0], FrameReader()
-    send_all(sock, hello_frame() + frame("get", name=first[0], field=first[1]))
+    """Hello and `get` in one write. `arg` may be NAME/FIELD: the agent resolves it
+    (credd.refs' rule), so one round trip answers either."""
+    frames = FrameReader()
+    send_all(sock, hello_frame() + frame("get", name=arg))
     check_welcome(read_reply(sock, frames))
-
-    def fetch(name: str, field: str | None) -> str:
-        if (name, field) != first:
-            send_all(sock, frame("get", name=name, field=field))
-        reply = expect(read_reply(sock, frames), "secret")
-        if not isinstance(reply.get("value"), str):
-            raise ProtocolError("the agent sent a secret without a value")
-        return reply["value"]
-
-    return get_with_fallback(arg, fetch)
+    reply = expect(read_reply(sock, frames), "secret")
+    if not isinstance(reply.get("value"), str):
+        raise ProtocolError("the agent sent a secret without a value")
+    return reply["value"]
 
 
 def secrets_of(sock: socket, refs: list[str]) -> dict[str, str]:
@@ -345,7 +314,8 @@ STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
                  "pid": _REQUIRED, "version": _REQUIRED, "protocol": PROTOCOL_VERSION,
                  "entries": None, "idle_timeout": 0.0, "max_lifetime": 0.0,
                  "idle_left": None, "lifetime_left": None, "retry_after": 0.0,
-                 "capped": False, "mounts": [], "config_error": ""}
+                 "capped": False, "mounts": [], "config_error": "", "damage": [],
+                 "slots": {}}
 #: MountInfo's fields and defaults (the records in `mounts`).
 MOUNT_FIELDS = {"name": _REQUIRED, "backend": _REQUIRED, "location": "", "state": "ok",
                 "message": "", "warnings": [], "read_only": False}

@@ -263,11 +263,10 @@ def _run_bound(c: Client, grant_id: str, argv: list[str]) -> int:
 
 def _ask(question: str) -> None:
     """Confirm on the terminal itself (not stdin: the command's input may be a pipe)."""
-    try:
-        with open("/dev/tty", "r+") as tty:
-            tty.write(f"credd: {question} [y/N] ")
-            tty.flush()
-            answer = tty.readline().strip().lower()
+    try:  # unbuffered: a buffered "r+" wants a seekable file, and a terminal is not one
+        with open("/dev/tty", "rb+", buffering=0) as tty:
+            tty.write(f"credd: {question} [y/N] ".encode())
+            answer = tty.readline().decode(errors="replace").strip().lower()
     except OSError:
         raise BadRequest("no terminal to confirm the grant on: confirm it with --yes, or make "
                          "it first with `credd grant create` and pass --grant") from None

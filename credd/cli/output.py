@@ -17,22 +17,41 @@ TYPE_CHECKING = False  # not typing's: importing typing loads `re`, too slow for
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
+    from credd.client import Client
     from credd.protocol import StatusReply
 
     T = TypeVar("T")
 
 # ---------------------------------------------------------------- data out
 
-def as_data(obj):
-    """Structs as plain dicts with every field (defaults included, no tag), recursively.
+#: Struct fields that hold a unix time (EntryMeta, VersionInfo, AuditRecord, AuditReader,
+#: AuditReport, TokenInfo): --json prints them as RFC 3339 strings. Durations (rotate_after,
+#: idle_timeout ...) stay numbers of seconds.
+TIMESTAMPS = frozenset({"created", "updated", "expires", "deleted", "replaced", "time",
+                        "last_used", "first", "last", "anchored_at", "compromised", "since"})
+
+
+def rfc3339(when: float) -> str:
+    """A unix time as RFC 3339 in UTC: `2027-01-31T23:00:00Z` (milliseconds when it has any)."""
+    from datetime import UTC, datetime
+    moment = datetime.fromtimestamp(when, UTC)
+    spec = "seconds" if when == int(when) else "milliseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def as_data(obj: object) -> Any:
+    """Structs as plain dicts with every field (defaults included, no tag), recursively;
+    the one place --json output is shaped.
 
     --json output keeps a stable shape for scripts, unlike the wire, which omits defaults.
+    Timestamps are RFC 3339 strings (TIMESTAMPS; an unknown time, 0, is null).
     """
     fields = getattr(type(obj), "__struct_fields__", None)
     if fields is not None:
-        return {name: as_data(getattr(obj, name)) for name in fields}
+        return {name: _time(getattr(obj, name)) if name in TIMESTAMPS
+                else as_data(getattr(obj, name)) for name in fields}
     if isinstance(obj, dict):
         return {key: as_data(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -42,7 +61,11 @@ def as_data(obj):
     return obj
 
 
-def print_json(obj) -> None:
+def _time(value: float | None) -> str | None:
+    return rfc3339(value) if value else None
+
+
+def print_json(obj: Any) -> None:
     """Pretty JSON of any struct, list or dict on stdout."""
     import msgspec
 
@@ -93,36 +116,71 @@ class progress:
 
 # ---------------------------------------------------------------- secrets in
 
-def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
-                flag: str = "--passphrase-stdin") -> str:
-    """A secret from stdin (to EOF, minus one trailing newline) or a no-echo prompt.
+#: Help for every `--passphrase-stdin`-like flag: one rule, said the same way everywhere.
+STDIN_LINE = "its first line: the first newline ends it"
+#: The longest line a secret may be read from (a passphrase or a key is far shorter).
+LINE_MAX = 64 * 1024
 
-    Without `from_stdin` it needs a terminal and fails at once without one,
-    so a script never hangs waiting for a prompt nobody sees. With it, a
-    terminal on stdin still gets the no-echo prompt: typing a secret into a
-    plain read would show it on the screen.
+
+def read_secret(prompt: str, *, from_stdin: bool, confirm: bool = False,
+                flag: str = "--passphrase-stdin", whole: bool = False,
+                check: Callable[[str], None] | None = None) -> str:
+    """A secret from stdin or a no-echo prompt; `check` (e.g. the passphrase length) runs
+    before the prompt asks for it again.
+
+    From stdin, a passphrase or key is the first line (`stdin_line`); a value (`whole`) is
+    everything up to EOF minus one trailing newline, so certificates keep their lines.
+    Without `from_stdin` it needs a terminal and fails at once without one, so a script
+    never hangs waiting for a prompt nobody sees. With it, a terminal on stdin still gets
+    the no-echo prompt: typing a secret into a plain read would show it on the screen.
     """
     if from_stdin and not sys.stdin.isatty():
-        try:
-            data = sys.stdin.buffer.read().decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("stdin is not UTF-8 text; nothing was changed") from None
-        value = data[:-2] if data.endswith("\r\n") else data.removesuffix("\n")
-    else:
-        if not sys.stdin.isatty():
-            raise BadRequest(f"no terminal to prompt on: pipe the secret in with {flag}")
-        import getpass
-        value = getpass.getpass(prompt)
-        if confirm and getpass.getpass("again: ") != value:
-            raise BadRequest("the two entries differ; nothing was changed")
+        value = stdin_text() if whole else stdin_line()
+        if not value:
+            raise BadRequest("empty secret; nothing was changed")
+        if check is not None:
+            check(value)
+        return value
+    if not sys.stdin.isatty():
+        raise BadRequest(f"no terminal to prompt on: pipe the secret in with {flag}")
+    import getpass
+    value = getpass.getpass(prompt)
     if not value:
         raise BadRequest("empty secret; nothing was changed")
+    if check is not None:
+        check(value)
+    if confirm and getpass.getpass("again: ") != value:
+        raise BadRequest("the two entries differ; nothing was changed")
     return value
+
+
+def stdin_text() -> str:
+    """All of stdin as UTF-8 text, minus one trailing newline (`\n` or `\r\n`)."""
+    data = _utf8(sys.stdin.buffer.read())
+    return data[:-2] if data.endswith("\r\n") else data.removesuffix("\n")
+
+
+def stdin_line() -> str:
+    """The next line of stdin, without its newline (nor a `\r` before it): the rule for
+    every passphrase and key read from stdin, so `printf 'pw\npw\n'` is `pw`, not `pw\npw`."""
+    raw = sys.stdin.buffer.readline(LINE_MAX + 1)
+    if len(raw) > LINE_MAX:
+        raise BadRequest(f"stdin's line is longer than {LINE_MAX} bytes: that is no passphrase "
+                         "or key; nothing was changed")
+    line = _utf8(raw).removesuffix("\n")
+    return line.removesuffix("\r")
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("stdin is not UTF-8 text; nothing was changed") from None
 
 
 # ---------------------------------------------------------------- plumbing for commands
 
-def client(timeout: float | None = 30.0):
+def client(timeout: float | None = 30.0) -> Client:
     """The CLI's connection to the agent (opened on first use)."""
     from credd.client import Client
     return Client(client_name="credd-cli", timeout=timeout)
@@ -142,7 +200,7 @@ def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def add_unlock_window_args(parser) -> None:
+def add_unlock_window_args(parser: argparse.ArgumentParser) -> None:
     """`--timeout` and `--max-lifetime`, shared by every command that unlocks."""
     from credd.rules import parse_duration  # not at the top: the fast path imports this module
     parser.add_argument("--timeout", type=arg_type(parse_duration), metavar="D",

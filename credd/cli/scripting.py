@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC
 
 from credd.cli.output import client
 from credd.errors import BadRequest, Denied, Exists, NotFound
@@ -18,13 +17,19 @@ from credd.errors import BadRequest, Denied, Exists, NotFound
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
+
+    from credd.client import Client
+    from credd.formats import Draft, Item, Skipped
+    from credd.protocol import EntryMeta
+    from credd.runner import SecretFiles
 
 ISOLATED_KEEP = ("PATH", "HOME", "TERM", "LANG")
 EXPORT_FORMATS = ("dotenv", "shell", "json", "k8s-secret", "docker-secrets")
 IMPORT_FORMATS = ("dotenv", "env", "aws", "json")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     import argparse
     p = sub.add_parser("run", help="run a command with secrets in its environment, its output "
                                    "masked")
@@ -42,6 +47,18 @@ def register(sub) -> None:
     p.add_argument("--via-agent", action="store_true",
                    help="the agent starts the command, so no value ever enters this process "
                         "(always so under a `use` grant)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run nothing: print the command and each variable it would get with "
+                        "the reference it comes from (never a value)")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print it as JSON")
+    p.add_argument("--restart-on-change", action="store_true",
+                   help="stay beside the command: when a value it gets changes in the vault, "
+                        "signal it and start it again with the new values; restart it (backing "
+                        "off) when it fails")
+    p.add_argument("--signal", metavar="SIG",
+                   help="with --restart-on-change: the signal that asks the command to stop "
+                        "(default TERM), or with --files one that makes it re-read its files "
+                        "(HUP, USR1, USR2)")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]")
     p.set_defaults(func=cmd_run)
 
@@ -57,12 +74,18 @@ def register(sub) -> None:
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--service", metavar="S", help="every entry of this service")
     p.add_argument("--tag", metavar="T", help="every entry with this tag")
+    p.add_argument("--from", dest="folder", metavar="FOLDER",
+                   help="every entry under FOLDER/, in the order they were created, each "
+                        "variable named after the rest of its name (kept as it is when it is "
+                        "a variable name already): undoes `credd import --into FOLDER`")
     p.add_argument("-o", "--out", metavar="OUT",
-                   help="file (0600), `-` for stdout, or the directory for docker-secrets")
+                   help="file (0600), `-` for stdout, or the directory for docker-secrets; "
+                        "without it stdout, but never a terminal unless `-o -`")
     p.add_argument("--map", action="append", default=[], metavar="NAME=VAR",
                    help="variable name for NAME or NAME/FIELD (repeatable)")
     p.add_argument("--secret-name", default="credd-secrets", help="k8s-secret: metadata.name")
-    p.add_argument("--force", action="store_true", help="overwrite OUT even if others can read it")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite OUT even if others can read it; print to a terminal")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="import secrets (dry run unless --apply)")
@@ -71,7 +94,8 @@ def register(sub) -> None:
                    help="the file (`-` for stdin); aws: default ~/.aws/credentials; env: none")
     p.add_argument("--prefix", default="", help="env: import variables starting with this")
     p.add_argument("--into", default=None, metavar="FOLDER",
-                   help="put entries under FOLDER/ (aws: default `aws`)")
+                   help="put entries under FOLDER/ (aws: default `aws`); "
+                        "`credd export --from FOLDER` gives a dotenv file back")
     p.add_argument("--apply", action="store_true", help="write (default: show what would change)")
     p.add_argument("--overwrite", action="store_true", help="replace entries that exist")
     p.set_defaults(func=cmd_import)
@@ -92,7 +116,7 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------- run
 
-def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
+def _declared(ns: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
     """(VAR → reference, VAR → plain value) from the env files, then --env."""
     from credd.envfile import is_var_name, parse_dotenv
     from credd.refs import is_ref, parse
@@ -117,18 +141,50 @@ def _declared(ns) -> tuple[dict[str, str], dict[str, str]]:
     return refs, plain
 
 
-def cmd_run(ns) -> int:
+def cmd_run(ns: argparse.Namespace) -> int:
     from credd import runner
     argv = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
     if not argv:
         raise BadRequest("no command given: credd run [OPTIONS] -- CMD [ARGS]")
     refs, plain = _declared(ns)
-    base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
-            else dict(os.environ))
-    env = {**base, **plain}
-    secrets = _fetch_or_hand_over(ns, argv, env, refs) if refs else {}
+    if ns.dry_run:
+        return _dry_run(ns, argv, refs, plain)
+    if ns.json:
+        raise BadRequest("--json goes with --dry-run (the command's own output is its own)")
+    if ns.signal and not ns.restart_on_change:
+        raise BadRequest("--signal goes with --restart-on-change")
+    if ns.restart_on_change:
+        from credd import restarter
+        return restarter.supervise(restarter.Plan(
+            argv, refs, lambda: _fetch(refs), lambda secrets: _environment(ns, plain, secrets),
+            mask=ns.mask, files=ns.files, sig=restarter.parse_signal(ns.signal, ns.files)))
+    secrets = _fetch_or_hand_over(ns, argv, _base_environment(ns, plain), refs) if refs else {}
     if isinstance(secrets, int):  # the agent ran it: this is its exit status
         return secrets
+    env, files = _environment(ns, plain, secrets)
+    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
+
+
+def _fetch(refs: dict[str, str]) -> dict[str, str]:
+    """VAR → value, every reference in one round trip."""
+    from credd.cli.fast import get_many
+    from credd.refs import resolve_all
+    values = resolve_all(refs.values(), get_many) if refs else {}
+    return {var: values[ref] for var, ref in refs.items()}
+
+
+def _base_environment(ns: argparse.Namespace, plain: dict[str, str]) -> dict[str, str]:
+    """The child's environment before its secrets: ours (or --only's few) and the plain values."""
+    base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
+            else dict(os.environ))
+    return {**base, **plain}
+
+
+def _environment(ns: argparse.Namespace, plain: dict[str, str], secrets: dict[str, str]
+                 ) -> tuple[dict[str, str], SecretFiles | None]:
+    """The child's environment, and with --files the files its VAR_FILE variables name."""
+    from credd import runner
+    env = _base_environment(ns, plain)
     files = None
     if ns.files:
         files = runner.secret_files(secrets)
@@ -137,7 +193,7 @@ def cmd_run(ns) -> int:
             env.pop(var, None)
     else:
         env.update(secrets)
-    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
+    return env, files
 
 
 def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, str],
@@ -165,9 +221,29 @@ def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, 
     return {var: values[ref] for var, ref in refs.items()}
 
 
+def _dry_run(ns: argparse.Namespace, argv: list[str], refs: dict[str, str],
+             plain: dict[str, str]) -> int:
+    """What `run` would do, without a value: each variable and the reference it comes from
+    (a plain value from an env file is named, not shown: it may be a secret too)."""
+    import shlex
+
+    from credd.cli import output
+    variables = [{"name": f"{var}_FILE" if ns.files and var in refs else var,
+                  "ref": refs.get(var)} for var in sorted({*refs, *plain})]
+    if ns.json:
+        output.print_json({"command": argv, "variables": variables, "only": ns.only,
+                           "mask": ns.mask, "files": ns.files})
+        return 0
+    print(f"would run: {shlex.join(argv)}")
+    rows = [[str(v["name"]), v["ref"] or "(a plain value from an env file)"] for v in variables]
+    if rows:
+        print(output.table(rows, ["VARIABLE", "FROM"]))
+    return 0
+
+
 # ---------------------------------------------------------------- inject
 
-def cmd_inject(ns) -> int:
+def cmd_inject(ns: argparse.Namespace) -> int:
     from credd.cli import fast
     from credd.files import check_overwrite, fill_private, write_private
     from credd.refs import find_template_refs, render, resolve_all
@@ -202,10 +278,11 @@ def cmd_inject(ns) -> int:
 
 # ---------------------------------------------------------------- export
 
-def _selected(c, ns) -> list:
-    chosen = sum(bool(x) for x in (ns.names, ns.service, ns.tag))
+def _selected(c: Client, ns: argparse.Namespace) -> list[EntryMeta]:
+    chosen = sum(bool(x) for x in (ns.names, ns.service, ns.tag, ns.folder))
     if chosen != 1:
-        raise BadRequest("say what to export: NAMES, or --service S, or --tag T (one of them)")
+        raise BadRequest("say what to export: NAMES, or --service S, --tag T or --from FOLDER "
+                         "(one of them)")
     if ns.names:
         found, missing = [], []
         for name in dict.fromkeys(ns.names):
@@ -217,60 +294,68 @@ def _selected(c, ns) -> list:
             raise NotFound(f"not found (nothing was exported): {', '.join(missing)}",
                            names=missing)
         return found
-    metas = c.list(service=ns.service) if ns.service else c.list(tag=ns.tag)
+    if ns.folder:
+        folder = ns.folder.strip("/")
+        metas = sorted(c.list(prefix=folder + "/"), key=lambda m: m.created)  # import order
+        what = f"under {folder + '/'!r}"
+    else:
+        metas = c.list(service=ns.service) if ns.service else c.list(tag=ns.tag)
+        what = f"with {'service' if ns.service else 'tag'} {ns.service or ns.tag!r}"
     if not metas:
-        raise NotFound(f"no entries with {'service' if ns.service else 'tag'} "
-                       f"{ns.service or ns.tag!r}")
+        raise NotFound(f"no entries {what}")
     return metas
 
 
-def _fetch_items(c, metas, mapping) -> list:
-    """Every value and field of the entries, secret ones in one get_many."""
+def _fetch_items(c: Client, metas: Sequence[EntryMeta], mapping: dict[str, str],
+                 folder: str) -> list[Item]:
+    """Every value and field of the entries, the secret ones in one get_many; a field that an
+    entry of the name NAME/FIELD shadows (credd.refs) is asked for on its own."""
     from credd.formats import Item, plan_items
-    from credd.refs import SCHEME, field_lookup, resolve_all, shadowed
-    planned = plan_items(metas, mapping)
+    from credd.refs import SCHEME, field_shadowed, resolve_all
+    planned = plan_items(metas, mapping, folder)
     plain = {f"{m.name}/{k}": v for m in metas for k, v in m.fields.items()}
-    fields_of = field_lookup(c.list())
-    # an entry whose name reads as a field of another entry is asked for by name
-    by_name = [m.name for m in metas if m.has_value and shadowed(m.name, fields_of)]
-    wanted = [SCHEME + ref for ref, _ in planned if ref not in plain and ref not in by_name]
+    names = {m.name for m in c.list()} if any(m.secret_fields for m in metas) else set()
+    alone = [p for p in planned if p.field is not None and p.ref not in plain
+             and field_shadowed(p.name, p.field, names)]
+    wanted = [SCHEME + p.ref for p in planned if p.ref not in plain and p not in alone]
     values = {ref.removeprefix(SCHEME): v for ref, v in resolve_all(wanted, c.get_many).items()}
     values.update(plain)
-    values.update({ref: c.get(ref) for ref in by_name})
-    return [Item(ref, var, values[ref]) for ref, var in planned]
+    values.update({p.ref: c.get(p.name, p.field) for p in alone})
+    return [Item(p.ref, p.var, values[p.ref]) for p in planned]
 
 
-def cmd_export(ns) -> int:
+def cmd_export(ns: argparse.Namespace) -> int:
     from credd import formats
     from credd.files import check_overwrite, write_private
     mapping = formats.parse_map(ns.map)
-    needs_file = ns.format in ("dotenv", "json")
+    to_file = ns.out is not None and ns.out != "-"
     if ns.format == "docker-secrets":
-        if not ns.out or ns.out == "-":
+        if not to_file:
             raise BadRequest("docker-secrets writes files: give the directory with -o DIR")
-    elif needs_file and not ns.out:
-        raise BadRequest(f"{ns.format} output holds secrets: write it with -o FILE "
-                         f"(0600), or ask for stdout with -o -")
-    elif ns.out and ns.out != "-":
+    elif to_file:
         check_overwrite(ns.out, ns.force)
+    elif ns.out is None and sys.stdout.isatty() and not ns.force:
+        raise BadRequest(f"the {ns.format} output holds secrets and stdout is a terminal: write "
+                         f"it to a file (-o FILE, made 0600) or a pipe, or print it with -o -")
     with client() as c:
         metas = _selected(c, ns)
         if ns.format == "json":
             data = formats.export_json([c.reveal(m.name) for m in metas])
         else:
-            items = _fetch_items(c, metas, mapping)
+            items = _fetch_items(c, metas, mapping, ns.folder or "")
             if ns.format == "docker-secrets":
                 _docker_secrets(ns.out, items, mapping, ns.force)
                 return 0
             data = formats.render_flat(ns.format, items, secret_name=ns.secret_name)
-    if ns.out and ns.out != "-":
+    if to_file:
         write_private(ns.out, data, force=ns.force)
     else:
         sys.stdout.buffer.write(data)
     return 0
 
 
-def _docker_secrets(directory: str, items, mapping, force: bool) -> None:
+def _docker_secrets(directory: str, items: list[Item], mapping: dict[str, str],
+                    force: bool) -> None:
     """One 0400 file per secret, named like the variable, lower-cased unless --map named it."""
     from credd.files import write_private
     from credd.paths import ensure_private_dir
@@ -283,24 +368,27 @@ def _docker_secrets(directory: str, items, mapping, force: bool) -> None:
 
 # ---------------------------------------------------------------- import
 
-def _drafts(ns) -> list:
+def _drafts(ns: argparse.Namespace) -> tuple[list[Draft], list[Skipped]]:
+    """The entries to import and what is left out (formats.Skipped), from the input."""
     from credd import formats
     if ns.format == "env":
-        return formats.import_env(dict(os.environ), ns.prefix, ns.into or "")
+        return formats.import_env(dict(os.environ), ns.prefix, ns.into or ""), []
     if ns.format == "aws":
         path = ns.file or os.path.expanduser("~/.aws/credentials")
-        return formats.import_aws(_read_text(path), "aws" if ns.into is None else ns.into)
+        return formats.import_aws(_read_text(path), "aws" if ns.into is None else ns.into), []
     if not ns.file:
         raise BadRequest(f"--format {ns.format} needs FILE (`-` for stdin)")
     text = _read_text(ns.file)
     if ns.format == "dotenv":
         return formats.import_dotenv(text, ns.into or "")
-    return formats.import_json(text)
+    return formats.import_json(text, ns.into or ""), []
 
 
-def cmd_import(ns) -> int:
+def cmd_import(ns: argparse.Namespace) -> int:
     from credd.cli.output import progress
-    drafts = _drafts(ns)
+    drafts, skipped = _drafts(ns)
+    for item in skipped:
+        print(f"{'skip':8} {item.what}: {item.why}")
     if not drafts:
         sys.stderr.write("nothing to import\n")
         return 0
@@ -311,8 +399,8 @@ def cmd_import(ns) -> int:
             verb = ("replace" if ns.overwrite else "conflict") if d.name in existing else "create"
             print(f"{verb:8} {d.name}")
         if not ns.apply:
-            sys.stderr.write(f"dry run: {len(drafts)} entries, {len(conflicts)} existing; "
-                             f"nothing written (add --apply)\n")
+            sys.stderr.write(f"dry run: {len(drafts)} entries, {len(conflicts)} existing, "
+                             f"{len(skipped)} skipped; nothing written (add --apply)\n")
             return 0
         if conflicts and not ns.overwrite:
             raise Exists(f"{len(conflicts)} entries exist already (nothing was written): "
@@ -322,13 +410,14 @@ def cmd_import(ns) -> int:
             for n, d in enumerate(drafts, 1):
                 c.set(d.name, mode="upsert" if ns.overwrite else "create", **d.fields)
                 bar(n)
-    sys.stderr.write(f"imported {len(drafts)} entries\n")
+    sys.stderr.write(f"imported {len(drafts)} entries" +
+                     (f", skipped {len(skipped)}\n" if skipped else "\n"))
     return 0
 
 
 # ---------------------------------------------------------------- redact and AWS
 
-def cmd_redact(ns) -> int:
+def cmd_redact(ns: argparse.Namespace) -> int:
     from credd.redact import redact_stream, redactor, stored_values
     with client() as c:
         values = stored_values(c)
@@ -349,9 +438,10 @@ AWS_FIELDS = {
 }
 
 
-def cmd_aws_credential_process(ns) -> int:
+def cmd_aws_credential_process(ns: argparse.Namespace) -> int:
     import json
-    from datetime import datetime
+
+    from credd.cli.output import rfc3339
     with client(timeout=10.0) as c:
         meta = c.describe(ns.name)
         have = set(meta.fields) | set(meta.secret_fields)
@@ -365,8 +455,7 @@ def cmd_aws_credential_process(ns) -> int:
         values = c.get_many(list(refs.values()))
     out = {"Version": 1, **{key: values[ref] for key, ref in refs.items()}}
     if meta.expires:
-        out["Expiration"] = datetime.fromtimestamp(meta.expires, UTC).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
+        out["Expiration"] = rfc3339(meta.expires)
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

@@ -15,7 +15,9 @@ nested in sessions are bound by every one of them (`Binding.outer`). Between
 processes of one uid a session deters and audits; it is not a wall: a process
 can ask one outside its tree (systemd --user, a tmux server) to connect for it.
 docs/grants.md lists what is open. The walk reads only the peer's ancestors
-(no scan of /proc), and nothing at all while no session is registered.
+(no scan of /proc), none older than the oldest root (start times only grow
+down a tree), and nothing at all while no session is registered. The audit
+trail takes a record's grant and session from here (`Origin`: docs/audit.md).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from credd.grants import OWNER_POLICY, Grant, Policy, new_id
+
+from .peer import Peer
 
 Via = Literal["owner", "session", "socket"]
 MAX_DEPTH = 4096  # a deeper chain is a loop in what /proc said; refuse it
@@ -82,6 +86,25 @@ def refreshed(binding: Binding, current: Callable[[str], Grant | None]) -> Bindi
     if fresh == binding.grants:
         return binding
     return dataclasses.replace(binding, grant=fresh[0], outer=fresh[1:])
+
+
+class Origin(Protocol):
+    """Where a request came from: the peer as the kernel named it, and its binding (what
+    an audit record names: `binding.grant_id`, `binding.session`)."""
+
+    @property
+    def peer(self) -> Peer | None: ...
+
+    @property
+    def binding(self) -> Binding: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The origin of a peer refused at accept: it never had a connection or a binding."""
+
+    peer: Peer | None
+    binding: Binding = OWNER
 
 
 def parent_and_start(pid: int) -> tuple[int, int]:
@@ -161,9 +184,10 @@ class Sessions:
             return []
         if pid is None:
             raise Unidentified("the peer's process is unknown")
-        chain = _ancestry(pid)
+        floor = min(start for _pid, start in self._roots)
+        chain, above = _ancestry(pid, floor)
         found = [self._roots[r] for r in chain if r in self._roots]
-        if not found and self._agent and any(ancestor == self._agent for ancestor, _ in chain[1:]):
+        if not found and self._agent and self._agent in (above, *(a for a, _ in chain[1:])):
             raise Unidentified(f"process {pid} was left by a run whose subreaper ended")
         return found
 
@@ -180,8 +204,11 @@ def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
     return tuple(outer)
 
 
-def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
-    """(pid, start time) of `pid` and each ancestor up to pid 1. An ancestor that exits
+def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> tuple[list[Root], int]:
+    """(pid, start time) of `pid` and each ancestor up to pid 1, or up to the first that
+    started before `floor` (the oldest root's start: no process older than every root is
+    one, nor are its ancestors, older still); and the pid the walk stopped at (that first
+    older ancestor, or 1: a run's orphan stops at the agent). An ancestor that exits
     mid-walk (its children move to a subreaper) or whose pid was reused (it started after
     its child) makes the walk start over."""
     for _ in range(attempts):
@@ -192,6 +219,8 @@ def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
                 parent, start = parent_and_start(current)
                 if child_start is not None and start > child_start:
                     raise ProcessLookupError(current)  # a reused pid, not the parent
+                if start < floor:
+                    return chain, current
                 chain.append((current, start))
                 current, child_start = parent, start
         except (FileNotFoundError, ProcessLookupError):
@@ -202,5 +231,5 @@ def _ancestry(pid: int, attempts: int = 3) -> list[Root]:
             raise Unidentified(f"the ancestry of process {pid} cannot be read ({exc})") from None
         if current > 1:
             raise Unidentified(f"the ancestry of process {pid} is deeper than {MAX_DEPTH}")
-        return chain
+        return chain, current
     raise Unidentified(f"the ancestry of process {pid} kept changing while it was read")

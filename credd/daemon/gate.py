@@ -23,9 +23,11 @@ from typing import Any, Protocol
 from credd import protocol as p
 from credd.errors import Denied
 from credd.grants import USES, Grant
+from credd.refs import path_of
 
 from .binding import Binding
-from .grant_book import KIND, encode
+from .grant_book import save
+from .grant_handlers import program_of
 from .peer import Peer
 from .state import AgentState
 
@@ -64,27 +66,30 @@ async def _use(state: AgentState, conn: Bound, req: p.Request, grants: list[Gran
     if any(g.confirm for g in grants):
         try:
             await state.approvals.ask(grants[0].id, p.tag_of(type(req)), _names(req),
-                                      conn.peer.exe.rpartition("/")[2], conn.peer.pid)
+                                      program_of(conn.peer), conn.peer.pid)
         except Denied:
             _refused(state, conn, req)
             raise
         grants = state.grants.current(conn.binding.grants)  # revoked while it waited?
     used = state.grants.spend(grants)
     if used:
-        records = state.records()
-        await state.write(_save, records, used)
-
-
-def _save(records: Any, grants: list[Grant]) -> None:
-    for grant in grants:
-        records.put_record(KIND, grant.id, encode(grant))
+        await state.write(save, state.records(), used)
 
 
 def _covered(binding: Binding, req: p.Request) -> bool:
-    """False for a one-name request whose name the grants do not cover: it is answered
-    `not_found` like an absent name, with no use spent and no owner asked."""
-    name = getattr(req, "name", None)
-    return not isinstance(name, str) or binding.policy.covers(name)
+    """False for a request whose every name or reference the grants do not cover: it is
+    answered `not_found` like an absent name, with no use spent and no owner asked."""
+    names = _names(req)
+    return not names or any(_reachable(binding, name) for name in names)
+
+
+def _reachable(binding: Binding, ref: str) -> bool:
+    """Whether a covered entry can answer `ref`: the whole name, or (credd.refs.locate's
+    rule) NAME/FIELD, the field of the entry NAME."""
+    path = path_of(ref)
+    head, sep, tail = path.rpartition("/")
+    return binding.policy.covers(path) or bool(sep and head and tail
+                                                and binding.policy.covers(head))
 
 
 def _names(req: p.Request) -> list[str]:
@@ -94,4 +99,4 @@ def _names(req: p.Request) -> list[str]:
 
 
 def _refused(state: AgentState, conn: Bound, req: p.Request) -> None:
-    state.audit.try_record(p.tag_of(type(req)), "denied", peer=conn.peer)
+    state.audit.try_record(p.tag_of(type(req)), "denied", origin=conn)

@@ -40,6 +40,12 @@ def encode(grant: Grant) -> bytes:
     return _encoder.encode(msgspec.structs.replace(grant, socket=""))
 
 
+def save(records: Records, grants: Iterable[Grant]) -> None:
+    """Write grants' records (on the agent's writer thread)."""
+    for grant in grants:
+        records.put_record(KIND, grant.id, encode(grant))
+
+
 class GrantBook:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from typing import Literal, Protocol
 
 from credd import protocol as p
@@ -20,7 +19,7 @@ from credd.errors import BadRequest, Denied, NotFound
 from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing, widened
 
 from .binding import Binding
-from .grant_book import KIND, Records, encode
+from .grant_book import save
 from .peer import Peer
 from .state import AgentState
 
@@ -32,8 +31,10 @@ class Caller(Protocol):
 
 
 def program_of(peer: Peer) -> str:
-    """The asking program as a person names it, for grants and access requests."""
-    program = peer.exe.rpartition("/")[2] or "unknown program"
+    """The asking program as a person names it (`credd session`, `pytest`; `... (mcp)` for
+    a client that names its source), for grants and access requests: a label for people,
+    never decided on (peer.py)."""
+    program = peer.program or "unknown program"
     return f"{program} ({peer.source})" if peer.source else program
 
 
@@ -62,7 +63,7 @@ async def _put(state: AgentState, conn: Caller, grant: Grant, op: str,
     records = state.records()
     _audit(state, conn, op, grant.id, strict=True)
     epoch = state.epoch
-    await state.write(_save, records, [grant])
+    await state.write(save, records, [grant])
     if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
         state.grants.put(grant)
     state.events.publish(p.GrantChanged(grant=grant.id, action=action))
@@ -90,7 +91,7 @@ async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p
         _audit(state, conn, "grant_revoke", grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="revoke"))
     if revoked:
-        await state.write(_save, records, revoked)
+        await state.write(save, records, revoked)
     return p.GrantReply(grant=next((g for g in revoked if g.id == req.id), held))
 
 
@@ -105,7 +106,7 @@ def expired(state: AgentState, grants: list[Grant]) -> None:
     `run` started under them ends (their subreapers also watch the expiry themselves)."""
     state.reapers.end({g.id for g in grants})
     for grant in grants:
-        state.audit.try_record("grant_expire", "ok")
+        state.audit.try_record("grant_expire", "ok", subject=grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
 
 
@@ -139,9 +140,10 @@ def session_open(state: AgentState, conn: Caller, req: p.SessionOpen) -> p.Sessi
     a session bound to the grant; it ends with `session_close` or with this connection."""
     state.records()
     grant = state.grants.get(req.grant)
-    if grant is None or not (conn.binding.owner or _narrows(state, conn.binding, grant,
-                                                            "a session inside a grant")):
+    if grant is None:
         raise NotFound(f"no grant {req.grant!r}; see `credd grant ls`")
+    if not conn.binding.owner:
+        _narrows(state, conn.binding, grant, "a session inside a grant")
     why = ended(grant, time.time())
     if why:
         raise Denied(f"{why}; ask the owner for a new one (`credd grant create`)")
@@ -195,17 +197,11 @@ def _end(state: AgentState, conn: Caller, session: str, op: str) -> None:
 
 # ---------------------------------------------------------------- helpers
 
-def _save(records: Records, grants: Iterable[Grant]) -> None:
-    for grant in grants:
-        records.put_record(KIND, grant.id, encode(grant))
-
-
-def _narrows(state: AgentState, binding: Binding, grant: Grant, what: str) -> bool:
-    """True, or Denied naming how `grant` would widen the binding's grants (as they are now)."""
+def _narrows(state: AgentState, binding: Binding, grant: Grant, what: str) -> None:
+    """Denied, naming how, if `grant` would widen the binding's grants (as they are now)."""
     why = narrowing(state.grants.current(binding.grants), grant)
     if why:
         raise Denied(f"{what} can only narrow it: {why}")
-    return True
 
 
 def _family(state: AgentState, binding: Binding) -> set[str]:
@@ -217,6 +213,6 @@ def _audit(state: AgentState, conn: Caller, op: str, grant: str, outcome: str = 
            strict: bool = False) -> None:
     """A grant's change in the audit trail; `strict` (fail closed) for what widens access."""
     if strict:
-        state.audit.record(op, outcome, peer=conn.peer)
+        state.audit.record(op, outcome, origin=conn, subject=grant)
     else:
-        state.audit.try_record(op, outcome, peer=conn.peer)
+        state.audit.try_record(op, outcome, origin=conn, subject=grant)

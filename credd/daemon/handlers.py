@@ -10,26 +10,41 @@ and nowhere else: they are not cached, logged, or put into exception text.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import operator
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import msgspec
 
 from credd import __version__, rules
 from credd import protocol as p
-from credd.errors import BadPassphrase, BadRequest, CreddError, Exists, NotFound, VersionMismatch
-from credd.refs import SCHEME
+from credd.errors import (
+    AuditUnavailable,
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    Exists,
+    NotFound,
+    VersionMismatch,
+)
+from credd.refs import SCHEME, locate, path_of
 from credd.store import EntryStore, SecretEntry
 
+from . import suggest
+from .audit import name_hmac
+from .audit_trail import Query, Trail
 from .binding import Binding
 from .events import Subscription
 from .peer import Peer
 from .scope import Scoped
 from .state import AgentState, check_duration
+
+if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
+    from credd.vault import Vault
 
 T = TypeVar("T")
 
@@ -51,7 +66,8 @@ def store_for(state: AgentState, conn: Caller) -> EntryStore:
     return store if conn.binding.grant is None else Scoped(store, conn.binding.policy)
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
-                "unlock_wait", "grants", "sessions", "run", "inject"]
+                "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
+                "migrate", "backup", "grants", "sessions", "run", "inject"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -70,6 +86,7 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             f"credd {__version__}) speaks {p.PROTOCOL_VERSION}: restart the agent "
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
+    conn.peer.client = req.client[:64]  # a label for the audit trail, never trusted
     conn.peer.source = req.source[:32]
     binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
@@ -78,16 +95,26 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
 
 
 def status(state: AgentState, conn: Caller, req: p.Status) -> p.StatusReply:
-    reply = state.status()
+    reply = _status(state)
     if reply.entries is not None and conn.binding.grant is not None:
         reply.entries = store_for(state, conn).entry_count  # only what its grants cover
+    return reply
+
+
+def _status(state: AgentState) -> p.StatusReply:
+    """The agent's status, with what is wrong with an unlocked vault's file (a rollback): the
+    unlock that finds it says so at once, not the next read."""
+    reply = state.status()
+    if reply.state == "unlocked" and state.vault is not None:
+        reply.damage = state.vault.damage
     return reply
 
 
 async def init(state: AgentState, conn: Caller, req: p.Init) -> p.RecoveryKey:
     from credd.vault import KdfParams, Vault
     if state.open_vault() is not None:
-        raise Exists(f"a vault already exists at {state.config.vault}")
+        raise Exists(f"a vault already exists at {state.config.vault}: `credd unlock` opens it")
+    rules.check_passphrase(req.passphrase, allow_short=req.allow_short)
     given = {"memory_kib": req.kdf_memory_kib, "iterations": req.kdf_iterations,
              "lanes": req.kdf_lanes}
     kdf = KdfParams(**{k: v for k, v in given.items() if v is not None})
@@ -99,8 +126,8 @@ async def init(state: AgentState, conn: Caller, req: p.Init) -> p.RecoveryKey:
     if epoch != state.epoch:  # a lock acknowledged while the vault was made wins
         await state.write(vault.lock)
     else:
-        state.opened()
-    state.audit.try_record("init", "ok", peer=conn.peer)
+        state.opened(new_key=True)
+    state.audit.try_record("init", "ok", origin=conn)
     return p.RecoveryKey(recovery_key=recovery)  # shown once, whatever the lock state
 
 
@@ -115,28 +142,29 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
     try:
         await state.unlock(vault, idle, lifetime, wait=req.wait, **secret)
     except CreddError as exc:
-        state.audit.try_record("unlock", exc.code, peer=conn.peer)
+        state.audit.try_record("unlock", exc.code, origin=conn)
         raise
-    state.audit.try_record("unlock", "ok", peer=conn.peer)
-    return state.status()
+    state.audit.try_record("unlock", "ok", origin=conn)
+    return _status(state)
 
 
-def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+async def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+    """Answered once the vault's own lock has run (after any write in flight): the WAL is
+    then in the vault file, so a plain copy of it taken after `credd lock` is complete."""
     state.lock("request")
+    await state.write(_nothing)
     return p.Ok()
 
 
+def _nothing() -> None:
+    pass
+
+
 async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
-    vault = state.unlocked_vault()
-    state.throttle.check()
-    try:
-        await state.write(vault.change_passphrase, req.old, req.new)
-    except BadPassphrase:
-        state.throttle.failed()
-        state.audit.try_record("change_passphrase", "bad_passphrase", peer=conn.peer)
-        raise
-    state.wrote()
-    state.audit.try_record("change_passphrase", "ok", peer=conn.peer)
+    state.unlocked_vault()  # a locked vault says so before any rule on the new passphrase
+    rules.check_passphrase(req.new, allow_short=req.allow_short)
+    await _proven(state, conn, "change_passphrase",
+                  lambda vault: vault.change_passphrase(req.old, req.new))
     return p.Ok()
 
 
@@ -155,7 +183,8 @@ def stop(state: AgentState, conn: Caller, req: p.Stop) -> p.Ok:
 def _audited(state: AgentState, conn: Caller, store: EntryStore, op: str,
              names: list[str]) -> None:
     """Write the reveal's audit lines before the secret leaves; raises AuditUnavailable."""
-    state.audit.record(op, "ok", names=names, key=store.audit_key, peer=conn.peer)
+    state.audit.record(op, "ok", names=names, key=store.audit_key, origin=conn)
+    state.last_used.touch(names)
 
 
 def _audit_failure(state: AgentState, conn: Caller, store: EntryStore, op: str,
@@ -165,7 +194,7 @@ def _audit_failure(state: AgentState, conn: Caller, store: EntryStore, op: str,
         key = store.audit_key
     except CreddError:  # a damaged vault has no usable key: record the failure without names
         key, names = None, []
-    state.audit.try_record(op, exc.code, names=names, key=key, peer=conn.peer)
+    state.audit.try_record(op, exc.code, names=names, key=key, origin=conn)
 
 
 def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, names: list[str],
@@ -183,24 +212,101 @@ def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, name
 
 def get(state: AgentState, conn: Caller, req: p.Get) -> p.Secret:
     store = store_for(state, conn)
-    value = _revealing(state, conn, store, "get", [req.name],
-                       lambda: store.get(req.name, req.field))
-    return p.Secret(name=req.name, value=value, field=req.field)
+    try:
+        name, field, value = _read_path(store, req.name, req.field)
+    except CreddError as exc:
+        _audit_failure(state, conn, store, "get", [req.name], exc)
+        raise
+    _audited(state, conn, store, "get", [name])  # before the secret leaves (fail closed)
+    return p.Secret(name=name, value=value, field=field)
+
+
+def _read_path(store: EntryStore, name: str, field: str | None) -> tuple[str, str | None, str]:
+    """(entry, field, value) for `get`. Without a field, `name` is a path read by
+    credd.refs' rule; it is tried as a whole name first, so the usual get costs one read."""
+    if field is not None:
+        return name, field, store.get(name, field)
+    path = path_of(name)
+    try:
+        return path, None, store.get(path)
+    except NotFound as exc:
+        missed = exc
+    entry, field = _target(store, path)
+    if field is None:  # the whole name is an entry after all (one without a value)
+        raise missed
+    return entry, field, store.get(entry, field)
+
+
+def _target(store: EntryStore, ref: str) -> tuple[str, str | None]:
+    """(entry, field) that `NAME[/FIELD]` names (credd.refs' rule); NotFound says what is
+    missing, with what the caller probably meant."""
+    seen: dict[str, p.EntryMeta | None] = {}
+    found = _resolve(store, ref, seen)
+    if found is None:
+        path = path_of(ref)
+        try:
+            store.describe(path)  # a name no entry can have is bad_request, not not_found
+        except NotFound:
+            pass
+        raise _missing(store, path, seen)
+    return found[0], found[1]
 
 
 def _resolve(store: EntryStore, ref: str, seen: dict[str, p.EntryMeta | None]
              ) -> tuple[str, str | None, p.EntryMeta] | None:
-    """`credd://NAME[/FIELD]` → (name, field, its metadata): the last segment is a field only
-    when NAME-without-it is an entry that has that field; otherwise the whole path is the
-    name. `seen` remembers lookups across the refs of one request."""
-    path = ref[len(SCHEME):] if ref.startswith(SCHEME) else ref
-    head, sep, tail = path.rpartition("/")
-    if sep and head and tail:
-        meta = _lookup(store, head, seen)
-        if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
-            return head, tail, meta
-    meta = _lookup(store, path, seen)
-    return None if meta is None else (path, None, meta)
+    """`credd://NAME[/FIELD]` → (name, field, its metadata), by credd.refs' rule. `seen`
+    remembers lookups across the refs of one request."""
+    return locate(ref, lambda name: _lookup(store, name, seen))
+
+
+def _missing(store: EntryStore, path: str, seen: dict[str, p.EntryMeta | None]) -> NotFound:
+    """One sentence for a path that reaches nothing: what is missing, the fields of the entry
+    it may have meant, or a close name ("did you mean").
+
+    Every name suggested comes from `store`, the store this request was answered from: once
+    a connection may see only some names (grants), that store must already be narrowed to
+    them, so that a name the caller may not see is never suggested."""
+    head, _, tail = path.rpartition("/")
+    entry = seen.get(head) if head and tail else None
+    if entry is None:
+        missing = NotFound(f"no entry named {path!r}", names=[path])
+        return _guessed(store, path, missing, lambda name: _lookup(store, name, seen))
+    fields = sorted([*entry.fields, *entry.secret_fields])
+    near = suggest.closest(tail, fields)
+    listed = f"its fields: {', '.join(fields)}" if fields else "it has no fields"
+    guess = f"; did you mean {head + '/' + near!r}?" if near else ""
+    return NotFound(f"no entry named {path!r}, and {head!r} has no field {tail!r} "
+                    f"({listed}){guess}", names=[path])
+
+
+def _guessed(store: EntryStore, name: str, exc: NotFound,
+             lookup: Callable[[str], p.EntryMeta | None] | None = None) -> NotFound:
+    """`exc` ("no entry named ...") with the closest name the store has, if one is close;
+    any other NotFound (in the trash, no such version) as it is. Given `lookup`, `name` may
+    be NAME/FIELD with the typo in NAME: an entry close to NAME that has FIELD is a guess
+    too. See `_missing` for where the names come from."""
+    if not exc.message.startswith("no entry named "):
+        return exc
+    try:
+        entries = store.entries()
+        near = suggest.closest(name, suggest.near_names(entries, name))
+        head, _, tail = name.rpartition("/")
+        if near is None and lookup is not None and head and tail:
+            entry = suggest.closest(head, suggest.near_names(entries, head))
+            meta = lookup(entry) if entry else None
+            if meta is not None and (tail in meta.fields or tail in meta.secret_fields):
+                near = f"{entry}/{tail}"
+    except CreddError:  # a damaged vault lists nothing: no suggestion then
+        return exc
+    return NotFound(f"{exc.message}; did you mean {near!r}?", names=exc.names) if near else exc
+
+
+def _named(store: EntryStore, name: str, read: Callable[[], T]) -> T:
+    """`read()`, whose NotFound for `name` comes back with a close name if there is one."""
+    try:
+        return read()
+    except NotFound as exc:
+        raise _guessed(store, name, exc) from None
 
 
 def _lookup(store: EntryStore, name: str, seen: dict[str, p.EntryMeta | None]
@@ -283,9 +389,9 @@ def _decrypted(store: EntryStore, name: str, wanted: list[tuple[str, str | None]
 
 def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
     store = store_for(state, conn)
-    entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name],
-                                    lambda: store.reveal(req.name, req.version))
-    return p.Revealed(entry=entry.meta, value=entry.value or "",
+    entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name], lambda: _named(
+        store, req.name, lambda: store.reveal(req.name, req.version)))
+    return p.Revealed(entry=state.last_used.stamp(entry.meta), value=entry.value or "",
                       secret_fields=dict(entry.secret_fields or {}), notes=entry.notes or "")
 
 
@@ -293,7 +399,7 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
     store = store_for(state, conn)
-    entry = store.describe(req.name)
+    entry = state.last_used.stamp(_named(store, req.name, lambda: store.describe(req.name)))
     _noted(state, conn, store, "describe", [req.name])
     return p.EntryReply(entry=entry)
 
@@ -303,17 +409,18 @@ def _noted(state: AgentState, conn: Caller, store: EntryStore, op: str,
     """A metadata read by a client that names its source (`credd mcp`, for an AI agent):
     each of its tool calls leaves a record. A person's own `ls` and `show` do not."""
     if conn.peer.source:
-        state.audit.try_record(op, "ok", names=names or (), key=store.audit_key,
-                               peer=conn.peer)
+        state.audit.try_record(op, "ok", names=names or (), key=store.audit_key, origin=conn)
 
 
-def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
-    """The filter of a list request, or None when it has none (everything matches)."""
+def _matcher(req: p.List, periods: Callable[[], rules.Periods]
+             ) -> Callable[[p.EntryMeta], bool] | None:
+    """The filter of a list request, or None when it has none (everything matches);
+    `periods` gives the rotation periods in force, asked only for `due`."""
     if not (req.prefix or req.service is not None or req.kind is not None
             or req.tag is not None or req.contains or req.due):
         return None
     contains = (req.contains or "").casefold()
-    now = time.time()
+    now, due = time.time(), periods() if req.due else {}
 
     def match(m: p.EntryMeta) -> bool:
         return ((not req.prefix or m.name.startswith(req.prefix))
@@ -322,7 +429,7 @@ def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
                 and (req.tag is None or req.tag in m.tags)
                 and (not contains or contains in m.name.casefold()
                      or contains in m.service.casefold())
-                and (not req.due or rules.entry_state(m, now) in rules.DUE))
+                and (not req.due or rules.entry_state(m, now, due) in rules.DUE))
     return match
 
 
@@ -403,7 +510,8 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
     store = store_for(state, conn)
-    matches, match = store.entries(), _matcher(req)
+    visible = store.entries()
+    matches, match = visible, _matcher(req, state.lifecycle.periods)
     if not req.cursor:  # a list of many pages is one record
         _noted(state, conn, store, "list")
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
@@ -414,10 +522,14 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if match is not None:
         matches = [m for m in matches if match(m)]
     start = bisect.bisect_right(matches, req.cursor, key=lambda m: m.name) if req.cursor else 0
+    # saved last-used times are matched with every name of the store, whatever `conn` sees
+    everything = _as_stored(state.store().entries())
+    stored = everything if conn.binding.owner else _as_stored(visible)
     if req.prefix or match is not None:
-        page, n = _fit(matches, start, req.limit)
+        page, n = _fit(state.last_used.stamped(matches, stored), start, req.limit)
     else:
-        page, n = _fit_again(state.pages, _as_stored(matches), start, req.limit)
+        page, n = _fit_again(state.pages, state.last_used.stamped(stored, stored), start,
+                             req.limit)
     end = start + n
     nxt = matches[end - 1].name if end < len(matches) else None
     return p.Entries(entries=_as_entries(page), next=nxt, total=len(matches))
@@ -431,17 +543,54 @@ def trash(state: AgentState, conn: Caller, req: p.Trash) -> p.Entries:
 
 
 def history(state: AgentState, conn: Caller, req: p.History) -> p.HistoryReply:
-    current, versions = store_for(state, conn).history(req.name)
+    store = store_for(state, conn)
+    current, versions = _named(store, req.name, lambda: store.history(req.name))
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
 
-def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
+async def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
     if not 1 <= req.limit <= MAX_AUDIT:
         raise BadRequest(f"limit must be between 1 and {MAX_AUDIT}")
-    state.unlocked_vault()
-    records = state.audit.tail(req.limit)
-    _, n = _fit(records[::-1])  # the newest ones that fit
-    return p.AuditLog(records=records[len(records) - n:])
+    key = state.store().audit_key
+    query = Query(name_hmac=None if req.name is None else name_hmac(key, req.name),
+                  grant=req.grant, program=req.program, since=req.since, op=req.op,
+                  outcome=req.outcome)
+    records = await _asking(state, lambda trail: trail.search(query, req.limit))
+    _, n = _fit(records)  # newest first: the newest ones that fit
+    return p.AuditLog(records=records[n - 1::-1] if n else [])
+
+
+async def audit_who(state: AgentState, conn: Caller, req: p.AuditWho) -> p.AuditReaders:
+    digest, readers = await readers_of(state, req.name, req.since)
+    return p.AuditReaders(name_hmac=digest, readers=readers)
+
+
+async def readers_of(state: AgentState, name: str, since: float | None
+                     ) -> tuple[str, list[p.Reader]]:
+    """(name HMAC, every program and grant the trail says received `name`'s value since
+    `since`, most recent first, as many as fit a reply): `audit_who` and `incident`."""
+    digest = name_hmac(state.store().audit_key, name)
+    readers = await _asking(state, lambda trail: trail.readers(digest, since))
+    _, n = _fit(readers)
+    return digest, readers[:n]
+
+
+async def audit_verify(state: AgentState, conn: Caller, req: p.AuditVerify) -> p.AuditReport:
+    state.store()  # unlocked: the anchor is checked under the audit key
+    expected = state.audit.expected()
+    return await _asking(state, lambda trail: trail.verify(expected))
+
+
+async def _asking(state: AgentState, question: Callable[[Trail], T]) -> T:
+    """Ask the trail as written so far, on a thread: the answer may read every file."""
+    try:
+        trail = state.audit.trail()
+    except OSError as exc:
+        raise AuditUnavailable(f"the audit trail cannot be read ({exc.strerror})") from None
+    try:
+        return await asyncio.to_thread(question, trail)
+    finally:
+        trail.close()
 
 
 async def check(state: AgentState, conn: Caller, req: p.Check) -> p.CheckReport:
@@ -461,8 +610,9 @@ async def _write(state: AgentState, conn: Caller, op: str, names: list[str],
     key = state.store().audit_key if key is None else key
     result = await state.write(write)
     state.wrote()
-    state.audit.try_record(op, "ok", names=names, key=key, peer=conn.peer)
+    state.audit.try_record(op, "ok", names=names, key=key, origin=conn)
     if event is not None:
+        state.last_used.changed(event)
         state.events.publish(event)
     return result
 
@@ -515,22 +665,43 @@ async def restore(state: AgentState, conn: Caller, req: p.Restore) -> p.EntryRep
 
 # ---------------------------------------------------------------- the vault's own keys
 
-async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+async def _proven(state: AgentState, conn: Caller, op: str, change: Callable[[Vault], T]) -> T:
+    """A change to what unlocks the vault. An unlocked vault is not enough: the request
+    carries a proof (the passphrase or the recovery key), which the vault checks with an
+    unlock's cost; a wrong one is throttled like a wrong unlock, and audited."""
     vault = state.unlocked_vault()
-    await _write(state, conn, "add_key_slot", [],
-                 lambda: vault.add_key_slot(req.key, label=req.label), key=vault.audit_key)
+    state.throttle.check()
+    key = vault.audit_key  # before: a rekey changes it
+    try:
+        result = await state.write(change, vault)
+    except BadPassphrase:
+        state.throttle.failed()
+        state.audit.try_record(op, "bad_passphrase", origin=conn)
+        raise
+    state.wrote()
+    state.audit.try_record(op, "ok", key=key, origin=conn)
+    return result
+
+
+async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+    await _proven(state, conn, "add_key_slot",
+                  lambda vault: vault.add_key_slot(req.key, label=req.label, proof=req.proof))
     return p.Ok()
 
 
 async def remove_key_slot(state: AgentState, conn: Caller, req: p.RemoveKeySlot) -> p.Ok:
-    vault = state.unlocked_vault()
-    await _write(state, conn, "remove_key_slot", [],
-                 lambda: vault.remove_key_slot(label=req.label), key=vault.audit_key)
+    await _proven(state, conn, "remove_key_slot",
+                  lambda vault: vault.remove_key_slot(label=req.label, proof=req.proof))
     return p.Ok()
+
+
+def slots(state: AgentState, conn: Caller, req: p.Slots) -> p.SlotList:
+    infos, problems = state.unlocked_vault().slots()
+    return p.SlotList(slots=infos, problems=problems)
 
 
 async def rekey(state: AgentState, conn: Caller, req: p.Rekey) -> p.RecoveryKey:
     """The old recovery key no longer opens the vault: the new one goes back to the user."""
-    vault = state.unlocked_vault()
-    return p.RecoveryKey(recovery_key=await _write(state, conn, "rekey", [], vault.rekey,
-                                                   key=vault.audit_key))
+    recovery = await _proven(state, conn, "rekey", lambda vault: vault.rekey(proof=req.proof))
+    state.rekeyed()
+    return p.RecoveryKey(recovery_key=recovery)

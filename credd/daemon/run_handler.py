@@ -38,6 +38,7 @@ import asyncio
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from credd import protocol as p
@@ -49,7 +50,7 @@ from credd.refs import parse
 
 from . import handlers as h
 from .binding import Binding
-from .peer import Peer
+from .peer import Peer, program_name
 from .reapers import Reaper
 from .state import AgentState
 
@@ -111,7 +112,8 @@ class _Command:
             reaper.close()
             raise
         wiring.close_child()
-        return await self._watch(state, reaper, pid, wiring, fds, inbox)
+        return await self._watch(state, _Started(self._peer(pid), binding), reaper, wiring,
+                                 fds, inbox)
 
     def _spec(self, binding: Binding, wiring: runner.Wiring) -> dict[str, Any]:
         """The job for the subreaper (credd/reaper.py)."""
@@ -120,14 +122,19 @@ class _Command:
                 "umask": self.req.umask & 0o777, "ctty": wiring.master is not None,
                 "deadline": deadline}
 
-    async def _watch(self, state: AgentState, reaper: Reaper, pid: int,
+    def _peer(self, pid: int) -> Peer:
+        """The started command as the audit names it (its program, never its arguments)."""
+        return Peer(uid=os.geteuid(), pid=pid,
+                    _named=(self.path, program_name(self.argv, self.path)))
+
+    async def _watch(self, state: AgentState, origin: _Started, reaper: Reaper,
                      wiring: runner.Wiring, fds: list[int],
                      inbox: asyncio.StreamReader) -> p.RunExit:
         """Mask the output (a thread of its own) and follow the client until the command
         has ended and its output is all out."""
         loop = asyncio.get_running_loop()
         exited = threading.Event()
-        hits = _Hits(self, state, loop, Peer(uid=os.geteuid(), pid=pid, _exe=self.path))
+        hits = _Hits(self, state, loop, origin)
         pumped = _pump_in_thread(wiring, hits, exited, loop, fds[:])
         fds.clear()  # the thread's now: closed when it is done, never under its feet
         following = asyncio.ensure_future(_follow(inbox, reaper, wiring))
@@ -211,6 +218,14 @@ def resolve_program(name: str, path: str, cwd: str) -> str:
     raise NotFound(f"command not found: {name}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """The origin of a mask hit (binding.Origin): the command itself, bound as its caller."""
+
+    peer: Peer
+    binding: Binding
+
+
 class _Hits:
     """Which secrets appeared in the output: audited once per entry name, as they show.
 
@@ -218,8 +233,8 @@ class _Hits:
     form of every value (the table is made at the first hit: most runs have none)."""
 
     def __init__(self, command: _Command, state: AgentState, loop: asyncio.AbstractEventLoop,
-                 peer: Peer) -> None:
-        self.command, self.state, self.loop, self.peer = command, state, loop, peer
+                 origin: _Started) -> None:
+        self.command, self.state, self.loop, self.origin = command, state, loop, origin
         self._forms: dict[bytes, list[str]] | None = None
         self._seen: set[str] = set()
 
@@ -234,7 +249,7 @@ class _Hits:
 
     def _record(self, names: list[str]) -> None:
         self.state.audit.try_record("mask_hit", "masked", names=names,
-                                    key=self.command.audit_key, peer=self.peer)
+                                    key=self.command.audit_key, origin=self.origin)
 
 
 def _forms_of(named: list[tuple[str, str]]) -> dict[bytes, list[str]]:

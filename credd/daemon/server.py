@@ -16,11 +16,11 @@
   high-water mark) stops the reading of requests until it drains, so a client
   that never reads holds at most one reply; one that stops draining for
   `read_timeout` is dropped.
-- A request may take its connection over (`subscribe`, `run`): from then on
-  what the client sends goes to that request (`_inbox`), not to dispatch.
-  `run` first receives the client's descriptors: asyncio reads with recv(2),
-  which would drop them, so reading pauses, the agent answers `ready`, and
-  the one byte carrying them is read with recvmsg on a duplicate of the socket.
+- A request may take its connection over (`subscribe`, and those that receive
+  descriptors): from then on what the client sends goes to that request
+  (`_inbox`), not to dispatch. Descriptors first: asyncio reads with recv(2),
+  which would drop them, so reading pauses, the agent answers `ready`, and the
+  one byte carrying them is read with recvmsg on a duplicate of the socket.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from credd import protocol as p
 from credd.errors import BadRequest
 
 from . import events, grant_handlers
-from .binding import OWNER, Binding, NotAdmitted, refreshed
+from .binding import OWNER, Binding, NotAdmitted, Refused, refreshed
 from .dispatch import dispatch, frame_error, oversized_reply
 from .grant_sockets import GrantSockets
 from .listener import Listener
@@ -250,7 +250,7 @@ class Connection(asyncio.Protocol):
         finally:
             self.transport.close()
 
-    # ------------------------------------------------------------ taken over (run)
+    # ------------------------------------------------------------ taken over (descriptors)
 
     async def take_over(self, ready: p.Response, count: int) -> tuple[list[int],
                                                                       asyncio.StreamReader]:
@@ -258,7 +258,7 @@ class Connection(asyncio.Protocol):
         `count` descriptors the client sends next on one byte, and from then on give what
         it sends to the reader returned. The connection closes after the request's reply."""
         if self._buf or self._eof:
-            raise BadRequest("nothing may follow a run request before the agent answers it")
+            raise BadRequest("nothing may follow this request before the agent answers it")
         self._taken = True
         self._reply(ready)
         fds = await asyncio.wait_for(self._receive_fds(count), self._timeout)
@@ -443,7 +443,7 @@ class Server:
         pid = peer.pid if peer else None
         log.warning("refused a connection from %s (pid %s, %s)", why, pid,
                     (peer.exe if peer else "") or "unknown program")
-        self.state.audit.try_record("peer_rejected", "denied", peer=peer)
+        self.state.audit.try_record("peer_rejected", "denied", origin=Refused(peer))
 
     def _evict(self) -> bool:
         waiting = [c for c in self.connections if c.waiting_since is not None]

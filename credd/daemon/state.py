@@ -26,16 +26,27 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from credd import __version__, paths, protocol
-from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoVault, RateLimited
+from credd.errors import (
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    LockedError,
+    NoVault,
+    RateLimited,
+    Unavailable,
+)
 from credd.files import write_private
 from credd.store import EntryStore
 
 from .approvals import Approvals
-from .audit import FILE_NAME, AuditLog
+from .audit import DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, AuditLog
 from .binding import Sessions
 from .events import EventHub
 from .grant_book import KIND as GRANT_KIND
 from .grant_book import GrantBook, Records
+from .last_used import FILE_NAME as LAST_USED_FILE
+from .last_used import LastUsed
+from .lifecycle import Lifecycle
 from .mounts.table import MountTable
 from .reapers import Reapers
 
@@ -51,6 +62,8 @@ DEFAULT_LIFETIME = 8 * 3600.0
 DEFAULT_MAX_UNLOCK = 8 * 3600.0  # the longest unlock a client may ask for
 MAX_DURATION = 366 * 86400.0  # per-unlock overrides above a year are a mistake
 THROTTLE_FILE = "unlock-throttle.json"
+#: Quiet seconds after a write before the WAL is copied into the vault file (docs/agent.md).
+CHECKPOINT_AFTER = 1.0
 
 
 @dataclass
@@ -66,7 +79,9 @@ class Config:
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
     approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
-    config_file: str | None = None     # the mount table; None: paths.config_path()
+    config_file: str | None = None     # mounts, rotation periods; None: paths.config_path()
+    audit_max_bytes: int = DEFAULT_MAX_BYTES  # rotate the audit log past this size
+    audit_keep: int = DEFAULT_KEEP     # rotated audit files kept
 
     @property
     def unlock_cap(self) -> float:
@@ -86,6 +101,14 @@ class Config:
         cap = self.unlock_cap
         capped = any(asked is not None and asked > cap for asked in (idle, lifetime))
         return min(idle or self.idle_timeout, cap), min(lifetime or self.max_lifetime, cap), capped
+
+
+def _rearm(handle: asyncio.TimerHandle | None, delay: float, callback: Callable[..., None],
+           *args: Any) -> asyncio.TimerHandle:
+    """`callback(*args)` in `delay` seconds, instead of when `handle` would have run it."""
+    if handle is not None:
+        handle.cancel()
+    return asyncio.get_running_loop().call_later(delay, callback, *args)
 
 
 def boottime() -> float:
@@ -221,9 +244,15 @@ class AgentState:
         self.deadlines = Deadlines(clock)
         self.throttle = Throttle(clock, os.path.join(config.state_dir, THROTTLE_FILE))
         self.events = EventHub()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
         self.mounts = MountTable(config.config_file or paths.config_path(), self._mount_read)
         self.audit = AuditLog(os.path.join(config.state_dir, FILE_NAME),
-                              mount_of=self.mounts.mount_of)
+                              mount_of=self.mounts.mount_of,
+                              max_bytes=config.audit_max_bytes, keep=config.audit_keep,
+                              background=self._writer.submit)
+        self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
+                                  background=self._writer.submit)
+        self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
         self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
@@ -234,14 +263,17 @@ class AgentState:
         self._epoch = 0                    # bumped by every lock; an unlock racing one loses
         self._unlocking = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credd-writer")
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
+        self._replacing = False            # a restore is putting another file in place
+        self._checkpoint: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
 
     def open_vault(self) -> Vault | None:
         """The vault, opened (locked) on first use; None while its file does not exist."""
+        if self._replacing:  # never open the file a restore is about to replace
+            raise Unavailable("the vault file is being replaced by a restore; try again")
         if self.vault is None:
             from credd.vault import Vault
             if Vault.exists(self.config.vault):
@@ -279,6 +311,19 @@ class AgentState:
         if not self._unlocked:
             return self.unlocked_vault()  # raises: no vault, or locked
         return self.mounts.router(self.require_vault())
+
+    async def replace_vault(self, install: Callable[[], T]) -> T:
+        """Lock, close the vault file, and run `install` (which may put another file in
+        its place) on the writer thread; the next request opens the file afresh."""
+        self._replacing = True
+        try:
+            self.lock("restore")
+            vault, self.vault = self.vault, None
+            if vault is not None:
+                await self.write(vault.close)
+            return await self.write(install)
+        finally:
+            self._replacing = False
 
     def _mount_read(self, name: str, key: bytes) -> None:
         """A mount read its credential `name` from the local vault: audited like a get."""
@@ -341,11 +386,18 @@ class AgentState:
     def wrote(self) -> None:
         """A write changed the vault (and dropped its snapshot): seal a new one once no
         write has come for `seal_after` seconds, so that a crash before the next lock
-        does not leave the next unlock to go row by row. Lock seals anyway."""
-        if self._seal is not None:
-            self._seal.cancel()
-        self._seal = asyncio.get_running_loop().call_later(
-            self.config.seal_after, self._seal_if_still_unlocked, self._epoch)
+        does not leave the next unlock to go row by row. Lock seals anyway. And once no
+        write has come for a second, copy the WAL into the vault file, so that the file
+        alone holds every write (a plain copy of it is a backup; a deleted -wal loses
+        nothing)."""
+        self._seal = _rearm(self._seal, self.config.seal_after, self._seal_if_still_unlocked,
+                            self._epoch)
+        self._checkpoint = _rearm(self._checkpoint, CHECKPOINT_AFTER, self._checkpoint_now)
+
+    def _checkpoint_now(self) -> None:
+        self._checkpoint = None
+        if self.vault is not None:
+            self._writer.submit(self.vault.checkpoint)
 
     def _seal_if_still_unlocked(self, epoch: int) -> None:
         self._seal = None
@@ -357,8 +409,11 @@ class AgentState:
         """Changes with every lock: work that spans an await compares it before and after."""
         return self._epoch
 
-    def opened(self, idle: float | None = None, lifetime: float | None = None) -> None:
-        """The vault is now unlocked: start its deadlines (at most the cap) and tell subscribers."""
+    def opened(self, idle: float | None = None, lifetime: float | None = None, *,
+               new_key: bool = False) -> None:
+        """The vault is now unlocked: start its deadlines (at most the cap), hand the audit
+        key to the trail and the last-used times (`new_key`: a vault just made, whose key
+        anchored nothing yet), and tell subscribers."""
         self.deadlines.start(*self.config.window(idle, lifetime))
         was = self._unlocked
         self._unlocked = True
@@ -366,6 +421,9 @@ class AgentState:
         if not was:
             log.info("unlocked (idle timeout %.0f s, max lifetime %.0f s)",
                      self.deadlines.idle, self.deadlines.lifetime)
+            key = self.store().audit_key
+            self.audit.unlocked(key, new_key=new_key)
+            self.last_used.unlocked(key)
             self._load_grants()
             self.events.publish(protocol.Unlocked())
 
@@ -382,6 +440,15 @@ class AgentState:
         for stale in self.grants.load(blobs):
             self._writer.submit(records.delete_record, GRANT_KIND, stale)
 
+    def rekeyed(self) -> None:
+        """The vault's key changed, and with it the audit key: re-anchor under the new one
+        (a lock that came meanwhile anchored under the old key, and the next unlock says so)."""
+        if not self._unlocked:
+            return
+        vault = self.require_vault()  # the local entries: no mount is listed for this
+        self.audit.unlocked(vault.audit_key, new_key=True)
+        self.last_used.rekeyed(vault.audit_key, vault.entries())
+
     def lock(self, reason: str) -> None:
         """Forget the key now; the vault's own lock runs after any write in flight."""
         self._epoch += 1
@@ -396,7 +463,9 @@ class AgentState:
         self.mounts.close()
         log.info("locked (%s)", reason)
         self.audit.try_record("lock", reason)
-        self.audit.forget()
+        self.audit.locked()
+        self.last_used.locked()
+        self.lifecycle.forget()
         self.pages.clear()
         self.grants.clear()
         self.approvals.refuse()
@@ -419,6 +488,7 @@ class AgentState:
         vault = self.open_vault()
         unlocked = vault is not None and self.unlocked
         entries = vault.entry_count if vault is not None and unlocked else None
+        slots = vault.slot_counts() if vault is not None and unlocked else {}
         if unlocked:
             self.store()  # opens the mounts a changed table adds, for their states
         else:
@@ -436,7 +506,7 @@ class AgentState:
             idle_left=idle_left, lifetime_left=lifetime_left,
             retry_after=self.throttle.retry_after(),
             capped=unlocked and self.deadlines.capped,
-            mounts=self.mounts.infos(), config_error=self.mounts.error,
+            mounts=self.mounts.infos(), config_error=self.mounts.error, slots=slots,
         )
 
     async def close(self) -> None:

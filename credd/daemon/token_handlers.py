@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from credd import protocol as p
-from credd.errors import AuditUnavailable, BadRequest, NotFound, Unavailable
+from credd.errors import AuditUnavailable, BadRequest, NoSpace, NotFound, Unavailable
 from credd.files import write_private
 
 from .router import Router
@@ -72,9 +72,9 @@ async def token_create(state: AgentState, conn: Any, req: p.TokenCreate) -> p.To
         openbao_tokens.create, mount, paths=req.paths, policy=req.policy, ttl=req.ttl,
         read_only=req.read_only, uses=req.uses, wrap=req.wrap)
     try:  # fail closed: a token whose minting is not audited does not leave the agent
-        state.audit.record("token_create", "ok", names=[req.mount], peer=conn.peer,
+        state.audit.record("token_create", "ok", names=[req.mount], origin=conn,
                            key=state.store().audit_key)
-    except AuditUnavailable:
+    except (AuditUnavailable, NoSpace):
         await state.write(openbao_tokens.revoke, mount, info.accessor)
         raise
     await state.write(lambda: book.write([*book.read(), info]))
@@ -116,7 +116,7 @@ async def token_revoke(state: AgentState, conn: Any, req: p.TokenRevoke) -> p.Ok
                        "mount with --mount", names=[req.accessor])
     mount = _openbao(state, name)
     await state.write(openbao_tokens.revoke, mount, req.accessor)
-    state.audit.try_record("token_revoke", "ok", names=[name], peer=conn.peer,
+    state.audit.try_record("token_revoke", "ok", names=[name], origin=conn,
                            key=state.store().audit_key)
     await state.write(lambda: book.write([t for t in book.read()
                                           if t.accessor != req.accessor]))

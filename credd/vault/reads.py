@@ -134,13 +134,21 @@ class Reader:
         secret = self.secret(name, row)
         if field is None:
             if secret.value is None:
-                raise NotFound(f"{name!r} has no value; its fields: "
-                               f"{', '.join(sorted([*meta.fields, *secret.fields])) or 'none'}",
+                raise NotFound(f"{name!r} has no value, {_fields_of(name, meta.fields, secret)}",
                                names=[name])
             return secret.value
         if field not in secret.fields:
-            raise NotFound(f"{name!r} has no field {field!r}", names=[name])
+            raise NotFound(f"{name!r} has no field {field!r}, "
+                           f"{_fields_of(name, meta.fields, secret)}", names=[name])
         return secret.fields[field]
+
+    def pending(self, name: str) -> str:
+        """The value `stage` kept for the entry (never its value until `finish`)."""
+        name, row = self.find(name)
+        pending = self.secret(name, row).pending
+        if pending is None:
+            raise NotFound(f"{name!r} has no pending value", names=[name])
+        return pending
 
     def reveal(self, name: str, version: int | None = None) -> SecretEntry:
         """All secrets of the current entry, or of one version from its history."""
@@ -184,3 +192,11 @@ class Reader:
         if record.meta.version != version or record.meta.name != name:
             raise self.session.bad_error(row_id, name, f"version {version} of")
         return record
+
+
+def _fields_of(name: str, plain: dict[str, str], secret: SecretRecord) -> str:
+    """The end of a not-found sentence: which fields the entry does have, and how to ask."""
+    fields = sorted([*plain, *secret.fields])
+    if not fields:
+        return "and no fields"
+    return f"only the fields {', '.join(fields)} (`credd get {name}/FIELD`)"

@@ -20,9 +20,11 @@ KEYS = [
         ("C", "copy a field you choose"),
         ("n / e / d", "new entry / edit / delete to the trash"),
         ("h", "history of the entry, with restore"),
+        ("w", "who read the entry: programs and grants, from the audit trail"),
         ("t", "trash, with restore and purge"),
         ("f", "folder tree: by '/' folders, by service, or hidden"),
         ("u", "show only entries due for rotation or expired"),
+        ("U", "show only the entries `credd due` lists for one reason (reused, short ...)"),
     ]),
     ("Edit form", [
         ("ctrl+s", "save"),

@@ -10,11 +10,10 @@ from textual.message import Message
 from textual.widgets import Button, Label, Static
 
 from credd.errors import CreddError
+from credd.rules import MIN_PASSPHRASE as MIN_LENGTH  # the agent's rule (init refuses shorter)
 from credtui.screens.base import CredScreen, KeyFooter
 from credtui.widgets.secret_input import SecretInput
 from credtui.widgets.status_bar import StatusBar
-
-MIN_LENGTH = 8
 
 
 class InitScreen(CredScreen):
@@ -78,7 +77,10 @@ class InitScreen(CredScreen):
     @work(exclusive=True, group="init", description="init")
     async def init_vault(self, passphrase: str) -> None:
         try:
-            key = await self.app.client.init(passphrase, **self.app.init_kdf)
+            kdf = self.app.init_kdf
+            key = await self.app.client.init(passphrase, kdf_memory_kib=kdf.get("kdf_memory_kib"),
+                                             kdf_iterations=kdf.get("kdf_iterations"),
+                                             kdf_lanes=kdf.get("kdf_lanes"))
         except CreddError as exc:
             self.post_message(self.Failed(exc.message))
         else:

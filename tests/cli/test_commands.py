@@ -6,14 +6,8 @@ import json
 import time
 from datetime import date, timedelta
 
-from tests.cli.conftest import run_on_pty
+from tests.cli.conftest import ok, run_on_pty
 from tests.conftest import FAST_KDF, SENTINEL, TEST_PASSPHRASE
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return done.stdout
 
 
 def set_value(cli, name: str, value: str, *args: str) -> None:
@@ -126,7 +120,7 @@ class TestRead:
         assert names("--type", "password") == ["aws/dev"]
         assert names("--tag", "prod") == ["aws/prod"]
         table = ok(cli("ls")).splitlines()
-        assert table[0].split() == ["NAME", "TYPE", "SERVICE", "TAGS", "UPDATED", "STATE"]
+        assert table[0].split() == ["NAME", "KIND", "SERVICE", "TAGS", "UPDATED", "STATE"]
         assert len(table) == 4
 
     def test_due_entries(self, cli):
@@ -217,7 +211,7 @@ class TestVault:
         set_value(cli, "x", SENTINEL)
         assert "ok" in ok(cli("check"))
         assert json.loads(ok(cli("check", "--json")))["problems"] == []
-        done = cli("rekey")
+        done = cli("rekey", "--passphrase-stdin", input=TEST_PASSPHRASE)
         recovery = ok(done).strip()
         assert "re-encrypted 1 entry" in done.stderr and "recovery key" in done.stderr.lower()
         assert ok(cli("get", "x")) == SENTINEL + "\n"

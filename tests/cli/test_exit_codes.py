@@ -23,12 +23,22 @@ def test_1_exists(cli):
     assert_hint(done, "credd set")
 
 
-@pytest.mark.parametrize("args", [["get"], ["unlock", "--timeout", "soon"], ["frobnicate"],
+@pytest.mark.parametrize("args", [["get"], ["unlock", "--timeout", "soon"],
                                   ["set", "x", "--expires", "someday"]])
 def test_2_usage(cli, args):
     done = cli(*args)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def test_2_unknown_command_names_the_nearest_one(cli):
+    done = cli("gte", "x")
+    assert done.returncode == 2
+    assert "unknown command 'gte'; did you mean `credd get`?" in done.stderr
+    assert "choose from" not in done.stderr and "Traceback" not in done.stderr
+    far = cli("frobnicate")
+    assert far.returncode == 2 and "did you mean" not in far.stderr
+    assert "`credd --help`" in far.stderr
 
 
 def test_2_secret_on_the_command_line_is_refused(cli):

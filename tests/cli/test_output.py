@@ -107,9 +107,21 @@ class TestBoundary:
 
 
 class TestReadSecret:
-    def test_stdin_drops_one_trailing_newline_only(self, monkeypatch):
+    def test_a_value_from_stdin_drops_one_trailing_newline_only(self, monkeypatch):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"line1\nline2\n\n")))
-        assert output.read_secret("x", from_stdin=True) == "line1\nline2\n"
+        assert output.read_secret("x", from_stdin=True, whole=True) == "line1\nline2\n"
+
+    @pytest.mark.parametrize("data,line", [(b"pw\npw\n", "pw"), (b"pw\r\nrest", "pw"),
+                                           (b"no newline", "no newline")])
+    def test_a_passphrase_from_stdin_is_its_first_line(self, monkeypatch, data, line):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert output.read_secret("x", from_stdin=True) == line
+
+    def test_a_line_longer_than_any_passphrase_is_refused(self, monkeypatch):
+        data = b"p" * (output.LINE_MAX + 1) + b"\n"
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        with pytest.raises(errors.BadRequest, match="longer than"):
+            output.read_secret("x", from_stdin=True)
 
     def test_binary_stdin_is_a_clear_error(self, monkeypatch):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\xfe")))

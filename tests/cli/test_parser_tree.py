@@ -44,8 +44,8 @@ def test_anything_else_builds_the_whole_tree(capsys):
     assert all(command in out for command in EVERY_COMMAND)
 
 
-def test_an_unknown_command_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["nonsense"])
-    assert exit_.value.code == 2
-    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+def test_an_unknown_command_is_a_usage_error_naming_the_nearest(capsys):
+    assert main(["nonsense"]) == 2
+    assert "unknown command 'nonsense'" in capsys.readouterr().err
+    assert main(["shwo"]) == 2
+    assert "did you mean `credd show`?" in capsys.readouterr().err

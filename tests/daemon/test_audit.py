@@ -11,7 +11,8 @@ import pytest
 
 from credd import protocol as p
 from credd.daemon.audit import AuditLog, name_hmac
-from credd.errors import AuditUnavailable
+from credd.daemon.audit_trail import Query
+from credd.errors import NoSpace
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.daemon.conftest import init_unlock, status
 
@@ -82,21 +83,28 @@ def test_write_failure_is_reported_not_swallowed(tmp_path):
     os.close(full)
     try:
         log.record("get", "ok", names=["a"], key=b"k")
-    except AuditUnavailable as exc:
-        assert "No space left" in exc.message
+    except NoSpace as exc:  # a full disk has its own code: the advice is to free space
+        assert "no space left on the device holding the audit log" in exc.message
+        assert exc.code == "no_space"
     else:
         raise AssertionError("a failed audit write was not reported")
-    assert [r.op for r in log.tail(10)] == ["get"]
+    assert newest_ops(log, 10) == ["get"]
     log.record("set", "ok")  # the same file again: reopened, not taken for a new one
-    assert [r.op for r in log.tail(10)] == ["get", "set"]
+    assert newest_ops(log, 10) == ["get", "set"]
 
 
-def test_tail_reads_only_what_it_needs(tmp_path):
+def newest_ops(log: AuditLog, limit: int) -> list[str]:
+    """The ops of the newest `limit` records, oldest first."""
+    with log.trail() as trail:
+        return [r.op for r in reversed(trail.search(Query(), limit))]
+
+
+def test_search_reads_only_what_it_needs(tmp_path):
     log = AuditLog(str(tmp_path / "audit.jsonl"))
     for i in range(3000):
         log.record(f"op{i}", "ok")
-    assert [r.op for r in log.tail(3)] == ["op2997", "op2998", "op2999"]
-    assert len(log.tail(3000)) == 3000
+    assert newest_ops(log, 3) == ["op2997", "op2998", "op2999"]
+    assert len(newest_ops(log, 3000)) == 3000
 
 
 def _rename(path: str) -> None:

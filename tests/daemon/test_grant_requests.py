@@ -125,6 +125,17 @@ class TestBoundRead:
         assert hidden.message.replace("other", "nothing") == absent.message
         assert [n.replace("other", "nothing") for n in hidden.names] == absent.names
 
+    @pytest.mark.parametrize("ask", [
+        lambda n: p.Get(name=n), lambda n: p.Describe(name=n), lambda n: p.Reveal(name=n),
+        lambda n: p.History(name=n)])
+    def test_no_hidden_name_is_suggested(self, owner, bound, ask):
+        """"Did you mean" comes from the names the connection may see: the owner is told
+        `other` for `othr`, a bound connection is not; a covered name is still suggested."""
+        assert "'other'" in error(owner.call(ask("othr")), "not_found").message
+        c = bound(create(owner, ["stripe/*"], "read"))
+        assert "did you mean" not in error(c.call(ask("othr")), "not_found").message
+        assert "'stripe/key'" in error(c.call(ask("stripe/kye")), "not_found").message
+
     def test_trash_is_filtered(self, owner, bound):
         ok(owner.call(p.Delete(name="other")))
         ok(owner.call(p.Delete(name="stripe/key")))
@@ -160,7 +171,10 @@ class TestOwnerOnly:
         p.Init(passphrase="x"), p.Unlock(passphrase=TEST_PASSPHRASE), p.Lock(),
         p.ChangePassphrase(old=TEST_PASSPHRASE, new="y"), p.AddKeySlot(key=b"k" * 32),
         p.RemoveKeySlot(), p.Audit(), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
-        p.GrantAnswer(request="r_x", approve=True)])
+        p.GrantAnswer(request="r_x", approve=True), p.Slots(), p.AuditWho(name="stripe/key"),
+        p.Migrate(src="stripe/", dst="x/"), p.GetPending(name="stripe/key"),
+        p.Fingerprint(name="stripe/key"), p.Inspect(name="stripe/key"),
+        p.Incident(name="stripe/key"), p.Rotate(name="stripe/key", value="v")])
     def test_refused_even_to_write(self, owner, bound, request_):
         c = bound(create(owner, ["*"], "write"))
         assert "only the owner" in error(c.call(request_), "denied").message
@@ -232,6 +246,15 @@ class TestLifecycle:
         ok(c.call(p.GetMany(refs=["credd://stripe/key", "credd://stripe/live/key"])))
         assert "used all its 2 uses" in error(c.call(p.Get(name="stripe/key")), "denied").message
         assert "used all" in error(c.call(p.List()), "denied").message  # used up: ended
+
+    def test_a_field_by_path_is_a_use(self, owner, bound):
+        """`get card/pin` reaches the field `pin` of the covered entry `card` (credd.refs'
+        rule): it spends a use like `get card --field pin` would."""
+        ok(owner.call(p.Set(name="card", fields=[p.Field(name="pin", value="1234")])))
+        g = create(owner, ["card"], "read", uses=1)
+        c = bound(g)
+        assert ok(c.call(p.Get(name="card/pin")), p.Secret).value == "1234"
+        assert "used all its 1 uses" in error(c.call(p.Get(name="card/pin")), "denied").message
 
     def test_confirm(self, agent, owner, bound, raw):
         g = create(owner, ["stripe/*"], "read", confirm=True)
@@ -336,3 +359,30 @@ class TestSandboxSocket:
         (again,) = ok(c.call(p.GrantList())).grants
         assert again.id == kept.id and again.socket != kept.socket
         assert os.path.exists(again.socket) and not os.path.exists(kept.socket)
+
+
+class TestAudit:
+    def test_records_carry_the_grant_the_session_and_the_program(self, agent, owner, raw):
+        """What a bound connection does is found by its grant (`credd audit --grant`), with
+        its session and program; what it was refused too; the owner's records name none."""
+        g = create(owner, ["stripe/*"], "read")
+        root = raw(agent)
+        session = ok(root.call(p.SessionOpen(grant=g.id)), p.SessionReply).session
+        try:
+            c = raw(agent)
+            ok(c.call(p.Get(name="stripe/key")))
+            error(c.call(p.Set(name="stripe/key", value="x")), "denied")
+        finally:
+            root.call(p.SessionClose(session=session))
+        records = ok(owner.call(p.Audit(grant=g.id)), p.AuditLog).records
+        assert {(r.op, r.outcome) for r in records} >= {("get", "ok"), ("set", "denied")}
+        assert {(r.grant, r.session, r.pid) for r in records if r.op in ("get", "set")} == {
+            (g.id, session, os.getpid())}
+        assert all(r.program for r in records)
+        (reader,) = ok(owner.call(p.AuditWho(name="stripe/key"))).readers
+        assert reader.grant == g.id
+        ok(owner.call(p.GrantRevoke(id=g.id)))
+        changes = [(r.op, r.grant, r.subject) for r in ok(owner.call(
+            p.Audit(grant=g.id)), p.AuditLog).records if r.op.startswith(("grant", "session"))]
+        assert changes == [("grant_create", "", g.id), ("session_open", "", g.id),
+                           ("session_close", "", g.id), ("grant_revoke", "", g.id)]

@@ -17,6 +17,7 @@ import pytest
 
 from credd import protocol as p
 from credd.daemon import dispatch
+from credd.daemon.audit_trail import Query
 from credd.daemon.binding import OWNER
 from credd.daemon.peer import Peer
 from credd.daemon.state import AgentState, Config
@@ -131,7 +132,8 @@ def test_store_errors_become_typed_replies_and_are_audited(served):
     served(p.Set(name="x", value="1", mode="create"))
     taken = served(p.Set(name="x", value="2", mode="create"))
     assert isinstance(taken, p.Error) and taken.code == "exists"
-    ops = [(r.op, r.outcome) for r in served.state.audit.tail(10)]
+    with served.state.audit.trail() as trail:
+        ops = [(r.op, r.outcome) for r in trail.search(Query(), 10)]
     assert ("get", "not_found") in ops and ("set", "ok") in ops
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -333,7 +334,8 @@ def test_inject_to_stdout_is_refused(vault, grant, bound, tmp_path):
     assert r.returncode == 7 and not _leaks(_text(r))
 
 
-def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, tmp_path):
+def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, tmp_path,
+                                                          credd_env):
     template = tmp_path / "t.tmpl"
     template.write_text("token={{ credd://github/token }}\n")
     out = tmp_path / "out.ini"
@@ -346,6 +348,9 @@ def test_inject_into_a_file_only_when_the_grant_allows_it(vault, grant, bound, t
     assert not _leaks(_text(r))  # into the file, never through the program's output
     injected = [a for a in vault.audit(limit=1000) if a.op == "inject_file"]
     assert [a.outcome for a in injected] == ["ok"]
+    who = subprocess.run([*CREDD, "audit", "who", "github/token", "--json"], env=credd_env,
+                         capture_output=True, timeout=30)
+    assert allowed in [r["grant"] for r in json.loads(who.stdout)["readers"]]  # a reader too
     template.write_text("{{ credd://prod/db }}\n")  # uncovered: not found, nothing written
     r = bound(allowed, *CREDD, "inject", "-i", str(template), "-o", str(out))
     assert r.returncode == 5 and out.read_text() == f"token={TOKEN}\n"

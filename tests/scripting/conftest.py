@@ -43,6 +43,8 @@ def credd_cmd(credd_env):
         env.update(kwargs.pop("env", {}) or {})
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("timeout", 30)
+        if "input" not in kwargs:  # never the test runner's stdin (`set` reads piped stdin)
+            kwargs.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run([sys.executable, "-m", "credd", *args], env=env, **kwargs)
 
     return run

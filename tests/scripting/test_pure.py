@@ -51,12 +51,19 @@ class TestRefs:
         assert resolved == {"credd://a": "1"}
         assert calls == [["credd://a"]]  # one round trip, deduplicated
 
-    def test_shadowed(self):
-        fields_of = refs.field_lookup([EntryMeta(name="db", fields={"host": "h"},
-                                                 secret_fields=["password"])])
-        assert refs.shadowed("db/password", fields_of)
-        assert not refs.shadowed("db/other", fields_of)
-        assert not refs.shadowed("db", fields_of)
+    def test_locate_an_entry_by_its_whole_name_first_then_a_field(self):
+        metas = {m.name: m for m in [EntryMeta(name="db", fields={"host": "h"},
+                                               secret_fields=("password",)),
+                                     EntryMeta(name="a/b"), EntryMeta(name="a", fields={"b": "f"})]}
+        db = metas["db"]
+        assert refs.locate("db/password", metas.get) == ("db", "password", db)
+        assert refs.locate("credd://db/host", metas.get) == ("db", "host", db)
+        assert refs.locate("db", metas.get) == ("db", None, db)
+        assert refs.locate("a/b", metas.get) == ("a/b", None, metas["a/b"])  # the name wins
+        assert refs.locate("db/other", metas.get) is None
+        assert refs.locate("nope/password", metas.get) is None
+        assert refs.field_shadowed("a", "b", set(metas))
+        assert not refs.field_shadowed("db", "password", set(metas))
 
 
 class TestEnvFile:
@@ -100,8 +107,14 @@ class TestFormats:
 
     def test_plan_and_map(self):
         planned = formats.plan_items(self.metas, {"db/password": "PGPASSWORD"})
-        assert planned == [("github/token", "GITHUB_TOKEN"), ("db/host", "DB_HOST"),
-                           ("db/password", "PGPASSWORD")]
+        assert [(p.ref, p.var) for p in planned] == [
+            ("github/token", "GITHUB_TOKEN"), ("db/host", "DB_HOST"), ("db/password", "PGPASSWORD")]
+        assert [(p.name, p.field) for p in planned] == [
+            ("github/token", None), ("db", "host"), ("db", "password")]
+        under = formats.plan_items([EntryMeta(name="app/OPENAI_API_KEY", has_value=True),
+                                    EntryMeta(name="app/db url", has_value=True),
+                                    EntryMeta(name="app/lower_case", has_value=True)], {}, "app")
+        assert [p.var for p in under] == ["OPENAI_API_KEY", "DB_URL", "lower_case"]
         with pytest.raises(BadRequest, match="both become"):
             formats.plan_items([EntryMeta(name="a-b", has_value=True),
                                 EntryMeta(name="a_b", has_value=True)], {})
@@ -151,8 +164,13 @@ class TestFormats:
         assert set(drafts) == {"aws/default", "aws/prod"}
         assert {(x.name, x.secret) for x in drafts["aws/prod"]["fields"]} == {
             ("aws_access_key_id", True), ("aws_secret_access_key", True), ("region", False)}
-        drafts = formats.import_dotenv("API_KEY=k\nREF=credd://x\nEMPTY=\n", into="app")
-        assert drafts == [formats.Draft("app/api_key", {"value": "k"})]
+        drafts, skipped = formats.import_dotenv("API_KEY=k\nREF=credd://x\nEMPTY=\nlow=1\n"
+                                                "API_KEY=k2\n", into="app")
+        assert drafts == [formats.Draft("app/API_KEY", {"value": "k2"}),
+                          formats.Draft("app/EMPTY", {"value": ""}),
+                          formats.Draft("app/low", {"value": "1"})]
+        assert [(s.what, "reference" in s.why or "last value" in s.why) for s in skipped] == [
+            ("REF", True), ("API_KEY", True)]
 
 
 class TestRedact:

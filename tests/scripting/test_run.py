@@ -237,8 +237,21 @@ def test_exit_code_and_stdin_pass_through(stocked, credd_cmd, tmp_path):
                   input=b"hello through stdin\n")
     assert r.returncode == 7
     assert r.stdout == b"HELLO THROUGH STDIN\n"
-    r = credd_cmd("run", "--env", "GH=credd://github/token", "--", "no-such-command-xyz")
-    assert r.returncode == 5 and "command not found" in r.stderr.decode()
+
+
+
+def test_a_command_that_cannot_start_exits_127_or_126_as_env_does(stocked, credd_cmd, tmp_path):
+    not_executable = tmp_path / "data.txt"
+    not_executable.write_text("not a program\n")
+    for argv, code in ((["no-such-command-xyz"], 127), ([str(not_executable)], 126),
+                       ([str(tmp_path)], 126)):
+        expected = subprocess.run(["env", *argv], capture_output=True).returncode
+        for mask in ([], ["--no-mask"]):
+            r = credd_cmd("run", *mask, "--env", "GH=credd://github/token", "--", *argv)
+            err = r.stderr.decode()
+            assert r.returncode == code == expected, (argv, mask, err)
+            assert argv[0] in err and "credd ls" not in err and "hint" not in err, err
+    assert "command not found" in credd_cmd("run", "--", "no-such-command-xyz").stderr.decode()
 
 
 def _wait_for(stream, needle: bytes, timeout: float = 15) -> bytes:

@@ -53,7 +53,8 @@ SESSION = [
     (["redact"], f"log line {SENTINEL} end\n", False, 0),
     (["set", "gh", "--value-stdin", "--create"], SENTINEL + "2", False, 1),  # exists: an error
     (["set", "bad\x01name", "--value-stdin"], SENTINEL + "3", False, 2),   # invalid name
-    (["unlock", "--passphrase-stdin"], "wrong " + PASSPHRASE + "\n", False, 6),
+    (["unlock", "--passphrase-stdin"], "wrong " + PASSPHRASE + "\n", False, 0),  # unlocked
+    (["unlock", "--force", "--passphrase-stdin"], "wrong " + PASSPHRASE + "\n", False, 6),
     (["passwd", "--passphrase-stdin"], f"wrong {PASSPHRASE}\n{NEW_PASSPHRASE}\n", False, 6),
     (["sleep"], "0.6", False, None),  # past the unlock throttle the two failures opened
     (["passwd", "--passphrase-stdin"], f"{PASSPHRASE}\n{NEW_PASSPHRASE}\n", False, 0),
@@ -62,7 +63,7 @@ SESSION = [
     (["unlock", "--passphrase-stdin"], PASSPHRASE + "\n", False, 6),  # the old one: refused
     (["sleep"], "1.1", False, None),
     (["unlock", "--passphrase-stdin"], NEW_PASSPHRASE + "\n", False, 0),
-    (["rekey"], None, False, 0),
+    (["rekey", "--passphrase-stdin"], NEW_PASSPHRASE + "\n", False, 0),
 ]
 
 
@@ -111,7 +112,7 @@ def test_client_argv_never_carries_a_secret(unlocked_agent, credd_env):
     """While a client waits for or holds a secret, its /proc cmdline does not contain it."""
     env = dict(credd_env)
     procs = {
-        "unlock": [sys.executable, "-m", "credd", "unlock", "--passphrase-stdin"],
+        "unlock": [sys.executable, "-m", "credd", "unlock", "--force", "--passphrase-stdin"],
         "set": [sys.executable, "-m", "credd", "set", "gh", "--value-stdin"],
         "run": [sys.executable, "-m", "credd", "run", "--env", "T=credd://gh", "--",
                 "sh", "-c", "sleep 1"],

@@ -182,7 +182,7 @@ class TestReveal:
                 await wait_until(pilot, lambda: SENTINEL in screen_text(pilot.app), what="reveal")
                 hidden = await wait_until(pilot, lambda: SENTINEL not in screen_text(pilot.app),
                                           what="auto-hide")
-                assert hidden < 1.5
+                assert hidden < 5.0  # the 0.6 s timer, not the 30 s default, on a loaded machine
         run(scenario())
 
     def test_r_again_hides_at_once(self, browsing, make_app, run):
@@ -373,8 +373,8 @@ class TestFollowsTheAgent:
                 secret = screen.detail.secret
                 how()
                 took = await wait_until(pilot, lambda: screen_is(pilot.app, "UnlockScreen"),
-                                        timeout=3.0, what="unlock screen after lock")
-                assert took < 1.0
+                                        timeout=8.0, what="unlock screen after lock")
+                assert took < 5.0  # the agent's event, not the 15 s status poll
                 assert SENTINEL not in screen_text(pilot.app)
                 assert not secret.revealed and SENTINEL not in str(secret.render())
         run(scenario())

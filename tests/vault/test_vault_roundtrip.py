@@ -175,7 +175,7 @@ def test_secret_reprs_are_redacted(vault):
 
 def test_meta_record_and_entry_meta_share_field_order():
     """to_entry_meta builds the wire record positionally from the disk record."""
-    wire_only = ("mount",)  # the mount serving an entry: a wire field, never in the vault
+    wire_only = ("mount", "last_used")  # filled in by the agent: wire fields, never in the vault
     assert MetaRecord.__struct_fields__ + wire_only == EntryMeta.__struct_fields__
     record = MetaRecord(name="a", kind="api_key", service="s", tags=("t",), fields={"f": "1"},
                         secret_fields=("k",), has_value=True, has_notes=True, created=1.0,
@@ -219,3 +219,18 @@ def test_field_names_are_found_in_any_normalization(vault):
                            Field(name="cafe\u0301", value="hidden", secret=True)]))
     assert vault.get("n", "\uf900") == vault.get("n", "\u8c48") == "public"
     assert vault.get("n", "cafe\u0301") == vault.get("n", "caf\u00e9") == "hidden"
+
+
+def test_put_many_and_delete_many_are_one_transaction_each_all_or_none(vault):
+    vault.put_many([Set(name="m/a", value="1"), Set(name="m/b", value="2")])
+    with pytest.raises(Exists):
+        vault.put_many([Set(name="m/c", value="3"), Set(name="m/a", value="x", mode="create")])
+    assert [e.name for e in vault.list()] == ["m/a", "m/b"]
+    with pytest.raises(NotFound):
+        vault.delete_many(["m/a", "m/missing"])
+    assert [e.name for e in vault.list()] == ["m/a", "m/b"] and vault.trash() == []
+    deleted = vault.delete_many(["m/a", "m/b"])
+    assert [e.deleted is not None for e in deleted] == [True, True]
+    assert vault.list() == [] and [e.name for e in vault.trash()] == ["m/a", "m/b"]
+    vault.undelete("m/b")  # a trashed entry comes back whole
+    assert vault.get("m/b") == "2"
