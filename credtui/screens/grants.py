@@ -118,7 +118,8 @@ class GrantsScreen(CredModal[None]):
             yield Label("Loading…", id="grants-note")
         yield KeyFooter()
 
-    def on_mount(self) -> None:
+    def on_screen_resume(self) -> None:
+        """Opened, or back on top after the form, a confirmation or a request: load again."""
         self.load()
 
     # ------------------------------------------------------------ workers
@@ -145,7 +146,7 @@ class GrantsScreen(CredModal[None]):
             self.post_message(self.Failed(exc.message))
             return
         self.notify(f"Revoked {grant_id}: what is bound to it is refused from its next request")
-        self.load()
+        self.load()  # the confirmation closed before the revocation was done
 
     # ------------------------------------------------------------ handlers (paint)
 
@@ -189,7 +190,6 @@ class GrantsScreen(CredModal[None]):
             if grant is not None:
                 where = f"; uid {grant.uid} reaches it on {grant.socket}" if grant.socket else ""
                 self.notify(f"Made {grant.id}{where}")
-                self.load()
         self.app.push_screen(GrantFormScreen(), made)
 
     def action_revoke(self) -> None:
@@ -210,7 +210,7 @@ class GrantsScreen(CredModal[None]):
         rid = event.option.id
         request = next((r for r in self._pending if r.id == rid), None)
         if request is not None:
-            self.app.push_screen(AccessRequestScreen(request), lambda _: self.load())
+            self.app.push_screen(AccessRequestScreen(request))
 
     def action_dismiss_screen(self) -> None:
         self.dismiss(None)
