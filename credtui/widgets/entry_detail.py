@@ -53,8 +53,8 @@ class EntryDetail(VerticalScroll, can_focus=False):
                 ("tags", ", ".join(meta.tags))]
         rows += list(meta.fields.items())
         rows.append(("updated", f"{age(now - meta.updated)} · v{meta.version}"))
-        if meta.last_used is not None:  # w shows who read it
-            rows.append(("last used", age(now - meta.last_used)))
+        if meta.last_used is not None:
+            rows.append(("last used", f"{age(now - meta.last_used)} · w: who"))
         if meta.rotate_after:
             rows.append(("rotate", f"every {format_duration(meta.rotate_after)}"))
         if meta.expires is not None:
