@@ -101,11 +101,6 @@ class GrantsScreen(CredModal[None]):
             super().__init__()
             self.grants, self.pending = grants, pending
 
-    class Failed(Message):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
-
     def __init__(self) -> None:
         super().__init__()
         self.show_all = False
@@ -134,7 +129,7 @@ class GrantsScreen(CredModal[None]):
                 found = await client.call(Audit(grant=grant.id, limit=LAST_USE_WINDOW))
                 grants.append((grant, last_use(grant, found.records)))
         except CreddError as exc:
-            self.post_message(self.Failed(exc.message))
+            self.notify(exc.message, title="Grants", severity="error")
         else:
             self.post_message(self.Loaded(grants, reply.pending))
 
@@ -143,7 +138,7 @@ class GrantsScreen(CredModal[None]):
         try:
             await self.app.client.grant_revoke(grant_id)
         except CreddError as exc:
-            self.post_message(self.Failed(exc.message))
+            self.notify(exc.message, title="Not revoked", severity="error")
             return
         self.notify(f"Revoked {grant_id}: what is bound to it is refused from its next request")
         self.load()  # the confirmation closed before the revocation was done
@@ -171,9 +166,6 @@ class GrantsScreen(CredModal[None]):
             f"{count}{', ended ones too' if self.show_all else ' in force'}" if ids else
             "No grants in force. Press n to lend access to a session or a sandbox uid.")
         listing.focus()
-
-    def on_grants_screen_failed(self, message: Failed) -> None:
-        self.notify(message.text, title="Grants", severity="error")
 
     def changed(self) -> None:
         """A grant changed or a request came (the app forwards the agent's events)."""
