@@ -151,7 +151,8 @@ def test_revoke_asks_then_revokes(owner, make_app, run, run_credd):
 
 @pytest.mark.parametrize("key, exit_code", [("y", 0), ("n", 7)])
 def test_a_waiting_request_is_answered_with_one_key(owner, make_app, run, run_credd,
-                                                    credd_env, key, exit_code):
+                                                    credd_env, key, exit_code, monkeypatch):
+    monkeypatch.setattr("credtui.screens.access.ARM_SECONDS", 4.0)  # a loaded machine is slow
     gid = cli_create(run_credd, "--names", "stripe/*", "--mode", "read", "--confirm")
     waiting = None
 
@@ -165,6 +166,7 @@ def test_a_waiting_request_is_answered_with_one_key(owner, make_app, run, run_cr
             assert screen_is(pilot.app, "AccessRequestScreen")
             text = screen_text(pilot.app)
             assert "credd get" in text and "asks to get stripe/key" in text and gid in text
+            assert not pilot.app.screen.armed
             await pilot.press(key)  # pressed at once: not armed yet, ignored
             await pilot.pause(0.1)
             assert screen_is(pilot.app, "AccessRequestScreen") and waiting.poll() is None

@@ -18,6 +18,7 @@ from tests.tui.tour import (
     Back,
     Key,
     Secret,
+    Shows,
     StartAgent,
     Text,
     ask_access,
@@ -31,6 +32,8 @@ async def _do(pilot, agent, step, asking) -> None:
     match step:
         case AskAccess():
             asking.append(ask_access(agent.env))
+        case Shows(text):
+            await wait_until(pilot, lambda: text in screen_text(pilot.app), what=text)
         case Key(name):
             await pilot.press(name)
         case Text(text) | Secret(text):

@@ -28,6 +28,7 @@ from tests.tui.tour import (
     Back,
     Key,
     Secret,
+    Shows,
     StartAgent,
     Text,
     ask_access,
@@ -143,6 +144,8 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
                 match step:
                     case AskAccess():
                         asking.append(ask_access(agent.env))
+                    case Shows(text):
+                        tmux.wait_for(lambda s: text in s, what=text)
                     case Key(name):
                         tmux.press(name)
                     case Text(text):

@@ -53,12 +53,19 @@ class Back:
 
 
 @dataclass(frozen=True)
+class Shows:
+    """Wait until the screen shows `text` (a picker's list opened, say) before the next key."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class AskAccess:
     """A program bound to the tour's grant asks for NAME, and waits for the owner's answer
     (the driver keeps the process, from `ask_access`, and ends it after the tour)."""
 
 
-Step = Key | Text | Secret | StartAgent | Back | AskAccess
+Step = Key | Text | Secret | StartAgent | Back | Shows | AskAccess
 
 
 def ask_access(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -121,8 +128,9 @@ TOUR = [
         "New grant", "Names: entries or globs, space separated (* matches anything, / too)",
         "e.g. stripe/* github/token", "Mode", "use: run commands with the values, never see one",
         "Create", "Cancel", "^s Create", "esc Cancel")),
-    Stop("granted", (Text("demo/*"), Key("tab"), Key("enter"), Key("down"), Key("enter"),
-                     *(Key("tab"),) * 5, Key("space"), Key("ctrl+s")), (
+    Stop("granted", (Text("demo/*"), Key("tab"), Key("enter"), Shows("read: also receive"),
+                     Key("down"), Key("enter"), *(Key("tab"),) * 5, Key("space"),
+                     Key("ctrl+s")), (
         "demo/*", "read", "in 8h", "credd session", "no limit, 0 so far · no recent use",
         "each use waits for your answer", "1 grant in force", "esc Close")),
     Stop("access request", (AskAccess(),), (
