@@ -6,16 +6,22 @@
     get, mount, uncached          the first Client.get of each mounted entry: one data read
     hvac read, bare               hvac's read_secret_version of the same secrets, in-process
     ls of the mount               Client.list of N mounted entries: first (LIST) and cached
+    migrate                       `credd migrate` of M entries openbao -> local, then local ->
+                                  openbao, then again (all already there), beside bare hvac
+                                  loops reading / writing the same M secrets in-process
 
 Targets (issue 15): cached get ≤ 1.5x a local get; uncached get ≤ 1.5x a bare hvac
-read. Interleaved blocks, medians (the machine is shared). `--entries N` sizes the ls.
+read. Interleaved blocks, medians (the machine is shared). `--entries N` sizes the ls,
+`--migrate M` the migration (default 10,000).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=10_000, help="entries in the ls mount")
     parser.add_argument("--calls", type=int, default=2000, help="gets per kind")
+    parser.add_argument("--migrate", type=int, default=10_000, help="entries to migrate")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="cob")
     server = BaoServer(Path(root) / "bao").start()
@@ -117,7 +124,69 @@ def run(args: argparse.Namespace, server: BaoServer, env: dict, config: str) -> 
     row(f"ls of a mount with {args.entries:,} entries, first", ms(first))
     row(f"ls of a mount with {args.entries:,} entries, cached", ms(again))
     client.close()
+    migrate_section(server, env, config, args.migrate)
     return 0
+
+
+def migrate_section(server: BaoServer, env: dict, config: str, n: int) -> None:
+    """`credd migrate` of n entries both ways, each right after the bare hvac loop it is
+    compared with (the machine is shared: neighbours in time see the same load). The bare
+    write loop runs twice: the data alone, and the data and custom metadata, the two
+    requests credd makes to keep an entry's kind, tags and dates."""
+    fill(server, "seed/", n)
+    for name, prefix in (("seed", "seed/"), ("out", "out/")):
+        add(config, MountConfig(name=name, backend="openbao", url=server.url, prefix=prefix,
+                                token="credd://openbao/token"))
+    kv = server.client().secrets.kv.v2
+    custom = {"credd.created": repr(time.time())}
+
+    def bare_read(i: int) -> None:
+        kv.read_secret_version(f"seed/s{i:06d}", mount_point="secret",
+                               raise_on_deleted_version=True)
+
+    def bare_write(i: int) -> None:
+        kv.create_or_update_secret(f"bare/s{i:06d}", {"value": f"v-{i}"}, cas=0,
+                                   mount_point="secret")
+
+    def bare_write_meta(i: int) -> None:
+        kv.create_or_update_secret(f"bare2/s{i:06d}", {"value": f"v-{i}"}, cas=0,
+                                   mount_point="secret")
+        kv.update_metadata(f"bare2/s{i:06d}", custom_metadata=custom, mount_point="secret")
+
+    reads = loop(bare_read, n)
+    inward = migrate(env, "seed/", "mig/", n)
+    writes_meta = loop(bare_write_meta, n)
+    outward = migrate(env, "mig/", "out/", n)
+    writes = loop(bare_write, n)
+    rerun = migrate(env, "mig/", "out/", n, key="already_there")
+    print(f"migrate {n:,} entries (`credd migrate`, one process, wall time)")
+    row("hvac read loop, bare", f"{reads:8.2f} s ")
+    row("migrate openbao -> local", f"{inward:8.2f} s ",
+        f"{inward / reads:.2f}x the bare read loop")
+    row("hvac write loop, bare (data + metadata)", f"{writes_meta:8.2f} s ")
+    row("hvac write loop, bare (data)", f"{writes:8.2f} s ")
+    row("migrate local -> openbao", f"{outward:8.2f} s ",
+        f"{outward / writes_meta:.2f}x data + metadata, {outward / writes:.2f}x data alone")
+    row("migrate local -> openbao again (all there)", f"{rerun:8.2f} s ",
+        f"{rerun / reads:.2f}x the bare read loop")
+
+
+def migrate(env: dict, src: str, dst: str, n: int, key: str = "copied") -> float:
+    """Seconds `credd migrate SRC DST` takes; checks that it did what it should."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "credd", "migrate", src, dst, "--json"],
+                          env=env, capture_output=True, text=True, timeout=3600)
+    took = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(json.loads(done.stdout)[key]) == n, done.stdout[-2000:]
+    return took
+
+
+def loop(call, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        call(i)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -26,11 +26,12 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
 GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
+MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True,
@@ -144,6 +145,20 @@ class MountInfo(_Data):
     read_only: bool = False
 
 
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
+
+
 class TokenInfo(_Data):
     """A server token credd minted for a mount (`token_create`), as its server sees it now.
     Identified by its accessor, which can look a token up or revoke it but never log in."""
@@ -190,6 +205,16 @@ class AccessRequest(_Data):
     pid: int | None = None
     time: float = 0.0                  # unix times: asked, and when it is refused unanswered
     expires: float = 0.0
+
+
+class MigrateItem(_Data):
+    """What a `migrate` did with one source entry; `reason` never holds a value."""
+
+    name: str                          # the source entry
+    to: str                            # its name at the destination
+    outcome: MigrateOutcome            # dry_run: what would happen
+    reason: str = ""                   # why (conflict, skipped, a source not deleted)
+    deleted: bool = False              # the source entry went to its trash (dry_run: would)
 
 
 class Reader(_Data):
@@ -343,13 +368,24 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
@@ -380,7 +416,10 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
 
 
 class GrantCreate(Asks["GrantReply"], tag="grant_create"):
@@ -451,12 +490,25 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Migrate(Asks["Migrated"], tag="migrate"):
+    """Copy the entries under `src` to `dst`, store to store inside the agent (no value
+    crosses the socket), one batch per request: ask again with `cursor` = `next`."""
+
+    src: str                           # `NAME/` a folder; `NAME` the entry and its folder
+    dst: str
+    cursor: str | None = None          # resume after this source name
+    limit: int = 0                     # 0: the agent's batch (at most 100 entries)
+    dry_run: bool = False
+    overwrite: bool = False            # replace destination entries that differ
+    delete_source: bool = False        # trash each source entry once its copy is confirmed
+
+
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey | Subscribe |
-    Stop | TokenCreate | TokenList | TokenRevoke | GrantCreate | GrantList | GrantRevoke |
-    GrantAnswer | SessionOpen | SessionClose
+    AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
+    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke | Migrate | GrantCreate |
+    GrantList | GrantRevoke | GrantAnswer | SessionOpen | SessionClose
 )
 
 # ---------------------------------------------------------------- responses
@@ -486,6 +538,7 @@ class StatusReply(_Message, tag="status"):
     config_error: str = ""              # why the mount table file was not (re)loaded
     damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
     #                                     data operations refuse until it is repaired
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -565,6 +618,11 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -592,6 +650,16 @@ class SessionReply(_Message, tag="session"):
     grant: Grant
 
 
+class Migrated(_Message, tag="migrated"):
+    """One batch of a `migrate`, in source order."""
+
+    items: list[MigrateItem]
+    next: str | None = None            # pass as `cursor`; None: nothing left
+    remaining: int = 0                 # source entries after `next`
+    stopped: str = ""                  # why the run cannot go on now (a server down): re-run
+    versions_left: bool = False        # the source keeps older versions: only current ones copied
+
+
 class Error(_Message, tag="error"):
     code: ErrorCode
     message: str
@@ -601,8 +669,8 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport |
-    TokenCreated | Tokens | GrantReply | GrantsReply | SessionReply | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
+    TokenCreated | Tokens | Migrated | GrantReply | GrantsReply | SessionReply | Error
 )
 
 # ---------------------------------------------------------------- events

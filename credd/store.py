@@ -24,7 +24,7 @@ Standard library and `credd.protocol` only, like every seam module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from credd.protocol import EntryMeta, Set, VersionInfo
@@ -118,4 +118,27 @@ class EntryStore(Protocol):
 
     def restore(self, name: str, version: int) -> EntryMeta:
         """Make an older version current again (the current one goes to history)."""
+        ...
+
+
+# -- optional: what some stores offer beyond the interface (found with isinstance)
+
+@runtime_checkable
+class BatchWriting(Protocol):
+    """A store that writes many entries in one transaction, all or none: the local vault,
+    where a commit (an fsync) costs ~5 ms and a batch of 100 then costs one."""
+
+    def put_many(self, requests: Iterable[Set]) -> list[EntryMeta]:
+        ...
+
+    def delete_many(self, names: Iterable[str]) -> list[EntryMeta]:
+        ...
+
+
+@runtime_checkable
+class Revalidating(Protocol):
+    """A store that answers reads from a cache (openbao) and can be told to ask again."""
+
+    def revalidate(self, name: str) -> None:
+        """Make the next read of `name` check what its server holds now."""
         ...

@@ -65,9 +65,11 @@ def test_mount_bench():
 
 @pytest.mark.timeout(120)
 def test_openbao_bench():
-    out = run_bench("openbao_bench.py", "--entries", "60", "--calls", "250", timeout=110)
+    out = run_bench("openbao_bench.py", "--entries", "60", "--calls", "250", "--migrate", "150",
+                    timeout=110)
     for line in ("get, local vault", "get, mount, cached", "get, mount, uncached",
-                 "hvac read, bare", "ls of a mount with 60 entries"):
+                 "hvac read, bare", "ls of a mount with 60 entries", "migrate 150 entries",
+                 "migrate openbao -> local", "migrate local -> openbao", "hvac write loop"):
         assert line in out
 
 

@@ -25,7 +25,9 @@ SAMPLES: list[p._Message] = [
     p.List(prefix="db/", service="pg", kind="password", tag="prod", contains="x", due=True,
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
-    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+    p.AddKeySlot(key=b"k", label="ci", proof="pw"), p.RemoveKeySlot(),
+    p.RemoveKeySlot(label="ci", proof="pw"), p.Slots(), p.Audit(limit=5), p.Check(),
+    p.Rekey(), p.Rekey(proof="pw"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
@@ -37,6 +39,8 @@ SAMPLES: list[p._Message] = [
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
+              overwrite=True, delete_source=True),
 ]
 GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
                 uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
@@ -74,6 +78,12 @@ REPLIES: list[p._Message] = [
                   problem="edited", file="audit.jsonl", line=3),
     p.Entries(entries=[p.EntryMeta(name="a", last_used=3.0)]),
     p.CheckReport(checked=3, problems=["x"]),
+    p.SlotList(slots=[p.SlotInfo(label="passphrase", kind="passphrase", kdf="argon2id",
+                                 memory_kib=65536, iterations=3, lanes=4, created=1.0, used=2.0),
+                      p.SlotInfo(label="ci", kind="key", problem="changed outside credd")],
+               problems=["key slot 'ci': changed outside credd"]),
+    p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0",
+                  slots={"passphrase": 1, "recovery": 1, "key": 2}),
     p.TokenCreated(token="s.tok", wrapped=True,
                    info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
@@ -81,6 +91,9 @@ REPLIES: list[p._Message] = [
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),
+    p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
+                                    reason="r", deleted=True)],
+               next="local/a", remaining=3, stopped="s", versions_left=True),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
@@ -112,6 +125,15 @@ class TestRoundTrip:
 
 class TestOldBytes:
     """Bytes as a protocol-1 peer wrote them before later fields existed must keep decoding."""
+
+    def test_slot_requests_without_a_proof(self):
+        """An older client's slot requests still decode: the agent then refuses them for
+        want of a proof (bad_request), it does not fail to read them."""
+        assert p.decode_request(b"\x81\xa4type\xa5rekey") == p.Rekey(proof=None)
+        old = b"\x82\xa4type\xafremove_key_slot\xa5label\xa2ci"
+        assert p.decode_request(old) == p.RemoveKeySlot(label="ci", proof=None)
+        assert p.encode(p.AddKeySlot(key=b"k"))[4:] == (
+            b"\x82\xa4type\xacadd_key_slot\xa3key\xc4\x01k")
 
     def test_status_reply_without_later_fields(self):
         old = (b"\x86\xa4type\xa6status\xa5state\xa6locked\xa5vault\xa2/v\xa6socket\xa2/s"
@@ -207,7 +229,8 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.Grant, p.AccessRequest, p.Reader):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.Grant,
+                    p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

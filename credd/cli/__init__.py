@@ -27,9 +27,11 @@ COMMANDS = {
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
+    "slots": ("slots",),
     "audit": ("audit",),
     "grants": ("grant", "session"),
     "mount": ("mount",),
+    "migrate": ("migrate",),
     "tokens": ("token",),
     "completion": ("completion",),
 }
@@ -39,7 +41,8 @@ _MODULE_OF = {command: module for module, names in COMMANDS.items() for command 
 EXIT_CODES = """\
 exit codes:
   0  ok
-  1  other error; for `credd scan`: a stored secret was found
+  1  other error; `credd scan`: a stored secret was found; `credd migrate`: an entry
+     is not at its destination (conflict, skipped, stopped)
   2  usage error (bad arguments or request)
   3  vault is locked (run `credd unlock`)
   4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)

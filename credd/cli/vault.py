@@ -93,7 +93,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rekey", help="re-encrypt every entry under a new data key "
-                                     "(prints the new recovery key)")
+                                     "(asks for the passphrase; prints the new recovery key)")
+    from credd.cli.slots import add_proof_arg
+    add_proof_arg(p)
     p.set_defaults(func=cmd_rekey)
 
 
@@ -254,12 +256,14 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_rekey(ns: argparse.Namespace) -> int:
+    from credd.cli.slots import read_proof
+    proof = read_proof(ns)  # the passphrase (or the recovery key, unlocked with the passphrase)
     # The protocol has no progress events, so the bar can only show start and end.
     with client(timeout=None) as c:
         total = c.status().entries or 0
         started = time.monotonic()
         with output.progress(total, "re-encrypting") as bar:
-            recovery = c.rekey()
+            recovery = c.rekey(proof=proof)
             bar(total)
     sys.stderr.write(f"re-encrypted {plural(total, 'entry', 'entries')} under a new data key "
                      f"in {time.monotonic() - started:.1f}s; the old recovery key and any "

@@ -102,7 +102,7 @@ class Router:
             return local
         cuts: list[tuple[int, int, str, Sequence[EntryMeta]]] = []
         for name, mount in self.mounts.items():
-            exact, lo, hi = _under(local, name)
+            exact, lo, hi = under(local, name)
             if exact is not None:
                 cuts.append((exact, exact + 1, name, ()))
             cuts.append((lo, hi, name + "/", _listed(mount)))
@@ -118,7 +118,7 @@ class Router:
     def hidden(self, mount: str) -> int:
         """How many local entries the mount hides (named `mount` or `mount/...`)."""
         try:
-            exact, lo, hi = _under(self.local.entries(), mount)
+            exact, lo, hi = under(self.local.entries(), mount)
         except CreddError:  # a damaged vault lists nothing; status must still answer
             return 0
         return hi - lo + (exact is not None)
@@ -162,13 +162,13 @@ def _where(router: Router, name: str) -> str:
     return f"mount {mount!r}" if mount else "the local vault"
 
 
-def _under(local: Sequence[EntryMeta], name: str) -> tuple[int | None, int, int]:
-    """Where the sorted `local` holds `name` itself (None if not) and the run [lo, hi)
+def under(entries: Sequence[EntryMeta], name: str) -> tuple[int | None, int, int]:
+    """Where the sorted `entries` hold `name` itself (None if not) and the run [lo, hi)
     of names that start `name/` ("0" is the character after "/")."""
-    i = bisect.bisect_left(local, name, key=_NAME)
-    exact = i if i < len(local) and local[i].name == name else None
-    lo = bisect.bisect_left(local, name + "/", key=_NAME)
-    return exact, lo, bisect.bisect_left(local, name + "0", lo=lo, key=_NAME)
+    i = bisect.bisect_left(entries, name, key=_NAME)
+    exact = i if i < len(entries) and entries[i].name == name else None
+    lo = bisect.bisect_left(entries, name + "/", key=_NAME)
+    return exact, lo, bisect.bisect_left(entries, name + "0", lo=lo, key=_NAME)
 
 
 def _listed(mount: Mount, *, trash: bool = False) -> Sequence[EntryMeta]:

@@ -35,11 +35,13 @@ class VaultIntegrityError(IntegrityError):
 
 
 class Slot(NamedTuple):
-    """The key slot an unlock opened, and its KEK (held to rewrap the DEK on rekey)."""
+    """The key slot an unlock (or a proof) opened, its KEK (held to rewrap the DEK on rekey),
+    and when."""
 
     kind: str
     id: int
     kek: bytearray
+    at: float = 0.0
 
 
 #: (row id, rev, meta column) of one entry row, as the file holds it.
@@ -57,6 +59,7 @@ class Commit(NamedTuple):
     written: dict[int, FileRow | None]             # rowid → the row it wrote (None: deleted)
     records_digest: int                            # the agent records' part of `digest`
     records: dict[bytes, Record | None]            # record row id → its record (None: gone)
+    slots: bytes | None                            # the key slots' digest in the header
 
 
 class Session:
@@ -68,12 +71,15 @@ class Session:
                  records_digest: int = 0, bad: dict[bytes, str] | None = None,
                  damage: list[str] | None = None, buckets: dict[int, BucketSeal] | None = None,
                  before: dict[int, FileRow | None] | None = None,
-                 written: dict[int, FileRow] | None = None, current: bool = False) -> None:
+                 written: dict[int, FileRow] | None = None, current: bool = False,
+                 slots: bytes | None = None) -> None:
         self.keys, self.slot, self.index = keys, slot, index
         self.generation, self.digest, self.history_digest = generation, digest, history_digest
         #: The agent's records (records.py) by row id, and their part of the set digest.
         self.records: dict[bytes, Record] = records or {}
         self.records_digest = records_digest
+        #: The key slots' digest the header authenticates (slots.py); None: not (yet).
+        self.slots = slots
         self.bad: dict[bytes, str] = bad or {}
         self.damage: list[str] = damage or []
         #: Every bucket as the vault verified it (at unlock, or sealing it since).
@@ -111,7 +117,7 @@ class Session:
             self.bad.pop(row_id, None)
             self.secrets.pop(row_id, None)
         self.generation, self.digest = commit.generation, commit.digest
-        self.history_digest = commit.history_digest
+        self.history_digest, self.slots = commit.history_digest, commit.slots
         self.records_digest = commit.records_digest
         if commit.records:
             records = dict(self.records)  # a reader iterating the old dict is undisturbed

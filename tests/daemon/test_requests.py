@@ -75,12 +75,12 @@ class TestSession:
     def test_recovery_key_and_key_slot_unlock(self, agent, raw):
         c = raw(agent)
         recovery = c.call(p.Init(passphrase=TEST_PASSPHRASE, **FAST_KDF)).recovery_key
-        assert isinstance(c.call(p.AddKeySlot(key=b"k" * 32)), p.Ok)
+        assert isinstance(c.call(p.AddKeySlot(key=b"k" * 32, proof=TEST_PASSPHRASE)), p.Ok)
         c.call(p.Lock())
         assert c.call(p.Unlock(key=b"k" * 32)).state == "unlocked"
         c.call(p.Lock())
         assert c.call(p.Unlock(recovery_key=recovery)).state == "unlocked"
-        assert isinstance(c.call(p.RemoveKeySlot()), p.Ok)
+        assert isinstance(c.call(p.RemoveKeySlot(proof=recovery)), p.Ok)
         c.call(p.Lock())
         error(c.call(p.Unlock(key=b"k" * 32)), "bad_passphrase")
 
@@ -91,7 +91,7 @@ class TestSession:
                           p.Ok)
         report = conn.call(p.Check())
         assert isinstance(report, p.CheckReport) and report.checked == 1 and not report.problems
-        recovery = conn.call(p.Rekey())
+        recovery = conn.call(p.Rekey(proof="new pass 2"))
         assert isinstance(recovery, p.RecoveryKey) and recovery.recovery_key
         conn.call(p.Lock())
         assert conn.call(p.Unlock(recovery_key=recovery.recovery_key)).state == "unlocked"
@@ -206,7 +206,8 @@ class TestEntries:
                     p.Undelete(name="secret-name-1"), p.Purge(name="secret-name-1"),
                     p.Move(old="secret-name-1", new="b"), p.List(), p.Trash(),
                     p.History(name="secret-name-1"), p.Restore(name="secret-name-1", version=1),
-                    p.AddKeySlot(key=b"k"), p.RemoveKeySlot(), p.Audit(), p.Check(), p.Rekey(),
+                    p.AddKeySlot(key=b"k"), p.RemoveKeySlot(), p.Slots(), p.Audit(), p.Check(),
+                    p.Rekey(proof=TEST_PASSPHRASE),
                     p.ChangePassphrase(old=TEST_PASSPHRASE, new="x")]
         for request in requests:
             conn.send(request)

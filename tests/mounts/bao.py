@@ -12,10 +12,12 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import hvac
+import hvac.exceptions
 
 ROOT_TOKEN = "credd-test-root"
 AUDIT_CONFIG = """\
@@ -82,8 +84,9 @@ class BaoServer:
         self.wait_healthy(timeout)
         return self
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
-        """Until /v1/sys/health answers 200 (initialized, unsealed, active)."""
+    def wait_healthy(self, timeout: float = 20.0, *, answering: bool = False) -> None:
+        """Until /v1/sys/health answers 200 (initialized, unsealed, active), or with
+        `answering` anything at all (501 not initialised and 503 sealed included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -93,6 +96,9 @@ class BaoServer:
                 with urllib.request.urlopen(f"{self.url}/v1/sys/health", timeout=2) as reply:
                     if reply.status == 200:
                         return
+            except urllib.error.HTTPError:
+                if answering:
+                    return
             except OSError:
                 pass
             time.sleep(0.05)
@@ -139,3 +145,78 @@ class BaoServer:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
+
+
+RAFT_CONFIG = """\
+storage "raft" {
+  path = "%(data)s"
+  node_id = "credd-test"
+  performance_multiplier = 1
+}
+listener "tcp" {
+  address = "127.0.0.1:%(port)d"
+  tls_disable = true
+}
+api_addr = "http://127.0.0.1:%(port)d"
+cluster_addr = "http://127.0.0.1:%(cluster)d"
+disable_mlock = true
+"""
+
+
+class PersistentBaoServer(BaoServer):
+    """A server that keeps its data when killed (raft storage in its directory), for tests
+    that kill it mid-run and start it again: initialised with one unseal key, kv-v2 at
+    `secret/`, and ROOT_TOKEN a root token, so tests use it like the dev server. (`-dev`
+    keeps everything in memory, and OpenBao has no `file` storage.)"""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.key = ""
+
+    def start(self, timeout: float = 30.0) -> PersistentBaoServer:
+        """Start (or, killed, start again on the same port with the same data) and unseal."""
+        data = self.dir / "data"
+        data.mkdir(mode=0o700, exist_ok=True)
+        self.port = self.port or _free_port_pair()
+        config = self.dir / "raft.hcl"
+        config.write_text(RAFT_CONFIG % {"data": data, "port": self.port,
+                                         "cluster": self.port + 1}
+                          + AUDIT_CONFIG % self.audit_log)
+        log = open(self.dir / "server.log", "ab")
+        self.proc = subprocess.Popen([bao_binary(), "server", f"-config={config}"],
+                                     stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, "HOME": str(self.dir)})
+        log.close()
+        self.wait_healthy(timeout, answering=True)
+        sys_api = hvac.Client(url=self.url, timeout=5).sys
+        first = not sys_api.is_initialized()
+        if first:
+            answer = sys_api.initialize(secret_shares=1, secret_threshold=1)
+            self.key, root = answer["keys_base64"][0], answer["root_token"]
+        sys_api.submit_unseal_key(self.key)
+        self.wait_healthy(timeout)
+        if first:
+            admin = hvac.Client(url=self.url, token=root, timeout=5)
+            admin.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+            admin.auth.token.create(id=ROOT_TOKEN, policies=["root"])
+        self._wait_kv(timeout)
+        return self
+
+    def _wait_kv(self, timeout: float) -> None:
+        """Until the KV engine serves (a new or restarted one upgrades its storage first)."""
+        kv = self.client().secrets.kv.v2
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                kv.read_secret_version("credd-probe", mount_point="secret",
+                                       raise_on_deleted_version=True)
+            except hvac.exceptions.InvalidPath:
+                return
+            except hvac.exceptions.VaultError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def unseal_key(self) -> str:
+        return self.key

@@ -120,6 +120,31 @@ class TestCache:
         new = [ln for ln in lines if '"type":"request"' in ln][before:]
         assert len(new) == 1 and f"secret/metadata/{prefix}db" in new[0]
 
+    def test_revalidate_makes_the_next_read_ask_the_server(self, bao, make_store, prefix):
+        store = make_store(bao, prefix, revalidate=3600.0)
+        store.put(Set(name="team/db", value="one"))
+        outside_write(bao, prefix + "db", {"value": "two"})
+        assert store.get("team/db") == "one"  # fresh for an hour: from memory
+        store.revalidate("team/db")
+        assert store.get("team/db") == "two"
+
+    def test_a_write_just_after_a_read_found_nothing_reads_no_more(self, bao, make_store,
+                                                                   prefix):
+        store = make_store(bao, prefix, revalidate=3600.0)
+        with pytest.raises(NotFound):
+            store.get("team/new")
+        before = audited_requests(bao)
+        store.put(Set(name="team/new", value="v"))
+        lines = [ln for ln in bao.audit_log.read_text().split("\n") if '"type":"request"' in ln]
+        assert len(lines[before:]) == 2  # the data (cas=0), then credd's metadata
+        assert not any('"operation":"read"' in ln for ln in lines[before:])
+        with pytest.raises(NotFound):
+            store.get("team/other")
+        outside_write(bao, prefix + "other", {"value": "theirs"})  # created since
+        with pytest.raises(Conflict, match="created on the server"):
+            store.put(Set(name="team/other", value="mine"))
+        assert kv(bao, prefix + "other")["data"] == {"value": "theirs"}
+
     def test_fresh_says_when_a_read_needs_no_request_so_the_agent_answers_it_inline(
             self, bao, make_store, prefix):
         from credd.daemon.mounts.openbao import OpenBaoStore

@@ -37,8 +37,9 @@ CORPUS = [
           tags=["t"], rotate_after=86400.0, expires=2e9, mode="update", merge=True),
     p.Delete(name="b"), p.Undelete(name="b"), p.Purge(name="b"), p.Move(old="b", new="c"),
     p.Restore(name="b", version=1), p.ChangePassphrase(old="a", new="b"),
-    p.AddKeySlot(key=b"k" * 32, label="keyring"), p.RemoveKeySlot(label="x"),
-    p.Rekey(), p.Lock(), p.Stop(), p.Subscribe(),
+    p.AddKeySlot(key=b"k" * 32, label="keyring", proof="pw"),
+    p.RemoveKeySlot(label="x", proof="pw"), p.Slots(), p.Rekey(proof="pw"), p.Lock(), p.Stop(),
+    p.Subscribe(),
 ]
 BODIES = [p.encode(m)[4:] for m in CORPUS]
 

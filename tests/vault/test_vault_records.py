@@ -77,7 +77,7 @@ class TestRecords:
     def test_rekey_keeps_them(self, vault):
         vault.put_record("grant", "g_aaaaaaaaaa", b"kept")
         before = _rows(vault.path)
-        vault.rekey()
+        vault.rekey(proof=TEST_PASSPHRASE)
         after = _rows(vault.path)
         assert before[0][0] != after[0][0]  # a new row id under the new index key
         again = reopen(vault)
@@ -88,7 +88,8 @@ class TestTamper:
     def test_two_records_swapped(self, vault):
         vault.put_record("grant", "g_aaaaaaaaaa", b"active")
         vault.put_record("grant", "g_bbbbbbbbbb", REVOKED)
-        vault.rekey()  # both rows now carry the same rev: only the row id tells them apart
+        # both rows now carry the same rev: only the row id tells them apart
+        vault.rekey(proof=TEST_PASSPHRASE)
         (a, rev_a, blob_a), (b, rev_b, blob_b) = _rows(vault.path)
         assert rev_a == rev_b
         vault.close()
@@ -148,16 +149,16 @@ class TestTamper:
         again.close()
 
 
-def test_a_format_4_vault_migrates_to_records(vault_path, state_dir):
-    old, _ = Vault.create(vault_path, TEST_PASSPHRASE, kdf=KDF, state_dir=state_dir, _format=4)
+def test_a_format_5_vault_migrates_to_records(vault_path, state_dir):
+    old, _ = Vault.create(vault_path, TEST_PASSPHRASE, kdf=KDF, state_dir=state_dir, _format=5)
     old.put(Set(name="db/main", value="dsn"))
     old.close()
     vault = Vault.open(vault_path, state_dir=state_dir)
-    assert len(glob.glob(vault_path + ".format4-*.bak")) == 1
+    assert len(glob.glob(vault_path + ".format5-*.bak")) == 1
     vault.unlock(TEST_PASSPHRASE)
     assert vault.records("grant") == {} and vault.get("db/main") == "dsn"
     vault.put_record("grant", "g_aaaaaaaaaa", b"new")
     again = reopen(vault)
     assert again.records("grant") == {"g_aaaaaaaaaa": b"new"} and again.check() == []
-    assert migrations.LATEST == 5
+    assert migrations.LATEST == 6
     again.close()

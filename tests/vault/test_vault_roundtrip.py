@@ -219,3 +219,18 @@ def test_field_names_are_found_in_any_normalization(vault):
                            Field(name="cafe\u0301", value="hidden", secret=True)]))
     assert vault.get("n", "\uf900") == vault.get("n", "\u8c48") == "public"
     assert vault.get("n", "cafe\u0301") == vault.get("n", "caf\u00e9") == "hidden"
+
+
+def test_put_many_and_delete_many_are_one_transaction_each_all_or_none(vault):
+    vault.put_many([Set(name="m/a", value="1"), Set(name="m/b", value="2")])
+    with pytest.raises(Exists):
+        vault.put_many([Set(name="m/c", value="3"), Set(name="m/a", value="x", mode="create")])
+    assert [e.name for e in vault.list()] == ["m/a", "m/b"]
+    with pytest.raises(NotFound):
+        vault.delete_many(["m/a", "m/missing"])
+    assert [e.name for e in vault.list()] == ["m/a", "m/b"] and vault.trash() == []
+    deleted = vault.delete_many(["m/a", "m/b"])
+    assert [e.deleted is not None for e in deleted] == [True, True]
+    assert vault.list() == [] and [e.name for e in vault.trash()] == ["m/a", "m/b"]
+    vault.undelete("m/b")  # a trashed entry comes back whole
+    assert vault.get("m/b") == "2"

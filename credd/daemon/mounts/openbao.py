@@ -25,6 +25,7 @@ with `offline_cache` a cached entry is still served (until the vault locks).
 from __future__ import annotations
 
 import importlib.util
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -97,6 +98,7 @@ class OpenBaoStore:
         self._clock = clock
         self._lock = threading.Lock()           # the cache and the listing
         self._seen: dict[str, _Seen] = {}       # by entry name
+        self._absent: dict[str, float] = {}     # names the server had no secret for, and when
         self._listing: list[str] | None = None  # sorted entry names, as of _listed
         self._listed = 0.0
         self._epoch = 0                         # bumped by close(): late answers are dropped
@@ -198,6 +200,17 @@ class OpenBaoStore:
         left = self._fresh_for - (self._clock() - seen.checked) if seen is not None else 0.0
         return left > FRESH_MARGIN
 
+    def revalidate(self, name: str) -> None:
+        """Make the next read of `name` ask the server (one metadata request when nothing
+        changed): for a caller about to act on what the server holds now, such as a
+        migration deciding that a copy is already there (`credd.store.Revalidating`)."""
+        name, _ = self._path(name)
+        with self._lock:
+            self._absent.pop(name, None)
+            seen = self._seen.get(name)
+            if seen is not None:
+                seen.checked = -math.inf
+
     def _live(self, name: str) -> _Seen:
         seen = self._current(name)
         if not seen.live:
@@ -239,11 +252,18 @@ class OpenBaoStore:
 
     def _read(self, name: str, version: int | None = None) -> _Seen:
         """Read the data of the current version (cached) or of one older version (not)."""
-        _, path = self._path(name)
+        key, path = self._path(name)
         epoch = self._epoch
-        answer = self._call(f"{name!r}", name, lambda c: c.secrets.kv.v2.read_secret_version(
-            path, version=version, mount_point=self.engine,
-            raise_on_deleted_version=False))["data"]
+        try:
+            answer = self._call(f"{name!r}", name, lambda c: c.secrets.kv.v2.read_secret_version(
+                path, version=version, mount_point=self.engine,
+                raise_on_deleted_version=False))["data"]
+        except NotFound:
+            if version is None:
+                with self._lock:
+                    if epoch == self._epoch:
+                        self._absent[key] = self._clock()
+            raise
         meta = answer["metadata"]
         deleted = timestamp(meta.get("deletion_time")) or (time.time() if meta.get("destroyed")
                                                           else None)
@@ -259,6 +279,7 @@ class OpenBaoStore:
         with self._lock:
             if epoch is None or epoch == self._epoch:
                 self._seen[seen.meta.name] = seen
+                self._absent.pop(seen.meta.name, None)
                 if self._listing is not None and seen.meta.name not in self._listing:
                     self._listing = sorted([*self._listing, seen.meta.name])
 
@@ -327,11 +348,14 @@ class OpenBaoStore:
 
     def _last_seen(self, name: str) -> _Seen | None:
         """The version credd last saw (any age: check-and-set catches a newer one), or
-        a fresh read; None when the server has no such secret."""
+        a fresh read; None when the server has no such secret (also when a read found
+        none within `revalidate` seconds: the write's cas=0 still refuses one made since)."""
         with self._lock:
-            seen = self._seen.get(name)
+            seen, absent = self._seen.get(name), self._absent.get(name)
         if seen is not None:
             return seen
+        if absent is not None and self._clock() - absent < self._fresh_for:
+            return None
         try:
             return self._read(name)
         except NotFound:
@@ -468,5 +492,6 @@ class OpenBaoStore:
         with self._lock:
             self._epoch += 1
             self._seen.clear()
+            self._absent.clear()
             self._listing = None
         self.session.close()
