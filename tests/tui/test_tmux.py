@@ -47,7 +47,7 @@ def _footer(screen: str) -> str:
 # Textual's names → tmux's (anything else is sent as it is)
 _TMUX_KEYS = {"escape": "Escape", "enter": "Enter", "tab": "Tab", "question_mark": "?",
               "ctrl+l": "C-l", "ctrl+s": "C-s", "space": "Space",
-              "down": "Down"}
+              "down": "Down", "shift+tab": "BTab"}
 
 
 class Tmux:

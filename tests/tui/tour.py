@@ -128,9 +128,10 @@ TOUR = [
         "New grant", "Names: entries or globs, space separated (* matches anything, / too)",
         "e.g. stripe/* github/token", "Mode", "use: run commands with the values, never see one",
         "Create", "Cancel", "^s Create", "esc Cancel")),
-    Stop("granted", (Text("demo/*"), Key("tab"), Key("enter"), Shows("read: also receive"),
-                     Key("down"), Key("enter"), *(Key("tab"),) * 5, Key("space"),
-                     Key("ctrl+s")), (
+    # confirm first, then back to the mode picker: keys typed as its list closes may be lost
+    Stop("granted", (Text("demo/*"), *(Key("tab"),) * 6, Key("space"),
+                     *(Key("shift+tab"),) * 5, Key("enter"), Shows("read: also receive"),
+                     Key("down"), Key("enter"), Key("ctrl+s")), (
         "demo/*", "read", "in 8h", "credd session", "no limit, 0 so far · no recent use",
         "each use waits for your answer", "1 grant in force", "esc Close")),
     Stop("access request", (AskAccess(),), (
