@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ("vault_bench.py", "client_bench.py", "scripting_bench.py", "scan_bench.py",
-         "tui_bench.py", "mount_bench.py", "grants_bench.py")
+         "tui_bench.py", "mount_bench.py", "lifecycle_bench.py", "grants_bench.py")
 
 
 def main() -> int:

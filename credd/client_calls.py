@@ -277,6 +277,60 @@ class Calls:
     def session_close(self, session: str) -> None:
         return self._ask(p.SessionClose(session=session), _nothing)
 
+    # -- lifecycle (docs/lifecycle.md)
+
+    @method
+    def fingerprint(self, name: str, field: str | None = None) -> str:
+        """`fp:xxxx-xxxx`, a keyed fingerprint of the value (or a field): the safe way to
+        name a secret in a log line. Stable for a value in this vault; says nothing of it."""
+        return self._ask(p.Fingerprint(name=name, field=field), _fingerprint)
+
+    @method
+    def inspect(self, name: str) -> p.Inspection:
+        """The entry with its fingerprints, rotation period, last check and due reasons."""
+        return self._ask(p.Inspect(name=name), whole)
+
+    @method
+    def due(self, /, **options: Any) -> p.DueReport:
+        """The entries that need attention; options are those of `protocol.Due`."""
+        return self._ask(build(p.Due, **options), whole)
+
+    @method
+    def incident(self, name: str, since: float | None = None) -> p.IncidentReport:
+        """Who received the value since it changed (or `since`), which entries hold it too;
+        marks the entry compromised until its value changes (docs/lifecycle.md)."""
+        return self._ask(p.Incident(name=name, since=since), whole)
+
+    @method
+    def policy(self) -> p.PolicyReply:
+        """The rotation periods by kind in force (for `rules.entry_state`)."""
+        return self._ask(p.Policy(), whole)
+
+    @method
+    def rotate(self, name: str, value: str) -> p.EntryMeta:
+        """Stage `value` as the entry's pending value; the current value stays current."""
+        return self._ask(p.Rotate(name=name, value=value), _entry)
+
+    @method
+    def finish_rotation(self, name: str) -> p.EntryMeta:
+        """Make the pending value current; the previous version stays restorable."""
+        return self._ask(p.RotateFinish(name=name), _entry)
+
+    @method
+    def abandon_rotation(self, name: str) -> p.EntryMeta:
+        return self._ask(p.RotateAbandon(name=name), _entry)
+
+    @method
+    def get_pending(self, name: str) -> str:
+        return self._ask(p.GetPending(name=name), _value)
+
+    @method
+    def record_verification(self, name: str, outcome: p.VerifyOutcome, *,
+                            exit_status: int | None = None, seconds: float = 0.0) -> None:
+        return self._ask(p.RecordVerification(name=name, outcome=outcome,
+                                              exit_status=exit_status, seconds=seconds),
+                         _nothing)
+
 
 # What methods keep of a reply.
 
@@ -318,6 +372,10 @@ def _records(reply: p.AuditLog) -> list[p.AuditRecord]:
 
 def _entries(reply: p.Entries) -> list[p.EntryMeta]:
     return reply.entries
+
+
+def _fingerprint(reply: p.FingerprintReply) -> str:
+    return reply.fingerprint
 
 
 def _pages(request: p.List) -> Plan[list[p.EntryMeta]]:

@@ -31,6 +31,7 @@ ErrorCode = Literal[
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
 GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
+VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
 MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
@@ -98,6 +99,9 @@ class EntryMeta(_Data):
     rotate_after: float | None = None  # seconds between rotations
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
+    value_changed: float = 0.0         # unix time the value last changed (0: not recorded)
+    pending: float | None = None       # unix time `rotate` staged a new value (None: none)
+    compromised: float | None = None   # unix time `incident` marked the value (None: not)
     mount: str = ""                    # the mount serving it ("" for the local vault)
     last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
@@ -207,6 +211,34 @@ class AccessRequest(_Data):
     expires: float = 0.0
 
 
+class DueReason(_Data):
+    """One reason `due` lists an entry for: expired, expiring, rotation_due, pending,
+    check_failed, duplicate, short, unused (docs/lifecycle.md)."""
+
+    reason: str
+    when: float | None = None          # the moment it is about: expiry, due date, last use ...
+    period: float | None = None        # rotation_due: the period in force
+    field: str = ""                    # duplicate, short: which secret ("" for the value)
+    names: list[str] = []              # duplicate: the others holding it (NAME or NAME/FIELD)
+    length: int = 0                    # short: the value's length in characters
+    note: str = ""                     # unused: "changed" (no use recorded); check_failed: why
+
+
+class DueEntry(_Data):
+    name: str
+    kind: EntryType = "secret"
+    reasons: list[DueReason] = []
+
+
+class Verification(_Data):
+    """The last run of an entry's check, as the client that ran it reported it."""
+
+    time: float                        # unix time the agent recorded it
+    outcome: VerifyOutcome
+    exit_status: int | None = None     # the check's exit status (failed)
+    seconds: float = 0.0               # how long it ran
+
+
 class MigrateItem(_Data):
     """What a `migrate` did with one source entry; `reason` never holds a value."""
 
@@ -238,7 +270,11 @@ class Asks(_Message, Generic[R]):
 
     The parameter is the table: `REPLY` below is read from it, clients check
     every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    A request answered `ready` hands descriptors over, and its connection ends
+    with one more frame: the response class `last` names (`LAST`).
     """
+
+    last: ClassVar[str] = ""
 
 
 class Hello(Asks["Welcome"], tag="hello"):
@@ -460,6 +496,26 @@ class SessionClose(Asks["Ok"], tag="session_close"):
     session: str
 
 
+class VerifyBackup(Asks["Ready"], tag="verify_backup"):
+    """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
+    client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
+    and the connection closes. The agent never opens a path a client names."""
+
+    last = "BackupReport"
+
+
+class RestoreBackup(Asks["Ready"], tag="restore_backup"):
+    """Put a copy of the vault in place of the vault file, the current one kept aside.
+    Exactly one of the copy's passphrase or recovery key: the proof that its owner asks.
+    Answered `ready`, the client sends the copy's descriptor on one byte (SCM_RIGHTS);
+    then `backup_report`, and the connection closes. The vault is left locked."""
+
+    last = "BackupReport"
+    _secret = ("passphrase", "recovery_key")
+    passphrase: str | None = None
+    recovery_key: str | None = None
+
+
 class Subscribe(Asks["Ok"], tag="subscribe"):
     """Answered `ok`; from then on the connection carries events only."""
 
@@ -490,6 +546,64 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Due(Asks["DueReport"], tag="due"):
+    """The entries that need attention, each with its reasons."""
+
+    within: float = 14 * 86400.0       # due or expiring within this many seconds
+    unused: float = 180 * 86400.0      # report entries unused this long (0: do not)
+    values: bool = True                # read the values too: duplicates, short passwords
+    now: float | None = None           # judge as at this unix time (None: now)
+
+
+class Fingerprint(Asks["FingerprintReply"], tag="fingerprint"):
+    """Without `field`, `name` is a path read as `get` reads it (NAME, else NAME/FIELD)."""
+
+    name: str
+    field: str | None = None
+
+
+class Inspect(Asks["Inspection"], tag="inspect"):
+    name: str
+
+
+class Policy(Asks["PolicyReply"], tag="policy"):
+    pass
+
+
+class Rotate(Asks["EntryReply"], tag="rotate"):
+    """Stage `value` as the entry's pending value: the current value stays current."""
+
+    _secret = ("value",)
+    name: str
+    value: str
+
+
+class RotateFinish(Asks["EntryReply"], tag="rotate_finish"):
+    name: str
+
+
+class RotateAbandon(Asks["EntryReply"], tag="rotate_abandon"):
+    name: str
+
+
+class GetPending(Asks["Secret"], tag="get_pending"):
+    name: str
+
+
+class RecordVerification(Asks["Ok"], tag="record_verification"):
+    name: str
+    outcome: VerifyOutcome
+    exit_status: int | None = None
+    seconds: float = 0.0
+
+
+class Incident(Asks["IncidentReport"], tag="incident"):
+    """Who received `name`'s value and which entries share it; marks it compromised."""
+
+    name: str
+    since: float | None = None         # readers since this unix time (None: the value's change)
+
+
 class Migrate(Asks["Migrated"], tag="migrate"):
     """Copy the entries under `src` to `dst`, store to store inside the agent (no value
     crosses the socket), one batch per request: ask again with `cursor` = `next`."""
@@ -507,8 +621,10 @@ Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
-    Subscribe | Stop | TokenCreate | TokenList | TokenRevoke | Migrate | GrantCreate |
-    GrantList | GrantRevoke | GrantAnswer | SessionOpen | SessionClose
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
+    GrantAnswer | SessionOpen | SessionClose
 )
 
 # ---------------------------------------------------------------- responses
@@ -623,6 +739,23 @@ class SlotList(_Message, tag="slot_list"):
     problems: list[str] = []            # what failed authentication ([] when nothing did)
 
 
+class Ready(_Message, tag="ready"):
+    """The request was accepted: send the descriptors now."""
+
+
+class BackupReport(_Message, tag="backup_report"):
+    """A copy of the vault as `verify_backup` checked it, or as `restore_backup` put it in
+    place; what it counts is read from the file (entries and versions are row counts)."""
+
+    vault_id: str                      # hex
+    generation: int                    # the copy's; after a restore, the vault's new one
+    format: int
+    entries: int                       # entry rows, the trash included
+    versions: int                      # older versions kept in history
+    problems: list[str] = []           # what failed the check (verify_backup)
+    replaced: str = ""                 # restore: where the file it replaced was kept
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -650,6 +783,47 @@ class SessionReply(_Message, tag="session"):
     grant: Grant
 
 
+class DueReport(_Message, tag="due_report"):
+    entries: list[DueEntry]
+    now: float                         # the time the report judged at
+    checked: int = 0                   # entries looked at
+    values: int = 0                    # values read (duplicates, short passwords)
+    unread: list[str] = []             # mounts whose values were not read (remote)
+    config_error: str = ""             # why config.toml's [rotation] was not (re)loaded
+
+
+class FingerprintReply(_Message, tag="fingerprint"):
+    name: str
+    fingerprint: str                   # fp:xxxx-xxxx
+    field: str | None = None
+
+
+class Inspection(_Message, tag="inspection"):
+    """An entry with what the agent knows about its lifecycle; no secret value."""
+
+    entry: EntryMeta
+    fingerprint: str = ""              # the value's ("" when it has none)
+    field_fingerprints: dict[str, str] = {}  # each secret field's
+    rotation: float | None = None      # the period in force (None: never rotated)
+    verification: Verification | None = None  # the last check run (None: never)
+    reasons: list[DueReason] = []      # what `due` says of it, duplicates aside
+
+
+class PolicyReply(_Message, tag="policy"):
+    rotation: dict[str, float]         # kind → period; a kind not listed is never rotated
+    config_error: str = ""
+
+
+class IncidentReport(_Message, tag="incident_report"):
+    """The reply to `incident`: what received the value, and where else it is; no value."""
+
+    entry: EntryMeta                   # as marked: `compromised` set
+    since: float                       # readers counted from this unix time
+    readers: list[Reader] = []         # the most recent reader first
+    shared: list[DueReason] = []       # `duplicate` reasons: the entries holding the same secret
+    unread: list[str] = []             # remote mounts whose values were not compared
+
+
 class Migrated(_Message, tag="migrated"):
     """One batch of a `migrate`, in source order."""
 
@@ -670,13 +844,14 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
-    TokenCreated | Tokens | Migrated | GrantReply | GrantsReply | SessionReply | Error
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown, session
+    reason: str = ""  # request, idle, lifetime, signal, shutdown, restore, session
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -713,6 +888,9 @@ def _reply_of(request: type) -> type[_Message]:
 
 #: Each request type's reply type, as its class declares it (`Asks[...]`).
 REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+#: The last frame of each request answered `ready` (its class's `last`).
+LAST: dict[type, type[_Message]] = {cls: globals()[cls.last] for cls in get_args(Request)
+                                    if cls.last}
 
 # ---------------------------------------------------------------- framing
 

@@ -229,6 +229,15 @@ def send_all(sock: _socket.socket, data: bytes) -> None:
         raise lost(exc) from None
 
 
+def send_fds(sock: _socket.socket, fds: list[int]) -> None:
+    """Descriptors the agent waits for after `ready`, on one byte (SCM_RIGHTS)."""
+    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    try:
+        sock.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    except OSError as exc:
+        raise lost(exc) from None
+
+
 def version_mismatch(agent_version: object, agent_protocol: object) -> VersionMismatch:
     return VersionMismatch(f"the agent (credd {agent_version}) speaks protocol {agent_protocol}, "
                            f"this client (credd {__version__}) speaks {PROTOCOL_VERSION}: "

@@ -27,7 +27,8 @@ SAMPLES: list[p._Message] = [
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
     p.AddKeySlot(key=b"k", label="ci", proof="pw"), p.RemoveKeySlot(),
     p.RemoveKeySlot(label="ci", proof="pw"), p.Slots(), p.Audit(limit=5), p.Check(),
-    p.Rekey(), p.Rekey(proof="pw"), p.Subscribe(), p.Stop(),
+    p.Rekey(), p.Rekey(proof="pw"), p.VerifyBackup(), p.RestoreBackup(passphrase="pw"),
+    p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
@@ -39,6 +40,12 @@ SAMPLES: list[p._Message] = [
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Due(within=86400.0, unused=0.0, values=False, now=1.0), p.Due(),
+    p.Fingerprint(name="a", field="f"), p.Inspect(name="a"), p.Policy(),
+    p.Rotate(name="a", value="v"), p.RotateFinish(name="a"), p.RotateAbandon(name="a"),
+    p.GetPending(name="a"),
+    p.RecordVerification(name="a", outcome="failed", exit_status=22, seconds=0.5),
+    p.Incident(name="a", since=1.0), p.Incident(name="a"),
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
 ]
@@ -77,7 +84,9 @@ REPLIES: list[p._Message] = [
                   head_seq=9, anchored_seq=8, anchored_at=5.0, unchained=2,
                   problem="edited", file="audit.jsonl", line=3),
     p.Entries(entries=[p.EntryMeta(name="a", last_used=3.0)]),
-    p.CheckReport(checked=3, problems=["x"]),
+    p.CheckReport(checked=3, problems=["x"]), p.Ready(),
+    p.BackupReport(vault_id="ab", generation=4, format=4, entries=2, versions=1,
+                   problems=["x"], replaced="/v.replaced-1"),
     p.SlotList(slots=[p.SlotInfo(label="passphrase", kind="passphrase", kdf="argon2id",
                                  memory_kib=65536, iterations=3, lanes=4, created=1.0, used=2.0),
                       p.SlotInfo(label="ci", kind="key", problem="changed outside credd")],
@@ -91,6 +100,21 @@ REPLIES: list[p._Message] = [
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
     p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
     p.SessionReply(session="s_abcdefghij", grant=GRANT),
+    p.DueReport(entries=[p.DueEntry(name="a", kind="password", reasons=[
+        p.DueReason(reason="rotation_due", when=1.0, period=2.0),
+        p.DueReason(reason="duplicate", field="pin", names=["b", "c/key"]),
+        p.DueReason(reason="short", length=5), p.DueReason(reason="unused", note="changed")])],
+                now=3.0, checked=4, values=5, unread=["team"], config_error="x"),
+    p.FingerprintReply(name="a", field="f", fingerprint="fp:0000-0000"),
+    p.Inspection(entry=p.EntryMeta(name="a", value_changed=1.0, pending=2.0),
+                 fingerprint="fp:0000-0000", field_fingerprints={"pin": "fp:1111-1111"},
+                 rotation=3.0, reasons=[p.DueReason(reason="pending", when=2.0)],
+                 verification=p.Verification(time=1.0, outcome="ok", seconds=0.1)),
+    p.PolicyReply(rotation={"password": 1.0}, config_error=""),
+    p.IncidentReport(entry=p.EntryMeta(name="a", compromised=2.0), since=1.0,
+                     readers=[p.Reader(program="credd get", count=2, first=1.0, last=2.0,
+                                       grant="g1")],
+                     shared=[p.DueReason(reason="duplicate", names=["b"])], unread=["team"]),
     p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
                                     reason="r", deleted=True)],
                next="local/a", remaining=3, stopped="s", versions_left=True),
@@ -202,6 +226,7 @@ class TestStrict:
     def test_secret_fields_redacted_in_repr(self):
         text = repr(p.Unlock(passphrase="hunter2")) + repr(p.Secret(name="a", value="hunter2"))
         text += repr(p.Set(name="a", value="hunter2")) + repr(p.Field(name="f", value="hunter2"))
+        text += repr(p.RestoreBackup(passphrase="hunter2"))
         assert "hunter2" not in text
 
 
@@ -229,8 +254,8 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.Grant,
-                    p.AccessRequest):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason,
+                    p.DueEntry, p.Verification, p.Grant, p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

@@ -24,9 +24,11 @@ from typing import Any, cast
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
+from . import backup_handlers as bh
 from . import gate
 from . import grant_handlers as g
 from . import handlers as h
+from . import lifecycle_handlers as lh
 from . import migrate_handlers as mh
 from . import token_handlers as th
 from .router import Router
@@ -93,7 +95,8 @@ _REMOTE_READS: dict[type, Callable[[Any], tuple[list[str], bool]]] = {
     p.Get: lambda r: ([r.name], False), p.Reveal: lambda r: ([r.name], False),
     p.Describe: lambda r: ([r.name], False), p.History: lambda r: ([r.name], False),
     p.GetMany: lambda r: (r.refs, False), p.List: lambda r: ([r.prefix], True),
-    p.Trash: lambda r: ([""], True),
+    p.Trash: lambda r: ([""], True), p.Inspect: lambda r: ([r.name], False),
+    p.Fingerprint: lambda r: ([r.name], False),
 }
 
 
@@ -155,13 +158,18 @@ def _error_reply(exc: Exception, req: p.Request) -> p.Error:
 ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Hello: h.hello, p.Status: h.status, p.Init: h.init, p.Unlock: h.unlock, p.Lock: h.lock,
     p.ChangePassphrase: h.change_passphrase, p.Get: h.get, p.GetMany: h.get_many,
-    p.Reveal: h.reveal, p.Describe: h.describe, p.Set: h.set_, p.Delete: h.delete,
+    p.Reveal: h.reveal, p.Describe: h.describe, p.Set: lh.set_, p.Delete: h.delete,
     p.Undelete: h.undelete, p.Purge: h.purge, p.Move: h.move, p.List: h.list_,
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Slots: h.slots,
     p.Audit: h.audit, p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
     p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.VerifyBackup: bh.verify_backup, p.RestoreBackup: bh.restore_backup,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
+    p.Due: lh.due, p.Fingerprint: lh.fingerprint, p.Inspect: lh.inspect, p.Policy: lh.policy,
+    p.Rotate: lh.rotate, p.RotateFinish: lh.rotate_finish, p.RotateAbandon: lh.rotate_abandon,
+    p.GetPending: lh.get_pending, p.RecordVerification: lh.record_verification,
+    p.Incident: lh.incident,
     p.Migrate: mh.migrate,
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
     p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,

@@ -67,7 +67,7 @@ def store_for(state: AgentState, conn: Caller) -> EntryStore:
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
                 "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
-                "migrate", "grants", "sessions"]
+                "migrate", "backup", "grants", "sessions"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -391,13 +391,15 @@ def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
         _named(store, req.name, lambda: store.describe(req.name))))
 
 
-def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
-    """The filter of a list request, or None when it has none (everything matches)."""
+def _matcher(req: p.List, periods: Callable[[], rules.Periods]
+             ) -> Callable[[p.EntryMeta], bool] | None:
+    """The filter of a list request, or None when it has none (everything matches);
+    `periods` gives the rotation periods in force, asked only for `due`."""
     if not (req.prefix or req.service is not None or req.kind is not None
             or req.tag is not None or req.contains or req.due):
         return None
     contains = (req.contains or "").casefold()
-    now = time.time()
+    now, due = time.time(), periods() if req.due else {}
 
     def match(m: p.EntryMeta) -> bool:
         return ((not req.prefix or m.name.startswith(req.prefix))
@@ -406,7 +408,7 @@ def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
                 and (req.tag is None or req.tag in m.tags)
                 and (not contains or contains in m.name.casefold()
                      or contains in m.service.casefold())
-                and (not req.due or rules.entry_state(m, now) in rules.DUE))
+                and (not req.due or rules.entry_state(m, now, due) in rules.DUE))
     return match
 
 
@@ -487,7 +489,7 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
     visible = store_for(state, conn).entries()
-    matches, match = visible, _matcher(req)
+    matches, match = visible, _matcher(req, state.lifecycle.periods)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])
@@ -535,10 +537,18 @@ async def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
 
 
 async def audit_who(state: AgentState, conn: Caller, req: p.AuditWho) -> p.AuditReaders:
-    digest = name_hmac(state.store().audit_key, req.name)
-    readers = await _asking(state, lambda trail: trail.readers(digest, req.since))
+    digest, readers = await readers_of(state, req.name, req.since)
+    return p.AuditReaders(name_hmac=digest, readers=readers)
+
+
+async def readers_of(state: AgentState, name: str, since: float | None
+                     ) -> tuple[str, list[p.Reader]]:
+    """(name HMAC, every program and grant the trail says received `name`'s value since
+    `since`, most recent first, as many as fit a reply): `audit_who` and `incident`."""
+    digest = name_hmac(state.store().audit_key, name)
+    readers = await _asking(state, lambda trail: trail.readers(digest, since))
     _, n = _fit(readers)
-    return p.AuditReaders(name_hmac=digest, readers=readers[:n])
+    return digest, readers[:n]
 
 
 async def audit_verify(state: AgentState, conn: Caller, req: p.AuditVerify) -> p.AuditReport:

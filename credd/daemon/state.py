@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from credd import __version__, paths, protocol
-from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoVault, RateLimited
+from credd.errors import (
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    LockedError,
+    NoVault,
+    RateLimited,
+    Unavailable,
+)
 from credd.files import write_private
 from credd.store import EntryStore
 
@@ -38,6 +46,7 @@ from .grant_book import KIND as GRANT_KIND
 from .grant_book import GrantBook, Records
 from .last_used import FILE_NAME as LAST_USED_FILE
 from .last_used import LastUsed
+from .lifecycle import Lifecycle
 from .mounts.table import MountTable
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -69,7 +78,7 @@ class Config:
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
     approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
-    config_file: str | None = None     # the mount table; None: paths.config_path()
+    config_file: str | None = None     # mounts, rotation periods; None: paths.config_path()
     audit_max_bytes: int = DEFAULT_MAX_BYTES  # rotate the audit log past this size
     audit_keep: int = DEFAULT_KEEP     # rotated audit files kept
 
@@ -242,6 +251,7 @@ class AgentState:
                               background=self._writer.submit)
         self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
                                   background=self._writer.submit)
+        self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
         self.sessions = Sessions()         # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
@@ -253,12 +263,15 @@ class AgentState:
         self._wake = asyncio.Event()
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
+        self._replacing = False            # a restore is putting another file in place
         self._checkpoint: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
 
     def open_vault(self) -> Vault | None:
         """The vault, opened (locked) on first use; None while its file does not exist."""
+        if self._replacing:  # never open the file a restore is about to replace
+            raise Unavailable("the vault file is being replaced by a restore; try again")
         if self.vault is None:
             from credd.vault import Vault
             if Vault.exists(self.config.vault):
@@ -296,6 +309,19 @@ class AgentState:
         if not self._unlocked:
             return self.unlocked_vault()  # raises: no vault, or locked
         return self.mounts.router(self.require_vault())
+
+    async def replace_vault(self, install: Callable[[], T]) -> T:
+        """Lock, close the vault file, and run `install` (which may put another file in
+        its place) on the writer thread; the next request opens the file afresh."""
+        self._replacing = True
+        try:
+            self.lock("restore")
+            vault, self.vault = self.vault, None
+            if vault is not None:
+                await self.write(vault.close)
+            return await self.write(install)
+        finally:
+            self._replacing = False
 
     def _mount_read(self, name: str, key: bytes) -> None:
         """A mount read its credential `name` from the local vault: audited like a get."""
@@ -437,6 +463,7 @@ class AgentState:
         self.audit.try_record("lock", reason)
         self.audit.locked()
         self.last_used.locked()
+        self.lifecycle.forget()
         self.pages.clear()
         self.grants.clear()
         self.approvals.refuse()

@@ -341,6 +341,10 @@ class Vault:
         """(current version, older versions newest first)."""
         return self._reader().history(name)
 
+    def pending(self, name: str) -> str:
+        """The value `stage` kept for the entry; NotFound when there is none."""
+        return self._reader().pending(name)
+
     # ------------------------------------------------------------ writing
 
     @contextlib.contextmanager
@@ -418,6 +422,29 @@ class Vault:
         records.check(kind, record_id)
         with self._writing() as txn:
             txn.delete_record(kind, record_id)
+
+    # ------------------------------------------------------------ a staged value (rotation)
+
+    def stage(self, name: str, value: str) -> EntryMeta:
+        """Keep `value` beside the current one (no new version; `get` never serves it);
+        Conflict when one is already staged."""
+        with self._writing() as txn:
+            return writes.stage(txn, name, value)
+
+    def finish(self, request: Set) -> EntryMeta:
+        """Make the staged value current: a `put` (merge) whose value must be the staged one."""
+        with self._writing() as txn:
+            return writes.finish(txn, request)
+
+    def abandon(self, name: str) -> EntryMeta:
+        """Drop the staged value."""
+        with self._writing() as txn:
+            return writes.abandon(txn, name)
+
+    def mark_compromised(self, name: str) -> EntryMeta:
+        """Mark the current value compromised until a new value replaces it (`incident`)."""
+        with self._writing() as txn:
+            return writes.mark_compromised(txn, name)
 
     # ------------------------------------------------------------ key slots
 

@@ -25,6 +25,7 @@ KEYS = [
         ("g", "grants: access lent to sessions and sandboxes, and requests waiting for you"),
         ("f", "folder tree: by '/' folders, by service, or hidden"),
         ("u", "show only entries due for rotation or expired"),
+        ("U", "show only the entries `credd due` lists for one reason (reused, short ...)"),
     ]),
     ("Grants", [
         ("n", "new grant: names or globs, mode, how long, uses, commands, confirm"),

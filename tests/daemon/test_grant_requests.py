@@ -171,7 +171,10 @@ class TestOwnerOnly:
         p.Init(passphrase="x"), p.Unlock(passphrase=TEST_PASSPHRASE), p.Lock(),
         p.ChangePassphrase(old=TEST_PASSPHRASE, new="y"), p.AddKeySlot(key=b"k" * 32),
         p.RemoveKeySlot(), p.Audit(), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
-        p.GrantAnswer(request="r_x", approve=True)])
+        p.GrantAnswer(request="r_x", approve=True), p.Slots(), p.AuditWho(name="stripe/key"),
+        p.Migrate(src="stripe/", dst="x/"), p.GetPending(name="stripe/key"),
+        p.Fingerprint(name="stripe/key"), p.Inspect(name="stripe/key"),
+        p.Incident(name="stripe/key"), p.Rotate(name="stripe/key", value="v")])
     def test_refused_even_to_write(self, owner, bound, request_):
         c = bound(create(owner, ["*"], "write"))
         assert "only the owner" in error(c.call(request_), "denied").message
