@@ -26,7 +26,8 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "command_not_found",
+    "command_not_executable", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
