@@ -94,6 +94,37 @@ class TestEnv:
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("True") and SENTINEL not in done.stdout  # masked
 
+    def test_a_grant_covers_mounted_names_as_it_covers_local_ones(self, env_agent, run_credd):
+        """Grants filter by name before the router picks a store: a read grant on
+        `platform/*` reads the mount and nothing else; a use grant runs with its values."""
+        run_credd("set", "local/a", input="local-value")
+        made = run_credd("grant", "create", "--names", "platform/*", "--mode", "read",
+                         "--ttl", "1h")
+        assert made.returncode == 0, made.stderr
+        grant = made.stdout.strip()
+
+        def bound(*argv: str):
+            return run_credd("session", "--grant", grant, "--", sys.executable, "-m", "credd",
+                             *argv)
+
+        got = bound("get", "platform/db/password")
+        assert (got.returncode, got.stdout.strip()) == (0, "pg-secret-1"), got.stderr
+        hidden = bound("get", "local/a")
+        assert hidden.returncode == 5 and "local-value" not in hidden.stdout
+        listed = bound("ls", "--json")
+        names = {e["name"] for e in json.loads(listed.stdout)}
+        assert "platform/db" in names and "local/a" not in names
+        use = run_credd("grant", "create", "--names", "platform/api_key", "--mode", "use",
+                        "--ttl", "1h").stdout.strip()
+        code = "import os; print(len(os.environ['K']), os.environ['K'])"
+        ran = run_credd("session", "--grant", use, "--", sys.executable, "-m", "credd", "run",
+                        "--env", "K=credd://platform/api_key", "--", sys.executable, "-c", code)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.startswith(f"{len(SENTINEL)} ") and SENTINEL not in ran.stdout
+        refused = run_credd("session", "--grant", use, "--", sys.executable, "-m", "credd",
+                            "get", "platform/api_key")
+        assert refused.returncode != 0 and SENTINEL not in refused.stdout
+
     def test_audit_records_name_the_mount(self, env_agent):
         with env_agent.client() as c:
             c.get("platform/api_key")
