@@ -57,8 +57,9 @@ MAX_COMMANDS = 32
 MAX_LABEL = 128
 ANY_REST = "**"  # as the last word of a command pattern: any further arguments
 
-# What a bound connection may ask, by request tag; anything else is the owner's.
-METADATA = frozenset({"hello", "status", "describe", "list", "trash", "history"})
+# What a bound connection may ask, by request tag; anything else is the owner's. `policy` is
+# the rotation periods of the config (no names, no values): `credd ls` asks it.
+METADATA = frozenset({"hello", "status", "policy", "describe", "list", "trash", "history"})
 #: Grant requests a bound connection may make: each can only narrow what it has.
 NARROWING = frozenset({"grant_create", "grant_list", "grant_revoke", "session_open",
                        "session_close"})
