@@ -245,11 +245,12 @@ class Calls:
     @method
     def grant_create(self, names: Iterable[str], mode: p.GrantMode, *, ttl: float | None = None,
                      label: str = "", uses: int | None = None, commands: Iterable[str] = (),
-                     confirm: bool = False, uid: int | None = None) -> p.Grant:
+                     confirm: bool = False, inject: bool = False,
+                     uid: int | None = None) -> p.Grant:
         """A new grant (from a bound connection, only one that narrows its own)."""
         request = p.GrantCreate(names=builtins.list(names), mode=mode, ttl=ttl, label=label,
                                 uses=uses, commands=builtins.list(commands), confirm=confirm,
-                                uid=uid)
+                                inject=inject, uid=uid)
         return self._ask(request, _grant)
 
     @method

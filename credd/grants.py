@@ -57,14 +57,14 @@ MAX_COMMANDS = 32
 MAX_LABEL = 128
 ANY_REST = "**"  # as the last word of a command pattern: any further arguments
 
-# What a bound connection may ask, by request tag; anything else is the owner's. `policy` is
-# the rotation periods of the config (no names, no values): `credd ls` asks it.
-METADATA = frozenset({"hello", "status", "policy", "describe", "list", "trash", "history"})
+# What a bound connection may ask, by request tag; anything else is the owner's.
+#: `policy` is the agent's rotation periods by kind: no name, no value (`credd ls` asks it).
+METADATA = frozenset({"hello", "status", "describe", "list", "trash", "history", "policy"})
 #: Grant requests a bound connection may make: each can only narrow what it has.
 NARROWING = frozenset({"grant_create", "grant_list", "grant_revoke", "session_open",
                        "session_close"})
 VALUES = frozenset({"get", "get_many", "reveal"})
-RUN = frozenset({"run"})
+RUN = frozenset({"run", "inject"})  # the agent uses the values for the caller
 WRITES = frozenset({"set", "delete", "undelete", "purge", "move", "restore"})
 #: Requests that use a grant: counted against `uses`, and confirmed when it says `confirm`.
 USES = VALUES | RUN
@@ -157,7 +157,8 @@ def _command_within(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
 
 def make_grant(names: Sequence[str], mode: str, ttl: float | None = None, *, label: str = "",
                uses: int | None = None, commands: Sequence[str] = (), confirm: bool = False,
-               uid: int | None = None, parent: str | None = None, created_by: str = "",
+               inject: bool = False, uid: int | None = None, parent: str | None = None,
+               created_by: str = "",
                owner_uid: int | None = None, now: float | None = None) -> Grant:
     """A new grant from what a client asked, or BadRequest naming the first rule broken."""
     if not names or len(names) > MAX_PATTERNS:
@@ -180,7 +181,8 @@ def make_grant(names: Sequence[str], mode: str, ttl: float | None = None, *, lab
     return Grant(id=new_id("g_"), names=tuple(dict.fromkeys(map(_check_pattern, names))),
                  mode=mode, created=now, expires=now + ttl,
                  label=_check_text("a label", label, MAX_LABEL) if label else "",
-                 uses=uses, commands=pinned, confirm=confirm, uid=uid, parent=parent,
+                 uses=uses, commands=pinned, confirm=confirm, inject=inject, uid=uid,
+                 parent=parent,
                  created_by=created_by[:MAX_LABEL])
 
 
@@ -247,6 +249,8 @@ def _narrows(outer: Grant, inner: Grant) -> str:
         return "a command is not within its pinned commands"
     if outer.confirm and not inner.confirm:
         return "its uses need confirmation (--confirm)"
+    if inner.inject and not outer.inject:
+        return "it may not write values into files (--inject)"
     return ""
 
 

@@ -191,6 +191,7 @@ class Grant(_Data):
     used: int = 0                      # uses spent so far
     commands: tuple[str, ...] = ()     # argv patterns `run` may start; (): any
     confirm: bool = False              # each use waits for the owner's approval
+    inject: bool = False               # a use grant's `inject` may write files it names
     uid: int | None = None             # the sandbox uid served on the grant's own socket
     parent: str | None = None          # the grant this one narrows
     revoked: float | None = None       # unix time
@@ -468,6 +469,7 @@ class GrantCreate(Asks["GrantReply"], tag="grant_create"):
     uses: int | None = None
     commands: list[str] = []
     confirm: bool = False
+    inject: bool = False
     uid: int | None = None
 
 
@@ -615,6 +617,32 @@ class Migrate(Asks["Migrated"], tag="migrate"):
     dry_run: bool = False
     overwrite: bool = False            # replace destination entries that differ
     delete_source: bool = False        # trash each source entry once its copy is confirmed
+class Run(Asks["RunExit"], tag="run"):
+    """The agent runs argv with the secrets in its environment and masks its output (how
+    a `use` grant uses secrets). First the agent sends `ready`; the client then sends one
+    byte carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and
+    `signal`; the reply, `run_exit` (or `error`), is the last frame, and the agent closes
+    the connection.
+    `env` is the caller's own environment (it may hold credentials): repr hides it."""
+
+    _secret = ("env",)
+    argv: list[str]
+    env: dict[str, str] = {}           # the command's environment, besides the secrets
+    secrets: dict[str, str] = {}       # variable -> credd://NAME[/FIELD]
+    cwd: str = ""                      # "": the owner's home directory
+    tty: bool = False                  # the caller's stdout is a terminal: run on a PTY
+    rows: int = 0                      # its window size (0: read from the terminal)
+    cols: int = 0
+    umask: int = 0o022                 # the caller's, for the files the command creates
+
+
+class Inject(Asks["Ok"], tag="inject"):
+    """The agent renders a template's `{{ credd://... }}` references into a file the client
+    opened (for a `use` grant that allows it, or anyone): after `ready` the client sends
+    the file's descriptor on one byte (SCM_RIGHTS); the reply is `ok`, and the connection
+    closes. The values never cross the socket."""
+
+    template: str
 
 
 Request = (
@@ -624,7 +652,7 @@ Request = (
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
     Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
     GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
-    GrantAnswer | SessionOpen | SessionClose
+    GrantAnswer | SessionOpen | SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -634,6 +662,8 @@ class Welcome(_Message, tag="welcome"):
     version: str
     pid: int
     capabilities: list[str] = []
+    grant: str = ""                    # the grant this connection is bound to ("": the owner)
+    mode: str = ""                     # what it may do: use, read or write ("": anything)
 
 
 class StatusReply(_Message, tag="status"):
@@ -740,7 +770,8 @@ class SlotList(_Message, tag="slot_list"):
 
 
 class Ready(_Message, tag="ready"):
-    """The request was accepted: send the descriptors now."""
+    """The request (`run`, `inject`, a backup's) was accepted: send the descriptors now,
+    before its reply."""
 
 
 class BackupReport(_Message, tag="backup_report"):
@@ -832,6 +863,11 @@ class Migrated(_Message, tag="migrated"):
     remaining: int = 0                 # source entries after `next`
     stopped: str = ""                  # why the run cannot go on now (a server down): re-run
     versions_left: bool = False        # the source keeps older versions: only current ones copied
+class RunExit(_Message, tag="run_exit"):
+    """A run's last frame: how the command ended."""
+
+    code: int                          # what `credd run` exits with: the status, or 128+N
+    signal: int = 0                    # N, when signal N ended the command
 
 
 class Error(_Message, tag="error"):
@@ -845,7 +881,8 @@ Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
     Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
-    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | Error
+    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | RunExit |
+    Error
 )
 
 # ---------------------------------------------------------------- events
@@ -877,6 +914,23 @@ class AccessRequested(_Message, tag="access_requested"):
 
 Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
 
+# ---------------------------------------------------------------- run input
+
+class Resize(_Message, tag="resize"):
+    """The caller's terminal changed size (a run on a PTY)."""
+
+    rows: int
+    cols: int
+
+
+class Signal(_Message, tag="signal"):
+    """Pass a signal on to the command (its process group)."""
+
+    signal: int
+
+
+RunInput = Resize | Signal
+
 
 def _reply_of(request: type) -> type[_Message]:
     bases = request.__orig_bases__  # type: ignore[attr-defined]  # set by typing.Generic
@@ -899,6 +953,7 @@ _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Req
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
     Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
+_run_input_decoder: msgspec.msgpack.Decoder[RunInput] = msgspec.msgpack.Decoder(RunInput)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -950,6 +1005,11 @@ def _typed(decoder: msgspec.msgpack.Decoder[M], body: bytes | bytearray) -> M:
         raise FrameError("undecodable frame") from None
 
 
+def decode_run_input(body: bytes) -> RunInput:
+    """What a running command's client sends, decoded as strictly as requests."""
+    return _strict(_run_input_decoder, body)
+
+
 def decode_response(body: bytes | bytearray) -> Response:
     """Clients decode typed but skip the canonical check: the agent, already
     verified by uid, is the trusted side, and a 100,000-entry list decodes 3x faster."""
@@ -968,3 +1028,4 @@ def tag_of(cls: type) -> str:
 REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Request)}
 RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Response)}
 EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Event)}
+RUN_INPUT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(RunInput)}

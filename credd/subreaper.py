@@ -26,11 +26,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+Reaped = Callable[[int, int], None]  # (pid, wait status) of a child reaped
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 LEFT_ALONE = (signal.SIGINT, signal.SIGQUIT)  # the terminal sends these to the command too
+#: Back to their defaults in the command: ours, and what Python ignores from its start-up
+#: (an ignored SIGPIPE would outlive exec: `yes | head` would complain instead of ending).
+RESET = (*FORWARDED, *LEFT_ALONE, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD,
+         signal.SIGTTIN, signal.SIGTTOU)  # the agent ignores these two (reapers.py)
 GRACE = 2.0  # seconds the leftover processes get between SIGTERM and SIGKILL
 
 
@@ -49,24 +55,35 @@ def become_subreaper() -> None:
     _prctl(PR_SET_DUMPABLE, 0)
 
 
-def spawn(argv: Sequence[str], env: dict[str, str]) -> int:
-    """Start `argv` as our child; its pid. An exec failure is raised here (OSError), not
-    reported as an exit status, through a close-on-exec pipe."""
+def spawn(argv: Sequence[str], env: dict[str, str], *, path: str | None = None,
+          setup: Callable[[], None] | None = None) -> int:
+    """Start `argv` as our child; its pid. `path`: the file to execute (else argv[0] looked
+    up in env's PATH); `setup` runs in the child just before (its descriptors, session...).
+    An exec failure is raised here (OSError), not reported as an exit status, through a
+    close-on-exec pipe."""
     parent = os.getpid()
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the child: nothing here may return into the caller's code
+        errno = 1
         try:
             os.close(rfd)
-            for sig in (*FORWARDED, *LEFT_ALONE):
+            for sig in RESET:
                 signal.signal(sig, signal.SIG_DFL)
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:  # the parent died before the line above
                 os._exit(1)
-            os.execvpe(argv[0], list(argv), env)
+            if setup is not None:
+                setup()
+            if path is None:
+                os.execvpe(argv[0], list(argv), env)
+            os.execve(path, list(argv), env)
         except OSError as exc:
-            os.write(wfd, str(exc.errno or 1).encode())
+            errno = exc.errno or 1
+        except BaseException:  # what execve refuses before the kernel sees it (NUL bytes)
+            errno = 22  # EINVAL
         finally:
+            os.write(wfd, str(errno).encode())
             os._exit(127)
     os.close(wfd)
     try:
@@ -108,14 +125,15 @@ def run(pid: int, watch: int | None = None, on_lost: Callable[[], None] | None =
             signal.signal(sig, handler)
 
 
-def end_all(grace: float = GRACE) -> int:
+def end_all(grace: float = GRACE, on_reaped: Reaped | None = None) -> int:
     """End and reap every descendant still alive (ours, being the subreaper): SIGTERM, then
-    SIGKILL after `grace`; how many were ended."""
+    SIGKILL after `grace`; how many were ended. Only our own children are signalled, whose
+    pids cannot be reused before we reap them; each killed one's children come to us."""
     deadline = time.monotonic() + grace
     ended: set[int] = set()
-    while _reap():  # children are left: the command's leftovers, re-parented to us
+    while reap(on_reaped):  # children are left: the command's leftovers, re-parented to us
         hard = time.monotonic() >= deadline
-        for pid in _children():
+        for pid in children(os.getpid()):
             if hard or pid not in ended:
                 _kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
                 ended.add(pid)
@@ -123,28 +141,27 @@ def end_all(grace: float = GRACE) -> int:
     return len(ended)
 
 
-def _reap() -> bool:
-    """Reap every child that has exited; whether any child (running or not) is left."""
+def reap(on_reaped: Reaped | None = None) -> bool:
+    """Reap every child that has exited (`on_reaped(pid, wait status)` for each); whether
+    any child (running or not) is left."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return False
         if pid == 0:
             return True
+        if on_reaped is not None:
+            on_reaped(pid, status)
 
 
-def _children() -> list[int]:
-    """Our live children: the command's leftovers, re-parented to us."""
-    me = os.getpid()
+def children(parent: int) -> list[int]:
+    """The live children of `parent` (of all its threads: a multi-threaded subreaper, the
+    agent, adopts orphans on any of them), from /proc's parent fields."""
     found = []
-    try:
-        with open(f"/proc/{me}/task/{me}/children") as f:
-            found = [int(p) for p in f.read().split()]
-    except OSError:  # no CONFIG_PROC_CHILDREN: scan /proc
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and _parent(int(entry)) == me:
-                found.append(int(entry))
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _parent(int(entry)) == parent:
+            found.append(int(entry))
     return found
 
 

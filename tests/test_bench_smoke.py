@@ -56,6 +56,15 @@ def test_scripting_bench():
 
 
 @pytest.mark.timeout(90)
+def test_run_bench():
+    out = run_bench("run_bench.py", "--mb", "1", "--runs", "1", "--mask-runs", "1",
+                    "--secrets", "50", timeout=80)
+    for line in ("owner: credd run (local)", "owner: credd run --via-agent",
+                 "bound: credd run (use grant)", "0 values left in clear", "Goals:"):
+        assert line in out
+
+
+@pytest.mark.timeout(90)
 def test_mount_bench():
     out = run_bench("mount_bench.py", "--entries", "200", "--calls", "100", timeout=80)
     for line in ("local vault (200)", "files mount (200)", "env mount (200)",

@@ -143,6 +143,7 @@ class TestNarrowing:
         ({"commands": []}, "pinned"),
         ({"commands": ["git **", "rm **"]}, "not within"),
         ({"confirm": False}, "confirmation"),
+        ({"inject": True}, "--inject"),
     ])
     def test_widening_refused(self, changes, words):
         outer = grant(["stripe/*"], "read", uses=5, commands=["git **"], confirm=True)

@@ -32,7 +32,7 @@ SAMPLES: list[p._Message] = [
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
-    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3,
+    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3, inject=True,
                   commands=["/usr/bin/git push **"], confirm=True, uid=65534),
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
@@ -48,9 +48,12 @@ SAMPLES: list[p._Message] = [
     p.Incident(name="a", since=1.0), p.Incident(name="a"),
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
+    p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
+          cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
+    p.Inject(template="key={{ credd://a/b }}\n"),
 ]
 GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
-                uses=3, used=1, commands=("/bin/true",), confirm=True, uid=65534,
+                uses=3, used=1, commands=("/bin/true",), confirm=True, inject=True, uid=65534,
                 parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
 ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
                          program="python3", pid=9, time=1.0, expires=26.0)
@@ -118,12 +121,14 @@ REPLIES: list[p._Message] = [
     p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
                                     reason="r", deleted=True)],
                next="local/a", remaining=3, stopped="s", versions_left=True),
+    p.Ready(), p.RunExit(code=130, signal=2),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
                             p.EntryChanged(name="a", action="move", new_name="b"),
                             p.GrantChanged(grant="g_abcdefghij", action="revoke"),
                             p.AccessRequested(request=ACCESS)]
+RUN_INPUT: list[p._Message] = [p.Resize(rows=40, cols=132), p.Signal(signal=15)]
 
 
 class TestRoundTrip:
@@ -141,10 +146,21 @@ class TestRoundTrip:
     def test_events(self, message):
         assert p.decode_event(p.encode(message)[4:]) == message
 
+    @pytest.mark.parametrize("message", RUN_INPUT, ids=lambda m: p.tag_of(type(m)))
+    def test_run_input(self, message):
+        assert p.decode_run_input(p.encode(message)[4:]) == message
+
     def test_samples_cover_every_type(self):
         assert {p.tag_of(type(m)) for m in SAMPLES} == set(p.REQUEST_TYPES)
         assert {p.tag_of(type(m)) for m in REPLIES} == set(p.RESPONSE_TYPES)
         assert {p.tag_of(type(m)) for m in EVENTS} == set(p.EVENT_TYPES)
+        assert {p.tag_of(type(m)) for m in RUN_INPUT} == set(p.RUN_INPUT_TYPES)
+
+    def test_run_input_is_no_request(self):
+        """`resize` and `signal` mean something only inside a run: as requests, unknown."""
+        for message in RUN_INPUT:
+            with pytest.raises(p.FrameError):
+                p.decode_request(p.encode(message)[4:])
 
 
 class TestOldBytes:
@@ -245,7 +261,8 @@ class TestDocumented:
 
     @pytest.mark.parametrize("part, types", [("Requests", p.REQUEST_TYPES),
                                              ("Responses", p.RESPONSE_TYPES),
-                                             ("Events", p.EVENT_TYPES)])
+                                             ("Events", p.EVENT_TYPES),
+                                             ("Run input", p.RUN_INPUT_TYPES)])
     def test_every_message_and_field(self, part, types):
         for tag, cls in types.items():
             section = _section(tag, part)

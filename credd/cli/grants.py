@@ -93,6 +93,9 @@ def _spec_args(p: argparse.ArgumentParser, duration: Callable[[str], float], *,
                                            "(`**` ends it: any further arguments); repeatable")
     p.add_argument("--confirm", action="store_true",
                    help="each use waits for you: `credd grant approve REQUEST_ID`")
+    p.add_argument("--inject", action="store_true",
+                   help="use mode: `credd inject -o FILE` may have the agent write the values "
+                        "into a file the program names (which it can then read)")
 
 
 def _uid(text: str) -> int:
@@ -109,7 +112,8 @@ def _uid(text: str) -> int:
 def _create(c: Client, ns: argparse.Namespace, *, uid: int | None = None,
             label: str = "") -> Grant:
     return c.grant_create(ns.names, ns.mode, ttl=ns.ttl, label=ns.label or label,
-                          uses=ns.uses, commands=ns.commands, confirm=ns.confirm, uid=uid)
+                          uses=ns.uses, commands=ns.commands, confirm=ns.confirm,
+                          inject=ns.inject, uid=uid)
 
 
 # ---------------------------------------------------------------- grant
@@ -170,7 +174,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
              ("created", f"{format_time(grant.created)} by {grant.created_by or '-'}"),
              ("expires", format_time(grant.expires)), ("uses", _uses(grant)),
              ("commands", ", ".join(grant.commands) or "any"),
-             ("confirm", "each use" if grant.confirm else "no"), ("for", _where(grant)),
+             ("confirm", "each use" if grant.confirm else "no"),
+             ("inject", "into files it names" if grant.inject else "no"),
+             ("for", _where(grant)),
              ("made inside", grant.parent or "-")]
     width = max(len(k) for k, _ in lines)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))

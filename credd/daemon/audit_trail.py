@@ -28,7 +28,7 @@ _decoder = msgspec.json.Decoder(AuditRecord)
 _BLOCK = 1 << 16
 
 #: Operations that hand an entry's value to the caller: what `who` counts.
-REVEALS = frozenset({"get", "get_many", "reveal", "export", "run", "inject"})
+REVEALS = frozenset({"get", "get_many", "reveal", "export", "run", "inject_file"})
 #: Records the agent writes when it finds the trail broken; verify reports them as breaks.
 BREAKS = {
     "anchor_missing": "at this unlock audit.head was missing although the trail had been "

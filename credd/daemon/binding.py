@@ -116,9 +116,10 @@ Root = tuple[int, int]  # (pid, start time)
 class Sessions:
     """Registered session roots, and the walk that finds the ones a peer runs inside."""
 
-    def __init__(self) -> None:
+    def __init__(self, agent: int | None = None) -> None:
         self._roots: dict[Root, Binding] = {}
         self._ids: dict[str, Root] = {}
+        self._agent = agent  # the agent's pid: see enclosing()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -159,13 +160,22 @@ class Sessions:
         return nearest if outer == nearest.outer else dataclasses.replace(nearest, outer=outer)
 
     def enclosing(self, pid: int | None) -> list[Binding]:
-        """The bindings of the sessions whose roots are `pid` or its ancestors, nearest first."""
+        """The bindings of the sessions whose roots are `pid` or its ancestors, nearest first.
+
+        Only a run's subreaper makes the agent a process's ancestor; one that descends
+        from the agent through no root was left by a killed subreaper (its orphans come
+        to the agent, which kills them, keeping the run's session meanwhile so that this
+        walk happens): refused, never the owner."""
         if not self._roots:
             return []
         if pid is None:
             raise Unidentified("the peer's process is unknown")
         floor = min(start for _pid, start in self._roots)
-        return [self._roots[r] for r in _ancestry(pid, floor) if r in self._roots]
+        chain, above = _ancestry(pid, floor)
+        found = [self._roots[r] for r in chain if r in self._roots]
+        if not found and self._agent and self._agent in (above, *(a for a, _ in chain[1:])):
+            raise Unidentified(f"process {pid} was left by a run whose subreaper ended")
+        return found
 
 
 def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
@@ -180,12 +190,13 @@ def _merged(nearest: Binding, others: list[Binding]) -> tuple[Grant, ...]:
     return tuple(outer)
 
 
-def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> list[Root]:
+def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> tuple[list[Root], int]:
     """(pid, start time) of `pid` and each ancestor up to pid 1, or up to the first that
     started before `floor` (the oldest root's start: no process older than every root is
-    one, nor are its ancestors, older still). An ancestor that exits mid-walk (its children
-    move to a subreaper) or whose pid was reused (it started after its child) makes the walk
-    start over."""
+    one, nor are its ancestors, older still); and the pid the walk stopped at (that first
+    older ancestor, or 1: a run's orphan stops at the agent). An ancestor that exits
+    mid-walk (its children move to a subreaper) or whose pid was reused (it started after
+    its child) makes the walk start over."""
     for _ in range(attempts):
         chain: list[Root] = []
         current, child_start = pid, None
@@ -195,7 +206,7 @@ def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> list[Root]:
                 if child_start is not None and start > child_start:
                     raise ProcessLookupError(current)  # a reused pid, not the parent
                 if start < floor:
-                    return chain
+                    return chain, current
                 chain.append((current, start))
                 current, child_start = parent, start
         except (FileNotFoundError, ProcessLookupError):
@@ -206,5 +217,5 @@ def _ancestry(pid: int, floor: int = 0, attempts: int = 3) -> list[Root]:
             raise Unidentified(f"the ancestry of process {pid} cannot be read ({exc})") from None
         if current > 1:
             raise Unidentified(f"the ancestry of process {pid} is deeper than {MAX_DEPTH}")
-        return chain
+        return chain, current
     raise Unidentified(f"the ancestry of process {pid} kept changing while it was read")

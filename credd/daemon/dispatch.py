@@ -25,7 +25,7 @@ from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
 from . import backup_handlers as bh
-from . import gate
+from . import gate, inject_handler, run_handler
 from . import grant_handlers as g
 from . import handlers as h
 from . import lifecycle_handlers as lh
@@ -174,4 +174,5 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
     p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
     p.SessionClose: g.session_close,
+    p.Run: run_handler.run, p.Inject: inject_handler.inject,
 }

@@ -44,8 +44,8 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
     if ttl is None and not binding.owner:  # by default, as long as the grants it narrows
         ttl = min(DEFAULT_TTL, *(g.expires - now for g in binding.grants))
     grant = make_grant(req.names, req.mode, ttl, now=now, label=req.label, uses=req.uses,
-                       commands=req.commands, confirm=req.confirm, uid=req.uid,
-                       parent=binding.grant_id or None, owner_uid=os.geteuid(),
+                       commands=req.commands, confirm=req.confirm, inject=req.inject,
+                       uid=req.uid, parent=binding.grant_id or None, owner_uid=os.geteuid(),
                        created_by=f"{program_of(conn.peer)} (pid {conn.peer.pid})")
     if not binding.owner:
         if grant.uid is not None:
@@ -77,6 +77,7 @@ async def grant_revoke(state: AgentState, conn: Caller, req: p.GrantRevoke) -> p
         raise NotFound(f"no grant {req.id!r}; see `credd grant ls`")
     revoked = state.grants.revoke(req.id)  # in force now, before it is written
     state.approvals.refuse(g.id for g in revoked)
+    state.reapers.end({g.id for g in revoked})  # what `run` started under them ends
     for grant in revoked:
         _audit(state, conn, "grant_revoke", grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="revoke"))
@@ -92,7 +93,9 @@ def grant_answer(state: AgentState, conn: Caller, req: p.GrantAnswer) -> p.Ok:
 
 
 def expired(state: AgentState, grants: list[Grant]) -> None:
-    """Grants that just expired: in the audit trail and to subscribers, once each."""
+    """Grants that just expired: in the audit trail and to subscribers, once each; what
+    `run` started under them ends (their subreapers also watch the expiry themselves)."""
+    state.reapers.end({g.id for g in grants})
     for grant in grants:
         state.audit.try_record("grant_expire", "ok", subject=grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))

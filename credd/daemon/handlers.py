@@ -67,7 +67,7 @@ def store_for(state: AgentState, conn: Caller) -> EntryStore:
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
                 "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
-                "migrate", "backup", "grants", "sessions"]
+                "migrate", "backup", "grants", "sessions", "run", "inject"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -87,8 +87,10 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
     conn.peer.client = req.client[:64]  # a label for the audit trail, never trusted
+    binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
-                     capabilities=CAPABILITIES)
+                     capabilities=CAPABILITIES, grant=binding.grant_id,
+                     mode="" if binding.owner else binding.policy.mode)
 
 
 def status(state: AgentState, conn: Caller, req: p.Status) -> p.StatusReply:
@@ -317,19 +319,27 @@ def _lookup(store: EntryStore, name: str, seen: dict[str, p.EntryMeta | None]
 
 
 def get_many(state: AgentState, conn: Caller, req: p.GetMany) -> p.Secrets:
-    store = store_for(state, conn)
-    too_long = next((ref for ref in req.refs if len(ref) > MAX_REF), None)
+    values, _ = secret_values(state, conn, store_for(state, conn), req.refs, "get_many")
+    return p.Secrets(values=values)
+
+
+def secret_values(state: AgentState, conn: Caller, store: EntryStore, refs: list[str],
+                  op: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Each reference's value (every one, or NotFound naming each missing one), each entry
+    decrypted once, and the entry each reference named; audited as `op` (fail closed)
+    before any value can leave."""
+    too_long = next((ref for ref in refs if len(ref) > MAX_REF), None)
     if too_long is not None:
         raise BadRequest(f"a reference of {len(too_long)} characters cannot name an entry "
                          f"(at most {MAX_REF})")
     seen: dict[str, p.EntryMeta | None] = {}
-    targets = {ref: _resolve(store, ref, seen) for ref in req.refs}
+    targets = {ref: _resolve(store, ref, seen) for ref in refs}
     missing = [ref for ref, target in targets.items() if target is None]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         error = NotFound(f"{len(missing)} of {len(targets)} references not found: {shown}",
                          names=_bounded(missing, MAX_ECHO))
-        _audit_failure(state, conn, store, "get_many", [], error)
+        _audit_failure(state, conn, store, op, [], error)
         raise error
     resolved = {ref: target for ref, target in targets.items() if target is not None}
     values: dict[str, str] = {}
@@ -341,8 +351,9 @@ def get_many(state: AgentState, conn: Caller, req: p.GetMany) -> p.Secrets:
             secret.setdefault(name, []).append((ref, field))
     for name, wanted in secret.items():
         values.update(_decrypted(store, name, wanted))
-    _audited(state, conn, store, "get_many", sorted({name for name, _, _ in resolved.values()}))
-    return p.Secrets(values={ref: values[ref] for ref in resolved})
+    _audited(state, conn, store, op, sorted({name for name, _, _ in resolved.values()}))
+    return ({ref: values[ref] for ref in resolved},
+            {ref: name for ref, (name, _, _) in resolved.items()})
 
 
 def _bounded(items: list[str], budget: int) -> list[str]:

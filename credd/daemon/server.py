@@ -273,12 +273,7 @@ class Connection(asyncio.Protocol):
         sock = socket.socket(fileno=os.dup(own.fileno()))
         sock.setblocking(False)
         arrived: asyncio.Future[None] = self._loop.create_future()
-
-        def readable() -> None:
-            if not arrived.done():
-                arrived.set_result(None)
-
-        self._loop.add_reader(sock.fileno(), readable)
+        self._loop.add_reader(sock.fileno(), _wake, arrived)
         try:
             await arrived
             data, ancillary, flags, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * 4),
@@ -300,6 +295,11 @@ class Connection(asyncio.Protocol):
         if self._paused:  # the timer drops the connection if this never comes
             self._drained = self._loop.create_future()
             await self._drained
+
+
+def _wake(arrived: asyncio.Future[None]) -> None:
+    if not arrived.done():
+        arrived.set_result(None)
 
 
 def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

@@ -48,6 +48,7 @@ from .last_used import FILE_NAME as LAST_USED_FILE
 from .last_used import LastUsed
 from .lifecycle import Lifecycle
 from .mounts.table import MountTable
+from .reapers import Reapers
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
     from credd.vault import Vault
@@ -252,9 +253,10 @@ class AgentState:
         self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
                                   background=self._writer.submit)
         self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
-        self.sessions = Sessions()         # session roots and their bindings (binding.py)
+        self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
         self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
         self.approvals = Approvals(self.events, config.approval_timeout)
+        self.reapers = Reapers()           # what commands the agent runs start under
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -508,8 +510,9 @@ class AgentState:
         )
 
     async def close(self) -> None:
-        """Lock, let the writer finish, close the vault."""
+        """Lock, end what runs left running, let the writer finish, close the vault."""
         self.lock("shutdown")
+        self.reapers.close()
         if self.vault is not None:
             await self.write(self.vault.close)
         self._writer.shutdown(wait=True)

@@ -142,3 +142,38 @@ def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+ORPHANED = r"""
+import os, subprocess, sys
+from credd import subreaper
+from credd.daemon.binding import Binding, Sessions, Unidentified
+from credd.grants import make_grant
+
+subreaper.become_subreaper()  # as the agent is: a dead root's orphans come to us
+root = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; exec sleep 60"],
+                        stdout=subprocess.PIPE, text=True)
+orphan = int(root.stdout.readline())
+sessions = Sessions(os.getpid())
+sessions.add(root.pid, Binding(grant=make_grant(["a/*"], "use", 3600)))
+assert sessions.binding_for(orphan).grant is not None
+root.kill()
+root.wait()  # the root is gone, its session still registered: the orphan is now ours
+try:
+    sessions.binding_for(orphan)
+    print("owner")
+except Unidentified:
+    print("refused")
+print(sessions.binding_for(os.getppid()).owner)  # a process outside the agent's tree
+os.kill(orphan, 9)
+"""
+
+
+def test_a_dead_roots_orphan_below_the_agent_is_refused():
+    """A run's subreaper killed from inside: its orphans come to the agent (a subreaper);
+    the walk, stopped at the first ancestor older than every root, still sees the agent
+    there and refuses them rather than take them for the owner."""
+    r = subprocess.run([sys.executable, "-c", ORPHANED], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["refused", "True"]
