@@ -48,12 +48,13 @@ class _Connection:
     and recv.
     """
 
-    def __init__(self, path: str | None, timeout: float | None, client_name: str) -> None:
+    def __init__(self, path: str | None, timeout: float | None, client_name: str,
+                 source: str = "") -> None:
         self.sock = connect(path, timeout)
         self.core = Core()
         try:
             self.settimeout(timeout)
-            self.welcome: Welcome = welcomed(self.roundtrip(hello(client_name)))
+            self.welcome: Welcome = welcomed(self.roundtrip(hello(client_name, source)))
         except BaseException:
             self.close()
             raise
@@ -112,15 +113,17 @@ class Client(Calls):
     """A connection to the agent with one typed method per request (`Calls`)."""
 
     def __init__(self, socket_path: str | None = None, *, client_name: str = "credd-python",
-                 timeout: float | None = 30.0) -> None:
+                 timeout: float | None = 30.0, source: str = "") -> None:
+        """`source` names what drives this client (`mcp`) for the agent's audit trail."""
         self.socket_path = socket_path
         self.client_name = client_name
+        self.source = source
         self.timeout = timeout
         self._conn: _Connection | None = None
 
     def _connection(self) -> _Connection:
         if self._conn is None:
-            self._conn = _Connection(self.socket_path, self.timeout, self.client_name)
+            self._conn = _Connection(self.socket_path, self.timeout, self.client_name, self.source)
         return self._conn
 
     def close(self) -> None:
@@ -191,7 +194,7 @@ class Client(Calls):
         the iterator then blocks between events, ends when the agent goes
         away, and closing it closes the connection.
         """
-        conn = _Connection(self.socket_path, self.timeout, self.client_name)
+        conn = _Connection(self.socket_path, self.timeout, self.client_name, self.source)
         try:
             conn.roundtrip(protocol.Subscribe())
             conn.settimeout(None)

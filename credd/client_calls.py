@@ -269,6 +269,14 @@ class Calls:
         return self._ask(p.GrantAnswer(request=request, approve=approve), _nothing)
 
     @method
+    def request_access(self, names: Iterable[str], mode: p.GrantMode = "use",
+                       reason: str = "") -> p.Grant:
+        """Ask the owner for more (from a bound connection); waits for the answer. Approved:
+        the widened grant, which connections made from now on see; else Denied."""
+        request = p.RequestAccess(names=builtins.list(names), mode=mode, reason=reason)
+        return self._ask(request, _grant)
+
+    @method
     def session_open(self, grant: str) -> p.SessionReply:
         """Make this process a session root bound to `grant`; the session ends with
         `session_close` or with this connection (then the agent locks: see docs/grants.md)."""

@@ -47,9 +47,9 @@ if TYPE_CHECKING:  # annotations only (typing's aliases cost import time)
     Event: TypeAlias = protocol.Event
 
 
-def hello(client_name: str) -> protocol.Hello:
+def hello(client_name: str, source: str = "") -> protocol.Hello:
     """The first request on every connection."""
-    return protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client_name)
+    return protocol.Hello(protocol=protocol.PROTOCOL_VERSION, client=client_name, source=source)
 
 
 def welcomed(welcome: Welcome) -> Welcome:

@@ -219,6 +219,23 @@ class VaultFileChanged(CreddError):
     hint = RESTART_HINT
 
 
+class CommandNotFound(CreddError):
+    """A command the agent was asked to run (`run`) is not there, as the agent looks for it:
+    exit 127, as shells, `env` and `credd run` here do; nothing about entries."""
+
+    code = "command_not_found"
+    exit_code = 127
+    hint = "check the command's name and the PATH it is looked up in"
+
+
+class CommandNotExecutable(CommandNotFound):
+    """The command exists but is not executable: exit 126, as shells do."""
+
+    code = "command_not_executable"
+    exit_code = 126
+    hint = "check its permissions (chmod +x) or run it through its interpreter"
+
+
 class InternalError(CreddError):
     """An internal error in credd."""
 
@@ -230,7 +247,7 @@ _BY_CODE: dict[str, type[CreddError]] = {
     for cls in (BadRequest, LockedError, AgentUnavailable, NotFound, NoVault, BadPassphrase,
                 Denied, IntegrityError, Exists, RateLimited, VersionMismatch,
                 AuditUnavailable, Unavailable, Conflict, InUse, NoSpace, VaultFileChanged,
-                InternalError)
+                CommandNotFound, CommandNotExecutable, InternalError)
 }
 
 #: Every code that may appear in an `error` response on the wire.

@@ -28,6 +28,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Literal
 
+import msgspec
+
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta, Grant, GrantMode, tag_of
 
@@ -43,6 +45,7 @@ __all__ = [
     "new_id",
     "pattern_within",
     "spent",
+    "widened",
 ]
 
 Mode = Literal["use", "read", "write", "owner"]
@@ -63,15 +66,17 @@ METADATA = frozenset({"hello", "status", "describe", "list", "trash", "history",
 #: Grant requests a bound connection may make: each can only narrow what it has.
 NARROWING = frozenset({"grant_create", "grant_list", "grant_revoke", "session_open",
                        "session_close"})
+#: Asking the owner for more: only the owner's answer widens anything (request_access).
+ASKING = frozenset({"request_access"})
 VALUES = frozenset({"get", "get_many", "reveal"})
 RUN = frozenset({"run", "inject"})  # the agent uses the values for the caller
 WRITES = frozenset({"set", "delete", "undelete", "purge", "move", "restore"})
 #: Requests that use a grant: counted against `uses`, and confirmed when it says `confirm`.
 USES = VALUES | RUN
 ALLOWED: dict[str, frozenset[str]] = {
-    "use": METADATA | NARROWING | RUN,
-    "read": METADATA | NARROWING | RUN | VALUES,
-    "write": METADATA | NARROWING | RUN | VALUES | WRITES,
+    "use": METADATA | NARROWING | ASKING | RUN,
+    "read": METADATA | NARROWING | ASKING | RUN | VALUES,
+    "write": METADATA | NARROWING | ASKING | RUN | VALUES | WRITES,
 }
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lower case
@@ -219,6 +224,19 @@ def ended(grant: Grant, now: float) -> str:
 
 def spent(grant: Grant) -> bool:
     return grant.uses is not None and grant.used >= grant.uses
+
+
+def widened(grant: Grant, names: Sequence[str], mode: str) -> Grant:
+    """`grant` also covering `names`, its mode at least `mode`: what the owner's approval of
+    a `request_access` makes of it. BadRequest, as make_grant says, for what is malformed."""
+    asked = make_grant(names, mode)  # the same checks as a new grant's names and mode
+    merged = tuple(dict.fromkeys(grant.names + asked.names))
+    if len(merged) > MAX_PATTERNS:
+        raise BadRequest(f"grant {grant.id} would name more than {MAX_PATTERNS} patterns")
+    higher = max(grant.mode, asked.mode, key=RANK.__getitem__)
+    if grant.uid is not None:
+        _check_sandbox(grant.uid, higher, grant.commands, None)
+    return msgspec.structs.replace(grant, names=merged, mode=higher)
 
 
 def narrowing(outers: Sequence[Grant], inner: Grant) -> str:

@@ -26,7 +26,8 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "command_not_found",
+    "command_not_executable", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
@@ -129,6 +130,7 @@ class AuditRecord(_Data):
     mount: str = ""                    # the mount that served the name ("" for the local vault)
     uid: int | None = None
     program: str = ""                  # the peer as a person knows it: display only
+    source: str = ""                   # what drove the client, as its hello said: mcp
     grant: str = ""                    # the grant the connection is bound to
     session: str = ""                  # the session it was bound through
     form: str = ""                     # for a mask hit, the encoding that was masked
@@ -200,16 +202,20 @@ class Grant(_Data):
 
 
 class AccessRequest(_Data):
-    """A use of a `confirm` grant waiting for the owner's answer (`grant_answer`)."""
+    """A use of a `confirm` grant, or a bound program's `request_access`, waiting for the
+    owner's answer (`grant_answer`)."""
 
     id: str                            # r_ and 10 base32 characters
     grant: str
-    op: str                            # the request's tag: get, get_many, reveal, run
+    op: str                            # the request's tag: get, get_many, reveal, run,
+    #                                    request_access
     names: tuple[str, ...] = ()        # the names or references it asks for
     program: str = ""                  # the asking program, as a person names it
     pid: int | None = None
     time: float = 0.0                  # unix times: asked, and when it is refused unanswered
     expires: float = 0.0
+    mode: str = ""                     # request_access: the mode asked for
+    reason: str = ""                   # request_access: why, in the program's words
 
 
 class DueReason(_Data):
@@ -281,6 +287,8 @@ class Asks(_Message, Generic[R]):
 class Hello(Asks["Welcome"], tag="hello"):
     protocol: int
     client: str = ""
+    source: str = ""                   # what drives this client (`mcp`: an AI agent's tool
+    #                                    calls); the agent's audit records carry it
 
 
 class Status(Asks["StatusReply"], tag="status"):
@@ -488,6 +496,15 @@ class GrantAnswer(Asks["Ok"], tag="grant_answer"):
     approve: bool
 
 
+class RequestAccess(Asks["GrantReply"], tag="request_access"):
+    """A bound program asks the owner for more: on approval (`grant_answer`), the grant
+    that binds it also covers `names`, and its mode is at least `mode`."""
+
+    names: list[str]
+    mode: GrantMode = "use"
+    reason: str = ""
+
+
 class SessionOpen(Asks["SessionReply"], tag="session_open"):
     """Make the asking process (the connection's peer) a session root bound to `grant`."""
 
@@ -652,7 +669,7 @@ Request = (
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
     Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
     GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
-    GrantAnswer | SessionOpen | SessionClose | Run | Inject
+    GrantAnswer | RequestAccess | SessionOpen | SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -903,7 +920,7 @@ class EntryChanged(_Message, tag="entry_changed"):
 
 class GrantChanged(_Message, tag="grant_changed"):
     grant: str
-    action: Literal["create", "revoke", "expire"]
+    action: Literal["create", "revoke", "expire", "widen"]
 
 
 class AccessRequested(_Message, tag="access_requested"):

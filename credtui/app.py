@@ -21,9 +21,19 @@ from credd import protocol as p
 from credd.async_client import AsyncClient
 from credd.errors import AgentUnavailable, CreddError
 from credtui.clipboard import Clipboard, ClipboardError, Osc52, detect
-from credtui.messages import AgentGone, AgentLocked, AgentStatus, AgentUnlocked, EntryChanged
+from credtui.messages import (
+    AccessRequested,
+    AgentGone,
+    AgentLocked,
+    AgentStatus,
+    AgentUnlocked,
+    EntryChanged,
+    GrantChanged,
+)
+from credtui.screens.access import AccessDesk
 from credtui.screens.base import CredScreen, Forgets
 from credtui.screens.browse import BrowseScreen
+from credtui.screens.grants import GrantsScreen
 from credtui.screens.help import HelpScreen
 from credtui.screens.init import InitScreen
 from credtui.screens.no_agent import NoAgentScreen
@@ -64,6 +74,7 @@ class CredApp(App[None], inherit_bindings=False):
         self.clip = Clipboard(detect(write) if clipboard == "auto" else [Osc52(write)],
                               self.set_timer, clip_seconds)
         self._agent_up = False
+        self.access = AccessDesk(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -95,6 +106,17 @@ class CredApp(App[None], inherit_bindings=False):
             return
         self.post_message(AgentStatus(status))
 
+    @work(exclusive=True, group="pending")
+    async def fetch_pending(self) -> None:
+        """Requests that began before we listened (the app started, or the events
+        connection came back): the agent announces each only once."""
+        try:
+            pending = (await self.client.grants()).pending
+        except CreddError:
+            return
+        for request in pending:
+            self.post_message(AccessRequested(request))
+
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
         """Turn the agent's events into messages; reconnect while the agent is away."""
@@ -109,6 +131,10 @@ class CredApp(App[None], inherit_bindings=False):
                             self.post_message(AgentUnlocked())
                         case p.EntryChanged(name=name, action=action, new_name=new_name):
                             self.post_message(EntryChanged(name, action, new_name))
+                        case p.GrantChanged(grant=grant, action=action):
+                            self.post_message(GrantChanged(grant, action))
+                        case p.AccessRequested(request=request):
+                            self.post_message(AccessRequested(request))
             except AgentUnavailable:
                 if self._agent_up:
                     self._agent_up = False
@@ -126,6 +152,8 @@ class CredApp(App[None], inherit_bindings=False):
         old, self.agent_status = self.agent_status, status
         if (old.state if old else None) != (status.state if status else None):
             self.refresh_bindings()  # Lock is offered only while unlocked
+            if status and status.state == "unlocked":
+                self.fetch_pending()
         self.idle_deadline = (time.monotonic() + status.idle_left
                               if status and status.idle_left is not None else None)
         wanted = _SCREEN_FOR_STATE[status.state] if status else NoAgentScreen
@@ -153,6 +181,18 @@ class CredApp(App[None], inherit_bindings=False):
         for screen in self.screen_stack:
             if isinstance(screen, BrowseScreen):
                 screen.post_message(EntryChanged(message.name, message.action, message.new_name))
+
+    def on_grant_changed(self, _: GrantChanged) -> None:
+        self._grants_changed()
+
+    def on_access_requested(self, message: AccessRequested) -> None:
+        self.access.offer(message.request)
+        self._grants_changed()
+
+    def _grants_changed(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, GrantsScreen):
+                screen.changed()
 
     # ------------------------------------------------------------ navigation
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from credd.protocol import StatusReply
+from credd.protocol import AccessRequest, StatusReply
 
 
 class AgentLocked(Message, bubble=False):
@@ -47,3 +47,20 @@ class AgentStatus(Message, bubble=False):
     def __init__(self, status: StatusReply | None) -> None:
         super().__init__()
         self.status = status
+
+
+class GrantChanged(Message, bubble=False):
+    """A grant was made, revoked or expired (here, by the CLI, or by its clock)."""
+
+    def __init__(self, grant: str, action: str) -> None:
+        super().__init__()
+        self.grant = grant
+        self.action = action
+
+
+class AccessRequested(Message, bubble=False):
+    """A bound program waits for the owner's answer to a use of a `confirm` grant."""
+
+    def __init__(self, request: AccessRequest) -> None:
+        super().__init__()
+        self.request = request

@@ -15,6 +15,7 @@ def test_every_wire_code_is_a_protocol_error_code():
     (errors.AgentUnavailable, 4), (errors.NotFound, 5), (errors.NoVault, 5),
     (errors.BadPassphrase, 6), (errors.Denied, 7), (errors.InsecurePath, 7),
     (errors.IntegrityError, 8), (errors.Exists, 1), (errors.RateLimited, 1),
+    (errors.CommandNotFound, 127), (errors.CommandNotExecutable, 126),
 ])
 def test_exit_codes_match_the_documented_table(cls, exit_code):
     assert cls.exit_code == exit_code

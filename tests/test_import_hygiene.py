@@ -1,6 +1,6 @@
 """The thin client and the hot commands import only what they need (fresh interpreters).
 
-Heavy modules (cryptography, textual, psutil, keyring, sqlite3, asyncio) must
+Heavy modules (cryptography, textual, psutil, keyring, sqlite3, asyncio, the MCP SDK) must
 never load for `import credd.client` or any `credd get`. The fast path
 (`credd get NAME`, `credd status`) goes further and loads neither msgspec,
 argparse, platformdirs, re nor even `socket`: it runs under `python -S`
@@ -16,7 +16,7 @@ import sys
 import pytest
 
 HEAVY = {"cryptography", "textual", "psutil", "keyring", "sqlite3", "asyncio", "_sqlite3",
-         "_asyncio"}
+         "_asyncio", "mcp", "mcp_types", "pydantic", "anyio", "credd.mcp_server"}
 FAST_FORBIDDEN = HEAVY | {"msgspec", "argparse", "platformdirs", "re", "socket", "json",
                           "selectors", "enum", "getpass", "credd.client", "credd.protocol",
                           "credd.rules"}
@@ -57,6 +57,14 @@ def test_get_help_stays_light(credd_env):
     loaded = roots(loaded_modules(
         "from credd.cli import main\nmain(['get', '--help'])", credd_env))
     assert "argparse" in loaded
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["mcp", "--help"]])
+def test_the_mcp_sdk_loads_only_for_credd_mcp(credd_env, argv):
+    """The whole parser tree (and `credd mcp --help`) names `credd mcp` without its SDK."""
+    loaded = roots(loaded_modules(f"from credd.cli import main\nmain({argv!r})", credd_env))
+    assert "credd.cli.mcp" in loaded
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
 
 

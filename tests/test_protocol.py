@@ -14,7 +14,8 @@ from credd.protocol import ErrorCode
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
 
 SAMPLES: list[p._Message] = [
-    p.Hello(protocol=1, client="t"), p.Status(), p.Init(passphrase="pw", kdf_memory_kib=19456),
+    p.Hello(protocol=1, client="t", source="mcp"), p.Status(),
+    p.Init(passphrase="pw", kdf_memory_kib=19456),
     p.Unlock(passphrase="pw", idle_timeout=60.0), p.Unlock(key=b"\x00\xff"), p.Lock(),
     p.ChangePassphrase(old="a", new="b"), p.Get(name="db/prod", field="password"),
     p.GetMany(refs=["credd://a", "credd://b/user"]), p.Reveal(name="a", version=2),
@@ -36,6 +37,7 @@ SAMPLES: list[p._Message] = [
                   commands=["/usr/bin/git push **"], confirm=True, uid=65534),
     p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
     p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
+    p.RequestAccess(names=["aws/*"], mode="read", reason="deploy staging"),
     p.SessionClose(session="s_abcdefghij"),
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
@@ -56,7 +58,8 @@ GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0
                 uses=3, used=1, commands=("/bin/true",), confirm=True, inject=True, uid=65534,
                 parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
 ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
-                         program="python3", pid=9, time=1.0, expires=26.0)
+                         program="python3", pid=9, time=1.0, expires=26.0, mode="use",
+                         reason="why")
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
@@ -79,7 +82,7 @@ REPLIES: list[p._Message] = [
                                       pid=3, exe="/bin/x", mount="team"),
                         p.AuditRecord(time=2.0, op="get", outcome="ok", uid=1000, program="git",
                                       grant="g1", session="s1", mount="bao", form="base64",
-                                      seq=7, prev="ab" * 32)]),
+                                      source="mcp", seq=7, prev="ab" * 32)]),
     p.AuditReaders(name_hmac="hmac-sha256:0",
                    readers=[p.Reader(program="credd get", count=2, first=1.0, last=2.0,
                                      grant="g1")]),

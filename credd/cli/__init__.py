@@ -33,6 +33,7 @@ COMMANDS = {
     "slots": ("slots",),
     "audit": ("audit",),
     "grants": ("grant", "session"),
+    "mcp": ("mcp",),
     "mount": ("mount",),
     "migrate": ("migrate",),
     "tokens": ("token",),

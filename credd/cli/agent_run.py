@@ -44,7 +44,7 @@ def run(sock: socket, frames: FrameReader, argv: list[str], env: dict[str, str],
                          umask=None if umask == DEFAULT_UMASK else umask))
     expect(read_reply(sock, frames), "ready")
     with _stdio() as fds:
-        _send_fds(sock, fds)
+        send_fds(sock, fds)
     sock.settimeout(None)  # a command runs as long as it runs
     with _raw(on_tty and os.isatty(0)), _forwarding(sock, on_tty):
         reply = expect(read_reply(sock, frames), "run_exit")
@@ -57,11 +57,11 @@ def inject(sock: socket, frames: FrameReader, template: str, fd: int) -> None:
     use grant): the values go from the agent to the file, never through this process."""
     send_all(sock, frame("inject", template=template))
     expect(read_reply(sock, frames), "ready")
-    _send_fds(sock, (fd,))
+    send_fds(sock, (fd,))
     expect(read_reply(sock, frames), "ok")
 
 
-def _send_fds(sock: socket, fds: tuple[int, ...]) -> None:
+def send_fds(sock: socket, fds: tuple[int, ...]) -> None:
     """The descriptors the agent waits for after `ready`, on one byte (SCM_RIGHTS)."""
     try:
         sock.sendmsg([b"\0"], [(SOL_SOCKET, SCM_RIGHTS,

@@ -29,12 +29,12 @@ class Approvals:
         self._pending: dict[str, tuple[p.AccessRequest, asyncio.Future[bool]]] = {}
 
     async def ask(self, grant: str, op: str, names: Iterable[str], program: str,
-                  pid: int | None) -> None:
+                  pid: int | None, *, mode: str = "", reason: str = "") -> None:
         """Wait for the owner's answer; Denied unless it is yes within the timeout."""
         now = time.time()
         request = p.AccessRequest(id=new_id("r_"), grant=grant, op=op,
                                   names=tuple(names)[:64], program=program, pid=pid, time=now,
-                                  expires=now + self.timeout)
+                                  expires=now + self.timeout, mode=mode, reason=reason[:500])
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = (request, answer)
         self.events.publish(p.AccessRequested(request=request))

@@ -191,13 +191,16 @@ class AuditLog:
 
     def _prototype(self, origin: Origin | None) -> AuditRecord:
         """A record holding who asked, made once per peer and binding: a get on an open
-        connection then only sets what changes (building one costs more than hashing it)."""
+        connection then only sets what changes (building one costs more than hashing it).
+        A hello naming a source after the peer's first record makes it anew."""
         peer = origin.peer if origin is not None else None
         binding = origin.binding if origin is not None else OWNER
-        if peer is not self._who[0] or binding is not self._who[1]:
+        if (peer is not self._who[0] or binding is not self._who[1]
+                or (peer is not None and peer.source != self._who[2].source)):
             who: dict[str, Any] = {}
             if peer is not None:
-                who = {"pid": peer.pid, "uid": peer.uid, "exe": peer.exe, "program": peer.program}
+                who = {"pid": peer.pid, "uid": peer.uid, "exe": peer.exe, "program": peer.program,
+                       "source": peer.source}
             self._who = peer, binding, AuditRecord(time=0.0, op="", outcome="", **who,
                                                    grant=binding.grant_id,
                                                    session=binding.session or "")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -72,6 +73,19 @@ class Binding:
 
 
 OWNER = Binding(grant=None)
+
+
+def refreshed(binding: Binding, current: Callable[[str], Grant | None]) -> Binding:
+    """`binding` with its grants as `current` (the grant book) holds them now: a session
+    registered before the owner widened its grant (an approved request_access) binds its
+    new connections to the grant as it is. A grant the book no longer knows stays as held
+    (locked: the gate says so at the first request)."""
+    if binding.grant is None:
+        return binding
+    fresh = tuple(current(g.id) or g for g in binding.grants)
+    if fresh == binding.grants:
+        return binding
+    return dataclasses.replace(binding, grant=fresh[0], outer=fresh[1:])
 
 
 class Origin(Protocol):

@@ -172,7 +172,8 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Incident: lh.incident,
     p.Migrate: mh.migrate,
     p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
-    p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
+    p.GrantAnswer: g.grant_answer, p.RequestAccess: g.request_access,
+    p.SessionOpen: g.session_open,
     p.SessionClose: g.session_close,
     p.Run: run_handler.run, p.Inject: inject_handler.inject,
 }

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Protocol
+from typing import Literal, Protocol
 
 from credd import protocol as p
 from credd.errors import BadRequest, Denied, NotFound
-from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing
+from credd.grants import DEFAULT_TTL, Grant, ended, make_grant, narrowing, widened
 
 from .binding import Binding
 from .grant_book import save
@@ -31,9 +31,11 @@ class Caller(Protocol):
 
 
 def program_of(peer: Peer) -> str:
-    """The asking program as a person names it (`credd session`, `pytest`), for grants and
-    access requests: a label for people, never decided on (peer.py)."""
-    return peer.program or "unknown program"
+    """The asking program as a person names it (`credd session`, `pytest`; `... (mcp)` for
+    a client that names its source), for grants and access requests: a label for people,
+    never decided on (peer.py)."""
+    program = peer.program or "unknown program"
+    return f"{program} ({peer.source})" if peer.source else program
 
 
 # ---------------------------------------------------------------- grants
@@ -51,13 +53,20 @@ async def grant_create(state: AgentState, conn: Caller, req: p.GrantCreate) -> p
         if grant.uid is not None:
             raise Denied("only the owner can open a socket for another uid (`--uid`)")
         _narrows(state, binding, grant, "a grant made inside a grant")
+    return await _put(state, conn, grant, "grant_create", "create")
+
+
+async def _put(state: AgentState, conn: Caller, grant: Grant, op: str,
+               action: Literal["create", "widen"]) -> p.GrantReply:
+    """A grant made or widened: audited (fail closed: it gives access), written to the vault,
+    then in force, and announced."""
     records = state.records()
-    _audit(state, conn, "grant_create", grant.id, strict=True)
+    _audit(state, conn, op, grant.id, strict=True)
     epoch = state.epoch
     await state.write(save, records, [grant])
     if epoch == state.epoch:  # locked meanwhile: the next unlock reads it from the vault
         state.grants.put(grant)
-    state.events.publish(p.GrantChanged(grant=grant.id, action="create"))
+    state.events.publish(p.GrantChanged(grant=grant.id, action=action))
     return p.GrantReply(grant=state.grants.get(grant.id) or grant)
 
 
@@ -99,6 +108,29 @@ def expired(state: AgentState, grants: list[Grant]) -> None:
     for grant in grants:
         state.audit.try_record("grant_expire", "ok", subject=grant.id)
         state.events.publish(p.GrantChanged(grant=grant.id, action="expire"))
+
+
+async def request_access(state: AgentState, conn: Caller,
+                         req: p.RequestAccess) -> p.GrantReply:
+    """A bound program asks the owner for more (`credd mcp`'s request_access): only on the
+    owner's approval does the grant binding it (the nearest) cover `names` too, in `mode` at
+    least. A binding is decided at accept: connections made from then on see the change."""
+    if conn.binding.grant is None:
+        raise BadRequest("the owner has every entry already: request_access is for a "
+                         "program bound to a grant")
+    state.records()
+    nearest = conn.binding.grants[:1]
+    grant = state.grants.current(nearest)[0]
+    widened(grant, req.names, req.mode)  # malformed: refused before anyone is asked
+    try:
+        await state.approvals.ask(grant.id, "request_access", req.names,
+                                  program_of(conn.peer), conn.peer.pid, mode=req.mode,
+                                  reason=req.reason)
+    except Denied:
+        _audit(state, conn, "request_access", grant.id, "denied")
+        raise
+    wider = widened(state.grants.current(nearest)[0], req.names, req.mode)  # as it is now
+    return await _put(state, conn, wider, "grant_widen", "widen")
 
 
 # ---------------------------------------------------------------- sessions

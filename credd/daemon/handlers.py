@@ -87,6 +87,7 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
     conn.peer.client = req.client[:64]  # a label for the audit trail, never trusted
+    conn.peer.source = req.source[:32]
     binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
                      capabilities=CAPABILITIES, grant=binding.grant_id,
@@ -398,8 +399,17 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
     store = store_for(state, conn)
-    return p.EntryReply(entry=state.last_used.stamp(
-        _named(store, req.name, lambda: store.describe(req.name))))
+    entry = state.last_used.stamp(_named(store, req.name, lambda: store.describe(req.name)))
+    _noted(state, conn, store, "describe", [req.name])
+    return p.EntryReply(entry=entry)
+
+
+def _noted(state: AgentState, conn: Caller, store: EntryStore, op: str,
+           names: list[str] | None = None) -> None:
+    """A metadata read by a client that names its source (`credd mcp`, for an AI agent):
+    each of its tool calls leaves a record. A person's own `ls` and `show` do not."""
+    if conn.peer.source:
+        state.audit.try_record(op, "ok", names=names or (), key=store.audit_key, origin=conn)
 
 
 def _matcher(req: p.List, periods: Callable[[], rules.Periods]
@@ -499,8 +509,11 @@ def _array_header(n: int) -> bytes:
 def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    visible = store_for(state, conn).entries()
+    store = store_for(state, conn)
+    visible = store.entries()
     matches, match = visible, _matcher(req, state.lifecycle.periods)
+    if not req.cursor:  # a list of many pages is one record
+        _noted(state, conn, store, "list")
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])

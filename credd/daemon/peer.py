@@ -36,6 +36,8 @@ class Peer:
     #: What the client called itself in `hello` (e.g. `credd-cli`): shown when the process
     #: cannot be read, never trusted.
     client: str = ""
+    #: What drives the client, as its hello said (`mcp`); a label for the trail, not trusted.
+    source: str = ""
     _named: tuple[str, str] | None = field(default=None, repr=False)  # (exe, program)
 
     @property

@@ -34,7 +34,7 @@ from typing import Any
 import credd
 from credd import reaper as r
 from credd import subreaper
-from credd.errors import BadRequest, CreddError, Denied, NotFound
+from credd.errors import BadRequest, CommandNotExecutable, CommandNotFound, CreddError, Denied
 
 log = logging.getLogger("credd.agent")
 
@@ -103,7 +103,9 @@ class Reaper:
         kind, number = await self.started
         if kind == r.FAILED:
             what = f"cannot start {spec['argv'][0]}: {os.strerror(number)}"
-            raise NotFound(what) if number == errno.ENOENT else BadRequest(what)
+            if number == errno.ENOENT:
+                raise CommandNotFound(what)
+            raise CommandNotExecutable(what) if number == errno.EACCES else BadRequest(what)
         return number
 
     def signal(self, sig: int) -> None:

@@ -43,7 +43,13 @@ from typing import Any, Protocol
 
 from credd import protocol as p
 from credd import runner
-from credd.errors import BadRequest, CreddError, Denied, NotFound
+from credd.errors import (
+    BadRequest,
+    CommandNotExecutable,
+    CommandNotFound,
+    CreddError,
+    Denied,
+)
 from credd.forms import form_patterns, forms
 from credd.mask import Masker
 from credd.refs import parse
@@ -207,15 +213,19 @@ def _environment(caller: dict[str, str], pinned: bool) -> dict[str, str]:
 
 
 def resolve_program(name: str, path: str, cwd: str) -> str:
-    """The file `name` runs, as execvp would find it from `cwd` with `path` (NotFound)."""
+    """The file `name` runs, as execvp would find it from `cwd` with `path`
+    (CommandNotFound, or CommandNotExecutable when only a file without the right is there)."""
     if "/" in name:
         candidates = [os.path.join(cwd, name)]
     else:
         candidates = [os.path.join(cwd, d or ".", name) for d in path.split(os.pathsep)]
-    for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+    files = [c for c in candidates if os.path.isfile(c)]
+    for candidate in files:
+        if os.access(candidate, os.X_OK):
             return os.path.normpath(candidate)
-    raise NotFound(f"command not found: {name}")
+    if files:
+        raise CommandNotExecutable(f"{name}: permission denied")
+    raise CommandNotFound(f"{name}: command not found")
 
 
 @dataclass(frozen=True, slots=True)

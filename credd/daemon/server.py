@@ -38,7 +38,7 @@ from credd import protocol as p
 from credd.errors import BadRequest
 
 from . import events, grant_handlers
-from .binding import OWNER, Binding, NotAdmitted, Refused
+from .binding import OWNER, Binding, NotAdmitted, Refused, refreshed
 from .dispatch import dispatch, frame_error, oversized_reply
 from .grant_sockets import GrantSockets
 from .listener import Listener
@@ -427,7 +427,7 @@ class Server:
             self._rejected(None, f"credentials unavailable ({exc.strerror or exc})")
             return None
         try:
-            binding = (bind or self._bind)(peer)
+            binding = refreshed((bind or self._bind)(peer), self.state.grants.get)
         except NotAdmitted as exc:
             sock.close()
             self._rejected(peer, str(exc))

@@ -57,6 +57,7 @@ class BrowseScreen(CredScreen):
         Binding("d", "delete", "Delete"),
         Binding("h", "history", "History", show=False),  # the footer keeps to 80 columns;
         Binding("w", "who", "Who read it", show=False),  # help (?) lists every key
+        Binding("g", "grants", "Grants", show=False),
         Binding("t", "trash", "Trash", show=False),
         Binding("f", "folders", "Folders", show=False),
         Binding("u", "due", "Due", show=False),
@@ -392,6 +393,10 @@ class BrowseScreen(CredScreen):
         from credtui.screens.audit import WhoReadScreen
         if (meta := self._current()) is not None:
             self.app.push_screen(WhoReadScreen(meta.name))
+
+    def action_grants(self) -> None:
+        from credtui.screens.grants import GrantsScreen
+        self.app.push_screen(GrantsScreen())
 
     def action_trash(self) -> None:
         from credtui.screens.trash import TrashScreen

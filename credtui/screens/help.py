@@ -22,9 +22,20 @@ KEYS = [
         ("h", "history of the entry, with restore"),
         ("w", "who read the entry: programs and grants, from the audit trail"),
         ("t", "trash, with restore and purge"),
+        ("g", "grants: access lent to sessions and sandboxes, and requests waiting for you"),
         ("f", "folder tree: by '/' folders, by service, or hidden"),
         ("u", "show only entries due for rotation or expired"),
         ("U", "show only the entries `credd due` lists for one reason (reused, short ...)"),
+    ]),
+    ("Grants", [
+        ("n", "new grant: names or globs, mode, how long, uses, commands, confirm"),
+        ("d", "revoke the highlighted grant (asks first)"),
+        ("a", "also show revoked and expired grants"),
+        ("enter", "answer the highlighted waiting request"),
+    ]),
+    ("Access request", [
+        ("y / n", "approve / deny: the waiting program goes on or is refused"),
+        ("escape", "later: it waits in the grants screen until it times out"),
     ]),
     ("Edit form", [
         ("ctrl+s", "save"),

@@ -87,8 +87,8 @@ class EntryDetail(VerticalScroll, can_focus=False):
                 ("tags", ", ".join(meta.tags))]
         rows += list(meta.fields.items())
         rows.append(("updated", f"{age(now - meta.updated)} · v{meta.version}"))
-        if meta.last_used is not None:  # w shows who read it
-            rows.append(("last used", age(now - meta.last_used)))
+        if meta.last_used is not None:
+            rows.append(("last used", f"{age(now - meta.last_used)} · w: who"))
         rows.append(("rotate", rotation_text(meta, self.periods).partition(", next")[0]))
         if meta.expires is not None:
             rows.append(("expires", format_date(meta.expires)))

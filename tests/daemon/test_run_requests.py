@@ -47,10 +47,15 @@ def test_run_gets_the_descriptors_masks_and_ends_with_run_exit(conn):
     assert conn.closed_within(5)
 
 
-def test_run_refusals_come_before_ready_and_leave_the_connection_usable(conn):
+def test_run_refusals_come_before_ready_and_leave_the_connection_usable(conn, tmp_path):
+    plain = tmp_path / "not-executable"
+    plain.write_text("#!/bin/sh\n")
+    plain.chmod(0o644)
     assert conn.call(p.Run(argv=[])).code == "bad_request"
     assert conn.call(p.Run(argv=["no-such-program-xyz"], env={"PATH": os.defpath})).code \
-        == "not_found"
+        == "command_not_found"
+    assert conn.call(p.Run(argv=[str(plain)], env={"PATH": os.defpath})).code \
+        == "command_not_executable"
     missing = conn.call(p.Run(argv=["true"], env={"PATH": os.defpath},
                               secrets={"X": "credd://nope"}))
     assert missing.code == "not_found" and missing.names == ["credd://nope"]

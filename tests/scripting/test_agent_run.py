@@ -84,7 +84,12 @@ def test_exit_status_stdin_and_a_missing_command(stocked, credd_cmd, tmp_path):
                   input=b"through the agent\n")
     assert (r.returncode, r.stdout) == (9, b"THROUGH THE AGENT\n")
     r = credd_cmd(*VIA, "--env", "GH=credd://github/token", "--", "no-such-command-xyz")
-    assert r.returncode == 5 and "command not found" in r.stderr.decode()
+    assert r.returncode == 127 and "command not found" in r.stderr.decode()
+    assert "credd ls" not in r.stderr.decode()  # about the command, not the entries
+    plain = tmp_path / "not-executable"
+    plain.write_text("#!/bin/sh\n")
+    r = credd_cmd(*VIA, "--env", "GH=credd://github/token", "--", str(plain))
+    assert r.returncode == 126 and "permission denied" in r.stderr.decode()
     r = credd_cmd(*VIA, "--env", "GH=credd://github/token", "--", "sh", "-c", "kill -TERM $$")
     assert r.returncode == 128 + signal.SIGTERM
 

@@ -11,13 +11,29 @@ import pytest
 from credtui.widgets.status_bar import entries_text, fit_path
 from tests.tui.conftest import running, screen_text, wait_until
 from tests.tui.layout import flows, missing
-from tests.tui.tour import SIZES, TOUR, Back, Key, Secret, StartAgent, Text
+from tests.tui.tour import (
+    SIZES,
+    TOUR,
+    AskAccess,
+    Back,
+    Key,
+    Secret,
+    Shows,
+    StartAgent,
+    Text,
+    ask_access,
+)
 
-_CHARS = {" ": "space", "/": "slash", "?": "question_mark", "-": "minus", ".": "full_stop"}
+_CHARS = {" ": "space", "/": "slash", "?": "question_mark", "-": "minus", ".": "full_stop",
+          "*": "asterisk"}
 
 
-async def _do(pilot, agent, step) -> None:
+async def _do(pilot, agent, step, asking) -> None:
     match step:
+        case AskAccess():
+            asking.append(ask_access(agent.env))
+        case Shows(text):
+            await wait_until(pilot, lambda: text in screen_text(pilot.app), what=text)
         case Key(name):
             await pilot.press(name)
         case Text(text) | Secret(text):
@@ -36,17 +52,24 @@ async def _do(pilot, agent, step) -> None:
 def test_every_screen_fits(make_agent, make_app, run, size):
     agent = make_agent(start=False)
 
+    asking: list = []
+
     async def scenario():
         app = make_app(agent)
         async with running(app, size=size) as pilot:
             for stop in TOUR:
                 for step in stop.steps:
-                    await _do(pilot, agent, step)
+                    await _do(pilot, agent, step, asking)
                 texts = [t.format(socket=agent.socket) for t in stop.texts]
                 await wait_until(pilot, lambda: not missing(screen_text(app), texts), timeout=15,
                                  what=f"{stop.name}: {missing(screen_text(app), texts)}")
                 assert "…" not in screen_text(app), f"{stop.name}: an ellipsis\n{screen_text(app)}"
-    run(scenario())
+    try:
+        run(scenario())
+    finally:
+        for proc in asking:
+            proc.kill()
+            proc.wait()
 
 
 class TestReadingTheScreen:

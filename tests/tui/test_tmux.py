@@ -20,7 +20,19 @@ import pytest
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.tools import needs
 from tests.tui.layout import missing
-from tests.tui.tour import SIZES, TOUR, VALUE, Back, Key, Secret, StartAgent, Text
+from tests.tui.tour import (
+    SIZES,
+    TOUR,
+    VALUE,
+    AskAccess,
+    Back,
+    Key,
+    Secret,
+    Shows,
+    StartAgent,
+    Text,
+    ask_access,
+)
 
 CREDTUI = Path(sys.executable).parent / "credtui"
 
@@ -34,7 +46,8 @@ def _footer(screen: str) -> str:
 
 # Textual's names → tmux's (anything else is sent as it is)
 _TMUX_KEYS = {"escape": "Escape", "enter": "Enter", "tab": "Tab", "question_mark": "?",
-              "ctrl+l": "C-l", "ctrl+s": "C-s"}
+              "ctrl+l": "C-l", "ctrl+s": "C-s", "space": "Space",
+              "down": "Down", "shift+tab": "BTab"}
 
 
 class Tmux:
@@ -124,10 +137,15 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
     """The tour of tests/tui/tour.py, read back with `capture-pane -p`."""
     agent = make_agent(start=False)
     tmux.start(size, str(CREDTUI))
+    asking = []
     try:
         for stop in TOUR:
             for step in stop.steps:
                 match step:
+                    case AskAccess():
+                        asking.append(ask_access(agent.env))
+                    case Shows(text):
+                        tmux.wait_for(lambda s: text in s, what=text)
                     case Key(name):
                         tmux.press(name)
                     case Text(text):
@@ -150,6 +168,9 @@ def test_every_screen_fits_in_a_real_terminal(make_agent, tmux, size):
         assert TEST_PASSPHRASE not in tmux.screen() and VALUE not in tmux.screen()
     finally:
         tmux.keys("C-c")
+        for proc in asking:
+            proc.kill()
+            proc.wait()
 
 
 def test_copy_inside_tmux_goes_to_a_tmux_buffer_and_is_deleted(browsing, tmux):

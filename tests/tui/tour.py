@@ -9,6 +9,9 @@ here, and both the Pilot and the tmux layout tests walk to it at 80×24 and
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from tests.conftest import TEST_PASSPHRASE
@@ -49,7 +52,32 @@ class Back:
     shows: str = "r Reveal"
 
 
-Step = Key | Text | Secret | StartAgent | Back
+@dataclass(frozen=True)
+class Shows:
+    """Wait until the screen shows `text` (a picker's list opened, say) before the next key."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AskAccess:
+    """A program bound to the tour's grant asks for NAME, and waits for the owner's answer
+    (the driver keeps the process, from `ask_access`, and ends it after the tour)."""
+
+
+Step = Key | Text | Secret | StartAgent | Back | Shows | AskAccess
+
+
+def ask_access(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`credd session --grant G -- credd get NAME` under the one grant in force."""
+    def credd(*args: str) -> list[str]:
+        return [sys.executable, "-m", "credd", *args]
+    listed = subprocess.run(credd("grant", "ls", "--json"), env=env, capture_output=True,
+                            check=True, timeout=30)
+    (grant,) = json.loads(listed.stdout)["grants"]
+    return subprocess.Popen(credd("session", "--grant", grant["id"], "--", *credd("get", NAME)),
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,23 @@ TOUR = [
         f"History of {NAME}", "v1 current", "No earlier versions", "esc Close", "r Restore")),
     Stop("trash", (Back(), Key("t")), (
         "Trash", "The trash is empty", "esc Close", "u Restore", "p Purge")),
+    Stop("grants", (Back(), Key("g")), (
+        "Grants", "No grants in force. Press n to lend access to a session or a sandbox uid.",
+        "esc Close", "n New", "d Revoke", "a All")),
+    Stop("new grant", (Key("n"),), (
+        "New grant", "Names: entries or globs, space separated (* matches anything, / too)",
+        "e.g. stripe/* github/token", "Mode", "use: run commands with the values, never see one",
+        "Create", "Cancel", "^s Create", "esc Cancel")),
+    # confirm first, then back to the mode picker: keys typed as its list closes may be lost
+    Stop("granted", (Text("demo/*"), *(Key("tab"),) * 6, Key("space"),
+                     *(Key("shift+tab"),) * 5, Key("enter"), Shows("read: also receive"),
+                     Key("down"), Key("enter"), Key("ctrl+s")), (
+        "demo/*", "read", "in 8h", "credd session", "no limit, 0 so far · no recent use",
+        "each use waits for your answer", "1 grant in force", "esc Close")),
+    Stop("access request", (AskAccess(),), (
+        "Access request", f"asks to get {NAME} under grant", "unless you approve it",
+        "y Approve", "n Deny", "esc Later")),
+    Stop("answered", (Key("y"),), ("1 grant in force", "n New")),
     Stop("help", (Back(), Key("question_mark")), (
         "credtui keys", "Browse", "search name, service and tags (substring, then fuzzy)",
         "reveal or hide the secret values (hidden again after 30 s)", "esc Close")),
