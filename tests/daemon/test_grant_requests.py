@@ -164,6 +164,7 @@ class TestBoundUse:
         c = bound(create(owner, ["stripe/*"], "use"))
         assert ok(c.call(p.Describe(name="stripe/key")), p.EntryReply).entry.has_value
         assert len(ok(c.call(p.List())).entries) == 2
+        ok(c.call(p.Policy()), p.PolicyReply)  # `credd ls` asks it: periods, no names
 
 
 class TestOwnerOnly:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -241,8 +242,9 @@ class TestPeers:
                              capture_output=True, text=True, timeout=20)
         assert out.stdout.strip() == "EOF", out
         wait_for(lambda: "refused a connection from uid 65534" in agent.log(), 3)
-        with open(os.path.join(agent.state_dir, "audit.jsonl")) as f:
-            assert '"op":"peer_rejected","outcome":"denied"' in f.read()
+        trail = Path(agent.state_dir, "audit.jsonl")  # written just after the log line
+        wait_for(lambda: trail.exists()
+                 and '"op":"peer_rejected","outcome":"denied"' in trail.read_text(), 3)
         assert status(raw(agent)).state == "no_vault"  # and the owner is still served
 
 
