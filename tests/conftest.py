@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
-    """Point every credd path, and HOME, into fresh private directories."""
-    runtime = Path(tempfile.mkdtemp(prefix="cr", dir="/tmp"))  # short: sun_path is 108 bytes
+def isolated_env(monkeypatch, tmp_path, tmp_path_factory):
+    """Point every credd path, and HOME, into fresh private directories.
+
+    The runtime dir is a numbered dir at the top of pytest's base temp (`cr0`, `cr1`, ...,
+    0700), not under `tmp_path`, whose test-named path can outgrow sun_path's 108 bytes.
+    """
+    runtime = tmp_path_factory.mktemp("cr")
     home = tmp_path / "home"
     for d in (home, tmp_path / "data", tmp_path / "state", tmp_path / "config", tmp_path / "cache"):
         d.mkdir(mode=0o700)
