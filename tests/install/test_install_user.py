@@ -48,6 +48,11 @@ def test_make_install_user(unlocked_agent, credd_env, isolated_env):
     assert (venv / "bin" / "credd").read_text().startswith(f"#!{venv}/bin/python -IS\n")
     assert not list(venv.glob("lib/python*/site-packages/__editable__*"))  # a real install
 
+    # README: the commands are in ~/.local/bin; a shell whose PATH is only that runs them
+    shell = subprocess.run(["/bin/sh", "-c", "command -v credtui && credd --version"],
+                           env={"HOME": str(home), "PATH": str(bin_dir)},
+                           capture_output=True, text=True, timeout=30)
+    assert shell.stdout == f"{bin_dir}/credtui\ncredd 0.1.0\n", shell.stderr
     credd = str(bin_dir / "credd")
     version = subprocess.run([credd, "--version"], env=env, capture_output=True, text=True,
                              timeout=30)
