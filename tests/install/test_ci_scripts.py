@@ -31,7 +31,7 @@ case " $* " in
 *" update "*)
     n=$(cat "$COUNT" 2>/dev/null || echo 0); echo $((n + 1)) >"$COUNT"
     if [ "$n" -lt "$LOCKED" ]; then
-        echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)" >&2
+        echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242" >&2
         exit 100
     fi
     echo "Reading package lists... Done" ;;
