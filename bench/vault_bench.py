@@ -51,7 +51,7 @@ def build(path: str, n: int, state_dir: str) -> None:
     """Create the vault with the shipped KDF and fill it through `put_many`, 5,000 entries
     per transaction (one commit each)."""
     vault, _ = Vault.create(path, PASSPHRASE, kdf=KdfParams(), state_dir=state_dir)
-    vault.add_key_slot(KEY)
+    vault.add_key_slot(KEY, proof=PASSPHRASE)
     for start in range(0, n, 5000):
         vault.put_many([Set(name=_name(i), kind="api_key", service=f"svc{i % 300}",
                             tags=["prod"], value=f"sk-{i:08d}-" + "x" * 32)

@@ -26,7 +26,7 @@ from credd import protocol
 from credd.client_calls import Calls, whole
 from credd.client_core import Core, hello, welcomed
 from credd.errors import AgentUnavailable
-from credd.wire import connect, recv_frame, send_all
+from credd.wire import connect, recv_frame, send_all, send_fds
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -80,6 +80,13 @@ class _Connection:
             except StopIteration as done:
                 result: T = done.value
                 return result
+
+    def hand_over(self, request: Asks[protocol.Ready], fds: list[int], last: type[T]) -> T:
+        """A request answered `ready`: send it, pass `fds` on one byte (SCM_RIGHTS), and
+        read the frame that ends it (`protocol.LAST`)."""
+        self.roundtrip(request)
+        send_fds(self.sock, fds)
+        return self.core.last(recv_frame(self.sock, self.core.frames), last)
 
     def read(self, what: Read) -> Any:
         return self.core.take(recv_frame(self.sock, self.core.frames), what)
@@ -161,6 +168,16 @@ class Client(Calls):
 
     def hello(self) -> Welcome:
         return self._connection().welcome
+
+    def hand_over(self, request: Asks[protocol.Ready], fds: list[int], last: type[T]) -> T:
+        """Send a request that hands descriptors to the agent (`verify_backup`,
+        `restore_backup`), on a connection of its own, which the agent closes after the
+        frame that ends it, of type `last`."""
+        conn = _Connection(self.socket_path, self.timeout, self.client_name)
+        try:
+            return conn.hand_over(request, fds, last)
+        finally:
+            conn.close()
 
     def subscribe(self) -> Iterator[Event]:
         """Events (locked, unlocked, entry_changed) on a connection of their own.

@@ -126,12 +126,19 @@ class Calls:
                          _nothing)
 
     @method
-    def add_key_slot(self, key: bytes, label: str = "keyring") -> None:
-        return self._ask(p.AddKeySlot(key=key, label=label), _nothing)
+    def add_key_slot(self, key: bytes, label: str = "keyring", *, proof: str) -> None:
+        """Add (or replace) a key slot; `proof`: the vault's passphrase or recovery key."""
+        return self._ask(p.AddKeySlot(key=key, label=label, proof=proof), _nothing)
 
     @method
-    def remove_key_slot(self, label: str = "keyring") -> None:
-        return self._ask(p.RemoveKeySlot(label=label), _nothing)
+    def remove_key_slot(self, label: str = "keyring", *, proof: str) -> None:
+        """Remove a key slot or the recovery slot; `proof` as for add_key_slot."""
+        return self._ask(p.RemoveKeySlot(label=label, proof=proof), _nothing)
+
+    @method
+    def slots(self) -> p.SlotList:
+        """Every key slot (never key material), and what failed authentication."""
+        return self._ask(p.Slots(), whole)
 
     @method
     def audit(self, limit: int = 100) -> builtins.list[p.AuditRecord]:
@@ -142,10 +149,11 @@ class Calls:
         return self._ask(p.Check(), whole)
 
     @method
-    def rekey(self) -> str:
+    def rekey(self, *, proof: str) -> str:
         """Re-encrypt every entry under a new data key; returns the NEW recovery key
-        (the old one stops working, and keyring slots must be added again)."""
-        return self._ask(p.Rekey(), _recovery_key)
+        (the old one stops working, and keyring slots must be added again). `proof`: the
+        passphrase (or the recovery key, while unlocked with the passphrase)."""
+        return self._ask(p.Rekey(proof=proof), _recovery_key)
 
     @method
     def stop(self) -> None:

@@ -132,6 +132,22 @@ class Core:
             self.ended = True
         return reply
 
+    def last(self, body: bytes | bytearray, expect: type[T]) -> T:
+        """The frame that ends a request answered `ready` (`protocol.LAST`): a reply to no
+        request of ours, of type `expect` (an `error` raised); the agent then closes."""
+        self.ended = True
+        try:
+            reply = _decoders["reply"].decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _unreadable(exc) from None
+        if type(reply) is protocol.Error:
+            raise from_code(reply.code, reply.message, names=reply.names,
+                            retry_after=reply.retry_after)
+        if not isinstance(reply, expect):
+            raise ProtocolError(f"the agent ended with {tag_of(type(reply))!r}, not "
+                                f"{tag_of(expect)!r}; {RESTART_HINT}")
+        return reply
+
     def reusable(self, failure: BaseException) -> bool:
         """Whether the connection can carry another request after `failure`: not while
         a reply is unread or the stream's place is unknown, nor after `stop`. An error

@@ -5,6 +5,7 @@
     │   └── ProtocolError           bad_request    2   a frame that cannot be decoded
     ├── LockedError                 locked         3   the vault is locked
     ├── AgentUnavailable            (client only)  4   no agent answers on the socket
+    │   └── AgentBusy               (client only)  4   the agent's queue of connections stayed full
     ├── NotFound                    not_found      5   entry, field, version or vault missing
     │   └── NoVault                 no_vault       5   no vault file yet: run `credd init`
     ├── BadPassphrase               bad_passphrase 6   wrong passphrase/key, or damaged key slot
@@ -17,6 +18,11 @@
     ├── AuditUnavailable            audit_unavailable 1 the audit record could not be written
     ├── Unavailable                 unavailable    1   a mount's server is unreachable or sealed
     ├── Conflict                    conflict       1   changed elsewhere since last read (CAS)
+    ├── InUse                       in_use         1   another agent serves this vault (or socket)
+    ├── NoSpace                     no_space       1   the disk is full: nothing was changed
+    ├── VaultFileChanged            vault_file_changed 1 the vault file or its WAL was moved,
+    │                                                  deleted or replaced under the agent:
+    │                                                  writes are refused
     └── InternalError               internal       1   a bug; the message says nothing secret
 
 Only the agent's dispatcher turns an exception into an error response, and only
@@ -91,6 +97,12 @@ class AgentUnavailable(CreddError):
     code = "no_agent"
     exit_code = EXIT_NO_AGENT
     hint = START_HINT
+
+
+class AgentBusy(AgentUnavailable):
+    """The agent is alive but did not take the connection in time: its queue is full."""
+
+    hint = "try again in a moment; if it stays busy, see the agent's log"
 
 
 class NotFound(CreddError):
@@ -185,6 +197,28 @@ class Conflict(CreddError):
     hint = "read the entry again (`credd show`), then retry the change"
 
 
+class InUse(CreddError):
+    """Another credd agent already serves this vault (or listens on this socket)."""
+
+    code = "in_use"
+    hint = "use the agent that serves it (its socket is named above), or stop that one first"
+
+
+class NoSpace(CreddError):
+    """No space left on the device holding the vault: nothing was changed."""
+
+    code = "no_space"
+    hint = "free some space on that device, then try again (the agent needs no restart)"
+
+
+class VaultFileChanged(CreddError):
+    """The vault file or its write-ahead log was moved, deleted or replaced while the agent
+    had it open: writes are refused, reads are served from what the agent verified."""
+
+    code = "vault_file_changed"
+    hint = RESTART_HINT
+
+
 class InternalError(CreddError):
     """An internal error in credd."""
 
@@ -195,7 +229,8 @@ _BY_CODE: dict[str, type[CreddError]] = {
     cls.code: cls
     for cls in (BadRequest, LockedError, AgentUnavailable, NotFound, NoVault, BadPassphrase,
                 Denied, IntegrityError, Exists, RateLimited, VersionMismatch,
-                AuditUnavailable, Unavailable, Conflict, InternalError)
+                AuditUnavailable, Unavailable, Conflict, InUse, NoSpace, VaultFileChanged,
+                InternalError)
 }
 
 #: Every code that may appear in an `error` response on the wire.

@@ -3,15 +3,19 @@
 `write_private` writes a temporary file born 0600 in the target's directory,
 fsyncs it, sets the final mode, renames it over the target and fsyncs the
 directory: a reader sees the whole old file or the whole new one, never a
-torn or briefly world-readable one.
+torn or briefly world-readable one. `private_temp` and `publish` are the same
+steps for a file something else fills (SQLite writing a backup by its path),
+and `publish` can refuse to replace what is there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 
-from credd.errors import BadRequest, InsecurePath
+from credd.errors import BadRequest, Exists, InsecurePath
 
 
 def check_overwrite(path: str, force: bool) -> None:
@@ -30,8 +34,7 @@ def check_overwrite(path: str, force: bool) -> None:
 def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = False) -> None:
     """Atomically replace `path` with `data`, final permissions `mode` (0600 or stricter)."""
     check_overwrite(path, force)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
+    tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -46,11 +49,60 @@ def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = Fa
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    fsync_dir(os.path.dirname(tmp))
+
+
+def temp_name(path: str) -> str:
+    """A fresh hidden name beside `path`, for a file that will be renamed to it."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}")
+
+
+@contextlib.contextmanager
+def private_temp(path: str) -> Iterator[tuple[str, int]]:
+    """A new empty file born 0600 beside `path` (O_EXCL, O_NOFOLLOW) and its descriptor,
+    for a write that ends in `publish`; gone afterwards unless published."""
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.fsync(dir_fd)
+        yield tmp, fd
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # after a no-clobber publish, the file keeps only its new name
+
+
+def publish(tmp: str, path: str, *, replace: bool) -> None:
+    """Give the written and fsynced `tmp` the name `path` atomically, then make that
+    durable (fsync of the directory). Without `replace`, Exists if `path` exists: the
+    new name is a hard link, which fails rather than replace; where the file system has
+    none (FAT), a check then a rename."""
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except FileExistsError:
+            raise _taken(path) from None
+        except OSError:  # no hard links here
+            if os.path.lexists(path):
+                raise _taken(path) from None
+            os.rename(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _taken(path: str) -> Exists:
+    return Exists(f"{path} exists: nothing was written (choose another name, or add "
+                  "`--force` to replace it)")
+
+
+def fsync_dir(directory: str) -> None:
+    """Make the names in `directory` durable (a rename is not, until its directory is)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_state(path: str, data: bytes, what: str) -> None:

@@ -16,11 +16,11 @@ import fcntl
 import os
 import stat
 
-from credd.errors import Exists, InsecurePath
+from credd.errors import InsecurePath, InUse
 from credd.paths import ensure_private_dir
 
 
-class Held(Exists):
+class Held(InUse):
     """Another process holds the lock; `owner` is what it wrote (pid, socket)."""
 
     def __init__(self, message: str, owner: dict[str, str]) -> None:
@@ -52,7 +52,7 @@ def take(path: str, **owner: object) -> int:
 def lock_vault(vault: str, socket: str) -> int:
     """Hold `<vault>.lock` for this process's life, before the vault is opened or created.
 
-    Raises Exists naming the agent that serves the vault already: two agents on
+    Raises InUse (`in_use`) naming the agent that serves the vault already: two agents on
     one file would each serve their own, diverging picture of it.
     """
     vault = os.path.abspath(vault)
@@ -61,7 +61,7 @@ def lock_vault(vault: str, socket: str) -> int:
         return take(vault + ".lock", pid=os.getpid(), socket=socket)
     except Held as held:
         pid, other = held.owner.get("pid", "?"), held.owner.get("socket", "?")
-        raise Exists(f"another credd agent (pid {pid}) is already serving the vault {vault}, "
+        raise InUse(f"another credd agent (pid {pid}) is already serving the vault {vault}, "
                      f"on {other}: use it (CREDD_SOCK={other}), or stop it with "
                      f"`CREDD_SOCK={other} credd stop`") from None
 

@@ -26,7 +26,7 @@ EntryType = str  # api_key, access_token, password, connection_string, secret,
 ErrorCode = Literal[
     "locked", "not_found", "no_vault", "exists", "bad_request", "bad_passphrase", "denied",
     "integrity", "rate_limited", "version_mismatch", "audit_unavailable", "unavailable",
-    "conflict", "internal",
+    "conflict", "in_use", "no_space", "vault_file_changed", "internal",
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
@@ -143,6 +143,20 @@ class MountInfo(_Data):
     read_only: bool = False
 
 
+class SlotInfo(_Data):
+    """A key slot as `credd slots` shows it: what unlocks the vault, never key material."""
+
+    label: str
+    kind: str                          # passphrase, key, recovery
+    kdf: str = "hkdf-sha256"           # argon2id for passphrase slots
+    memory_kib: int = 0                # the Argon2id parameters (0: not argon2id)
+    iterations: int = 0
+    lanes: int = 0
+    created: float | None = None       # unix time (None: made before credd recorded it)
+    used: float | None = None          # the last unlock with it, to the hour (None: never)
+    problem: str = ""                  # why it failed authentication ("" when it did not)
+
+
 class TokenInfo(_Data):
     """A server token credd minted for a mount (`token_create`), as its server sees it now.
     Identified by its accessor, which can look a token up or revoke it but never log in."""
@@ -188,7 +202,11 @@ class Asks(_Message, Generic[R]):
 
     The parameter is the table: `REPLY` below is read from it, clients check
     every reply against it, and `Client.call(Get(...))` is typed `Secret`.
+    A request answered `ready` hands descriptors over, and its connection ends
+    with one more frame: the response class `last` names (`LAST`).
     """
+
+    last: ClassVar[str] = ""
 
 
 class Hello(Asks["Welcome"], tag="hello"):
@@ -318,13 +336,24 @@ class Restore(Asks["EntryReply"], tag="restore"):
 
 
 class AddKeySlot(Asks["Ok"], tag="add_key_slot"):
-    _secret = ("key",)
+    """`proof`: the passphrase or the recovery key (an unlocked vault is not enough)."""
+
+    _secret = ("key", "proof")
     key: bytes
     label: str = "keyring"
+    proof: str | None = None
 
 
 class RemoveKeySlot(Asks["Ok"], tag="remove_key_slot"):
+    """Removes a key slot or the recovery slot; `proof` as for add_key_slot."""
+
+    _secret = ("proof",)
     label: str = "keyring"
+    proof: str | None = None
+
+
+class Slots(Asks["SlotList"], tag="slots"):
+    pass
 
 
 class Audit(Asks["AuditLog"], tag="audit"):
@@ -355,7 +384,30 @@ class Check(Asks["CheckReport"], tag="check"):
 
 
 class Rekey(Asks["RecoveryKey"], tag="rekey"):
-    pass
+    """`proof`: the passphrase, or the recovery key while unlocked with the passphrase."""
+
+    _secret = ("proof",)
+    proof: str | None = None
+
+
+class VerifyBackup(Asks["Ready"], tag="verify_backup"):
+    """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
+    client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
+    and the connection closes. The agent never opens a path a client names."""
+
+    last = "BackupReport"
+
+
+class RestoreBackup(Asks["Ready"], tag="restore_backup"):
+    """Put a copy of the vault in place of the vault file, the current one kept aside.
+    Exactly one of the copy's passphrase or recovery key: the proof that its owner asks.
+    Answered `ready`, the client sends the copy's descriptor on one byte (SCM_RIGHTS);
+    then `backup_report`, and the connection closes. The vault is left locked."""
+
+    last = "BackupReport"
+    _secret = ("passphrase", "recovery_key")
+    passphrase: str | None = None
+    recovery_key: str | None = None
 
 
 class Subscribe(Asks["Ok"], tag="subscribe"):
@@ -404,8 +456,9 @@ class Migrate(Asks["Migrated"], tag="migrate"):
 Request = (
     Hello | Status | Init | Unlock | Lock | ChangePassphrase | Get | GetMany | Reveal |
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
-    AddKeySlot | RemoveKeySlot | Audit | AuditWho | AuditVerify | Check | Rekey | Subscribe |
-    Stop | TokenCreate | TokenList | TokenRevoke | Migrate
+    AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
+    VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
+    Migrate
 )
 
 # ---------------------------------------------------------------- responses
@@ -435,6 +488,7 @@ class StatusReply(_Message, tag="status"):
     config_error: str = ""              # why the mount table file was not (re)loaded
     damage: list[str] = []              # unlocked, but the file is damaged or rolled back:
     #                                     data operations refuse until it is repaired
+    slots: dict[str, int] = {}          # key slots by kind, only while unlocked
 
 
 class Ok(_Message, tag="ok"):
@@ -514,6 +568,28 @@ class CheckReport(_Message, tag="check_report"):
     problems: list[str] = []
 
 
+class SlotList(_Message, tag="slot_list"):
+    slots: list[SlotInfo]
+    problems: list[str] = []            # what failed authentication ([] when nothing did)
+
+
+class Ready(_Message, tag="ready"):
+    """The request was accepted: send the descriptors now."""
+
+
+class BackupReport(_Message, tag="backup_report"):
+    """A copy of the vault as `verify_backup` checked it, or as `restore_backup` put it in
+    place; what it counts is read from the file (entries and versions are row counts)."""
+
+    vault_id: str                      # hex
+    generation: int                    # the copy's; after a restore, the vault's new one
+    format: int
+    entries: int                       # entry rows, the trash included
+    versions: int                      # older versions kept in history
+    problems: list[str] = []           # what failed the check (verify_backup)
+    replaced: str = ""                 # restore: where the file it replaced was kept
+
+
 class TokenCreated(_Message, tag="token_created"):
     """The one time a minted token (or the wrapping token that holds it) leaves the agent."""
 
@@ -546,14 +622,14 @@ class Error(_Message, tag="error"):
 
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
-    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport |
-    TokenCreated | Tokens | Migrated | Error
+    Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown
+    reason: str = ""                    # request, idle, lifetime, signal, shutdown, restore
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -579,6 +655,9 @@ def _reply_of(request: type) -> type[_Message]:
 
 #: Each request type's reply type, as its class declares it (`Asks[...]`).
 REPLY: dict[type, type[_Message]] = {cls: _reply_of(cls) for cls in get_args(Request)}
+#: The last frame of each request answered `ready` (its class's `last`).
+LAST: dict[type, type[_Message]] = {cls: globals()[cls.last] for cls in get_args(Request)
+                                    if cls.last}
 
 # ---------------------------------------------------------------- framing
 

@@ -24,6 +24,10 @@ Signals sent to credd (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2)
 are forwarded to the child, except those the terminal already delivered to
 it (credd and the child in the terminal's foreground group). credd exits
 with the child's code, or 128+N when a signal N killed it.
+
+A supervisor (credd.restarter, `--restart-on-change`) follows a run through
+`Hooks`: it learns of the child and of the signals credd got, and makes the
+maskers; a run with hooks never `exec`s.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import IO, Any
 
 from credd.errors import BadRequest, CreddError
 from credd.forms import form_patterns
-from credd.mask import Masker
+from credd.mask import Masker, Patterns
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
@@ -67,6 +71,23 @@ class CannotRun(CreddError):
         self.exit_code = 127 if missing else 126
 
 
+class Hooks:
+    """What a supervisor learns of a run, and the maskers it makes; these defaults do nothing."""
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        """The child is running."""
+
+    def signalled(self, sig: int) -> None:
+        """credd got `sig` (it goes on to the child as usual)."""
+
+    def masker(self, patterns: Patterns) -> Masker:
+        """The masker of one of the child's output streams."""
+        return Masker(patterns)
+
+
+NO_HOOKS = Hooks()
+
+
 class SecretFiles:
     """The `VAR_FILE` variables of `credd run --files`, and what holds their contents."""
 
@@ -83,6 +104,25 @@ class SecretFiles:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+    def refill(self, secrets: dict[str, str]) -> None:
+        """New contents under the same paths (for a child told to re-read them): the same
+        variables, in the order `secret_files` got them."""
+        if self.directory is None:
+            fresh = _memfds(secrets)
+            for old, new in zip(self.fds, fresh.fds, strict=True):
+                os.dup2(new, old, inheritable=False)  # /proc/<pid>/fd/<old> is the new file
+            fresh.close()
+            return
+        for var, value in secrets.items():
+            path = os.path.join(self.directory, var)
+            tmp = f"{path}.new"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                _write_all(fd, value.encode())
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
 
 
 def secret_files(secrets: dict[str, str]) -> SecretFiles:
@@ -175,16 +215,16 @@ def _alive(pid: int) -> bool:
 
 
 def run(argv: list[str], env: dict[str, str], secrets: list[str], *, mask: bool = True,
-        files: SecretFiles | None = None) -> int:
+        files: SecretFiles | None = None, hooks: Hooks = NO_HOOKS) -> int:
     """Run argv with env; returns the exit status credd should exit with."""
     try:
-        if not mask and (files is None or files.directory is None):
+        if not mask and hooks is NO_HOOKS and (files is None or files.directory is None):
             _exec(argv, env, files.fds if files else ())
         if not mask:
-            return _supervise(argv, env)
+            return _supervise(argv, env, hooks)
         if os.isatty(sys.stdout.fileno()):
-            return _run_on_pty(argv, env, secrets)
-        return _run_on_pipes(argv, env, secrets)
+            return _run_on_pty(argv, env, secrets, hooks)
+        return _run_on_pipes(argv, env, secrets, hooks)
     finally:
         if files is not None:
             files.close()
@@ -202,11 +242,14 @@ def _exec(argv: list[str], env: dict[str, str], keep: tuple[int, ...] = ()) -> N
         raise CannotRun(argv[0], exc) from None
 
 
-def _spawn(argv: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], env: dict[str, str], hooks: Hooks, **kwargs: Any
+           ) -> subprocess.Popen[bytes]:
     try:
-        return subprocess.Popen(argv, env=env, **kwargs)
+        proc = subprocess.Popen(argv, env=env, **kwargs)
     except OSError as exc:
         raise CannotRun(argv[0], exc) from None
+    hooks.started(proc)
+    return proc
 
 
 def _exit_status(returncode: int) -> int:
@@ -229,11 +272,13 @@ def _terminal_delivered(sig: int) -> bool:
 class _Forwarder:
     """Installs handlers passing signals on to the child while it runs."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], *, from_terminal: bool) -> None:
-        self.proc, self.from_terminal = proc, from_terminal
+    def __init__(self, proc: subprocess.Popen[bytes], hooks: Hooks, *,
+                 from_terminal: bool) -> None:
+        self.proc, self.hooks, self.from_terminal = proc, hooks, from_terminal
         self.saved: dict[int, Any] = {}
 
     def _handle(self, sig: int, _frame: FrameType | None) -> None:
+        self.hooks.signalled(sig)
         if self.from_terminal and _terminal_delivered(sig):
             return
         try:
@@ -251,10 +296,11 @@ class _Forwarder:
             signal.signal(sig, handler)
 
 
-def _supervise(argv: list[str], env: dict[str, str]) -> int:
-    """No masking, but credd must outlive the child (to remove --files' directory)."""
-    proc = _spawn(argv, env)
-    with _Forwarder(proc, from_terminal=True):
+def _supervise(argv: list[str], env: dict[str, str], hooks: Hooks) -> int:
+    """No masking, but credd must outlive the child (to remove --files' directory, or to
+    restart it)."""
+    proc = _spawn(argv, env, hooks)
+    with _Forwarder(proc, hooks, from_terminal=True):
         return _exit_status(proc.wait())
 
 
@@ -273,17 +319,18 @@ def _widen(fd: int) -> None:
         pass  # another OS, or above /proc/sys/fs/pipe-max-size: the default size works too
 
 
-def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
-    proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks
+                  ) -> int:
+    proc = _spawn(argv, env, hooks, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = _pipe(proc.stdout), _pipe(proc.stderr)
     for pipe in (out, err):
         _widen(pipe.fileno())
     # compiled while the child starts; nothing it writes is shown before that is done
     patterns = form_patterns(secrets, background=True)
-    routes: _Routes = {out.fileno(): (sys.stdout.fileno(), Masker(patterns)),
-                       err.fileno(): (sys.stderr.fileno(), Masker(patterns))}
+    routes: _Routes = {out.fileno(): (sys.stdout.fileno(), hooks.masker(patterns)),
+                       err.fileno(): (sys.stderr.fileno(), hooks.masker(patterns))}
     try:
-        with _Forwarder(proc, from_terminal=True):
+        with _Forwarder(proc, hooks, from_terminal=True):
             _pump(proc, routes, closers={out.fileno(): out.close, err.fileno(): err.close},
                   chunk=PIPE_CHUNK, threaded=True)
             return _exit_status(proc.wait())
@@ -321,7 +368,8 @@ def _controlling_tty() -> None:
     fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
 
-def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
+def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks
+                ) -> int:
     import termios
     import tty
 
@@ -331,16 +379,16 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     interactive = os.isatty(0)
     try:
         # stderr redirected away from the terminal (`2>log`) stays separate, masked too
-        proc = _spawn(argv, env, stdin=slave if interactive else None, stdout=slave,
+        proc = _spawn(argv, env, hooks, stdin=slave if interactive else None, stdout=slave,
                       stderr=slave if os.isatty(2) else subprocess.PIPE,
                       start_new_session=True, preexec_fn=_controlling_tty)
     finally:
         os.close(slave)
     # compiled after the fork (no threads to fork with) while the child starts
     patterns = form_patterns(secrets, background=True)
-    routes: _Routes = {master: (out_fd, Masker(patterns))}
+    routes: _Routes = {master: (out_fd, hooks.masker(patterns))}
     if proc.stderr is not None:
-        routes[proc.stderr.fileno()] = (sys.stderr.fileno(), Masker(patterns))
+        routes[proc.stderr.fileno()] = (sys.stderr.fileno(), hooks.masker(patterns))
     if interactive:
         routes[0] = (master, None)  # the keyboard, unmasked, to the child
     saved_tty = termios.tcgetattr(0) if interactive else None
@@ -349,7 +397,7 @@ def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str]) -> int
     try:
         if interactive:
             tty.setraw(0, termios.TCSANOW)
-        with _Forwarder(proc, from_terminal=False):
+        with _Forwarder(proc, hooks, from_terminal=False):
             _pump(proc, routes)
         return _exit_status(proc.wait())
     finally:

@@ -20,6 +20,7 @@ from credd import __version__
 from credd.errors import (
     RESTART_HINT,
     START_HINT,
+    AgentBusy,
     AgentUnavailable,
     Denied,
     ProtocolError,
@@ -59,7 +60,10 @@ def connect(path: str | None = None, timeout: float | None = 30.0) -> _socket.so
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(path)
+        try:
+            sock.connect(path)
+        except BlockingIOError:  # a full listen queue: the agent is alive, and busy
+            _wait_for_room(sock, path, timeout)
         uid = peer_uid(sock)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
@@ -84,6 +88,34 @@ def connect(path: str | None = None, timeout: float | None = 30.0) -> _socket.so
         raise Denied(f"the socket {path} belongs to uid {uid}, not to you (uid {os.geteuid()}); "
                      f"refusing to talk to it. Remove it or set CREDD_SOCK")
     return sock
+
+
+def _wait_for_room(sock: _socket.socket, path: str, timeout: float | None) -> None:
+    """Connect once the agent's listen queue has room, within `timeout`.
+
+    Linux answers a connect to a full queue with EAGAIN at once when the socket has a
+    timeout (Python's timeouts make it non-blocking), where a blocking connect would wait
+    in the kernel. So wait there, bounded by SO_SNDTIMEO: woken as soon as the agent
+    accepts, and no cost at all in the common case, which never gets here.
+    """
+    import _struct  # the slow path only
+
+    if timeout is None:  # (a blocking socket never gets EAGAIN; kept for completeness)
+        timeout = 30.0
+    if timeout <= 0:  # a zero SO_SNDTIMEO would wait for ever
+        raise AgentBusy(f"the agent on {path} is busy: its queue of new connections is full")
+    seconds = int(timeout)
+    bounded = _struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+    sock.settimeout(None)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, bounded)
+    try:
+        sock.connect(path)
+    except BlockingIOError:
+        raise AgentBusy(f"the agent on {path} is busy: its queue of new connections stayed "
+                        f"full for {timeout:g}s") from None
+    finally:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _struct.pack("ll", 0, 0))
+        sock.settimeout(timeout)
 
 
 class FrameReader:
@@ -179,6 +211,15 @@ def recv_frame(sock: _socket.socket, frames: FrameReader) -> bytes | bytearray:
 def send_all(sock: _socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
+    except OSError as exc:
+        raise lost(exc) from None
+
+
+def send_fds(sock: _socket.socket, fds: list[int]) -> None:
+    """Descriptors the agent waits for after `ready`, on one byte (SCM_RIGHTS)."""
+    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    try:
+        sock.sendmsg([b"\0"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
     except OSError as exc:
         raise lost(exc) from None
 

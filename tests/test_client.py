@@ -101,7 +101,7 @@ class TestVaultLifecycle:
     def test_check_rekey_audit(self, client):
         client.set("a", value=SENTINEL)
         assert client.check().problems == []
-        recovery = client.rekey()
+        recovery = client.rekey(proof=TEST_PASSPHRASE)
         assert client.get("a") == SENTINEL
         client.lock()
         client.unlock(recovery_key=recovery)
@@ -112,11 +112,11 @@ class TestVaultLifecycle:
         """A slot added through the client unlocks the vault; once removed, it does not."""
         key = os.urandom(32)
         client.set("a", value=SENTINEL)
-        client.add_key_slot(key, label="test")
+        client.add_key_slot(key, label="test", proof=TEST_PASSPHRASE)
         client.lock()
         client.unlock(key=key)
         assert client.status().state == "unlocked" and client.get("a") == SENTINEL
-        client.remove_key_slot(label="test")
+        client.remove_key_slot(label="test", proof=TEST_PASSPHRASE)
         client.lock()
         with pytest.raises(errors.BadPassphrase):
             client.unlock(key=key)

@@ -25,7 +25,10 @@ SAMPLES: list[p._Message] = [
     p.List(prefix="db/", service="pg", kind="password", tag="prod", contains="x", due=True,
            cursor="db/a", limit=10),
     p.Trash(), p.History(name="a"), p.Restore(name="a", version=1), p.AddKeySlot(key=b"k"),
-    p.RemoveKeySlot(), p.Audit(limit=5), p.Check(), p.Rekey(), p.Subscribe(), p.Stop(),
+    p.AddKeySlot(key=b"k", label="ci", proof="pw"), p.RemoveKeySlot(),
+    p.RemoveKeySlot(label="ci", proof="pw"), p.Slots(), p.Audit(limit=5), p.Check(),
+    p.Rekey(), p.Rekey(proof="pw"), p.VerifyBackup(), p.RestoreBackup(passphrase="pw"),
+    p.RestoreBackup(recovery_key="r"), p.Subscribe(), p.Stop(),
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
@@ -65,7 +68,15 @@ REPLIES: list[p._Message] = [
                   head_seq=9, anchored_seq=8, anchored_at=5.0, unchained=2,
                   problem="edited", file="audit.jsonl", line=3),
     p.Entries(entries=[p.EntryMeta(name="a", last_used=3.0)]),
-    p.CheckReport(checked=3, problems=["x"]),
+    p.CheckReport(checked=3, problems=["x"]), p.Ready(),
+    p.BackupReport(vault_id="ab", generation=4, format=4, entries=2, versions=1,
+                   problems=["x"], replaced="/v.replaced-1"),
+    p.SlotList(slots=[p.SlotInfo(label="passphrase", kind="passphrase", kdf="argon2id",
+                                 memory_kib=65536, iterations=3, lanes=4, created=1.0, used=2.0),
+                      p.SlotInfo(label="ci", kind="key", problem="changed outside credd")],
+               problems=["key slot 'ci': changed outside credd"]),
+    p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0",
+                  slots={"passphrase": 1, "recovery": 1, "key": 2}),
     p.TokenCreated(token="s.tok", wrapped=True,
                    info=p.TokenInfo(mount="team", accessor="acc", policies=("credd-1",),
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
@@ -103,6 +114,15 @@ class TestRoundTrip:
 
 class TestOldBytes:
     """Bytes as a protocol-1 peer wrote them before later fields existed must keep decoding."""
+
+    def test_slot_requests_without_a_proof(self):
+        """An older client's slot requests still decode: the agent then refuses them for
+        want of a proof (bad_request), it does not fail to read them."""
+        assert p.decode_request(b"\x81\xa4type\xa5rekey") == p.Rekey(proof=None)
+        old = b"\x82\xa4type\xafremove_key_slot\xa5label\xa2ci"
+        assert p.decode_request(old) == p.RemoveKeySlot(label="ci", proof=None)
+        assert p.encode(p.AddKeySlot(key=b"k"))[4:] == (
+            b"\x82\xa4type\xacadd_key_slot\xa3key\xc4\x01k")
 
     def test_status_reply_without_later_fields(self):
         old = (b"\x86\xa4type\xa6status\xa5state\xa6locked\xa5vault\xa2/v\xa6socket\xa2/s"
@@ -171,6 +191,7 @@ class TestStrict:
     def test_secret_fields_redacted_in_repr(self):
         text = repr(p.Unlock(passphrase="hunter2")) + repr(p.Secret(name="a", value="hunter2"))
         text += repr(p.Set(name="a", value="hunter2")) + repr(p.Field(name="f", value="hunter2"))
+        text += repr(p.RestoreBackup(passphrase="hunter2"))
         assert "hunter2" not in text
 
 
@@ -198,7 +219,7 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.Reader, p.MigrateItem):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: of it); tests/cli/test_parser_tree.py holds this table to what the modules register.
 COMMANDS = {
     "vault": ("init", "unlock", "lock", "passwd", "status", "check", "rekey"),
+    "backup": ("backup", "restore-backup"),
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
@@ -27,6 +28,7 @@ COMMANDS = {
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
+    "slots": ("slots",),
     "audit": ("audit",),
     "mount": ("mount",),
     "migrate": ("migrate",),

@@ -87,6 +87,9 @@ def format_status(s: dict[str, Any]) -> str:
     ]
     if s.get("entries") is not None:
         lines.append(f"entries:  {s['entries']}" + (" (local vault)" if s.get("mounts") else ""))
+    if s.get("slots"):
+        lines.append("slots:    " + ", ".join(f"{n} {kind}" for kind, n in s["slots"].items())
+                     + " (see `credd slots`)")
     if s["state"] == "unlocked":
         if s.get("idle_left") is not None:
             lines.append(f"locks in: {format_duration(s['idle_left'])} if idle "

@@ -280,7 +280,8 @@ STATUS_FIELDS = {"state": _REQUIRED, "vault": _REQUIRED, "socket": _REQUIRED,
                  "pid": _REQUIRED, "version": _REQUIRED, "protocol": PROTOCOL_VERSION,
                  "entries": None, "idle_timeout": 0.0, "max_lifetime": 0.0,
                  "idle_left": None, "lifetime_left": None, "retry_after": 0.0,
-                 "capped": False, "mounts": [], "config_error": "", "damage": []}
+                 "capped": False, "mounts": [], "config_error": "", "damage": [],
+                 "slots": {}}
 #: MountInfo's fields and defaults (the records in `mounts`).
 MOUNT_FIELDS = {"name": _REQUIRED, "backend": _REQUIRED, "location": "", "state": "ok",
                 "message": "", "warnings": [], "read_only": False}

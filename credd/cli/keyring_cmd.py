@@ -4,7 +4,8 @@
 wraps the vault's data key, kept in the OS keyring (macOS Keychain, Secret
 Service, Windows Credential Locker) through the `keyring` library. Whoever
 can read that keyring entry can unlock the vault, which is exactly the trust
-a login keyring already gets. So a keyring that keeps it in clear on disk
+a login keyring already gets. Adding or removing the slot needs the
+passphrase or the recovery key (`credd slots` says why). So a keyring that keeps it in clear on disk
 (keyrings.alt's PlaintextKeyring) is only used when chosen explicitly, and
 credd's own keyring backend never is: the vault cannot hold its own key.
 
@@ -16,9 +17,16 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
+from typing import TYPE_CHECKING, Any
 
 from credd.cli.output import add_unlock_window_args, client, format_duration, report_capped
+from credd.cli.slots import add_proof_arg, read_proof
 from credd.errors import BadPassphrase, Denied, NotFound
+
+if TYPE_CHECKING:
+    import argparse
+
+    from keyring.backend import KeyringBackend
 
 SERVICE = "credd"
 SLOT_LABEL = "keyring"
@@ -28,24 +36,28 @@ NO_KEYRING_HINT = ("unlock with your passphrase instead (`credd unlock`, or "
                    "see docs/service.md")
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("keyring", help="unlock with a key kept in the OS keyring "
                                        "(Keychain, Secret Service, Credential Locker)")
     actions = p.add_subparsers(dest="keyring_action", metavar="ACTION", required=True)
     a = actions.add_parser("enroll", help="add a key slot whose key the OS keyring keeps "
-                                          "(the vault must be unlocked)")
+                                          "(the vault must be unlocked; asks for the "
+                                          "passphrase or the recovery key)")
+    add_proof_arg(a)
     a.set_defaults(func=cmd_enroll)
     a = actions.add_parser("unlock", help="unlock the vault with the key from the OS keyring "
                                           "(starts an agent if none answers)")
     add_unlock_window_args(a)
     a.set_defaults(func=cmd_unlock)
-    a = actions.add_parser("remove", help="delete the key slot and the key in the OS keyring")
+    a = actions.add_parser("remove", help="delete the key slot and the key in the OS keyring "
+                                          "(asks for the passphrase or the recovery key)")
+    add_proof_arg(a)
     a.set_defaults(func=cmd_remove)
 
 
 # ---------------------------------------------------------------- the OS keyring
 
-def backend():
+def backend() -> KeyringBackend:
     """The OS keyring to keep the key in; NotFound, saying what to do, when there is none.
 
     Without an explicit choice (PYTHON_KEYRING_BACKEND or keyringrc.cfg), every
@@ -69,18 +81,18 @@ def backend():
                    f"a headless Linux session has no Secret Service): {NO_KEYRING_HINT}")
 
 
-def _usable(candidate, explicit: bool) -> bool:
+def _usable(candidate: KeyringBackend, explicit: bool) -> bool:
     module = type(candidate).__module__
     if module.startswith(("keyring.backends.fail", "keyring.backends.null", "credd")):
         return False
     return explicit or not _plaintext(candidate)
 
 
-def _plaintext(candidate) -> bool:
+def _plaintext(candidate: KeyringBackend) -> bool:
     return "plaintext" in type(candidate).__name__.lower()
 
 
-def describe(candidate) -> str:
+def describe(candidate: KeyringBackend) -> str:
     kind = type(candidate)
     return f"{kind.__module__}.{kind.__qualname__}"
 
@@ -92,7 +104,7 @@ def account(vault: str) -> str:
 
 def _current_vault() -> str:
     with client() as c:
-        return c.status().vault
+        return str(c.status().vault)
 
 
 def keyring_key(vault: str | None = None) -> bytes:
@@ -121,20 +133,21 @@ def keyring_key(vault: str | None = None) -> bytes:
 
 # ---------------------------------------------------------------- commands
 
-def cmd_enroll(ns) -> int:
+def cmd_enroll(ns: argparse.Namespace) -> int:
     import secrets
 
     from keyring.errors import KeyringError
 
     kr = backend()
+    proof = read_proof(ns)
     key = secrets.token_bytes(KEY_BYTES)
-    with client() as c:
+    with client(timeout=None) as c:
         vault = c.status().vault
-        c.add_key_slot(key, label=SLOT_LABEL)  # first: a failure here changes nothing
+        c.add_key_slot(key, label=SLOT_LABEL, proof=proof)  # first: a failure changes nothing
         try:
             kr.set_password(SERVICE, account(vault), base64.urlsafe_b64encode(key).decode())
         except KeyringError as exc:
-            c.remove_key_slot(SLOT_LABEL)
+            c.remove_key_slot(SLOT_LABEL, proof=proof)
             raise Denied(f"the OS keyring ({describe(kr)}) refused to store the key "
                          f"({type(exc).__name__}); nothing was enrolled") from None
     if _plaintext(kr):
@@ -144,7 +157,7 @@ def cmd_enroll(ns) -> int:
     return 0
 
 
-def cmd_unlock(ns) -> int:
+def cmd_unlock(ns: argparse.Namespace) -> int:
     """`credd keyring unlock`, and `credd unlock --keyring`."""
     from credd import spawn
 
@@ -158,13 +171,14 @@ def cmd_unlock(ns) -> int:
     return 0
 
 
-def cmd_remove(ns) -> int:
+def cmd_remove(ns: argparse.Namespace) -> int:
     from keyring.errors import KeyringError, PasswordDeleteError
 
-    with client() as c:
+    proof = read_proof(ns)
+    with client(timeout=None) as c:
         vault = c.status().vault
         try:
-            c.remove_key_slot(SLOT_LABEL)
+            c.remove_key_slot(SLOT_LABEL, proof=proof)
             print(f"removed the keyring slot of {vault}")
         except NotFound:
             print(f"{vault} has no keyring slot")

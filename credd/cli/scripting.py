@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from credd.client import Client
     from credd.formats import Draft, Item, Skipped
     from credd.protocol import EntryMeta
+    from credd.runner import SecretFiles
 
 ISOLATED_KEEP = ("PATH", "HOME", "TERM", "LANG")
 EXPORT_FORMATS = ("dotenv", "shell", "json", "k8s-secret", "docker-secrets")
@@ -48,6 +49,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="run nothing: print the command and each variable it would get with "
                         "the reference it comes from (never a value)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print it as JSON")
+    p.add_argument("--restart-on-change", action="store_true",
+                   help="stay beside the command: when a value it gets changes in the vault, "
+                        "signal it and start it again with the new values; restart it (backing "
+                        "off) when it fails")
+    p.add_argument("--signal", metavar="SIG",
+                   help="with --restart-on-change: the signal that asks the command to stop "
+                        "(default TERM), or with --files one that makes it re-read its files "
+                        "(HUP, USR1, USR2)")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]")
     p.set_defaults(func=cmd_run)
 
@@ -132,7 +141,6 @@ def _declared(ns: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     from credd import runner
-    from credd.refs import resolve_all
     argv = ns.command[1:] if ns.command[:1] == ["--"] else ns.command
     if not argv:
         raise BadRequest("no command given: credd run [OPTIONS] -- CMD [ARGS]")
@@ -141,8 +149,29 @@ def cmd_run(ns: argparse.Namespace) -> int:
         return _dry_run(ns, argv, refs, plain)
     if ns.json:
         raise BadRequest("--json goes with --dry-run (the command's own output is its own)")
+    if ns.signal and not ns.restart_on_change:
+        raise BadRequest("--signal goes with --restart-on-change")
+    if ns.restart_on_change:
+        from credd import restarter
+        return restarter.supervise(restarter.Plan(
+            argv, refs, lambda: _fetch(refs), lambda secrets: _environment(ns, plain, secrets),
+            mask=ns.mask, files=ns.files, sig=restarter.parse_signal(ns.signal, ns.files)))
+    secrets = _fetch(refs)
+    env, files = _environment(ns, plain, secrets)
+    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
+
+
+def _fetch(refs: dict[str, str]) -> dict[str, str]:
+    """VAR → value, every reference in one round trip."""
+    from credd.refs import resolve_all
     values = resolve_all(refs.values(), get_many) if refs else {}
-    secrets = {var: values[ref] for var, ref in refs.items()}
+    return {var: values[ref] for var, ref in refs.items()}
+
+
+def _environment(ns: argparse.Namespace, plain: dict[str, str], secrets: dict[str, str]
+                 ) -> tuple[dict[str, str], SecretFiles | None]:
+    """The child's environment, and with --files the files its VAR_FILE variables name."""
+    from credd import runner
     base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
             else dict(os.environ))
     env = {**base, **plain}
@@ -154,7 +183,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             env.pop(var, None)
     else:
         env.update(secrets)
-    return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
+    return env, files
 
 
 def _dry_run(ns: argparse.Namespace, argv: list[str], refs: dict[str, str],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from credd.cli import console, output
 from credd.cli.output import STDIN_LINE, arg_type, client, read_secret, stdin_line
@@ -56,13 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("unlock", help="unlock the vault in the agent")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--passphrase-stdin", action="store_true", help=stdin_help)
-    source.add_argument("--recovery", action="store_true",
-                        help="unlock with the recovery key (prompted, or from stdin with "
-                             "--recovery-stdin)")
-    source.add_argument("--recovery-stdin", action="store_true",
-                        help=f"read the recovery key from stdin ({STDIN_LINE})")
+    source = add_secret_args(p, "unlock with")
     source.add_argument("--keyring", action="store_true",
                         help="unlock with the key kept in the OS keyring "
                              "(after `credd keyring enroll`)")
@@ -93,8 +87,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rekey", help="re-encrypt every entry under a new data key "
-                                     "(prints the new recovery key)")
+                                     "(asks for the passphrase; prints the new recovery key)")
+    from credd.cli.slots import add_proof_arg
+    add_proof_arg(p)
     p.set_defaults(func=cmd_rekey)
+
+
+def add_secret_args(parser: argparse.ArgumentParser, verb: str
+                    ) -> argparse._MutuallyExclusiveGroup:
+    """--passphrase-stdin, --recovery, --recovery-stdin: which of the vault's secrets, and
+    from where (`read_vault_secret`); the group, for more choices."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--passphrase-stdin", action="store_true",
+                        help=f"read the passphrase from stdin instead of a prompt ({STDIN_LINE})")
+    source.add_argument("--recovery", action="store_true",
+                        help=f"{verb} the recovery key (prompted, or from stdin with "
+                             "--recovery-stdin)")
+    source.add_argument("--recovery-stdin", action="store_true",
+                        help=f"read the recovery key from stdin ({STDIN_LINE})")
+    return source
+
+
+class VaultSecret(TypedDict, total=False):
+    """One of the vault's secrets, as the keyword `unlock` and `restore_backup` take."""
+
+    passphrase: str
+    recovery_key: str
+
+
+def read_vault_secret(ns: argparse.Namespace, prompt: str) -> VaultSecret:
+    """The secret `add_secret_args` asked for."""
+    if ns.recovery or ns.recovery_stdin:
+        return {"recovery_key": read_secret("recovery key: ", from_stdin=ns.recovery_stdin,
+                                            flag="--recovery-stdin")}
+    return {"passphrase": read_secret(prompt, from_stdin=ns.passphrase_stdin)}
 
 
 def cmd_init(ns: argparse.Namespace) -> int:
@@ -159,12 +185,7 @@ def cmd_unlock(ns: argparse.Namespace) -> int:
     if ns.keyring:
         from credd.cli.keyring_cmd import cmd_unlock as unlock_with_keyring
         return unlock_with_keyring(ns)
-    if ns.recovery or ns.recovery_stdin:
-        request = protocol.Unlock(recovery_key=read_secret(
-            "recovery key: ", from_stdin=ns.recovery_stdin, flag="--recovery-stdin"))
-    else:
-        request = protocol.Unlock(passphrase=read_secret("vault passphrase: ",
-                                                         from_stdin=ns.passphrase_stdin))
+    request = protocol.Unlock(**read_vault_secret(ns, "vault passphrase: "))
     with client(timeout=None) as c:
         status = _send_unlock(c, request, ns)
     output.report_capped(ns, status)
@@ -254,12 +275,14 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_rekey(ns: argparse.Namespace) -> int:
+    from credd.cli.slots import read_proof
+    proof = read_proof(ns)  # the passphrase (or the recovery key, unlocked with the passphrase)
     # The protocol has no progress events, so the bar can only show start and end.
     with client(timeout=None) as c:
         total = c.status().entries or 0
         started = time.monotonic()
         with output.progress(total, "re-encrypting") as bar:
-            recovery = c.rekey()
+            recovery = c.rekey(proof=proof)
             bar(total)
     sys.stderr.write(f"re-encrypted {plural(total, 'entry', 'entries')} under a new data key "
                      f"in {time.monotonic() - started:.1f}s; the old recovery key and any "

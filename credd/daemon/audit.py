@@ -5,7 +5,8 @@ name under the vault's audit key, so the owner can recompute it for a name
 they know, and a reader of the file learns nothing. Secret values never come
 near this module. A record that reveals a secret is written (one write(2) of
 whole lines, unbuffered) before the secret leaves the agent; when that write
-fails the request fails with audit_unavailable and nothing is revealed.
+fails the request fails with audit_unavailable (no_space for a full disk) and
+nothing is revealed.
 
 The agent writes through the descriptor it opened, so before each record it
 checks (one lstat, ~1 µs) that the path still names that file: renamed, deleted
@@ -40,6 +41,7 @@ the file may grow past the limit.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
@@ -52,7 +54,7 @@ from typing import Any
 
 import msgspec
 
-from credd.errors import AuditUnavailable
+from credd.errors import AuditUnavailable, NoSpace
 from credd.files import read_state
 from credd.protocol import AuditRecord
 
@@ -169,6 +171,9 @@ class AuditLog:
             except OSError as exc:
                 self._close_file()
                 log.error("audit log %s cannot be written: %s", self.path, exc.strerror or exc)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise NoSpace(f"no space left on the device holding the audit log "
+                                  f"{self.path}: nothing was revealed") from None
                 raise AuditUnavailable(
                     f"the audit log {self.path} cannot be written ({exc.strerror or exc}); "
                     "nothing was revealed: free space or fix the file, then retry") from None
@@ -178,7 +183,7 @@ class AuditLog:
         """Record what does not reveal a secret; a failure is logged, not raised."""
         try:
             self.record(op, outcome, names=names, key=key, origin=origin)
-        except AuditUnavailable:
+        except (AuditUnavailable, NoSpace):
             pass
 
     def _prototype(self, origin: Origin | None) -> AuditRecord:

@@ -21,6 +21,7 @@ from typing import Any, cast
 from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
+from . import backup_handlers as bh
 from . import handlers as h
 from . import migrate_handlers as mh
 from . import token_handlers as th
@@ -137,9 +138,10 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Reveal: h.reveal, p.Describe: h.describe, p.Set: h.set_, p.Delete: h.delete,
     p.Undelete: h.undelete, p.Purge: h.purge, p.Move: h.move, p.List: h.list_,
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
-    p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Audit: h.audit,
-    p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
+    p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Slots: h.slots,
+    p.Audit: h.audit, p.AuditWho: h.audit_who, p.AuditVerify: h.audit_verify, p.Check: h.check,
     p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
+    p.VerifyBackup: bh.verify_backup, p.RestoreBackup: bh.restore_backup,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
     p.Migrate: mh.migrate,
 }

@@ -16,7 +16,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -42,6 +42,9 @@ from .events import Subscription
 from .peer import Peer
 from .state import AgentState, check_duration
 
+if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
+    from credd.vault import Vault
+
 T = TypeVar("T")
 
 
@@ -55,8 +58,8 @@ class Caller(Protocol):
     subscription: Subscription | None
 
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
-                "unlock_wait", "audit_query", "audit_verify", "last_used",
-                "migrate"]
+                "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
+                "migrate", "backup"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -131,23 +134,23 @@ async def unlock(state: AgentState, conn: Caller, req: p.Unlock) -> p.StatusRepl
     return _status(state)
 
 
-def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+async def lock(state: AgentState, conn: Caller, req: p.Lock) -> p.Ok:
+    """Answered once the vault's own lock has run (after any write in flight): the WAL is
+    then in the vault file, so a plain copy of it taken after `credd lock` is complete."""
     state.lock("request")
+    await state.write(_nothing)
     return p.Ok()
 
 
+def _nothing() -> None:
+    pass
+
+
 async def change_passphrase(state: AgentState, conn: Caller, req: p.ChangePassphrase) -> p.Ok:
-    vault = state.unlocked_vault()
+    state.unlocked_vault()  # a locked vault says so before any rule on the new passphrase
     rules.check_passphrase(req.new, allow_short=req.allow_short)
-    state.throttle.check()
-    try:
-        await state.write(vault.change_passphrase, req.old, req.new)
-    except BadPassphrase:
-        state.throttle.failed()
-        state.audit.try_record("change_passphrase", "bad_passphrase", origin=conn)
-        raise
-    state.wrote()
-    state.audit.try_record("change_passphrase", "ok", origin=conn)
+    await _proven(state, conn, "change_passphrase",
+                  lambda vault: vault.change_passphrase(req.old, req.new))
     return p.Ok()
 
 
@@ -616,23 +619,43 @@ async def restore(state: AgentState, conn: Caller, req: p.Restore) -> p.EntryRep
 
 # ---------------------------------------------------------------- the vault's own keys
 
-async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+async def _proven(state: AgentState, conn: Caller, op: str, change: Callable[[Vault], T]) -> T:
+    """A change to what unlocks the vault. An unlocked vault is not enough: the request
+    carries a proof (the passphrase or the recovery key), which the vault checks with an
+    unlock's cost; a wrong one is throttled like a wrong unlock, and audited."""
     vault = state.unlocked_vault()
-    await _write(state, conn, "add_key_slot", [],
-                 lambda: vault.add_key_slot(req.key, label=req.label), key=vault.audit_key)
+    state.throttle.check()
+    key = vault.audit_key  # before: a rekey changes it
+    try:
+        result = await state.write(change, vault)
+    except BadPassphrase:
+        state.throttle.failed()
+        state.audit.try_record(op, "bad_passphrase", origin=conn)
+        raise
+    state.wrote()
+    state.audit.try_record(op, "ok", key=key, origin=conn)
+    return result
+
+
+async def add_key_slot(state: AgentState, conn: Caller, req: p.AddKeySlot) -> p.Ok:
+    await _proven(state, conn, "add_key_slot",
+                  lambda vault: vault.add_key_slot(req.key, label=req.label, proof=req.proof))
     return p.Ok()
 
 
 async def remove_key_slot(state: AgentState, conn: Caller, req: p.RemoveKeySlot) -> p.Ok:
-    vault = state.unlocked_vault()
-    await _write(state, conn, "remove_key_slot", [],
-                 lambda: vault.remove_key_slot(label=req.label), key=vault.audit_key)
+    await _proven(state, conn, "remove_key_slot",
+                  lambda vault: vault.remove_key_slot(label=req.label, proof=req.proof))
     return p.Ok()
+
+
+def slots(state: AgentState, conn: Caller, req: p.Slots) -> p.SlotList:
+    infos, problems = state.unlocked_vault().slots()
+    return p.SlotList(slots=infos, problems=problems)
 
 
 async def rekey(state: AgentState, conn: Caller, req: p.Rekey) -> p.RecoveryKey:
     """The old recovery key no longer opens the vault: the new one goes back to the user."""
-    vault = state.unlocked_vault()
-    recovery = await _write(state, conn, "rekey", [], vault.rekey, key=vault.audit_key)
+    recovery = await _proven(state, conn, "rekey", lambda vault: vault.rekey(proof=req.proof))
     state.rekeyed()
     return p.RecoveryKey(recovery_key=recovery)

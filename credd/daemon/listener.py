@@ -16,7 +16,7 @@ import socket
 import stat
 
 from credd import lockfile
-from credd.errors import Exists, InsecurePath
+from credd.errors import InsecurePath, InUse
 from credd.paths import check_socket_path, ensure_private_dir
 
 BACKLOG = 512
@@ -73,7 +73,7 @@ def _take_lock(lock_path: str, sock_path: str) -> int:
     try:
         return lockfile.take(lock_path, pid=os.getpid(), socket=sock_path)
     except lockfile.Held as held:
-        raise Exists(f"another credd agent (pid {held.owner.get('pid', '?')}) is already "
+        raise InUse(f"another credd agent (pid {held.owner.get('pid', '?')}) is already "
                      f"serving on {sock_path}; use it, or stop it with `credd stop`") from None
 
 
@@ -94,5 +94,5 @@ def _clear_stale(path: str) -> None:
             return
         except OSError:
             pass  # a full backlog or a slow agent: alive
-    raise Exists(f"a process is already answering on {path} (not holding the agent lock); "
+    raise InUse(f"a process is already answering on {path} (not holding the agent lock); "
                  "stop it or choose another CREDD_SOCK")

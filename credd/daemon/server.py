@@ -16,18 +16,26 @@
   high-water mark) stops the reading of requests until it drains, so a client
   that never reads holds at most one reply; one that stops draining for
   `read_timeout` is dropped.
+- A request may take its connection over (`subscribe`, and those that receive
+  descriptors): from then on what the client sends goes to that request
+  (`_inbox`), not to dispatch. Descriptors first: asyncio reads with recv(2),
+  which would drop them, so reading pauses, the agent answers `ready`, and the
+  one byte carrying them is read with recvmsg on a duplicate of the socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
 from collections.abc import Awaitable, Coroutine
 from types import CoroutineType
 from typing import Any, cast
 
 from credd import protocol as p
+from credd.errors import BadRequest
 
 from . import events
 from .binding import OWNER, Binding, Refused
@@ -61,7 +69,8 @@ class Connection(asyncio.Protocol):
         self._busy = False    # a request runs on the writer thread
         self._paused = False  # the client is not taking its replies
         self._eof = False
-        self._events: asyncio.StreamReader | None = None  # what a subscriber sends (ends it)
+        self._taken = False   # a request took the connection over: it closes after its reply
+        self._inbox: asyncio.StreamReader | None = None  # what the client sends to that request
         self._drained: asyncio.Future[None] | None = None
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -74,16 +83,16 @@ class Connection(asyncio.Protocol):
         self._settle()
 
     def data_received(self, data: bytes) -> None:
-        if self._events is not None:
-            self._events.feed_data(data)
+        if self._inbox is not None:
+            self._inbox.feed_data(data)
             return
         self._buf += data
         self._pump()
 
     def eof_received(self) -> bool:
         """Requests already received are still answered; then the connection closes."""
-        if self._events is not None:
-            self._events.feed_eof()
+        if self._inbox is not None:
+            self._inbox.feed_eof()
         else:
             self._eof = True
             self._settle()
@@ -111,8 +120,8 @@ class Connection(asyncio.Protocol):
             self._timer = None
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(ConnectionResetError())
-        if self._events is not None:
-            self._events.feed_eof()
+        if self._inbox is not None:
+            self._inbox.feed_eof()
 
     def abort(self) -> None:
         self.transport.abort()
@@ -163,6 +172,9 @@ class Connection(asyncio.Protocol):
         finally:
             self._busy = False
         self._reply(reply)
+        if self._taken:
+            self.transport.close()
+            return
         self._resume()
 
     def _reply(self, response: p.Response) -> None:
@@ -217,22 +229,65 @@ class Connection(asyncio.Protocol):
 
     def _stream(self) -> None:
         """After `subscribe`: forward events until the client sends anything or closes."""
-        self._events = asyncio.StreamReader()
+        self._inbox = asyncio.StreamReader()
         if self._buf:
-            self._events.feed_data(bytes(self._buf))
+            self._inbox.feed_data(bytes(self._buf))
             self._buf.clear()
         if self._eof:
-            self._events.feed_eof()
+            self._inbox.feed_eof()
         self.task = self.server.spawn(self._forward())
 
     async def _forward(self) -> None:
-        assert self.subscription is not None and self._events is not None  # set by _stream
+        assert self.subscription is not None and self._inbox is not None  # set by _stream
         try:
-            await events.stream(self.subscription, self._events, self._send)
+            await events.stream(self.subscription, self._inbox, self._send)
         except ConnectionError:
             pass
         finally:
             self.transport.close()
+
+    # ------------------------------------------------------------ taken over (descriptors)
+
+    async def take_over(self, ready: p.Response, count: int) -> tuple[list[int],
+                                                                      asyncio.StreamReader]:
+        """For the request now running (its reading is paused): answer `ready`, receive the
+        `count` descriptors the client sends next on one byte, and from then on give what
+        it sends to the reader returned. The connection closes after the request's reply."""
+        if self._buf or self._eof:
+            raise BadRequest("nothing may follow this request before the agent answers it")
+        self._taken = True
+        self._reply(ready)
+        fds = await asyncio.wait_for(self._receive_fds(count), self._timeout)
+        self._inbox = asyncio.StreamReader()
+        self.transport.resume_reading()
+        return fds, self._inbox
+
+    async def _receive_fds(self, count: int) -> list[int]:
+        """One byte and exactly `count` descriptors, read with recvmsg on a duplicate of the
+        socket (the loop forbids a reader on the transport's own descriptor)."""
+        own = self.transport.get_extra_info("socket")
+        sock = socket.socket(fileno=os.dup(own.fileno()))
+        sock.setblocking(False)
+        arrived: asyncio.Future[None] = self._loop.create_future()
+
+        def readable() -> None:
+            if not arrived.done():
+                arrived.set_result(None)
+
+        self._loop.add_reader(sock.fileno(), readable)
+        try:
+            await arrived
+            data, ancillary, flags, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * 4),
+                                                     socket.MSG_CMSG_CLOEXEC)
+        finally:
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        fds = _rights(ancillary)
+        if not data or len(fds) != count or flags & socket.MSG_CTRUNC:
+            for fd in fds:
+                os.close(fd)
+            raise BadRequest(f"expected one byte carrying {count} descriptors (SCM_RIGHTS)")
+        return fds
 
     async def _send(self, frame: bytes) -> None:
         if self.transport.is_closing():
@@ -241,6 +296,14 @@ class Connection(asyncio.Protocol):
         if self._paused:  # the timer drops the connection if this never comes
             self._drained = self._loop.create_future()
             await self._drained
+
+
+def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in recvmsg's ancillary data."""
+    return [int.from_bytes(data[i:i + 4], sys.byteorder)
+            for level, kind, data in ancillary
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+            for i in range(0, len(data) - len(data) % 4, 4)]
 
 
 class Server:

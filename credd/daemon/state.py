@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from credd import __version__, paths, protocol
-from credd.errors import BadPassphrase, BadRequest, CreddError, LockedError, NoVault, RateLimited
+from credd.errors import (
+    BadPassphrase,
+    BadRequest,
+    CreddError,
+    LockedError,
+    NoVault,
+    RateLimited,
+    Unavailable,
+)
 from credd.files import write_private
 from credd.store import EntryStore
 
@@ -48,6 +56,8 @@ DEFAULT_LIFETIME = 8 * 3600.0
 DEFAULT_MAX_UNLOCK = 8 * 3600.0  # the longest unlock a client may ask for
 MAX_DURATION = 366 * 86400.0  # per-unlock overrides above a year are a mistake
 THROTTLE_FILE = "unlock-throttle.json"
+#: Quiet seconds after a write before the WAL is copied into the vault file (docs/agent.md).
+CHECKPOINT_AFTER = 1.0
 
 
 @dataclass
@@ -84,6 +94,14 @@ class Config:
         cap = self.unlock_cap
         capped = any(asked is not None and asked > cap for asked in (idle, lifetime))
         return min(idle or self.idle_timeout, cap), min(lifetime or self.max_lifetime, cap), capped
+
+
+def _rearm(handle: asyncio.TimerHandle | None, delay: float, callback: Callable[..., None],
+           *args: Any) -> asyncio.TimerHandle:
+    """`callback(*args)` in `delay` seconds, instead of when `handle` would have run it."""
+    if handle is not None:
+        handle.cancel()
+    return asyncio.get_running_loop().call_later(delay, callback, *args)
 
 
 def boottime() -> float:
@@ -235,11 +253,15 @@ class AgentState:
         self._wake = asyncio.Event()
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="credd-reader")
         self._seal: asyncio.TimerHandle | None = None
+        self._replacing = False            # a restore is putting another file in place
+        self._checkpoint: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ vault access
 
     def open_vault(self) -> Vault | None:
         """The vault, opened (locked) on first use; None while its file does not exist."""
+        if self._replacing:  # never open the file a restore is about to replace
+            raise Unavailable("the vault file is being replaced by a restore; try again")
         if self.vault is None:
             from credd.vault import Vault
             if Vault.exists(self.config.vault):
@@ -273,6 +295,19 @@ class AgentState:
         if not self._unlocked:
             return self.unlocked_vault()  # raises: no vault, or locked
         return self.mounts.router(self.require_vault())
+
+    async def replace_vault(self, install: Callable[[], T]) -> T:
+        """Lock, close the vault file, and run `install` (which may put another file in
+        its place) on the writer thread; the next request opens the file afresh."""
+        self._replacing = True
+        try:
+            self.lock("restore")
+            vault, self.vault = self.vault, None
+            if vault is not None:
+                await self.write(vault.close)
+            return await self.write(install)
+        finally:
+            self._replacing = False
 
     def _mount_read(self, name: str, key: bytes) -> None:
         """A mount read its credential `name` from the local vault: audited like a get."""
@@ -335,11 +370,18 @@ class AgentState:
     def wrote(self) -> None:
         """A write changed the vault (and dropped its snapshot): seal a new one once no
         write has come for `seal_after` seconds, so that a crash before the next lock
-        does not leave the next unlock to go row by row. Lock seals anyway."""
-        if self._seal is not None:
-            self._seal.cancel()
-        self._seal = asyncio.get_running_loop().call_later(
-            self.config.seal_after, self._seal_if_still_unlocked, self._epoch)
+        does not leave the next unlock to go row by row. Lock seals anyway. And once no
+        write has come for a second, copy the WAL into the vault file, so that the file
+        alone holds every write (a plain copy of it is a backup; a deleted -wal loses
+        nothing)."""
+        self._seal = _rearm(self._seal, self.config.seal_after, self._seal_if_still_unlocked,
+                            self._epoch)
+        self._checkpoint = _rearm(self._checkpoint, CHECKPOINT_AFTER, self._checkpoint_now)
+
+    def _checkpoint_now(self) -> None:
+        self._checkpoint = None
+        if self.vault is not None:
+            self._writer.submit(self.vault.checkpoint)
 
     def _seal_if_still_unlocked(self, epoch: int) -> None:
         self._seal = None
@@ -413,6 +455,7 @@ class AgentState:
         vault = self.open_vault()
         unlocked = vault is not None and self.unlocked
         entries = vault.entry_count if vault is not None and unlocked else None
+        slots = vault.slot_counts() if vault is not None and unlocked else {}
         if unlocked:
             self.store()  # opens the mounts a changed table adds, for their states
         else:
@@ -430,7 +473,7 @@ class AgentState:
             idle_left=idle_left, lifetime_left=lifetime_left,
             retry_after=self.throttle.retry_after(),
             capped=unlocked and self.deadlines.capped,
-            mounts=self.mounts.infos(), config_error=self.mounts.error,
+            mounts=self.mounts.infos(), config_error=self.mounts.error, slots=slots,
         )
 
     async def close(self) -> None:

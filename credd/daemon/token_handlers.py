@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from credd import protocol as p
-from credd.errors import AuditUnavailable, BadRequest, NotFound, Unavailable
+from credd.errors import AuditUnavailable, BadRequest, NoSpace, NotFound, Unavailable
 from credd.files import write_private
 
 from .router import Router
@@ -74,7 +74,7 @@ async def token_create(state: AgentState, conn: Any, req: p.TokenCreate) -> p.To
     try:  # fail closed: a token whose minting is not audited does not leave the agent
         state.audit.record("token_create", "ok", names=[req.mount], origin=conn,
                            key=state.store().audit_key)
-    except AuditUnavailable:
+    except (AuditUnavailable, NoSpace):
         await state.write(openbao_tokens.revoke, mount, info.accessor)
         raise
     await state.write(lambda: book.write([*book.read(), info]))

@@ -10,15 +10,17 @@ from __future__ import annotations
 import sqlite3
 import struct
 
-from credd.vault import crypto, header, keyslots
+from credd.vault import crypto, header, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
 from credd.vault.model import decode_history, decode_meta, decode_secret
 
 
-def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int) -> list[str]:
-    """Every problem with the file (`remembered`: the rollback counter's generation)."""
+def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int,
+                slotted: bool) -> list[str]:
+    """Every problem with the file (`remembered`: the rollback counter's generation;
+    `slotted`: the file authenticates its key slots, format 5)."""
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-    problems += _header(conn, vid, keys, remembered)
+    problems += _header(conn, vid, keys, remembered, slotted)
     names: dict[bytes, str] = {}
     rows: list[list[object]] = [[], [], [], []]  # entry ids, tails, history ids, tails
     for row_id, rev, meta_blob, secret_blob in conn.execute(
@@ -58,7 +60,7 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
     if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:
         problems.append("the set of rows does not match the authenticated header: entries or "
                         "versions were replayed, removed or added outside credd")
-    problems += _slots(conn, vid)
+    problems += _slots(conn, vid, keys, slotted)
     return problems
 
 
@@ -72,27 +74,22 @@ def _add(ids: list[object], tails: list[object], row_id: object, rev: object,
     ids.append(row_id)
 
 
-def _header(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int) -> list[str]:
-    row = conn.execute(
-        "SELECT vault_id, generation, digest, mac FROM vault WHERE id = 1").fetchone()
+def _header(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int,
+            slotted: bool) -> list[str]:
+    row = conn.execute("SELECT vault_id, generation, digest, mac, "
+                       f"{'slots' if slotted else 'NULL'} FROM vault WHERE id = 1").fetchone()
     if row is None:
         return ["the vault header row is missing"]
-    vault_id, gen, digest, mac = row
+    vault_id, gen, digest, mac, stored_slots = row
     problems = []
     if vault_id != vid:
         problems.append("the vault id changed")
-    return problems + header.damage(keys, vid, gen, header.digest_int(digest), mac, remembered)
+    return problems + header.damage(keys, vid, gen, header.digest_int(digest), mac, remembered,
+                                    header.slots_value(stored_slots))
 
 
-def _slots(conn: sqlite3.Connection, vid: bytes) -> list[str]:
-    problems = []
-    for slot_id, label, raw in conn.execute("SELECT id, label, header FROM slots"):
-        kind = keyslots.kind_of(raw)
-        try:
-            slot = keyslots.candidate(raw, kind) if kind else None
-        except keyslots.SlotOutOfRange as exc:
-            problems.append(f"key slot {label!r}: {exc}")
-            continue
-        if slot is None or slot.vault_id != vid or slot.slot_id != slot_id:
-            problems.append(f"key slot {label!r}: header is damaged")
-    return problems
+def _slots(conn: sqlite3.Connection, vid: bytes, keys: Keys, slotted: bool) -> list[str]:
+    """Every slot's header, and (format 5) its MAC and the set the header vouches for."""
+    stored = conn.execute(f"SELECT {'slots' if slotted else 'NULL'} FROM vault").fetchone()
+    authenticated = header.slots_value(stored[0]) if stored else None
+    return slots.describe(conn, keys, vid, authenticated, slotted, None)[1]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -191,12 +191,12 @@ class Keys:
         self.meta = self.secret = None  # type: ignore[assignment]
 
 
-def _ecb(key: bytes):
+def _ecb(key: bytes) -> CipherContext:
     """An AES-ECB encryptor: stateless between blocks, so it can be reused."""
     return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
 
 
-def _cbc_mac2(enc, firsts: bytes, tails: bytes) -> bytes:
+def _cbc_mac2(enc: CipherContext, firsts: bytes, tails: bytes) -> bytes:
     """E(E(first) ⊕ tail) for each pair of 16-byte blocks, as one buffer."""
     size = len(firsts)
     mixed = int.from_bytes(enc.update(firsts), "big") ^ int.from_bytes(tails, "big")

@@ -27,9 +27,10 @@ _MAGIC = b"credd-ks"
 _LAYOUT = 1
 _HEADER = struct.Struct(">8sH16sIBBIII16s")
 
-#: OWASP's Argon2id floor and a ceiling that keeps a hostile header from costing the earth.
+#: OWASP's Argon2id floor, and a ceiling (SECURITY.md E21, Bitwarden's ranges) so that a
+#: tampered header costs at most 1 GiB and t=10 per attempt, refused before deriving.
 FLOOR = {"memory_kib": 19 * 1024, "iterations": 2, "lanes": 1}
-CEILING = {"memory_kib": 4 * 1024 * 1024, "iterations": 10, "lanes": 16}
+CEILING = {"memory_kib": 1024 * 1024, "iterations": 10, "lanes": 16}
 RECOVERY_BYTES = 20  # 160 bits, 32 base32 characters
 
 

@@ -41,14 +41,16 @@ _NAME = operator.attrgetter("name")
 
 
 def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Rollback,
-         has_chunks: bool) -> Session:
+         has_chunks: bool, slotted: bool) -> Session:
     """The session of this unlock: header verified, metadata from the chunks or the rows,
-    set digest checked; rows that fail are recorded, not raised (see the module docstring)."""
+    set digest checked; rows that fail are recorded, not raised (see the module docstring).
+    `slotted`: the header has the key slots' digest column (format 5)."""
     with db.reading(conn), db.bytes_text(conn), gc_paused():
-        gen, stored, mac = conn.execute(
-            "SELECT generation, digest, mac FROM vault WHERE id = 1").fetchone()
-        digest = header.digest_int(stored)
-        damage = header.damage(keys, vault_id, gen, digest, mac, rollback.remembered())
+        gen, stored, mac, stored_slots = conn.execute(
+            f"SELECT generation, digest, mac, {'slots' if slotted else 'NULL'} "
+            "FROM vault WHERE id = 1").fetchone()
+        digest, slots = header.digest_int(stored), header.slots_value(stored_slots)
+        damage = header.damage(keys, vault_id, gen, digest, mac, rollback.remembered(), slots)
         history = _history_digest(conn, keys)
         reader = _Reader(conn, keys, vault_id)
         found = reader.from_chunks() if has_chunks else None
@@ -61,7 +63,8 @@ def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Ro
         rollback.remember(gen)
     return Session(keys=keys, slot=slot, index=index, generation=gen, digest=digest,
                    history_digest=history if history is not None else 0, bad=reader.bad,
-                   damage=damage, buckets=buckets, current=current and not reader.bad)
+                   damage=damage, buckets=buckets, current=current and not reader.bad,
+                   slots=slots)
 
 
 def _history_digest(conn: Any, keys: Keys) -> int | None:

@@ -14,6 +14,11 @@ Format history:
      sealed in chunks of about a hundred entries, so that a write deletes one
      chunk, not all of them; the snapshot's pages are zeroed as it is dropped.
      Until the first seal a vault unlocks row by row, as it did without one
+  5  authenticated key slots (credd/vault/slots.py): each slot's creation time, last use
+     and a MAC over its id, label, header and creation time; the header MAC covers a
+     digest of the slots' MACs (`vault.slots`). A step needs no key, so the slots of a
+     migrated file are authenticated by its first unlock (until then, as in format 4,
+     nothing vouches for their labels)
 """
 
 from __future__ import annotations
@@ -43,11 +48,20 @@ def _chunk_tables(conn: sqlite3.Connection) -> None:
                  "blob BLOB NOT NULL)")
 
 
+def _slot_columns(conn: sqlite3.Connection) -> None:
+    for statement in ("ALTER TABLE slots ADD COLUMN created INTEGER",  # unix time
+                      "ALTER TABLE slots ADD COLUMN used INTEGER",     # last unlock, to the hour
+                      "ALTER TABLE slots ADD COLUMN mac BLOB",
+                      "ALTER TABLE vault ADD COLUMN slots BLOB"):     # NULL until authenticated
+        conn.execute(statement)
+
+
 #: to-version → step that brings format to-version - 1 up to it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
     3: _snapshot_table,
     4: _chunk_tables,
+    5: _slot_columns,
 }
 LATEST = max(MIGRATIONS, default=1)
 
@@ -79,7 +93,7 @@ def migrate(conn: sqlite3.Connection, path: str, *, target: int = LATEST,
         written.append(backup(conn, path, current))
     for version in range(current + 1, target + 1):
         try:
-            with db.transaction(conn):
+            with db.transaction(conn, path):
                 MIGRATIONS[version](conn)
                 conn.execute(f"PRAGMA user_version={version}")
         except CreddError:

@@ -18,6 +18,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterator
+from typing import TypeVar
 
 import msgspec
 
@@ -50,7 +51,10 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     deleted: float | None = None
 
 
-def redacted(cls: type) -> type:
+T = TypeVar("T", bound=type)
+
+
+def redacted(cls: T) -> T:
     """Hide every field of a secret-carrying struct from repr, str and rich
     (msgspec's own __rich_repr__ would print the values)."""
     def hidden(self: object) -> str:

@@ -1,8 +1,9 @@
 """`Vault.rekey()`: re-encrypt every entry and version under a fresh DEK, in one transaction.
 
-Only the passphrase slot used to unlock can be rewrapped (its KEK is held while
-unlocked). The recovery slot gets a new recovery key, and key slots are dropped, so no
-secret that opened the old DEK opens the new one. That is the point of a rekey after an
+Only a passphrase slot whose KEK is known can be rewrapped: the one the rekey's proof
+opened, or the one the vault was unlocked with. The recovery slot gets a new recovery
+key, and key slots are dropped, so no secret that opened the old DEK opens the new one;
+every slot's MAC is redone under the new header key. That is the point of a rekey after an
 old copy of the vault leaked. The chunks and the manifest were sealed under the old key:
 they go too, and the returned session has every segment dirty (the next seal writes
 them, after checking every rewritten row).
@@ -37,14 +38,15 @@ class _Progress:
 
 
 def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
-          has_chunks: bool) -> tuple[Session, str]:
-    """(the new session, the new recovery key). The caller holds the vault's lock and
-    installs the session; the old keys are wiped here."""
+          has_chunks: bool, keep: Slot, now: float) -> tuple[Session, str]:
+    """(the new session, the new recovery key). `keep`: the passphrase slot to rewrap, with
+    its KEK (the new session's slot). The caller holds the vault's lock and installs the
+    session; the old keys are wiped here."""
     old, new = session.require(file.path), Keys(bytearray(crypto.random_bytes(crypto.KEY_LEN)))
     conn = file.conn()
     recovery_text, recovery_raw = keyslots.new_recovery_key()
     by_id = {row.id: (name, row) for name, row in session.index.rows()}
-    with db.transaction(conn):
+    with file.transaction():
         gen = conn.execute("SELECT generation FROM vault").fetchone()[0]
         if gen != session.generation:
             raise IntegrityError(f"{file.path} was changed by another process: "
@@ -59,17 +61,19 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
         index, new_ids, entry_digest, written = _entries(file, old, new, gen, rows, by_id,
                                                          progress)
         history_digest = _history(file, old, new, gen, hist, new_ids, progress)
-        _rewrap_slots(file, session.slot, new, recovery_raw)
+        _rewrap_slots(file, keep, new, recovery_raw, int(now))
+        slots_digest = (slots.seal_table(conn, new, file.vault_id, None) if file.slotted
+                        else None)
         digest = entry_digest ^ history_digest
-        conn.execute("UPDATE vault SET generation = ?, digest = ?, mac = ? WHERE id = 1",
-                     (gen, digest.to_bytes(32, "big"),
-                      header.header_mac(new, file.vault_id, gen, digest)))
+        header.write(conn, new, file.vault_id, gen, digest, slots_digest)
     db.checkpoint_truncate(conn)
     old.wipe()
+    if session.slot.kek is not keep.kek:
+        crypto.wipe(session.slot.kek)
     report(progress.total, progress.total)
-    return Session(keys=new, slot=session.slot, index=index, generation=gen, digest=digest,
+    return Session(keys=new, slot=keep, index=index, generation=gen, digest=digest,
                    history_digest=history_digest, before=dict.fromkeys(written),
-                   written=written), recovery_text
+                   written=written, slots=slots_digest), recovery_text
 
 
 def _entries(file: VaultFile, old: Keys, new: Keys, gen: int,
@@ -119,8 +123,9 @@ def _history(file: VaultFile, old: Keys, new: Keys, gen: int,
     return new.digest(HISTORY, ids, tails)
 
 
-def _rewrap_slots(file: VaultFile, slot: Slot, new: Keys, recovery_raw: bytes) -> None:
-    """Keep the unlocking passphrase slot (rewrapped), a new recovery slot, nothing else."""
+def _rewrap_slots(file: VaultFile, slot: Slot, new: Keys, recovery_raw: bytes,
+                  now: int) -> None:
+    """Keep the passphrase slot (rewrapped), a new recovery slot, nothing else."""
     conn = file.conn()
     (raw,) = conn.execute("SELECT header FROM slots WHERE id = ?", (slot.id,)).fetchone()
     conn.execute("UPDATE slots SET wrapped = ? WHERE id = ?",
@@ -128,5 +133,5 @@ def _rewrap_slots(file: VaultFile, slot: Slot, new: Keys, recovery_raw: bytes) -
     conn.execute("DELETE FROM slots WHERE id != ?", (slot.id,))
     header_ = keyslots.new_header(file.vault_id, slot.id + 1, RECOVERY)
     kek = keyslots.derive_kek(header_, recovery_raw)
-    slots.insert_slot(conn, "recovery", header_, kek, new.dek)
+    slots.insert_slot(conn, "recovery", header_, kek, new.dek, now if file.slotted else None)
     crypto.wipe(kek)

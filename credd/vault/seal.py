@@ -14,21 +14,27 @@ older picture of the chunks can no longer write (it would not know which chunk t
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
+from credd.errors import NoSpace
 from credd.vault import chunks, crypto, db, header
 from credd.vault.chunks import BucketSeal, Manifest
+from credd.vault.db import VaultFile
 from credd.vault.index import Index
 from credd.vault.session import FileRow, Session
+
+log = logging.getLogger("credd.vault")
 
 #: How long sealing waits for another writer (ms) before giving up.
 WAIT_MS = 200
 
 
-def seal(conn: sqlite3.Connection, session: Session, vault_id: bytes,
+def seal(file: VaultFile, conn: sqlite3.Connection, session: Session,
          rollback: header.Rollback) -> bool:
     """Seal what is dirty, unless nothing is, the file is damaged, or it changed; True if
-    the file now describes the session. Never raises for a busy or full disk."""
+    the file now describes the session. Never raises for a busy or full disk (`conn`: the
+    thread's connection, which `file.transaction` uses: a seal never opens one)."""
     if session.current or session.bad or session.damage:
         return session.current
     if rollback.remembered() > session.generation:
@@ -36,11 +42,15 @@ def seal(conn: sqlite3.Connection, session: Session, vault_id: bytes,
     try:
         conn.execute(f"PRAGMA busy_timeout={WAIT_MS}")
         try:
-            with db.transaction(conn):
-                done = _seal(conn, session, vault_id)
+            with file.transaction():
+                done = _seal(conn, session, file.vault_id)
         finally:
             conn.execute(f"PRAGMA busy_timeout={db.BUSY_TIMEOUT_MS}")
-    except Exception:  # busy, full disk, vanished file…: the next unlock decrypts more rows
+    except NoSpace:
+        log.warning("the metadata seal was skipped: no space left on the device holding the "
+                    "vault (the next unlock decrypts the rows written since the last one)")
+        return False
+    except Exception:  # busy, vanished file…: the next unlock decrypts more rows
         return False
     if done is None:
         return False
@@ -77,8 +87,7 @@ def _seal(conn: sqlite3.Connection, session: Session, vault_id: bytes
     conn.execute("INSERT OR REPLACE INTO manifest (id, blob) VALUES (1, ?)",
                  (chunks.seal_manifest(session.keys, vault_id, manifest),))
     gen += 1
-    conn.execute("UPDATE vault SET generation = ?, mac = ? WHERE id = 1",
-                 (gen, header.header_mac(session.keys, vault_id, gen, session.digest)))
+    header.write(conn, session.keys, vault_id, gen, session.digest, session.slots)
     return index, buckets, gen
 
 

@@ -34,11 +34,13 @@ class VaultIntegrityError(IntegrityError):
 
 
 class Slot(NamedTuple):
-    """The key slot an unlock opened, and its KEK (held to rewrap the DEK on rekey)."""
+    """The key slot an unlock (or a proof) opened, its KEK (held to rewrap the DEK on rekey),
+    and when."""
 
     kind: str
     id: int
     kek: bytearray
+    at: float = 0.0
 
 
 #: (row id, rev, meta column) of one entry row, as the file holds it.
@@ -54,6 +56,7 @@ class Commit(NamedTuple):
     changes: dict[bytes, tuple[str, Row | None]]  # row id → (name, new row or None)
     before: dict[int, FileRow | None]              # rowid → the row before it (None: none)
     written: dict[int, FileRow | None]             # rowid → the row it wrote (None: deleted)
+    slots: bytes | None                            # the key slots' digest in the header
 
 
 class Session:
@@ -64,9 +67,12 @@ class Session:
                  history_digest: int, bad: dict[bytes, str] | None = None,
                  damage: list[str] | None = None, buckets: dict[int, BucketSeal] | None = None,
                  before: dict[int, FileRow | None] | None = None,
-                 written: dict[int, FileRow] | None = None, current: bool = False) -> None:
+                 written: dict[int, FileRow] | None = None, current: bool = False,
+                 slots: bytes | None = None) -> None:
         self.keys, self.slot, self.index = keys, slot, index
         self.generation, self.digest, self.history_digest = generation, digest, history_digest
+        #: The key slots' digest the header authenticates (slots.py); None: not (yet).
+        self.slots = slots
         self.bad: dict[bytes, str] = bad or {}
         self.damage: list[str] = damage or []
         #: Every bucket as the vault verified it (at unlock, or sealing it since).
@@ -104,7 +110,7 @@ class Session:
             self.bad.pop(row_id, None)
             self.secrets.pop(row_id, None)
         self.generation, self.digest = commit.generation, commit.digest
-        self.history_digest = commit.history_digest
+        self.history_digest, self.slots = commit.history_digest, commit.slots
         for rowid, row in commit.before.items():
             self.before.setdefault(rowid, row)  # the first capture since the last check
         for rowid, written in commit.written.items():

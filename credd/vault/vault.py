@@ -29,8 +29,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from credd import paths
-from credd.errors import BadRequest, Exists, IntegrityError, LockedError, NoVault
-from credd.protocol import EntryMeta, Set, VersionInfo
+from credd.errors import (
+    BadRequest,
+    CreddError,
+    Exists,
+    IntegrityError,
+    LockedError,
+    NoVault,
+    VaultFileChanged,
+)
+from credd.protocol import EntryMeta, Set, SlotInfo, VersionInfo
 from credd.store import SecretEntry
 from credd.vault import crypto, db, header, keyslots, load, migrations, seal, slots, writes
 from credd.vault.check import check_vault
@@ -130,14 +138,18 @@ class Vault:
         kek = keyslots.derive_kek(passphrase, secret)
         recovery = keyslots.new_header(vault_id, 2, RECOVERY)
         recovery_kek = keyslots.derive_kek(recovery, recovery_raw)
-        with db.transaction(conn):
-            conn.execute("INSERT INTO vault VALUES (1, ?, 0, ?, ?)",
-                         (vault_id, bytes(32), header.header_mac(keys, vault_id, 0, 0)))
-            slots.insert_slot(conn, "passphrase", passphrase, kek, keys.dek)
-            slots.insert_slot(conn, "recovery", recovery, recovery_kek, keys.dek)
+        now = time.time()
+        created = int(now) if db.has_column(conn, "vault", "slots") else None
+        with db.transaction(conn, path):
+            conn.execute("INSERT INTO vault (id, vault_id, generation, digest, mac) "
+                         "VALUES (1, ?, 0, ?, x'')", (vault_id, bytes(32)))
+            slots.insert_slot(conn, "passphrase", passphrase, kek, keys.dek, created)
+            slots.insert_slot(conn, "recovery", recovery, recovery_kek, keys.dek, created)
+            table = None if created is None else slots.seal_table(conn, keys, vault_id, None)
+            header.write(conn, keys, vault_id, 0, 0, table)
         crypto.wipe(recovery_kek)
-        session = Session(keys=keys, slot=Slot(PASSPHRASE, 1, kek), index=Index.empty(),
-                          generation=0, digest=0, history_digest=0)
+        session = Session(keys=keys, slot=Slot(PASSPHRASE, 1, kek, now), index=Index.empty(),
+                          generation=0, digest=0, history_digest=0, slots=table)
         return cls(VaultFile(path, vault_id, conn), state_dir, session), recovery_text
 
     @classmethod
@@ -213,16 +225,27 @@ class Vault:
         kind, secret = given[0]
         dek, kek, slot_id = slots.open_slot(self._file, kind, keyslots.secret_bytes(kind, secret))
         keys = Keys(dek)
+        now = self._clock()
         with self._file.lock:
             self.lock()
             try:
                 session = load.load(self._file.conn(), keys, self.vault_id,
-                                    Slot(kind, slot_id, kek), self._rollback, self._chunked)
+                                    Slot(kind, slot_id, kek, now), self._rollback,
+                                    self._chunked, self._file.slotted)
             except BaseException:
                 keys.wipe()
                 crypto.wipe(kek)
                 raise
             self._session = session
+            self._authenticate_slots(session)
+            slots.note_used(self._file, slot_id, now)
+
+    def _authenticate_slots(self, session: Session) -> None:
+        """The first unlock of a file migrated to format 5 MACs its slots (their labels were
+        never authenticated before): best effort, tried again at the next unlock."""
+        if self._file.slotted and session.slots is None and not session.damage:
+            with contextlib.suppress(CreddError, sqlite3.Error), self._writing() as txn:
+                slots.reseal(txn, ())
 
     def lock(self) -> None:
         """Seal what changed (best effort), then drop the DEK, its subkeys, the slot KEK
@@ -235,6 +258,7 @@ class Vault:
                 self._seal(session)
             finally:  # whatever sealing met (even KeyboardInterrupt), the keys go
                 session.wipe()
+            self.checkpoint()
 
     def seal_snapshot(self) -> None:
         """Seal what changed now, so that a crash does not cost the next unlock its chunks;
@@ -242,11 +266,25 @@ class Vault:
         with self._file.lock:
             if self._session is not None:
                 self._seal(self._session)
+            self.checkpoint()
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the vault file and empty it, so that the file alone holds every
+        commit: a plain copy of it is then a whole backup. At lock, at the seal, and when the
+        agent's writes settle; best effort (True if done). A file that moved under the vault
+        is saved from first (db.VaultFile)."""
+        with self._file.lock:
+            conn = self._file.existing_conn()  # never open (or create) the file for this
+            if conn is None:
+                return False
+            with contextlib.suppress(VaultFileChanged):
+                self._file.check_unchanged()
+            return db.checkpoint_truncate(conn)
 
     def _seal(self, session: Session) -> None:
         conn = self._file.existing_conn()  # never open (or create) the file to seal
         if conn is not None and self._chunked:
-            seal.seal(conn, session, self.vault_id, self._rollback)
+            seal.seal(self._file, conn, session, self._rollback)
 
     def _current(self) -> Session:
         session = self._session
@@ -360,35 +398,69 @@ class Vault:
 
     # ------------------------------------------------------------ key slots
 
-    def add_key_slot(self, key: bytes, label: str = "keyring") -> None:
-        """Let a raw 32-byte key (e.g. one kept in the OS keyring) unlock the vault."""
-        with self._writing() as txn:
-            slots.add_key_slot(txn, key, label)
+    def _prove(self, proof: str | None) -> None:
+        """Check a proof (passphrase or recovery key) for a change of the key slots."""
+        crypto.wipe(slots.prove(self._file, self._current(), proof, self._clock()).kek)
 
-    def remove_key_slot(self, label: str = "keyring") -> None:
+    def add_key_slot(self, key: bytes, label: str = "keyring", *, proof: str | None) -> None:
+        """Let a raw 32-byte key (e.g. one kept in the OS keyring) unlock the vault; replaces
+        a key slot of that label. `proof`: the passphrase or the recovery key."""
+        secret, label = slots.key_slot_args(key, label)
+        self._prove(proof)
         with self._writing() as txn:
-            slots.remove_key_slot(txn, label)
+            slots.add_key_slot(txn, secret, label)
+
+    def remove_key_slot(self, label: str = "keyring", *, proof: str | None) -> None:
+        """Remove a key slot or the recovery slot (never the passphrase's). `proof`: as
+        for add_key_slot."""
+        self._prove(proof)
+        with self._writing() as txn:
+            slots.remove_slot(txn, label)
+
+    def slots(self) -> tuple[List[SlotInfo], List[str]]:
+        """Every key slot (label, kind, KDF, created, last used; never key material) and what
+        failed authentication in the table."""
+        session = self._current()
+        return slots.describe(self._file.conn(), session.require(self.path), self.vault_id,
+                              session.slots, self._file.slotted, session.slot)
+
+    def slot_counts(self) -> dict[str, int]:
+        """Key slots by kind, for status lines: answers on a damaged vault too ({} when the
+        file cannot be read)."""
+        self._current()
+        try:
+            return slots.counts(self._file.conn())
+        except (CreddError, sqlite3.Error):
+            return {}
 
     def change_passphrase(self, old: str, new: str) -> None:
-        """Rewrap the DEK under a new passphrase in one transaction; the old blob is scrubbed."""
-        slots.change_passphrase(self._file, self._current(), old, new, self._writing)
+        """Rewrap the DEK under a new passphrase in one transaction; the old blob is scrubbed.
+        `old` may also be the recovery key (someone who forgot the passphrase)."""
+        slots.change_passphrase(self._file, self._current(), old, new, self._clock(),
+                                self._writing)
 
-    def rekey(self, progress: Callable[[int, int], None] | None = None) -> str:
+    def rekey(self, progress: Callable[[int, int], None] | None = None, *,
+              proof: str | None) -> str:
         """Re-encrypt everything under a fresh DEK; returns the new recovery key.
 
-        Only the passphrase slot used to unlock can be rewrapped (its KEK is held while
-        unlocked): the recovery slot gets a new recovery key and key slots are removed
-        (add them again), so no old secret opens the new DEK.
+        `proof`: the passphrase, or the recovery key while unlocked with the passphrase: the
+        passphrase slot is rewrapped with the KEK either gives. The recovery slot gets a new
+        recovery key and key slots are removed (add them again), so no old secret opens the
+        new DEK.
         """
         with self._file.lock:
             session = self._current()
             session.require(self.path)
             if session.bad:
                 raise VaultIntegrityError("damaged entries must be purged before a rekey")
-            if session.slot.kind != PASSPHRASE:
-                raise BadRequest("rekey needs the vault unlocked with its passphrase")
+            proven = slots.prove(self._file, session, proof, self._clock())
+            keep = proven if proven.kind == PASSPHRASE else session.slot
+            if keep is not proven:
+                crypto.wipe(proven.kek)
+            if keep.kind != PASSPHRASE:
+                raise BadRequest("rekey needs the passphrase (or the vault unlocked with it)")
             self._session, recovery = _rekey(self._file, session, progress or _no_progress,
-                                             self._chunked)
+                                             self._chunked, keep, self._clock())
             self._rollback.remember(self._session.generation)
             return recovery
 
@@ -399,7 +471,7 @@ class Vault:
         with self._file.lock:
             session = self._current()
             return check_vault(self._file.conn(), self.vault_id, session.keys,
-                               self._rollback.remembered())
+                               self._rollback.remembered(), self._file.slotted)
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -54,6 +54,7 @@ class Txn:
         self.vault_id, self.now = file.vault_id, now
         self.generation = session.generation + 1
         self.digest, self.history_digest = session.digest, session.history_digest
+        self.slotted, self.slots = file.slotted, session.slots  # slots.reseal sets `slots`
         self.changes: dict[bytes, tuple[str, Row | None]] = {}
         self.before: dict[int, FileRow | None] = {}
         self.written: dict[int, FileRow | None] = {}
@@ -69,7 +70,7 @@ class Txn:
 
     def commit(self) -> Commit:
         return Commit(self.generation, self.digest, self.history_digest, self.changes,
-                      self.before, self.written)
+                      self.before, self.written, self.slots)
 
     def _capture(self, rowid: int, row: FileRow | None) -> None:
         """Remember a row as it was before this vault first wrote it since the last check."""
@@ -156,17 +157,14 @@ def transaction(file: VaultFile, session: Session, current: Callable[[], Session
     """One write: header checked, generation bumped, header re-MACed, then the session.
     The caller holds the vault's lock."""
     keys = session.require(file.path)
-    conn = file.conn()
-    with db.transaction(conn):
+    with file.transaction() as conn:
         gen, digest = conn.execute("SELECT generation, digest FROM vault WHERE id = 1").fetchone()
         if gen != session.generation or digest != session.digest.to_bytes(32, "big"):
             raise IntegrityError(f"{file.path} was changed by another process: "
                                  "lock and unlock again")
         txn = Txn(file, session, current, now)
         yield txn
-        conn.execute("UPDATE vault SET generation = ?, digest = ?, mac = ? WHERE id = 1", (
-            txn.generation, txn.digest.to_bytes(32, "big"),
-            header.header_mac(keys, file.vault_id, txn.generation, txn.digest)))
+        header.write(conn, keys, file.vault_id, txn.generation, txn.digest, txn.slots)
     session.committed(txn.commit())
     if txn.scrub:
         db.checkpoint_truncate(conn)

@@ -211,7 +211,7 @@ class TestVault:
         set_value(cli, "x", SENTINEL)
         assert "ok" in ok(cli("check"))
         assert json.loads(ok(cli("check", "--json")))["problems"] == []
-        done = cli("rekey")
+        done = cli("rekey", "--passphrase-stdin", input=TEST_PASSPHRASE)
         recovery = ok(done).strip()
         assert "re-encrypted 1 entry" in done.stderr and "recovery key" in done.stderr.lower()
         assert ok(cli("get", "x")) == SENTINEL + "\n"

@@ -12,7 +12,7 @@ import pytest
 from credd import protocol as p
 from credd.daemon.audit import AuditLog, name_hmac
 from credd.daemon.audit_trail import Query
-from credd.errors import AuditUnavailable
+from credd.errors import NoSpace
 from tests.conftest import SENTINEL, TEST_PASSPHRASE
 from tests.daemon.conftest import init_unlock, status
 
@@ -83,8 +83,9 @@ def test_write_failure_is_reported_not_swallowed(tmp_path):
     os.close(full)
     try:
         log.record("get", "ok", names=["a"], key=b"k")
-    except AuditUnavailable as exc:
-        assert "No space left" in exc.message
+    except NoSpace as exc:  # a full disk has its own code: the advice is to free space
+        assert "no space left on the device holding the audit log" in exc.message
+        assert exc.code == "no_space"
     else:
         raise AssertionError("a failed audit write was not reported")
     assert newest_ops(log, 10) == ["get"]

@@ -23,8 +23,17 @@ def test_every_request_has_a_route():
 
 @pytest.mark.parametrize("request_type", list(p.REPLY), ids=p.tag_of)
 def test_each_handler_declares_the_reply_its_request_names(request_type):
+    """A request answered `ready` is answered by its handler with its last frame."""
     handler = ROUTES[request_type]
     declared = typing.get_type_hints(handler)["return"]  # a coroutine's: what it returns
-    assert declared is p.REPLY[request_type], (
+    expected = p.LAST.get(request_type, p.REPLY[request_type])
+    assert declared is expected, (
         f"{handler.__name__} returns {declared}, but {request_type.__name__} "
-        f"asks for {p.REPLY[request_type].__name__}")
+        f"asks for {expected.__name__}")
+
+
+def test_requests_answered_ready_name_their_last_frame():
+    for request, reply in p.REPLY.items():
+        assert (reply is p.Ready) == (request in p.LAST), request
+        if request in p.LAST:
+            assert p.LAST[request] in typing.get_args(p.Response), request

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 
 import msgspec
 import pytest
@@ -75,12 +77,12 @@ class TestSession:
     def test_recovery_key_and_key_slot_unlock(self, agent, raw):
         c = raw(agent)
         recovery = c.call(p.Init(passphrase=TEST_PASSPHRASE, **FAST_KDF)).recovery_key
-        assert isinstance(c.call(p.AddKeySlot(key=b"k" * 32)), p.Ok)
+        assert isinstance(c.call(p.AddKeySlot(key=b"k" * 32, proof=TEST_PASSPHRASE)), p.Ok)
         c.call(p.Lock())
         assert c.call(p.Unlock(key=b"k" * 32)).state == "unlocked"
         c.call(p.Lock())
         assert c.call(p.Unlock(recovery_key=recovery)).state == "unlocked"
-        assert isinstance(c.call(p.RemoveKeySlot()), p.Ok)
+        assert isinstance(c.call(p.RemoveKeySlot(proof=recovery)), p.Ok)
         c.call(p.Lock())
         error(c.call(p.Unlock(key=b"k" * 32)), "bad_passphrase")
 
@@ -91,7 +93,7 @@ class TestSession:
                           p.Ok)
         report = conn.call(p.Check())
         assert isinstance(report, p.CheckReport) and report.checked == 1 and not report.problems
-        recovery = conn.call(p.Rekey())
+        recovery = conn.call(p.Rekey(proof="new pass 2"))
         assert isinstance(recovery, p.RecoveryKey) and recovery.recovery_key
         conn.call(p.Lock())
         assert conn.call(p.Unlock(recovery_key=recovery.recovery_key)).state == "unlocked"
@@ -206,13 +208,56 @@ class TestEntries:
                     p.Undelete(name="secret-name-1"), p.Purge(name="secret-name-1"),
                     p.Move(old="secret-name-1", new="b"), p.List(), p.Trash(),
                     p.History(name="secret-name-1"), p.Restore(name="secret-name-1", version=1),
-                    p.AddKeySlot(key=b"k"), p.RemoveKeySlot(), p.Audit(), p.Check(), p.Rekey(),
-                    p.ChangePassphrase(old=TEST_PASSPHRASE, new="x")]
+                    p.AddKeySlot(key=b"k"), p.RemoveKeySlot(), p.Slots(), p.Audit(), p.Check(),
+                    p.Rekey(proof=TEST_PASSPHRASE),
+                    p.ChangePassphrase(old=TEST_PASSPHRASE, new="x"), p.VerifyBackup()]
         for request in requests:
             conn.send(request)
             body = conn.recv_body()
             assert b"secret-name-1" not in body and SENTINEL.encode() not in body
             error(p.decode_response(body), "locked")
+        assert status(conn).state == "locked"
+
+
+class TestHandOver:
+    """`verify_backup` and `restore_backup`: `ready`, one byte carrying a descriptor, the
+    last frame, and the connection closed."""
+
+    def _copy(self, agent, tmp_path) -> int:
+        from credd.vault import backup
+        path = tmp_path / "copy.db"
+        backup.snapshot(agent.vault, str(path))
+        return os.open(path, os.O_RDONLY)
+
+    def test_verify_backup(self, agent, conn, tmp_path):
+        put(conn, "a", value="v")
+        assert isinstance(conn.call(p.VerifyBackup()), p.Ready)
+        fd = self._copy(agent, tmp_path)
+        try:
+            conn.sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                         fd.to_bytes(4, sys.byteorder))])
+        finally:
+            os.close(fd)
+        report = conn.recv()
+        assert isinstance(report, p.BackupReport) and report.problems == [], report
+        assert report.entries == 1 and report.format >= 4 and len(report.vault_id) == 32
+        assert conn.closed_within(2)
+
+    def test_a_byte_without_a_descriptor(self, conn):
+        assert isinstance(conn.call(p.VerifyBackup()), p.Ready)
+        conn.sock.sendall(b"\0")
+        assert "descriptors" in error(conn.recv(), "bad_request").message
+        assert conn.closed_within(2)
+
+    def test_nothing_may_follow_before_ready(self, conn):
+        conn.send(p.encode(p.VerifyBackup()) + p.encode(p.Status()))
+        assert "nothing may follow" in error(conn.recv(), "bad_request").message
+
+    def test_refused_before_ready_leaves_the_connection_usable(self, conn):
+        error(conn.call(p.RestoreBackup()), "bad_request")  # no proof
+        error(conn.call(p.RestoreBackup(passphrase="a", recovery_key="b")), "bad_request")
+        conn.call(p.Lock())
+        error(conn.call(p.VerifyBackup()), "locked")
         assert status(conn).state == "locked"
 
 

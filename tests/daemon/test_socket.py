@@ -126,6 +126,16 @@ class TestOneVault:
         assert status(raw(agent)).state == "unlocked"
         exits_with(serve(env={"CREDD_SOCK": other}), 1, f"pid {agent.pid}")
 
+    def test_the_refusal_has_its_own_code(self, agent):
+        """`in_use`, not `exists`: the vault (or socket) is served by an agent already."""
+        from credd import lockfile
+        from credd.errors import InUse
+        for take in (lambda: lockfile.lock_vault(agent.vault, "/elsewhere.sock"),
+                     lambda: lockfile.take(agent.socket + ".lock", pid=os.getpid())):
+            with pytest.raises(InUse) as held:
+                take()
+            assert held.value.code == "in_use" and f"pid {agent.pid}" in held.value.message
+
     def test_the_lock_goes_with_the_agent(self, agent, make_agent, run_credd):
         other = os.path.join(os.path.dirname(agent.socket), "other.sock")
         agent.proc.kill()  # kill -9: the kernel drops the flock

@@ -201,12 +201,13 @@ def test_key_slot_labels_and_keys(watched):
         reply = conn.call(p.AddKeySlot(key=key, label="keyring"))
         assert isinstance(reply, p.Error) and reply.code == "bad_request", (len(key), reply)
     for label in ("../../../tmp/evil", "/etc/passwd", "a\x00b", "x" * 100_000):
-        reply = conn.call(p.AddKeySlot(key=b"k" * 32, label=label))
+        reply = conn.call(p.AddKeySlot(key=b"k" * 32, label=label, proof=TEST_PASSPHRASE))
         assert isinstance(reply, (p.Error, p.Ok)), reply
         if isinstance(reply, p.Error):
             assert reply.code == "bad_request", reply
         else:
-            assert isinstance(conn.call(p.RemoveKeySlot(label=label)), p.Ok)
+            assert isinstance(conn.call(p.RemoveKeySlot(label=label, proof=TEST_PASSPHRASE)),
+                              p.Ok)
     check()
 
 

@@ -37,8 +37,9 @@ CORPUS = [
           tags=["t"], rotate_after=86400.0, expires=2e9, mode="update", merge=True),
     p.Delete(name="b"), p.Undelete(name="b"), p.Purge(name="b"), p.Move(old="b", new="c"),
     p.Restore(name="b", version=1), p.ChangePassphrase(old="a", new="b"),
-    p.AddKeySlot(key=b"k" * 32, label="keyring"), p.RemoveKeySlot(label="x"),
-    p.Rekey(), p.Lock(), p.Stop(), p.Subscribe(),
+    p.AddKeySlot(key=b"k" * 32, label="keyring", proof="pw"),
+    p.RemoveKeySlot(label="x", proof="pw"), p.Slots(), p.Rekey(proof="pw"), p.Lock(), p.Stop(),
+    p.Subscribe(),
 ]
 BODIES = [p.encode(m)[4:] for m in CORPUS]
 
@@ -60,11 +61,12 @@ TOKENS = [
     b"\xc0", b"\xc2", b"\xc3", b"\x00", b"\xff",
 ]
 
-#: Requests that would change the agent's state if a mutation happened to produce a
-#: valid one; they are skipped (this test is about invalid bodies changing nothing).
+#: Requests that would change the agent's state (or take the connection over) if a
+#: mutation happened to produce a valid one; they are skipped (this test is about invalid
+#: bodies changing nothing).
 CHANGING = (p.Init, p.Unlock, p.Lock, p.ChangePassphrase, p.Set, p.Delete, p.Undelete,
             p.Purge, p.Move, p.Restore, p.AddKeySlot, p.RemoveKeySlot, p.Rekey,
-            p.Subscribe, p.Stop)
+            p.Subscribe, p.Stop, p.VerifyBackup, p.RestoreBackup)
 
 mutation = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 1 << 16), st.integers(1, 255)),

@@ -63,7 +63,7 @@ SESSION = [
     (["unlock", "--passphrase-stdin"], PASSPHRASE + "\n", False, 6),  # the old one: refused
     (["sleep"], "1.1", False, None),
     (["unlock", "--passphrase-stdin"], NEW_PASSPHRASE + "\n", False, 0),
-    (["rekey"], None, False, 0),
+    (["rekey", "--passphrase-stdin"], NEW_PASSPHRASE + "\n", False, 0),
 ]
 
 

@@ -78,7 +78,7 @@ def test_a_rekey_answered_locked_leaves_the_old_recovery_key_working(make_agent)
         return isinstance(opened, p.Error) and opened.code == "bad_passphrase"
 
     def rekey(i: int) -> p.Rekey:
-        return p.Rekey()
+        return p.Rekey(proof=TEST_PASSPHRASE)
 
     lying = _race(agent, rekey, 30, committed)
     assert not lying, f"rekeys {lying} were answered `locked`, yet the recovery key changed"

@@ -13,8 +13,10 @@ import sys
 import pytest
 
 from credd.errors import BadPassphrase
+from tests.conftest import TEST_PASSPHRASE
 
 PLAINTEXT = "keyrings.alt.file.PlaintextKeyring"
+PROOF = ("--passphrase-stdin",)  # adding or removing a slot needs the passphrase
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def state(run_credd, env) -> str:
 
 
 def test_enroll_lock_unlock_remove(unlocked_agent, run_credd, kr_env, detached):
-    enroll = run_credd("keyring", "enroll", env=kr_env)
+    refused = run_credd("keyring", "enroll", *PROOF, input="not the passphrase", env=kr_env)
+    assert refused.returncode == 6 and stored_key(unlocked_agent.vault) is None
+    enroll = run_credd("keyring", "enroll", *PROOF, input=TEST_PASSPHRASE, env=kr_env)
     assert enroll.returncode == 0, enroll.stderr
     assert "unencrypted on disk" in enroll.stderr  # the plaintext backend is called out
     key = base64.urlsafe_b64decode(stored_key(unlocked_agent.vault))
@@ -53,7 +57,7 @@ def test_enroll_lock_unlock_remove(unlocked_agent, run_credd, kr_env, detached):
     detached.append(int(status.split('"pid":')[1].split(",")[0]))
     assert '"state": "unlocked"' in status
 
-    remove = run_credd("keyring", "remove", env=kr_env)
+    remove = run_credd("keyring", "remove", *PROOF, input=TEST_PASSPHRASE, env=kr_env)
     assert remove.returncode == 0, remove.stderr
     assert "removed the keyring slot" in remove.stdout and "deleted the key" in remove.stdout
     assert stored_key(unlocked_agent.vault) is None
@@ -68,7 +72,7 @@ def test_enroll_lock_unlock_remove(unlocked_agent, run_credd, kr_env, detached):
 def test_enroll_while_locked_changes_nothing(agent, run_credd, kr_env):
     agent.init_and_unlock()
     run_credd("lock", env=kr_env, check=True)
-    result = run_credd("keyring", "enroll", env=kr_env)
+    result = run_credd("keyring", "enroll", *PROOF, input=TEST_PASSPHRASE, env=kr_env)
     assert result.returncode == 3, result.stderr
     assert stored_key(agent.vault) is None
 
@@ -110,7 +114,7 @@ def test_keyring_key_is_the_seam_for_unlock(unlocked_agent, run_credd, kr_env, m
 
     from credd.cli.keyring_cmd import keyring_key
 
-    run_credd("keyring", "enroll", env=kr_env, check=True)
+    run_credd("keyring", "enroll", *PROOF, input=TEST_PASSPHRASE, env=kr_env, check=True)
     monkeypatch.setattr(keyring.core, "_keyring_backend", PlaintextKeyring())  # not a cached one
     key = keyring_key()
     assert base64.urlsafe_b64encode(key).decode() == stored_key(unlocked_agent.vault)
@@ -121,7 +125,7 @@ def test_keyring_key_is_the_seam_for_unlock(unlocked_agent, run_credd, kr_env, m
 
 def test_unlock_keyring_flag_and_auto_start(unlocked_agent, run_credd, kr_env, detached):
     """`credd unlock --keyring` uses the enrolled key, and starts an agent when none answers."""
-    run_credd("keyring", "enroll", env=kr_env, check=True)
+    run_credd("keyring", "enroll", *PROOF, input=TEST_PASSPHRASE, env=kr_env, check=True)
     run_credd("lock", env=kr_env, check=True)
     unlock = run_credd("unlock", "--keyring", env=kr_env)
     assert unlock.returncode == 0, unlock.stderr

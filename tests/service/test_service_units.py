@@ -112,3 +112,21 @@ def test_package_ships_the_same_files():
     shipped = REPO / "credd" / "service_files"
     for source in (UNITS / "credd.socket", UNITS / "credd.service", PLIST):
         assert (shipped / source.name).read_bytes() == source.read_bytes()
+
+
+def test_backup_units_pass_systemd_analyze_verify(unit_env):
+    result = analyze(unit_env, "verify", "--user", str(UNITS / "credd-backup.timer"),
+                     str(UNITS / "credd-backup.service"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", f"systemd-analyze warned:\n{result.stderr}"
+
+
+def test_backup_units_run_credd_backup_daily():
+    [exec_start] = values(unit("credd-backup.service"), "Service", "ExecStart")
+    assert exec_start.split()[1:] == ["backup", "--keep", "14"]
+    assert values(unit("credd-backup.service"), "Service", "Type") == ["oneshot"]
+    assert values(unit("credd-backup.service"), "Service", "UMask") == ["0077"]
+    timer = unit("credd-backup.timer")
+    assert values(timer, "Timer", "OnCalendar") == ["daily"]
+    assert values(timer, "Timer", "Persistent") == ["true"]
+    assert values(timer, "Install", "WantedBy") == ["timers.target"]

@@ -80,7 +80,7 @@ def test_rekey_returns_the_new_recovery_key(unlocked_agent):
     async def scenario():
         async with AsyncClient(unlocked_agent.socket) as c:
             await c.set("kept", value=SENTINEL)
-            recovery = await c.rekey()
+            recovery = await c.rekey(proof=TEST_PASSPHRASE)
             await c.lock()
             assert (await c.unlock(recovery_key=recovery)).state == "unlocked"
             assert await c.get("kept") == SENTINEL

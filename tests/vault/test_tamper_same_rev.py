@@ -21,7 +21,7 @@ from tests.vault.conftest import raw
 def test_secret_columns_swapped_between_rows_of_one_rev_fail_both(vault: Vault):
     vault.put(Set(name="one", value="first-secret"))
     vault.put(Set(name="two", value="second-secret"))
-    vault.rekey()
+    vault.rekey(proof=TEST_PASSPHRASE)
     path, state_dir = vault.path, vault.state_dir
     vault.close()
 

@@ -80,16 +80,22 @@ def test_a_wiped_key_set_refuses_row_ids():
 
 @pytest.mark.parametrize("params", [
     {"memory_kib": 8 * 1024}, {"iterations": 1}, {"lanes": 0},
-    {"memory_kib": 2 ** 31}, {"iterations": 11}, {"lanes": 17}, {"memory_kib": True},
+    {"memory_kib": 2 ** 31}, {"memory_kib": 4 * 1024 * 1024}, {"memory_kib": 1024 * 1024 + 1},
+    {"iterations": 11}, {"lanes": 17}, {"memory_kib": True},
 ])
 def test_caller_kdf_params_outside_limits_are_bad_requests(params):
     with pytest.raises(BadRequest, match="KDF"):
         KdfParams(**{"memory_kib": 19456, "iterations": 2, "lanes": 1, **params}).validate()
 
 
+def test_the_ceiling_is_1_gib_and_1_gib_itself_is_allowed():
+    assert KdfParams(memory_kib=1024 * 1024, iterations=10, lanes=16).problem() is None
+
+
 def test_absurd_stored_params_are_refused_before_deriving():
     vault_id = bytes(16)
-    for m, t, p in [(2 ** 31, 3, 4), (8 * 1024, 3, 4), (65536, 1, 4), (65536, 3, 200)]:
+    for m, t, p in [(2 ** 31, 3, 4), (4 * 1024 * 1024, 3, 4), (1024 * 1024 + 1, 3, 4),
+                    (8 * 1024, 3, 4), (65536, 1, 4), (65536, 3, 200)]:
         header = keyslots.SlotHeader(vault_id=vault_id, slot_id=1, kind="passphrase",
                                      salt=bytes(16), kdf=KdfParams(memory_kib=m, iterations=t,
                                                                    lanes=p)).pack()

@@ -14,7 +14,7 @@ from credd.errors import BadRequest, IntegrityError, InternalError
 from credd.protocol import Set
 from credd.vault import Vault, migrations
 from tests.vault.conftest import file_bytes
-from tests.vault.fixtures import make_format3
+from tests.vault.fixtures import make_format3, make_format4
 from tests.vault.fixtures.make_format1 import KEY, PASSPHRASE, TARGET
 
 RECOVERY = "TBRH-WXTF-6TUI-V2DD-HPUJ-AUEX-GRYH-BM55"
@@ -37,7 +37,7 @@ def old_vault(tmp_path) -> str:
 def _immutable(path: str) -> sqlite3.Connection:
     # A committed fixture is opened immutable: reading it must not create -wal/-shm beside it.
     return sqlite3.connect(f"file:{path}?immutable=1", uri=True) \
-        if path in (TARGET, make_format3.TARGET) else sqlite3.connect(path)
+        if path in (TARGET, make_format3.TARGET, make_format4.TARGET) else sqlite3.connect(path)
 
 
 def _format(path: str) -> int:
@@ -125,7 +125,7 @@ def test_a_format_3_vault_migrates_and_its_snapshot_leaves_the_file(tmp_path):
     conn.close()
     path = _copy(tmp_path, make_format3.TARGET)
     vault = Vault.open(path)
-    assert _format(path) == migrations.LATEST == 4
+    assert _format(path) == migrations.LATEST >= 4
     (backup,) = glob.glob(path + ".format3-*.bak")
     assert _format(backup) == 3
     data = file_bytes(path)
@@ -152,3 +152,46 @@ def _everything(vault: Vault) -> tuple:
             vault.get("cloud/aws/prod", "secret_access_key"),
             vault.reveal("cloud/aws/prod", 1).value,
             vault.reveal("db/main").notes)
+
+
+def test_a_format_4_vault_migrates_and_its_first_unlock_authenticates_the_slots(tmp_path):
+    """Format 5 authenticates the key slots' labels. A migration needs no key, so the first
+    unlock MACs the slots the file has; from then on a renamed label is caught, and so is a
+    header stripped of the slots' digest."""
+    assert _format(make_format4.TARGET) == 4
+    path = _copy(tmp_path, make_format4.TARGET)
+    vault = Vault.open(path)
+    assert _format(path) == migrations.LATEST == 5
+    (backup,) = glob.glob(path + ".format4-*.bak")
+    assert _format(backup) == 4
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert conn.execute("SELECT slots FROM vault").fetchone() == (None,)
+    vault.unlock(make_format4.PASSPHRASE)
+    assert vault.from_snapshot  # the chunks the format-4 code sealed are still good
+    assert conn.execute("SELECT count(*) FROM slots WHERE mac IS NULL").fetchone() == (0,)
+    assert conn.execute("SELECT slots FROM vault").fetchone()[0] is not None
+    infos, problems = vault.slots()
+    assert [(i.label, i.kind, i.created) for i in infos] == [
+        ("passphrase", "passphrase", None), ("recovery", "recovery", None),
+        ("keyring", "key", None)] and problems == []
+    expected = _everything(vault)
+    assert vault.check() == []
+    vault.close()
+
+    conn.execute("UPDATE slots SET label = 'work laptop' WHERE label = 'keyring'")
+    again = Vault.open(path)
+    again.unlock(key=make_format4.KEY)  # it still opens the vault: the owner's key
+    assert _everything(again) == expected
+    problems = again.slots()[1]
+    assert problems == ["key slot 'work laptop': changed outside credd (its label, kind or "
+                        "parameters)"]
+    assert problems[0] in again.check()
+    again.close()
+
+    conn.execute("UPDATE vault SET slots = NULL")  # as if never authenticated: refused
+    stripped = Vault.open(path)
+    stripped.unlock(make_format4.PASSPHRASE)
+    with pytest.raises(IntegrityError, match="header failed authentication"):
+        stripped.list()
+    stripped.close()
+    conn.close()

@@ -48,7 +48,7 @@ def test_every_write_path_is_read_back_right_after(vault):
         vault.get("b")
     vault.undelete("b")
     assert vault.get("b") == "one"
-    vault.rekey()
+    vault.rekey(proof=TEST_PASSPHRASE)
     assert vault.get("b") == "one" and vault.reveal("b", 2).value == "two"
     vault.delete("b")
     vault.purge("b")

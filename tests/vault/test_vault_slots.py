@@ -28,7 +28,7 @@ def _open(vault: Vault) -> Vault:
 def test_every_unlock_method(created):
     vault, recovery = created
     vault.put(Set(name="a", value="1"))
-    vault.add_key_slot(b"k" * 32)
+    vault.add_key_slot(b"k" * 32, proof=TEST_PASSPHRASE)
     vault.close()
     v = _open(vault)
     for kwargs in ({"passphrase": TEST_PASSPHRASE}, {"key": b"k" * 32},
@@ -50,20 +50,20 @@ def test_every_unlock_method(created):
 
 
 def test_key_slots_add_replace_remove(vault):
-    vault.add_key_slot(b"1" * 32)
-    vault.add_key_slot(b"2" * 32)  # same label: replaced
-    vault.add_key_slot(b"3" * 32, label="ci")
+    vault.add_key_slot(b"1" * 32, proof=TEST_PASSPHRASE)
+    vault.add_key_slot(b"2" * 32, proof=TEST_PASSPHRASE)  # same label: replaced
+    vault.add_key_slot(b"3" * 32, label="ci", proof=TEST_PASSPHRASE)
     with pytest.raises(BadRequest):
-        vault.add_key_slot(b"4" * 32, label="passphrase")
+        vault.add_key_slot(b"4" * 32, label="passphrase", proof=TEST_PASSPHRASE)
     v = reopen(vault)
     with pytest.raises(BadPassphrase):
         v.unlock(key=b"1" * 32)
     v.unlock(key=b"2" * 32)
-    v.remove_key_slot("keyring")
+    v.remove_key_slot("keyring", proof=TEST_PASSPHRASE)
     with pytest.raises(NotFound):
-        v.remove_key_slot("keyring")
-    with pytest.raises(NotFound):
-        v.remove_key_slot("passphrase")
+        v.remove_key_slot("keyring", proof=TEST_PASSPHRASE)
+    with pytest.raises(BadRequest, match="passwd"):
+        v.remove_key_slot("passphrase", proof=TEST_PASSPHRASE)
     v.lock()
     with pytest.raises(BadPassphrase):
         v.unlock(key=b"2" * 32)
@@ -147,13 +147,14 @@ def test_rekey_reencrypts_everything_under_a_new_dek(created):
     for i in range(1200):
         vault.put(Set(name=f"e{i}", value=f"v{i}"))
     vault.put(Set(name="e0", value="v0b"))
-    vault.add_key_slot(b"k" * 32)
+    vault.add_key_slot(b"k" * 32, proof=TEST_PASSPHRASE)
     db = raw(vault.path)
     before = {r[0] for r in db.execute("SELECT secret FROM entries")}
     db.close()
     old_audit = vault.audit_key
     seen = []
-    new_recovery = vault.rekey(lambda done, total: seen.append((done, total)))
+    new_recovery = vault.rekey(lambda done, total: seen.append((done, total)),
+                               proof=TEST_PASSPHRASE)
     assert seen[0] == (0, 1201) and seen[-1] == (1201, 1201) and len(seen) > 3
     assert vault.audit_key != old_audit
     assert vault.get("e0") == "v0b" and vault.reveal("e0", 1).value == "v0"
@@ -167,6 +168,9 @@ def test_rekey_reencrypts_everything_under_a_new_dek(created):
         with pytest.raises(BadPassphrase):
             v.unlock(**kwargs)
     v.unlock(recovery_key=new_recovery)
-    with pytest.raises(BadRequest, match="passphrase"):
-        v.rekey()
+    with pytest.raises(BadRequest, match="passphrase"):  # no passphrase KEK to rewrap with
+        v.rekey(proof=new_recovery)
+    newest = v.rekey(proof=TEST_PASSPHRASE)  # the proof gives the passphrase slot's KEK
+    v.lock()
+    v.unlock(recovery_key=newest)
     v.close()

@@ -121,7 +121,7 @@ WRITES = {
 }
 SLOT_WRITES = {
     "passwd": lambda v: v.change_passphrase(TEST_PASSPHRASE, TEST_PASSPHRASE),
-    "add key slot": lambda v: v.add_key_slot(b"k" * 32),
+    "add key slot": lambda v: v.add_key_slot(b"k" * 32, proof=TEST_PASSPHRASE),
 }
 
 
@@ -356,7 +356,7 @@ def test_rows_swapped_around_their_meta_columns_are_not_covered(vault, revs):
     vault.put(Set(name="alpha", value="A"))
     vault.put(Set(name="beta", value="B"))
     if revs == "equal":
-        vault.rekey()
+        vault.rekey(proof=TEST_PASSPHRASE)
     vault.close()
     assert _sealed(vault.path)[0] is not None
     db = raw(vault.path)
@@ -422,7 +422,7 @@ def test_rekey_drops_the_chunks_and_the_next_seal_checks_every_row(vault):
     _fill(vault)
     again = reopen(vault)
     expected = _view(again)
-    again.rekey()
+    again.rekey(proof=TEST_PASSPHRASE)
     assert _sealed(again.path) == (None, {}) and not again.from_snapshot  # under the old key
     again.close()  # every rewritten row is decrypted and compared before it is sealed
     third = _unlocked(again.path, again.state_dir)
