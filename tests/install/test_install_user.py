@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.install import PIP_CACHE
 
 CHECK = REPO / "scripts" / "check-venv.sh"
 COMMANDS = ("credd", "credtui", "git-credential-credd", "docker-credential-credd")
-#: The real pip cache, read before the fixtures move HOME: the test installs from it.
-PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pip")
 
 
 def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

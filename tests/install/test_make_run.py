@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.install import PIP_CACHE
 from tests.tools import need
 
-#: The real pip cache, read before the fixtures move HOME: the installs come from it.
-PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pip")
 #: The test extras `make run` must leave out (`make test` adds them).
 TEST_ONLY = ("pytest", "hypothesis", "pytest_timeout")
 
