@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +31,20 @@ FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path, tmp_path_factory):
-    """Point every credd path, and HOME, into fresh private directories.
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """The test's XDG_RUNTIME_DIR: short (sun_path is 108 bytes), and outside pytest's base
+    temp, which is root's 0700 dir, so the root tests that open the socket to uid 65534 on
+    purpose can. A module whose tests need neither overrides it with a tmp_path_factory dir."""
+    runtime = Path(tempfile.mkdtemp(prefix="cr", dir="/tmp"))
+    yield runtime
+    shutil.rmtree(runtime, ignore_errors=True)
 
-    The runtime dir is a numbered dir at the top of pytest's base temp (`cr0`, `cr1`, ...,
-    0700), not under `tmp_path`, whose test-named path can outgrow sun_path's 108 bytes.
-    """
-    runtime = tmp_path_factory.mktemp("cr")
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path, runtime_dir):
+    """Point every credd path, and HOME, into fresh private directories."""
+    runtime = runtime_dir
     home = tmp_path / "home"
     for d in (home, tmp_path / "data", tmp_path / "state", tmp_path / "config", tmp_path / "cache"):
         d.mkdir(mode=0o700)
@@ -58,8 +65,7 @@ def isolated_env(monkeypatch, tmp_path, tmp_path_factory):
         monkeypatch.setenv(key, value)
     for key in ("CREDD_PID", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(key, raising=False)
-    yield env
-    shutil.rmtree(runtime, ignore_errors=True)
+    return env
 
 
 @contextlib.contextmanager
