@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("vault_bench.py", "client_bench.py", "scripting_bench.py", "scan_bench.py",
-         "tui_bench.py", "mount_bench.py")
+ORDER = ("vault_bench.py", "client_bench.py", "scripting_bench.py", "run_bench.py",
+         "scan_bench.py", "tui_bench.py", "mount_bench.py", "lifecycle_bench.py",
+         "grants_bench.py")
 
 
 def main() -> int:

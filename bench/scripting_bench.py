@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,7 +247,21 @@ def main() -> None:
                     help="runs of each end-to-end masking measurement (median)")
     ap.add_argument("--secrets", type=int, nargs="+", default=[1000, 10000])
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="credd-bench-"))
+    with bench_agent("credd-bench-") as (env, c, root):
+        bench_run(env, c, root, args.runs)
+        verdicts = [verdict(n, bench_masking(env, c, root, args.mb, n, args.mask_runs))
+                    for n in args.secrets]
+    print(f"\n## Goal: `credd redact` and `credd run` masking faster than grep -F -f and "
+          f"rg -F -f, and at least {GOAL_MBS:.0f} MB/s, end to end")
+    for line in verdicts:
+        print(line)
+
+
+@contextmanager
+def bench_agent(prefix: str) -> Iterator[tuple[dict[str, str], Client, Path]]:
+    """A real agent on a new, unlocked vault in a throwaway directory: (its environment,
+    a client, the directory); all removed after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     env = isolated_env(root)
     os.environ.update({k: env[k] for k in ("CREDD_SOCK", "CREDD_VAULT", "CREDD_STATE_DIR")})
     agent = start_agent(env, root / "agent.log")
@@ -255,13 +271,7 @@ def main() -> None:
         with Client(env["CREDD_SOCK"]) as c:
             c.init(PASSPHRASE, **FAST_KDF)
             c.unlock(PASSPHRASE)
-            bench_run(env, c, root, args.runs)
-            verdicts = [verdict(n, bench_masking(env, c, root, args.mb, n, args.mask_runs))
-                        for n in args.secrets]
-        print(f"\n## Goal: `credd redact` and `credd run` masking faster than grep -F -f and "
-              f"rg -F -f, and at least {GOAL_MBS:.0f} MB/s, end to end")
-        for line in verdicts:
-            print(line)
+            yield env, c, root
     finally:
         agent.terminate()
         agent.wait(10)

@@ -169,6 +169,11 @@ class Client(Calls):
     def hello(self) -> Welcome:
         return self._connection().welcome
 
+    def fileno(self) -> int:
+        """The connection's socket (opened if need be), for a caller that must notice the
+        agent going away while it waits on something else (`credd session`)."""
+        return self._connection().sock.fileno()
+
     def hand_over(self, request: Asks[protocol.Ready], fds: list[int], last: type[T]) -> T:
         """Send a request that hands descriptors to the agent (`verify_backup`,
         `restore_backup`), on a connection of its own, which the agent closes after the

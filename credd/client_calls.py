@@ -240,6 +240,98 @@ class Calls:
         """Every entry matching the filters of `protocol.List`, following `next` pages."""
         return self._drive(_pages(build(p.List, **filters)))
 
+    # -- grants and sessions (docs/grants.md)
+
+    @method
+    def grant_create(self, names: Iterable[str], mode: p.GrantMode, *, ttl: float | None = None,
+                     label: str = "", uses: int | None = None, commands: Iterable[str] = (),
+                     confirm: bool = False, inject: bool = False,
+                     uid: int | None = None) -> p.Grant:
+        """A new grant (from a bound connection, only one that narrows its own)."""
+        request = p.GrantCreate(names=builtins.list(names), mode=mode, ttl=ttl, label=label,
+                                uses=uses, commands=builtins.list(commands), confirm=confirm,
+                                inject=inject, uid=uid)
+        return self._ask(request, _grant)
+
+    @method
+    def grants(self, all: bool = False) -> p.GrantsReply:
+        """The grants in force (`all`: revoked and expired ones too) and, for the owner,
+        the access requests waiting for an answer."""
+        return self._ask(p.GrantList(all=all), whole)
+
+    @method
+    def grant_revoke(self, grant: str) -> p.Grant:
+        """Revoke a grant and every grant made inside it."""
+        return self._ask(p.GrantRevoke(id=grant), _grant)
+
+    @method
+    def grant_answer(self, request: str, approve: bool) -> None:
+        return self._ask(p.GrantAnswer(request=request, approve=approve), _nothing)
+
+    @method
+    def session_open(self, grant: str) -> p.SessionReply:
+        """Make this process a session root bound to `grant`; the session ends with
+        `session_close` or with this connection (then the agent locks: see docs/grants.md)."""
+        return self._ask(p.SessionOpen(grant=grant), whole)
+
+    @method
+    def session_close(self, session: str) -> None:
+        return self._ask(p.SessionClose(session=session), _nothing)
+
+    # -- lifecycle (docs/lifecycle.md)
+
+    @method
+    def fingerprint(self, name: str, field: str | None = None) -> str:
+        """`fp:xxxx-xxxx`, a keyed fingerprint of the value (or a field): the safe way to
+        name a secret in a log line. Stable for a value in this vault; says nothing of it."""
+        return self._ask(p.Fingerprint(name=name, field=field), _fingerprint)
+
+    @method
+    def inspect(self, name: str) -> p.Inspection:
+        """The entry with its fingerprints, rotation period, last check and due reasons."""
+        return self._ask(p.Inspect(name=name), whole)
+
+    @method
+    def due(self, /, **options: Any) -> p.DueReport:
+        """The entries that need attention; options are those of `protocol.Due`."""
+        return self._ask(build(p.Due, **options), whole)
+
+    @method
+    def incident(self, name: str, since: float | None = None) -> p.IncidentReport:
+        """Who received the value since it changed (or `since`), which entries hold it too;
+        marks the entry compromised until its value changes (docs/lifecycle.md)."""
+        return self._ask(p.Incident(name=name, since=since), whole)
+
+    @method
+    def policy(self) -> p.PolicyReply:
+        """The rotation periods by kind in force (for `rules.entry_state`)."""
+        return self._ask(p.Policy(), whole)
+
+    @method
+    def rotate(self, name: str, value: str) -> p.EntryMeta:
+        """Stage `value` as the entry's pending value; the current value stays current."""
+        return self._ask(p.Rotate(name=name, value=value), _entry)
+
+    @method
+    def finish_rotation(self, name: str) -> p.EntryMeta:
+        """Make the pending value current; the previous version stays restorable."""
+        return self._ask(p.RotateFinish(name=name), _entry)
+
+    @method
+    def abandon_rotation(self, name: str) -> p.EntryMeta:
+        return self._ask(p.RotateAbandon(name=name), _entry)
+
+    @method
+    def get_pending(self, name: str) -> str:
+        return self._ask(p.GetPending(name=name), _value)
+
+    @method
+    def record_verification(self, name: str, outcome: p.VerifyOutcome, *,
+                            exit_status: int | None = None, seconds: float = 0.0) -> None:
+        return self._ask(p.RecordVerification(name=name, outcome=outcome,
+                                              exit_status=exit_status, seconds=seconds),
+                         _nothing)
+
 
 # What methods keep of a reply.
 
@@ -271,12 +363,20 @@ def _recovery_key(reply: p.RecoveryKey) -> str:
     return reply.recovery_key
 
 
+def _grant(reply: p.GrantReply) -> p.Grant:
+    return reply.grant
+
+
 def _records(reply: p.AuditLog) -> list[p.AuditRecord]:
     return reply.records
 
 
 def _entries(reply: p.Entries) -> list[p.EntryMeta]:
     return reply.entries
+
+
+def _fingerprint(reply: p.FingerprintReply) -> str:
+    return reply.fingerprint
 
 
 def _pages(request: p.List) -> Plan[list[p.EntryMeta]]:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # annotations only (typing's aliases cost import time)
     #: What a plan yields: a request to send, or what to read next (sent back into the plan).
     Step: TypeAlias = Asks[Any] | Read
     Plan: TypeAlias = Generator[Step, Any, T]
-    Event: TypeAlias = protocol.Locked | protocol.Unlocked | protocol.EntryChanged
+    Event: TypeAlias = protocol.Event
 
 
 def hello(client_name: str) -> protocol.Hello:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from credd.errors import BadRequest, Exists, InsecurePath
 
@@ -33,14 +33,22 @@ def check_overwrite(path: str, force: bool) -> None:
 
 def write_private(path: str, data: bytes, *, mode: int = 0o600, force: bool = False) -> None:
     """Atomically replace `path` with `data`, final permissions `mode` (0600 or stricter)."""
+    fill_private(path, lambda fd: _write_all(fd, data), mode=mode, force=force)
+
+
+def fill_private(path: str, fill: Callable[[int], None], *, mode: int = 0o600,
+                 force: bool = False) -> None:
+    """`write_private`, the temporary file written by `fill(fd)` (for `inject` under a use
+    grant, by the agent through that descriptor)."""
     check_overwrite(path, force)
     tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            fill(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -103,6 +111,12 @@ def fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def save_state(path: str, data: bytes, what: str) -> None:

@@ -380,13 +380,17 @@ class Masker:
 
     `secrets` is an iterable of values or a compiled `Patterns`. Not
     thread-safe: give each stream its own Masker (they may share Patterns).
+    `on_hit`, if given, is called with the bytes of every occurrence concealed,
+    once each, as it is decided (the agent audits which secret appeared).
     """
 
     def __init__(self, secrets: Iterable[str | bytes] | Patterns, *,
-                 replacement: bytes = REPLACEMENT, engine: str = "auto") -> None:
+                 replacement: bytes = REPLACEMENT, engine: str = "auto",
+                 on_hit: Callable[[bytes], None] | None = None) -> None:
         self.patterns = (secrets if isinstance(secrets, Patterns)
                          else Patterns(secrets, engine=engine))
         self.replacement = replacement
+        self.on_hit = on_hit
         self.max_hold = self.patterns.max_hold
         self._find: Finder | None = None  # on first use: Patterns may still be compiling
         self._buf = b""           # unsettled bytes; the stream offset of buf[0] is _base
@@ -428,7 +432,14 @@ class Masker:
         base, out = self._base, []
         safe = base + safe_at
         pos = self._emitted
-        for found_at, found_end in merged(self._find(buf)) if self._find and buf else ():
+        hits = self._find(buf) if self._find and buf else []
+        if hits and self.on_hit is not None:
+            # an occurrence is decided in the one round whose buffer holds its start below
+            # `safe`; the next round's buffer begins at `safe`: each is reported once
+            for found_at, found_end in hits:
+                if found_at < safe_at:
+                    self.on_hit(buf[found_at:found_end])
+        for found_at, found_end in merged(hits):
             start, end = found_at + base, found_end + base
             if start <= self._run_end:        # continues the run already concealed
                 self._run_end = max(self._run_end, end)

@@ -30,6 +30,8 @@ ErrorCode = Literal[
 ]
 ChangeAction = Literal["set", "delete", "undelete", "move", "restore", "purge"]
 SetMode = Literal["upsert", "create", "update"]
+GrantMode = Literal["use", "read", "write"]  # docs/grants.md: use < read < write
+VerifyOutcome = Literal["ok", "failed", "timeout", "error"]
 MigrateOutcome = Literal["copied", "overwritten", "same", "conflict", "skipped"]
 
 
@@ -97,6 +99,9 @@ class EntryMeta(_Data):
     rotate_after: float | None = None  # seconds between rotations
     expires: float | None = None       # unix time
     deleted: float | None = None       # unix time it went to the trash
+    value_changed: float = 0.0         # unix time the value last changed (0: not recorded)
+    pending: float | None = None       # unix time `rotate` staged a new value (None: none)
+    compromised: float | None = None   # unix time `incident` marked the value (None: not)
     mount: str = ""                    # the mount serving it ("" for the local vault)
     last_used: float | None = None     # unix time a value was last revealed (list, describe)
 
@@ -127,6 +132,7 @@ class AuditRecord(_Data):
     grant: str = ""                    # the grant the connection is bound to
     session: str = ""                  # the session it was bound through
     form: str = ""                     # for a mask hit, the encoding that was masked
+    subject: str = ""                  # the grant a grant or session change is about
     seq: int = 0                       # 0: written before the trail was chained
     prev: str = ""
 
@@ -169,6 +175,69 @@ class TokenInfo(_Data):
     uses_left: int = 0                 # 0: unlimited
     paths: tuple[str, ...] = ()        # what it was scoped to (empty: an existing --policy)
     read_only: bool = False
+
+
+class Grant(_Data):
+    """Access the owner lends to a session or a sandbox uid (docs/grants.md): which
+    names, how, until when. `credd.grants` holds the rules that read it."""
+
+    id: str
+    names: tuple[str, ...]             # exact names and globs (`*` crosses `/`)
+    mode: GrantMode
+    created: float                     # unix times
+    expires: float
+    label: str = ""
+    uses: int | None = None            # how many uses it allows; None: no limit
+    used: int = 0                      # uses spent so far
+    commands: tuple[str, ...] = ()     # argv patterns `run` may start; (): any
+    confirm: bool = False              # each use waits for the owner's approval
+    inject: bool = False               # a use grant's `inject` may write files it names
+    uid: int | None = None             # the sandbox uid served on the grant's own socket
+    parent: str | None = None          # the grant this one narrows
+    revoked: float | None = None       # unix time
+    created_by: str = ""               # the program that created it, for people
+    socket: str = ""                   # the sandbox socket, while the agent listens on it
+
+
+class AccessRequest(_Data):
+    """A use of a `confirm` grant waiting for the owner's answer (`grant_answer`)."""
+
+    id: str                            # r_ and 10 base32 characters
+    grant: str
+    op: str                            # the request's tag: get, get_many, reveal, run
+    names: tuple[str, ...] = ()        # the names or references it asks for
+    program: str = ""                  # the asking program, as a person names it
+    pid: int | None = None
+    time: float = 0.0                  # unix times: asked, and when it is refused unanswered
+    expires: float = 0.0
+
+
+class DueReason(_Data):
+    """One reason `due` lists an entry for: expired, expiring, rotation_due, pending,
+    check_failed, duplicate, short, unused (docs/lifecycle.md)."""
+
+    reason: str
+    when: float | None = None          # the moment it is about: expiry, due date, last use ...
+    period: float | None = None        # rotation_due: the period in force
+    field: str = ""                    # duplicate, short: which secret ("" for the value)
+    names: list[str] = []              # duplicate: the others holding it (NAME or NAME/FIELD)
+    length: int = 0                    # short: the value's length in characters
+    note: str = ""                     # unused: "changed" (no use recorded); check_failed: why
+
+
+class DueEntry(_Data):
+    name: str
+    kind: EntryType = "secret"
+    reasons: list[DueReason] = []
+
+
+class Verification(_Data):
+    """The last run of an entry's check, as the client that ran it reported it."""
+
+    time: float                        # unix time the agent recorded it
+    outcome: VerifyOutcome
+    exit_status: int | None = None     # the check's exit status (failed)
+    seconds: float = 0.0               # how long it ran
 
 
 class MigrateItem(_Data):
@@ -390,6 +459,45 @@ class Rekey(Asks["RecoveryKey"], tag="rekey"):
     proof: str | None = None
 
 
+class GrantCreate(Asks["GrantReply"], tag="grant_create"):
+    """A new grant; from a bound connection it must narrow that connection's grants."""
+
+    names: list[str]
+    mode: GrantMode
+    ttl: float | None = None           # seconds; None: 8 h (at most 30 days)
+    label: str = ""
+    uses: int | None = None
+    commands: list[str] = []
+    confirm: bool = False
+    inject: bool = False
+    uid: int | None = None
+
+
+class GrantList(Asks["GrantsReply"], tag="grant_list"):
+    all: bool = False                  # also revoked and expired ones
+
+
+class GrantRevoke(Asks["GrantReply"], tag="grant_revoke"):
+    id: str
+
+
+class GrantAnswer(Asks["Ok"], tag="grant_answer"):
+    """The owner's answer to an access request."""
+
+    request: str
+    approve: bool
+
+
+class SessionOpen(Asks["SessionReply"], tag="session_open"):
+    """Make the asking process (the connection's peer) a session root bound to `grant`."""
+
+    grant: str
+
+
+class SessionClose(Asks["Ok"], tag="session_close"):
+    session: str
+
+
 class VerifyBackup(Asks["Ready"], tag="verify_backup"):
     """Check a copy of the vault with its key (the vault unlocked). Answered `ready`, the
     client sends the copy's descriptor on one byte (SCM_RIGHTS); then `backup_report`,
@@ -440,6 +548,64 @@ class TokenRevoke(Asks["Ok"], tag="token_revoke"):
     mount: str | None = None           # None: the mount credd minted it on
 
 
+class Due(Asks["DueReport"], tag="due"):
+    """The entries that need attention, each with its reasons."""
+
+    within: float = 14 * 86400.0       # due or expiring within this many seconds
+    unused: float = 180 * 86400.0      # report entries unused this long (0: do not)
+    values: bool = True                # read the values too: duplicates, short passwords
+    now: float | None = None           # judge as at this unix time (None: now)
+
+
+class Fingerprint(Asks["FingerprintReply"], tag="fingerprint"):
+    """Without `field`, `name` is a path read as `get` reads it (NAME, else NAME/FIELD)."""
+
+    name: str
+    field: str | None = None
+
+
+class Inspect(Asks["Inspection"], tag="inspect"):
+    name: str
+
+
+class Policy(Asks["PolicyReply"], tag="policy"):
+    pass
+
+
+class Rotate(Asks["EntryReply"], tag="rotate"):
+    """Stage `value` as the entry's pending value: the current value stays current."""
+
+    _secret = ("value",)
+    name: str
+    value: str
+
+
+class RotateFinish(Asks["EntryReply"], tag="rotate_finish"):
+    name: str
+
+
+class RotateAbandon(Asks["EntryReply"], tag="rotate_abandon"):
+    name: str
+
+
+class GetPending(Asks["Secret"], tag="get_pending"):
+    name: str
+
+
+class RecordVerification(Asks["Ok"], tag="record_verification"):
+    name: str
+    outcome: VerifyOutcome
+    exit_status: int | None = None
+    seconds: float = 0.0
+
+
+class Incident(Asks["IncidentReport"], tag="incident"):
+    """Who received `name`'s value and which entries share it; marks it compromised."""
+
+    name: str
+    since: float | None = None         # readers since this unix time (None: the value's change)
+
+
 class Migrate(Asks["Migrated"], tag="migrate"):
     """Copy the entries under `src` to `dst`, store to store inside the agent (no value
     crosses the socket), one batch per request: ask again with `cursor` = `next`."""
@@ -451,6 +617,32 @@ class Migrate(Asks["Migrated"], tag="migrate"):
     dry_run: bool = False
     overwrite: bool = False            # replace destination entries that differ
     delete_source: bool = False        # trash each source entry once its copy is confirmed
+class Run(Asks["RunExit"], tag="run"):
+    """The agent runs argv with the secrets in its environment and masks its output (how
+    a `use` grant uses secrets). First the agent sends `ready`; the client then sends one
+    byte carrying its stdin, stdout and stderr (SCM_RIGHTS), then only `resize` and
+    `signal`; the reply, `run_exit` (or `error`), is the last frame, and the agent closes
+    the connection.
+    `env` is the caller's own environment (it may hold credentials): repr hides it."""
+
+    _secret = ("env",)
+    argv: list[str]
+    env: dict[str, str] = {}           # the command's environment, besides the secrets
+    secrets: dict[str, str] = {}       # variable -> credd://NAME[/FIELD]
+    cwd: str = ""                      # "": the owner's home directory
+    tty: bool = False                  # the caller's stdout is a terminal: run on a PTY
+    rows: int = 0                      # its window size (0: read from the terminal)
+    cols: int = 0
+    umask: int = 0o022                 # the caller's, for the files the command creates
+
+
+class Inject(Asks["Ok"], tag="inject"):
+    """The agent renders a template's `{{ credd://... }}` references into a file the client
+    opened (for a `use` grant that allows it, or anyone): after `ready` the client sends
+    the file's descriptor on one byte (SCM_RIGHTS); the reply is `ok`, and the connection
+    closes. The values never cross the socket."""
+
+    template: str
 
 
 Request = (
@@ -458,7 +650,9 @@ Request = (
     Describe | Set | Delete | Undelete | Purge | Move | List | Trash | History | Restore |
     AddKeySlot | RemoveKeySlot | Slots | Audit | AuditWho | AuditVerify | Check | Rekey |
     VerifyBackup | RestoreBackup | Subscribe | Stop | TokenCreate | TokenList | TokenRevoke |
-    Migrate
+    Migrate | Due | Fingerprint | Inspect | Policy | Rotate | RotateFinish | RotateAbandon |
+    GetPending | RecordVerification | Incident | GrantCreate | GrantList | GrantRevoke |
+    GrantAnswer | SessionOpen | SessionClose | Run | Inject
 )
 
 # ---------------------------------------------------------------- responses
@@ -468,6 +662,8 @@ class Welcome(_Message, tag="welcome"):
     version: str
     pid: int
     capabilities: list[str] = []
+    grant: str = ""                    # the grant this connection is bound to ("": the owner)
+    mode: str = ""                     # what it may do: use, read or write ("": anything)
 
 
 class StatusReply(_Message, tag="status"):
@@ -574,7 +770,8 @@ class SlotList(_Message, tag="slot_list"):
 
 
 class Ready(_Message, tag="ready"):
-    """The request was accepted: send the descriptors now."""
+    """The request (`run`, `inject`, a backup's) was accepted: send the descriptors now,
+    before its reply."""
 
 
 class BackupReport(_Message, tag="backup_report"):
@@ -603,6 +800,61 @@ class Tokens(_Message, tag="tokens"):
     tokens: list[TokenInfo]
 
 
+class GrantReply(_Message, tag="grant"):
+    grant: Grant
+
+
+class GrantsReply(_Message, tag="grants"):
+    grants: list[Grant]
+    pending: list[AccessRequest] = []  # the owner's only
+
+
+class SessionReply(_Message, tag="session"):
+    session: str
+    grant: Grant
+
+
+class DueReport(_Message, tag="due_report"):
+    entries: list[DueEntry]
+    now: float                         # the time the report judged at
+    checked: int = 0                   # entries looked at
+    values: int = 0                    # values read (duplicates, short passwords)
+    unread: list[str] = []             # mounts whose values were not read (remote)
+    config_error: str = ""             # why config.toml's [rotation] was not (re)loaded
+
+
+class FingerprintReply(_Message, tag="fingerprint"):
+    name: str
+    fingerprint: str                   # fp:xxxx-xxxx
+    field: str | None = None
+
+
+class Inspection(_Message, tag="inspection"):
+    """An entry with what the agent knows about its lifecycle; no secret value."""
+
+    entry: EntryMeta
+    fingerprint: str = ""              # the value's ("" when it has none)
+    field_fingerprints: dict[str, str] = {}  # each secret field's
+    rotation: float | None = None      # the period in force (None: never rotated)
+    verification: Verification | None = None  # the last check run (None: never)
+    reasons: list[DueReason] = []      # what `due` says of it, duplicates aside
+
+
+class PolicyReply(_Message, tag="policy"):
+    rotation: dict[str, float]         # kind → period; a kind not listed is never rotated
+    config_error: str = ""
+
+
+class IncidentReport(_Message, tag="incident_report"):
+    """The reply to `incident`: what received the value, and where else it is; no value."""
+
+    entry: EntryMeta                   # as marked: `compromised` set
+    since: float                       # readers counted from this unix time
+    readers: list[Reader] = []         # the most recent reader first
+    shared: list[DueReason] = []       # `duplicate` reasons: the entries holding the same secret
+    unread: list[str] = []             # remote mounts whose values were not compared
+
+
 class Migrated(_Message, tag="migrated"):
     """One batch of a `migrate`, in source order."""
 
@@ -611,6 +863,11 @@ class Migrated(_Message, tag="migrated"):
     remaining: int = 0                 # source entries after `next`
     stopped: str = ""                  # why the run cannot go on now (a server down): re-run
     versions_left: bool = False        # the source keeps older versions: only current ones copied
+class RunExit(_Message, tag="run_exit"):
+    """A run's last frame: how the command ended."""
+
+    code: int                          # what `credd run` exits with: the status, or 128+N
+    signal: int = 0                    # N, when signal N ended the command
 
 
 class Error(_Message, tag="error"):
@@ -623,13 +880,15 @@ class Error(_Message, tag="error"):
 Response = (
     Welcome | StatusReply | Ok | RecoveryKey | Secret | Secrets | Revealed | EntryReply |
     Entries | HistoryReply | AuditLog | AuditReaders | AuditReport | CheckReport | SlotList |
-    Ready | BackupReport | TokenCreated | Tokens | Migrated | Error
+    Ready | BackupReport | TokenCreated | Tokens | Migrated | DueReport | FingerprintReply |
+    Inspection | PolicyReply | IncidentReport | GrantReply | GrantsReply | SessionReply | RunExit |
+    Error
 )
 
 # ---------------------------------------------------------------- events
 
 class Locked(_Message, tag="locked"):
-    reason: str = ""                    # request, idle, lifetime, signal, shutdown, restore
+    reason: str = ""  # request, idle, lifetime, signal, shutdown, restore, session
 
 
 class Unlocked(_Message, tag="unlocked"):
@@ -642,7 +901,35 @@ class EntryChanged(_Message, tag="entry_changed"):
     new_name: str | None = None
 
 
-Event = Locked | Unlocked | EntryChanged
+class GrantChanged(_Message, tag="grant_changed"):
+    grant: str
+    action: Literal["create", "revoke", "expire"]
+
+
+class AccessRequested(_Message, tag="access_requested"):
+    """A bound program waits for the owner's answer (`grant_answer`)."""
+
+    request: AccessRequest
+
+
+Event = Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested
+
+# ---------------------------------------------------------------- run input
+
+class Resize(_Message, tag="resize"):
+    """The caller's terminal changed size (a run on a PTY)."""
+
+    rows: int
+    cols: int
+
+
+class Signal(_Message, tag="signal"):
+    """Pass a signal on to the command (its process group)."""
+
+    signal: int
+
+
+RunInput = Resize | Signal
 
 
 def _reply_of(request: type) -> type[_Message]:
@@ -665,7 +952,8 @@ _encoder = msgspec.msgpack.Encoder()
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
 _response_decoder: msgspec.msgpack.Decoder[Response] = msgspec.msgpack.Decoder(Response)
 _event_decoder: msgspec.msgpack.Decoder[Event | Error] = msgspec.msgpack.Decoder(
-    Locked | Unlocked | EntryChanged | Error)
+    Locked | Unlocked | EntryChanged | GrantChanged | AccessRequested | Error)
+_run_input_decoder: msgspec.msgpack.Decoder[RunInput] = msgspec.msgpack.Decoder(RunInput)
 _raw_decoder = msgspec.msgpack.Decoder()
 
 
@@ -717,6 +1005,11 @@ def _typed(decoder: msgspec.msgpack.Decoder[M], body: bytes | bytearray) -> M:
         raise FrameError("undecodable frame") from None
 
 
+def decode_run_input(body: bytes) -> RunInput:
+    """What a running command's client sends, decoded as strictly as requests."""
+    return _strict(_run_input_decoder, body)
+
+
 def decode_response(body: bytes | bytearray) -> Response:
     """Clients decode typed but skip the canonical check: the agent, already
     verified by uid, is the trusted side, and a 100,000-entry list decodes 3x faster."""
@@ -735,3 +1028,4 @@ def tag_of(cls: type) -> str:
 REQUEST_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Request)}
 RESPONSE_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Response)}
 EVENT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(Event)}
+RUN_INPUT_TYPES: dict[str, type] = {tag_of(c): c for c in get_args(RunInput)}

@@ -1,9 +1,15 @@
 """Rules about entries, in one home: kinds, durations, dates, when an entry is due, and
 how long a new passphrase must be.
 
-The agent (`ls --due`), the CLI (`set --rotate-after/--expires`, `show`, `ls`)
-and the TUI (the edit form, the list's marks) all import this module, so the
+The agent (`ls --due`, `due`), the CLI (`set --rotate-after/--expires`, `show`, `ls`,
+`due`) and the TUI (the edit form, the list's marks) all import this module, so the
 same text means the same instant and the same entry is due everywhere.
+
+The rotation rule. An entry's `rotate_after` is its own period; None means its kind's
+default (`DEFAULT_ROTATION`, changed by config.toml's [rotation] table, which the agent
+reads and hands to clients as `Periods`), and NEVER means no rotation at all. The clock
+runs from the last time the VALUE changed (`value_changed`, set by the vault; an edit of
+tags or fields does not restart it), falling back to `updated` for records that predate it.
 
 The date rule. A bare date `YYYY-MM-DD` means the END of that day in the
 user's local time zone: an entry that "expires 2027-01-31" is still valid
@@ -25,14 +31,16 @@ import time
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; mypy still reads the block below
 if TYPE_CHECKING:
-    from typing import Literal
+    from collections.abc import Mapping
+    from typing import Literal, TypeGuard
 
     from credd.errors import BadRequest
-    from credd.protocol import EntryMeta
+    from credd.protocol import DueReason, EntryMeta
 
     State = Literal["expired", "rotation_due", "expiring_soon", "ok"]
+    Periods = Mapping[str, float]
 else:
-    State = str  # so `from credd.rules import State` works at run time too
+    State = Periods = str  # so `from credd.rules import State` works at run time too
 
 # ---------------------------------------------------------------- kinds
 
@@ -51,6 +59,13 @@ KINDS: dict[str, str] = {
 }
 #: What an entry is when nobody says.
 DEFAULT_KIND = "secret"
+
+
+def is_kind(text: object) -> TypeGuard[str]:
+    """An entry type: a lowercase ASCII word of at most 32 letters, digits and `_`."""
+    return (isinstance(text, str) and 0 < len(text) <= 32 and text.isascii()
+            and "a" <= text[0] <= "z" and all(c.islower() or c.isdigit() or c == "_"
+                                              for c in text))
 
 
 def kind_lines() -> list[tuple[str, str]]:
@@ -145,6 +160,55 @@ def _decimal(x: float) -> str:
     return "0." + "0" * -point + mantissa.replace(".", "")
 
 
+# ---------------------------------------------------------------- rotation periods
+
+#: Rotation periods of the kinds that have one when an entry names none (config.toml's
+#: [rotation] changes them); ssh_key and certificate go by their expiry instead.
+DEFAULT_ROTATION: dict[str, float] = {"password": 90 * DAY, "api_key": 180 * DAY,
+                                      "access_token": 180 * DAY}
+#: A `rotate_after` this long or longer means never (an entry opting out of its kind's
+#: default): no arithmetic on it ever reaches a date a platform can show.
+NEVER = float(MAX_TIME)
+PERIOD_FORMS = f"{DURATION_FORMS}; never; or default (the entry type's period)"
+#: The length `credd generate` and `set --generate` make: a stored password shorter than
+#: this is reported by `credd due`.
+GENERATED_LENGTH = 24
+
+
+def parse_period(text: str) -> float:
+    """A rotation period as `set --rotate-after` takes it: a duration, `never` (NEVER) or
+    `default` (0: follow the entry type's period)."""
+    word = text.strip().lower()
+    if word in ("never", "none", "off"):
+        return NEVER
+    if word == "default":
+        return 0.0
+    total = _seconds(word)
+    if total is None or not 0 < total <= MAX_TIME:
+        raise _bad(f"invalid rotation period {text.strip()[:40]!r}: use {PERIOD_FORMS}")
+    return total
+
+
+def format_period(period: float) -> str:
+    return "never" if period >= NEVER else format_duration(period)
+
+
+def rotation_period(meta: EntryMeta, periods: Periods = DEFAULT_ROTATION) -> float | None:
+    """Seconds between rotations of this entry (None: never): its own, else its kind's."""
+    period = meta.rotate_after or periods.get(meta.kind)
+    return None if period is None or period >= NEVER else period
+
+
+def changed_at(meta: EntryMeta) -> float:
+    """When the entry's value last changed (the rotation clock's start)."""
+    return meta.value_changed or meta.updated
+
+
+def rotation_due_at(meta: EntryMeta, periods: Periods = DEFAULT_ROTATION) -> float | None:
+    period = rotation_period(meta, periods)
+    return None if period is None else changed_at(meta) + period
+
+
 # ---------------------------------------------------------------- dates
 
 DATE_FORMS = ("YYYY-MM-DD (valid through the end of that day, local time), "
@@ -229,30 +293,131 @@ LABELS: dict[State, str] = {EXPIRED: "expired", ROTATION_DUE: "rotate",
                             EXPIRING_SOON: "expiring", OK: ""}
 
 
-def entry_state(meta: EntryMeta, now: float) -> State:
-    """Whether an entry needs attention at `now`. Expiry wins over rotation: an expired
-    secret is useless, an old one still works. Cheap: the agent's `List(due=True)` and the
-    TUI's list call it for every entry."""
+def entry_state(meta: EntryMeta, now: float, periods: Periods = DEFAULT_ROTATION) -> State:
+    """Whether an entry needs attention at `now`, with these default periods by kind.
+    Expiry wins over rotation: an expired secret is useless, an old one still works.
+    Cheap: the agent's `List(due=True)` and the TUI's list call it for every entry."""
     expires = meta.expires
     if expires is not None and expires <= now:
         return EXPIRED
-    if meta.rotate_after and meta.updated + meta.rotate_after <= now:
+    due = rotation_due_at(meta, periods)
+    if due is not None and due <= now:
         return ROTATION_DUE
     if expires is not None and expires - now < EXPIRING_SOON_WINDOW:
         return EXPIRING_SOON
     return OK
 
 
-def explain(meta: EntryMeta, now: float) -> tuple[State, str]:
+def explain(meta: EntryMeta, now: float, periods: Periods = DEFAULT_ROTATION
+            ) -> tuple[State, str]:
     """The entry's state and why, in words for a person ('' when ok)."""
-    state, expires, period = entry_state(meta, now), meta.expires, meta.rotate_after
-    if state == ROTATION_DUE and period:
-        return state, (f"rotation due since {format_time(meta.updated + period)} "
+    state, expires, period = entry_state(meta, now, periods), meta.expires, None
+    if state == ROTATION_DUE and (period := rotation_period(meta, periods)):
+        return state, (f"rotation due since {format_time(changed_at(meta) + period)} "
                        f"(every {format_duration(period)})")
     if state != OK and expires is not None:
         what = "expired" if state == EXPIRED else "expires soon"
         return state, f"{what} (valid {_until(expires)})"
     return state, ""
+
+
+def rotation_text(meta: EntryMeta, periods: Periods = DEFAULT_ROTATION) -> str:
+    """`every 90d (the password default), next 2027-01-31 12:00`, `never`, or '' (none)."""
+    period = rotation_period(meta, periods)
+    if period is None:
+        return "never" if meta.rotate_after and meta.rotate_after >= NEVER else ""
+    whose = "" if meta.rotate_after else f" (the {meta.kind} default)"
+    return f"every {format_duration(period)}{whose}, next {format_time(changed_at(meta) + period)}"
+
+
+# ---------------------------------------------------------------- the due report
+
+#: Why `credd due` lists an entry, in the order it lists them, with what each means.
+REASONS: dict[str, str] = {
+    "compromised": "marked compromised (`credd incident`) until its value changes",
+    "expired": "expired",
+    "rotation_due": "due for rotation",
+    "expiring": "expiring soon",
+    "pending": "a rotation not finished",
+    "check_failed": "its check failed",
+    "duplicate": "the same value as another entry",
+    "short": f"a password shorter than {GENERATED_LENGTH} characters",
+    "unused": "not used for a long time",
+}
+#: One short word per reason, for a narrow column (the TUI's list).
+REASON_LABELS: dict[str, str] = {
+    "compromised": "compromised", "expired": "expired", "rotation_due": "rotate",
+    "expiring": "expiring",
+    "pending": "pending", "check_failed": "failing", "duplicate": "reused",
+    "short": "short", "unused": "unused",
+}
+#: `credd due`'s defaults: what is due within this window, and unused for this long.
+DUE_WITHIN = EXPIRING_SOON_WINDOW
+UNUSED_AFTER = 180 * DAY
+
+
+def last_activity(meta: EntryMeta) -> tuple[float, bool]:
+    """(when the entry was last used, whether that is known): without a recorded use, the
+    value's change time stands in (the `unused` reason then says so)."""
+    used = meta.last_used  # stamped by the agent from its reveals (daemon/last_used.py)
+    return (used, True) if used else (changed_at(meta), False)
+
+
+def date_reasons(meta: EntryMeta, now: float, within: float, unused: float,
+                 periods: Periods = DEFAULT_ROTATION) -> list[tuple[str, float]]:
+    """(reason, when) for what the entry's dates say: expired, expiring within `within`,
+    rotation due within `within`, unused for `unused` (0: not asked). Cheap, like
+    `entry_state`: from metadata only."""
+    found = []
+    expires = meta.expires
+    if expires is not None:
+        if expires <= now:
+            found.append(("expired", expires))
+        elif expires <= now + within:
+            found.append(("expiring", expires))
+    due = rotation_due_at(meta, periods)
+    if due is not None and due <= now + within:
+        found.append(("rotation_due", due))
+    used, _ = last_activity(meta)
+    if unused and used + unused <= now:
+        found.append(("unused", used))
+    return found
+
+
+def is_short(kind: str, length: int) -> bool:
+    """A password shorter than the generator makes (other kinds have no length rule)."""
+    return kind == "password" and length < GENERATED_LENGTH
+
+
+def reason_text(reason: DueReason, now: float) -> str:
+    """One reason of the due report in words, times in local time."""
+    kind, when = reason.reason, reason.when or 0.0
+    what = f"field {reason.field}" if reason.field else "value"
+    if kind in ("expired", "expiring"):
+        soon = "" if kind == "expired" else f"in {_days(when - now)}, "
+        return f"{REASONS[kind]} ({soon}valid {_until(when)})"
+    if kind == "rotation_due":
+        every = f" (every {format_duration(reason.period)})" if reason.period else ""
+        return (f"rotation due {'since' if when <= now else 'on'} {format_time(when)}{every}")
+    if kind == "unused":
+        known = "" if reason.note != "changed" else " (no use recorded: the value's last change)"
+        return f"not used since {format_time(when)}{known}"
+    if kind == "duplicate":
+        return f"{what} same as {', '.join(reason.names)}"
+    if kind == "short":
+        return f"{reason.length} characters (credd generates {GENERATED_LENGTH})"
+    if kind == "compromised":
+        return f"marked compromised {format_time(when)} (credd incident): rotate it"
+    if kind == "pending":
+        return f"a new value pending since {format_time(when)}: rotate --finish or --abandon"
+    if kind == "check_failed":
+        return f"check failed {format_time(when)}" + (f" ({reason.note})" if reason.note else "")
+    return REASONS.get(kind, kind)
+
+
+def _days(seconds: float) -> str:
+    days = max(0, int(seconds // DAY))
+    return "less than a day" if not days else f"{days} day{'s' if days != 1 else ''}"
 
 
 def _until(expires: float) -> str:

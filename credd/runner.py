@@ -28,6 +28,9 @@ with the child's code, or 128+N when a signal N killed it.
 A supervisor (credd.restarter, `--restart-on-change`) follows a run through
 `Hooks`: it learns of the child and of the signals credd got, and makes the
 maskers; a run with hooks never `exec`s.
+The agent's `run` (a `use` grant's way to use secrets: credd/daemon/run_handler.py)
+wires and pumps the same way, with the caller's descriptors in place of ours
+(`Wiring`, `pump`): one masking pipeline for both.
 """
 
 from __future__ import annotations
@@ -35,15 +38,18 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import select
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 from credd.errors import BadRequest, CreddError
 from credd.forms import form_patterns
@@ -222,9 +228,7 @@ def run(argv: list[str], env: dict[str, str], secrets: list[str], *, mask: bool 
             _exec(argv, env, files.fds if files else ())
         if not mask:
             return _supervise(argv, env, hooks)
-        if os.isatty(sys.stdout.fileno()):
-            return _run_on_pty(argv, env, secrets, hooks)
-        return _run_on_pipes(argv, env, secrets, hooks)
+        return _run_wired(argv, env, secrets, hooks, pty=os.isatty(sys.stdout.fileno()))
     finally:
         if files is not None:
             files.close()
@@ -305,9 +309,15 @@ def _supervise(argv: list[str], env: dict[str, str], hooks: Hooks) -> int:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """All of `data`, also to a descriptor left non-blocking by whoever shares it (the
+    agent writes to its caller's stdout as it is: changing its flags would change the
+    caller's)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def _widen(fd: int) -> None:
@@ -319,30 +329,127 @@ def _widen(fd: int) -> None:
         pass  # another OS, or above /proc/sys/fs/pipe-max-size: the default size works too
 
 
-def _run_on_pipes(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks
-                  ) -> int:
-    proc = _spawn(argv, env, hooks, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = _pipe(proc.stdout), _pipe(proc.stderr)
-    for pipe in (out, err):
-        _widen(pipe.fileno())
-    # compiled while the child starts; nothing it writes is shown before that is done
-    patterns = form_patterns(secrets, background=True)
-    routes: _Routes = {out.fileno(): (sys.stdout.fileno(), hooks.masker(patterns)),
-                       err.fileno(): (sys.stderr.fileno(), hooks.masker(patterns))}
+class Wiring:
+    """How a command's standard streams meet its caller's (`stdio`: the caller's stdin,
+    stdout and stderr), for `credd run` here and for a `run` the agent does.
+
+    On pipes, or with `pty` on a new pseudo-terminal (the caller's stdout is one):
+    the command's stdout there, its stdin too when the caller's stdin is a terminal
+    (the keyboard is then copied to it unmasked), its stderr too unless the caller's
+    stderr was redirected away (then a masked pipe of its own). `child` is what the
+    command gets as fds 0-2. The Wiring owns every descriptor it made: `close_child`
+    once the command has its ends, `close` at the end.
+    """
+
+    def __init__(self, stdio: tuple[int, int, int], *, pty: bool) -> None:
+        stdin, stdout, stderr = stdio
+        self.master: int | None = None
+        self.outputs: dict[int, int] = {}            # source -> destination, masked
+        self.keyboard: tuple[int, int] | None = None  # (source, destination), unmasked
+        self._child_ends: set[int] = set()           # ours until the command has them
+        self._sources: set[int] = set()              # ours until the pump is done with them
+        # pipes carry big writes: larger reads, and masking on a thread of its own
+        self.chunk, self.threaded = (CHUNK, False) if pty else (PIPE_CHUNK, True)
+        try:
+            if pty:
+                self.child = self._terminal(stdin, stdout, stderr)
+            else:
+                self.child = (stdin, self._pipe_to(stdout), self._pipe_to(stderr))
+        except BaseException:
+            self.close()
+            raise
+
+    def _terminal(self, stdin: int, stdout: int, stderr: int) -> tuple[int, int, int]:
+        self.master, slave = os.openpty()
+        self._sources.add(self.master)
+        self._child_ends.add(slave)
+        _set_window_size(slave, _window_size(stdout))
+        self.outputs[self.master] = stdout
+        err = slave if os.isatty(stderr) else self._pipe_to(stderr)
+        if not os.isatty(stdin):
+            return stdin, slave, err
+        self.keyboard = (stdin, self.master)
+        return slave, slave, err
+
+    def _pipe_to(self, dest: int) -> int:
+        """A pipe for one output stream: its write end for the command."""
+        r, w = os.pipe()
+        self._sources.add(r)
+        self._child_ends.add(w)
+        _widen(r)
+        self.outputs[r] = dest
+        return w
+
+    def routes(self, masker: Callable[[], Masker]) -> _Routes:
+        """What `pump` copies: each output through a Masker of its own, the keyboard as is."""
+        routes: _Routes = {src: (dest, masker()) for src, dest in self.outputs.items()}
+        if self.keyboard is not None:
+            routes[self.keyboard[0]] = (self.keyboard[1], None)
+        return routes
+
+    def resize(self, size: bytes | None) -> None:
+        """A new window size (TIOCSWINSZ bytes) for the terminal, if there is one."""
+        if self.master is not None and self.master in self._sources:
+            _set_window_size(self.master, size)
+
+    def close_source(self, fd: int) -> None:
+        """Done with a source: closing a pipe's read end (or the terminal) tells the
+        command its reader left (SIGPIPE, or a hang-up), instead of letting it block."""
+        if fd in self._sources:
+            self._sources.discard(fd)
+            os.close(fd)
+
+    def close_child(self) -> None:
+        for fd in self._child_ends:
+            os.close(fd)
+        self._child_ends.clear()
+
+    def close(self) -> None:
+        self.close_child()
+        for fd in list(self._sources):
+            self.close_source(fd)
+
+
+def _run_wired(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks, *,
+               pty: bool) -> int:
+    """The command on pipes or on a terminal of ours (see Wiring), its output masked."""
+    wiring = Wiring((0, 1, 2), pty=pty)
     try:
-        with _Forwarder(proc, hooks, from_terminal=True):
-            _pump(proc, routes, closers={out.fileno(): out.close, err.fileno(): err.close},
-                  chunk=PIPE_CHUNK, threaded=True)
-            return _exit_status(proc.wait())
+        stdin, stdout, stderr = wiring.child
+        proc = _spawn(argv, env, hooks, stdin=stdin, stdout=stdout, stderr=stderr,
+                      start_new_session=pty, preexec_fn=_controlling_tty if pty else None)
+        wiring.close_child()
+        # compiled after the fork (no threads to fork with) while the child starts;
+        # nothing it writes is shown before that is done
+        patterns = form_patterns(secrets, background=True)
+        routes = wiring.routes(lambda: hooks.masker(patterns))
+        with _keyboard(wiring), _Forwarder(proc, hooks, from_terminal=not pty):
+            pump(routes, lambda: proc.poll() is not None, on_gone=wiring.close_source,
+                 chunk=wiring.chunk, threaded=wiring.threaded)
+        return _exit_status(proc.wait())
     finally:
-        out.close()
-        err.close()
+        wiring.close()
 
 
-def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
-    """One of the child's output pipes (asked for with subprocess.PIPE, so never None)."""
-    assert stream is not None
-    return stream
+@contextmanager
+def _keyboard(wiring: Wiring) -> Iterator[None]:
+    """While the command runs on our terminal: ours in raw mode (keys, Ctrl-C included, go
+    to the command's own line discipline), window size changes passed on."""
+    if wiring.master is None:
+        yield
+        return
+    import termios
+    import tty
+    saved = termios.tcgetattr(0) if wiring.keyboard is not None else None
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: wiring.resize(_window_size(1)))
+    try:
+        if saved is not None:
+            tty.setraw(0, termios.TCSANOW)
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, old_winch)
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
 
 
 def _window_size(fd: int) -> bytes | None:
@@ -361,6 +468,11 @@ def _set_window_size(fd: int, size: bytes | None) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
 
 
+def window_size(rows: int, cols: int) -> bytes:
+    """TIOCSWINSZ bytes for a size in characters."""
+    return struct.pack("HHHH", rows, cols, 0, 0)
+
+
 def _controlling_tty() -> None:
     """In the child, after setsid: the pty on fd 1 becomes its controlling terminal."""
     import fcntl
@@ -368,50 +480,12 @@ def _controlling_tty() -> None:
     fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
 
-def _run_on_pty(argv: list[str], env: dict[str, str], secrets: list[str], hooks: Hooks
-                ) -> int:
-    import termios
-    import tty
-
-    master, slave = os.openpty()
-    out_fd = sys.stdout.fileno()
-    _set_window_size(slave, _window_size(out_fd))
-    interactive = os.isatty(0)
-    try:
-        # stderr redirected away from the terminal (`2>log`) stays separate, masked too
-        proc = _spawn(argv, env, hooks, stdin=slave if interactive else None, stdout=slave,
-                      stderr=slave if os.isatty(2) else subprocess.PIPE,
-                      start_new_session=True, preexec_fn=_controlling_tty)
-    finally:
-        os.close(slave)
-    # compiled after the fork (no threads to fork with) while the child starts
-    patterns = form_patterns(secrets, background=True)
-    routes: _Routes = {master: (out_fd, hooks.masker(patterns))}
-    if proc.stderr is not None:
-        routes[proc.stderr.fileno()] = (sys.stderr.fileno(), hooks.masker(patterns))
-    if interactive:
-        routes[0] = (master, None)  # the keyboard, unmasked, to the child
-    saved_tty = termios.tcgetattr(0) if interactive else None
-    old_winch = signal.signal(signal.SIGWINCH,
-                              lambda *_: _set_window_size(master, _window_size(out_fd)))
-    try:
-        if interactive:
-            tty.setraw(0, termios.TCSANOW)
-        with _Forwarder(proc, hooks, from_terminal=False):
-            _pump(proc, routes)
-        return _exit_status(proc.wait())
-    finally:
-        signal.signal(signal.SIGWINCH, old_winch)
-        if saved_tty is not None:
-            termios.tcsetattr(0, termios.TCSAFLUSH, saved_tty)
-        os.close(master)
-        if proc.stderr is not None:
-            proc.stderr.close()
-
-
-def _read(fd: int, chunk: int = CHUNK) -> bytes:
+def _read(fd: int, chunk: int = CHUNK) -> bytes | None:
+    """What there is (b"": the end; None: nothing after all, on a non-blocking source)."""
     try:
         return os.read(fd, chunk)
+    except BlockingIOError:
+        return None
     except OSError as exc:
         if exc.errno == errno.EIO:
             return b""  # a pty master on Linux once every slave fd is closed
@@ -455,17 +529,16 @@ class _Writer:
             raise self.error
 
 
-def _pump(proc: subprocess.Popen[bytes], routes: _Routes,
-          closers: dict[int, Callable[[], None]] | None = None, chunk: int = CHUNK,
-          threaded: bool = False) -> None:
+def pump(routes: _Routes, exited: Callable[[], bool], *,
+         on_gone: Callable[[int], None] = lambda fd: None, chunk: int = CHUNK,
+         threaded: bool = False) -> None:
     """Copy each source fd to its destination, masked where a Masker is given, until the
-    child's output ends, or the child has exited and nothing more is waiting.
+    command's output ends, or it has `exited()` and nothing more is waiting.
 
-    A source whose destination is gone (EPIPE: `| head`) is closed at once
-    (`closers`), so the child gets SIGPIPE instead of blocking on a full pipe.
-    `threaded`: masking and writing happen on a `_Writer` thread.
+    A source whose destination is gone (EPIPE: `| head`) is given to `on_gone` at
+    once (which closes it), so the command gets SIGPIPE instead of blocking on a full
+    pipe. `threaded`: masking and writing happen on a `_Writer` thread.
     """
-    closers = closers or {}
     open_outputs = {fd for fd, (_dest, masker) in routes.items() if masker is not None}
     writer = _Writer() if threaded and open_outputs else None
 
@@ -492,16 +565,19 @@ def _pump(proc: subprocess.Popen[bytes], routes: _Routes,
         for fd in routes:
             sel.register(fd, selectors.EVENT_READ)
         while open_outputs:
-            exited = proc.poll() is not None
-            events = sel.select(0 if exited else 0.2)
-            if exited and not events:
+            done = exited()
+            events = sel.select(0 if done else 0.2)
+            if done and not events:
                 break
             for key, _ in events:
                 data = _read(key.fd, chunk)
+                if data is None:
+                    continue
                 if not deliver(key.fd, data) or not data:
                     sel.unregister(key.fd)
                     open_outputs.discard(key.fd)
-                    closers.get(key.fd, lambda: None)()
+                    if routes[key.fd][1] is not None:
+                        on_gone(key.fd)
     for fd in open_outputs:  # the child is gone; what its maskers still hold goes out
         deliver(fd, b"")
     if writer is not None:

@@ -49,8 +49,20 @@ def peer_uid(sock: _socket.socket) -> int:
     raise Denied(f"cannot verify the agent's owner on {sys.platform}; refusing to talk to it")
 
 
+def agent_uid() -> int:
+    """The uid the agent must run as: ours, or `CREDD_AGENT_UID` for a sandbox that reaches
+    its owner's agent through a grant socket (docs/grants.md)."""
+    given = os.environ.get("CREDD_AGENT_UID")
+    if not given:
+        return os.geteuid()
+    if not given.isdigit():
+        raise Denied(f"CREDD_AGENT_UID must be a uid (a number), not {given[:20]!r}")
+    return int(given)
+
+
 def connect(path: str | None = None, timeout: float | None = 30.0) -> _socket.socket:
-    """A connected socket to the agent, whose owner is verified to be us.
+    """A connected socket to the agent, whose owner is verified to be us (or the owner a
+    sandbox names in CREDD_AGENT_UID).
 
     The uid check runs before anything is sent: a socket planted by another
     user must never receive a passphrase or learn which secret we want.
@@ -83,10 +95,12 @@ def connect(path: str | None = None, timeout: float | None = 30.0) -> _socket.so
     except BaseException:
         sock.close()
         raise
-    if uid != os.geteuid():
+    expected = agent_uid()
+    if uid != expected:
         sock.close()
-        raise Denied(f"the socket {path} belongs to uid {uid}, not to you (uid {os.geteuid()}); "
-                     f"refusing to talk to it. Remove it or set CREDD_SOCK")
+        raise Denied(f"the socket {path} belongs to uid {uid}, not to uid {expected}; "
+                     f"refusing to talk to it. Remove it or set CREDD_SOCK (a sandbox: "
+                     f"CREDD_AGENT_UID)")
     return sock
 
 

@@ -56,6 +56,15 @@ def test_scripting_bench():
 
 
 @pytest.mark.timeout(90)
+def test_run_bench():
+    out = run_bench("run_bench.py", "--mb", "1", "--runs", "1", "--mask-runs", "1",
+                    "--secrets", "50", timeout=80)
+    for line in ("owner: credd run (local)", "owner: credd run --via-agent",
+                 "bound: credd run (use grant)", "0 values left in clear", "Goals:"):
+        assert line in out
+
+
+@pytest.mark.timeout(90)
 def test_mount_bench():
     out = run_bench("mount_bench.py", "--entries", "200", "--calls", "100", timeout=80)
     for line in ("local vault (200)", "files mount (200)", "env mount (200)",
@@ -81,3 +90,12 @@ def test_scan_bench():
                  "credd scan --git --all-refs", "Goals", "files,", "git, 20 commits"):
         assert line in out
     assert "credd reported 1 hits for 1 planted leaks" in out and "(credd: 1 hit: " in out
+
+
+@pytest.mark.timeout(90)
+def test_grants_bench():
+    out = run_bench("grants_bench.py", "--depth", "5", "--unrelated", "3", "--sessions", "1",
+                    "--runs", "20", "--process-runs", "3", timeout=80)
+    for line in ("levels under its session root", "unrelated processes", "no session registered",
+                 "sessions (the walk runs)", "binding's cost", "Goal:"):
+        assert line in out

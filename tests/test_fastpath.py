@@ -53,6 +53,21 @@ class TestFramesOut:
     def test_get_many_frames_equal_protocol_encode(self, refs):
         assert fast.frame("get_many", refs=refs) == protocol.encode(protocol.GetMany(refs=refs))
 
+    @FAST
+    @given(argv=st.lists(st.text(max_size=30), min_size=1, max_size=20),
+           env=st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=20),
+           tty=st.booleans(), rows=st.integers(0, 70000), umask=st.integers(0, 0o777))
+    def test_run_frames_equal_protocol_encode(self, argv, env, tty, rows, umask):
+        """What `credd run` sends under a `use` grant (credd/cli/agent_run.py): defaults
+        left out as msgspec leaves them out."""
+        secrets = {k.upper() or "V": f"credd://{v}" for k, v in list(env.items())[:5]}
+        fields = dict(argv=argv, env=env, secrets=secrets, cwd="/w", tty=tty, rows=rows,
+                      cols=rows // 2, umask=umask)
+        defaults = {"env": {}, "secrets": {}, "tty": False, "rows": 0, "cols": 0,
+                    "umask": 0o022}
+        sent = {k: None if defaults.get(k, object()) == v else v for k, v in fields.items()}
+        assert fast.frame("run", **sent) == protocol.encode(protocol.Run(**fields))
+
     @pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
     def test_every_array_header_size(self, count):
         refs = [f"credd://e{i % 10}" for i in range(count)]

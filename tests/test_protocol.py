@@ -32,12 +32,31 @@ SAMPLES: list[p._Message] = [
     p.TokenCreate(mount="team", paths=["prod/*"], ttl=60.0, read_only=True, uses=3, wrap=30.0),
     p.TokenCreate(mount="team", policy="ops"), p.TokenList(mount="team"),
     p.TokenRevoke(mount="team", accessor="acc"), p.TokenRevoke(accessor="acc"),
+    p.GrantCreate(names=["stripe/*"], mode="use", ttl=60.0, label="ci", uses=3, inject=True,
+                  commands=["/usr/bin/git push **"], confirm=True, uid=65534),
+    p.GrantList(all=True), p.GrantRevoke(id="g_abcdefghij"),
+    p.GrantAnswer(request="r_abcdefghij", approve=True), p.SessionOpen(grant="g_abcdefghij"),
+    p.SessionClose(session="s_abcdefghij"),
     p.Audit(limit=5, name="github", grant="g1", program="credd", since=1.5, op="get",
             outcome="ok"),
     p.AuditWho(name="github", since=2.0), p.AuditVerify(),
+    p.Due(within=86400.0, unused=0.0, values=False, now=1.0), p.Due(),
+    p.Fingerprint(name="a", field="f"), p.Inspect(name="a"), p.Policy(),
+    p.Rotate(name="a", value="v"), p.RotateFinish(name="a"), p.RotateAbandon(name="a"),
+    p.GetPending(name="a"),
+    p.RecordVerification(name="a", outcome="failed", exit_status=22, seconds=0.5),
+    p.Incident(name="a", since=1.0), p.Incident(name="a"),
     p.Migrate(src="local/", dst="team/moved/", cursor="local/a", limit=50, dry_run=True,
               overwrite=True, delete_source=True),
+    p.Run(argv=["make", "deploy"], env={"TERM": "xterm"}, secrets={"T": "credd://t"},
+          cwd="/src", tty=True, rows=24, cols=80, umask=0o027),
+    p.Inject(template="key={{ credd://a/b }}\n"),
 ]
+GRANT = p.Grant(id="g_abcdefghij", names=("stripe/*",), mode="read", created=1.0, expires=2.0,
+                uses=3, used=1, commands=("/bin/true",), confirm=True, inject=True, uid=65534,
+                parent="g_bcdefghijk", revoked=1.5, created_by="credd (pid 1)", socket="/tmp/s")
+ACCESS = p.AccessRequest(id="r_abcdefghij", grant="g_abcdefghij", op="get", names=("a",),
+                         program="python3", pid=9, time=1.0, expires=26.0)
 REPLIES: list[p._Message] = [
     p.Welcome(protocol=1, version="0.1.0", pid=1, capabilities=["subscribe"]),
     p.StatusReply(state="unlocked", vault="/v", socket="/s", pid=1, version="0.1.0", entries=3,
@@ -82,13 +101,34 @@ REPLIES: list[p._Message] = [
                                     created=1.0, expires=2.0, uses_left=3, paths=("prod/*",),
                                     read_only=True)),
     p.Tokens(tokens=[p.TokenInfo(mount="team", accessor="acc")]),
+    p.GrantReply(grant=GRANT), p.GrantsReply(grants=[GRANT], pending=[ACCESS]),
+    p.SessionReply(session="s_abcdefghij", grant=GRANT),
+    p.DueReport(entries=[p.DueEntry(name="a", kind="password", reasons=[
+        p.DueReason(reason="rotation_due", when=1.0, period=2.0),
+        p.DueReason(reason="duplicate", field="pin", names=["b", "c/key"]),
+        p.DueReason(reason="short", length=5), p.DueReason(reason="unused", note="changed")])],
+                now=3.0, checked=4, values=5, unread=["team"], config_error="x"),
+    p.FingerprintReply(name="a", field="f", fingerprint="fp:0000-0000"),
+    p.Inspection(entry=p.EntryMeta(name="a", value_changed=1.0, pending=2.0),
+                 fingerprint="fp:0000-0000", field_fingerprints={"pin": "fp:1111-1111"},
+                 rotation=3.0, reasons=[p.DueReason(reason="pending", when=2.0)],
+                 verification=p.Verification(time=1.0, outcome="ok", seconds=0.1)),
+    p.PolicyReply(rotation={"password": 1.0}, config_error=""),
+    p.IncidentReport(entry=p.EntryMeta(name="a", compromised=2.0), since=1.0,
+                     readers=[p.Reader(program="credd get", count=2, first=1.0, last=2.0,
+                                       grant="g1")],
+                     shared=[p.DueReason(reason="duplicate", names=["b"])], unread=["team"]),
     p.Migrated(items=[p.MigrateItem(name="local/a", to="team/moved/a", outcome="conflict",
                                     reason="r", deleted=True)],
                next="local/a", remaining=3, stopped="s", versions_left=True),
+    p.Ready(), p.RunExit(code=130, signal=2),
     p.Error(code="not_found", message="m", names=["credd://x"], retry_after=None),
 ]
 EVENTS: list[p._Message] = [p.Locked(reason="idle"), p.Unlocked(),
-                            p.EntryChanged(name="a", action="move", new_name="b")]
+                            p.EntryChanged(name="a", action="move", new_name="b"),
+                            p.GrantChanged(grant="g_abcdefghij", action="revoke"),
+                            p.AccessRequested(request=ACCESS)]
+RUN_INPUT: list[p._Message] = [p.Resize(rows=40, cols=132), p.Signal(signal=15)]
 
 
 class TestRoundTrip:
@@ -106,10 +146,21 @@ class TestRoundTrip:
     def test_events(self, message):
         assert p.decode_event(p.encode(message)[4:]) == message
 
+    @pytest.mark.parametrize("message", RUN_INPUT, ids=lambda m: p.tag_of(type(m)))
+    def test_run_input(self, message):
+        assert p.decode_run_input(p.encode(message)[4:]) == message
+
     def test_samples_cover_every_type(self):
         assert {p.tag_of(type(m)) for m in SAMPLES} == set(p.REQUEST_TYPES)
         assert {p.tag_of(type(m)) for m in REPLIES} == set(p.RESPONSE_TYPES)
         assert {p.tag_of(type(m)) for m in EVENTS} == set(p.EVENT_TYPES)
+        assert {p.tag_of(type(m)) for m in RUN_INPUT} == set(p.RUN_INPUT_TYPES)
+
+    def test_run_input_is_no_request(self):
+        """`resize` and `signal` mean something only inside a run: as requests, unknown."""
+        for message in RUN_INPUT:
+            with pytest.raises(p.FrameError):
+                p.decode_request(p.encode(message)[4:])
 
 
 class TestOldBytes:
@@ -210,7 +261,8 @@ class TestDocumented:
 
     @pytest.mark.parametrize("part, types", [("Requests", p.REQUEST_TYPES),
                                              ("Responses", p.RESPONSE_TYPES),
-                                             ("Events", p.EVENT_TYPES)])
+                                             ("Events", p.EVENT_TYPES),
+                                             ("Run input", p.RUN_INPUT_TYPES)])
     def test_every_message_and_field(self, part, types):
         for tag, cls in types.items():
             section = _section(tag, part)
@@ -219,7 +271,8 @@ class TestDocumented:
 
     def test_records(self):
         for cls in (p.EntryMeta, p.Field, p.VersionInfo, p.AuditRecord, p.MountInfo,
-                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem):
+                    p.TokenInfo, p.SlotInfo, p.Reader, p.MigrateItem, p.DueReason,
+                    p.DueEntry, p.Verification, p.Grant, p.AccessRequest):
             section = _section(cls.__name__, "Records")
             for field in cls.__struct_fields__:
                 assert f"`{field}`" in section, f"record {cls.__name__}: `{field}` undocumented"

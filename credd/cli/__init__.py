@@ -24,12 +24,15 @@ COMMANDS = {
     "entries": ("set", "get", "show", "ls", "rm", "undelete", "purge", "mv", "history",
                 "restore", "trash", "generate"),
     "scripting": ("run", "inject", "export", "import", "redact", "aws-credential-process"),
+    "lifecycle": ("due", "rotate", "verify", "fingerprint"),
+    "incident": ("incident",),
     "scan": ("scan",),
     "agent": ("serve", "stop"),
     "service": ("service", "agent"),
     "keyring_cmd": ("keyring",),
     "slots": ("slots",),
     "audit": ("audit",),
+    "grants": ("grant", "session"),
     "mount": ("mount",),
     "migrate": ("migrate",),
     "tokens": ("token",),
@@ -41,8 +44,9 @@ _MODULE_OF = {command: module for module, names in COMMANDS.items() for command 
 EXIT_CODES = """\
 exit codes:
   0  ok
-  1  other error; `credd scan`: a stored secret was found; `credd migrate`: an entry
-     is not at its destination (conflict, skipped, stopped)
+  1  other error; `credd scan`: a stored secret was found; `credd due`: something is due;
+     `credd verify`: a check failed; `credd migrate`: an entry is not at its destination
+     (conflict, skipped, stopped)
   2  usage error (bad arguments or request)
   3  vault is locked (run `credd unlock`)
   4  no agent reachable (start one: `eval "$(credd agent)"` or `credd serve`)
@@ -112,7 +116,9 @@ def unknown_command(word: str) -> int:
 
     from credd.cli.console import report_error
     from credd.errors import BadRequest
-    near = difflib.get_close_matches(word, list(_MODULE_OF), n=1)
+    # of a similar length, as the agent's did-you-mean: `frobnicate` is not `rotate`
+    alike = [c for c in _MODULE_OF if abs(len(c) - len(word)) <= max(2, len(word) // 4)]
+    near = difflib.get_close_matches(word, alike, n=1)
     guess = f"; did you mean `credd {near[0]}`?" if near else ""
     return report_error(BadRequest(f"unknown command {word!r}{guess} "
                                    f"(`credd --help` lists them all)"))

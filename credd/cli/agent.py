@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seal-after", type=arg_type(parse_duration), metavar="D", default=None,
                    help="seal the vault's metadata snapshot this long after the last write "
                         "(default 30s); lock seals it too")
+    p.add_argument("--approval-timeout", type=arg_type(parse_duration), metavar="D",
+                   default=None, help="how long a use of a --confirm grant waits for "
+                                      "`credd grant approve` before it is refused (default 25s)")
     p.add_argument("--audit-max-bytes", type=int, metavar="N", default=None,
                    help="rotate the audit log past this many bytes (default 10 MiB)")
     p.add_argument("--audit-keep", type=int, metavar="N", default=None,
@@ -59,7 +62,8 @@ def serve(ns: argparse.Namespace) -> int:
                     state_dir=ns.state_dir or paths.state_dir(),
                     allow_insecure_memory=ns.allow_insecure_memory)
     for name in ("idle_timeout", "max_lifetime", "max_unlock", "read_timeout",
-                 "max_connections", "seal_after", "audit_max_bytes", "audit_keep"):
+                 "max_connections", "seal_after", "approval_timeout", "audit_max_bytes",
+                 "audit_keep"):
         if getattr(ns, name) is not None:
             setattr(config, name, getattr(ns, name))
     for name in ("max_connections", "audit_max_bytes", "audit_keep"):

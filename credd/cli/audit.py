@@ -97,9 +97,10 @@ def audit(ns: argparse.Namespace) -> int:
 
 
 def _name(record: AuditRecord, asked: str | None) -> str:
-    """The name asked about (every record matched it), else the start of the HMAC."""
+    """The name asked about (every record matched it), else the start of the HMAC; for a
+    grant's change, the grant."""
     if not record.name_hmac:
-        return "-"
+        return record.subject or "-"
     return asked or record.name_hmac.removeprefix("hmac-sha256:")[:16]
 
 

@@ -26,25 +26,26 @@ from credd.cli.output import arg_type, client
 from credd.errors import BadRequest
 from credd.rules import (
     DEFAULT_KIND,
+    DEFAULT_ROTATION,
+    GENERATED_LENGTH,
     LABELS,
     entry_state,
     explain,
     format_date,
-    format_duration,
     format_time,
     kind_lines,
     parse_date,
-    parse_duration,
+    parse_period,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from credd.protocol import EntryMeta, MountInfo
 
-DEFAULT_LENGTH = 24
+DEFAULT_LENGTH = GENERATED_LENGTH
 DEFAULT_WORDS = 5
 HIDDEN = "•••••• (hidden: --reveal shows it)"
 
@@ -143,8 +144,9 @@ def _register_set(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="read the notes from stdin (to EOF, minus one trailing newline)")
     p.add_argument("--tag", action="append", metavar="T", help="a tag (repeatable; replaces "
                                                                "the entry's tags)")
-    p.add_argument("--rotate-after", type=arg_type(parse_duration), metavar="D",
-                   help="rotation period, e.g. 90d, 12w, 1y or 1h30m")
+    p.add_argument("--rotate-after", type=arg_type(parse_period), metavar="D",
+                   help="rotation period, e.g. 90d, 12w, 1y or 1h30m; `never`; or `default` "
+                        "(the entry type's, from config.toml)")
     p.add_argument("--expires", type=arg_type(parse_date), metavar="DATE",
                    help="expiry: 2027-01-31 (valid through that day, local time) or a time "
                         "such as 2027-01-31T12:00:00Z")
@@ -153,6 +155,9 @@ def _register_set(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mode.add_argument("--update", action="store_true", help="fail if the entry does not exist")
     p.add_argument("--replace", action="store_true",
                    help="replace the whole entry instead of changing only what is given")
+    p.add_argument("--verify-cmd", metavar="CMD",
+                   help="a command that proves the credential works, with credd:// references "
+                        "(`credd verify`; '' removes it)")
     p.add_argument("--json", action="store_true", help="print the stored entry as JSON")
     p.set_defaults(func=cmd_set)
 
@@ -173,6 +178,13 @@ def cmd_set(ns: argparse.Namespace) -> int:
     fields = [Field(name=k, value=v, secret=False) for k, v in map(_key_value, ns.field)]
     secret_fields, value, notes = _read_secrets(ns)
     fields += [Field(name=k, value=v, secret=True) for k, v in secret_fields]
+    if ns.verify_cmd is not None:
+        from credd.cli.lifecycle import verify_field
+        key, command = verify_field(ns.verify_cmd)
+        if command:
+            fields.append(Field(name=key, value=command, secret=False))
+        else:
+            ns.remove_field.append(key)
     if value is None and notes is None and not (fields or _changes_metadata(ns)):
         raise BadRequest(f"nothing to store in {ns.name}: pipe the value in "
                          f"(`echo VALUE | credd set {ns.name}`), or use --prompt, --generate, "
@@ -278,11 +290,14 @@ def cmd_get(ns: argparse.Namespace) -> int:
 
 
 def cmd_show(ns: argparse.Namespace) -> int:
+    from credd.cli.lifecycle import show_rows
     with client() as c:
         shown = c.reveal(ns.name) if ns.reveal else None
         meta = shown.entry if shown is not None else c.describe(ns.name)
+        lifecycle, prints = show_rows(c, meta)
     if ns.json:
-        output.print_json(shown or meta)
+        output.print_json({**output.as_data(shown or meta), "fingerprints": prints,
+                           "lifecycle": dict(lifecycle)})
         return 0
     rows = [("name", meta.name), ("kind", meta.kind)]
     if meta.mount:
@@ -292,9 +307,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
     if meta.tags:
         rows.append(("tags", ", ".join(meta.tags)))
     if meta.has_value:
-        rows.append(("value", shown.value if shown else HIDDEN))
+        rows.append(("value", shown.value if shown else _hidden(prints.get(""))))
     rows += [(f"field {k}", v) for k, v in meta.fields.items()]
-    rows += [(f"field {k}", shown.secret_fields.get(k, "") if shown else HIDDEN)
+    rows += [(f"field {k}", shown.secret_fields.get(k, "") if shown else _hidden(prints.get(k)))
              for k in meta.secret_fields]
     if meta.has_notes:
         rows.append(("notes", shown.notes if shown else HIDDEN))
@@ -302,19 +317,20 @@ def cmd_show(ns: argparse.Namespace) -> int:
              ("created", format_time(meta.created))]
     if meta.last_used is not None:
         rows.append(("last used", format_time(meta.last_used)))
-    if meta.rotate_after:
-        rows.append(("rotate", f"every {format_duration(meta.rotate_after)}, next "
-                               f"{format_time(meta.updated + meta.rotate_after)}"))
     if meta.expires:
         rows.append(("expires", format_date(meta.expires)))
-    reason = explain(meta, time.time())[1]
-    if reason:
-        rows.append(("state", reason))
+    reason = "" if lifecycle else explain(meta, time.time())[1]  # from an older agent
+    rows += lifecycle or ([("state", reason)] if reason else [])
     if meta.deleted:
         rows.append(("deleted", format_time(meta.deleted)))
     width = max(len(k) for k, _ in rows) + 1
     print("\n".join(f"{k + ':':<{width}} {v}" for k, v in rows))
     return 0
+
+
+def _hidden(fingerprint: str | None) -> str:
+    """A hidden secret, with its fingerprint: what it is, without a character of it."""
+    return f"{HIDDEN} {fingerprint}" if fingerprint else HIDDEN
 
 
 def cmd_ls(ns: argparse.Namespace) -> int:
@@ -326,13 +342,15 @@ def cmd_ls(ns: argparse.Namespace) -> int:
         filters["prefix"] = pattern[:cut]
     elif pattern:
         filters["contains"] = pattern
+    from credd.cli.lifecycle import periods_of
     with client() as c:
         entries = c.list(**filters)
         _warn_unlisted(c.status().mounts)
+        periods = periods_of(c)
     if glob:
         from fnmatch import fnmatchcase
         entries = [e for e in entries if fnmatchcase(e.name, pattern)]
-    _print_entries(entries, ns.json)
+    _print_entries(entries, ns.json, periods)
     return 0
 
 
@@ -344,15 +362,17 @@ def _warn_unlisted(mounts: Sequence[MountInfo]) -> None:
                   file=sys.stderr)
 
 
-def _print_entries(entries: Sequence[EntryMeta], as_json: bool) -> None:
+def _print_entries(entries: Sequence[EntryMeta], as_json: bool,
+                   periods: Mapping[str, float] = DEFAULT_ROTATION) -> None:
     now = time.time()
     if as_json:  # the STATE column as `state`, with the data of every entry
-        output.print_json([{**output.as_data(e), "state": entry_state(e, now)}
+        output.print_json([{**output.as_data(e), "state": entry_state(e, now, periods)}
                            for e in entries])
         return
     mounted = any(e.mount for e in entries)  # the MOUNT column only when there is one
     rows = [[e.name, e.kind, e.service, ",".join(e.tags), format_time(e.deleted or e.updated),
-             LABELS[entry_state(e, now)], *([e.mount or "-"] if mounted else [])]
+             "COMPROMISED" if e.compromised is not None else LABELS[entry_state(e, now, periods)],
+             *([e.mount or "-"] if mounted else [])]
             for e in entries]
     if rows:
         print(output.table(rows, ["NAME", "KIND", "SERVICE", "TAGS", "UPDATED", "STATE",

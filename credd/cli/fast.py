@@ -68,16 +68,31 @@ def _pack_strs(items: list[str]) -> bytes:
     return header + b"".join(map(_pack_str, items))
 
 
-def _pack(value: str | int | list[str]) -> bytes:
+def _pack_map(items: dict[str, str]) -> bytes:
+    n = len(items)
+    header = (bytes((0x80 | n,)) if n < 16 else b"\xde" + n.to_bytes(2, "big") if n < 0x10000
+              else b"\xdf" + n.to_bytes(4, "big"))
+    return header + b"".join(_pack_str(k) + _pack_str(v) for k, v in items.items())
+
+
+Value = str | int | bool | list[str] | dict[str, str]
+
+
+def _pack(value: Value) -> bytes:
     if isinstance(value, str):
         return _pack_str(value)
+    if isinstance(value, bool):
+        return b"\xc3" if value else b"\xc2"
     if isinstance(value, list):
         return _pack_strs(value)
+    if isinstance(value, dict):
+        return _pack_map(value)
     return _pack_uint(value)
 
 
-def frame(message_type: str, **fields: str | int | list[str] | None) -> bytes:
-    """A whole frame for a map of str/uint/[str] fields, as msgspec writes it (None: omitted)."""
+def frame(message_type: str, **fields: Value | None) -> bytes:
+    """A whole frame for a map of str/uint/bool/[str]/{str: str} fields, as msgspec writes
+    it (None: omitted, so pass None for a field at its default)."""
     items = [("type", message_type), *((k, v) for k, v in fields.items() if v is not None)]
     body = bytes((0x80 | len(items),)) + b"".join(_pack_str(k) + _pack(v) for k, v in items)
     if len(body) > MAX_FRAME:
@@ -220,10 +235,29 @@ def secrets_of(sock: socket, refs: list[str]) -> dict[str, str]:
     frames = FrameReader()
     send_all(sock, hello_frame() + frame("get_many", refs=list(refs)))
     check_welcome(read_reply(sock, frames))
+    return _values(sock, frames)
+
+
+def greeted(sock: socket) -> tuple[FrameReader, dict[str, object]]:
+    """`hello` alone, and the agent's `welcome` (what the connection is bound to)."""
+    frames = FrameReader()
+    send_all(sock, hello_frame())
+    welcome = read_reply(sock, frames)
+    check_welcome(welcome)
+    return frames, welcome
+
+
+def values_on(sock: socket, frames: FrameReader, refs: list[str]) -> dict[str, str]:
+    """`get_many` on a greeted connection."""
+    send_all(sock, frame("get_many", refs=list(refs)))
+    return _values(sock, frames)
+
+
+def _values(sock: socket, frames: FrameReader) -> dict[str, str]:
     values = expect(read_reply(sock, frames), "secrets").get("values")
     if not (isinstance(values, dict) and all(isinstance(v, str) for v in values.values())):
         raise ProtocolError("the agent sent secrets that are not a map of strings")
-    return values
+    return {str(ref): value for ref, value in values.items()}
 
 
 def get_many(refs: list[str]) -> dict[str, str]:

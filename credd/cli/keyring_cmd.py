@@ -160,14 +160,17 @@ def cmd_enroll(ns: argparse.Namespace) -> int:
 def cmd_unlock(ns: argparse.Namespace) -> int:
     """`credd keyring unlock`, and `credd unlock --keyring`."""
     from credd import spawn
-
+    from credd.cli.lifecycle import due_line
     spawn.ensure_agent()  # like `credd unlock`: start one on demand
     with client(timeout=None) as c:
         key = keyring_key(c.status().vault)
         status = c.unlock(key=key, idle_timeout=ns.timeout, max_lifetime=ns.max_lifetime)
+        due = due_line(c)
     report_capped(ns, status)
     print(f"unlocked with the OS keyring: locks after {format_duration(status.idle_timeout)} "
           f"idle, {format_duration(status.max_lifetime)} at most")
+    if due:
+        print(due)
     return 0
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: AuditReport, TokenInfo): --json prints them as RFC 3339 strings. Durations (rotate_after,
 #: idle_timeout ...) stay numbers of seconds.
 TIMESTAMPS = frozenset({"created", "updated", "expires", "deleted", "replaced", "time",
-                        "last_used", "first", "last", "anchored_at"})
+                        "last_used", "first", "last", "anchored_at", "compromised", "since"})
 
 
 def rfc3339(when: float) -> str:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from credd.cli.fast import get_many
 from credd.cli.output import client
-from credd.errors import BadRequest, Exists, NotFound
+from credd.errors import BadRequest, Denied, Exists, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--files", action="store_true",
                    help="put each secret in a memory-backed, read-only file and set VAR_FILE "
                         "(its path) instead of VAR")
+    p.add_argument("--via-agent", action="store_true",
+                   help="the agent starts the command, so no value ever enters this process "
+                        "(always so under a `use` grant)")
     p.add_argument("--dry-run", action="store_true",
                    help="run nothing: print the command and each variable it would get with "
                         "the reference it comes from (never a value)")
@@ -156,25 +158,33 @@ def cmd_run(ns: argparse.Namespace) -> int:
         return restarter.supervise(restarter.Plan(
             argv, refs, lambda: _fetch(refs), lambda secrets: _environment(ns, plain, secrets),
             mask=ns.mask, files=ns.files, sig=restarter.parse_signal(ns.signal, ns.files)))
-    secrets = _fetch(refs)
+    secrets = _fetch_or_hand_over(ns, argv, _base_environment(ns, plain), refs) if refs else {}
+    if isinstance(secrets, int):  # the agent ran it: this is its exit status
+        return secrets
     env, files = _environment(ns, plain, secrets)
     return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
 
 
 def _fetch(refs: dict[str, str]) -> dict[str, str]:
     """VAR → value, every reference in one round trip."""
+    from credd.cli.fast import get_many
     from credd.refs import resolve_all
     values = resolve_all(refs.values(), get_many) if refs else {}
     return {var: values[ref] for var, ref in refs.items()}
+
+
+def _base_environment(ns: argparse.Namespace, plain: dict[str, str]) -> dict[str, str]:
+    """The child's environment before its secrets: ours (or --only's few) and the plain values."""
+    base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
+            else dict(os.environ))
+    return {**base, **plain}
 
 
 def _environment(ns: argparse.Namespace, plain: dict[str, str], secrets: dict[str, str]
                  ) -> tuple[dict[str, str], SecretFiles | None]:
     """The child's environment, and with --files the files its VAR_FILE variables name."""
     from credd import runner
-    base = ({k: os.environ[k] for k in ISOLATED_KEEP if k in os.environ} if ns.only
-            else dict(os.environ))
-    env = {**base, **plain}
+    env = _base_environment(ns, plain)
     files = None
     if ns.files:
         files = runner.secret_files(secrets)
@@ -184,6 +194,31 @@ def _environment(ns: argparse.Namespace, plain: dict[str, str], secrets: dict[st
     else:
         env.update(secrets)
     return env, files
+
+
+def _fetch_or_hand_over(ns: argparse.Namespace, argv: list[str], env: dict[str, str],
+                        refs: dict[str, str]) -> dict[str, str] | int:
+    """VAR -> value, fetched in one round trip; or, when this process may not receive
+    values (a `use` grant), the exit status of the command the agent ran instead."""
+    from credd.cli import fast
+    from credd.refs import parse, resolve_all
+    from credd.wire import connect
+    for ref in refs.values():
+        parse(ref)
+    sock = connect()
+    try:
+        frames, welcome = fast.greeted(sock)
+        if ns.via_agent or welcome.get("mode") == "use":
+            if not ns.mask or ns.files:
+                raise Denied("the agent runs the command (under a `use` grant it must) "
+                             "always masked and with its secrets in the environment: "
+                             f"drop {'--no-mask' if not ns.mask else '--files'}")
+            from credd.cli import agent_run
+            return agent_run.run(sock, frames, argv, env, refs)
+        values = resolve_all(refs.values(), lambda wanted: fast.values_on(sock, frames, wanted))
+    finally:
+        sock.close()
+    return {var: values[ref] for var, ref in refs.items()}
 
 
 def _dry_run(ns: argparse.Namespace, argv: list[str], refs: dict[str, str],
@@ -209,13 +244,30 @@ def _dry_run(ns: argparse.Namespace, argv: list[str], refs: dict[str, str],
 # ---------------------------------------------------------------- inject
 
 def cmd_inject(ns: argparse.Namespace) -> int:
-    from credd.files import check_overwrite, write_private
+    from credd.cli import fast
+    from credd.files import check_overwrite, fill_private, write_private
     from credd.refs import find_template_refs, render, resolve_all
+    from credd.wire import connect
     if ns.out:
         check_overwrite(ns.out, ns.force)  # fail before anything is fetched
     template = _read_text(ns.template or "-")
     wanted = find_template_refs(template)
-    values = resolve_all(wanted, get_many) if wanted else {}
+    values: dict[str, str] = {}
+    if wanted:
+        sock = connect()
+        try:
+            frames, welcome = fast.greeted(sock)
+            if welcome.get("mode") == "use":  # the agent writes the file: see agent_run
+                if not ns.out:
+                    raise Denied("under a `use` grant inject writes only into a file "
+                             "(-o FILE), never to stdout")
+                from credd.cli import agent_run
+                fill_private(ns.out, lambda fd: agent_run.inject(sock, frames, template, fd),
+                             force=ns.force)
+                return 0
+            values = resolve_all(wanted, lambda refs: fast.values_on(sock, frames, refs))
+        finally:
+            sock.close()
     rendered = render(template, values).encode()
     if ns.out:
         write_private(ns.out, rendered, force=ns.force)

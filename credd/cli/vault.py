@@ -186,10 +186,14 @@ def cmd_unlock(ns: argparse.Namespace) -> int:
         from credd.cli.keyring_cmd import cmd_unlock as unlock_with_keyring
         return unlock_with_keyring(ns)
     request = protocol.Unlock(**read_vault_secret(ns, "vault passphrase: "))
+    from credd.cli.lifecycle import due_line
     with client(timeout=None) as c:
         status = _send_unlock(c, request, ns)
+        due = "" if status.damage else due_line(c)
     output.report_capped(ns, status)
     print(f"unlocked: locks after {_window(status.idle_timeout, status.max_lifetime)}")
+    if due:
+        print(due)
     return _report_damage(status)
 
 

@@ -158,7 +158,8 @@ class AuditLog:
     # ------------------------------------------------------------ writing
 
     def record(self, op: str, outcome: str, *, names: Sequence[str] = (),
-               key: bytes | None = None, origin: Origin | None = None, form: str = "") -> None:
+               key: bytes | None = None, origin: Origin | None = None, form: str = "",
+               subject: str = "") -> None:
         """Append one line per name (one line when none), all in one write; fail closed."""
         with self._lock:
             record = self._prototype(origin)
@@ -166,6 +167,7 @@ class AuditLog:
             record.op = op
             record.outcome = outcome
             record.form = form
+            record.subject = subject
             try:
                 self._emit(self._open(), record, names or _NO_NAME, key)
             except OSError as exc:
@@ -179,10 +181,11 @@ class AuditLog:
                     "nothing was revealed: free space or fix the file, then retry") from None
 
     def try_record(self, op: str, outcome: str, *, names: Sequence[str] = (),
-                   key: bytes | None = None, origin: Origin | None = None) -> None:
+                   key: bytes | None = None, origin: Origin | None = None,
+                   subject: str = "") -> None:
         """Record what does not reveal a secret; a failure is logged, not raised."""
         try:
-            self.record(op, outcome, names=names, key=key, origin=origin)
+            self.record(op, outcome, names=names, key=key, origin=origin, subject=subject)
         except (AuditUnavailable, NoSpace):
             pass
 

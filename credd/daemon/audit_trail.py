@@ -28,7 +28,7 @@ _decoder = msgspec.json.Decoder(AuditRecord)
 _BLOCK = 1 << 16
 
 #: Operations that hand an entry's value to the caller: what `who` counts.
-REVEALS = frozenset({"get", "get_many", "reveal", "export", "run", "inject"})
+REVEALS = frozenset({"get", "get_many", "reveal", "export", "run", "inject_file"})
 #: Records the agent writes when it finds the trail broken; verify reports them as breaks.
 BREAKS = {
     "anchor_missing": "at this unlock audit.head was missing although the trail had been "
@@ -94,7 +94,7 @@ class Query:
 
     def matches(self, r: AuditRecord) -> bool:
         return ((self.name_hmac is None or r.name_hmac == self.name_hmac)
-                and (self.grant is None or r.grant == self.grant)
+                and (self.grant is None or self.grant in (r.grant, r.subject))
                 and (self.program is None or program_matches(self.program, r.program))
                 and (self.op is None or r.op == self.op)
                 and (self.outcome is None or r.outcome == self.outcome))

@@ -7,7 +7,10 @@ and answered `internal`.
 
 It is also the one place that decides where a read runs: on the event loop,
 unless it touches a remote mount (one that may wait on a network), in which
-case the same handler runs on a reader thread (`_REMOTE_READS`).
+case the same handler runs on a reader thread (`_REMOTE_READS`); and where a
+connection bound to grants is held to them: `gate.check` runs before the
+handler (what the grants allow, whether they are still in force, approvals and
+counted uses), and handlers see only the names the grants cover (scope.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from credd import protocol as p
 from credd.errors import BadRequest, CreddError, LockedError
 
 from . import backup_handlers as bh
+from . import gate, inject_handler, run_handler
+from . import grant_handlers as g
 from . import handlers as h
+from . import lifecycle_handlers as lh
 from . import migrate_handlers as mh
 from . import token_handlers as th
 from .router import Router
@@ -58,6 +64,10 @@ def dispatch(state: AgentState, conn: Any, body: bytes
         handler = ROUTES.get(type(req))
         if handler is None:
             raise BadRequest(f"unsupported request {p.tag_of(type(req))!r}")
+        if conn.binding.grant is not None:
+            waiting = gate.check(state, conn, req)
+            if waiting is not None:
+                return _finish(state, req, _after(waiting, handler, state, conn, req))
         if _remote(state, req):
             return _finish(state, req, _on_reader(state, handler, conn, req))
         response = handler(state, conn, req)
@@ -85,7 +95,8 @@ _REMOTE_READS: dict[type, Callable[[Any], tuple[list[str], bool]]] = {
     p.Get: lambda r: ([r.name], False), p.Reveal: lambda r: ([r.name], False),
     p.Describe: lambda r: ([r.name], False), p.History: lambda r: ([r.name], False),
     p.GetMany: lambda r: (r.refs, False), p.List: lambda r: ([r.prefix], True),
-    p.Trash: lambda r: ([""], True),
+    p.Trash: lambda r: ([""], True), p.Inspect: lambda r: ([r.name], False),
+    p.Fingerprint: lambda r: ([r.name], False),
 }
 
 
@@ -120,6 +131,18 @@ async def _on_reader(state: AgentState, handler: Callable[[AgentState, Any, Any]
     return response
 
 
+async def _after(waiting: Coroutine[Any, Any, None], handler: Callable[..., Any],
+                 state: AgentState, conn: Any, req: p.Request) -> p.Response:
+    """The handler's reply once what the gate waits for (an approval, a use) is done."""
+    await waiting
+    if _remote(state, req):
+        return await _on_reader(state, handler, conn, req)
+    response = handler(state, conn, req)
+    if type(response) is CoroutineType:
+        response = await response
+    return response
+
+
 def _error_reply(exc: Exception, req: p.Request) -> p.Error:
     if isinstance(exc, CreddError):
         return p.Error(code=cast("p.ErrorCode", exc.code), message=exc.message,
@@ -135,7 +158,7 @@ def _error_reply(exc: Exception, req: p.Request) -> p.Error:
 ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Hello: h.hello, p.Status: h.status, p.Init: h.init, p.Unlock: h.unlock, p.Lock: h.lock,
     p.ChangePassphrase: h.change_passphrase, p.Get: h.get, p.GetMany: h.get_many,
-    p.Reveal: h.reveal, p.Describe: h.describe, p.Set: h.set_, p.Delete: h.delete,
+    p.Reveal: h.reveal, p.Describe: h.describe, p.Set: lh.set_, p.Delete: h.delete,
     p.Undelete: h.undelete, p.Purge: h.purge, p.Move: h.move, p.List: h.list_,
     p.Trash: h.trash, p.History: h.history, p.Restore: h.restore,
     p.AddKeySlot: h.add_key_slot, p.RemoveKeySlot: h.remove_key_slot, p.Slots: h.slots,
@@ -143,5 +166,13 @@ ROUTES: dict[type, Callable[[AgentState, Any, Any], Any]] = {
     p.Rekey: h.rekey, p.Subscribe: h.subscribe, p.Stop: h.stop,
     p.VerifyBackup: bh.verify_backup, p.RestoreBackup: bh.restore_backup,
     p.TokenCreate: th.token_create, p.TokenList: th.token_list, p.TokenRevoke: th.token_revoke,
+    p.Due: lh.due, p.Fingerprint: lh.fingerprint, p.Inspect: lh.inspect, p.Policy: lh.policy,
+    p.Rotate: lh.rotate, p.RotateFinish: lh.rotate_finish, p.RotateAbandon: lh.rotate_abandon,
+    p.GetPending: lh.get_pending, p.RecordVerification: lh.record_verification,
+    p.Incident: lh.incident,
     p.Migrate: mh.migrate,
+    p.GrantCreate: g.grant_create, p.GrantList: g.grant_list, p.GrantRevoke: g.grant_revoke,
+    p.GrantAnswer: g.grant_answer, p.SessionOpen: g.session_open,
+    p.SessionClose: g.session_close,
+    p.Run: run_handler.run, p.Inject: inject_handler.inject,
 }

@@ -40,6 +40,7 @@ from .audit_trail import Query, Trail
 from .binding import Binding
 from .events import Subscription
 from .peer import Peer
+from .scope import Scoped
 from .state import AgentState, check_duration
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
@@ -57,9 +58,16 @@ class Caller(Protocol):
     greeted: bool
     subscription: Subscription | None
 
+
+def store_for(state: AgentState, conn: Caller) -> EntryStore:
+    """The entries `conn` may see: the whole store for the owner, only what its grants cover
+    for a bound connection (scope.py), so no handler can reach past a grant."""
+    store = state.store()
+    return store if conn.binding.grant is None else Scoped(store, conn.binding.policy)
+
 CAPABILITIES = ["get_many", "list_paging", "subscribe", "audit", "key_slots", "rekey",
                 "unlock_wait", "audit_query", "audit_verify", "last_used", "slot_proof",
-                "migrate", "backup"]
+                "migrate", "backup", "grants", "sessions", "run", "inject"]
 #: The longest reference that can name anything: scheme, a 256-character name, "/", a field name.
 MAX_REF = len(SCHEME) + 256 + 1 + 128
 #: How much of the missing references an error echoes back, so the reply always fits a frame.
@@ -79,12 +87,17 @@ def hello(state: AgentState, conn: Caller, req: p.Hello) -> p.Welcome:
             "(`credd stop`, then start it again) or use a matching client")
     conn.greeted = True
     conn.peer.client = req.client[:64]  # a label for the audit trail, never trusted
+    binding = conn.binding
     return p.Welcome(protocol=p.PROTOCOL_VERSION, version=__version__, pid=os.getpid(),
-                     capabilities=CAPABILITIES)
+                     capabilities=CAPABILITIES, grant=binding.grant_id,
+                     mode="" if binding.owner else binding.policy.mode)
 
 
 def status(state: AgentState, conn: Caller, req: p.Status) -> p.StatusReply:
-    return _status(state)
+    reply = _status(state)
+    if reply.entries is not None and conn.binding.grant is not None:
+        reply.entries = store_for(state, conn).entry_count  # only what its grants cover
+    return reply
 
 
 def _status(state: AgentState) -> p.StatusReply:
@@ -197,7 +210,7 @@ def _revealing(state: AgentState, conn: Caller, store: EntryStore, op: str, name
 
 
 def get(state: AgentState, conn: Caller, req: p.Get) -> p.Secret:
-    store = state.store()
+    store = store_for(state, conn)
     try:
         name, field, value = _read_path(store, req.name, req.field)
     except CreddError as exc:
@@ -306,19 +319,27 @@ def _lookup(store: EntryStore, name: str, seen: dict[str, p.EntryMeta | None]
 
 
 def get_many(state: AgentState, conn: Caller, req: p.GetMany) -> p.Secrets:
-    store = state.store()
-    too_long = next((ref for ref in req.refs if len(ref) > MAX_REF), None)
+    values, _ = secret_values(state, conn, store_for(state, conn), req.refs, "get_many")
+    return p.Secrets(values=values)
+
+
+def secret_values(state: AgentState, conn: Caller, store: EntryStore, refs: list[str],
+                  op: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Each reference's value (every one, or NotFound naming each missing one), each entry
+    decrypted once, and the entry each reference named; audited as `op` (fail closed)
+    before any value can leave."""
+    too_long = next((ref for ref in refs if len(ref) > MAX_REF), None)
     if too_long is not None:
         raise BadRequest(f"a reference of {len(too_long)} characters cannot name an entry "
                          f"(at most {MAX_REF})")
     seen: dict[str, p.EntryMeta | None] = {}
-    targets = {ref: _resolve(store, ref, seen) for ref in req.refs}
+    targets = {ref: _resolve(store, ref, seen) for ref in refs}
     missing = [ref for ref, target in targets.items() if target is None]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         error = NotFound(f"{len(missing)} of {len(targets)} references not found: {shown}",
                          names=_bounded(missing, MAX_ECHO))
-        _audit_failure(state, conn, store, "get_many", [], error)
+        _audit_failure(state, conn, store, op, [], error)
         raise error
     resolved = {ref: target for ref, target in targets.items() if target is not None}
     values: dict[str, str] = {}
@@ -330,8 +351,9 @@ def get_many(state: AgentState, conn: Caller, req: p.GetMany) -> p.Secrets:
             secret.setdefault(name, []).append((ref, field))
     for name, wanted in secret.items():
         values.update(_decrypted(store, name, wanted))
-    _audited(state, conn, store, "get_many", sorted({name for name, _, _ in resolved.values()}))
-    return p.Secrets(values={ref: values[ref] for ref in resolved})
+    _audited(state, conn, store, op, sorted({name for name, _, _ in resolved.values()}))
+    return ({ref: values[ref] for ref in resolved},
+            {ref: name for ref, (name, _, _) in resolved.items()})
 
 
 def _bounded(items: list[str], budget: int) -> list[str]:
@@ -365,7 +387,7 @@ def _decrypted(store: EntryStore, name: str, wanted: list[tuple[str, str | None]
 
 
 def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
-    store = state.store()
+    store = store_for(state, conn)
     entry: SecretEntry = _revealing(state, conn, store, "reveal", [req.name], lambda: _named(
         store, req.name, lambda: store.reveal(req.name, req.version)))
     return p.Revealed(entry=state.last_used.stamp(entry.meta), value=entry.value or "",
@@ -375,18 +397,20 @@ def reveal(state: AgentState, conn: Caller, req: p.Reveal) -> p.Revealed:
 # ---------------------------------------------------------------- metadata
 
 def describe(state: AgentState, conn: Caller, req: p.Describe) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     return p.EntryReply(entry=state.last_used.stamp(
         _named(store, req.name, lambda: store.describe(req.name))))
 
 
-def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
-    """The filter of a list request, or None when it has none (everything matches)."""
+def _matcher(req: p.List, periods: Callable[[], rules.Periods]
+             ) -> Callable[[p.EntryMeta], bool] | None:
+    """The filter of a list request, or None when it has none (everything matches);
+    `periods` gives the rotation periods in force, asked only for `due`."""
     if not (req.prefix or req.service is not None or req.kind is not None
             or req.tag is not None or req.contains or req.due):
         return None
     contains = (req.contains or "").casefold()
-    now = time.time()
+    now, due = time.time(), periods() if req.due else {}
 
     def match(m: p.EntryMeta) -> bool:
         return ((not req.prefix or m.name.startswith(req.prefix))
@@ -395,7 +419,7 @@ def _matcher(req: p.List) -> Callable[[p.EntryMeta], bool] | None:
                 and (req.tag is None or req.tag in m.tags)
                 and (not contains or contains in m.name.casefold()
                      or contains in m.service.casefold())
-                and (not req.due or rules.entry_state(m, now) in rules.DUE))
+                and (not req.due or rules.entry_state(m, now, due) in rules.DUE))
     return match
 
 
@@ -475,9 +499,8 @@ def _array_header(n: int) -> bytes:
 def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if req.limit < 0:
         raise BadRequest("limit must be 0 (as many as fit) or positive")
-    store = state.store()
-    everything = store.entries()
-    matches, match = everything, _matcher(req)
+    visible = store_for(state, conn).entries()
+    matches, match = visible, _matcher(req, state.lifecycle.periods)
     if req.prefix:  # names are sorted: the matches of a prefix are one run, found by bisection
         cut = len(req.prefix)
         lo = bisect.bisect_left(matches, req.prefix, key=lambda m: m.name[:cut])
@@ -486,7 +509,9 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
     if match is not None:
         matches = [m for m in matches if match(m)]
     start = bisect.bisect_right(matches, req.cursor, key=lambda m: m.name) if req.cursor else 0
-    stored = _as_stored(everything)
+    # saved last-used times are matched with every name of the store, whatever `conn` sees
+    everything = _as_stored(state.store().entries())
+    stored = everything if conn.binding.owner else _as_stored(visible)
     if req.prefix or match is not None:
         page, n = _fit(state.last_used.stamped(matches, stored), start, req.limit)
     else:
@@ -498,14 +523,14 @@ def list_(state: AgentState, conn: Caller, req: p.List) -> p.Entries:
 
 
 def trash(state: AgentState, conn: Caller, req: p.Trash) -> p.Entries:
-    entries = state.store().trash()
+    entries = store_for(state, conn).trash()
     page, n = _fit(entries)
     nxt = entries[n - 1].name if n < len(entries) else None
     return p.Entries(entries=_as_entries(page), next=nxt, total=len(entries))
 
 
 def history(state: AgentState, conn: Caller, req: p.History) -> p.HistoryReply:
-    store = state.store()
+    store = store_for(state, conn)
     current, versions = _named(store, req.name, lambda: store.history(req.name))
     return p.HistoryReply(name=req.name, current=current, versions=versions)
 
@@ -523,10 +548,18 @@ async def audit(state: AgentState, conn: Caller, req: p.Audit) -> p.AuditLog:
 
 
 async def audit_who(state: AgentState, conn: Caller, req: p.AuditWho) -> p.AuditReaders:
-    digest = name_hmac(state.store().audit_key, req.name)
-    readers = await _asking(state, lambda trail: trail.readers(digest, req.since))
+    digest, readers = await readers_of(state, req.name, req.since)
+    return p.AuditReaders(name_hmac=digest, readers=readers)
+
+
+async def readers_of(state: AgentState, name: str, since: float | None
+                     ) -> tuple[str, list[p.Reader]]:
+    """(name HMAC, every program and grant the trail says received `name`'s value since
+    `since`, most recent first, as many as fit a reply): `audit_who` and `incident`."""
+    digest = name_hmac(state.store().audit_key, name)
+    readers = await _asking(state, lambda trail: trail.readers(digest, since))
     _, n = _fit(readers)
-    return p.AuditReaders(name_hmac=digest, readers=readers[:n])
+    return digest, readers[:n]
 
 
 async def audit_verify(state: AgentState, conn: Caller, req: p.AuditVerify) -> p.AuditReport:
@@ -576,42 +609,42 @@ def _changed(name: str, action: p.ChangeAction, new_name: str | None = None) -> 
 
 
 async def set_(state: AgentState, conn: Caller, req: p.Set) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     meta = await _write(state, conn, "set", [req.name], lambda: store.put(req),
                         _changed(req.name, "set"))
     return p.EntryReply(entry=meta)
 
 
 async def delete(state: AgentState, conn: Caller, req: p.Delete) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     return p.EntryReply(entry=await _write(state, conn, "delete", [req.name],
                                            lambda: store.delete(req.name),
                                            _changed(req.name, "delete")))
 
 
 async def undelete(state: AgentState, conn: Caller, req: p.Undelete) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     return p.EntryReply(entry=await _write(state, conn, "undelete", [req.name],
                                            lambda: store.undelete(req.name),
                                            _changed(req.name, "undelete")))
 
 
 async def purge(state: AgentState, conn: Caller, req: p.Purge) -> p.Ok:
-    store = state.store()
+    store = store_for(state, conn)
     await _write(state, conn, "purge", [req.name], lambda: store.purge(req.name),
                  _changed(req.name, "purge"))
     return p.Ok()
 
 
 async def move(state: AgentState, conn: Caller, req: p.Move) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     return p.EntryReply(entry=await _write(state, conn, "move", [req.old, req.new],
                                            lambda: store.move(req.old, req.new),
                                            _changed(req.old, "move", req.new)))
 
 
 async def restore(state: AgentState, conn: Caller, req: p.Restore) -> p.EntryReply:
-    store = state.store()
+    store = store_for(state, conn)
     return p.EntryReply(entry=await _write(state, conn, "restore", [req.name],
                                            lambda: store.restore(req.name, req.version),
                                            _changed(req.name, "restore")))

@@ -30,16 +30,17 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, cast
 
 from credd import protocol as p
 from credd.errors import BadRequest
 
-from . import events
-from .binding import OWNER, Binding, Refused
+from . import events, grant_handlers
+from .binding import OWNER, Binding, NotAdmitted, Refused
 from .dispatch import dispatch, frame_error, oversized_reply
+from .grant_sockets import GrantSockets
 from .listener import Listener
 from .peer import Peer, credentials, is_allowed
 from .state import AgentState
@@ -47,6 +48,7 @@ from .state import AgentState
 log = logging.getLogger("credd.agent")
 
 ACCEPT_BATCH = 64  # connections taken per wake-up, so a flood cannot starve the clients
+Bind = Callable[[Peer], Binding]  # admits a peer (or raises binding.NotAdmitted) and binds it
 
 
 class Connection(asyncio.Protocol):
@@ -54,11 +56,12 @@ class Connection(asyncio.Protocol):
 
     transport: asyncio.Transport  # from connection_made on, before the server sees it
 
-    def __init__(self, server: Server, peer: Peer) -> None:
+    def __init__(self, server: Server, peer: Peer, binding: Binding = OWNER) -> None:
         self.server = server
         self.state = server.state
         self.peer = peer
-        self.binding: Binding = OWNER  # grants will decide it here, from the peer
+        self.binding = binding  # decided at accept (binding.py); never changed after
+        self.sessions: set[str] = set()  # sessions opened here: they end with the connection
         self.greeted = False
         self.subscription: events.Subscription | None = None
         self.task: asyncio.Task[None] | None = None  # a request on the writer thread, or the stream
@@ -113,6 +116,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        grant_handlers.connection_closed(self.state, self)
         if self.subscription is not None:
             self.state.events.unsubscribe(self.subscription)
         if self._timer is not None:
@@ -269,12 +273,7 @@ class Connection(asyncio.Protocol):
         sock = socket.socket(fileno=os.dup(own.fileno()))
         sock.setblocking(False)
         arrived: asyncio.Future[None] = self._loop.create_future()
-
-        def readable() -> None:
-            if not arrived.done():
-                arrived.set_result(None)
-
-        self._loop.add_reader(sock.fileno(), readable)
+        self._loop.add_reader(sock.fileno(), _wake, arrived)
         try:
             await arrived
             data, ancillary, flags, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * 4),
@@ -298,6 +297,11 @@ class Connection(asyncio.Protocol):
             await self._drained
 
 
+def _wake(arrived: asyncio.Future[None]) -> None:
+    if not arrived.done():
+        arrived.set_result(None)
+
+
 def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     """The descriptors in recvmsg's ancillary data."""
     return [int.from_bytes(data[i:i + 4], sys.byteorder)
@@ -312,7 +316,10 @@ class Server:
         self.listener = listener
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._retry: asyncio.TimerHandle | None = None  # accepting again after EMFILE
+        self.grant_sockets = GrantSockets(self)  # sandbox grants' own listeners
+        state.grants.watch(self.grant_sockets.sync)
+        state.grants.on_expired(lambda grants: grant_handlers.expired(state, grants))
+        self._retries: dict[int, asyncio.TimerHandle] = {}  # accepting again after EMFILE
 
     async def run(self) -> None:
         """Serve until the state asks to stop, then close every connection.
@@ -327,6 +334,7 @@ class Server:
             await self.state.stopping.wait()
         finally:
             self._accepting(False)
+            self.grant_sockets.close_all()
         watchdog.cancel()
         await self._farewell()
         for conn in list(self.connections):
@@ -353,7 +361,7 @@ class Server:
     # ------------------------------------------------------------ accepting
 
     def _accepting(self, on: bool) -> None:
-        """Watch the listener for connections, or stop at once.
+        """Watch the main listener for connections, or stop at once.
 
         A reader callback, not a task awaiting `sock_accept`: cancelling that task
         while its accept callback was already queued (a client connecting as `stop`
@@ -361,56 +369,74 @@ class Server:
         socket, and logged an InvalidStateError traceback. `remove_reader` drops a
         queued callback too, so after it nothing touches the socket.
         """
-        loop = asyncio.get_running_loop()
-        fd = self.listener.sock.fileno()
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
         if on:
-            loop.add_reader(fd, self._accept)
+            self.listen(self.listener.sock, self._bind)
         else:
-            loop.remove_reader(fd)
+            self.unlisten(self.listener.sock)
 
-    def _accept(self) -> None:
+    def listen(self, listening: socket.socket, bind: Bind) -> None:
+        """Accept on `listening`, each peer admitted and bound by `bind` (which raises
+        NotAdmitted): the main socket's, or a sandbox grant's (grant_sockets.py)."""
+        asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening, bind)
+
+    def unlisten(self, listening: socket.socket) -> None:
+        retry = self._retries.pop(listening.fileno(), None)
+        if retry is not None:
+            retry.cancel()
+        asyncio.get_running_loop().remove_reader(listening.fileno())
+
+    def _accept(self, listening: socket.socket, bind: Bind) -> None:
         """Take every waiting connection (a bounded batch); check each peer before any read."""
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, _ = self.listener.sock.accept()
+                sock, _ = listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: back off, keep serving the rest
                 log.warning("accept failed: %s", exc.strerror or exc)
-                self._accepting(False)
-                self._retry = asyncio.get_running_loop().call_later(0.1, self._accepting, True)
+                self.unlisten(listening)
+                self._retries[listening.fileno()] = asyncio.get_running_loop().call_later(
+                    0.1, self.listen, listening, bind)
                 return
-            peer = self._admit(sock)
-            if peer is not None:
-                self.spawn(self._connect(sock, peer))
+            admitted = self._admit(sock, bind)
+            if admitted is not None:
+                self.spawn(self._connect(sock, *admitted))
 
-    async def _connect(self, sock: socket.socket, peer: Peer) -> None:
+    async def _connect(self, sock: socket.socket, peer: Peer, binding: Binding) -> None:
         sock.setblocking(False)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: Connection(self, peer), sock)
+                lambda: Connection(self, peer, binding), sock)
         except OSError:
             sock.close()
 
-    def _admit(self, sock: socket.socket) -> Peer | None:
+    def _bind(self, peer: Peer) -> Binding:
+        """The main socket's peers: the owner's uid only, bound by the sessions they run
+        inside (binding.py); one whose ancestry cannot be read while sessions exist is
+        refused (fail closed)."""
+        if not is_allowed(peer):
+            raise NotAdmitted(f"uid {peer.uid}")
+        return self.state.sessions.binding_for(peer.pid)
+
+    def _admit(self, sock: socket.socket, bind: Bind | None = None
+               ) -> tuple[Peer, Binding] | None:
         try:
             peer = credentials(sock)
         except OSError as exc:
             sock.close()
             self._rejected(None, f"credentials unavailable ({exc.strerror or exc})")
             return None
-        if not is_allowed(peer):
+        try:
+            binding = (bind or self._bind)(peer)
+        except NotAdmitted as exc:
             sock.close()
-            self._rejected(peer, f"uid {peer.uid}")
+            self._rejected(peer, str(exc))
             return None
         if len(self.connections) >= self.state.config.max_connections and not self._evict():
             sock.close()
             log.warning("connection refused: %d connections are busy", len(self.connections))
             return None
-        return peer
+        return peer, binding
 
     def _rejected(self, peer: Peer | None, why: str) -> None:
         """Log and audit (the audit trail is the count) a peer that was never read from."""

@@ -38,11 +38,17 @@ from credd.errors import (
 from credd.files import write_private
 from credd.store import EntryStore
 
+from .approvals import Approvals
 from .audit import DEFAULT_KEEP, DEFAULT_MAX_BYTES, FILE_NAME, AuditLog
+from .binding import Sessions
 from .events import EventHub
+from .grant_book import KIND as GRANT_KIND
+from .grant_book import GrantBook, Records
 from .last_used import FILE_NAME as LAST_USED_FILE
 from .last_used import LastUsed
+from .lifecycle import Lifecycle
 from .mounts.table import MountTable
+from .reapers import Reapers
 
 if TYPE_CHECKING:  # the vault (cryptography, sqlite3) is imported when a vault is opened
     from credd.vault import Vault
@@ -72,7 +78,8 @@ class Config:
     allow_insecure_memory: bool = False
     seal_after: float = 30.0           # quiet seconds after a write before sealing the snapshot
     max_unlock: float | None = None    # None: 8 h, or the agent's own deadlines if longer
-    config_file: str | None = None     # the mount table; None: paths.config_path()
+    approval_timeout: float = 25.0     # a use of a `confirm` grant waits this long for the owner
+    config_file: str | None = None     # mounts, rotation periods; None: paths.config_path()
     audit_max_bytes: int = DEFAULT_MAX_BYTES  # rotate the audit log past this size
     audit_keep: int = DEFAULT_KEEP     # rotated audit files kept
 
@@ -245,6 +252,11 @@ class AgentState:
                               background=self._writer.submit)
         self.last_used = LastUsed(os.path.join(config.state_dir, LAST_USED_FILE),
                                   background=self._writer.submit)
+        self.lifecycle = Lifecycle(self.mounts.path, config.state_dir)
+        self.sessions = Sessions(os.getpid())  # session roots and their bindings (binding.py)
+        self.grants = GrantBook()          # read from the vault at unlock, dropped at lock
+        self.approvals = Approvals(self.events, config.approval_timeout)
+        self.reapers = Reapers()           # what commands the agent runs start under
         self.pages: dict[Any, Any] = {}    # encoded list pages (handlers.list_); dropped at lock
         self.stopping = asyncio.Event()
         self._unlocked = False
@@ -286,6 +298,10 @@ class AgentState:
         if not self.unlocked:
             raise LockedError("the vault is locked: run `credd unlock`")
         return vault
+
+    def records(self) -> Records:
+        """Where the agent keeps its own records (grants): the vault, while unlocked."""
+        return self.unlocked_vault()
 
     def store(self) -> EntryStore:
         """Where entries are read and written while the vault is unlocked: the one seam
@@ -408,7 +424,21 @@ class AgentState:
             key = self.store().audit_key
             self.audit.unlocked(key, new_key=new_key)
             self.last_used.unlocked(key)
+            self._load_grants()
             self.events.publish(protocol.Unlocked())
+
+    def _load_grants(self) -> None:
+        """Read the grants from the vault; records of grants long dead are deleted. A vault
+        that cannot give them (damaged: `credd check`) leaves none in force (fail closed)."""
+        try:
+            records = self.records()
+            blobs = records.records(GRANT_KIND)
+        except CreddError as exc:
+            log.error("grants cannot be read from the vault (%s): none is in force", exc.code)
+            self.grants.load({})
+            return
+        for stale in self.grants.load(blobs):
+            self._writer.submit(records.delete_record, GRANT_KIND, stale)
 
     def rekeyed(self) -> None:
         """The vault's key changed, and with it the audit key: re-anchor under the new one
@@ -435,7 +465,10 @@ class AgentState:
         self.audit.try_record("lock", reason)
         self.audit.locked()
         self.last_used.locked()
+        self.lifecycle.forget()
         self.pages.clear()
+        self.grants.clear()
+        self.approvals.refuse()
         self.events.publish(protocol.Locked(reason=reason))
 
     async def watchdog(self) -> None:
@@ -477,8 +510,9 @@ class AgentState:
         )
 
     async def close(self) -> None:
-        """Lock, let the writer finish, close the vault."""
+        """Lock, end what runs left running, let the writer finish, close the vault."""
         self.lock("shutdown")
+        self.reapers.close()
         if self.vault is not None:
             await self.write(self.vault.close)
         self._writer.shutdown(wait=True)

@@ -169,7 +169,8 @@ def verify_staged(vault: Vault, staged: str) -> tuple[CopyInfo, list[str]]:
             if session is None:
                 raise LockedError("the vault locked while the copy was being checked")
             return info, check_vault(conn, info.vault_id, session.keys, 0,
-                                     db.has_column(conn, "vault", "slots"))
+                                     db.has_column(conn, "vault", "slots"),
+                                     db.has_table(conn, "records"))
     finally:
         conn.close()
 
@@ -190,7 +191,7 @@ class Restore:
             crypto.wipe(kek)
             self.keys = Keys(dek)
             problems = check_vault(self.conn, self.info.vault_id, self.keys, 0,
-                                   vault_file.slotted)
+                                   vault_file.slotted, db.has_table(self.conn, "records"))
         except BaseException:
             self.close()
             raise

@@ -10,15 +10,16 @@ from __future__ import annotations
 import sqlite3
 import struct
 
-from credd.vault import crypto, header, slots
+from credd.vault import crypto, db, header, records, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, AuthFailure, Keys, row_ad
 from credd.vault.model import decode_history, decode_meta, decode_secret
 
 
 def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: int,
-                slotted: bool) -> list[str]:
+                slotted: bool, has_records: bool) -> list[str]:
     """Every problem with the file (`remembered`: the rollback counter's generation;
-    `slotted`: the file authenticates its key slots, format 5)."""
+    `slotted`: the file authenticates its key slots, format 5; `has_records`: it has agent
+    records, format 6)."""
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
     problems += _header(conn, vid, keys, remembered, slotted)
     names: dict[bytes, str] = {}
@@ -51,15 +52,25 @@ def check_vault(conn: sqlite3.Connection, vid: bytes, keys: Keys, remembered: in
                 raise AuthFailure()
         except Exception:  # tag, types, lengths: all damage
             problems.append(f"{label}: version {version} failed authentication")
+    record_digest: int | None = 0
+    if has_records:
+        with db.bytes_text(conn):
+            _records, record_digest, bad = records.load(conn, keys, vid)
+        problems += bad
+    digest: int | None
     try:  # malformed items were kept as they are: then the digest raises
         digest = (keys.digest(ENTRY, rows[0], rows[1])  # type: ignore[arg-type]
                   ^ keys.digest(HISTORY, rows[2], rows[3]))  # type: ignore[arg-type]
     except (ValueError, TypeError):
         digest = None
+    if digest is not None and record_digest is not None:
+        digest ^= record_digest
+    else:
+        digest = None
     (stored,) = conn.execute("SELECT digest FROM vault WHERE id = 1").fetchone()
     if not isinstance(stored, bytes) or int.from_bytes(stored, "big") != digest:
-        problems.append("the set of rows does not match the authenticated header: entries or "
-                        "versions were replayed, removed or added outside credd")
+        problems.append("the set of rows does not match the authenticated header: entries, "
+                        "versions or agent records were replayed, removed or added outside credd")
     problems += _slots(conn, vid, keys, slotted)
     return problems
 

@@ -32,11 +32,11 @@ TAG_LEN = 16
 #: HKDF `info` labels, one per purpose: a key never serves two purposes.
 PURPOSES = ("index", "metadata", "secret", "audit", "header", "digest")
 ROW_ID_LEN = 16
-_COLUMNS = {"meta": b"m", "secret": b"s", "history": b"h"}
+_COLUMNS = {"meta": b"m", "secret": b"s", "history": b"h", "record": b"r"}
 #: (rev, version): ends every row's AD and is the second block of its digest PRF.
 TAIL = struct.Struct(">QQ")
-#: Digest kinds, each with its own key: entry rows and history rows.
-ENTRY, HISTORY = 0, 1
+#: Digest kinds, each with its own key: entry rows, history rows, agent records.
+ENTRY, HISTORY, RECORD = 0, 1, 2
 
 
 class AuthFailure(Exception):
@@ -134,7 +134,7 @@ class Keys:
         self._index_mac = hmac.new(bytes(self.index), digestmod=hashlib.sha256)
         self._header_mac = hmac.new(bytes(self.header), digestmod=hashlib.sha256)
         self._digest_keys = tuple(bytes(hkdf(sub["digest"], label))
-                                  for label in (b"entries", b"history"))
+                                  for label in (b"entries", b"history", b"records"))
         wipe(sub["digest"])
         self._item_lock = threading.Lock()
         self._item_ecb = tuple(_ecb(k) for k in self._digest_keys)
@@ -186,7 +186,7 @@ class Keys:
             wipe(buf)
         self._index_mac = self._header_mac = None  # type: ignore[assignment]
         self.located = {}
-        self._digest_keys = (b"", b"")
+        self._digest_keys = (b"", b"", b"")
         self._item_ecb = ()
         self.meta = self.secret = None  # type: ignore[assignment]
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from itertools import pairwise, repeat
 from typing import Any
 
-from credd.vault import chunks, crypto, db, header
+from credd.vault import chunks, crypto, db, header, records
 from credd.vault.chunks import BucketSeal, ChunkBody, Manifest
 from credd.vault.crypto import HISTORY, TAIL, Keys, row_ad
 from credd.vault.index import Columns, Index, Row, Segment, gc_paused
@@ -41,10 +41,11 @@ _NAME = operator.attrgetter("name")
 
 
 def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Rollback,
-         has_chunks: bool, slotted: bool) -> Session:
+         has_chunks: bool, slotted: bool, has_records: bool) -> Session:
     """The session of this unlock: header verified, metadata from the chunks or the rows,
-    set digest checked; rows that fail are recorded, not raised (see the module docstring).
-    `slotted`: the header has the key slots' digest column (format 5)."""
+    agent records decrypted, set digest checked; entry rows that fail are recorded, not
+    raised (see the module docstring); a record that fails is damage. `slotted`: the header
+    has the key slots' digest column (format 5); `has_records`: the records table (6)."""
     with db.reading(conn), db.bytes_text(conn), gc_paused():
         gen, stored, mac, stored_slots = conn.execute(
             f"SELECT generation, digest, mac, {'slots' if slotted else 'NULL'} "
@@ -52,19 +53,23 @@ def load(conn: Any, keys: Keys, vault_id: bytes, slot: Slot, rollback: header.Ro
         digest, slots = header.digest_int(stored), header.slots_value(stored_slots)
         damage = header.damage(keys, vault_id, gen, digest, mac, rollback.remembered(), slots)
         history = _history_digest(conn, keys)
+        kept, kept_digest, bad_records = (records.load(conn, keys, vault_id) if has_records
+                                          else ({}, 0, []))
         reader = _Reader(conn, keys, vault_id)
         found = reader.from_chunks() if has_chunks else None
         if found is None:
             found = reader.row_by_row(keep_buckets=has_chunks)
     index, entry_digest, buckets, current = found
-    if entry_digest is None or history is None or entry_digest ^ history != digest:
-        damage.append("entries were replayed, removed or added outside credd")
+    damage += bad_records
+    if (entry_digest is None or history is None or kept_digest is None
+            or entry_digest ^ history ^ kept_digest != digest):
+        damage.append("entries or agent records were replayed, removed or added outside credd")
     if not damage:
         rollback.remember(gen)
     return Session(keys=keys, slot=slot, index=index, generation=gen, digest=digest,
-                   history_digest=history if history is not None else 0, bad=reader.bad,
-                   damage=damage, buckets=buckets, current=current and not reader.bad,
-                   slots=slots)
+                   history_digest=history if history is not None else 0, records=kept,
+                   records_digest=kept_digest or 0, bad=reader.bad, damage=damage,
+                   buckets=buckets, current=current and not reader.bad, slots=slots)
 
 
 def _history_digest(conn: Any, keys: Keys) -> int | None:

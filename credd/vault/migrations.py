@@ -19,6 +19,9 @@ Format history:
      digest of the slots' MACs (`vault.slots`). A step needs no key, so the slots of a
      migrated file are authenticated by its first unlock (until then, as in format 4,
      nothing vouches for their labels)
+  6  records table: the agent's own sealed records (grants), each a term of the
+     header's set digest (credd/vault/records.py); empty at first, so the digest
+     and every existing row are unchanged
 """
 
 from __future__ import annotations
@@ -56,12 +59,18 @@ def _slot_columns(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _records_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS records (id BLOB PRIMARY KEY, "
+                 "rev INTEGER NOT NULL, blob BLOB NOT NULL)")
+
+
 #: to-version → step that brings format to-version - 1 up to it.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _history_index,
     3: _snapshot_table,
     4: _chunk_tables,
     5: _slot_columns,
+    6: _records_table,
 }
 LATEST = max(MIGRATIONS, default=1)
 

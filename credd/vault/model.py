@@ -15,7 +15,6 @@ every full collection for as long as the vault stays unlocked.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Iterator
 from typing import TypeVar
@@ -24,12 +23,11 @@ import msgspec
 
 from credd.errors import BadRequest
 from credd.protocol import EntryMeta
-from credd.rules import DEFAULT_KIND, KINDS, MAX_TIME
+from credd.rules import DEFAULT_KIND, KINDS, MAX_TIME, is_kind
 from credd.store import SecretEntry  # noqa: F401 (re-exported: the seam owns it)
 
 MAX_NAME = 256
 MAX_LABEL = 128  # field names, tags, service
-_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 
 
 class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_defaults=True):
@@ -49,6 +47,9 @@ class MetaRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit_d
     rotate_after: float | None = None
     expires: float | None = None
     deleted: float | None = None
+    value_changed: float = 0.0         # when the secret value or fields last changed
+    pending: float | None = None       # when `stage` kept a pending value (in the secret)
+    compromised: float | None = None   # when `incident` marked the value (a new value clears it)
 
 
 T = TypeVar("T", bound=type)
@@ -76,6 +77,7 @@ class SecretRecord(msgspec.Struct, array_like=True, kw_only=True, gc=False, omit
     value: str | None = None
     fields: dict[str, str] = {}        # secret fields
     notes: str | None = None
+    pending: str | None = None         # a staged new value, never served as the value
 
 
 @redacted
@@ -106,7 +108,8 @@ def to_entry_meta(m: MetaRecord | EntryMeta) -> EntryMeta:
     """
     return EntryMeta(m.name, m.kind, m.service, m.tags, dict(m.fields),
                      m.secret_fields, m.has_value, m.has_notes, m.created, m.updated,
-                     m.version, m.rotate_after, m.expires, m.deleted)
+                     m.version, m.rotate_after, m.expires, m.deleted, m.value_changed,
+                     m.pending, m.compromised)
 
 
 def from_entry_meta(e: EntryMeta) -> MetaRecord:
@@ -115,7 +118,8 @@ def from_entry_meta(e: EntryMeta) -> MetaRecord:
                       fields=dict(e.fields), secret_fields=e.secret_fields,
                       has_value=e.has_value, has_notes=e.has_notes, created=e.created,
                       updated=e.updated, version=e.version, rotate_after=e.rotate_after,
-                      expires=e.expires, deleted=e.deleted)
+                      expires=e.expires, deleted=e.deleted, value_changed=e.value_changed,
+                      pending=e.pending, compromised=e.compromised)
 
 
 # ---------------------------------------------------------------- validation
@@ -163,7 +167,7 @@ def check_label(what: str, text: object, *, allow_empty: bool = False) -> str:
 
 
 def check_kind(kind: object) -> str:
-    if not isinstance(kind, str) or not _KIND.match(kind):
+    if not is_kind(kind):
         raise BadRequest(f"entry type {kind!r} must be a lowercase word such as "
                          f"{', '.join(KINDS)}")
     return kind

@@ -142,6 +142,14 @@ class Reader:
                            f"{_fields_of(name, meta.fields, secret)}", names=[name])
         return secret.fields[field]
 
+    def pending(self, name: str) -> str:
+        """The value `stage` kept for the entry (never its value until `finish`)."""
+        name, row = self.find(name)
+        pending = self.secret(name, row).pending
+        if pending is None:
+            raise NotFound(f"{name!r} has no pending value", names=[name])
+        return pending
+
     def reveal(self, name: str, version: int | None = None) -> SecretEntry:
         """All secrets of the current entry, or of one version from its history."""
         name, row = self.find(name)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from credd.errors import IntegrityError
 from credd.protocol import EntryMeta
-from credd.vault import crypto, db, header, keyslots, slots
+from credd.vault import crypto, db, header, keyslots, records, slots
 from credd.vault.crypto import ENTRY, HISTORY, TAIL, Keys, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Columns, Index, Row
@@ -38,10 +38,11 @@ class _Progress:
 
 
 def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
-          has_chunks: bool, keep: Slot, now: float) -> tuple[Session, str]:
+          has_chunks: bool, keep: Slot, now: float, has_records: bool) -> tuple[Session, str]:
     """(the new session, the new recovery key). `keep`: the passphrase slot to rewrap, with
-    its KEK (the new session's slot). The caller holds the vault's lock and installs the
-    session; the old keys are wiped here."""
+    its KEK (the new session's slot); `has_records`: the file has agent records (format 6).
+    The caller holds the vault's lock and installs the session; the old keys are wiped
+    here."""
     old, new = session.require(file.path), Keys(bytearray(crypto.random_bytes(crypto.KEY_LEN)))
     conn = file.conn()
     recovery_text, recovery_raw = keyslots.new_recovery_key()
@@ -61,10 +62,12 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
         index, new_ids, entry_digest, written = _entries(file, old, new, gen, rows, by_id,
                                                          progress)
         history_digest = _history(file, old, new, gen, hist, new_ids, progress)
+        kept, records_digest = (_records(file, session, new, gen) if has_records
+                                else ({}, 0))
         _rewrap_slots(file, keep, new, recovery_raw, int(now))
         slots_digest = (slots.seal_table(conn, new, file.vault_id, None) if file.slotted
                         else None)
-        digest = entry_digest ^ history_digest
+        digest = entry_digest ^ history_digest ^ records_digest
         header.write(conn, new, file.vault_id, gen, digest, slots_digest)
     db.checkpoint_truncate(conn)
     old.wipe()
@@ -72,8 +75,9 @@ def rekey(file: VaultFile, session: Session, report: Callable[[int, int], None],
         crypto.wipe(session.slot.kek)
     report(progress.total, progress.total)
     return Session(keys=new, slot=keep, index=index, generation=gen, digest=digest,
-                   history_digest=history_digest, before=dict.fromkeys(written),
-                   written=written, slots=slots_digest), recovery_text
+                   history_digest=history_digest, records=kept, records_digest=records_digest,
+                   before=dict.fromkeys(written), written=written,
+                   slots=slots_digest), recovery_text
 
 
 def _entries(file: VaultFile, old: Keys, new: Keys, gen: int,
@@ -121,6 +125,19 @@ def _history(file: VaultFile, old: Keys, new: Keys, gen: int,
         tails.append(TAIL.pack(gen, version))
         progress.step()
     return new.digest(HISTORY, ids, tails)
+
+
+def _records(file: VaultFile, session: Session, new: Keys, gen: int
+             ) -> tuple[dict[bytes, records.Record], int]:
+    """Every agent record sealed anew (new row ids: the index key changed); their digest."""
+    conn = file.conn()
+    conn.execute("DELETE FROM records")
+    kept = {}
+    for record in session.records.values():
+        rid, blob = records.seal(new, file.vault_id, record.kind, record.id, record.data, gen)
+        conn.execute("INSERT INTO records (id, rev, blob) VALUES (?, ?, ?)", (rid, gen, blob))
+        kept[rid] = record._replace(rev=gen)
+    return kept, records.digest(new, ((rid, gen) for rid in kept))
 
 
 def _rewrap_slots(file: VaultFile, slot: Slot, new: Keys, recovery_raw: bytes,

@@ -20,6 +20,7 @@ from credd.vault import crypto
 from credd.vault.chunks import BucketSeal
 from credd.vault.crypto import Keys
 from credd.vault.index import Index, Row
+from credd.vault.records import Record
 
 _DAMAGE_HINT = "; run `credd check` (a vault restored on purpose: see docs/vault.md)"
 
@@ -56,6 +57,8 @@ class Commit(NamedTuple):
     changes: dict[bytes, tuple[str, Row | None]]  # row id → (name, new row or None)
     before: dict[int, FileRow | None]              # rowid → the row before it (None: none)
     written: dict[int, FileRow | None]             # rowid → the row it wrote (None: deleted)
+    records_digest: int                            # the agent records' part of `digest`
+    records: dict[bytes, Record | None]            # record row id → its record (None: gone)
     slots: bytes | None                            # the key slots' digest in the header
 
 
@@ -64,13 +67,17 @@ class Session:
     package; they change only through the methods below."""
 
     def __init__(self, *, keys: Keys, slot: Slot, index: Index, generation: int, digest: int,
-                 history_digest: int, bad: dict[bytes, str] | None = None,
+                 history_digest: int, records: dict[bytes, Record] | None = None,
+                 records_digest: int = 0, bad: dict[bytes, str] | None = None,
                  damage: list[str] | None = None, buckets: dict[int, BucketSeal] | None = None,
                  before: dict[int, FileRow | None] | None = None,
                  written: dict[int, FileRow] | None = None, current: bool = False,
                  slots: bytes | None = None) -> None:
         self.keys, self.slot, self.index = keys, slot, index
         self.generation, self.digest, self.history_digest = generation, digest, history_digest
+        #: The agent's records (records.py) by row id, and their part of the set digest.
+        self.records: dict[bytes, Record] = records or {}
+        self.records_digest = records_digest
         #: The key slots' digest the header authenticates (slots.py); None: not (yet).
         self.slots = slots
         self.bad: dict[bytes, str] = bad or {}
@@ -99,8 +106,8 @@ class Session:
 
     @property
     def entry_digest(self) -> int:
-        """The entry rows' part of the set digest (the rest is history rows)."""
-        return self.digest ^ self.history_digest
+        """The entry rows' part of the set digest (the rest is history rows and records)."""
+        return self.digest ^ self.history_digest ^ self.records_digest
 
     def committed(self, commit: Commit) -> None:
         """A write transaction committed: its rows go into the index (their segments are
@@ -111,6 +118,15 @@ class Session:
             self.secrets.pop(row_id, None)
         self.generation, self.digest = commit.generation, commit.digest
         self.history_digest, self.slots = commit.history_digest, commit.slots
+        self.records_digest = commit.records_digest
+        if commit.records:
+            records = dict(self.records)  # a reader iterating the old dict is undisturbed
+            for rid, record in commit.records.items():
+                if record is None:
+                    records.pop(rid, None)
+                else:
+                    records[rid] = record
+            self.records = records
         for rowid, row in commit.before.items():
             self.before.setdefault(rowid, row)  # the first capture since the last check
         for rowid, written in commit.written.items():
@@ -138,6 +154,7 @@ class Session:
         crypto.wipe(self.slot.kek)
         self.index = Index.empty()
         self.secrets, self.bad, self.buckets, self.before, self.written = {}, {}, {}, {}, {}
+        self.records = {}
 
     def bad_error(self, row_id: bytes, name: str, what: str = "entry") -> VaultIntegrityError:
         return VaultIntegrityError(f"{what} {name!r} failed authentication{_DAMAGE_HINT}",

@@ -40,7 +40,7 @@ from credd.errors import (
 )
 from credd.protocol import EntryMeta, Set, SlotInfo, VersionInfo
 from credd.store import SecretEntry
-from credd.vault import crypto, db, header, keyslots, load, migrations, seal, slots, writes
+from credd.vault import crypto, db, header, keyslots, load, migrations, records, seal, slots, writes
 from credd.vault.check import check_vault
 from credd.vault.crypto import Keys
 from credd.vault.db import VaultFile
@@ -72,6 +72,8 @@ class Vault:
         self._rollback = header.Rollback(state_dir, file.vault_id)
         #: The file has the chunk tables (format 4, unless dropped): else row by row.
         self._chunked = db.has_table(file.conn(), "chunks")
+        #: The file has the agent records' table (format 6).
+        self._recorded = db.has_table(file.conn(), "records")
         self._session = session
         self._clock: Callable[[], float] = time.time
 
@@ -231,7 +233,7 @@ class Vault:
             try:
                 session = load.load(self._file.conn(), keys, self.vault_id,
                                     Slot(kind, slot_id, kek, now), self._rollback,
-                                    self._chunked, self._file.slotted)
+                                    self._chunked, self._file.slotted, self._recorded)
             except BaseException:
                 keys.wipe()
                 crypto.wipe(kek)
@@ -339,6 +341,10 @@ class Vault:
         """(current version, older versions newest first)."""
         return self._reader().history(name)
 
+    def pending(self, name: str) -> str:
+        """The value `stage` kept for the entry; NotFound when there is none."""
+        return self._reader().pending(name)
+
     # ------------------------------------------------------------ writing
 
     @contextlib.contextmanager
@@ -395,6 +401,50 @@ class Vault:
         """Make an older version current again; the current one goes to history."""
         with self._writing() as txn:
             return writes.restore(txn, name, version)
+
+    # ------------------------------------------------------------ agent records
+
+    def records(self, kind: str) -> dict[str, bytes]:
+        """The agent's records of `kind` (records.py), id → data, as of this unlock and the
+        writes since; never entries, and not listed with them."""
+        session = self._current()
+        session.require(self.path)
+        return {r.id: r.data for r in session.records.values() if r.kind == kind}
+
+    def put_record(self, kind: str, record_id: str, data: bytes) -> None:
+        """Write (or replace) one record, durably, in one transaction."""
+        records.check(kind, record_id, data)
+        with self._writing() as txn:
+            txn.put_record(kind, record_id, data)
+
+    def delete_record(self, kind: str, record_id: str) -> None:
+        """Remove a record (absent: nothing happens); its row leaves the file and the WAL."""
+        records.check(kind, record_id)
+        with self._writing() as txn:
+            txn.delete_record(kind, record_id)
+
+    # ------------------------------------------------------------ a staged value (rotation)
+
+    def stage(self, name: str, value: str) -> EntryMeta:
+        """Keep `value` beside the current one (no new version; `get` never serves it);
+        Conflict when one is already staged."""
+        with self._writing() as txn:
+            return writes.stage(txn, name, value)
+
+    def finish(self, request: Set) -> EntryMeta:
+        """Make the staged value current: a `put` (merge) whose value must be the staged one."""
+        with self._writing() as txn:
+            return writes.finish(txn, request)
+
+    def abandon(self, name: str) -> EntryMeta:
+        """Drop the staged value."""
+        with self._writing() as txn:
+            return writes.abandon(txn, name)
+
+    def mark_compromised(self, name: str) -> EntryMeta:
+        """Mark the current value compromised until a new value replaces it (`incident`)."""
+        with self._writing() as txn:
+            return writes.mark_compromised(txn, name)
 
     # ------------------------------------------------------------ key slots
 
@@ -460,7 +510,8 @@ class Vault:
             if keep.kind != PASSPHRASE:
                 raise BadRequest("rekey needs the passphrase (or the vault unlocked with it)")
             self._session, recovery = _rekey(self._file, session, progress or _no_progress,
-                                             self._chunked, keep, self._clock())
+                                             self._chunked, keep, self._clock(),
+                                             self._recorded)
             self._rollback.remember(self._session.generation)
             return recovery
 
@@ -471,7 +522,8 @@ class Vault:
         with self._file.lock:
             session = self._current()
             return check_vault(self._file.conn(), self.vault_id, session.keys,
-                               self._rollback.remembered(), self._file.slotted)
+                               self._rollback.remembered(), self._file.slotted,
+                               self._recorded)
 
 
 def _no_progress(done: int, total: int) -> None:

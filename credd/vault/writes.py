@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
-from credd.errors import BadRequest, Exists, IntegrityError, NotFound
+from credd.errors import BadRequest, Conflict, Exists, IntegrityError, NotFound
 from credd.protocol import EntryMeta, Set
-from credd.vault import crypto, db, header
+from credd.vault import crypto, db, header, records
 from credd.vault.changes import Change
-from credd.vault.crypto import ENTRY, HISTORY, row_ad
+from credd.vault.crypto import ENTRY, HISTORY, RECORD, row_ad
 from credd.vault.db import VaultFile
 from credd.vault.index import Row
 from credd.vault.model import (
@@ -31,6 +31,7 @@ from credd.vault.model import (
     MetaRecord,
     SecretRecord,
     canonical_name,
+    check_text,
     encode,
     from_entry_meta,
     to_entry_meta,
@@ -54,6 +55,8 @@ class Txn:
         self.vault_id, self.now = file.vault_id, now
         self.generation = session.generation + 1
         self.digest, self.history_digest = session.digest, session.history_digest
+        self.records_digest = session.records_digest
+        self.records: dict[bytes, records.Record | None] = {}
         self.slotted, self.slots = file.slotted, session.slots  # slots.reseal sets `slots`
         self.changes: dict[bytes, tuple[str, Row | None]] = {}
         self.before: dict[int, FileRow | None] = {}
@@ -70,7 +73,8 @@ class Txn:
 
     def commit(self) -> Commit:
         return Commit(self.generation, self.digest, self.history_digest, self.changes,
-                      self.before, self.written, self.slots)
+                      self.before, self.written, self.records_digest, self.records,
+                      self.slots)
 
     def _capture(self, rowid: int, row: FileRow | None) -> None:
         """Remember a row as it was before this vault first wrote it since the last check."""
@@ -126,7 +130,11 @@ class Txn:
         self.history_digest ^= item
 
     def add_history(self, row_id: bytes, meta: MetaRecord, secret: SecretRecord) -> None:
-        """Keep the version being replaced; prune past HISTORY_KEEP."""
+        """Keep the version being replaced; prune past HISTORY_KEEP. A staged value belongs
+        to the live row, not to a version: it stays out of history."""
+        if meta.pending is not None or secret.pending is not None:
+            meta = msgspec.structs.replace(meta, pending=None)
+            secret = msgspec.structs.replace(secret, pending=None)
         self.insert_history(row_id, HistoryRecord(meta=meta, secret=secret, replaced=self.now))
         stale = self.conn.execute("SELECT hid, version, rev FROM history WHERE entry = ? "
                                   "ORDER BY version DESC LIMIT -1 OFFSET ?",
@@ -150,6 +158,40 @@ class Txn:
         return self.conn.execute("SELECT hid, version, rev FROM history WHERE entry = ?",
                                  (row_id,)).fetchall()
 
+    # ---------------------------------------------------------------- agent records
+
+    def _record_item(self, rid: bytes, rev: int) -> None:
+        item = self.keys.digest_item(RECORD, rid, rev)
+        self.digest ^= item
+        self.records_digest ^= item
+
+    def _record_rev(self, rid: bytes) -> int | None:
+        """The rev of a record row as this transaction left it so far (None: no row)."""
+        held = self.records[rid] if rid in self.records else self.session.records.get(rid)
+        return None if held is None else held.rev
+
+    def put_record(self, kind: str, record_id: str, data: bytes) -> None:
+        rid, blob = records.seal(self.keys, self.vault_id, kind, record_id, data, self.generation)
+        old = self._record_rev(rid)
+        self.conn.execute("INSERT INTO records (id, rev, blob) VALUES (?, ?, ?) ON CONFLICT (id) "
+                          "DO UPDATE SET rev = excluded.rev, blob = excluded.blob",
+                          (rid, self.generation, blob))
+        if old is not None:
+            self._record_item(rid, old)
+        self._record_item(rid, self.generation)
+        self.records[rid] = records.Record(kind, record_id, self.generation, data)
+
+    def delete_record(self, kind: str, record_id: str) -> None:
+        """Remove a record (none: nothing to do); its row leaves the file and the WAL."""
+        rid = records.row_id(self.keys, kind, record_id)
+        old = self._record_rev(rid)
+        if old is None:
+            return
+        self.conn.execute("DELETE FROM records WHERE id = ?", (rid,))
+        self._record_item(rid, old)
+        self.records[rid] = None
+        self.scrub = True
+
 
 @contextlib.contextmanager
 def transaction(file: VaultFile, session: Session, current: Callable[[], Session],
@@ -172,8 +214,9 @@ def transaction(file: VaultFile, session: Session, current: Callable[[], Session
 
 # ---------------------------------------------------------------- the writes
 
-def put(txn: Txn, request: Set) -> EntryMeta:
-    """Write an entry (protocol.Set semantics); the previous version goes to history."""
+def put(txn: Txn, request: Set, *, keep_pending: bool = True) -> EntryMeta:
+    """Write an entry (protocol.Set semantics); the previous version goes to history. A
+    staged value (`stage`) outlives the write unless `keep_pending` is False (`finish`)."""
     if not isinstance(request, Set):
         raise BadRequest("put takes a protocol.Set request")
     name = canonical_name(request.name)
@@ -192,13 +235,35 @@ def put(txn: Txn, request: Set) -> EntryMeta:
     if mode == "update" and not live:
         raise NotFound(f"no entry named {name!r}", names=[name])
     if cur is None:
-        return txn.write_row(row_id, *change.apply(name, None, txn.now), None)
+        meta, secret = change.apply(name, None, txn.now)
+        meta.value_changed = txn.now
+        return txn.write_row(row_id, meta, secret, None)
     old_meta, old_secret = from_entry_meta(cur.entry), txn.read.secret(name, cur)
     meta, secret = change.apply(name, (old_meta, old_secret) if (merge and live) else None,
                                 txn.now)
     meta.created, meta.version = old_meta.created, old_meta.version + 1
+    meta.value_changed = _value_changed(old_meta, old_secret, secret, txn.now)
+    meta.compromised = _still_compromised(old_meta, meta.value_changed, txn.now)
+    if keep_pending:
+        meta.pending, secret.pending = old_meta.pending, old_secret.pending
+    else:
+        meta.pending = secret.pending = None
     txn.add_history(row_id, old_meta, old_secret)
     return txn.write_row(row_id, meta, secret, cur.rev)
+
+
+def _value_changed(meta: MetaRecord, before: SecretRecord, after: SecretRecord,
+                   now: float) -> float:
+    """When the value last changed, once `after` replaces `before`: now if the value or a
+    secret field differs, else as it was (a record from before this was kept: its update)."""
+    if (after.value, after.fields) != (before.value, before.fields):
+        return now
+    return meta.value_changed or meta.updated
+
+
+def _still_compromised(before: MetaRecord, value_changed: float, now: float) -> float | None:
+    """An `incident` mark outlives a write that keeps the value, never a new value."""
+    return None if value_changed == now else before.compromised
 
 
 def set_deleted(txn: Txn, name: str, deleted: bool) -> EntryMeta:
@@ -264,8 +329,61 @@ def restore(txn: Txn, name: str, version: int) -> EntryMeta:
     if version == cur.entry.version:
         raise BadRequest(f"version {version} of {name!r} is already current")
     record = txn.read.history_record(cur.id, name, version)
-    old_meta = from_entry_meta(cur.entry)
-    txn.add_history(cur.id, old_meta, txn.read.secret(name, cur))
-    meta = msgspec.structs.replace(record.meta, created=old_meta.created, updated=txn.now,
-                                   version=old_meta.version + 1, deleted=None)
-    return txn.write_row(cur.id, meta, record.secret, cur.rev)
+    old_meta, old_secret = from_entry_meta(cur.entry), txn.read.secret(name, cur)
+    txn.add_history(cur.id, old_meta, old_secret)
+    changed = _value_changed(old_meta, old_secret, record.secret, txn.now)
+    meta = msgspec.structs.replace(
+        record.meta, created=old_meta.created, updated=txn.now, version=old_meta.version + 1,
+        deleted=None, value_changed=changed, pending=old_meta.pending,
+        compromised=_still_compromised(old_meta, changed, txn.now))
+    secret = msgspec.structs.replace(record.secret, pending=old_secret.pending)
+    return txn.write_row(cur.id, meta, secret, cur.rev)
+
+
+# ---------------------------------------------------------------- a staged value (rotation)
+
+def stage(txn: Txn, name: str, value: str) -> EntryMeta:
+    """Keep `value` beside the current one, until `finish` makes it current or `abandon`
+    drops it. Neither a version nor history: the current value has not changed."""
+    value = check_text("value", value) or ""
+    if not value:
+        raise BadRequest("a staged value cannot be empty")
+    name, cur = txn.read.find(name)
+    secret = txn.read.secret(name, cur)
+    if secret.pending is not None:
+        raise Conflict(f"{name!r} already has a new value pending: finish or abandon that "
+                       "rotation first", names=[name])
+    meta = msgspec.structs.replace(from_entry_meta(cur.entry), pending=txn.now)
+    return txn.write_row(cur.id, meta, msgspec.structs.replace(secret, pending=value), cur.rev)
+
+
+def finish(txn: Txn, request: Set) -> EntryMeta:
+    """`put` the staged value as the entry's value (with what else `request` changes); the
+    previous version goes to history. `request.value` must be the staged value: Conflict
+    when another rotation replaced it since the caller read it."""
+    name, cur = txn.read.find(request.name)
+    if txn.read.secret(name, cur).pending != request.value or request.value is None:
+        raise Conflict(f"{name!r} has no pending value, or another one than was read: "
+                       "look again", names=[name])
+    return put(txn, msgspec.structs.replace(request, merge=True, mode="update"),
+               keep_pending=False)
+
+
+def abandon(txn: Txn, name: str) -> EntryMeta:
+    """Drop the staged value; the current one stays."""
+    name, cur = txn.read.find(name)
+    secret = txn.read.secret(name, cur)
+    if secret.pending is None:
+        raise NotFound(f"{name!r} has no pending value", names=[name])
+    meta = msgspec.structs.replace(from_entry_meta(cur.entry), pending=None)
+    return txn.write_row(cur.id, meta, msgspec.structs.replace(secret, pending=None), cur.rev)
+
+
+# ---------------------------------------------------------------- an incident's mark
+
+def mark_compromised(txn: Txn, name: str) -> EntryMeta:
+    """Mark the current value compromised (`incident`): metadata only, no new version; the
+    first write that changes the value clears it (`put`, `restore`, `finish`)."""
+    name, cur = txn.read.find(name)
+    meta = msgspec.structs.replace(from_entry_meta(cur.entry), compromised=txn.now)
+    return txn.write_row(cur.id, meta, txn.read.secret(name, cur), cur.rev)

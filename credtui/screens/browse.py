@@ -13,8 +13,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
 
-from credd.errors import CreddError, NotFound
-from credd.protocol import EntryMeta, Revealed
+from credd.errors import BadRequest, CreddError, NotFound
+from credd.protocol import DueReport, EntryMeta, Inspection, Revealed
 from credtui.messages import EntryChanged
 from credtui.screens.base import CredScreen, KeyFooter
 from credtui.screens.confirm import confirm
@@ -26,6 +26,7 @@ from credtui.widgets.search_bar import SearchBar
 from credtui.widgets.status_bar import StatusBar
 
 DETAIL_DELAY = 0.08  # seconds the cursor rests before the detail pane follows
+DUE_DELAY = 2.0      # seconds after a change before the due report is asked for again
 
 
 class _Secretive(Message):
@@ -59,6 +60,7 @@ class BrowseScreen(CredScreen):
         Binding("t", "trash", "Trash", show=False),
         Binding("f", "folders", "Folders", show=False),
         Binding("u", "due", "Due", show=False),
+        Binding("U", "due_reason", "Due, by reason", show=False),
     ]
     PALETTE = BINDINGS
     #: Actions on the highlighted entry: offered only while there is one.
@@ -68,6 +70,18 @@ class BrowseScreen(CredScreen):
         def __init__(self, entries: list[EntryMeta]) -> None:
             super().__init__()
             self.entries = entries
+
+    class DueLoaded(Message):
+        """The agent's rotation periods and due report."""
+
+        def __init__(self, periods: dict[str, float], report: DueReport) -> None:
+            super().__init__()
+            self.periods, self.report = periods, report
+
+    class Inspected(Message):
+        def __init__(self, seen: Inspection) -> None:
+            super().__init__()
+            self.seen = seen
 
     class Revealed(_Secretive):
         """Values to show in the detail pane."""
@@ -91,6 +105,7 @@ class BrowseScreen(CredScreen):
             self.text, self.title = text, title
 
     _detail_timer: Timer | None = None
+    _due_timer: Timer | None = None
     _had_entry = False
 
     def compose(self) -> ComposeResult:
@@ -123,6 +138,28 @@ class BrowseScreen(CredScreen):
             self.post_message(self.Loaded(await self.app.client.list()))
         except CreddError as exc:
             self.post_message(self.Failed(exc.message, "Could not list entries"))
+            return
+        self.load_due()
+
+    @work(exclusive=True, group="due")
+    async def load_due(self) -> None:
+        """The due report, after the list: with many entries reading every value takes
+        seconds, and the list is useful meanwhile."""
+        client = self.app.client
+        try:
+            periods = (await client.policy()).rotation
+            self.post_message(self.DueLoaded(periods, await client.due()))
+        except BadRequest:
+            pass  # an agent without the lifecycle requests: marks from the default rules
+        except CreddError as exc:
+            self.post_message(self.Failed(exc.message, "Could not check what is due"))
+
+    @work(exclusive=True, group="inspect")
+    async def inspect(self, name: str) -> None:
+        try:
+            self.post_message(self.Inspected(await self.app.client.inspect(name)))
+        except CreddError:
+            pass  # the pane keeps what the list knows
 
     @work(exclusive=True, group="reveal")
     async def reveal(self, name: str) -> None:
@@ -174,7 +211,9 @@ class BrowseScreen(CredScreen):
 
     @work(group="changes")
     async def follow_change(self, change: EntryChanged) -> None:
-        """Another client (or we) changed an entry: fetch just that one."""
+        """Another client (or we) changed an entry: fetch just that one (and, once changes
+        settle, the due report)."""
+        self._due_later()
         if change.action in ("delete", "purge", "move"):
             self.post_message(self.Removed(change.name))
         name = change.new_name if change.action == "move" else change.name
@@ -193,6 +232,19 @@ class BrowseScreen(CredScreen):
         self.entry_list.set_entries(message.entries)
         self._paint_counts()
 
+    def on_browse_screen_due_loaded(self, message: DueLoaded) -> None:
+        self.entry_list.set_report(message.periods, message.report)
+        self.detail.set_periods(message.periods)
+        self._paint_counts()
+
+    def on_browse_screen_inspected(self, message: Inspected) -> None:
+        self.detail.show_inspection(message.seen)
+
+    def _due_later(self) -> None:
+        if self._due_timer is not None:
+            self._due_timer.stop()
+        self._due_timer = self.set_timer(DUE_DELAY, self.load_due)
+
     def on_browse_screen_revealed(self, message: Revealed) -> None:
         self.detail.reveal(message.revealed)
 
@@ -203,7 +255,7 @@ class BrowseScreen(CredScreen):
         self.entry_list.upsert(message.meta)
         if self.detail.meta is not None and self.detail.meta.name == message.meta.name \
                 and self.detail.meta.version != message.meta.version:
-            self.detail.show_entry(message.meta)  # changed: hides any revealed value
+            self._show(message.meta)  # changed: hides any revealed value
         self._paint_counts()
 
     def on_browse_screen_removed(self, message: Removed) -> None:
@@ -232,14 +284,20 @@ class BrowseScreen(CredScreen):
         if self._detail_timer is not None:
             self._detail_timer.stop()
         if message.entry is None or self.detail.meta is None:
-            self.detail.show_entry(message.entry)  # nothing to show, or first entry: at once
+            self._show(message.entry)  # nothing to show, or first entry: at once
         elif message.entry is not self.detail.meta:
             entry = message.entry
-            self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self.detail.show_entry(entry))
+            self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._show(entry))
+
+    def _show(self, entry: EntryMeta | None) -> None:
+        """The detail pane on `entry`, and what the agent knows of it once it answers."""
+        self.detail.show_entry(entry)
+        if entry is not None:
+            self.inspect(entry.name)
 
     @on(EntryList.Selected)
     def selected(self, message: EntryList.Selected) -> None:
-        self.detail.show_entry(message.entry)
+        self._show(message.entry)
 
     @on(SearchBar.Changed, "#search")
     def search_changed(self, message: SearchBar.Changed) -> None:
@@ -278,7 +336,7 @@ class BrowseScreen(CredScreen):
         if meta is not self.detail.meta:
             if self._detail_timer is not None:
                 self._detail_timer.stop()
-            self.detail.show_entry(meta)
+            self._show(meta)
         if meta is None:
             self.notify("No entry selected", severity="warning")
         return meta
@@ -354,7 +412,21 @@ class BrowseScreen(CredScreen):
 
     def action_due(self) -> None:
         due = not self.entry_list.due_only
-        self.entry_list.filter(due_only=due)
+        self.entry_list.filter(due_only=due, reason=None)
         self.notify("Showing only entries due for rotation or expired" if due
                     else "Showing all entries")
         self._paint_counts()
+
+    def action_due_reason(self) -> None:
+        """Pick a reason of the due report: only the entries it lists for that reason."""
+        from credtui.screens.pick_reason import PickReasonScreen
+        entries = self.entry_list
+
+        def chosen(reason: str | None) -> None:
+            if reason is None:
+                return
+            entries.filter(due_only=False, reason=reason or None)
+            self.notify(f"Showing only entries listed as {reason}" if reason
+                        else "Showing all entries")
+            self._paint_counts()
+        self.app.push_screen(PickReasonScreen(entries.reason_counts(), entries.reason), chosen)

@@ -24,6 +24,7 @@ KEYS = [
         ("t", "trash, with restore and purge"),
         ("f", "folder tree: by '/' folders, by service, or hidden"),
         ("u", "show only entries due for rotation or expired"),
+        ("U", "show only the entries `credd due` lists for one reason (reused, short ...)"),
     ]),
     ("Edit form", [
         ("ctrl+s", "save"),

@@ -26,15 +26,30 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from credd.protocol import EntryMeta
-from credd.rules import DUE, LABELS, State, entry_state
+from credd.protocol import DueReport, EntryMeta
+from credd.rules import DEFAULT_ROTATION, DUE, LABELS, REASON_LABELS, Periods, State, entry_state
 from credtui.format import age
 
+#: Reasons of the due report that highlight a row like a due state: something to do now
+#: (expiring and unused have their label, but are not urgent).
+_HIGHLIGHTED = frozenset({"compromised", "pending", "check_failed", "duplicate", "short"})
 
-def _mark(state: State, updated_ago: float) -> str:
-    """The STATE column: what needs doing (capitals when it is due now), else the age."""
-    label = LABELS[state]
+
+def _mark(state: State, reasons: tuple[str, ...], updated_ago: float) -> str:
+    """The STATE column: a compromised value first, then what needs doing (capitals when
+    it is due now), else the first other reason the due report gives, else the age."""
+    if "compromised" in reasons:
+        return REASON_LABELS["compromised"].upper()
+    label = LABELS[state] or (REASON_LABELS.get(reasons[0], "") if reasons else "")
     return (label.upper() if state in DUE else label) or age(updated_ago)
+
+
+def _reasons(meta: EntryMeta, reported: tuple[str, ...]) -> tuple[str, ...]:
+    """The due report's reasons, with the mark the entry itself carries (an entry marked
+    after the report is shown marked at once)."""
+    if meta.compromised is None or "compromised" in reported:
+        return reported
+    return ("compromised", *reported)
 
 
 def _haystack(meta: EntryMeta) -> str:
@@ -92,6 +107,10 @@ class EntryList(Widget, can_focus=True):
         self._query = ""
         self._scope: Callable[[EntryMeta], bool] | None = None
         self._due_only = False
+        self._reason: str | None = None      # only entries the due report lists for it
+        self.periods: Periods = DEFAULT_ROTATION  # the agent's (Browse sets them)
+        self._reasons: dict[str, tuple[str, ...]] = {}  # name → its reasons in the due report
+        self._report = False
         # query → (rows in display order, the same sorted): backspace is a lookup,
         # and a longer query narrows the longest cached prefix's matches
         self._memo: dict[str, tuple[list[int], list[int]]] = {}
@@ -108,6 +127,31 @@ class EntryList(Widget, can_focus=True):
     @property
     def due_only(self) -> bool:
         return self._due_only
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    @property
+    def has_report(self) -> bool:
+        """Whether the agent's due report has arrived (marks and reasons are the agent's)."""
+        return self._report
+
+    def reason_counts(self) -> dict[str, int]:
+        """How many entries the due report lists for each reason."""
+        counts: dict[str, int] = {}
+        for reasons in self._reasons.values():
+            for reason in reasons:
+                counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
+    def set_report(self, periods: Periods, report: DueReport) -> None:
+        """The agent's rotation periods and due report: marks, highlights, reason filter."""
+        self.periods = periods
+        self._reasons = {e.name: tuple(r.reason for r in e.reasons) for e in report.entries}
+        self._report = True
+        self._memo.clear()
+        self._refilter(self.highlighted.name if self.highlighted else None, reindexed=False)
 
     @property
     def visible_count(self) -> int:
@@ -172,8 +216,9 @@ class EntryList(Widget, can_focus=True):
 
     def filter(self, query: str | None = None, *,
                scope: Callable[[EntryMeta], bool] | bool | None = False,
-               due_only: bool | None = None) -> None:
-        """Change any of: the search text, the folder scope, the due-only switch."""
+               due_only: bool | None = None, reason: str | bool | None = False) -> None:
+        """Change any of: the search text, the folder scope, the due-only switch, the
+        reason (None: any entry)."""
         if query is not None:
             self._query = query.strip().lower()
         if scope is not False:
@@ -181,6 +226,9 @@ class EntryList(Widget, can_focus=True):
             self._memo.clear()
         if due_only is not None and due_only != self._due_only:
             self._due_only = due_only
+            self._memo.clear()
+        if reason is not False and reason != self._reason:
+            self._reason = reason  # type: ignore[assignment]
             self._memo.clear()
         self._refilter(None, reindexed=False)
 
@@ -190,8 +238,11 @@ class EntryList(Widget, can_focus=True):
             scope = self._scope
             rows = [i for i in rows if scope(self._entries[i])]
         if self._due_only:
-            now = self.clock()
-            rows = [i for i in rows if entry_state(self._entries[i], now) in DUE]
+            now, periods = self.clock(), self.periods
+            rows = [i for i in rows if entry_state(self._entries[i], now, periods) in DUE]
+        if self._reason is not None:
+            wanted, reasons = self._reason, self._reasons
+            rows = [i for i in rows if wanted in reasons.get(self._names[i], ())]
         return rows
 
     def _match(self, query: str) -> list[int]:
@@ -339,6 +390,8 @@ class EntryList(Widget, can_focus=True):
             return f"Nothing matches “{self._query}”."
         if self._due_only:
             return "No entry is due for rotation or expired. Press u to show all entries."
+        if self._reason is not None:
+            return f"No entry is listed as {self._reason}. Press U to choose another reason."
         return "No entries under this folder."
 
     def _empty_line(self, y: int, width: int) -> Strip:
@@ -359,11 +412,12 @@ class EntryList(Widget, can_focus=True):
     def _render_row(self, row: int, width: int, on_cursor: bool) -> Strip:
         meta = self._entries[self._rows[row]]
         now = self.clock()
-        state = entry_state(meta, now)
-        text = self._cells((meta.name, meta.service, meta.kind, _mark(state, now - meta.updated)),
-                           width)
+        state = entry_state(meta, now, self.periods)
+        reasons = _reasons(meta, self._reasons.get(meta.name, ()))
+        text = self._cells((meta.name, meta.service, meta.kind,
+                            _mark(state, reasons, now - meta.updated)), width)
         style = self._style("")
-        if state in DUE:
+        if state in DUE or not _HIGHLIGHTED.isdisjoint(reasons):
             style += self._style("entry-list--due")
         if on_cursor:
             style += self._style("entry-list--cursor")

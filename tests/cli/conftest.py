@@ -19,8 +19,10 @@ def cli(unlocked_agent, run_credd):
     return run_credd
 
 
-def run_on_pty(args: list[str], env: dict, answers: list[str], timeout: float = 20.0):
-    """Run `credd ARGS` on a terminal, typing each answer after the next `: ` prompt.
+def run_on_pty(args: list[str], env: dict, answers: list[str], timeout: float = 20.0,
+               prompt: bytes = b":"):
+    """Run `credd ARGS` on a terminal, typing each answer after the next prompt (what the
+    terminal shows ends with `prompt`: `: ` by default).
 
     Returns (exit code, everything the terminal showed).
     """
@@ -39,7 +41,7 @@ def run_on_pty(args: list[str], env: dict, answers: list[str], timeout: float = 
             if not chunk:
                 break
             shown += chunk
-            if pending and shown[answered_at:].rstrip().endswith(b":"):
+            if pending and shown[answered_at:].rstrip().endswith(prompt):
                 os.write(fd, pending.pop(0).encode() + b"\n")
                 answered_at = len(shown)
     _, status = os.waitpid(pid, 0)

@@ -34,6 +34,7 @@ class MemoryStore:
         self._key = audit_key
         self._current: dict[str, _Version] = {}
         self._older: dict[str, list[_Version]] = {}
+        self._records: dict[str, dict[str, bytes]] = {}
 
     # -- reading
 
@@ -168,6 +169,18 @@ class MemoryStore:
         self._replace(found.meta.name, _Version(meta, older.value, dict(older.secrets),
                                                 older.notes), now)
         return msgspec.structs.replace(meta)
+
+
+    # -- the agent's own records (grant_book.Records), as the vault keeps them
+
+    def records(self, kind: str) -> dict[str, bytes]:
+        return dict(self._records.get(kind, {}))
+
+    def put_record(self, kind: str, id: str, blob: bytes) -> None:
+        self._records.setdefault(kind, {})[id] = blob
+
+    def delete_record(self, kind: str, id: str) -> None:
+        self._records.get(kind, {}).pop(id, None)
 
 
 def _canonical(name: str) -> str:

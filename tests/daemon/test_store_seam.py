@@ -41,11 +41,16 @@ class MemoryState(AgentState):
     def __init__(self, config: Config, memory: MemoryStore) -> None:
         super().__init__(config)
         self.memory = memory
+        self.kept = MemoryStore()  # the agent's own records (grants), as the vault keeps them
 
     def store(self) -> EntryStore:
         if not self.unlocked:
             raise LockedError("the vault is locked: run `credd unlock`")
         return self.memory
+
+    def records(self) -> MemoryStore:
+        self.store()
+        return self.kept
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.tui.conftest import make_app, run, running, screen_text, wait_until  # noqa: F401
 from tests.tui.test_app import _browse
 
@@ -20,6 +22,9 @@ def test_the_detail_names_the_mount(unlocked_agent, make_app, run, run_credd, tm
             assert [e.name for e in screen.entry_list.entries] == ["local/a", "run/db_password"]
             await pilot.press("slash", *"db_pass", "enter")
             assert screen.entry_list.highlighted.name == "run/db_password"
-            await wait_until(pilot, lambda: "mount    run" in screen_text(pilot.app),
+            # the key column is as wide as the longest key (`fingerprint` once the agent
+            # sent it), so any run of spaces
+            await wait_until(pilot, lambda: re.search(r"\bmount +run\b",
+                                                      screen_text(pilot.app)),
                              what="the mount row")
     run(scenario())

@@ -268,7 +268,9 @@ def _wait_for(stream, needle: bytes, timeout: float = 15) -> bytes:
     return seen
 
 
-def test_signals_are_forwarded(stocked, credd_env, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--via-agent"]], ids=["local", "via-agent"])
+def test_signals_are_forwarded(stocked, credd_env, tmp_path, how):
+    """To the child here, or passed on over the socket to the command the agent runs."""
     child = script(tmp_path, "sig.py", """
 import signal, sys, time
 def handler(sig, frame):
@@ -280,7 +282,7 @@ print("ready", flush=True)
 time.sleep(30)
 """)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", "--env",
+        proc = subprocess.Popen([sys.executable, "-m", "credd", "run", *how, "--env",
                                  "GH=credd://github/token", "--", sys.executable, child],
                                 env=credd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
@@ -316,7 +318,9 @@ def _on_terminal(run_args: list[str], env: dict, converse, *, stdin_too: bool = 
     return seen.decode()
 
 
-def test_pty_keeps_colours_and_masks(stocked, credd_env, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--via-agent"]], ids=["local", "via-agent"])
+def test_pty_keeps_colours_and_masks(stocked, credd_env, tmp_path, how):
+    """On our terminal, or on the agent's own terminal fed from ours."""
     child = script(tmp_path, "colour.py", """
 import os, sys
 print("tty", sys.stdout.isatty(), sys.stdin.isatty())
@@ -329,16 +333,17 @@ print("read", line.strip()[::-1], flush=True)
         term.write(b"abc\r")
         return seen + _wait_for(term, b"read cba")
 
-    text = _on_terminal(["--env", "GH=credd://github/token", "--", sys.executable, child],
-                        credd_env, converse, stdin_too=True)
+    text = _on_terminal([*how, "--env", "GH=credd://github/token", "--", sys.executable,
+                         child], credd_env, converse, stdin_too=True)
     assert "tty True True" in text
     assert f"\x1b[31m{R}\x1b[0m and \x1b[1mbold\x1b[0m" in text
     assert TOKEN not in text
 
 
-def test_closed_reader_ends_the_child_instead_of_hanging(stocked, credd_env):
+@pytest.mark.parametrize("how", ["", "--via-agent"], ids=["local", "via-agent"])
+def test_closed_reader_ends_the_child_instead_of_hanging(stocked, credd_env, how):
     """`credd run -- yes | head -1`: when our reader goes, the child must not block forever."""
-    r = subprocess.run(f"{sys.executable} -m credd run --env GH=credd://github/token -- "
+    r = subprocess.run(f"{sys.executable} -m credd run {how} --env GH=credd://github/token -- "
                        f"yes | head -1", shell=True, env=credd_env, capture_output=True,
                        timeout=30)
     assert r.stdout == b"y\n"
@@ -404,9 +409,13 @@ while not done and time.time() < deadline:
             proc.wait()
 
 
-def test_many_secrets_and_megabytes_of_output_are_masked_exactly(stocked, credd_cmd, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--via-agent"]], ids=["local", "via-agent"])
+def test_many_secrets_and_megabytes_of_output_are_masked_exactly(stocked, credd_cmd, tmp_path,
+                                                                 how):
     """Enough secrets for the compiled matcher (built while the child starts) and output in
-    large, uneven writes, secrets straddling the 1 MiB reads: the same as masking it whole."""
+    large, uneven writes, secrets straddling the 1 MiB reads: the same as masking it whole
+    (the agent masks each value's encoded forms too)."""
+    from credd.redact import encoded_forms
     from tests.scripting.test_mask import reference
     values = [f"bulk-secret-{i:02d}-" + "k7Q" * (i % 7 + 1) for i in range(40)]
     for i, value in enumerate(values):
@@ -440,11 +449,12 @@ while pos < len(data):
     pos += n
 os.write(2, data[:100_000])
 """)
-    r = credd_cmd("run", "--env-file", str(env_file), "--", sys.executable, child, str(raw),
-                  timeout=120)
+    r = credd_cmd("run", *how, "--env-file", str(env_file), "--", sys.executable, child,
+                  str(raw), timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     data = raw.read_bytes()
-    secrets = [v.encode() for v in values]
+    secrets = ([v.encode() for v in values] if not how
+               else sorted({form for v in values for form in encoded_forms(v)}))
     expected = reference(data, secrets)
     assert r.stdout == expected
     assert r.stderr == reference(data[:100_000], secrets)
@@ -453,7 +463,7 @@ os.write(2, data[:100_000])
 
 def _pump_child(tmp_path, body: str, secrets: list[str], *, threaded: bool,
                 masker_factory=None) -> bytes:
-    """Run a child with piped stdout and stderr through runner._pump into one pipe."""
+    """Run a child with piped stdout and stderr through runner.pump into one pipe."""
     from credd import runner
     from credd.mask import Masker, Patterns
     child = script(tmp_path, "pumped.py", body)
@@ -468,7 +478,8 @@ def _pump_child(tmp_path, body: str, secrets: list[str], *, threaded: bool,
         target=lambda: chunks.extend(iter(lambda: os.read(r, 65536), b"")))
     reader.start()
     try:
-        runner._pump(proc, routes, chunk=runner.PIPE_CHUNK, threaded=threaded)
+        runner.pump(routes, lambda: proc.poll() is not None, chunk=runner.PIPE_CHUNK,
+                    threaded=threaded)
         proc.wait(15)
     finally:
         os.close(w)

@@ -59,16 +59,34 @@ def utc():
         yield
 
 
+@pytest.fixture(autouse=True)
+def one_fingerprint(monkeypatch):
+    """Every vault has its own fingerprint key: draw one fixed fingerprint instead."""
+    monkeypatch.setattr("credtui.widgets.entry_detail.fingerprint", lambda shown: "fp:0000-0000")
+
+
 @pytest.fixture
 def snap_agent(unlocked_agent):
     seed(unlocked_agent, ENTRIES)
     return unlocked_agent
 
 
+def _browse_settled(app) -> bool:
+    """Browse's list has the agent's due report, and its detail pane what the agent knows
+    of the entry shown (both come after the list)."""
+    browse = next((s for s in app.screen_stack if type(s).__name__ == "BrowseScreen"), None)
+    if browse is None:
+        return True
+    detail = browse.detail
+    return browse.entry_list.has_report and (detail.meta is None or detail.inspected)
+
+
 async def _settle(pilot, screen: str, text: str) -> None:
-    """Wait until `screen` shows `text` (wrapped or not), then stop the cursors blinking."""
+    """Wait until `screen` shows `text` (wrapped or not) and Browse has what the agent sends
+    after the list, then stop the cursors blinking."""
     for _ in range(300):
-        if screen_is(pilot.app, screen) and not missing(screen_text(pilot.app), [text]):
+        if screen_is(pilot.app, screen) and not missing(screen_text(pilot.app), [text]) \
+                and _browse_settled(pilot.app):
             break
         await pilot.pause(0.05)
     for widget in pilot.app.screen.query(Input):

@@ -100,6 +100,9 @@ TOUR = [
         f"Move {NAME} to the trash?", "Delete", "Cancel", "y Yes", "n No")),
     Stop("pick field", (Back(), Key("C")), (
         f"Copy which field of {NAME}?", "value", "esc Cancel")),
+    Stop("pick reason", (Back(), Key("U")), (
+        "Show only the entries that are:", "due for rotation  (0)", "not used for a long time  (0)",
+        "esc Cancel")),
     Stop("unlock", (Back(), Key("ctrl+l")), (
         "credd is locked", "Locked on request. Enter your passphrase to unlock the vault.",
         "passphrase", "○ locked", "^q Quit")),

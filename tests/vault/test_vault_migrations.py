@@ -133,7 +133,7 @@ def test_a_format_3_vault_migrates_and_its_snapshot_leaves_the_file(tmp_path):
     conn = sqlite3.connect(path)
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert "snapshot" not in tables and {"chunks", "manifest"} <= tables
+    assert "snapshot" not in tables and {"chunks", "manifest", "records"} <= tables
     vault.unlock(make_format3.PASSPHRASE)
     assert not vault.from_snapshot  # nothing sealed yet: row by row
     expected = _everything(vault)
@@ -161,7 +161,7 @@ def test_a_format_4_vault_migrates_and_its_first_unlock_authenticates_the_slots(
     assert _format(make_format4.TARGET) == 4
     path = _copy(tmp_path, make_format4.TARGET)
     vault = Vault.open(path)
-    assert _format(path) == migrations.LATEST == 5
+    assert _format(path) == migrations.LATEST >= 5
     (backup,) = glob.glob(path + ".format4-*.bak")
     assert _format(backup) == 4
     conn = sqlite3.connect(path, isolation_level=None)

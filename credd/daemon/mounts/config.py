@@ -18,27 +18,22 @@ Credentials never sit in this file: `token`, `role_id` and `secret_id` are
 `credd://` references to entries of the local vault. The file may hold other
 settings and comments: `add` and `remove` edit only the lines of one
 `[mounts.NAME]` table, check that the result parses to exactly the intended
-table, and replace the file atomically (temp file, fsync, rename, directory
-fsync) as 0600 in a 0700 directory, under a lock on that directory. Loading
-refuses a file or directory that others can reach: whoever can write it could
-point a mount, and the token sent to it, at their own server.
+table, and replace the file (credd/config.py: reading with its permission
+checks, the lock, the atomic replace).
 
 Standard library (tomllib) and msgspec only: `credd mount` needs no agent.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import math
 import os
 import re
-import tomllib
-from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 
+from credd import config as settings
+from credd.config import toml_value
 from credd.errors import BadRequest, Exists, NotFound
 
 
@@ -140,36 +135,20 @@ _CHECKS = {"openbao": _check_openbao, "env": _check_env, "files": _check_files}
 
 # ---------------------------------------------------------------- reading
 
-def signature(path: str) -> tuple[int, ...] | None:
-    """What changes whenever the file is replaced or written (None: no file). The agent
-    compares it at every request that routes a name: one stat, no read."""
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
 def load(path: str) -> dict[str, MountConfig]:
     """The mount table in `path`, by name ({} when there is no file); BadRequest or
     InsecurePath with the file, the line and what is wrong."""
-    text = _read(path)
-    return {} if text is None else parse(text, path)
+    return table(settings.read(path), path)
 
 
 def parse(text: str, path: str = "config.toml") -> dict[str, MountConfig]:
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BadRequest(f"{path}: not valid TOML: {exc}") from None
-    return _table(doc, path)
+    return table(settings.parse(text, path), path)
 
 
-def _table(doc: dict[str, Any], path: str) -> dict[str, MountConfig]:
-    mounts = doc.get("mounts", {})
-    if not isinstance(mounts, dict):
-        raise BadRequest(f"{path}: mounts must be tables, one [mounts.NAME] per mount")
-    table = {}
+def table(doc: settings.Document, path: str) -> dict[str, MountConfig]:
+    """The [mounts.NAME] tables of a parsed config file, each checked."""
+    mounts = settings.section(doc, "mounts", path, "one [mounts.NAME] per mount")
+    found = {}
     for name, options in mounts.items():
         if not isinstance(options, dict):
             raise BadRequest(f"{path}: mounts.{name} must be a table ([mounts.{name}])")
@@ -177,31 +156,12 @@ def _table(doc: dict[str, Any], path: str) -> dict[str, MountConfig]:
             raise BadRequest(f"{path}: mount {name!r}: its name is the table's "
                              "([mounts.NAME]), not a key")
         try:
-            table[name] = check(msgspec.convert({"name": name, **options}, MountConfig))
+            found[name] = check(msgspec.convert({"name": name, **options}, MountConfig))
         except msgspec.ValidationError as exc:
             raise BadRequest(f"{path}: mount {name!r}: {exc}") from None
         except BadRequest as exc:
             raise BadRequest(f"{path}: {exc.message}") from None
-    return table
-
-
-def _read(path: str) -> str | None:
-    """The file's text, after checking it and its directory are private (None: no file)."""
-    from credd.paths import check_private_dir, check_private_file
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadRequest(f"{path}: cannot be read ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        check_private_file(path)
-        check_private_dir(os.path.dirname(os.path.abspath(path)))
-        data = f.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest(f"{path}: not UTF-8 text") from None
+    return found
 
 
 # ---------------------------------------------------------------- editing
@@ -209,19 +169,21 @@ def _read(path: str) -> str | None:
 def add(path: str, config: MountConfig) -> None:
     """Add one mount to the file (created if missing); Exists if the name is taken."""
     check(config)
-    with _editing(path) as (text, table):
-        if config.name in table:
+    with settings.editing(path) as text:
+        mounts = parse(text, path)
+        if config.name in mounts:
             raise Exists(f"a mount named {config.name!r} already exists: "
                          f"`credd mount rm {config.name}` first", names=[config.name])
         new = (text if not text or text.endswith("\n") else text + "\n")
         new += ("\n" if new else "") + to_toml(config)
-        _replace(path, new, {**table, config.name: config})
+        _replace(path, new, {**mounts, config.name: config})
 
 
 def remove(path: str, name: str) -> MountConfig:
     """Remove one mount's table from the file; NotFound if there is none."""
-    with _editing(path) as (text, table):
-        if name not in table:
+    with settings.editing(path) as text:
+        mounts = parse(text, path)
+        if name not in mounts:
             raise NotFound(f"no mount named {name!r} in {path}", names=[name])
         lines = text.splitlines(keepends=True)
         start = next((i for i, line in enumerate(lines) if _header(line) == name), None)
@@ -232,8 +194,8 @@ def remove(path: str, name: str) -> MountConfig:
                     if lines[i].lstrip().startswith("[")), len(lines))
         while end == len(lines) and start > 0 and not lines[start - 1].strip():
             start -= 1  # the last table: the blank lines that separated it go too
-        removed = table.pop(name)
-        _replace(path, "".join(lines[:start] + lines[end:]), table)
+        removed = mounts.pop(name)
+        _replace(path, "".join(lines[:start] + lines[end:]), mounts)
         return removed
 
 
@@ -247,47 +209,20 @@ def _header(line: str) -> str | None:
     return next((g for g in match.groups() if g is not None), None) if match else None
 
 
-@contextlib.contextmanager
-def _editing(path: str) -> Iterator[tuple[str, dict[str, MountConfig]]]:
-    """The file's text and table, under an exclusive lock on its directory (created 0700)."""
-    from credd.paths import ensure_private_dir
-    directory = ensure_private_dir(os.path.dirname(os.path.abspath(path)))
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        text = _read(path) or ""
-        yield text, parse(text, path)
-    finally:
-        os.close(fd)
-
-
 def _replace(path: str, text: str, expected: dict[str, MountConfig]) -> None:
     """Write `text` over the file, once it is certain to read back as `expected`."""
     if parse(text, path) != expected:
         raise BadRequest(f"{path}: the mount table is written in a form `credd mount` cannot "
                          "edit safely; edit the file by hand")
-    from credd.files import write_private
-    write_private(path, text.encode("utf-8"))
+    settings.replace(path, text)
 
 
 def to_toml(config: MountConfig) -> str:
     """One `[mounts.NAME]` table: backend first, then the options that differ from defaults."""
-    key = config.name if _BARE_KEY_RE.fullmatch(config.name) else _toml_value(config.name)
-    lines = [f"[mounts.{key}]", f"backend = {_toml_value(config.backend)}"]
+    key = config.name if _BARE_KEY_RE.fullmatch(config.name) else toml_value(config.name)
+    lines = [f"[mounts.{key}]", f"backend = {toml_value(config.backend)}"]
     for option in OPTIONS.get(config.backend, ()):
         value = getattr(config, option)
         if value != getattr(_DEFAULTS, option):
-            lines.append(f"{option} = {_toml_value(value)}")
+            lines.append(f"{option} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: str | float | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
-                                                   else c) for c in value) + '"'
-
-
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}

@@ -22,18 +22,18 @@ import time
 from collections.abc import Callable, Sequence
 
 from credd import refs
+from credd.config import Watched
 from credd.errors import BadRequest, CreddError, LockedError, NotFound, Unavailable
 from credd.protocol import EntryMeta, MountInfo, Set, VersionInfo
 from credd.store import EntryStore, SecretEntry
 
 from ..router import Router, first_segment
 from . import BACKENDS, Mount, Resolve
-from .config import READ_ONLY, MountConfig, load, signature
+from .config import READ_ONLY, MountConfig, table
 
 log = logging.getLogger("credd.agent")
 
 RETRY = 5.0  # seconds before a mount that failed to open is tried again
-_UNREAD = (-1,)  # a signature no file has: the first look always loads
 
 #: Records that a mount read one of its credentials from the local vault.
 Audit = Callable[[str, bytes], None]
@@ -44,7 +44,7 @@ class MountTable:
         self.path = path
         self.error = ""  # why the file was not loaded ("" when the table in force is the file's)
         self._audit = audit
-        self._seen: tuple[int, ...] | None = _UNREAD
+        self._file: Watched[dict[str, MountConfig]] = Watched(path, table, {}, "mount table")
         self._configs: dict[str, MountConfig] = {}
         self._open: dict[str, tuple[MountConfig, Mount]] = {}
         self._router: Router | None = None
@@ -56,18 +56,8 @@ class MountTable:
 
     def reload(self) -> bool:
         """Re-read the file if it changed since last time; True when the table changed."""
-        seen = signature(self.path)
-        if seen == self._seen:
-            return False
-        self._seen = seen
-        try:
-            configs = load(self.path)
-        except CreddError as exc:
-            if exc.message != self.error:
-                log.warning("mount table not loaded, the last good one stays: %s", exc.message)
-            self.error = exc.message
-            return False
-        self.error = ""
+        configs = self._file.current()
+        self.error = self._file.error
         if configs == self._configs:
             return False
         log.info("mount table %s: %s", self.path, ", ".join(configs) or "no mounts")
