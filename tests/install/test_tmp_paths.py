@@ -27,6 +27,11 @@ ALLOWED = {
     ("daemon/test_socket.py", "tempfile.mkdtemp"): "a home uid 65534 can reach",
     ("daemon/test_socket.py", "/tmp"): "a home uid 65534 can reach (pytest's is 0700 root's)",
     ("test_client.py", "tempfile.mkdtemp"): "a dir uid 65534 can bind a socket in",
+    ("grants/test_exfiltration_run.py", "/tmp"):
+        "HOME and cwd of a uid 65534 client, which writes nothing there",
+    ("grants/test_exfiltration_run.py", "/tmp/evil.so"): "an injected value, never made",
+    ("grants/test_exfiltration_run.py", "/tmp/evil.sh"): "an injected value, never made",
+    ("test_protocol.py", "/tmp/s"): "a field value in a message, never made",
     ("scripting/test_run.py", "/tmp"): "searched for a leaked secret, never written",
     ("service/test_agent_cmd.py", "/tmp/a dir/it's $HOME `x` \\ \"q\" ! * ;"): "quoting data",
     ("service/test_service_cmd.py", "/tmp/it's a $path with `ticks` and \\ \"quotes\""):
