@@ -31,10 +31,20 @@ FAST_KDF = {"kdf_memory_kib": 19 * 1024, "kdf_iterations": 2, "kdf_lanes": 1}
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """The test's XDG_RUNTIME_DIR: short (sun_path is 108 bytes), and outside pytest's base
+    temp, which is root's 0700 dir, so the root tests that open the socket to uid 65534 on
+    purpose can. A module whose tests need neither overrides it with a tmp_path_factory dir."""
+    runtime = Path(tempfile.mkdtemp(prefix="cr", dir="/tmp"))
+    yield runtime
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path):
+def isolated_env(monkeypatch, tmp_path, runtime_dir):
     """Point every credd path, and HOME, into fresh private directories."""
-    runtime = Path(tempfile.mkdtemp(prefix="cr", dir="/tmp"))  # short: sun_path is 108 bytes
+    runtime = runtime_dir
     home = tmp_path / "home"
     for d in (home, tmp_path / "data", tmp_path / "state", tmp_path / "config", tmp_path / "cache"):
         d.mkdir(mode=0o700)
@@ -55,8 +65,7 @@ def isolated_env(monkeypatch, tmp_path):
         monkeypatch.setenv(key, value)
     for key in ("CREDD_PID", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "PYTHON_KEYRING_BACKEND"):
         monkeypatch.delenv(key, raising=False)
-    yield env
-    shutil.rmtree(runtime, ignore_errors=True)
+    return env
 
 
 @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """Snapshots of every screen at 80×24 and 200×60, against a real agent.
 
 Deterministic by construction: the app is given the socket as a path
-relative to the test's own runtime directory (the conftest's short,
-per-test one: two runs on a host never share it), so the status bar and the
+relative to the test's own runtime directory (a short one from pytest's
+tmp_path_factory: two runs on a host never share it), so the status bar and the
 no-agent screen always draw `credd/agent.sock`; entries whose states do not
 depend on the clock (ages read "today", the expiry lies in 2001); no earlier
 versions and an empty trash (their lists show dates); no cursor blink; no
@@ -33,6 +33,12 @@ ENTRIES = [
     dict(name="github/work/token", kind="access_token", service="github.com", tags=["work"],
          value="ghp_example"),
 ]
+
+
+@pytest.fixture
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pytest's own tmp path for the runtime dir (private to the run, short)."""
+    return tmp_path_factory.mktemp("snap")
 
 
 @pytest.fixture(autouse=True)

@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.install import PIP_CACHE
 
 CHECK = REPO / "scripts" / "check-venv.sh"
 COMMANDS = ("credd", "credtui", "git-credential-credd", "docker-credential-credd")
-#: The real pip cache, read before the fixtures move HOME: the test installs from it.
-PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pip")
 
 
 def make(target: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -48,6 +46,11 @@ def test_make_install_user(unlocked_agent, credd_env, isolated_env):
     assert (venv / "bin" / "credd").read_text().startswith(f"#!{venv}/bin/python -IS\n")
     assert not list(venv.glob("lib/python*/site-packages/__editable__*"))  # a real install
 
+    # README: the commands are in ~/.local/bin; a shell whose PATH is only that runs them
+    shell = subprocess.run(["/bin/sh", "-c", "command -v credtui && credd --version"],
+                           env={"HOME": str(home), "PATH": str(bin_dir)},
+                           capture_output=True, text=True, timeout=30)
+    assert shell.stdout == f"{bin_dir}/credtui\ncredd 0.1.0\n", shell.stderr
     credd = str(bin_dir / "credd")
     version = subprocess.run([credd, "--version"], env=env, capture_output=True, text=True,
                              timeout=30)
