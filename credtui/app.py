@@ -56,6 +56,12 @@ class CredApp(App[None], inherit_bindings=False):
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("q", "quit", "Quit", show=False),
         Binding("ctrl+c", "help_quit", show=False, system=True),  # Textual's: says ctrl+q quits
+        # Priority, so the focus moves as Tab is read: Textual runs other bindings only once
+        # the key has bubbled up from the focused widget, and keys read in the meantime would
+        # reach the field Tab leaves (a value typed ahead landing in Tags). No widget here
+        # takes Tab itself (TextArea's tab_behavior is "focus").
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
     ]
 
     def __init__(self, socket_path: str | None = None, *, reveal_seconds: float = 30.0,

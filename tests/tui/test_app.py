@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+from textual import events
 
 from credd.protocol import EntryMeta, Revealed
 from credtui.clipboard import CLEAR, osc52
@@ -326,6 +327,24 @@ class TestWrite:
                 await wait_until(pilot, lambda: "The trash is empty" in screen_text(pilot.app))
                 with browsing.client() as c:
                     assert c.trash() == []
+        run(scenario())
+
+    def test_keys_read_at_once_keep_their_order_across_tab(self, browsing, make_app, run):
+        """Tab and the letters after it read in one go (a loaded machine, a typing tool, ssh):
+        the letters reach the field Tab moved to, not the one it left."""
+        async def scenario():
+            async with running(make_app(browsing), size=(100, 40)) as pilot:
+                await _browse(pilot)
+                await pilot.press("n")
+                await wait_until(pilot, lambda: screen_is(pilot.app, "EditScreen"))
+                form = pilot.app.screen
+                name, service = form.query_one("#edit-name"), form.query_one("#edit-service")
+                await wait_until(pilot, lambda: name.has_focus, what="the name focused")
+                for key, character in [("x", "x"), ("tab", "\t"), ("tab", "\t"), ("y", "y"),
+                                       ("shift+tab", None), ("shift+tab", None), ("z", "z")]:
+                    pilot.app.post_message(events.Key(key, character))  # no wait in between
+                await pilot.pause(0.5)
+                assert (name.value, service.value) == ("z", "y")  # focus selects a field's text
         run(scenario())
 
     def test_invalid_form_explains_and_saves_nothing(self, browsing, make_app, run):
