@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from credd.client import Client
-    from credd.protocol import Grant
+    from credd.protocol import AccessRequest, Grant
 
 MODES = ("use", "read", "write")
 
@@ -151,10 +151,18 @@ def cmd_ls(ns: argparse.Namespace) -> int:
         sys.stderr.write("no grants in force (make one with `credd grant create`)\n")
     if listed.pending:
         print("\nwaiting for your answer (`credd grant approve|deny REQUEST_ID`):")
-        print(table([[r.id, r.grant, r.op, _names(r.names), r.program or "-", str(r.pid or "-"),
-                      _left(r.expires - now)] for r in listed.pending],
-                    ["request", "grant", "op", "names", "program", "pid", "left"]))
+        print(table([[r.id, r.grant, _asks(r), _names(r.names), r.program or "-",
+                      str(r.pid or "-"), _left(r.expires - now)] for r in listed.pending],
+                    ["request", "grant", "asks", "names", "program", "pid", "left"]))
+        for r in listed.pending:
+            if r.reason:
+                print(f"  {r.id}: {r.reason!r}")
     return 0
+
+
+def _asks(request: AccessRequest) -> str:
+    """The op, or for a `request_access` the mode it would widen the grant to."""
+    return f"{request.mode or 'more'} access" if request.op == "request_access" else request.op
 
 
 def cmd_show(ns: argparse.Namespace) -> int:

@@ -44,9 +44,15 @@ def describe(request: AccessRequest) -> Text:
     pid = f" (pid {request.pid})" if request.pid else ""
     text = Text()
     text.append(who, style="bold")
-    text.append(f"{pid} asks to {request.op} ")
+    if request.op == "request_access":  # a wider grant: say how wide, and the program's why
+        text.append(f"{pid} asks for {request.mode or 'more'} access to ")
+    else:
+        text.append(f"{pid} asks to {request.op} ")
     text.append(", ".join(request.names) or "covered entries", style="bold")
     text.append(f" under grant {request.grant}.")
+    if request.reason:
+        text.append("\nIts reason, in its own words: ")
+        text.append(request.reason, style="italic")
     return text
 
 

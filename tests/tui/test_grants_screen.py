@@ -238,3 +238,14 @@ def test_who_read_it_names_the_grant(owner, make_app, run, run_credd, credd_env)
             await wait_until(pilot, lambda: gid in screen_text(pilot.app), what="the grant")
             assert "credd get" in screen_text(pilot.app)
     run(scenario())
+
+
+def test_a_request_for_more_access_says_the_mode_and_the_reason():
+    """`request_access` asks for a wider grant: the owner sees how wide, and why."""
+    from credd import protocol as proto
+    from credtui.screens.access import describe
+    text = describe(proto.AccessRequest(
+        id="r_aaaaaaaaaa", grant="g_bbbbbbbbbb", op="request_access", names=("stripe/key",),
+        program="credd mcp", pid=7, mode="read", reason="deploy the billing fix")).plain
+    assert "asks for read access to stripe/key under grant g_bbbbbbbbbb" in text
+    assert "deploy the billing fix" in text and "request_access" not in text
