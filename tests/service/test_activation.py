@@ -172,6 +172,7 @@ def test_credd_serve_under_socket_activation(sock_dir, credd_env):
     proc = activate(path, PYTHON, "-m", "credd", "serve", env=env)
     try:
         from credd.client import Client
+        connect(path).close()  # the socket file exists at bind, before it listens
         with Client(path, timeout=30) as c:
             status = c.status()
         assert status.pid == proc.pid  # systemd-socket-activate execs: same pid
