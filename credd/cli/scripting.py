@@ -153,15 +153,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
         raise BadRequest("--json goes with --dry-run (the command's own output is its own)")
     if ns.signal and not ns.restart_on_change:
         raise BadRequest("--signal goes with --restart-on-change")
+    base = _base_environment(ns, plain)
     if ns.restart_on_change:
         from credd import restarter
         return restarter.supervise(restarter.Plan(
-            argv, refs, lambda: _fetch(refs), lambda secrets: _environment(ns, plain, secrets),
+            argv, refs, lambda: _fetch(refs), lambda secrets: _environment(ns, base, secrets),
             mask=ns.mask, files=ns.files, sig=restarter.parse_signal(ns.signal, ns.files)))
-    secrets = _fetch_or_hand_over(ns, argv, _base_environment(ns, plain), refs) if refs else {}
+    secrets = _fetch_or_hand_over(ns, argv, base, refs) if refs else {}
     if isinstance(secrets, int):  # the agent ran it: this is its exit status
         return secrets
-    env, files = _environment(ns, plain, secrets)
+    env, files = _environment(ns, base, secrets)
     return runner.run(argv, env, list(secrets.values()), mask=ns.mask, files=files)
 
 
@@ -180,11 +181,12 @@ def _base_environment(ns: argparse.Namespace, plain: dict[str, str]) -> dict[str
     return {**base, **plain}
 
 
-def _environment(ns: argparse.Namespace, plain: dict[str, str], secrets: dict[str, str]
+def _environment(ns: argparse.Namespace, base: dict[str, str], secrets: dict[str, str]
                  ) -> tuple[dict[str, str], SecretFiles | None]:
-    """The child's environment, and with --files the files its VAR_FILE variables name."""
+    """The child's environment (`base` and the secrets), and with --files the files its
+    VAR_FILE variables name."""
     from credd import runner
-    env = _base_environment(ns, plain)
+    env = dict(base)
     files = None
     if ns.files:
         files = runner.secret_files(secrets)
